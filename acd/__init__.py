@@ -1,0 +1,1 @@
+"""ACD/IVR engine: routing core, Asterisk shells and the live service."""

@@ -1,0 +1,1 @@
+"""Asterisk shells: FastAGI and ARI."""

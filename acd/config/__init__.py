@@ -1,0 +1,1 @@
+"""Center configuration: schema, safe YAML loading, validation and agent roster expansion."""

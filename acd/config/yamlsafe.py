@@ -1,0 +1,151 @@
+"""Safe YAML loading: plain data only, aliases bounded, cycles refused, errors with file and line.
+
+PyYAML's SafeLoader already refuses arbitrary tags. It still accepts a recursive alias
+(``a: &a [*a]``) and an "alias bomb" whose expansion is exponential; both are refused here
+before any consumer walks the tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from acd.errors import ConfigError, Problem
+
+#: Largest number of nodes a document may expand to once aliases are followed.
+MAX_EXPANDED_NODES = 1_000_000
+#: Largest number of alias uses in one document.
+MAX_ALIASES = 1_000
+#: Largest file accepted, in bytes.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that counts aliases and refuses an alias to an anchor still being built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._open_anchors: set[str] = set()
+        self._alias_uses = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            anchor = event.anchor
+            if anchor in self._open_anchors:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"recursive alias *{anchor} refers to a node that contains it",
+                    event.start_mark,
+                )
+            self._alias_uses += 1
+            if self._alias_uses > MAX_ALIASES:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"more than {MAX_ALIASES} aliases", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        anchor = getattr(event, "anchor", None)
+        if anchor is None:
+            return super().compose_node(parent, index)
+        self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open_anchors.discard(anchor)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo) + _expanded_size(v, memo)
+    memo[key] = size
+    if size > MAX_EXPANDED_NODES:
+        raise _TooLarge(size)
+    return size
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def loads(text: str, file: str = "<string>") -> Any:
+    """Parse one YAML document of plain data, or raise ConfigError naming the file and line."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            _expanded_size(node, {})
+        except _TooLarge as exc:
+            raise ConfigError(
+                [Problem(file, "<root>", f">{MAX_EXPANDED_NODES} nodes",
+                         "document expands to too many nodes through aliases (alias bomb?)")]
+            ) from exc
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        msg = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        raise ConfigError([Problem(file, "<root>", None, f"invalid YAML: {msg}", line)]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(file, "<root>", None, f"invalid YAML: {exc}")]) from exc
+    finally:
+        loader.dispose()
+
+
+def load_file(path: str | Path) -> Any:
+    """Read and parse a YAML file with :func:`loads`; unreadable or huge files are ConfigErrors."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError([Problem(str(p), "<root>", p.stat().st_size,
+                                       f"file is larger than {MAX_FILE_BYTES} bytes")])
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(p), "<root>", None, f"cannot read file: {exc.strerror}")]) \
+            from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(p), "<root>", None, f"file is not UTF-8: {exc.reason}")]) \
+            from exc
+    return loads(text, str(p))
+
+
+def line_of(text: str, loc: tuple[str | int, ...] | list[str | int]) -> int | None:
+    """The 1-based line of the node at ``loc`` in ``text`` (the nearest parent found), or None."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+    if node is None:
+        return None
+    line: int = node.start_mark.line + 1
+    for part in loc:
+        nxt: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    nxt = v
+                    line = k.start_mark.line + 1
+                    break
+        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+              and 0 <= part < len(node.value)):
+            nxt = node.value[part]
+            line = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        node = nxt
+    return line

@@ -1,0 +1,281 @@
+"""The routing core's vocabulary: agent profiles, states, commands out and domain events out.
+
+Commands tell the telephony side what to do (ring an agent, stop ringing, send a call to
+voicemail); domain events say what happened (a call was queued, answered, ended). Both are small
+immutable records so that drivers (asyncio, SimPy) and observers (metrics, logs, call records,
+KPIs) can consume them without touching router state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class AgentState(StrEnum):
+    """An agent's routing state."""
+
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    RINGING = "ringing"
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+    PAUSED = "paused"
+
+
+class CallState(StrEnum):
+    """A call's state inside the router."""
+
+    QUEUED = "queued"
+    RINGING = "ringing"
+    TALKING = "talking"
+    ENDED = "ended"
+
+
+class Outcome(StrEnum):
+    """How a call left the router. Every call gets exactly one."""
+
+    ANSWERED = "answered"
+    ABANDONED = "abandoned"
+    OVERFLOWED = "overflowed"
+    VOICEMAIL = "voicemail"
+    CALLBACK = "callback"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProfile:
+    """Who an agent is (from the roster): what the router may route to them."""
+
+    id: str
+    site: str
+    group: str
+    skills: Mapping[str, int]
+    languages: tuple[str, ...]
+    countries: frozenset[str] | None
+    newcomer: bool
+    extension: str
+    endpoint: str
+
+
+# --- commands: what the telephony side must do -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """Ring ``agent_id`` at ``endpoint`` for ``call_id``; report answer or failure back."""
+
+    call_id: str
+    agent_id: str
+    endpoint: str
+    ring_timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOffer:
+    """Stop ringing ``agent_id`` for ``call_id`` (caller gone, ring timeout, agent paused)."""
+
+    call_id: str
+    agent_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Overflow:
+    """Take ``call_id`` out of the ACD to ``target`` (``voicemail`` or ``callback``)."""
+
+    call_id: str
+    target: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OfferCallback:
+    """Ask the caller whether they want to be called back instead of waiting."""
+
+    call_id: str
+    ewt_s: float
+
+
+# --- domain events: what happened -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallQueued:
+    """A call entered ``queue`` (on arrival or when moved there by overflow)."""
+
+    call_id: str
+    queue: str
+    language: str
+    country: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallOffered:
+    """The router reserved ``agent_id`` for ``call_id``."""
+
+    call_id: str
+    agent_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """``agent_id`` answered ``call_id`` after the caller waited ``wait_s`` in queue."""
+
+    call_id: str
+    agent_id: str
+    queue: str
+    wait_s: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequeued:
+    """An offer failed (ring-no-answer, busy, agent paused); the call keeps its place."""
+
+    call_id: str
+    agent_id: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallMoved:
+    """Overflow moved ``call_id`` from one queue to another; it keeps its arrival time."""
+
+    call_id: str
+    from_queue: str
+    to_queue: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepApplied:
+    """Expansion step ``index`` of the call's queue took effect."""
+
+    call_id: str
+    queue: str
+    index: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """``call_id`` left the router with ``outcome``; emitted exactly once per call."""
+
+    call_id: str
+    outcome: Outcome
+    queue: str
+    language: str
+    country: str
+    arrived: float
+    wait_s: float
+    agent_id: str | None
+    site: str | None
+    talk_s: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStateChanged:
+    """``agent_id`` moved to ``state`` (with a pause ``reason`` when paused)."""
+
+    agent_id: str
+    state: AgentState
+    reason: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class InputDefaulted:
+    """An unknown value from outside (queue, language, country) was replaced by a default."""
+
+    call_id: str
+    field: str
+    value: str
+    used: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A report arrived for a call or agent in a state where it means nothing (stale)."""
+
+    subject: str
+    what: str
+    reason: str
+
+
+Command = Offer | CancelOffer | Overflow | OfferCallback
+Event = (CallQueued | CallOffered | CallAnswered | CallRequeued | CallMoved | StepApplied
+         | CallEnded | AgentStateChanged | InputDefaulted | Ignored)
+Output = Command | Event
+
+
+# --- snapshots ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """A queue at one instant, for the API, metrics and announcements."""
+
+    queue: str
+    waiting: int
+    ringing: int
+    talking: int
+    oldest_wait_s: float
+    agents_logged_in: int
+    agents_ready: int
+    ewt_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSnapshot:
+    """An agent at one instant."""
+
+    agent_id: str
+    site: str
+    group: str
+    state: AgentState
+    reason: str | None
+    call_id: str | None
+    since: float
+    newcomer: bool
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class RoutingError(Exception):
+    """A request the router refuses; the message names the subject and the valid choices."""
+
+
+class UnknownAgent(RoutingError, KeyError):
+    """No agent with this id is on the roster."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown agent"
+
+
+class UnknownCall(RoutingError, KeyError):
+    """No call with this id is in the router."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown call"
+
+
+class DuplicateCall(RoutingError):
+    """A call with this id is already in the router."""
+
+
+class AgentAlreadyLoggedIn(RoutingError):
+    """Login refused: the agent is already logged in (double login)."""
+
+
+class AgentNotLoggedIn(RoutingError):
+    """The request needs a logged-in agent."""
+
+
+class InvalidPauseReason(RoutingError):
+    """The pause reason is not one of the configured reasons."""

@@ -1,0 +1,1 @@
+"""IVR call flows: YAML definitions, validation and an interpreter over a Channel protocol."""

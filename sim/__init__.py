@@ -1,0 +1,1 @@
+"""SimPy simulation of the contact center through the real routing core."""
