@@ -38,14 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; bad input exits 2 with every problem printed, one per line."""
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False)
+    # Tables stay readable when the output is piped (rich assumes 80 columns then).
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     try:
         code: int = args.func(args, console)
     except InputError as exc:
-        err = Console(stderr=True, highlight=False)
-        err.print(f"[red]error:[/red] {len(exc.problems)} problem(s):", markup=True)
+        # Plain lines, one problem each, never wrapped: they are meant for grep and editors.
+        print(f"error: {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
-            err.print(str(problem), markup=False)
+            print(str(problem), file=sys.stderr)
         return EXIT_BAD_INPUT
     return code
 

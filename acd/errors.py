@@ -13,7 +13,7 @@ def format_path(loc: Sequence[str | int]) -> str:
     """Render a location such as ``("queues", "tech", 2)`` as ``queues.tech[2]``."""
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)

@@ -6,6 +6,7 @@ with status 2.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,13 +52,15 @@ def center_from_data(data: object, file: str, text: str | None = None) -> Loaded
         raise ConfigError([Problem(file, "<root>", type(data).__name__,
                                    "the center config must be a mapping", line(()))])
     try:
-        config = CenterConfig.model_validate(data)
+        # JSON mode with strict=True: no silent coercion (``count: true`` is not 1 agent,
+        # ``"46"`` is not 46), while enum values are still written as plain strings.
+        config = CenterConfig.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            problems.append(Problem(file, format_path(loc), err.get("input"), err["msg"],
-                                    line(loc)))
+            problems.append(Problem(file, format_path(loc), err.get("input"),
+                                    yaml_words(err["msg"]), line(loc)))
         raise ConfigError(problems) from None
     problems = [Problem(file, format_path(loc), value, msg, line(loc))
                 for loc, value, msg in _cross_check(config)]
@@ -76,6 +79,12 @@ def center_from_data(data: object, file: str, text: str | None = None) -> Loaded
     if problems:
         raise ConfigError(problems)
     return LoadedCenter(file, config, agents, warnings)
+
+
+def yaml_words(message: str) -> str:
+    """Pydantic's JSON vocabulary in the words of the YAML file the user wrote."""
+    return (message.replace("an object", "a mapping").replace("a valid dictionary", "a mapping")
+            .replace("a valid array", "a list").replace("Object", "Mapping"))
 
 
 def _duplicates(items: list[str]) -> list[str]:

@@ -12,14 +12,16 @@ from typing import Any
 
 import yaml
 
-from acd.errors import ConfigError, Problem
+from acd.errors import ConfigError, Problem, format_path
 
 #: Largest number of nodes a document may expand to once aliases are followed.
 MAX_EXPANDED_NODES = 1_000_000
 #: Largest number of alias uses in one document.
 MAX_ALIASES = 1_000
 #: Largest file accepted, in bytes.
-MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_FILE_BYTES = 2 * 1024 * 1024
+#: Deepest nesting accepted (PyYAML recurses once per level).
+MAX_DEPTH = 64
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -29,6 +31,7 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._open_anchors: set[str] = set()
         self._alias_uses = 0
+        self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -46,14 +49,56 @@ class _BoundedLoader(yaml.SafeLoader):
                 )
             return super().compose_node(parent, index)
         event = self.peek_event()
-        anchor = getattr(event, "anchor", None)
-        if anchor is None:
-            return super().compose_node(parent, index)
-        self._open_anchors.add(anchor)
+        self._depth += 1
         try:
-            return super().compose_node(parent, index)
+            if self._depth > MAX_DEPTH:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
+            anchor = getattr(event, "anchor", None)
+            if anchor is None:
+                return super().compose_node(parent, index)
+            # YAML allows an anchor to be defined again; the newest definition wins.
+            self.anchors.pop(anchor, None)
+            self._open_anchors.add(anchor)
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._open_anchors.discard(anchor)
         finally:
-            self._open_anchors.discard(anchor)
+            self._depth -= 1
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _check_keys(node: yaml.Node, path: tuple[str | int, ...], file: str, seen: set[int]) -> None:
+    """Refuse keys YAML reads as booleans or null (``NO:``, ``on:``) and keys given twice."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, child in enumerate(node.value):
+            _check_keys(child, (*path, i), file, seen)
+    elif isinstance(node, yaml.MappingNode):
+        first: dict[str, yaml.Node] = {}
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode) or k.tag == _MERGE:
+                continue
+            if k.tag in (_BOOL, _NULL):
+                raise ConfigError([Problem(
+                    file, format_path(path), k.value,
+                    f"key {k.value!r} is read by YAML as "
+                    f"{'a boolean' if k.tag == _BOOL else 'null'}; quote it (\"{k.value}\")",
+                    k.start_mark.line + 1)])
+            if k.value in first:
+                raise ConfigError([Problem(
+                    file, format_path((*path, k.value)), k.value,
+                    f"key appears twice (first on line {first[k.value].start_mark.line + 1})",
+                    k.start_mark.line + 1)])
+            first[k.value] = k
+            _check_keys(v, (*path, k.value), file, seen)
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -92,6 +137,7 @@ def loads(text: str, file: str = "<string>") -> Any:
                 [Problem(file, "<root>", f">{MAX_EXPANDED_NODES} nodes",
                          "document expands to too many nodes through aliases (alias bomb?)")]
             ) from exc
+        _check_keys(node, (), file, set())
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -100,6 +146,9 @@ def loads(text: str, file: str = "<string>") -> Any:
         raise ConfigError([Problem(file, "<root>", None, f"invalid YAML: {msg}", line)]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, "<root>", None, f"invalid YAML: {exc}")]) from exc
+    except RecursionError as exc:
+        raise ConfigError([Problem(file, "<root>", None, "invalid YAML: nested too deeply")]) \
+            from exc
     finally:
         loader.dispose()
 

@@ -60,6 +60,9 @@ OTHER = "other"
 _OUT_TARGETS = frozenset({"voicemail", "callback"})
 
 
+_ReadyKey = tuple[str, str, str, bool]
+
+
 class _QueueRt:
     """A queue's runtime view of its config, precomputed for the hot path."""
 
@@ -140,7 +143,7 @@ class _Agent:
                  "version")
 
     def __init__(self, profile: AgentProfile, index: int,
-                 ready_keys: list[tuple[str, str]]) -> None:
+                 ready_keys: list[_ReadyKey]) -> None:
         self.profile = profile
         self.index = index
         self.ready_keys = ready_keys
@@ -169,7 +172,7 @@ class Router:
             self._queues_by_skill.setdefault(q.skill, []).append(q)
         self._agents: dict[str, _Agent] = {}
         for i, p in enumerate(agents):
-            keys = [(s, lang) for s in p.skills for lang in p.languages]
+            keys = [(s, lang, p.site, p.newcomer) for s in p.skills for lang in p.languages]
             self._agents[p.id] = _Agent(p, i, keys)
         # Per agent: the buckets it must look at when freed (its skills' queues x its languages).
         self._agent_buckets: dict[str, list[tuple[str, str]]] = {
@@ -178,7 +181,10 @@ class Router:
                            for lang in a.profile.languages]
             for a in self._agents.values()
         }
-        self._ready: dict[tuple[str, str], dict[str, _Agent]] = {}
+        # Ready agents by (skill, language, site, newcomer), each dict in the order they became
+        # ready: a call looks only where eligible agents can be, longest idle first.
+        self._ready: dict[_ReadyKey, dict[str, _Agent]] = {}
+        self._sites = tuple(config.sites)
         #: Agents logged in and not paused, per skill (for wait estimates).
         self._staffed: dict[str, int] = dict.fromkeys(config.skills, 0)
         self._buckets: dict[tuple[str, str], list[tuple[int, int, _Call]]] = {}
@@ -513,8 +519,9 @@ class Router:
                 return
         langs = (call.language, *call.fallbacks) if call.accept_fallback else (call.language,)
         self._bucket_in(call, langs)
-        self._arm(call)
         self._match_call(now, call)
+        if call.state is CallState.QUEUED:
+            self._arm(call)
 
     def _arm(self, call: _Call) -> None:
         q = call.q
@@ -565,8 +572,9 @@ class Router:
             return
         if call.accept_fallback and not had_fallback and call.fallbacks:
             self._bucket_in(call, call.fallbacks)
-        self._arm(call)
         self._match_call(now, call)
+        if call.state is CallState.QUEUED:
+            self._arm(call)
 
     def _apply_step_rules(self, now: float, call: _Call) -> bool:
         """Apply the call's next step; False when the step took the call out of the queue."""
@@ -622,42 +630,63 @@ class Router:
         return not (p.newcomer and not call.newcomers_ok)
 
     def _match_call(self, now: float, call: _Call) -> None:
-        """Find the best ready agent for a waiting call and offer it."""
+        """Find the best ready agent for a waiting call and offer it.
+
+        Candidates are taken tier by tier: home site before other sites (site affinity), then
+        tenured before newcomers (``last_resort``); the first tier with an eligible agent wins.
+        """
         q = call.q
         policy = q.routing.agent_selection
-        affinity = q.routing.site_affinity and call.all_sites and call.home_site is not None
-        last_resort = q.newcomers is NewcomerPolicy.last_resort
+        home = call.home_site
+        if not call.all_sites:
+            site_tiers: list[tuple[str, ...]] = [(home,)] if home is not None else []
+        elif home is None:
+            site_tiers = [self._sites]
+        elif q.routing.site_affinity:
+            site_tiers = [(home,), tuple(s for s in self._sites if s != home)]
+        else:
+            site_tiers = [self._sites]
+        if not call.newcomers_ok:
+            novice_tiers: list[tuple[bool, ...]] = [(False,)]
+        elif q.newcomers is NewcomerPolicy.last_resort:
+            novice_tiers = [(False,), (True,)]
+        else:
+            novice_tiers = [(False, True)]
         skill = q.skill
         langs = (call.language, *call.fallbacks) if call.accept_fallback else (call.language,)
-        best: _Agent | None = None
-        best_key: tuple[float, ...] | None = None
+        ready = self._ready
         n_agents = len(self._agents)
-        for lang in langs:
-            ready = self._ready.get((skill, lang))
-            if not ready:
-                continue
-            for agent in ready.values():
-                if not self._eligible(agent, call):
-                    continue
-                p = agent.profile
-                miss = 1.0 if affinity and p.site != call.home_site else 0.0
-                novice = 1.0 if last_resort and p.newcomer else 0.0
-                if policy is AgentSelection.longest_idle:
-                    key: tuple[float, ...] = (miss, novice, agent.idle_since, agent.index)
-                elif policy is AgentSelection.highest_proficiency:
-                    key = (miss, novice, -p.skills[skill], agent.idle_since, agent.index)
-                elif policy is AgentSelection.least_occupied:
-                    key = (miss, novice, self._occupancy(now, agent), agent.idle_since,
-                           agent.index)
-                else:
-                    key = (miss, novice, (agent.index - q.rr_last - 1) % n_agents)
-                if best_key is None or key < best_key:
-                    best, best_key = agent, key
-                    # Ready dicts are in idle order, so the first clean hit is the longest idle.
-                    if policy is AgentSelection.longest_idle and miss == 0.0 and novice == 0.0:
-                        break
-        if best is not None:
-            self._offer(now, call, best)
+        for sites in site_tiers:
+            for novices in novice_tiers:
+                best: _Agent | None = None
+                best_key: tuple[float, ...] | None = None
+                for lang in langs:
+                    for site in sites:
+                        for novice in novices:
+                            group = ready.get((skill, lang, site, novice))
+                            if not group:
+                                continue
+                            for agent in group.values():
+                                if not self._eligible(agent, call):
+                                    continue
+                                if policy is AgentSelection.longest_idle:
+                                    key: tuple[float, ...] = (agent.idle_since, agent.index)
+                                elif policy is AgentSelection.highest_proficiency:
+                                    key = (-agent.profile.skills[skill], agent.idle_since,
+                                           agent.index)
+                                elif policy is AgentSelection.least_occupied:
+                                    key = (self._occupancy(now, agent), agent.idle_since,
+                                           agent.index)
+                                else:
+                                    key = ((agent.index - q.rr_last - 1) % n_agents,)
+                                if best_key is None or key < best_key:
+                                    best, best_key = agent, key
+                                # Each dict is in idle order: its first hit is its longest idle.
+                                if policy is AgentSelection.longest_idle:
+                                    break
+                if best is not None:
+                    self._offer(now, call, best)
+                    return
 
     def _match_agent(self, now: float, agent: _Agent) -> None:
         """Find the best waiting call for a freed agent and offer it."""
@@ -779,7 +808,10 @@ class Router:
     def _start_wrap_up(self, now: float, agent: _Agent, wrap_up_s: float) -> None:
         agent.call = None
         self._set_state(now, agent, AgentState.WRAP_UP, None)
-        self._timer(now + wrap_up_s, _WRAP, agent)
+        if wrap_up_s > 0:
+            self._timer(now + wrap_up_s, _WRAP, agent)
+        else:
+            self._leave_wrap_up(now, agent, None, None)
 
     def _leave_wrap_up(self, now: float, agent: _Agent, state: AgentState | None,
                        reason: str | None) -> None:

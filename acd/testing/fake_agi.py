@@ -1,0 +1,265 @@
+"""A fake Asterisk that connects to a FastAGI server: replays recorded calls or scripted ones.
+
+Two ways to use it. Replay a recording verbatim (``FakeAsterisk(port).replay(path)``): the
+fake sends every ``<`` line Asterisk sent, asserts each command the server sends equals the
+recorded ``>`` line (or matches a regex put in its place), and finally asserts the server
+closed the socket, which real Asterisk never does for it. Or script a call
+(``await fake.call("route", callerid=..., reply=fn)``): ``fn`` answers each command.
+For step-by-step control, ``await fake.connect(...)`` returns a `FakeCall`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ReplyFunction = Callable[[str], "str | Sequence[str]"]
+
+
+@dataclass(frozen=True)
+class TranscriptRow:
+    """One row of an ``agi-*.jsonl`` recording: who sent what, when."""
+
+    t: float
+    direction: str
+    text: str | re.Pattern[str]
+
+
+def load_transcript(path: Path | str) -> list[TranscriptRow]:
+    """Read an ``agi-*.jsonl`` file (one ``[seconds, direction, text]`` array per line)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            t, direction, text = json.loads(line)
+            rows.append(TranscriptRow(float(t), str(direction), str(text)))
+    return rows
+
+
+def environment_block(
+    script: str = "route",
+    *,
+    callerid: str = "+79161234567",
+    calleridname: str = "unknown",
+    args: Iterable[str] = (),
+    uniqueid: str = "1795609297.11",
+    channel: str | None = None,
+    language: str = "ru",
+    context: str = "acd",
+    extension: str = "s",
+    dnid: str = "unknown",
+    extra: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1:4573",
+) -> bytes:
+    """The header block Asterisk 22 sends, in its order; values go out unescaped, as it does."""
+    pairs = [
+        ("network", "yes"),
+        ("network_script", script),
+        ("request", f"agi://{host}/{script}"),
+        ("channel", channel or f"PJSIP/trunk-{uniqueid.replace('.', '')[-8:]}"),
+        ("language", language),
+        ("type", "PJSIP"),
+        ("uniqueid", uniqueid),
+        ("version", "22.11.0"),
+        ("callerid", callerid),
+        ("calleridname", calleridname),
+        ("callingpres", "0"),
+        ("callingani2", "0"),
+        ("callington", "0"),
+        ("callingtns", "0"),
+        ("dnid", dnid),
+        ("rdnis", "unknown"),
+        ("context", context),
+        ("extension", extension),
+        ("priority", "1"),
+        ("enhanced", "0.0"),
+        ("accountcode", ""),
+        ("threadid", "140080727742144"),
+    ]
+    pairs += [(f"arg_{n}", value) for n, value in enumerate(args, start=1)]
+    pairs += list((extra or {}).items())
+    text = "".join(f"agi_{key}: {value}\n" for key, value in pairs) + "\n"
+    return text.encode("utf-8")
+
+
+def default_reply(command: str) -> str:
+    """A plausible answer to any command: success, and "unset" for GET VARIABLE."""
+    return "200 result=0"
+
+
+@dataclass
+class CallResult:
+    """What happened on one scripted call."""
+
+    commands: list[str] = field(default_factory=list)
+    closed_by_server: bool = False
+    time_to_first_command: float | None = None
+
+
+class FakeCall:
+    """One FastAGI connection from the fake Asterisk's side."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.commands: list[str] = []
+        self.connected_at = time.perf_counter()
+        self.first_command_at: float | None = None
+
+    async def send(self, data: bytes) -> None:
+        """Write raw bytes to the server."""
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send_environment(self, block: bytes | None = None) -> None:
+        """Send the header block (``block`` verbatim, or a default `environment_block`)."""
+        await self.send(block if block is not None else environment_block())
+
+    async def reply(self, *lines: str) -> None:
+        """Send reply lines (each gets its ``\\n``), e.g. ``"HANGUP", "200 result=1 (x)"``."""
+        await self.send("".join(f"{line}\n" for line in lines).encode("utf-8"))
+
+    async def hangup(self) -> None:
+        """Send the out-of-band ``HANGUP`` line, as Asterisk does when the caller hangs up."""
+        await self.send(b"HANGUP\n")
+
+    async def read_command(self, timeout: float = 5.0) -> str | None:
+        """The next command line the server sent (without ``\\n``); None if it closed."""
+        async with asyncio.timeout(timeout):
+            line = await self.reader.readline()
+        if not line:
+            return None
+        if not line.endswith(b"\n"):
+            raise AssertionError(f"The server closed in the middle of a command: {line!r}")
+        if self.first_command_at is None:
+            self.first_command_at = time.perf_counter()
+        command = line[:-1].decode("utf-8")
+        self.commands.append(command)
+        return command
+
+    async def expect(
+        self, expected: str | re.Pattern[str], *reply_lines: str, timeout: float = 5.0
+    ) -> str:
+        """Assert the next command equals (or fully matches) ``expected``, then reply."""
+        command = await self.read_command(timeout)
+        if command is None:
+            raise AssertionError(f"The server closed instead of sending {expected!r}.")
+        matched = (
+            expected.fullmatch(command) is not None
+            if isinstance(expected, re.Pattern)
+            else command == expected
+        )
+        if not matched:
+            raise AssertionError(f"Expected command {expected!r}, the server sent {command!r}.")
+        if reply_lines:
+            await self.reply(*reply_lines)
+        return command
+
+    async def wait_closed(self, timeout: float = 5.0) -> bool:
+        """True if the server closes the socket within ``timeout`` without another command."""
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(65536)
+        except TimeoutError:
+            return False
+        except ConnectionError:
+            return True
+        if data:
+            raise AssertionError(f"Expected the server to close, it sent {data!r}.")
+        return True
+
+    async def close(self) -> None:
+        """Close our side (as Asterisk never does on its own; used for EOF tests)."""
+        self.writer.close()
+        try:
+            async with asyncio.timeout(1.0):
+                await self.writer.wait_closed()
+        except (TimeoutError, ConnectionError):
+            pass
+
+
+class FakeAsterisk:
+    """Places fake calls on a FastAGI server at ``host:port``."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+
+    async def connect(self) -> FakeCall:
+        """Open a connection without sending anything yet."""
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        return FakeCall(reader, writer)
+
+    async def call(
+        self,
+        script: str = "route",
+        *,
+        callerid: str = "+79161234567",
+        calleridname: str = "unknown",
+        args: Iterable[str] = (),
+        extra: Mapping[str, str] | None = None,
+        reply: ReplyFunction = default_reply,
+        timeout: float = 5.0,
+        max_commands: int = 1000,
+    ) -> CallResult:
+        """Send an environment, answer every command with ``reply`` until the server closes."""
+        block = environment_block(
+            script, callerid=callerid, calleridname=calleridname, args=args, extra=extra
+        )
+        call = await self.connect()
+        result = CallResult()
+        try:
+            await call.send_environment(block)
+            for _ in range(max_commands):
+                command = await call.read_command(timeout)
+                if command is None:
+                    result.closed_by_server = True
+                    break
+                answer = reply(command)
+                await call.reply(*([answer] if isinstance(answer, str) else answer))
+            else:
+                raise AssertionError(f"The server sent more than {max_commands} commands.")
+        finally:
+            result.commands = call.commands
+            if call.first_command_at is not None:
+                result.time_to_first_command = call.first_command_at - call.connected_at
+            await call.close()
+        return result
+
+    async def replay(
+        self,
+        transcript: Sequence[TranscriptRow] | Path | str,
+        *,
+        timeout: float = 5.0,
+        expect_close: bool = True,
+    ) -> list[str]:
+        """Replay a recording; assert the server's commands and that it closes at the end."""
+        rows = (
+            load_transcript(transcript) if isinstance(transcript, Path | str) else transcript
+        )
+        call = await self.connect()
+        outgoing = bytearray()
+        try:
+            for row in rows:
+                if row.direction == "<":
+                    assert isinstance(row.text, str)
+                    outgoing += row.text.encode("utf-8")
+                elif row.direction == ">":
+                    if outgoing:
+                        await call.send(bytes(outgoing))
+                        outgoing.clear()
+                    await call.expect(row.text, timeout=timeout)
+            if outgoing:
+                await call.send(bytes(outgoing))
+            if expect_close and not await call.wait_closed(timeout):
+                raise AssertionError(
+                    f"The server did not close the socket within {timeout} s after the last "
+                    "reply; real Asterisk would hold the call forever."
+                )
+        finally:
+            await call.close()
+        return call.commands
