@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from acd.errors import EXIT_BAD_INPUT, InputError
 
 #: The reference center shipped with the project; every command works on it out of the box.
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "center.yaml"
+DEFAULT_SCENARIO = DEFAULT_CONFIG.parent / "scenarios" / "reference.yaml"
 
 
 def _cmd_check(args: argparse.Namespace, console: Console) -> int:
@@ -25,6 +27,53 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sim.kpi import summarise
+    from sim.report import print_summary, write_csv, write_html, write_json
+    from sim.run import RunSpec, run_replications
+    from sim.scenario import load_scenario
+
+    overrides = {"days": args.days, "start": args.start, "volume_scale": args.scale}
+    scenario = load_scenario(args.scenario, **overrides)  # fail fast on bad input, exit 2
+    if args.replay:
+        from sim.run import arrivals_for
+        arrivals_for(scenario, args.replay, None)  # type: ignore[arg-type]
+    spec = RunSpec(str(args.scenario), {k: v for k, v in overrides.items() if v is not None},
+                   args.replay)
+    s = scenario.spec
+    what = f"replay of {args.replay}" if args.replay else f"{s.days:g} day(s) from {s.start}"
+    console.print(f"[bold]{s.name}[/bold]: {what}, {args.replications} replication(s), "
+                  f"seed {args.seed}")
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=args.quiet) as progress:
+        task = progress.add_task("simulating", total=args.replications)
+        done: dict[int, float] = {}
+
+        def on_progress(i: int, fraction: float) -> None:
+            done[i] = fraction
+            progress.update(task, completed=sum(done.values()))
+
+        results = run_replications(spec, args.replications, args.seed, args.jobs, on_progress)
+    summary = summarise(results,
+                        answer_rate_target=scenario.center.config.center.answer_rate_target)
+    print_summary(summary, console)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "summary.json", summary)
+    write_csv(out, summary)
+    write_html(out / "report.html", results, summary)
+    walls = [r.wall_s for r in results]
+    console.print(f"results in {out}/ (summary.json, CSV tables, report.html); "
+                  f"{sum(len(r.calls) for r in results):,} calls simulated, "
+                  f"{max(walls):.1f} s per replication at most")
+    if args.check and not summary.meets_target:
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="acd", description=__doc__)
@@ -32,7 +81,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a center config and print its coverage summary")
     p.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="center YAML")
     p.set_defaults(func=_cmd_check)
+
+    sim = sub.add_parser("sim", help="simulate the center through the real router")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    p = sim_sub.add_parser("run", help="replicate a scenario and report the service level")
+    p.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO),
+                   help="scenario YAML (default: the reference center's)")
+    p.add_argument("--days", type=float, help="simulated days (overrides the scenario)")
+    p.add_argument("--start", type=_iso, help="start, ISO 8601 with offset (overrides)")
+    p.add_argument("--scale", type=float, help="volume multiplier (overrides volume_scale)")
+    p.add_argument("--replay", help="replay a call-log CSV instead of forecast traffic")
+    p.add_argument("-r", "--replications", type=int, default=5)
+    p.add_argument("--seed", type=int, default=1, help="base seed (same seed = same callers)")
+    p.add_argument("-j", "--jobs", type=int, help="processes (default: one per core)")
+    p.add_argument("--out", default="out/sim", help="directory for JSON, CSV and HTML results")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 when the SL or answer-rate target is missed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sim_run)
     return parser
+
+
+def _iso(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a UTC offset, e.g. {text}+03:00")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

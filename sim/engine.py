@@ -1,0 +1,417 @@
+"""The SimPy engine: callers, agents and the real router in simulated time.
+
+The router is the production :class:`acd.core.router.Router`; this module only does what
+Asterisk and people do around it: callers arrive, spend time in the IVR, wait with finite
+patience, agents answer after a short ring (or not: ring-no-answer), talk, and work shifts with
+breaks. The router is woken at its ``next_deadline()`` exactly as the live service wakes it.
+
+Callbacks on SimPy timeouts are used instead of one process per call: a month of traffic is
+150,000 calls, and a process per call would cost more than the routing itself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import simpy
+
+from acd.config.load import LoadedCenter
+from acd.core.model import (
+    AgentState,
+    AgentStateChanged,
+    CallAnswered,
+    CallEnded,
+    CancelOffer,
+    Offer,
+    OfferCallback,
+    Outcome,
+    Output,
+    Overflow,
+    RoutingError,
+)
+from acd.core.router import OTHER, Router
+from sim.records import (
+    ABANDONED,
+    AGENT_TIME,
+    ANSWERED,
+    BUSY,
+    CALLBACK,
+    IVR_ABANDONED,
+    NO_SITE,
+    OVERFLOWED,
+    PAUSED,
+    READY,
+    AgentTime,
+    CallLog,
+    RunResult,
+)
+from sim.scenario import Behaviour, DistSpec
+from sim.staffing import StaffAction
+from sim.traffic import Arrival
+
+#: After the last arrival the run goes on this long so calls in progress can finish.
+DRAIN_S = 3 * 3600.0
+_CATEGORY = {AgentState.READY: READY, AgentState.RINGING: BUSY, AgentState.ON_CALL: BUSY,
+             AgentState.WRAP_UP: BUSY, AgentState.PAUSED: PAUSED}
+
+
+def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
+    """A function drawing one duration from ``spec`` with ``rng``."""
+    if spec.dist == "constant":
+        value = float(spec.value or 0.0)
+        return lambda: value
+    mean = float(spec.mean or 0.0)
+    if spec.dist == "exponential":
+        return lambda: float(rng.exponential(mean))
+    cv = float(spec.cv or 0.0)
+    if spec.dist == "lognormal":
+        sigma = math.sqrt(math.log1p(cv * cv))
+        mu = math.log(mean) - sigma * sigma / 2
+        return lambda: float(rng.lognormal(mu, sigma))
+    shape = 1 / (cv * cv)
+    return lambda: float(rng.gamma(shape, mean / shape))
+
+
+def _overlap(t0: np.ndarray, t1: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Total length of the segments [t0, t1) falling in each interval between ``edges``."""
+    # Integral of "segments open at time x" evaluated at every edge, by sorted +/- steps.
+    times = np.concatenate((t0, t1))
+    steps = np.concatenate((np.ones_like(t0), -np.ones_like(t1)))
+    order = np.argsort(times, kind="stable")
+    times, level = times[order], np.cumsum(steps[order])
+    area = np.concatenate(([0.0], np.cumsum(level[:-1] * np.diff(times))))
+    idx = np.searchsorted(times, edges, side="right") - 1
+    safe = np.maximum(idx, 0)
+    at_edge = np.where(idx >= 0, area[safe] + level[safe] * (edges - times[safe]), 0.0)
+    return np.diff(at_edge)
+
+
+def draw(spec: DistSpec, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` durations from ``spec``, vectorised."""
+    if spec.dist == "constant":
+        return np.full(n, float(spec.value or 0.0))
+    mean = float(spec.mean or 0.0)
+    if spec.dist == "exponential":
+        return rng.exponential(mean, n)
+    cv = float(spec.cv or 0.0)
+    if spec.dist == "lognormal":
+        sigma = math.sqrt(math.log1p(cv * cv))
+        return rng.lognormal(math.log(mean) - sigma * sigma / 2, sigma, n)
+    shape = 1 / (cv * cv)
+    return rng.gamma(shape, mean / shape, n)
+
+
+class _Call:
+    __slots__ = ("arrival", "index", "offer_token", "talking", "target")
+
+    def __init__(self, arrival: Arrival, index: int) -> None:
+        self.arrival = arrival
+        self.index = index
+        self.offer_token = 0
+        self.talking = False
+        self.target: str | None = None
+
+
+class Simulation:
+    """One replication: arrivals and a staffing timeline through the real router."""
+
+    def __init__(self, center: LoadedCenter, arrivals: Iterable[Arrival],
+                 staffing: list[StaffAction], behaviour: Behaviour, start: datetime,
+                 horizon_s: float, interval_s: float, seed: int) -> None:
+        self.center = center
+        self.config = center.config
+        self.router = Router(center.config, center.agents)
+        self.arrivals = arrivals
+        self.staffing = staffing
+        self.behaviour = behaviour
+        self.start = start
+        self.horizon_s = horizon_s
+        self.interval_s = interval_s
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        # Separate streams so that a change in one behaviour leaves the others' draws alone
+        # (common random numbers across scenarios).
+        streams = np.random.default_rng(seed).spawn(4)
+        self._answer_delay = sampler(behaviour.answer_delay, streams[0])
+        self._answers_at_once = (behaviour.answer_delay.dist == "constant"
+                                 and not behaviour.answer_delay.value)
+        self._rng_ivr = streams[1]
+        self._rng_rona = streams[2]
+        self._rng_caller = streams[3]
+        self.env = simpy.Environment()
+        self._wake_at: float | None = None
+        self._calls: dict[str, _Call] = {}
+        self.queues = tuple(self.config.queues)
+        self.languages = tuple(self.config.languages)
+        self.countries = (*self.config.countries, OTHER)
+        self.sites = tuple(self.config.sites)
+        self._code_q = {n: i for i, n in enumerate(self.queues)}
+        self._code_l = {n: i for i, n in enumerate(self.languages)}
+        self._code_c = {n: i for i, n in enumerate(self.countries)}
+        self._code_s = {n: i for i, n in enumerate(self.sites)}
+        n_cat = len(AGENT_TIME)
+        # Agent state log: (time, agent index, site x category key or -1 when logged out);
+        # turned into seconds per interval, site and category at the end, vectorised.
+        self._agent_index = {a.id: i for i, a in enumerate(center.agents)}
+        self._state_key = {(a.id, st): (self._code_s[a.site] * n_cat + cat) if cat >= 0 else -1
+                           for a in center.agents
+                           for st, cat in [(st, _CATEGORY.get(st, -1)) for st in AgentState]}
+        self._state_log: list[tuple[float, int, int]] = []
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            AgentStateChanged: self._agent_state, Offer: self._offer,
+            CallAnswered: self._answered, CallEnded: self._ended,
+            CancelOffer: self._cancel_offer, Overflow: self._overflowed,
+            OfferCallback: self._callback_offered}
+        self._follow_up: list[str] = []
+        self._follow_answer: list[str] = []
+        # Call rows.
+        self._rows: list[tuple[float, float, float, float, int, int, int, int, int]] = []
+        self.routing_errors = 0
+
+    # ------------------------------------------------------------------------- running
+
+    def run(self, progress: Callable[[float], None] | None = None) -> RunResult:
+        """Simulate until the horizon plus a drain period; return the replication's records.
+
+        ``progress`` is called with the fraction done after each simulated hour.
+        """
+        t_wall = time.perf_counter()
+        env = self.env
+        env.process(self._arrival_process())
+        env.process(self._staffing_process())
+        end = self.horizon_s + DRAIN_S
+        step = 3600.0
+        t = 0.0
+        while t < end:
+            t = min(t + step, end)
+            env.run(until=t)
+            if progress is not None:
+                progress(t / end)
+        return self._result(time.perf_counter() - t_wall)
+
+    def _arrival_process(self) -> Any:
+        """Callers reach the queue after their IVR time; those who hang up in the IVR don't."""
+        arrivals = [a for a in self.arrivals if a.t < self.horizon_s]
+        n = len(arrivals)
+        ivr = draw(self.behaviour.ivr_time, self._rng_ivr, n)
+        gone = self._rng_ivr.random(n) < self.behaviour.ivr_abandon_probability
+        entry = np.array([a.t for a in arrivals]) + ivr if n else np.zeros(0)
+        for i in np.flatnonzero(gone):
+            a = arrivals[i]
+            self._rows.append((a.t, math.nan, 0.0, 0.0, self._q(a.queue), self._l(a.language),
+                               self._c(a.country), NO_SITE, IVR_ABANDONED))
+        env = self.env
+        for i in np.argsort(entry, kind="stable"):
+            if gone[i]:
+                continue
+            t = float(entry[i])
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            self._enter_queue(_Call(arrivals[i], int(i)))
+
+    def _staffing_process(self) -> Any:
+        env = self.env
+        router = self.router
+        for act in self.staffing:
+            if act.t > env.now:
+                yield env.timeout(act.t - env.now)
+            now = env.now
+            try:
+                if act.action == "login":
+                    out = router.login(now, act.agent)
+                elif act.action == "logout":
+                    out = router.logout(now, act.agent)
+                elif act.action == "pause":
+                    out = router.pause(now, act.agent, act.reason or "break")
+                else:
+                    out = router.ready(now, act.agent)
+            except RoutingError:
+                # e.g. a break that starts while the agent is already logged out.
+                self.routing_errors += 1
+                continue
+            self._handle(out)
+
+    # ----------------------------------------------------------------------- the router
+
+    def _sync(self) -> None:
+        deadline = self.router.next_deadline()
+        if deadline is not None and (self._wake_at is None or deadline < self._wake_at):
+            self._wake_at = deadline
+            ev = self.env.timeout(max(0.0, deadline - self.env.now))
+            ev.callbacks.append(self._wake)
+
+    def _wake(self, _ev: object) -> None:
+        wake_at = self._wake_at
+        if wake_at is not None and self.env.now >= wake_at - 1e-9:
+            self._wake_at = None
+            self._handle(self.router.advance(max(self.env.now, wake_at)))
+        else:
+            self._sync()
+
+    def _handle(self, out: list[Output]) -> None:
+        dispatch = self._dispatch
+        for o in out:
+            handler = dispatch.get(type(o))
+            if handler is not None:
+                handler(o)
+        if self._follow_answer:
+            answers, self._follow_answer = self._follow_answer, []
+            for call_id in answers:
+                if call_id in self._calls:
+                    self._handle(self.router.offer_answered(self.env.now, call_id))
+        if self._follow_up:
+            follow_up, self._follow_up = self._follow_up, []
+            for call_id in follow_up:
+                if call_id in self._calls:
+                    self._handle(self.router.callback_accepted(self.env.now, call_id))
+        self._sync()
+
+    def _cancel_offer(self, o: CancelOffer) -> None:
+        call = self._calls.get(o.call_id)
+        if call is not None:
+            call.offer_token += 1
+
+    def _overflowed(self, o: Overflow) -> None:
+        call = self._calls.get(o.call_id)
+        if call is not None:
+            call.target = o.target
+
+    def _callback_offered(self, o: OfferCallback) -> None:
+        if self._rng_caller.random() < self.behaviour.callback_accept_probability:
+            self._follow_up.append(o.call_id)
+
+    # -------------------------------------------------------------------------- callers
+
+    def _enter_queue(self, call: _Call) -> None:
+        a = call.arrival
+        call_id = str(call.index)
+        self._calls[call_id] = call
+        now = self.env.now
+        self._handle(self.router.call_arrived(now, call_id, a.queue, a.language, a.country,
+                                              a.priority, a.customer_id))
+        if math.isfinite(a.patience_s) and call_id in self._calls:
+            ev = self.env.timeout(a.patience_s)
+            ev.callbacks.append(lambda _e: self._patience_over(call_id))
+
+    def _patience_over(self, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is not None and not call.talking:
+            self._handle(self.router.hangup(self.env.now, call_id))
+
+    def _offer(self, o: Offer) -> None:
+        call = self._calls.get(o.call_id)
+        if call is None:
+            return
+        call.offer_token += 1
+        if self._rng_rona.random() < self.behaviour.rona_probability:
+            return  # the agent lets it ring; the router's ring timer takes it back
+        if self._answers_at_once:
+            self._follow_answer.append(o.call_id)
+            return
+        delay = self._answer_delay()
+        if delay >= o.ring_timeout_s:
+            return
+        token = call.offer_token
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _e: self._answer(o.call_id, token))
+
+    def _answer(self, call_id: str, token: int) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.offer_token != token or call.talking:
+            return
+        self._handle(self.router.offer_answered(self.env.now, call_id))
+
+    def _answered(self, o: CallAnswered) -> None:
+        call = self._calls[o.call_id]
+        call.talking = True
+        ev = self.env.timeout(call.arrival.talk_s)
+        ev.callbacks.append(lambda _e: self._handle(self.router.hangup(self.env.now, o.call_id)))
+
+    def _ended(self, o: CallEnded) -> None:
+        call = self._calls.pop(o.call_id, None)
+        if call is None:
+            return
+        a = call.arrival
+        if o.outcome is Outcome.ANSWERED:
+            code, site = ANSWERED, self._code_s[o.site] if o.site else NO_SITE
+        elif o.outcome is Outcome.ABANDONED:
+            code, site = ABANDONED, NO_SITE
+        elif o.outcome is Outcome.CALLBACK:
+            code, site = CALLBACK, NO_SITE
+        else:
+            code, site = OVERFLOWED, NO_SITE
+        self._rows.append((a.t, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
+                           self._l(o.language), self._c(o.country), site, code))
+
+    # --------------------------------------------------------------------------- agents
+
+    def _agent_state(self, o: AgentStateChanged) -> None:
+        self._state_log.append((o.at, self._agent_index[o.agent_id],
+                                self._state_key[(o.agent_id, o.state)]))
+
+    # -------------------------------------------------------------------------- records
+
+    def _q(self, name: str) -> int:
+        return self._code_q.get(name, -1)
+
+    def _l(self, name: str) -> int:
+        return self._code_l.get(name, -1)
+
+    def _c(self, name: str) -> int:
+        return self._code_c.get(name, len(self.countries) - 1)
+
+    def _agent_seconds(self) -> np.ndarray:
+        """Seconds per (interval, site, category) from the agent state log."""
+        n_int = math.ceil(self.horizon_s / self.interval_s)
+        n_keys = len(self.sites) * len(AGENT_TIME)
+        out = np.zeros((n_int, n_keys))
+        if self._state_log:
+            log = np.asarray(self._state_log)
+            t, agent, key = log[:, 0], log[:, 1].astype(int), log[:, 2].astype(int)
+            order = np.lexsort((t, agent))
+            t, agent, key = t[order], agent[order], key[order]
+            # Each entry holds until the same agent's next entry, or the end of the run.
+            t_end = np.append(t[1:], self.env.now)
+            last = np.append(agent[1:] != agent[:-1], True)
+            t_end[last] = self.env.now
+            edges = np.arange(n_int + 1) * self.interval_s
+            for k in range(n_keys):
+                sel = key == k
+                if sel.any():
+                    out[:, k] = _overlap(t[sel], t_end[sel], edges)
+        return out.reshape(n_int, len(self.sites), len(AGENT_TIME))
+
+    def _result(self, wall_s: float) -> RunResult:
+        rows = self._rows
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 9
+        calls = CallLog(
+            arrival_s=np.asarray(cols[0], dtype=float),
+            queued_s=np.asarray(cols[1], dtype=float),
+            wait_s=np.asarray(cols[2], dtype=float),
+            talk_s=np.asarray(cols[3], dtype=float),
+            queue=np.asarray(cols[4], dtype=np.int16),
+            language=np.asarray(cols[5], dtype=np.int16),
+            country=np.asarray(cols[6], dtype=np.int16),
+            site=np.asarray(cols[7], dtype=np.int16),
+            outcome=np.asarray(cols[8], dtype=np.int8),
+            queues=self.queues, languages=self.languages, countries=self.countries,
+            sites=self.sites)
+        order = np.argsort(calls.arrival_s, kind="stable")
+        calls = CallLog(**{f: (getattr(calls, f)[order] if isinstance(getattr(calls, f),
+                                                                         np.ndarray)
+                               else getattr(calls, f))
+                           for f in calls.__dataclass_fields__})
+        sl = self.config.center.service_level
+        return RunResult(
+            seed=self.seed, calls=calls,
+            agent_time=AgentTime(self._agent_seconds(), self.sites, self.interval_s),
+            start_iso=self.start.isoformat(), duration_s=self.horizon_s,
+            interval_s=self.interval_s, threshold_s=sl.threshold_s, target=sl.target,
+            queue_sl=tuple((self.config.sl_for(q).threshold_s, self.config.sl_for(q).target)
+                           for q in self.queues),
+            short_abandon_s=self.config.center.short_abandon_s, wall_s=wall_s)

@@ -1,0 +1,478 @@
+"""Contact-center KPIs of a simulation run, overall, per group and per interval (vectorised).
+
+Definitions (T = SL threshold of the call's queue; O = offered = calls that entered the queue;
+IVR outcomes never reach the queue and are counted apart, as ``ivr_abandoned``/``ivr_hangup``):
+
+- ``sl_offered`` = A_T / O (primary); ``sl_answered`` = A_T / A (Asterisk ``servicelevel``);
+- ``sl_abandon_good`` = (A_T + Ab_T) / (A + Ab) (Asterisk SL2);
+- ``sl_excl_short`` = A_T / (O - short abandons), short = abandoned with wait < short_abandon_s;
+- ``asa_s`` = mean wait of answered calls; ``mean_wait_s`` = mean wait of all offered calls;
+- ``abandon_rate`` = Ab / O; ``answer_rate`` (CAR) = A / O; overflowed and callback outcomes
+  count as offered, not answered;
+- ``occupancy`` = busy / (busy + ready) agent seconds;
+- ``sl_consistency`` = share of intervals with at least ``min_volume`` offered calls whose
+  ``sl_offered`` meets the target.
+
+Grouping by ``"site"`` uses the *answering* site, which only answered calls have: by site only
+the answered-call KPIs (``answered``, ``answered_within``, ``sl_answered``, ``asa_s``) and
+``occupancy`` are defined; every other value is NaN. Occupancy is defined overall and by site
+only (agent time is not split by queue, language or country).
+
+Calls are assigned to the interval of their queue entry (IVR outcomes: of their arrival);
+calls with negative times (before the run start) are left out. Empty denominators give NaN,
+never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from sim.records import (
+    ABANDONED,
+    ANSWERED,
+    BUSY,
+    CALLBACK,
+    IVR_ABANDONED,
+    IVR_HANGUP,
+    OVERFLOWED,
+    READY,
+    VOICEMAIL,
+    RunResult,
+)
+
+Dimension = Literal["queue", "language", "country", "site"]
+DIMENSIONS: tuple[Dimension, ...] = ("queue", "language", "country", "site")
+
+#: Call counts behind the ratios, in table order.
+COUNTS = ("arrivals", "offered", "answered", "answered_within", "abandoned", "abandoned_within",
+          "short_abandoned", "overflowed", "callback", "voicemail", "ivr_abandoned",
+          "ivr_hangup")
+#: Ratio KPIs computable per interval, in table order.
+RATIOS = ("sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short", "asa_s",
+          "mean_wait_s", "abandon_rate", "answer_rate", "occupancy")
+#: Every KPI of :func:`kpis` (``sl_consistency`` needs intervals, so it is not per interval).
+KPI_NAMES = (*RATIOS, "sl_consistency", *COUNTS)
+INTERVAL_KPI_NAMES = (*RATIOS, *COUNTS)
+#: What stays defined when grouping by answering site.
+SITE_KPIS = frozenset({"answered", "answered_within", "sl_answered", "asa_s", "occupancy"})
+#: Name of the single group of an ungrouped table.
+ALL = "all"
+#: Tolerance so that e.g. 17/20 meets 0.85 despite binary rounding.
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class KpiTable:
+    """KPIs of one run: ``overall`` and, when grouped, one row per group name (all names of the
+    dimension, including groups without calls); ``targets`` is each group's SL target."""
+
+    by: Dimension | None
+    overall: dict[str, float]
+    groups: dict[str, dict[str, float]]
+    targets: dict[str, float]
+
+
+@dataclass(frozen=True)
+class IntervalTable:
+    """Per-interval KPIs of one run: ``values[kpi]`` has shape (n_groups, n_intervals)."""
+
+    by: Dimension | None
+    groups: tuple[str, ...]
+    start_s: np.ndarray
+    values: dict[str, np.ndarray]
+    targets: tuple[float, ...]
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with NaN wherever den is 0 (no warning, no exception)."""
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+_NAMES_ATTR = {"queue": "queues", "language": "languages", "country": "countries",
+               "site": "sites"}
+
+
+def _group_codes(result: RunResult, by: Dimension | None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each call's group code (-1 = in no group, e.g. an unanswered call by site) and names."""
+    calls = result.calls
+    if by is None:
+        return np.zeros(len(calls), dtype=np.int64), (ALL,)
+    if by not in DIMENSIONS:
+        raise ValueError(f"by must be None or one of {', '.join(DIMENSIONS)}; got {by!r}")
+    codes = np.asarray(getattr(calls, by), dtype=np.int64)
+    names: tuple[str, ...] = getattr(calls, _NAMES_ATTR[by])
+    return codes, names
+
+
+def _group_targets(result: RunResult, by: Dimension | None, names: Sequence[str]) -> list[float]:
+    """SL target per group: the queue's own target by queue, the run's target otherwise."""
+    if by == "queue":
+        return [result.queue_sl[i][1] if i < len(result.queue_sl) else result.target
+                for i in range(len(names))]
+    return [result.target] * len(names)
+
+
+def _thresholds(result: RunResult) -> np.ndarray:
+    """Each call's SL threshold T, from its queue (the run's threshold if the queue has none)."""
+    per_queue = np.full(len(result.calls.queues), result.threshold_s, dtype=float)
+    for i, (threshold, _target) in enumerate(result.queue_sl[: per_queue.size]):
+        per_queue[i] = threshold
+    if len(result.calls) == 0:
+        return np.zeros(0)
+    return per_queue[result.calls.queue.astype(np.int64)]
+
+
+def n_intervals(result: RunResult) -> int:
+    """Number of intervals the run covers (calls queued after the end extend it)."""
+    n = math.ceil(result.duration_s / result.interval_s - _EPS)
+    n = max(n, result.agent_time.seconds.shape[0], 1)
+    calls = result.calls
+    when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
+    if when.size:
+        n = max(n, int(np.floor(np.max(when) / result.interval_s)) + 1)
+    return n
+
+
+def _interval_index(result: RunResult) -> np.ndarray:
+    """Each call's interval: of its queue entry, or of its arrival if it never queued."""
+    calls = result.calls
+    when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
+    return np.floor(when / result.interval_s).astype(np.int64)
+
+
+def _tally(result: RunResult, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
+    """Counts and wait sums per cell (calls with a negative cell are left out)."""
+    calls = result.calls
+    outcome = calls.outcome
+    offered = ~np.isnan(calls.queued_s)
+    within = calls.wait_s <= _thresholds(result)
+    answered = offered & (outcome == ANSWERED)
+    abandoned = offered & (outcome == ABANDONED)
+    keep = cell >= 0
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(cell[mask & keep], minlength=n_cells).astype(float)[:n_cells]
+
+    def total(mask: np.ndarray) -> np.ndarray:
+        sel = mask & keep
+        return np.bincount(cell[sel], weights=calls.wait_s[sel], minlength=n_cells)[:n_cells]
+
+    return {
+        "arrivals": count(np.ones(len(calls), dtype=bool)),
+        "offered": count(offered),
+        "answered": count(answered),
+        "answered_within": count(answered & within),
+        "abandoned": count(abandoned),
+        "abandoned_within": count(abandoned & within),
+        "short_abandoned": count(abandoned & (calls.wait_s < result.short_abandon_s)),
+        "overflowed": count(offered & (outcome == OVERFLOWED)),
+        "callback": count(offered & (outcome == CALLBACK)),
+        "voicemail": count(offered & (outcome == VOICEMAIL)),
+        "ivr_abandoned": count(outcome == IVR_ABANDONED),
+        "ivr_hangup": count(outcome == IVR_HANGUP),
+        "_wait_answered": total(answered),
+        "_wait_offered": total(offered),
+    }
+
+
+def _ratios(t: dict[str, np.ndarray], busy: np.ndarray, ready: np.ndarray) -> dict[str, np.ndarray]:
+    """The ratio KPIs from the tallies and agent seconds."""
+    o, a, ab = t["offered"], t["answered"], t["abandoned"]
+    a_t, ab_t = t["answered_within"], t["abandoned_within"]
+    return {
+        "sl_offered": _ratio(a_t, o),
+        "sl_answered": _ratio(a_t, a),
+        "sl_abandon_good": _ratio(a_t + ab_t, a + ab),
+        "sl_excl_short": _ratio(a_t, o - t["short_abandoned"]),
+        "asa_s": _ratio(t["_wait_answered"], a),
+        "mean_wait_s": _ratio(t["_wait_offered"], o),
+        "abandon_rate": _ratio(ab, o),
+        "answer_rate": _ratio(a, o),
+        "occupancy": _ratio(busy, busy + ready),
+    }
+
+
+def _agent_seconds(result: RunResult, by: Dimension | None, names: Sequence[str],
+                   n_int: int) -> tuple[np.ndarray, np.ndarray]:
+    """Busy and ready seconds, shape (n_groups, n_int); NaN for dimensions without agent time."""
+    agent = result.agent_time
+    if agent.seconds.size and not math.isclose(agent.interval_s, result.interval_s):
+        raise ValueError(f"agent time interval {agent.interval_s} s differs from the run's "
+                         f"interval {result.interval_s} s")
+    secs = np.zeros((n_int, len(agent.sites), 3))
+    secs[: agent.seconds.shape[0]] = agent.seconds
+    if by is None:
+        return secs[:, :, BUSY].sum(axis=1)[None, :], secs[:, :, READY].sum(axis=1)[None, :]
+    if by != "site":
+        nan = np.full((len(names), n_int), np.nan)
+        return nan, nan
+    busy = np.full((len(names), n_int), np.nan)
+    ready = np.full((len(names), n_int), np.nan)
+    for g, name in enumerate(names):
+        if name in agent.sites:
+            j = agent.sites.index(name)
+            busy[g], ready[g] = secs[:, j, BUSY], secs[:, j, READY]
+    return busy, ready
+
+
+def _blank_for_site(values: dict[str, np.ndarray], by: Dimension | None) -> None:
+    """By answering site only answered-call KPIs and occupancy mean something: NaN the rest."""
+    if by == "site":
+        for name, arr in values.items():
+            if name not in SITE_KPIS:
+                arr[...] = np.nan
+
+
+def _grid(result: RunResult, by: Dimension | None) -> tuple[tuple[str, ...], int,
+                                                         dict[str, np.ndarray]]:
+    """Tallies and agent seconds per (group, interval), each of shape (n_groups, n_intervals)."""
+    codes, names = _group_codes(result, by)
+    n_int = n_intervals(result)
+    interval = _interval_index(result)
+    # Calls before the run start (a replay's warm-up) belong to no interval: leave them out.
+    cell = np.where((codes >= 0) & (interval >= 0), codes * n_int + interval, -1)
+    tallies = _tally(result, cell, len(names) * n_int)
+    grid = {k: v.reshape(len(names), n_int) for k, v in tallies.items()}
+    grid["_busy"], grid["_ready"] = _agent_seconds(result, by, names, n_int)
+    return names, n_int, grid
+
+
+def kpis_per_interval(result: RunResult, by: Dimension | None = None) -> IntervalTable:
+    """KPIs per interval (of each call's queue entry time) and, when ``by`` is given, per group."""
+    return _interval_table(result, by, *_grid(result, by))
+
+
+def _interval_table(result: RunResult, by: Dimension | None, names: tuple[str, ...], n_int: int,
+                    grid: dict[str, np.ndarray]) -> IntervalTable:
+    """Per-interval KPIs from a grid of tallies."""
+    values = {k: grid[k] for k in COUNTS}
+    values.update(_ratios(grid, grid["_busy"], grid["_ready"]))
+    out = {k: values[k] for k in INTERVAL_KPI_NAMES}
+    _blank_for_site(out, by)
+    start = np.arange(n_int) * result.interval_s
+    return IntervalTable(by, names, start, out, tuple(_group_targets(result, by, names)))
+
+
+def _consistency(offered: np.ndarray, sl: np.ndarray, targets: Sequence[float],
+                 min_volume: int) -> np.ndarray:
+    """Per group: share of intervals with >= min_volume offered whose sl_offered meets target."""
+    target = np.asarray(targets, dtype=float)[:, None]
+    qualified = offered >= min_volume
+    met = qualified & (np.nan_to_num(sl, nan=-1.0) >= target - _EPS)
+    return _ratio(met.sum(axis=1).astype(float), qualified.sum(axis=1).astype(float))
+
+
+def _kpi_rows(result: RunResult, by: Dimension | None, names: tuple[str, ...],
+              grid: dict[str, np.ndarray], min_volume: int) -> list[dict[str, float]]:
+    """One KPI row per group; ratios come from counts summed over intervals, not from means."""
+    summed = {k: v.sum(axis=1) for k, v in grid.items()}
+    values = {k: summed[k] for k in COUNTS}
+    values.update(_ratios(summed, summed["_busy"], summed["_ready"]))
+    sl_per_interval = _ratio(grid["answered_within"], grid["offered"])
+    targets = _group_targets(result, by, names)
+    values["sl_consistency"] = _consistency(grid["offered"], sl_per_interval, targets,
+                                            min_volume)
+    _blank_for_site(values, by)
+    return [{k: float(values[k][g]) for k in KPI_NAMES} for g in range(len(names))]
+
+
+def _rows_of(result: RunResult, by: Dimension | None,
+             min_volume: int) -> tuple[tuple[str, ...], list[dict[str, float]]]:
+    names, _n_int, grid = _grid(result, by)
+    return names, _kpi_rows(result, by, names, grid, min_volume)
+
+
+def kpis(result: RunResult, by: Dimension | None = None, min_volume: int = 10) -> KpiTable:
+    """Overall KPIs of one run and, when ``by`` is given, the same KPIs per group."""
+    overall = _rows_of(result, None, min_volume)[1][0]
+    if by is None:
+        return KpiTable(None, overall, {}, {})
+    names, rows = _rows_of(result, by, min_volume)
+    targets = _group_targets(result, by, names)
+    return KpiTable(by, overall, dict(zip(names, rows, strict=True)),
+                    dict(zip(names, targets, strict=True)))
+
+
+# --- Replications -------------------------------------------------------------------------
+
+#: Two-sided 95% Student t quantiles t(0.975, df) for df = 1..30; 1.96 beyond (normal).
+_T95 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+        2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+        2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+
+try:  # scipy is optional: exact quantiles for any df when present, the table otherwise.
+    from scipy.stats import t as _student_t
+except ImportError:
+    _student_t = None
+#: Where the t quantiles come from: "scipy" or "table".
+T_SOURCE = "table" if _student_t is None else "scipy"
+
+
+def t95(df: np.ndarray) -> np.ndarray:
+    """Two-sided 95% Student t quantile per degrees of freedom (NaN where df < 1)."""
+    df = np.asarray(df, dtype=np.int64)
+    if _student_t is not None:
+        out = np.asarray(_student_t.ppf(0.975, np.maximum(df, 1)), dtype=float)
+    else:
+        table = np.asarray(_T95)
+        out = np.where(df <= len(_T95), table[np.clip(df, 1, len(_T95)) - 1], 1.96)
+    return np.where(df >= 1, out, np.nan)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A KPI over replications: mean, sample standard deviation, 95% CI half-width, and how
+    many replications had a defined value (NaN ones are left out)."""
+
+    mean: float
+    sd: float
+    half_width: float
+    n: int
+
+
+def _moments(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, sd (ddof 1), CI half-width and count over axis 0, ignoring NaN, without warnings."""
+    finite = np.isfinite(stack)
+    n = finite.sum(axis=0)
+    filled = np.where(finite, stack, 0.0)
+    mean = _ratio(filled.sum(axis=0), n.astype(float))
+    dev = np.where(finite, stack - mean, 0.0)
+    var = _ratio((dev**2).sum(axis=0), (n - 1).astype(float))
+    var = np.where(n >= 2, var, np.nan)
+    sd = np.sqrt(var)
+    half = t95(n - 1) * sd / np.sqrt(np.maximum(n, 1))
+    return mean, sd, half, n
+
+
+def estimate(values: Sequence[float]) -> Estimate:
+    """Mean, sd and 95% CI half-width (Student t) of replicate values; NaN values are skipped."""
+    mean, sd, half, n = _moments(np.asarray(values, dtype=float).reshape(-1))
+    return Estimate(float(mean), float(sd), float(half), int(n))
+
+
+@dataclass(frozen=True)
+class IntervalSummary:
+    """Per-interval KPIs over replications: ``mean[kpi]`` and ``half_width[kpi]`` have shape
+    (n_groups, n_intervals)."""
+
+    groups: tuple[str, ...]
+    start_s: np.ndarray
+    mean: dict[str, np.ndarray]
+    half_width: dict[str, np.ndarray]
+    targets: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One headline KPI against its target (met when the replication mean reaches it)."""
+
+    kpi: str
+    value: Estimate
+    target: float
+    met: bool
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything a report needs: run set-up, overall and per-group estimates, per-interval
+    means with CI half-widths (key ``"all"`` and each dimension), and the verdicts."""
+
+    n_replications: int
+    seeds: tuple[int, ...]
+    start_iso: str
+    interval_s: float
+    threshold_s: float
+    target: float
+    answer_rate_target: float
+    min_volume: int
+    t_source: str
+    overall: dict[str, Estimate]
+    groups: dict[str, dict[str, dict[str, Estimate]]]
+    group_targets: dict[str, dict[str, float]]
+    intervals: dict[str, IntervalSummary]
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def meets_target(self) -> bool:
+        """True when every headline KPI (sl_offered, answer_rate) meets its target."""
+        return all(v.met for v in self.verdicts)
+
+
+def _estimates(rows: Sequence[dict[str, float]]) -> dict[str, Estimate]:
+    """One Estimate per KPI from one row per replication."""
+    stack = np.asarray([[row[k] for k in KPI_NAMES] for row in rows], dtype=float)
+    mean, sd, half, n = _moments(stack.reshape(len(rows), len(KPI_NAMES)))
+    return {k: Estimate(float(mean[i]), float(sd[i]), float(half[i]), int(n[i]))
+            for i, k in enumerate(KPI_NAMES)}
+
+
+def _interval_summary(tables: Sequence[IntervalTable]) -> IntervalSummary:
+    """Stack per-interval tables of all replications (shorter runs padded with NaN)."""
+    first = tables[0]
+    for table in tables[1:]:
+        if table.groups != first.groups:
+            raise ValueError(f"replications disagree on {first.by} names: "
+                             f"{first.groups} != {table.groups}")
+    longest = max(tables, key=lambda tb: tb.start_s.size)
+    n_int = longest.start_s.size
+    mean: dict[str, np.ndarray] = {}
+    half: dict[str, np.ndarray] = {}
+    for k in INTERVAL_KPI_NAMES:
+        stack = np.full((len(tables), len(first.groups), n_int), np.nan)
+        for r, table in enumerate(tables):
+            stack[r, :, : table.start_s.size] = table.values[k]
+        mean[k], _sd, half[k], _n = _moments(stack)
+    return IntervalSummary(first.groups, longest.start_s, mean, half, first.targets)
+
+
+def summarise(results: Sequence[RunResult], by: Dimension | Sequence[Dimension] | None = DIMENSIONS,
+              answer_rate_target: float = 0.96, min_volume: int = 10) -> Summary:
+    """Mean, sd and 95% CI half-width of every KPI over replications, overall and per group of
+    each dimension in ``by`` (default: all four), per interval, and the target verdicts."""
+    if not results:
+        raise ValueError("summarise needs at least one replication; got none")
+    dims: tuple[Dimension, ...] = (() if by is None else (by,) if isinstance(by, str)
+                                   else tuple(by))
+    first = results[0]
+    rows, tables = _per_replication(results, None, min_volume)
+    overall = _estimates([r[0] for r in rows])
+    groups: dict[str, dict[str, dict[str, Estimate]]] = {}
+    group_targets: dict[str, dict[str, float]] = {}
+    intervals = {ALL: _interval_summary(tables)}
+    for dim in dims:
+        rows, tables = _per_replication(results, dim, min_volume)
+        intervals[dim] = _interval_summary(tables)  # first, as it checks the names agree
+        names = tables[0].groups
+        groups[dim] = {g: _estimates([r[i] for r in rows]) for i, g in enumerate(names)}
+        group_targets[dim] = dict(zip(names, tables[0].targets, strict=True))
+    verdicts = (
+        _verdict("sl_offered", overall["sl_offered"], first.target),
+        _verdict("answer_rate", overall["answer_rate"], answer_rate_target),
+    )
+    return Summary(len(results), tuple(r.seed for r in results), first.start_iso,
+                   first.interval_s, first.threshold_s, first.target, answer_rate_target,
+                   min_volume, T_SOURCE, overall, groups, group_targets, intervals, verdicts)
+
+
+def _per_replication(results: Sequence[RunResult], by: Dimension | None, min_volume: int
+                     ) -> tuple[list[list[dict[str, float]]], list[IntervalTable]]:
+    """KPI rows and interval table of each replication, from one grid of tallies each."""
+    rows: list[list[dict[str, float]]] = []
+    tables: list[IntervalTable] = []
+    for result in results:
+        names, n_int, grid = _grid(result, by)
+        rows.append(_kpi_rows(result, by, names, grid, min_volume))
+        tables.append(_interval_table(result, by, names, n_int, grid))
+    return rows, tables
+
+
+def _verdict(kpi: str, value: Estimate, target: float) -> Verdict:
+    """Met when the mean over replications reaches the target (NaN never meets it)."""
+    return Verdict(kpi, value, target, bool(value.mean >= target - _EPS))

@@ -1,0 +1,79 @@
+"""What one simulation replication records: one row per offered call and agent time per interval.
+
+Columns are numpy arrays so that KPIs are vectorised (:mod:`sim.kpi`). Categorical columns
+(queue, language, country, site, outcome) are small integer codes into the name tuples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Outcome codes (``CallLog.outcome``). IVR outcomes never reach the router.
+OUTCOMES = ("answered", "abandoned", "overflowed", "callback", "voicemail", "ivr_abandoned",
+            "ivr_hangup")
+ANSWERED, ABANDONED, OVERFLOWED, CALLBACK, VOICEMAIL, IVR_ABANDONED, IVR_HANGUP = range(7)
+#: Agent time categories (``AgentTime.seconds[..., k]``).
+AGENT_TIME = ("ready", "busy", "paused")
+READY, BUSY, PAUSED = range(3)
+#: Code for "no site" (call not answered) in ``CallLog.site``.
+NO_SITE = -1
+
+
+@dataclass(frozen=True)
+class CallLog:
+    """One row per offered call (every arrival, including IVR abandons).
+
+    ``arrival_s`` is when the caller reached the IVR (seconds from the run start); ``queued_s``
+    when the call entered the router's queue (NaN if it never did); ``wait_s`` is the time in
+    queue until answer, abandon or overflow (0 for IVR outcomes); ``talk_s`` is 0 unless
+    answered. ``site`` is the answering agent's site code or NO_SITE.
+    """
+
+    arrival_s: np.ndarray  # float64
+    queued_s: np.ndarray  # float64
+    wait_s: np.ndarray  # float64
+    talk_s: np.ndarray  # float64
+    queue: np.ndarray  # int16 codes into queues
+    language: np.ndarray  # int16 codes into languages
+    country: np.ndarray  # int16 codes into countries (last code = "other")
+    site: np.ndarray  # int16 codes into sites, NO_SITE when not answered
+    outcome: np.ndarray  # int8 codes into OUTCOMES
+    queues: tuple[str, ...]
+    languages: tuple[str, ...]
+    countries: tuple[str, ...]
+    sites: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.arrival_s.shape[0])
+
+
+@dataclass(frozen=True)
+class AgentTime:
+    """Agent seconds per (interval, site, category): ready, busy (ringing+talk+wrap), paused.
+
+    Logged-out time is not counted. Occupancy = busy / (busy + ready).
+    """
+
+    seconds: np.ndarray  # float64, shape (n_intervals, n_sites, 3)
+    sites: tuple[str, ...]
+    interval_s: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One replication: its seed, the calls, agent time, and how the run was set up."""
+
+    seed: int
+    calls: CallLog
+    agent_time: AgentTime
+    start_iso: str
+    duration_s: float
+    interval_s: float
+    threshold_s: float
+    target: float
+    #: (threshold_s, target) per queue code, for per-queue service levels.
+    queue_sl: tuple[tuple[float, float], ...]
+    short_abandon_s: float
+    wall_s: float

@@ -1,0 +1,181 @@
+"""A simulation scenario: which center and traffic, when, who works which shift, how people act.
+
+Planners change staffing and routing here, not in the production config: ``center_overrides``
+is deep-merged into the center YAML before validation, and ``staffing`` describes shifts per
+site in local time. Paths are relative to the scenario file.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from acd.config import yamlsafe
+from acd.config.load import LoadedCenter, center_from_data
+from acd.errors import ConfigError, Problem, format_path
+
+Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DistSpec(_Strict):
+    """A duration distribution: ``{dist: lognormal, mean: 30, cv: 0.4}`` and the like."""
+
+    dist: Literal["constant", "exponential", "lognormal", "gamma"]
+    value: Annotated[float, Field(ge=0)] | None = None
+    mean: Annotated[float, Field(gt=0)] | None = None
+    cv: Annotated[float, Field(gt=0, le=10)] | None = None
+
+    def check(self) -> DistSpec:
+        """Raise ValueError when the fields do not fit the distribution."""
+        if self.dist == "constant" and self.value is None:
+            raise ValueError("constant needs value")
+        if self.dist != "constant" and self.mean is None:
+            raise ValueError(f"{self.dist} needs mean")
+        if self.dist in ("lognormal", "gamma") and self.cv is None:
+            raise ValueError(f"{self.dist} needs cv")
+        return self
+
+
+class Behaviour(_Strict):
+    """How callers and agents behave beyond what the traffic file says."""
+
+    #: Time an agent takes to answer a ringing offer.
+    answer_delay: DistSpec = DistSpec(dist="constant", value=3.0)
+    #: Share of offers that ring out unanswered (ring-no-answer).
+    rona_probability: Probability = 0.01
+    #: Share of callers who take a callback when offered one.
+    callback_accept_probability: Probability = 0.3
+    #: Time in the IVR before the call reaches the queue (when no IVR flow is simulated).
+    ivr_time: DistSpec = DistSpec(dist="lognormal", mean=35.0, cv=0.35)
+    #: Share of callers who hang up in the IVR.
+    ivr_abandon_probability: Probability = 0.02
+
+
+class Shift(_Strict):
+    """A shift pattern: starts at ``start`` local time, lasts ``hours``; ``share`` of a group."""
+
+    start: Clock
+    hours: Annotated[float, Field(gt=0, le=16)]
+    share: Annotated[float, Field(gt=0, le=1)]
+
+
+class Break(_Strict):
+    """A break ``after_h`` hours into a shift, ``minutes`` long, with a pause ``reason``."""
+
+    after_h: Annotated[float, Field(ge=0, le=16)]
+    minutes: Annotated[float, Field(gt=0, le=120)]
+    reason: str = "break"
+
+
+class Staffing(_Strict):
+    """Who is logged in when: shift patterns per site (local time), days off, breaks, absence."""
+
+    shifts: dict[str, list[Shift]]
+    #: Per-group shift patterns that replace their site's.
+    group_shifts: dict[str, list[Shift]] = {}
+    work_days_per_week: Annotated[int, Field(ge=1, le=7)] = 5
+    #: Share of agent-days lost to sickness and leave (drawn per replication).
+    absence_rate: Probability = 0.0
+    breaks: list[Break] = []
+    #: Breaks are staggered across a group by up to this many minutes either way.
+    break_stagger_minutes: Annotated[float, Field(ge=0, le=120)] = 20.0
+
+
+class ScenarioFile(_Strict):
+    """The scenario YAML."""
+
+    version: Literal[1] = 1
+    name: str = "scenario"
+    center: str
+    traffic: str
+    start: datetime
+    days: Annotated[float, Field(gt=0, le=400)] = 1.0
+    interval_minutes: Literal[15, 30, 60] = 30
+    volume_scale: Annotated[float, Field(gt=0, le=100)] = 1.0
+    center_overrides: dict[str, Any] = {}
+    behaviour: Behaviour = Behaviour()
+    staffing: Staffing
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A loaded scenario: the validated file, its center (with overrides) and resolved paths."""
+
+    path: str
+    spec: ScenarioFile
+    center: LoadedCenter
+    traffic_path: Path
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """``override`` merged into ``base``: mappings recursively, anything else replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(override)
+
+
+def load_scenario(path: str | Path, **changes: Any) -> Scenario:
+    """Load a scenario file (``changes`` override top-level fields, e.g. ``days=2``)."""
+    file = str(path)
+    text = Path(path).read_text(encoding="utf-8")
+    data = yamlsafe.loads(text, file)
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(file, "<root>", type(data).__name__,
+                                   "a scenario must be a mapping")])
+    data.update({k: v for k, v in changes.items() if v is not None})
+    try:
+        spec = ScenarioFile.model_validate(data)
+        spec.behaviour.answer_delay.check()
+        spec.behaviour.ivr_time.check()
+    except ValidationError as exc:
+        raise ConfigError([
+            Problem(file, format_path(tuple(e["loc"])), e.get("input"), e["msg"],
+                    yamlsafe.line_of(text, tuple(e["loc"])))
+            for e in exc.errors()]) from None
+    except ValueError as exc:
+        raise ConfigError([Problem(file, "behaviour", None, str(exc))]) from None
+    base = Path(path).resolve().parent
+    center_path = (base / spec.center).resolve()
+    center_data = yamlsafe.load_file(center_path)
+    merged = deep_merge(center_data, spec.center_overrides)
+    center_text = center_path.read_text(encoding="utf-8") if not spec.center_overrides else None
+    center = center_from_data(merged, str(center_path), center_text)
+    problems = []
+    sites = set(center.config.sites)
+    for site in spec.staffing.shifts:
+        if site not in sites:
+            problems.append(Problem(file, f"staffing.shifts.{site}", site,
+                                    f"unknown site; valid: {', '.join(sorted(sites))}"))
+    for site in sites - set(spec.staffing.shifts):
+        if not all(g in spec.staffing.group_shifts for g, grp in
+                   center.config.agent_groups.items() if grp.site == site):
+            problems.append(Problem(file, "staffing.shifts", site,
+                                    "site has agent groups but no shift pattern"))
+    for group in spec.staffing.group_shifts:
+        if group not in center.config.agent_groups:
+            problems.append(Problem(file, f"staffing.group_shifts.{group}", group,
+                                    "unknown agent group"))
+    reasons = set(center.config.pause_reasons)
+    for i, br in enumerate(spec.staffing.breaks):
+        if br.reason not in reasons:
+            problems.append(Problem(file, f"staffing.breaks[{i}].reason", br.reason,
+                                    f"unknown pause reason; valid: {', '.join(sorted(reasons))}"))
+    if spec.start.tzinfo is None:
+        problems.append(Problem(file, "start", str(spec.start),
+                                "start needs a UTC offset, e.g. 2026-03-02T00:00:00+03:00"))
+    if problems:
+        raise ConfigError(problems)
+    return Scenario(file, spec, center, (base / spec.traffic).resolve())

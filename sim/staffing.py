@@ -1,0 +1,118 @@
+"""Turn a scenario's shift patterns into a timeline of logins, breaks and logouts per agent.
+
+Deterministic apart from absence, which is drawn from the replication's generator: agents are
+spread evenly over a group's shifts, days off rotate through the week, and breaks are staggered
+so a group never leaves for lunch all at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from acd.config.schema import CenterConfig
+from acd.core.model import AgentProfile
+from sim.scenario import Shift, Staffing
+
+Action = Literal["login", "pause", "ready", "logout"]
+# Order of actions at the same instant: leave before join.
+_ORDER = {"logout": 0, "pause": 1, "ready": 2, "login": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class StaffAction:
+    """At ``t`` seconds from the run's start, ``agent`` does ``action`` (pause with ``reason``)."""
+
+    t: float
+    action: Action
+    agent: str
+    reason: str | None = None
+
+
+def spread(counts: list[int]) -> list[int]:
+    """Assign ``sum(counts)`` members to slots so each slot's members are evenly spread."""
+    n = sum(counts)
+    assigned = [0] * len(counts)
+    out = []
+    for k in range(n):
+        slot = max(range(len(counts)),
+                   key=lambda s: (counts[s] * (k + 1) / n - assigned[s], -s))
+        assigned[slot] += 1
+        out.append(slot)
+    return out
+
+
+def allocate(shares: list[float], n: int) -> list[int]:
+    """Largest-remainder allocation of ``n`` agents over shifts with relative ``shares``."""
+    total = sum(shares)
+    exact = [s / total * n for s in shares]
+    counts = [math.floor(e) for e in exact]
+    for i in sorted(range(len(shares)), key=lambda i: exact[i] - counts[i],
+                    reverse=True)[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def build_timeline(config: CenterConfig, agents: list[AgentProfile], staffing: Staffing,
+                   start: datetime, horizon_s: float, rng: np.random.Generator
+                   ) -> list[StaffAction]:
+    """Every staffing action in ``[0, horizon_s)``, time-ordered."""
+    by_group: dict[str, list[AgentProfile]] = {}
+    for a in agents:
+        by_group.setdefault(a.group, []).append(a)
+    actions: list[StaffAction] = []
+    days = math.ceil(horizon_s / 86400) + 2
+    for group, members in by_group.items():
+        site = config.agent_groups[group].site
+        tz = ZoneInfo(config.sites[site].timezone)
+        shifts = staffing.group_shifts.get(group) or staffing.shifts.get(site, [])
+        if not shifts:
+            continue
+        slots = spread(allocate([s.share for s in shifts], len(members)))
+        first_day = start.astimezone(tz).date() - timedelta(days=1)
+        for k, agent in enumerate(members):
+            shift = shifts[slots[k]]
+            off = {(k + j) % 7 for j in range(7 - staffing.work_days_per_week)}
+            stagger = _stagger(k, staffing.break_stagger_minutes)
+            for d in range(days):
+                day = first_day + timedelta(days=d)
+                if day.weekday() in off:
+                    continue
+                actions.extend(_shift_actions(agent.id, shift, day, tz, start, horizon_s,
+                                              staffing, stagger, rng))
+    actions.sort(key=lambda a: (a.t, _ORDER[a.action], a.agent))
+    return actions
+
+
+def _stagger(k: int, minutes: float) -> float:
+    # Offsets -1, -0.5, 0, 0.5, 1 of the stagger, cycling through the group.
+    return ((k % 5) - 2) / 2 * minutes * 60
+
+
+def _shift_actions(agent: str, shift: Shift, day: object, tz: ZoneInfo, start: datetime,
+                   horizon_s: float, staffing: Staffing, stagger: float,
+                   rng: np.random.Generator) -> list[StaffAction]:
+    hh, mm = (int(x) for x in shift.start.split(":"))
+    begin = datetime.combine(day, time(hh, mm), tzinfo=tz)  # type: ignore[arg-type]
+    t0 = (begin - start).total_seconds()
+    t1 = t0 + shift.hours * 3600
+    if t1 <= 0 or t0 >= horizon_s:
+        return []
+    if staffing.absence_rate and rng.random() < staffing.absence_rate:
+        return []
+    out = [StaffAction(max(t0, 0.0), "login", agent)]
+    for br in staffing.breaks:
+        b0 = t0 + br.after_h * 3600 + stagger
+        b1 = b0 + br.minutes * 60
+        if b0 <= max(t0, 0.0) or b1 >= t1 or b0 >= horizon_s:
+            continue
+        out.append(StaffAction(b0, "pause", agent, br.reason))
+        out.append(StaffAction(b1, "ready", agent))
+    if t1 < horizon_s:
+        out.append(StaffAction(t1, "logout", agent))
+    return out
