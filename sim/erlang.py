@@ -215,7 +215,15 @@ class ErlangA:
         log_w = _log_terms(x, y)
         log_a = _logsumexp(log_w)
         # P(wait) = A*B / (1 + (A-1)*B) (Mandelbaum & Zeltyn), written to avoid overflow in A.
-        p_wait = 1.0 / (1.0 + (1.0 - blocking) * math.exp(-(log_a + math.log(blocking))))
+        if blocking <= 0.0:
+            p_wait = 0.0
+        else:
+            # 1 / (1 + (1-B) e^k) with k = -log(A*B), arranged so neither sign of k overflows.
+            k = -(log_a + math.log(blocking))
+            if k > 0:
+                p_wait = math.exp(-k) / (math.exp(-k) + (1.0 - blocking))
+            else:
+                p_wait = 1.0 / (1.0 + (1.0 - blocking) * math.exp(k))
         log_pi_n = math.log(p_wait) - log_a
         j = np.arange(log_w.size, dtype=np.float64)
         weights = np.exp(log_w + log_pi_n)

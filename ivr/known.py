@@ -1,0 +1,52 @@
+"""Names a flow may use, as the center configuration defines them (sites, queues, languages).
+
+The lead wires the real center config into :class:`KnownNames`; :func:`reference_known` holds the
+reference center so flows can be checked and traced before that wiring exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Site:
+    """A contact-center site: its IANA time zone and the country whose holidays it keeps."""
+
+    timezone: str
+    country: str
+
+
+@dataclass(frozen=True)
+class KnownNames:
+    """Everything a flow is checked against: sites, queues, languages, countries."""
+
+    sites: Mapping[str, Site]
+    queues: frozenset[str]
+    languages: frozenset[str]
+    #: ISO alpha-2 country -> the native language its callers are served in.
+    countries: Mapping[str, str]
+    default_language: str = "ru"
+    #: Country recorded for callers whose number gives no known country.
+    default_country: str = "other"
+    #: Region used to read national-format caller numbers (no ``+``, no ``00``).
+    national_region: str = "RU"
+    #: Queue -> site, for queues whose hours the flow does not declare a site for.
+    queue_sites: Mapping[str, str] = field(default_factory=dict)
+
+
+REFERENCE_COUNTRIES: dict[str, str] = {
+    "RU": "ru", "UA": "uk", "BY": "be", "KZ": "kk", "UZ": "uz", "KG": "ky",
+    "TJ": "tg", "AZ": "az", "AM": "hy", "GE": "ka", "MD": "ro", "LV": "lv",
+}
+
+
+def reference_known() -> KnownNames:
+    """The reference center (Moscow + Kyiv, four queues, twelve countries and languages)."""
+    return KnownNames(
+        sites={"moscow": Site("Europe/Moscow", "RU"), "kyiv": Site("Europe/Kyiv", "UA")},
+        queues=frozenset({"tech", "repair", "orders", "voc"}),
+        languages=frozenset(REFERENCE_COUNTRIES.values()),
+        countries=dict(REFERENCE_COUNTRIES),
+    )
