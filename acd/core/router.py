@@ -219,8 +219,14 @@ class Router:
     # ------------------------------------------------------------------------------- calls
 
     def call_arrived(self, now: float, call_id: str, queue: str, language: str, country: str,
-                     priority: int = 0, customer_id: str | None = None) -> list[Output]:
-        """A call enters ``queue``. Unknown queue, language or country fall back to defaults."""
+                     priority: int = 0, customer_id: str | None = None,
+                     arrived_at: float | None = None) -> list[Output]:
+        """A call enters ``queue``. Unknown queue, language or country fall back to defaults.
+
+        ``arrived_at`` (<= ``now``) restores a call that was already waiting, e.g. after a
+        config reload or a restart: it keeps its place and its expansion steps' clock.
+        Calls restored together must be restored in their original arrival order.
+        """
         out = self._begin(now)
         if call_id in self._calls:
             raise DuplicateCall(f"call {call_id!r} is already in the router")
@@ -242,10 +248,11 @@ class Router:
             language = used
         fallbacks = tuple(f for f in fallbacks if f != language)
         self._seq += 1
+        since = now if arrived_at is None else min(arrived_at, now)
         call = _Call(call_id, q, language, country, home_site, fallbacks,
-                     q.priority + priority, now, self._seq, customer_id)
+                     q.priority + priority, since, self._seq, customer_id)
         self._calls[call_id] = call
-        self._enter_queue(now, call, q)
+        self._enter_queue(now, call, q, since)
         return out
 
     def offer_answered(self, now: float, call_id: str) -> list[Output]:
@@ -494,12 +501,13 @@ class Router:
 
     # --- queue membership
 
-    def _enter_queue(self, now: float, call: _Call, q: _QueueRt) -> None:
+    def _enter_queue(self, now: float, call: _Call, q: _QueueRt,
+                     entered: float | None = None) -> None:
         if len(q.line) >= q.max_length:
             self._overflow(now, call, q.overflow, "queue_full", enqueued=False)
             return
         call.q = q
-        call.entered = now
+        call.entered = now if entered is None else entered
         call.reset_rules()
         q.calls[call.id] = call
         self._out.append(CallQueued(call.id, q.name, call.language, call.country, now))

@@ -1,0 +1,1 @@
+"""The live service: the router driven by asyncio, with its observers and interfaces."""
