@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from acd.config.schema import CenterConfig
+
 
 @dataclass(frozen=True)
 class Site:
@@ -40,6 +42,24 @@ REFERENCE_COUNTRIES: dict[str, str] = {
     "RU": "ru", "UA": "uk", "BY": "be", "KZ": "kk", "UZ": "uz", "KG": "ky",
     "TJ": "tg", "AZ": "az", "AM": "hy", "GE": "ka", "MD": "ro", "LV": "lv",
 }
+
+
+def known_from_center(config: CenterConfig) -> KnownNames:
+    """The names a flow may use, taken from a validated center configuration."""
+    sites = {}
+    for name, site in config.sites.items():
+        country = site.country or next(
+            (code for code, c in config.countries.items() if c.home_site == name), "")
+        sites[name] = Site(site.timezone, country)
+    home_region = next(iter(config.countries), "RU")
+    return KnownNames(
+        sites=sites,
+        queues=frozenset(config.queues),
+        languages=frozenset(config.languages),
+        countries={code: c.language for code, c in config.countries.items()},
+        default_language=config.center.default_language,
+        national_region=home_region,
+    )
 
 
 def reference_known() -> KnownNames:

@@ -49,6 +49,8 @@ class Site(Strict):
 
     name: str
     timezone: str
+    #: ISO country whose public holidays the site keeps (business hours in the IVR).
+    country: Name | None = None
 
 
 class Language(Strict):

@@ -1,0 +1,36 @@
+"""What a telephony shell needs to run the IVR: the flows, the names they may use, customers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from acd.config.load import LoadedCenter
+from ivr.customers import CustomerDirectory
+from ivr.flow import Flow
+from ivr.known import KnownNames, known_from_center
+from ivr.loader import load_flow
+
+
+@dataclass(frozen=True)
+class IvrSetup:
+    """Flows by name (``main`` for inbound calls, ``callback`` for outbound callbacks)."""
+
+    center: LoadedCenter
+    known: KnownNames
+    flows: dict[str, Flow]
+    customers: CustomerDirectory | None = None
+    #: Dialplan destinations for calls leaving the ACD (voicemail, callback confirmation).
+    destinations: dict[str, str] = field(default_factory=dict)
+
+
+def load_ivr(center: LoadedCenter, flow_dir: str | Path,
+             customers: CustomerDirectory | None = None) -> IvrSetup:
+    """Load every ``*.yaml`` flow in ``flow_dir`` except the shared prompt sets."""
+    known = known_from_center(center.config)
+    flows = {}
+    for path in sorted(Path(flow_dir).glob("*.yaml")):
+        if path.stem == "prompts":
+            continue
+        flows[path.stem] = load_flow(path, known)
+    return IvrSetup(center, known, flows, customers)
