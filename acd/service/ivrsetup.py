@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from acd.config.load import LoadedCenter
+from ivr.actions import CallbackTask
 from ivr.customers import CustomerDirectory
 from ivr.flow import Flow
 from ivr.known import KnownNames, known_from_center
 from ivr.loader import load_flow
+
+
+class CallbackSink(Protocol):
+    """Where callback tasks go (voicemail, accepted callback offers); the service stores them."""
+
+    def add(self, task: CallbackTask) -> None:
+        """Store one callback task durably."""
 
 
 @dataclass(frozen=True)
@@ -20,12 +29,14 @@ class IvrSetup:
     known: KnownNames
     flows: dict[str, Flow]
     customers: CustomerDirectory | None = None
+    callbacks: CallbackSink | None = None
     #: Dialplan destinations for calls leaving the ACD (voicemail, callback confirmation).
     destinations: dict[str, str] = field(default_factory=dict)
 
 
 def load_ivr(center: LoadedCenter, flow_dir: str | Path,
-             customers: CustomerDirectory | None = None) -> IvrSetup:
+             customers: CustomerDirectory | None = None,
+             callbacks: CallbackSink | None = None) -> IvrSetup:
     """Load every ``*.yaml`` flow in ``flow_dir`` except the shared prompt sets."""
     known = known_from_center(center.config)
     flows = {}
@@ -33,4 +44,4 @@ def load_ivr(center: LoadedCenter, flow_dir: str | Path,
         if path.stem == "prompts":
             continue
         flows[path.stem] = load_flow(path, known)
-    return IvrSetup(center, known, flows, customers)
+    return IvrSetup(center, known, flows, customers, callbacks)
