@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from acd.config.schema import AgentSelection, CallSelection, CenterConfig, NewcomerPolicy
 from acd.core.model import (
@@ -45,6 +46,7 @@ from acd.core.model import (
     Output,
     Overflow,
     QueueSnapshot,
+    RoutingError,
     StepApplied,
     UnknownAgent,
     UnknownCall,
@@ -157,7 +159,7 @@ class _Agent:
         self.pending_reason: str | None = None
         self.login_at = 0.0
         self.busy_s = 0.0
-        self.busy_since = 0.0
+        self.busy_since: float | None = None
         self.version = 0
 
 
@@ -192,6 +194,7 @@ class Router:
         self._timers: list[tuple[float, int, int, object, int]] = []
         self._seq = 0
         self._out: list[Output] = []
+        self._carry: list[Output] = []
         self._pause_reasons = frozenset(config.pause_reasons)
         self._countries = config.countries
         self._languages = frozenset(config.languages)
@@ -212,9 +215,9 @@ class Router:
 
     def advance(self, now: float) -> list[Output]:
         """Run every timer due at or before ``now``."""
-        self._out = []
+        out = self._begin(now)
         self._run_timers(now)
-        return self._out
+        return out
 
     # ------------------------------------------------------------------------------- calls
 
@@ -229,7 +232,7 @@ class Router:
         """
         out = self._begin(now)
         if call_id in self._calls:
-            raise DuplicateCall(f"call {call_id!r} is already in the router")
+            self._refuse(DuplicateCall(f"call {call_id!r} is already in the router"))
         q = self._queues.get(queue)
         if q is None:
             out.append(InputDefaulted(call_id, "queue", queue, self._default_queue))
@@ -255,14 +258,19 @@ class Router:
         self._enter_queue(now, call, q, since)
         return out
 
-    def offer_answered(self, now: float, call_id: str) -> list[Output]:
-        """The offered agent answered: the call is talking."""
+    def offer_answered(self, now: float, call_id: str, agent_id: str | None = None
+                       ) -> list[Output]:
+        """The offered agent answered: the call is talking.
+
+        With ``agent_id``, an answer from an agent the call is no longer offered to (a late
+        report after a ring timeout re-offered it) is ignored instead of credited to another.
+        """
         out = self._begin(now)
-        call = self._call(call_id)
-        if call.state is not CallState.RINGING or call.agent is None:
-            out.append(Ignored(call_id, "answer", f"call is {call.state.value}"))
+        call = self._ringing(call_id, agent_id, "answer", out)
+        if call is None:
             return out
         agent = call.agent
+        assert agent is not None
         call.state = CallState.TALKING
         call.answered_at = now
         call.version += 1
@@ -272,15 +280,28 @@ class Router:
         out.append(CallAnswered(call.id, agent.profile.id, q.name, now - call.arrived, now))
         return out
 
-    def offer_failed(self, now: float, call_id: str, reason: str = "no_answer") -> list[Output]:
+    def offer_failed(self, now: float, call_id: str, reason: str = "no_answer",
+                     agent_id: str | None = None) -> list[Output]:
         """The offer was not answered (no answer, busy, unavailable): ring-no-answer handling."""
         out = self._begin(now)
-        call = self._call(call_id)
-        if call.state is not CallState.RINGING or call.agent is None:
-            out.append(Ignored(call_id, "offer_failed", f"call is {call.state.value}"))
-            return out
-        self._rona(now, call, reason, cancel=False)
+        call = self._ringing(call_id, agent_id, "offer_failed", out)
+        if call is not None:
+            self._rona(now, call, reason, cancel=False)
         return out
+
+    def _ringing(self, call_id: str, agent_id: str | None, what: str, out: list[Output]
+                 ) -> _Call | None:
+        """The call if it is ringing (at ``agent_id``, when given); else an Ignored report."""
+        call = self._calls.get(call_id)
+        if call is None or call.state is not CallState.RINGING or call.agent is None:
+            state = call.state.value if call is not None else "not in the router"
+            out.append(Ignored(call_id, what, f"call is {state}"))
+            return None
+        if agent_id is not None and call.agent.profile.id != agent_id:
+            out.append(Ignored(call_id, what, f"call now rings agent {call.agent.profile.id}, "
+                                              f"not {agent_id}"))
+            return None
+        return call
 
     def hangup(self, now: float, call_id: str) -> list[Output]:
         """Either side hung up: an abandon while queued or ringing, the end of talk otherwise."""
@@ -307,9 +328,10 @@ class Router:
     def callback_accepted(self, now: float, call_id: str) -> list[Output]:
         """The caller took the callback offer: the call leaves the queue as a callback."""
         out = self._begin(now)
-        call = self._call(call_id)
-        if call.state is not CallState.QUEUED:
-            out.append(Ignored(call_id, "callback_accepted", f"call is {call.state.value}"))
+        call = self._calls.get(call_id)
+        if call is None or call.state is not CallState.QUEUED:
+            state = call.state.value if call is not None else "not in the router"
+            out.append(Ignored(call_id, "callback_accepted", f"call is {state}"))
             return out
         self._end(now, call, Outcome.CALLBACK)
         return out
@@ -322,8 +344,8 @@ class Router:
         out = self._begin(now)
         agent = self._agent(agent_id)
         if agent.state is not AgentState.LOGGED_OUT:
-            raise AgentAlreadyLoggedIn(
-                f"agent {agent_id!r} is already logged in ({agent.state.value}); log out first")
+            self._refuse(AgentAlreadyLoggedIn(
+                f"agent {agent_id!r} is already logged in ({agent.state.value}); log out first"))
         if paused_reason is not None:
             self._check_reason(paused_reason)
         agent.endpoint = endpoint or agent.profile.endpoint
@@ -337,12 +359,12 @@ class Router:
         return out
 
     def logout(self, now: float, agent_id: str) -> list[Output]:
-        """Log an agent out; on a call or in wrap-up, the logout waits until the work is done."""
+        """Log an agent out; on a call it waits until the call ends, wrap-up it ends at once."""
         out = self._begin(now)
         agent = self._agent(agent_id)
         st = agent.state
         if st is AgentState.LOGGED_OUT:
-            raise AgentNotLoggedIn(f"agent {agent_id!r} is not logged in")
+            self._refuse(AgentNotLoggedIn(f"agent {agent_id!r} is not logged in"))
         if st in (AgentState.ON_CALL, AgentState.WRAP_UP):
             if st is AgentState.WRAP_UP:
                 self._leave_wrap_up(now, agent, AgentState.LOGGED_OUT, None)
@@ -364,7 +386,7 @@ class Router:
         agent = self._agent(agent_id)
         st = agent.state
         if st is AgentState.LOGGED_OUT:
-            raise AgentNotLoggedIn(f"agent {agent_id!r} is not logged in")
+            self._refuse(AgentNotLoggedIn(f"agent {agent_id!r} is not logged in"))
         if st is AgentState.ON_CALL:
             agent.pending, agent.pending_reason = AgentState.PAUSED, reason
         elif st is AgentState.WRAP_UP:
@@ -383,7 +405,7 @@ class Router:
         agent = self._agent(agent_id)
         st = agent.state
         if st is AgentState.LOGGED_OUT:
-            raise AgentNotLoggedIn(f"agent {agent_id!r} is not logged in")
+            self._refuse(AgentNotLoggedIn(f"agent {agent_id!r} is not logged in"))
         if st is AgentState.PAUSED:
             self._make_ready(now, agent)
         elif st is AgentState.WRAP_UP:
@@ -455,28 +477,37 @@ class Router:
     # --------------------------------------------------------------------------- internals
 
     def _begin(self, now: float) -> list[Output]:
-        out: list[Output] = []
+        # Outputs of timers run before a refused request are carried into the next call's
+        # list, so a refusal never swallows e.g. a ring-timeout CancelOffer.
+        out: list[Output] = self._carry
+        self._carry = []
         self._out = out
         if self._timers and self._timers[0][0] <= now:
             self._run_timers(now)
         return out
 
+    def _refuse(self, error: RoutingError) -> NoReturn:
+        self._carry = self._out
+        self._out = []
+        raise error
+
     def _call(self, call_id: str) -> _Call:
         call = self._calls.get(call_id)
         if call is None:
-            raise UnknownCall(f"call {call_id!r} is not in the router")
+            self._refuse(UnknownCall(f"call {call_id!r} is not in the router"))
         return call
 
     def _agent(self, agent_id: str) -> _Agent:
         agent = self._agents.get(agent_id)
         if agent is None:
-            raise UnknownAgent(f"agent {agent_id!r} is not on the roster")
+            self._refuse(UnknownAgent(f"agent {agent_id!r} is not on the roster"))
         return agent
 
     def _check_reason(self, reason: str) -> None:
         if reason not in self._pause_reasons:
-            raise InvalidPauseReason(f"pause reason {reason!r} is not configured; valid: "
-                                     f"{', '.join(sorted(self._pause_reasons))}")
+            self._refuse(InvalidPauseReason(
+                f"pause reason {reason!r} is not configured; valid: "
+                f"{', '.join(sorted(self._pause_reasons))}"))
 
     def _timer(self, when: float, kind: int, obj: _Call | _Agent) -> None:
         self._seq += 1
@@ -503,10 +534,11 @@ class Router:
 
     def _enter_queue(self, now: float, call: _Call, q: _QueueRt,
                      entered: float | None = None) -> None:
+        call.priority += q.priority - call.q.priority
+        call.q = q
         if len(q.line) >= q.max_length:
             self._overflow(now, call, q.overflow, "queue_full", enqueued=False)
             return
-        call.q = q
         call.entered = now if entered is None else entered
         call.reset_rules()
         q.calls[call.id] = call
@@ -833,9 +865,9 @@ class Router:
             self._set_state(now, agent, state, reason)
 
     def _stop_busy(self, now: float, agent: _Agent) -> None:
-        if agent.busy_since:
+        if agent.busy_since is not None:
             agent.busy_s += now - agent.busy_since
-            agent.busy_since = 0.0
+            agent.busy_since = None
 
     def _occupancy(self, now: float, agent: _Agent) -> float:
         logged = now - agent.login_at

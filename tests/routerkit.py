@@ -1,0 +1,808 @@
+"""Helpers for routing-core tests: small centers built as data, and a checking fake switchboard.
+
+``center_data`` builds a small center as a plain dict (one agent per group, so agent ids are
+readable) and ``build`` validates it through ``center_from_data``. ``Switchboard`` drives a
+:class:`~acd.core.router.Router` the way a telephony shell does and checks every output against
+an independent model: eligibility is recomputed from agent profiles, the config and the
+``StepApplied`` events, never read from router internals. ``drive`` feeds a switchboard seeded
+random traffic and agent activity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from acd.config.load import LoadedCenter, center_from_data, load_center
+from acd.config.schema import AgentSelection, CallSelection, CenterConfig, NewcomerPolicy
+from acd.core.model import (
+    AgentProfile,
+    AgentState,
+    AgentStateChanged,
+    CallAnswered,
+    CallEnded,
+    CallMoved,
+    CallOffered,
+    CallQueued,
+    CallRequeued,
+    CallState,
+    CancelOffer,
+    Ignored,
+    InputDefaulted,
+    Offer,
+    OfferCallback,
+    Outcome,
+    Output,
+    Overflow,
+    StepApplied,
+)
+from acd.core.router import Router
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_CENTER = REPO / "config" / "center.yaml"
+#: The router's pseudo country for callers whose country is unknown.
+OTHER = "other"
+
+#: Countries a small center may use: native language, fallback languages, home site.
+COUNTRY_TABLE: dict[str, tuple[str, list[str], str]] = {
+    "RU": ("ru", [], "moscow"),
+    "UA": ("uk", ["ru"], "kyiv"),
+    "KZ": ("kk", ["ru"], "moscow"),
+    "BY": ("be", ["ru"], "kyiv"),
+}
+LANGUAGES = ("ru", "uk", "kk", "be")
+SKILLS = ("tech", "orders", "voc")
+
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------ centers
+
+
+def agent(name: str, *, site: str = "moscow", skills: Mapping[str, int] | None = None,
+          languages: Sequence[str] = ("ru",), countries: Sequence[str] | None = None,
+          newcomer: bool = False) -> dict[str, Any]:
+    """One agent, described as a one-person group; its agent id is ``name``."""
+    return {"name": name, "site": site, "skills": dict(skills or {"tech": 5}),
+            "languages": list(languages), "countries": countries, "newcomer": newcomer}
+
+
+def queue(skill: str = "tech", **fields: Any) -> dict[str, Any]:
+    """A queue dict for ``skill`` with test-friendly timers; ``fields`` override anything."""
+    data: dict[str, Any] = {"skill": skill, "wrap_up_s": 10, "ring_timeout_s": 15,
+                            "max_wait_s": 1800, "routing": {"sites": "all"}}
+    data.update(fields)
+    return data
+
+
+def center_data(agents: Sequence[Mapping[str, Any]], queues: Mapping[str, Any] | None = None,
+                countries: Sequence[str] = ("RU",), **top: Any) -> dict[str, Any]:
+    """A small two-site center as plain data: ``agents`` from :func:`agent`, one group each."""
+    groups: dict[str, Any] = {}
+    for i, a in enumerate(agents):
+        group: dict[str, Any] = {
+            "site": a["site"], "supervisor": "Test Supervisor", "count": 1,
+            "skills": dict(a["skills"]), "level_spread": 0, "languages": list(a["languages"]),
+            "newcomer_share": 1.0 if a["newcomer"] else 0.0, "newcomer_level_drop": 0,
+            "first_extension": 100 + i}
+        if a["countries"] is not None:
+            group["countries"] = list(a["countries"])
+        groups[a["name"]] = group
+    queues = dict(queues or {"tech": queue("tech")})
+    data: dict[str, Any] = {
+        "version": 1,
+        "center": {"name": "Test center", "default_language": "ru",
+                   "default_queue": next(iter(queues))},
+        "sites": {"moscow": {"name": "Moscow", "timezone": "Europe/Moscow"},
+                  "kyiv": {"name": "Kyiv", "timezone": "Europe/Kyiv"}},
+        "languages": {lang: {"name": lang.upper()} for lang in LANGUAGES},
+        "countries": {c: {"name": c, "language": COUNTRY_TABLE[c][0],
+                          "fallback_languages": COUNTRY_TABLE[c][1],
+                          "home_site": COUNTRY_TABLE[c][2]} for c in countries},
+        "skills": {s: {"name": s.title()} for s in SKILLS},
+        "queues": queues,
+        "agent_groups": groups,
+    }
+    data.update(top)
+    return data
+
+
+def build(data: Mapping[str, Any]) -> tuple[CenterConfig, list[AgentProfile]]:
+    """Validate ``data`` like a config file; agents of one-person groups take the group's name."""
+    loaded = center_from_data(dict(data), "test-center.yaml")
+    counts = {name: g.count for name, g in loaded.config.agent_groups.items()}
+    agents = [dataclasses.replace(p, id=p.group) if counts[p.group] == 1 else p
+              for p in loaded.agents]
+    return loaded.config, agents
+
+
+def small_router(data: Mapping[str, Any]) -> Router:
+    """A router over a small center built by :func:`center_data`."""
+    config, agents = build(data)
+    return Router(config, agents)
+
+
+@cache
+def reference_center() -> LoadedCenter:
+    """The shipped reference center (config/center.yaml, 281 agents), loaded once."""
+    return load_center(REFERENCE_CENTER)
+
+
+def random_center_data(rng: random.Random) -> dict[str, Any]:
+    """A small random-ish center: 2-3 queues with random rules, 3-6 groups of 1-4 agents.
+
+    Every queue ends its expansion with an overflow step, so any roster passes the coverage
+    check; queues may overflow into each other (the router bounds the chain).
+    """
+    names = rng.sample(["tech", "orders", "voc"], rng.randint(2, 3))
+    countries = ["RU", "UA", "KZ"]
+    queues: dict[str, Any] = {}
+    for name in names:
+        steps: list[dict[str, Any]] = []
+        t = 0.0
+        for kind in rng.sample(["min_level", "add_sites", "accept_fallback_languages",
+                                "include_newcomers", "offer_callback"], rng.randint(0, 4)):
+            t += rng.choice([0, 2, 5, 10])
+            value: object = rng.randint(1, 3) if kind == "min_level" else (
+                "all" if kind == "add_sites" else True)
+            steps.append({"after_s": t, kind: value})
+        targets = ["voicemail", "callback", *[n for n in names if n != name]]
+        steps.append({"after_s": t + rng.choice([20, 60, 200]), "overflow": rng.choice(targets)})
+        queues[name] = {
+            "skill": name, "priority": rng.choice([0, 0, 1, 3]),
+            "service_level": {"threshold_s": rng.choice([10, 20, 30]), "target": 0.8},
+            "wrap_up_s": rng.choice([0, 5, 20]), "ring_timeout_s": rng.choice([5, 15]),
+            "max_length": rng.randint(1, 6), "max_wait_s": rng.choice([30, 120, 600]),
+            "overflow": rng.choice(targets),
+            "routing": {
+                "agent_selection": rng.choice([s.value for s in AgentSelection]),
+                "call_selection": rng.choice([s.value for s in CallSelection]),
+                "min_level": rng.randint(1, 5), "sites": rng.choice(["home", "all"]),
+                "newcomers": rng.choice([p.value for p in NewcomerPolicy]),
+                "site_affinity": rng.random() < 0.7},
+            "expansion": steps}
+    groups: dict[str, Any] = {}
+    ext = 100
+    for g in range(rng.randint(3, 6)):
+        count = rng.randint(1, 4)
+        group: dict[str, Any] = {
+            "site": rng.choice(["moscow", "kyiv"]), "supervisor": "Test Supervisor",
+            "count": count,
+            "skills": {s: rng.randint(1, 9) for s in rng.sample(names, rng.randint(1, len(names)))},
+            "level_spread": rng.randint(0, 2),
+            "languages": rng.choice([["ru"], ["uk", "ru"], ["kk", "ru"], ["uk"], ["kk"]]),
+            "newcomer_share": rng.choice([0.0, 0.3, 0.5]), "first_extension": ext}
+        if rng.random() < 0.25:
+            group["countries"] = rng.sample(countries, rng.randint(1, 2))
+        groups[f"g{g}"] = group
+        ext += count
+    return {
+        "version": 1,
+        "center": {"name": "Random center", "default_language": "ru", "default_queue": names[0]},
+        "sites": {"moscow": {"name": "Moscow", "timezone": "Europe/Moscow"},
+                  "kyiv": {"name": "Kyiv", "timezone": "Europe/Kyiv"}},
+        "languages": {lang: {"name": lang.upper()} for lang in ("ru", "uk", "kk")},
+        "countries": {c: {"name": c, "language": COUNTRY_TABLE[c][0],
+                          "fallback_languages": COUNTRY_TABLE[c][1],
+                          "home_site": COUNTRY_TABLE[c][2]} for c in countries},
+        "skills": {s: {"name": s.title()} for s in names},
+        "queues": queues,
+        "agent_groups": groups,
+        "rona": {"pause_reason": "rona", "auto_ready_after_s": rng.choice([None, 0, 10, 60])},
+    }
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def of_type(outputs: Iterable[Output], kind: type[T]) -> list[T]:
+    """The outputs of one kind, in order."""
+    return [o for o in outputs if isinstance(o, kind)]
+
+
+def one(outputs: Iterable[Output], kind: type[T]) -> T:
+    """The single output of ``kind``; fails if there is none or more than one."""
+    found = of_type(outputs, kind)
+    assert len(found) == 1, f"expected one {kind.__name__}, got {found}"
+    return found[0]
+
+
+# ------------------------------------------------------------------------------ the model
+
+
+class ModelError(AssertionError):
+    """The router's outputs or state contradict the independent model."""
+
+
+@dataclass
+class CallView:
+    """What the model knows about a live call, rebuilt from the router's events."""
+
+    id: str
+    order: int
+    arrived: float
+    priority: int
+    queue: str
+    language: str
+    country: str
+    steps: int = 0
+    state: CallState = CallState.QUEUED
+    agent: str | None = None
+    eligible: frozenset[str] = frozenset()
+
+
+@dataclass
+class AgentView:
+    """What the model knows about an agent, rebuilt from ``AgentStateChanged`` events."""
+
+    profile: AgentProfile
+    endpoint: str
+    state: AgentState = AgentState.LOGGED_OUT
+    reason: str | None = None
+    call: str | None = None
+    idle_since: float = 0.0
+
+
+_LEGAL: dict[AgentState, frozenset[AgentState]] = {
+    AgentState.LOGGED_OUT: frozenset({AgentState.READY, AgentState.PAUSED}),
+    AgentState.READY: frozenset({AgentState.RINGING, AgentState.PAUSED, AgentState.LOGGED_OUT}),
+    AgentState.RINGING: frozenset({AgentState.ON_CALL, AgentState.PAUSED, AgentState.READY,
+                                   AgentState.LOGGED_OUT}),
+    AgentState.ON_CALL: frozenset({AgentState.WRAP_UP}),
+    AgentState.WRAP_UP: frozenset({AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT}),
+    AgentState.PAUSED: frozenset({AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT}),
+}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A call's routing rule after some expansion steps, rebuilt from the config (design §4)."""
+
+    skill: str
+    min_level: int
+    languages: frozenset[str]
+    home: str | None
+    all_sites: bool
+    country: str
+    newcomers_ok: bool
+
+    @classmethod
+    def of(cls, cfg: CenterConfig, queue: str, steps: int, language: str,
+           country: str) -> Rules:
+        """The rule for a ``queue`` call in ``language`` from ``country`` after ``steps`` steps."""
+        q = cfg.queues[queue]
+        min_level = q.routing.min_level
+        home = cfg.countries[country].home_site if country in cfg.countries else None
+        all_sites = q.routing.sites == "all" or home is None
+        fallback = False
+        newcomers_ok = q.routing.newcomers is not NewcomerPolicy.exclude
+        for step in q.expansion[:steps]:
+            if step.min_level is not None:
+                min_level = min(min_level, step.min_level)
+            all_sites = all_sites or step.add_sites is not None
+            fallback = fallback or step.accept_fallback_languages
+            newcomers_ok = newcomers_ok or step.include_newcomers
+        languages = {language}
+        if fallback and country in cfg.countries:
+            languages.update(cfg.countries[country].fallback_languages)
+        return cls(q.skill, min_level, frozenset(languages), home, all_sites, country,
+                   newcomers_ok)
+
+    def admits(self, p: AgentProfile) -> bool:
+        """Skill at or above the minimum level, a common language, allowed site and country."""
+        return (p.skills.get(self.skill, 0) >= self.min_level
+                and not self.languages.isdisjoint(p.languages)
+                and (self.all_sites or p.site == self.home)
+                and (p.countries is None or self.country in p.countries)
+                and (self.newcomers_ok or not p.newcomer))
+
+
+class Switchboard:
+    """A fake telephony side: calls the router at its clock and checks every output it gets.
+
+    Raises :class:`ModelError` as soon as an output contradicts the model: an agent offered two
+    calls, a call offered twice, an ineligible agent, FIFO broken, a call ended twice, ...
+    :meth:`check` verifies the whole-state invariants (call it after every action).
+    ``snapshot_every`` > 1 compares the full agent snapshot only every so many checks (the
+    agents an action touched are compared at every check); it keeps big rosters fast.
+    """
+
+    def __init__(self, config: CenterConfig, agents: Sequence[AgentProfile],
+                 start: float = 0.0, snapshot_every: int = 1) -> None:
+        self.config = config
+        self.router = Router(config, agents)
+        self.now = start
+        self.agents = {p.id: AgentView(p, p.endpoint) for p in agents}
+        self.calls: dict[str, CallView] = {}
+        self.ended: dict[str, Outcome] = {}
+        self.ready: set[str] = set()
+        #: Offers the telephony side is ringing: Offer commands minus CancelOffer commands and
+        #: minus the answers and failures this side reported.
+        self.offers: dict[str, str] = {}
+        self.arrivals = 0
+        self.log: list[Output] = []
+        self.stats: Counter[str] = Counter()
+        self.snapshot_every = snapshot_every
+        self._eligible: dict[tuple[str, int, str, str], frozenset[str]] = {}
+        self._touched: set[str] = set()
+        self._action: tuple[str, str] = ("", "")
+        self._expect: tuple[str, str, str, int] | None = None
+        self._rung: str | None = None
+        self._late = False
+
+    # --- actions (each returns the router's outputs)
+
+    def arrive(self, call_id: str, queue: str, language: str, country: str,
+               priority: int = 0) -> list[Output]:
+        """A call arrives now."""
+        cfg = self.config
+        q = queue if queue in cfg.queues else cfg.center.default_queue
+        c = country if country in cfg.countries or country == OTHER else OTHER
+        lang = language if language in cfg.languages else (
+            cfg.countries[c].language if c in cfg.countries else cfg.center.default_language)
+        self._expect = (q, lang, c, cfg.queues[q].priority + priority)
+        self.arrivals += 1
+        out = self._run("arrive", call_id, lambda: self.router.call_arrived(
+            self.now, call_id, queue, language, country, priority))
+        wanted = {f for f, given, used in (("queue", queue, q), ("language", language, lang),
+                                           ("country", country, c)) if given != used}
+        got = {d.field for d in of_type(out, InputDefaulted) if d.call_id == call_id}
+        if got != wanted:
+            self._fail(f"{call_id}: defaulted {got}, expected {wanted}")
+        if (call_id in self.calls) == (call_id in self.ended):
+            self._fail(f"{call_id} is neither in the router nor ended after arriving")
+        return out
+
+    def answer(self, call_id: str) -> list[Output]:
+        """The ringing agent answers ``call_id``."""
+        return self._run("answer", call_id, lambda: self.router.offer_answered(self.now, call_id))
+
+    def no_answer(self, call_id: str, reason: str = "no_answer") -> list[Output]:
+        """The offer for ``call_id`` failed on the telephony side."""
+        return self._run("no_answer", call_id,
+                         lambda: self.router.offer_failed(self.now, call_id, reason))
+
+    def hangup(self, call_id: str) -> list[Output]:
+        """The caller (or, while talking, either side) hangs up."""
+        return self._run("hangup", call_id, lambda: self.router.hangup(self.now, call_id))
+
+    def accept_callback(self, call_id: str) -> list[Output]:
+        """The caller takes a callback instead of waiting."""
+        return self._run("callback", call_id,
+                         lambda: self.router.callback_accepted(self.now, call_id))
+
+    def login(self, agent_id: str, paused_reason: str | None = None,
+              endpoint: str | None = None) -> list[Output]:
+        """Log an agent in, ready or paused."""
+        view = self.agents[agent_id]
+        if view.state is AgentState.LOGGED_OUT:
+            view.endpoint = endpoint or view.profile.endpoint
+        return self._run("login", agent_id, lambda: self.router.login(
+            self.now, agent_id, endpoint, paused_reason))
+
+    def logout(self, agent_id: str) -> list[Output]:
+        """Log an agent out (deferred while on a call)."""
+        return self._run("logout", agent_id, lambda: self.router.logout(self.now, agent_id))
+
+    def pause(self, agent_id: str, reason: str) -> list[Output]:
+        """Pause an agent with ``reason``."""
+        return self._run("pause", agent_id, lambda: self.router.pause(self.now, agent_id, reason))
+
+    def make_ready(self, agent_id: str) -> list[Output]:
+        """Make an agent ready."""
+        return self._run("ready", agent_id, lambda: self.router.ready(self.now, agent_id))
+
+    def advance(self, now: float) -> list[Output]:
+        """Move the clock to ``now`` and run the router's due timers."""
+        self.now = max(self.now, now)
+        out = self._run("advance", "", lambda: self.router.advance(self.now))
+        deadline = self.router.next_deadline()
+        if deadline is not None and deadline <= self.now:
+            self._fail(f"next_deadline {deadline} is not after {self.now} after advance")
+        return out
+
+    def advance_to_deadline(self) -> list[Output]:
+        """Advance to the router's next deadline (or stay, when it has none)."""
+        deadline = self.router.next_deadline()
+        return self.advance(self.now if deadline is None else deadline)
+
+    def set_clock(self, now: float) -> None:
+        """Move the clock without advancing: a late driver; the next call runs the timers."""
+        self._late = self._late or now > self.now
+        self.now = max(self.now, now)
+
+    def timers_due(self) -> bool:
+        """Whether a router timer is due at the current clock (the next call would run it)."""
+        deadline = self.router.next_deadline()
+        return deadline is not None and deadline <= self.now
+
+    # --- selections for drivers
+
+    def calls_in(self, state: CallState) -> list[str]:
+        """Live call ids in ``state``, in arrival order."""
+        return [c.id for c in sorted(self.calls.values(), key=lambda c: c.order)
+                if c.state is state]
+
+    def agents_in(self, *states: AgentState) -> list[str]:
+        """Agent ids in any of ``states``, in roster order."""
+        return [a for a, v in self.agents.items() if v.state in states]
+
+    # --- whole-state invariants
+
+    def check(self) -> None:
+        """Whole-state invariants: counts, snapshots, offers, work conservation, deadlines."""
+        r = self.router
+        if not r.calls_in_router == self.arrivals - len(self.ended) == len(self.calls):
+            self._fail(f"calls_in_router {r.calls_in_router}, arrivals {self.arrivals}, "
+                       f"ended {len(self.ended)}, live in the model {len(self.calls)}")
+        self.stats["checks"] += 1
+        if self.stats["checks"] % self.snapshot_every == 0:
+            for s in r.agent_snapshot():
+                self._same_agent(s.agent_id, s.state, s.reason, s.call_id)
+        else:
+            for agent_id in self._touched:
+                self._same_agent(agent_id, r.agent_state(agent_id), None, None)
+        self._touched.clear()
+        ringing = {c.id: c.agent for c in self.calls.values() if c.state is CallState.RINGING}
+        if self.offers != ringing:
+            self._fail(f"the telephony side rings {self.offers}, the router has {ringing}")
+        for view in self.calls.values():
+            if r.call_state(view.id) is not view.state:
+                self._fail(f"{view.id}: router says {r.call_state(view.id)}, model {view.state}")
+            if view.state is CallState.QUEUED and not view.eligible.isdisjoint(self.ready):
+                self._fail(f"{view.id} waits in {view.queue} while eligible agents "
+                           f"{sorted(view.eligible & self.ready)} are ready")
+        deadline = r.next_deadline()
+        if not self._late and deadline is not None and deadline < self.now:
+            self._fail(f"next_deadline {deadline} is before now {self.now}")
+
+    def _same_agent(self, agent_id: str, state: AgentState, reason: str | None,
+                    call_id: str | None) -> None:
+        v = self.agents[agent_id]
+        if state is not v.state or (self.stats["checks"] % self.snapshot_every == 0
+                                    and (reason, call_id) != (v.reason, v.call)):
+            self._fail(f"router has {agent_id} {state.value}/{reason}/{call_id}, "
+                       f"events say {v.state.value}/{v.reason}/{v.call}")
+
+    # --- per-output checks
+
+    def _run(self, action: str, subject: str, call: Callable[[], list[Output]]) -> list[Output]:
+        self._action = (action, subject)
+        out = call()
+        self._late = False  # every entry point first runs the timers due at its clock
+        self.log.extend(out)
+        overflowed: set[str] = set()
+        for o in out:
+            self._apply(o, overflowed)
+        self.stats["actions"] += 1
+        return out
+
+    def _fail(self, message: str) -> None:
+        raise ModelError(f"t={self.now} after {self._action[0]} {self._action[1]}: {message}")
+
+    def _view(self, call_id: str) -> CallView:
+        view = self.calls.get(call_id)
+        if view is None:
+            raise ModelError(f"t={self.now}: event for a call not in the router: {call_id}")
+        return view
+
+    def _rules_changed(self, view: CallView) -> None:
+        key = (view.queue, view.steps, view.language, view.country)
+        found = self._eligible.get(key)
+        if found is None:
+            rules = Rules.of(self.config, *key)
+            found = self._eligible[key] = frozenset(
+                a for a, v in self.agents.items() if rules.admits(v.profile))
+        view.eligible = found
+
+    def _fifo_key(self, view: CallView) -> tuple[int, float, int]:
+        q = self.config.queues[view.queue]
+        offset = 0.0
+        if q.routing.call_selection is CallSelection.sl_aware:
+            offset = self.config.sl_for(view.queue).threshold_s
+        return (-view.priority, view.arrived + offset, view.order)
+
+    def _apply(self, o: Output, overflowed: set[str]) -> None:
+        if isinstance(o, CallQueued):
+            self._queued(o)
+        elif isinstance(o, CallMoved):
+            self._moved(o)
+        elif isinstance(o, StepApplied):
+            view = self._view(o.call_id)
+            if view.state is not CallState.QUEUED or (o.queue, o.index) != (view.queue,
+                                                                             view.steps):
+                self._fail(f"{o}: expected step {view.steps} of {view.queue} on a queued call")
+            view.steps += 1
+            self._rules_changed(view)
+        elif isinstance(o, OfferCallback):
+            view = self._view(o.call_id)
+            if not self.config.queues[view.queue].expansion[view.steps - 1].offer_callback:
+                self._fail(f"{o} without an offer_callback step")
+        elif isinstance(o, AgentStateChanged):
+            self._agent_changed(o)
+        elif isinstance(o, CallOffered):
+            self._offered(o)
+        elif isinstance(o, (Offer, CancelOffer)):
+            self._command(o)
+        elif isinstance(o, CallRequeued):
+            self._requeued(o)
+        elif isinstance(o, CallAnswered):
+            self._answered(o)
+        elif isinstance(o, Overflow):
+            if o.target not in ("voicemail", "callback"):
+                self._fail(f"{o}: not a target outside the ACD")
+            if o.call_id in self.calls or self._action != ("arrive", o.call_id):
+                view = self._view(o.call_id)  # else: a new call refused by a full queue
+                if view.state is not CallState.QUEUED:
+                    self._fail(f"{o} for a {view.state.value} call")
+            overflowed.add(o.call_id)
+        elif isinstance(o, CallEnded):
+            self._ended(o, overflowed)
+        elif isinstance(o, InputDefaulted):
+            if self._action != ("arrive", o.call_id):
+                self._fail(f"unexpected {o}")
+        elif isinstance(o, Ignored):
+            self.stats["ignored"] += 1
+
+    def _queued(self, o: CallQueued) -> None:
+        view = self.calls.get(o.call_id)
+        if view is None:
+            expect = self._expect
+            if self._action != ("arrive", o.call_id) or expect is None \
+                    or o.call_id in self.ended:
+                self._fail(f"unexpected {o}")
+            assert expect is not None
+            q, lang, country, priority = expect
+            if (o.queue, o.language, o.country) != (q, lang, country):
+                self._fail(f"{o}: expected {q}/{lang}/{country}")
+            view = CallView(o.call_id, self.arrivals, o.at, priority, q, lang, country)
+            self.calls[o.call_id] = view
+        elif view.state is not CallState.QUEUED or view.queue != o.queue:
+            self._fail(f"{o} for a call {view.state.value} in {view.queue}")
+        view.steps = 0
+        self._rules_changed(view)
+
+    def _moved(self, o: CallMoved) -> None:
+        view = self.calls.get(o.call_id)
+        if view is None:
+            # A new call refused by a full queue moves on before it is ever queued.
+            expect = self._expect
+            if self._action != ("arrive", o.call_id) or expect is None \
+                    or expect[0] != o.from_queue:
+                self._fail(f"unexpected {o}")
+            assert expect is not None
+            # The call's own priority stays; its queue's base priority is the new queue's.
+            queues = self.config.queues
+            priority = expect[3] - queues[o.from_queue].priority + queues[o.to_queue].priority
+            self._expect = (o.to_queue, expect[1], expect[2], priority)
+            return
+        if view.state is not CallState.QUEUED or view.queue != o.from_queue:
+            self._fail(f"{o}: the call is {view.state.value} in {view.queue}")
+        queues = self.config.queues
+        view.priority += queues[o.to_queue].priority - queues[o.from_queue].priority
+        view.queue = o.to_queue
+
+    def _agent_changed(self, o: AgentStateChanged) -> None:
+        v = self.agents[o.agent_id]
+        if o.state not in _LEGAL[v.state]:
+            self._fail(f"{o}: illegal from {v.state.value}")
+        if o.state is AgentState.RINGING:
+            self._rung = o.agent_id
+        elif v.state is AgentState.RINGING and o.state is not AgentState.ON_CALL \
+                and v.call is not None:
+            self._fail(f"{o} while the offer of {v.call} is still live")
+        if o.state is AgentState.PAUSED and o.reason not in self.config.pause_reasons:
+            self._fail(f"{o}: unknown pause reason")
+        if o.state is AgentState.READY:
+            v.idle_since = o.at
+            self.ready.add(o.agent_id)
+        else:
+            self.ready.discard(o.agent_id)
+        v.state, v.reason = o.state, o.reason
+        self._touched.add(o.agent_id)
+
+    def _offered(self, o: CallOffered) -> None:
+        view = self._view(o.call_id)
+        v = self.agents[o.agent_id]
+        if self._rung != o.agent_id:
+            self._fail(f"{o}: the agent was not ready just before")
+        self._rung = None
+        if view.state is not CallState.QUEUED or view.agent is not None:
+            self._fail(f"{o}: the call is already {view.state.value} with {view.agent}")
+        if v.call is not None:
+            self._fail(f"{o}: the agent already has {v.call}")
+        if o.agent_id not in view.eligible:
+            self._fail(f"{o}: agent {o.agent_id} is not eligible for {view}")
+        key = self._fifo_key(view)
+        for other in self.calls.values():
+            if other is not view and other.state is CallState.QUEUED \
+                    and o.agent_id in other.eligible and self._fifo_key(other) < key:
+                self._fail(f"{o} skips {other.id} ({other.queue}, priority {other.priority}, "
+                           f"arrived {other.arrived}), also eligible for {o.agent_id}")
+        self._check_selection(view, o.agent_id)
+        view.state, view.agent = CallState.RINGING, o.agent_id
+        v.call = o.call_id
+        self.stats["offers"] += 1
+
+    def _check_selection(self, view: CallView, chosen: str) -> None:
+        """The chosen agent is best by the queue's policy among the eligible ready agents.
+
+        Tiers first (home site when site affinity applies, then tenured before newcomers under
+        ``last_resort``), then the policy: longest idle or highest proficiency (ties allowed).
+        """
+        q = self.config.queues[view.queue]
+        policy = q.routing.agent_selection
+        rules = Rules.of(self.config, view.queue, view.steps, view.language, view.country)
+        affinity = q.routing.site_affinity and rules.all_sites and rules.home is not None
+        last_resort = q.routing.newcomers is NewcomerPolicy.last_resort
+
+        def key(agent_id: str) -> tuple[float, ...]:
+            v = self.agents[agent_id]
+            p = v.profile
+            tier = (1.0 if affinity and p.site != rules.home else 0.0,
+                    1.0 if last_resort and p.newcomer else 0.0)
+            if policy is AgentSelection.longest_idle:
+                return (*tier, v.idle_since)
+            if policy is AgentSelection.highest_proficiency:
+                return (*tier, -p.skills[q.skill], v.idle_since)
+            return tier
+
+        best = min(key(a) for a in (self.ready & view.eligible) | {chosen})
+        if key(chosen) != best:
+            self._fail(f"{chosen} offered {view.id} by {policy.value} with key {key(chosen)}, "
+                       f"but an eligible ready agent has {best}")
+
+    def _command(self, o: Offer | CancelOffer) -> None:
+        if isinstance(o, Offer):
+            view = self._view(o.call_id)
+            ring = self.config.queues[view.queue].ring_timeout_s
+            if view.agent != o.agent_id or o.call_id in self.offers \
+                    or o.endpoint != self.agents[o.agent_id].endpoint \
+                    or o.ring_timeout_s != ring:
+                self._fail(f"{o} does not match the offer made")
+            self.offers[o.call_id] = o.agent_id
+        else:
+            if self.offers.get(o.call_id) != o.agent_id:
+                self._fail(f"{o} cancels an offer the telephony side is not ringing")
+            del self.offers[o.call_id]
+
+    def _requeued(self, o: CallRequeued) -> None:
+        view = self._view(o.call_id)
+        if view.state is not CallState.RINGING or view.agent != o.agent_id:
+            self._fail(f"{o}: the call is {view.state.value} with {view.agent}")
+        if self._action == ("no_answer", o.call_id) and self.offers.get(o.call_id) == o.agent_id:
+            del self.offers[o.call_id]  # this side reported the failure: it stopped ringing
+        if o.call_id in self.offers:
+            self._fail(f"{o} but the telephony side was not told to stop ringing")
+        view.state, view.agent = CallState.QUEUED, None
+        self.agents[o.agent_id].call = None
+
+    def _answered(self, o: CallAnswered) -> None:
+        view = self._view(o.call_id)
+        if view.state is not CallState.RINGING or view.agent != o.agent_id \
+                or self._action != ("answer", o.call_id) \
+                or abs(o.wait_s - (o.at - view.arrived)) > 1e-6:
+            self._fail(f"{o}: the call is {view.state.value} with {view.agent}")
+        if self.offers.pop(o.call_id, None) != o.agent_id:
+            self._fail(f"{o} for an offer the telephony side was not ringing")
+        view.state = CallState.TALKING
+
+    def _ended(self, o: CallEnded, overflowed: set[str]) -> None:
+        action, subject = self._action
+        if o.call_id in self.ended:
+            self._fail(f"{o}: the call already ended")
+        if o.call_id not in self.calls:  # refused on arrival: the queue was full
+            if (action, subject) != ("arrive", o.call_id) or o.outcome is not Outcome.OVERFLOWED \
+                    or o.call_id not in overflowed:
+                self._fail(f"{o} for a call never queued")
+            self.ended[o.call_id] = o.outcome
+            self.stats[o.outcome.value] += 1
+            return
+        view = self.calls.pop(o.call_id)
+        if (o.queue, o.arrived, o.language, o.country) != (view.queue, view.arrived,
+                                                           view.language, view.country):
+            self._fail(f"{o} does not match {view}")
+        if o.outcome is Outcome.ANSWERED:
+            ok = view.state is CallState.TALKING and (action, subject) == ("hangup", o.call_id) \
+                and o.agent_id == view.agent
+        elif o.outcome is Outcome.ABANDONED:
+            ok = view.state in (CallState.QUEUED, CallState.RINGING) \
+                and (action, subject) == ("hangup", o.call_id)
+        elif o.outcome is Outcome.CALLBACK:
+            ok = view.state is CallState.QUEUED and (action, subject) == ("callback", o.call_id)
+        else:
+            ok = o.outcome is Outcome.OVERFLOWED and o.call_id in overflowed
+        if not ok:
+            self._fail(f"{o}: outcome does not fit a {view.state.value} call after {action}")
+        if view.agent is not None:
+            self.agents[view.agent].call = None
+        self.offers.pop(o.call_id, None)
+        self.ended[o.call_id] = o.outcome
+        self.stats[o.outcome.value] += 1
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+#: Relative weights of the driver's actions.
+ACTION_WEIGHTS = {"arrive": 25, "answer": 15, "no_answer": 4, "abandon": 5, "talk_end": 11,
+                  "callback": 2, "agent": 10, "to_deadline": 13, "advance_by": 12, "late": 3}
+#: What a late driver (timers due, not yet advanced) may still send: nothing that can be
+#: refused, since a refused request loses the outputs of the timers it ran (see the unit tests).
+LATE_SAFE = frozenset({"arrive", "abandon", "talk_end", "to_deadline", "advance_by", "late"})
+
+
+def drive(sb: Switchboard, rng: random.Random, steps: int, *, unknown: bool = True) -> None:
+    """Feed ``sb`` ``steps`` seeded random actions, checking the invariants after each."""
+    cfg = sb.config
+    queues = [*cfg.queues, *(["billing"] if unknown else [])]
+    languages = [*cfg.languages, *(["xx"] if unknown else [])]
+    countries = [*cfg.countries, *(["ZZ", OTHER] if unknown else [])]
+    reasons = [r for r in cfg.pause_reasons if r != cfg.rona.pause_reason]
+    agent_ids = list(sb.agents)
+    n = 0
+    for _ in range(steps):
+        queued, ringing = sb.calls_in(CallState.QUEUED), sb.calls_in(CallState.RINGING)
+        talking = sb.calls_in(CallState.TALKING)
+        enabled = {"answer": bool(ringing), "no_answer": bool(ringing),
+                   "abandon": bool(queued or ringing), "talk_end": bool(talking),
+                   "callback": bool(queued)}
+        late = sb.timers_due()
+        names = [a for a in ACTION_WEIGHTS if enabled.get(a, True) and (not late or a in LATE_SAFE)]
+        action = rng.choices(names, [ACTION_WEIGHTS[a] for a in names])[0]
+        if action == "arrive":
+            n += 1
+            sb.arrive(f"c{n}", rng.choice(queues), rng.choice(languages), rng.choice(countries),
+                      rng.choice([0, 0, 0, 1, 2]))
+        elif action == "answer":
+            sb.answer(rng.choice(ringing))
+        elif action == "no_answer":
+            sb.no_answer(rng.choice(ringing), rng.choice(["no_answer", "busy"]))
+        elif action == "abandon":
+            sb.hangup(rng.choice(queued + ringing))
+        elif action == "talk_end":
+            sb.hangup(rng.choice(talking))
+        elif action == "callback":
+            sb.accept_callback(rng.choice(queued))
+        elif action == "agent":
+            agent_id = rng.choice(agent_ids)
+            if sb.agents[agent_id].state is AgentState.LOGGED_OUT:
+                sb.login(agent_id, rng.choice([None, None, None, *reasons]))
+            else:
+                kind = rng.choice(["logout", "pause", "ready", "ready"])
+                if kind == "logout":
+                    sb.logout(agent_id)
+                elif kind == "pause":
+                    sb.pause(agent_id, rng.choice(reasons))
+                else:
+                    sb.make_ready(agent_id)
+        elif action == "to_deadline":
+            sb.advance_to_deadline()
+        elif action == "advance_by":
+            sb.advance(sb.now + rng.choice([0.5, 2.0, 5.0, 10.0, 30.0, 120.0]))
+        else:
+            sb.set_clock(sb.now + rng.choice([1.0, 16.0, 60.0]))
+        sb.check()
+
+
+def settle(sb: Switchboard, max_rounds: int = 10_000) -> None:
+    """End the run: hang up every live call, then advance until the router has no deadline."""
+    for call_id in list(sb.calls):
+        if call_id in sb.calls:
+            sb.hangup(call_id)
+            sb.check()
+    for _ in range(max_rounds):
+        if sb.router.next_deadline() is None:
+            break
+        sb.advance_to_deadline()
+        sb.check()
+    if sb.router.next_deadline() is not None or sb.router.calls_in_router:
+        raise ModelError("the router did not settle after every call hung up")
+    if len(sb.ended) != sb.arrivals:  # ``ended`` is keyed by call: a second end already failed
+        raise ModelError(f"{sb.arrivals} arrivals but {len(sb.ended)} calls ended")
