@@ -99,13 +99,14 @@ class RouterService:
         self._call("call_arrived", call_id, queue, language, country, priority, customer_id,
                    arrived_at)
 
-    def offer_answered(self, call_id: str) -> None:
-        """The agent answered the offer."""
-        self._call("offer_answered", call_id)
+    def offer_answered(self, call_id: str, agent_id: str | None = None) -> None:
+        """The agent answered the offer (give ``agent_id`` so a late answer is not misread)."""
+        self._call("offer_answered", call_id, agent_id)
 
-    def offer_failed(self, call_id: str, reason: str = "no_answer") -> None:
+    def offer_failed(self, call_id: str, reason: str = "no_answer",
+                     agent_id: str | None = None) -> None:
         """The offer was not answered (ring-no-answer, busy, unavailable)."""
-        self._call("offer_failed", call_id, reason)
+        self._call("offer_failed", call_id, reason, agent_id)
 
     def hangup(self, call_id: str) -> None:
         """Caller or agent hung up (an abandon when the call was not yet talking)."""
