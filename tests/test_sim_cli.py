@@ -1,0 +1,80 @@
+"""`acd sim run`: works on the embedded defaults, replays logs, fails clearly on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from acd.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "tests" / "data" / "call_log.sample.csv"
+
+
+def test_forecast_run_prints_the_verdict_and_writes_results(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A short forecast run prints the SL verdict first and writes JSON, CSV and HTML."""
+    code = main(["sim", "run", "--days", "0.1", "--start", "2026-03-02T09:00:00+03:00",
+                 "-r", "2", "-j", "1", "-q", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    verdict = next(line for line in out.splitlines() if line.startswith("SL "))
+    assert "target 85% / 20 s" in verdict and ("MET" in verdict)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["overall"]["sl_offered"]["mean"] > 0
+    assert (tmp_path / "overall.csv").exists()
+    assert "<img" in (tmp_path / "report.html").read_text()
+
+
+def test_check_exits_1_when_the_target_is_missed(tmp_path: Path) -> None:
+    """With traffic tripled the reference staffing misses 85/20 and --check exits 1."""
+    code = main(["sim", "run", "--days", "0.05", "--start", "2026-03-02T10:00:00+03:00",
+                 "--scale", "3", "-r", "1", "-q", "--check", "--out", str(tmp_path)])
+    assert code == 1
+
+
+def test_replay_of_a_call_log_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A recorded call log replays through the router from the command line."""
+    code = main(["sim", "run", "--replay", str(SAMPLE), "-r", "1", "-q",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    assert "replay of" in capsys.readouterr().out
+
+
+def test_bad_call_log_exits_2_with_file_line_and_value(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Negative times and unknown queues or languages name the file, the line and the value."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arrival,caller,language,queue,talk_s,abandon_s\n"
+                   "2026-03-02T09:00:00+03:00,+79161234567,ru,tech,-5,\n"
+                   "2026-03-02T09:01:00+03:00,+79161234567,xx,plumbing,100,\n")
+    code = main(["sim", "run", "--replay", str(bad), "-q", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{bad}:2: talk_s" in err and "'-5'" in err
+    assert f"{bad}:3: queue" in err and "'plumbing'" in err
+    assert f"{bad}:3: language" in err and "'xx'" in err
+
+
+def test_missing_call_log_columns_exit_2(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A call log without its required columns is refused before anything runs."""
+    bad = tmp_path / "cols.csv"
+    bad.write_text("when,who\n1,2\n")
+    assert main(["sim", "run", "--replay", str(bad), "-q", "--out", str(tmp_path)]) == 2
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_bad_scenario_exits_2_naming_the_path(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown site in a scenario's shifts is reported with its YAML path."""
+    text = (ROOT / "config" / "scenarios" / "reference.yaml").read_text()
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(text.replace("    kyiv:\n      # Kyiv", "    minsk:\n      # Kyiv")
+                        .replace("../center.yaml", str(ROOT / "config" / "center.yaml"))
+                        .replace("../traffic/reference.yaml",
+                                 str(ROOT / "config" / "traffic" / "reference.yaml")))
+    assert main(["sim", "run", str(scenario), "-q", "--out", str(tmp_path)]) == 2
+    assert "staffing.shifts.minsk" in capsys.readouterr().err
