@@ -1,0 +1,244 @@
+"""FastAGI route benchmark: the real call path (router + `route` script) under load.
+
+A child process serves the call path (``python benchmarks/bench_agi_route.py serve``) with the
+reference center and a one-node IVR flow (straight to the queue, so the IVR costs nothing and
+nothing waits on prompts); queues are made unbounded and no agent is logged in, so every call
+is queued and held on music. This process is the fake Asterisk: each call connects, sends the
+environment, times the first command (``SET VARIABLE ACD_CALL_ID``), answers it and the
+``SET MUSIC ON``, and finally hangs up (an abandon for the router).
+Phases: held sessions at once, closed-loop new sessions/s, open-loop Poisson at 300 calls/s.
+Usage: ``python benchmarks/bench_agi_route.py [--held 1000] [--check]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from acd.asterisk.agi.loadgen import LoadResult  # noqa: E402
+from acd.testing.fake_agi import environment_block  # noqa: E402
+
+HOST = "127.0.0.1"
+COUNTRIES = ("+79161234567", "+380441234567", "+77012345678", "+995322123456", "+37122123456")
+
+
+# ------------------------------------------------------------------ server (child process)
+
+async def _serve() -> None:
+    from acd.asterisk.agi.route import CallPath
+    from acd.asterisk.agi.server import FastAgiServer
+    from acd.config.load import load_center
+    from acd.service.driver import RouterService
+    from acd.service.ivrsetup import IvrSetup, load_ivr
+    from ivr.testing import compile_flow, prompts
+
+    center = load_center(ROOT / "config" / "center.yaml")
+    base = load_ivr(center, ROOT / "config" / "ivr")
+    flow = compile_flow({"flow": "bench", "start": "q", "default_queue": "tech",
+                         "prompts": prompts(), "nodes": {"q": {"type": "queue"}}})
+    setup = IvrSetup(center, base.known, {"main": flow})
+    service = RouterService(center)
+    for queue in service.router._queues.values():  # benchmark only: hold every call
+        queue.max_length = 10**7
+    path = CallPath(service, setup)
+    server = FastAgiServer(path.handler_for, HOST, 0, max_sessions=10_000)
+    await server.start()
+    print(f"PORT {server.port}", flush=True)
+    try:
+        while line := await asyncio.to_thread(sys.stdin.readline):
+            if line.strip() == "stats":
+                stats = {"peak_sessions": server.stats.peak_sessions,
+                         "calls_queued": path.stats.calls_queued,
+                         "abandoned_holding": path.stats.abandoned_holding,
+                         "turned_away": path.stats.turned_away,
+                         "handler_errors": server.stats.handler_errors,
+                         "calls_in_router": service.router.calls_in_router,
+                         "cpu_seconds": round(time.process_time(), 3)}
+                print(json.dumps(stats), flush=True)
+    finally:
+        await server.close(grace=2.0)
+
+
+# ------------------------------------------------------------------ load (this process)
+
+class _Caller:
+    """One fake Asterisk call on the route script."""
+
+    def __init__(self, port: int, n: int, timeout: float) -> None:
+        self.port, self.timeout = port, timeout
+        self.env = environment_block("route", args=("100",), callerid=COUNTRIES[n % 5],
+                                     uniqueid=f"1795609297.{n}")
+        self.writer: asyncio.StreamWriter | None = None
+        self.reader: asyncio.StreamReader | None = None
+
+    async def queue(self) -> float:
+        """Connect, get queued and put on hold; returns the time to first command."""
+        started = time.perf_counter()
+        async with asyncio.timeout(self.timeout):
+            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+            self.writer.write(self.env)
+            first = await self.reader.readline()
+            ttfc = time.perf_counter() - started
+            if not first.startswith(b"SET VARIABLE ACD_CALL_ID "):
+                raise ConnectionError(f"unexpected first command {first!r}")
+            self.writer.write(b"200 result=1\n")
+            if await self.reader.readline() != b"SET MUSIC ON default\n":
+                raise ConnectionError("no music on hold")
+            self.writer.write(b"200 result=0\n")
+        return ttfc
+
+    async def hang_up(self) -> None:
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(b"HANGUP\n")
+        async with asyncio.timeout(self.timeout):
+            while await self.reader.read(4096):
+                pass
+        self.writer.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def held(port: int, count: int, first: int) -> LoadResult:
+    result = LoadResult("held")
+    gate = asyncio.Semaphore(100)
+    callers = [_Caller(port, first + n, 30.0) for n in range(count)]
+
+    async def one(c: _Caller) -> None:
+        try:
+            async with gate:
+                result.ttfc.append(await c.queue())
+        except (OSError, TimeoutError):
+            result.failures += 1
+            c.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in callers))
+    result.peak_held = len(result.ttfc)
+    for c in callers:
+        with contextlib.suppress(OSError, TimeoutError, AssertionError):
+            await c.hang_up()
+            result.sessions += 1
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def rate(port: int, total: int, first: int, concurrency: int = 32) -> LoadResult:
+    result = LoadResult("rate")
+    numbers = iter(range(first, first + total))
+
+    async def worker() -> None:
+        for n in numbers:
+            c = _Caller(port, n, 10.0)
+            try:
+                result.ttfc.append(await c.queue())
+                await c.hang_up()
+                result.sessions += 1
+            except (OSError, TimeoutError):
+                result.failures += 1
+                c.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def open_loop(port: int, per_s: float, duration: float, first: int) -> LoadResult:
+    result = LoadResult(f"open-loop {per_s:g}/s")
+    rng = random.Random(20)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(n: int) -> None:
+        c = _Caller(port, n, 10.0)
+        try:
+            result.ttfc.append(await c.queue())
+            await c.hang_up()
+            result.sessions += 1
+        except (OSError, TimeoutError):
+            result.failures += 1
+            c.close()
+
+    loop = asyncio.get_running_loop()
+    started = next_at = loop.time()
+    n = first
+    while next_at - started < duration:
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        tasks.append(asyncio.create_task(one(n)))
+        n += 1
+        next_at += rng.expovariate(per_s)
+    await asyncio.gather(*tasks)
+    result.seconds = loop.time() - started
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "serve"))
+    parser.add_argument("--held", type=int, default=1000)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max(4096, 2 * args.held + 512)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    if args.mode == "serve":
+        asyncio.run(_serve())
+        return 0
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
+    proc = subprocess.Popen([sys.executable, __file__, "serve", "--held", str(args.held)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    port = int(proc.stdout.readline().split()[1])
+
+    async def phases() -> list[LoadResult]:
+        return [await held(port, args.held, 0), await rate(port, 3000, 100_000),
+                await open_loop(port, 300.0, 5.0, 200_000)]
+
+    try:
+        results = asyncio.run(phases())
+        proc.stdin.write("stats\n")
+        proc.stdin.flush()
+        stats = json.loads(proc.stdout.readline())
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print(f"FastAGI route benchmark on {HOST}:{port} (reference center, one-node IVR)")
+    for result in results:
+        print("  " + "  ".join(f"{k}={v}" for k, v in result.summary().items()))
+    print("  server: " + "  ".join(f"{k}={v}" for k, v in stats.items()))
+    held_r, rate_r, steady = results
+    checks = {
+        f"held >= {args.held}": held_r.peak_held >= args.held,
+        "new sessions/s >= 300": rate_r.per_second >= 300,
+        "p99 TTFC <= 20 ms at 300/s": steady.summary()["ttfc_p99_ms"] <= 20.0,  # type: ignore[operator]
+        "no failures": all(r.failures == 0 for r in results),
+        "every call left the router": stats["calls_in_router"] == 0,
+    }
+    for name, ok in checks.items():
+        print(f"  {'PASS' if ok else 'MISS'}  {name}")
+    return 1 if args.check and not all(checks.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
