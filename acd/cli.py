@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO),
                    help="scenario YAML (default: the reference center's)")
     p.add_argument("--days", type=float, help="simulated days (overrides the scenario)")
-    p.add_argument("--start", type=_iso, help="start, ISO 8601 with offset (overrides)")
+    p.add_argument("--start", type=iso_time, help="start, ISO 8601 with offset (overrides)")
     p.add_argument("--scale", type=float, help="volume multiplier (overrides volume_scale)")
     p.add_argument("--replay", help="replay a call-log CSV instead of forecast traffic")
     p.add_argument("-r", "--replications", type=int, default=5)
@@ -99,10 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when the SL or answer-rate target is missed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sim_run)
+
+    from acd.service.cli import register as register_service
+
+    register_service(sub)
     return parser
 
 
-def _iso(text: str) -> datetime:
+def iso_time(text: str) -> datetime:
+    """An ISO 8601 time with a UTC offset, for argparse ``type=``."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError:

@@ -149,6 +149,14 @@ class RouterService:
         """Estimated wait for a call arriving now at ``queue``."""
         return self.router.ewt_new(queue)
 
+    def replace_router(self, center: LoadedCenter, router: Router) -> None:
+        """Swap in a router built from ``center`` (config reload); its timer is re-armed."""
+        self.close()
+        self.center = center
+        self.router = router
+        self._timer_at = None
+        self._reschedule()
+
     def close(self) -> None:
         """Stop the router's timer (at shutdown)."""
         if self._timer is not None:

@@ -1,0 +1,275 @@
+"""The HTTP API (aiohttp): agent states, queue and agent snapshots, health, reload, metrics.
+
+Reads are open; every mutating endpoint needs ``Authorization: Bearer <token>``. Without a
+configured token, mutating endpoints answer 403 and say how to set one. Request bodies are
+capped, and every error is JSON: ``{"error": "...", "message": "...", ...}``.
+
+    GET  /health                      liveness and a few numbers
+    GET  /metrics                     Prometheus text format
+    GET  /v1/queues                   queue snapshot
+    GET  /v1/agents[?state=ready]     agent snapshot
+    GET  /v1/agents/{id}              one agent
+    POST /v1/agents/{id}/login        {"endpoint"?: str, "paused_reason"?: str}
+    POST /v1/agents/{id}/ready
+    POST /v1/agents/{id}/pause        {"reason": str}
+    POST /v1/agents/{id}/logout
+    POST /v1/reload                   reload the center config and the IVR flows
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from acd.core.model import (
+    AgentAlreadyLoggedIn,
+    AgentNotLoggedIn,
+    AgentSnapshot,
+    AgentState,
+    InvalidPauseReason,
+    RoutingError,
+    UnknownAgent,
+)
+from acd.errors import InputError
+from acd.service.driver import RouterService
+
+
+class Control(Protocol):
+    """What the API needs from the running service."""
+
+    @property
+    def service(self) -> RouterService:
+        """The router service now (a reload may swap its router)."""
+
+    registry: CollectorRegistry
+    token: str | None
+
+    async def reload(self) -> dict[str, object]:
+        """Reload config and flows; raises InputError on a bad config."""
+
+    def health(self) -> dict[str, object]:
+        """Liveness details."""
+
+    def agent_logged_in(self, agent_id: str, endpoint: str | None) -> None:
+        """Hook after a login through the API (remember the endpoint)."""
+
+
+CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
+MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
+MAX_ID_LENGTH = 64
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=_plain))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _error(status: int, error: str, message: str, **extra: object) -> web.Response:
+    return _json({"error": error, "message": message, **extra}, status)
+
+
+def _agent_json(a: AgentSnapshot, now: float) -> dict[str, object]:
+    return {"agent_id": a.agent_id, "site": a.site, "group": a.group, "state": a.state.value,
+            "reason": a.reason, "call_id": a.call_id, "newcomer": a.newcomer,
+            "in_state_s": round(max(0.0, now - a.since), 3) if a.since else None}
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure as JSON with a status that says whose fault it is."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "body_too_large",
+                      f"request bodies are limited to {request.app[MAX_BODY]} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+
+
+def _authorise(request: web.Request) -> web.Response | None:
+    token = request.app[CONTROL].token
+    if not token:
+        return _error(403, "no_token_configured",
+                      "mutating endpoints are disabled until a token is set: export "
+                      "ACD_API_TOKEN (or http.token in the service settings) and restart")
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
+                                                             token.encode()):
+        resp = _error(401, "unauthorised", "send 'Authorization: Bearer <token>'")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="acd"'
+        return resp
+    return None
+
+
+async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    if not request.can_read_body:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "bad_json", "the request body is not valid JSON")
+    if not isinstance(data, dict):
+        return _error(400, "bad_json", "the request body must be a JSON object")
+    return data
+
+
+def _string_field(data: dict[str, Any], name: str, required: bool) -> str | web.Response | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            return _error(422, "missing_field", f"field {name!r} is required")
+        return None
+    if not isinstance(value, str) or not value or len(value) > 200:
+        return _error(422, "bad_field", f"field {name!r} must be a non-empty string "
+                      "of at most 200 characters")
+    return value
+
+
+def _routing_error(exc: RoutingError, control: Control) -> web.Response:
+    if isinstance(exc, UnknownAgent):
+        return _error(404, "unknown_agent", str(exc))
+    if isinstance(exc, AgentAlreadyLoggedIn):
+        return _error(409, "already_logged_in", str(exc))
+    if isinstance(exc, AgentNotLoggedIn):
+        return _error(409, "not_logged_in", str(exc))
+    if isinstance(exc, InvalidPauseReason):
+        valid = sorted(control.service.center.config.pause_reasons)
+        return _error(422, "invalid_pause_reason", str(exc), valid=valid)
+    return _error(409, "refused", str(exc))
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    """Liveness: 200 with a few numbers while the service runs."""
+    return _json({"status": "ok", **request.app[CONTROL].health()})
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """The Prometheus exposition of the service's own registry."""
+    body = generate_latest(request.app[CONTROL].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def queues(request: web.Request) -> web.StreamResponse:
+    """Every queue now."""
+    snaps = request.app[CONTROL].service.queue_snapshot()
+    return _json({"queues": [dataclasses.asdict(s) for s in snaps]})
+
+
+async def agents(request: web.Request) -> web.StreamResponse:
+    """Every agent now, optionally only those in ``?state=``."""
+    service = request.app[CONTROL].service
+    wanted = request.query.get("state")
+    if wanted is not None and wanted not in {s.value for s in AgentState}:
+        return _error(422, "bad_state", f"unknown agent state {wanted[:40]!r}",
+                      valid=[s.value for s in AgentState])
+    now = service.now()
+    rows = [_agent_json(a, now) for a in service.router.agent_snapshot()
+            if wanted is None or a.state.value == wanted]
+    return _json({"agents": rows})
+
+
+async def agent(request: web.Request) -> web.StreamResponse:
+    """One agent now."""
+    service = request.app[CONTROL].service
+    agent_id = request.match_info["agent_id"]
+    for a in service.router.agent_snapshot():
+        if a.agent_id == agent_id:
+            return _json(_agent_json(a, service.now()))
+    return _error(404, "unknown_agent", f"agent {agent_id[:MAX_ID_LENGTH]!r} is not on the "
+                  "roster")
+
+
+def _agent_action(action: str) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        denied = _authorise(request)
+        if denied is not None:
+            return denied
+        control = request.app[CONTROL]
+        agent_id = request.match_info["agent_id"]
+        if len(agent_id) > MAX_ID_LENGTH:
+            return _error(404, "unknown_agent", "agent ids are at most 64 characters")
+        data = await _body(request)
+        if isinstance(data, web.Response):
+            return data
+        service = control.service
+        try:
+            if action == "login":
+                endpoint = _string_field(data, "endpoint", False)
+                reason = _string_field(data, "paused_reason", False)
+                for v in (endpoint, reason):
+                    if isinstance(v, web.Response):
+                        return v
+                assert not isinstance(endpoint, web.Response)
+                assert not isinstance(reason, web.Response)
+                service.login(agent_id, endpoint, reason)
+                control.agent_logged_in(agent_id, endpoint)
+            elif action == "pause":
+                reason = _string_field(data, "reason", True)
+                if isinstance(reason, web.Response):
+                    return reason
+                assert reason is not None
+                service.pause(agent_id, reason)
+            elif action == "ready":
+                service.ready(agent_id)
+            else:
+                service.logout(agent_id)
+        except RoutingError as exc:
+            return _routing_error(exc, control)
+        state = service.router.agent_state(agent_id)
+        return _json({"agent_id": agent_id, "state": state.value})
+
+    return handle
+
+
+async def reload(request: web.Request) -> web.StreamResponse:
+    """Reload the center config and IVR flows, keeping calls and agent states."""
+    denied = _authorise(request)
+    if denied is not None:
+        return denied
+    try:
+        result = await request.app[CONTROL].reload()
+    except InputError as exc:
+        return _error(422, "bad_config", "the new configuration was refused; the old one "
+                      "stays in force", problems=[str(p) for p in exc.problems])
+    except RoutingError as exc:
+        return _error(409, "reload_refused", str(exc))
+    return _json({"status": "reloaded", **result})
+
+
+def build_api(control: Control, max_body_bytes: int = 16_384) -> web.Application:
+    """The aiohttp application for ``control``."""
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors])
+    app[CONTROL] = control
+    app[MAX_BODY] = max_body_bytes
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/queues", queues)
+    app.router.add_get("/v1/agents", agents)
+    app.router.add_get("/v1/agents/{agent_id}", agent)
+    for action in ("login", "ready", "pause", "logout"):
+        app.router.add_post(f"/v1/agents/{{agent_id}}/{action}", _agent_action(action))
+    app.router.add_post("/v1/reload", reload)
+    return app

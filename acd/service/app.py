@@ -1,0 +1,269 @@
+"""``acd serve``: the router, FastAGI, ARI (when configured), the HTTP API and ``/metrics``.
+
+One asyncio process. :class:`Runtime` assembles the parts and takes them down again;
+:func:`serve` runs it until SIGTERM or SIGINT and reloads on SIGHUP. Shutdown order: new
+FastAGI calls are refused and held callers handed back to the dialplan (which takes its
+fallback), running sessions get ``shutdown_grace_s`` to finish, the ARI application stops
+(its calls stay in Asterisk and are adopted at the next start), the HTTP API closes, and the
+database is checkpointed and closed. Call rows are committed as each call ends, so there is
+nothing left to flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from acd.asterisk.agi.server import FastAgiServer, Handler
+from acd.config.load import load_center
+from acd.core.model import RoutingError
+from acd.errors import InputError, Problem
+from acd.service.api import build_api
+from acd.service.driver import RouterService
+from acd.service.ivrsetup import IvrSetup, load_ivr
+from acd.service.logs import EventLog, configure_logging
+from acd.service.metrics import ServiceMetrics
+from acd.service.records import CallbackStore, CallRecords, open_database
+from acd.service.reload import ObserverGate, rebuild
+from acd.service.settings import Settings
+from acd.service.state import AgentStateStore, restore_agents
+
+log = structlog.get_logger("acd.serve")
+
+
+class Runtime:
+    """The running service: one router service and everything around it."""
+
+    # Set by start().
+    setup: IvrSetup
+    db: sqlite3.Connection
+    records: CallRecords
+    callbacks: CallbackStore
+    agent_states: AgentStateStore
+    metrics: ServiceMetrics
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.token = settings.token
+        self.gate = ObserverGate()
+        self.started_at = time.time()
+        self._service: RouterService | None = None
+        self._lookup: Any = None
+        self._reload_lock = asyncio.Lock()
+        self.call_path: Any = None
+        self.stasis: Any = None
+        self.agi: FastAgiServer | None = None
+        self._ari_client: Any = None
+        self._ari_task: asyncio.Task[None] | None = None
+        self._http: web.AppRunner | None = None
+        self.http_port = 0
+        self.agi_port = 0
+        self.started = False
+
+    # ------------------------------------------------------------------ Control (api.py)
+
+    @property
+    def service(self) -> RouterService:
+        """The router service (the same object across reloads)."""
+        if self._service is None:
+            raise RuntimeError("the runtime is not started")
+        return self._service
+
+    def health(self) -> dict[str, object]:
+        """Liveness details for ``GET /health``."""
+        service = self.service
+        logged_in = sum(1 for a in service.router.agent_snapshot()
+                        if a.state.value != "logged_out")
+        return {"uptime_s": round(time.time() - self.started_at, 3),
+                "calls_in_router": service.router.calls_in_router,
+                "agents_logged_in": logged_in,
+                "fastagi": {"port": self.agi_port,
+                            "active_sessions": self.agi.active_sessions if self.agi else 0},
+                "ari": self._ari_task is not None and not self._ari_task.done(),
+                "records": {"written": self.records.written, "failed": self.records.failures}}
+
+    def agent_logged_in(self, agent_id: str, endpoint: str | None) -> None:
+        """Remember the endpoint of an API login, so a restart logs the agent in there."""
+        self.agent_states.set_endpoint(agent_id, endpoint)
+
+    async def reload(self) -> dict[str, object]:
+        """Reload the center config and the IVR flows; calls and agent states are kept."""
+        async with self._reload_lock:
+            try:
+                center = load_center(self.settings.center)
+                setup = self._load_ivr(center)
+                summary = rebuild(self.service, center, self.records.open, self.gate,
+                                  self.agent_states.endpoint)
+            except Exception as exc:
+                self.metrics.reloads.labels("refused").inc()
+                log.warning("config_reload_refused", error=str(exc).splitlines()[0:5])
+                raise
+            self.metrics.reconfigure(center.config)
+            self.setup = setup
+            for shell in (self.call_path, self.stasis):
+                if shell is not None:
+                    shell.setup = setup
+            self.metrics.reloads.labels("ok").inc()
+            result = {"agents": summary.agents, "calls_talking": summary.calls_talking,
+                      "calls_ringing": summary.calls_ringing,
+                      "calls_waiting": summary.calls_waiting, "flows": sorted(setup.flows)}
+            log.info("config_reloaded", **result)
+            return result
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Load everything, restore agents, and start listening."""
+        s = self.settings
+        center = load_center(s.center)
+        self.db = open_database(s.database, s.records.synchronous)
+        self.records = CallRecords(self.db)
+        self.callbacks = CallbackStore(self.db)
+        self.agent_states = AgentStateStore(self.db)
+        self.metrics = ServiceMetrics(center.config, self.registry, s.metrics.sl_window_s)
+        self.setup = self._load_ivr(center)
+        service = self._service = RouterService(center)
+        for observer in (self.records, self.agent_states, self.metrics.observe, EventLog()):
+            service.observe(self.gate.wrap(observer))  # type: ignore[arg-type]
+        service.observe_latency(self.metrics.observe_latency)
+        self.metrics.collect_from(lambda: self.service)
+        restored = restore_agents(service, self.agent_states.saved())
+        self._lookup = self._agi_handlers()
+        self.agi = FastAgiServer(self._handler_for, s.agi.host, s.agi.port,
+                                 header_timeout=s.agi.header_timeout_s,
+                                 command_timeout=s.agi.command_timeout_s,
+                                 max_sessions=s.agi.max_sessions)
+        await self.agi.start()
+        self.agi_port = self.agi.port
+        runner = web.AppRunner(build_api(self, s.http.max_body_bytes), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, s.http.host, s.http.port)
+        await site.start()
+        self._http = runner
+        self.http_port = _bound_port(runner)
+        if s.ari.url:
+            await self._start_ari()
+        self.started = True
+        log.info("acd_serving", agi_host=s.agi.host, agi_port=self.agi_port,
+                 http_host=s.http.host, http_port=self.http_port, agents_restored=restored,
+                 database=str(s.database), ari=bool(s.ari.url),
+                 mutations_enabled=bool(self.token))
+
+    async def stop(self) -> None:
+        """Stop accepting calls, let sessions end within the grace period, close everything."""
+        grace = self.settings.shutdown_grace_s
+        if self.call_path is not None:
+            self.call_path.drain()
+        if self.agi is not None:
+            await self.agi.close(grace)
+        if self._ari_task is not None:
+            self._ari_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ari_task
+        if self._ari_client is not None:
+            await self._ari_client.close()
+        if self._http is not None:
+            await self._http.cleanup()
+        if self._service is not None:
+            self._service.close()
+        db: sqlite3.Connection | None = getattr(self, "db", None)
+        if db is not None:
+            # Fold the WAL into the main file so a copied database is complete on its own.
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.close()
+        self.started = False
+        log.info("acd_stopped", records_written=self.records.written if db else 0)
+
+    # ------------------------------------------------------------------ parts
+
+    def _load_ivr(self, center: Any) -> IvrSetup:
+        customers = None
+        if self.settings.customers is not None:
+            from ivr.customers import SqliteCustomers
+            customers = SqliteCustomers(self.settings.customers)
+        return load_ivr(center, self.settings.flows, customers, self.callbacks)
+
+    def _agi_handlers(self) -> Any:
+        # Imported here: the call path is a shell that may be absent in a trimmed install.
+        try:
+            from acd.asterisk.agi.route import CallPath
+        except ImportError as exc:
+            log.warning("fastagi_call_path_missing", error=str(exc))
+            return lambda script: None
+        self.call_path = CallPath(self.service, self.setup)
+        return self.call_path.handler_for
+
+    def _handler_for(self, script: str) -> Handler | None:
+        handler: Handler | None = self._lookup(script)
+        return handler
+
+    async def _start_ari(self) -> None:
+        from acd.asterisk.ari.app import StasisApp
+        from acd.asterisk.ari.client import AriClient
+
+        s = self.settings
+        if not s.ari_user or not s.ari_password:
+            raise InputError([_ari_problem(s)])
+        assert s.ari.url is not None
+        self._ari_client = AriClient(s.ari.url, s.ari_user, s.ari_password, s.ari.app)
+        self.stasis = StasisApp(self.service, self._ari_client, self.setup, s.ari.app)
+        self._ari_task = asyncio.get_running_loop().create_task(self.stasis.run())
+
+
+def _ari_problem(s: Settings) -> Problem:
+    return Problem(s.file or "<defaults>", "ari", s.ari.url,
+                   f"ARI is configured but {s.ari.user_env} / {s.ari.password_env} are not set")
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+    return 0
+
+
+async def serve(settings: Settings) -> None:
+    """Run the service until SIGTERM/SIGINT; SIGHUP reloads the config (calls are kept)."""
+    configure_logging(settings.logs.format, settings.logs.level)
+    runtime = Runtime(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: set[asyncio.Task[Any]] = set()
+
+    async def reload_quietly() -> None:
+        try:
+            await runtime.reload()
+        except (InputError, RoutingError, OSError) as exc:
+            log.error("config_reload_failed", error=str(exc))
+
+    def on_hup() -> None:
+        if not runtime.started:
+            log.warning("config_reload_ignored", why="the service is still starting")
+            return
+        task = loop.create_task(reload_quietly())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    # Handlers first: "acd_serving" tells supervisors (and tests) that signals are safe to send.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await runtime.start()
+        await stop.wait()
+        log.info("acd_stopping", grace_s=settings.shutdown_grace_s)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await runtime.stop()

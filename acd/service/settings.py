@@ -1,0 +1,180 @@
+"""Service settings (``config/service.yaml``): where to listen, where to keep records, secrets.
+
+Every field has an embedded default, so ``acd serve`` starts on a fresh clone with no file:
+FastAGI on 127.0.0.1:4573, HTTP on 127.0.0.1:8080, records in ``var/acd.sqlite3`` under the
+working directory. Relative paths in a settings file are relative to that file's directory.
+Secrets (the API token, ARI credentials) come from environment variables named in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from acd.config import yamlsafe
+from acd.config.load import yaml_words
+from acd.errors import ConfigError, Problem, format_path
+
+#: The repository's config directory (the reference center and its IVR flows).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgiSettings(_Strict):
+    """The FastAGI listener."""
+
+    host: str = "127.0.0.1"
+    port: Port = 4573
+    header_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    command_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    max_sessions: Annotated[int, Field(ge=1, le=100_000)] = 2000
+
+
+class HttpSettings(_Strict):
+    """The HTTP API and ``/metrics``."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    max_body_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 16_384
+    #: Bearer token for mutating endpoints; the variable named by ``token_env`` overrides it.
+    token: str | None = None
+    token_env: str = "ACD_API_TOKEN"
+
+
+class AriSettings(_Strict):
+    """The ARI application; disabled while ``url`` is empty."""
+
+    url: str | None = None
+    app: str = "acd"
+    user_env: str = "ACD_ARI_USER"
+    password_env: str = "ACD_ARI_PASSWORD"
+
+
+class RecordSettings(_Strict):
+    """Call records, callback tasks and agent states (one SQLite file)."""
+
+    database: str = "var/acd.sqlite3"
+    #: ``normal``: a commit survives the process being killed (the WAL is in the OS page
+    #: cache); ``full``: it also survives a power cut, at one fsync per call.
+    synchronous: Literal["normal", "full"] = "normal"
+
+
+class LogSettings(_Strict):
+    """Structured logs on stdout."""
+
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class MetricSettings(_Strict):
+    """How the rolling service level is computed."""
+
+    sl_window_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+
+
+class ServiceFile(_Strict):
+    """The YAML file's shape (paths still unresolved)."""
+
+    version: Literal[1] = 1
+    center: str | None = None
+    flows: str | None = None
+    customers: str | None = None
+    agi: AgiSettings = AgiSettings()
+    http: HttpSettings = HttpSettings()
+    ari: AriSettings = AriSettings()
+    records: RecordSettings = RecordSettings()
+    logs: LogSettings = LogSettings()
+    metrics: MetricSettings = MetricSettings()
+    shutdown_grace_s: Annotated[float, Field(ge=0, le=600)] = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings: absolute paths, secrets read from the environment."""
+
+    file: str | None
+    center: Path
+    flows: Path
+    customers: Path | None
+    database: Path
+    agi: AgiSettings
+    http: HttpSettings
+    ari: AriSettings
+    records: RecordSettings
+    logs: LogSettings
+    metrics: MetricSettings
+    shutdown_grace_s: float
+    token: str | None
+    ari_user: str | None
+    ari_password: str | None
+
+    def __repr__(self) -> str:
+        # Secrets never reach a log line through a repr.
+        return (f"Settings(file={self.file!r}, center={str(self.center)!r}, "
+                f"agi={self.agi.host}:{self.agi.port}, http={self.http.host}:{self.http.port}, "
+                f"database={str(self.database)!r}, ari={self.ari.url!r})")
+
+
+def load_settings(path: str | Path | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    """Read a settings file (or the embedded defaults when ``path`` is None)."""
+    env = dict(os.environ) if environ is None else environ
+    if path is None:
+        return resolve(ServiceFile(), None, Path.cwd(), env)
+    file = str(path)
+    data = yamlsafe.load_file(path)
+    if data is None:
+        data = {}
+    text = Path(path).read_text(encoding="utf-8")
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(file, "<root>", type(data).__name__,
+                                   "the service settings must be a mapping", 1)])
+    try:
+        parsed = ServiceFile.model_validate_json(json.dumps(data, default=str), strict=True)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            problems.append(Problem(file, format_path(loc), err.get("input"),
+                                    yaml_words(err["msg"]), yamlsafe.line_of(text, loc)))
+        raise ConfigError(problems) from None
+    return resolve(parsed, file, Path(path).resolve().parent, env)
+
+
+def resolve(parsed: ServiceFile, file: str | None, base: Path,
+            env: dict[str, str]) -> Settings:
+    """Turn relative paths into absolute ones and read secrets from ``env``."""
+
+    def where(value: str | None, default: Path) -> Path:
+        return default if value is None else (base / value).resolve()
+
+    center = where(parsed.center, CONFIG_DIR / "center.yaml")
+    problems = []
+    if not center.is_file():
+        problems.append(Problem(file or "<defaults>", "center", str(center),
+                                "the center config file does not exist"))
+    flows = where(parsed.flows, CONFIG_DIR / "ivr")
+    if not flows.is_dir():
+        problems.append(Problem(file or "<defaults>", "flows", str(flows),
+                                "the IVR flow directory does not exist"))
+    if problems:
+        raise ConfigError(problems)
+    customers = (base / parsed.customers).resolve() if parsed.customers else None
+    return Settings(
+        file=file, center=center, flows=flows, customers=customers,
+        database=(base / parsed.records.database).resolve(), agi=parsed.agi, http=parsed.http,
+        ari=parsed.ari, records=parsed.records, logs=parsed.logs, metrics=parsed.metrics,
+        shutdown_grace_s=parsed.shutdown_grace_s,
+        token=env.get(parsed.http.token_env) or parsed.http.token or None,
+        ari_user=env.get(parsed.ari.user_env) or None,
+        ari_password=env.get(parsed.ari.password_env) or None)

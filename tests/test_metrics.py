@@ -1,0 +1,153 @@
+"""Prometheus metrics from router events: names, labels from config only, rolling SL, gauges."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from acd.config.load import LoadedCenter, load_center
+from acd.core.model import (
+    CallAnswered,
+    CallEnded,
+    CallQueued,
+    CallRequeued,
+    Offer,
+    Outcome,
+)
+from acd.service.driver import Command, RouterService
+from acd.service.metrics import ServiceMetrics
+
+CENTER = Path(__file__).resolve().parents[1] / "config" / "center.yaml"
+
+
+class Clock:
+    """A settable wall clock."""
+
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Owner:
+    """Answers every offer at once."""
+
+    def __init__(self, service: RouterService) -> None:
+        self.service = service
+
+    def handle_command(self, command: Command) -> None:
+        if isinstance(command, Offer):
+            self.service.offer_answered(command.call_id)
+
+
+@pytest.fixture(scope="module")
+def center() -> LoadedCenter:
+    return load_center(CENTER)
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    """A sample's value, or None when the series does not exist."""
+    return registry.get_sample_value(name, labels)
+
+
+def ended(call_id: str, outcome: Outcome, wait: float, queue: str = "tech",
+          country: str = "RU") -> CallEnded:
+    return CallEnded(call_id, outcome, queue, "ru", country, 0.0, wait, None, None, 0.0, wait)
+
+
+def test_event_counters_and_wait_bucket_at_the_threshold(center: LoadedCenter) -> None:
+    """Offered, answered, within-threshold and abandoned count per queue/language/country."""
+    m = ServiceMetrics(center.config, clock=Clock())
+    r = m.registry
+    m.observe(CallQueued("c1", "tech", "ru", "RU", 0.0), 0.0)
+    m.observe(CallAnswered("c1", "a", "tech", 12.0, 12.0), 12.0)
+    m.observe(CallQueued("c2", "tech", "ru", "RU", 0.0), 0.0)
+    m.observe(CallAnswered("c2", "a", "tech", 25.0, 25.0), 25.0)
+    m.observe(CallQueued("c3", "tech", "kk", "KZ", 0.0), 0.0)
+    m.observe(ended("c3", Outcome.ABANDONED, 40.0, country="KZ"), 40.0)
+    assert value(r, "acd_calls_offered_total", queue="tech", language="ru", country="RU") == 2
+    assert value(r, "acd_calls_answered_total", queue="tech", language="ru", country="RU") == 2
+    assert value(r, "acd_calls_answered_within_threshold_total", queue="tech", language="ru",
+                 country="RU") == 1
+    assert value(r, "acd_calls_abandoned_total", queue="tech", language="kk", country="KZ") == 1
+    # The SL threshold (20 s) is a bucket boundary, so le="20.0" counts exactly the good calls.
+    assert value(r, "acd_call_wait_seconds_bucket", queue="tech", outcome="answered",
+                 le="20.0") == 1
+    assert value(r, "acd_call_wait_seconds_bucket", queue="tech", outcome="answered",
+                 le="30.0") == 2
+
+
+def test_unknown_values_become_other_and_no_caller_number_leaks(center: LoadedCenter) -> None:
+    """Labels come only from the config: strange queue, language, country or reason -> other."""
+    m = ServiceMetrics(center.config, clock=Clock())
+    m.observe(CallQueued("+79161234567", "x'; DROP", "+7916", "+79161234567", 0.0), 0.0)
+    m.observe(CallRequeued("+79161234567", "a", "\n+7916 weird", 1.0), 1.0)
+    m.observe_latency("+79161234567", 0.001)
+    text = generate_latest(m.registry).decode()
+    assert "+7916" not in text and "DROP" not in text
+    assert value(m.registry, "acd_calls_offered_total", queue="other", language="other",
+                 country="other") == 1
+    assert value(m.registry, "acd_offer_failures_total", queue="other", reason="other") == 1
+    assert value(m.registry, "acd_routing_decision_seconds_count", entry_point="other") == 1
+
+
+def test_rolling_service_level_counts_decided_and_overdue_calls(center: LoadedCenter) -> None:
+    """SL = answered within T / calls decided in the window (+ calls already waiting > T)."""
+    clock = Clock(10_000.0)
+    m = ServiceMetrics(center.config, sl_window_s=900.0, clock=clock)
+    assert math.isnan(m.service_level("tech")[0])
+    for i, wait in enumerate((5.0, 10.0, 30.0)):
+        m.observe(CallQueued(f"a{i}", "tech", "ru", "RU", 0.0), 9_200.0)
+        m.observe(CallAnswered(f"a{i}", "x", "tech", wait, wait), 9_200.0 + wait)
+    m.observe(CallQueued("ab", "tech", "ru", "RU", 0.0), 9_500.0)
+    m.observe(ended("ab", Outcome.ABANDONED, 3.0), 9_503.0)
+    assert m.service_level("tech") == (0.5, 4)
+    # A caller waiting 30 s (over T = 20 s) is already a miss.
+    m.observe(CallQueued("w", "tech", "ru", "RU", 0.0), 9_970.0)
+    assert m.service_level("tech") == (2 / 5, 5)
+    # 15 minutes later only the overdue waiting call remains in the window.
+    clock.t = 9_970.0 + 900.0 + 30.0
+    assert m.service_level("tech") == (0.0, 1)
+
+
+async def test_snapshot_gauges_read_the_live_router(center: LoadedCenter) -> None:
+    """Queue depth, oldest wait, agents by site/state and the SL gauge come from snapshots."""
+    service = RouterService(center)
+    m = ServiceMetrics(center.config, clock=Clock())
+    service.observe(m.observe)
+    service.observe_latency(m.observe_latency)
+    m.collect_from(lambda: service)
+    service.login("msk-tech-ru-001")
+    service.login("kyi-tech-uk-001", paused_reason="lunch")
+    owner = Owner(service)
+    service.call_arrived(owner, "c1", "tech", "ru", "RU")  # answered at once
+    service.call_arrived(owner, "c2", "orders", "ru", "RU")  # nobody for orders: waits
+    r = m.registry
+    assert value(r, "acd_queue_calls_waiting", queue="orders") == 1
+    assert value(r, "acd_queue_calls_waiting", queue="tech") == 0
+    assert value(r, "acd_queue_calls_talking", queue="tech") == 1
+    assert value(r, "acd_queue_oldest_wait_seconds", queue="orders") >= 0  # type: ignore[operator]
+    assert value(r, "acd_agents", site="moscow", state="on_call") == 1
+    assert value(r, "acd_agents", site="kyiv", state="paused") == 1
+    assert value(r, "acd_agents_paused", site="kyiv", reason="lunch") == 1
+    assert value(r, "acd_agents", site="moscow", state="logged_out") == 155
+    assert value(r, "acd_service_level_ratio", queue="tech") == 1.0
+    assert value(r, "acd_routing_decision_seconds_count", entry_point="call_arrived") == 2
+    service.close()
+
+
+def test_exposition_uses_prometheus_conventions(center: LoadedCenter) -> None:
+    """Every family has the acd_ prefix; counters end in _total; durations are in seconds."""
+    m = ServiceMetrics(center.config, clock=Clock())
+    m.observe(CallQueued("c1", "tech", "ru", "RU", 0.0), 0.0)
+    m.observe(ended("c1", Outcome.ANSWERED, 3.0), 3.0)
+    for family in m.registry.collect():
+        assert family.name.startswith("acd_"), family.name
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+        if "time" in family.name or "wait" in family.name or "latency" in family.name:
+            assert family.name.endswith("_seconds") or family.unit == "seconds", family.name
