@@ -101,7 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sim_run)
 
     from acd.service.cli import register as register_service
+    from ivr.cli import register as register_ivr
+    from sim.cli import register as register_erlang
+    from sim.cli import register_sim
 
+    register_sim(sim_sub)
+    register_erlang(sub)
+    register_ivr(sub)
     register_service(sub)
     return parser
 

@@ -11,6 +11,7 @@ Callbacks on SimPy timeouts are used instead of one process per call: a month of
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from acd.core.model import (
     RoutingError,
 )
 from acd.core.router import OTHER, Router
+from sim.ivrsim import QUEUED, IvrCallers, estimate_from, load_sim_flow
 from sim.records import (
     ABANDONED,
     AGENT_TIME,
@@ -42,10 +44,12 @@ from sim.records import (
     BUSY,
     CALLBACK,
     IVR_ABANDONED,
+    IVR_HANGUP,
     NO_SITE,
     OVERFLOWED,
     PAUSED,
     READY,
+    VOICEMAIL,
     AgentTime,
     CallLog,
     RunResult,
@@ -56,6 +60,8 @@ from sim.traffic import Arrival
 
 #: After the last arrival the run goes on this long so calls in progress can finish.
 DRAIN_S = 3 * 3600.0
+#: How calls that end in the IVR are recorded (they never enter a queue).
+_IVR_END = {"voicemail": VOICEMAIL, "callback": CALLBACK, "abandoned": IVR_ABANDONED}
 _CATEGORY = {AgentState.READY: READY, AgentState.RINGING: BUSY, AgentState.ON_CALL: BUSY,
              AgentState.WRAP_UP: BUSY, AgentState.PAUSED: PAUSED}
 
@@ -144,6 +150,13 @@ class Simulation:
         self._rng_rona = streams[2]
         self._rng_caller = streams[3]
         self.env = simpy.Environment()
+        #: Callers walk this call flow when the behaviour names one (else ivr_time applies).
+        self.ivr: IvrCallers | None = None
+        if behaviour.ivr_flow:
+            # A fifth stream, spawned only here, leaves the other four streams as they were.
+            self.ivr = IvrCallers(load_sim_flow(behaviour.ivr_flow, center.config),
+                                  start.timestamp(), np.random.default_rng(seed).spawn(5)[4],
+                                  estimate_from(self.router.ewt_new))
         self._wake_at: float | None = None
         self._calls: dict[str, _Call] = {}
         self.queues = tuple(self.config.queues)
@@ -197,6 +210,9 @@ class Simulation:
     def _arrival_process(self) -> Any:
         """Callers reach the queue after their IVR time; those who hang up in the IVR don't."""
         arrivals = [a for a in self.arrivals if a.t < self.horizon_s]
+        if self.ivr is not None:
+            yield from self._ivr_arrival_process(arrivals, self.ivr)
+            return
         n = len(arrivals)
         ivr = draw(self.behaviour.ivr_time, self._rng_ivr, n)
         gone = self._rng_ivr.random(n) < self.behaviour.ivr_abandon_probability
@@ -213,6 +229,27 @@ class Simulation:
             if t > env.now:
                 yield env.timeout(t - env.now)
             self._enter_queue(_Call(arrivals[i], int(i)))
+
+    def _ivr_arrival_process(self, arrivals: list[Arrival], ivr: IvrCallers) -> Any:
+        """Each caller walks the flow on arrival; the flow says when and where it is queued."""
+        env = self.env
+        for i, a in enumerate(arrivals):
+            if a.t > env.now:
+                yield env.timeout(a.t - env.now)
+            r = ivr.walk(a)
+            if r.status in QUEUED:
+                call = _Call(Arrival(a.t, r.queue, r.language, a.country, a.caller_number,
+                                     r.priority, a.talk_s, a.patience_s, a.wrap_s,
+                                     r.customer_id), i)
+                ev = env.timeout(r.elapsed_s)
+                ev.callbacks.append(functools.partial(self._queue_after_ivr, call))
+            else:
+                self._rows.append((a.t, math.nan, 0.0, 0.0, self._q(r.queue),
+                                   self._l(r.language), self._c(a.country), NO_SITE,
+                                   _IVR_END.get(r.status, IVR_HANGUP)))
+
+    def _queue_after_ivr(self, call: _Call, _ev: object) -> None:
+        self._enter_queue(call)
 
     def _staffing_process(self) -> Any:
         env = self.env

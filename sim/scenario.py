@@ -59,6 +59,9 @@ class Behaviour(_Strict):
     ivr_time: DistSpec = DistSpec(dist="lognormal", mean=35.0, cv=0.35)
     #: Share of callers who hang up in the IVR.
     ivr_abandon_probability: Probability = 0.02
+    #: A call flow (path relative to the scenario file) every arrival walks instead of
+    #: ``ivr_time`` / ``ivr_abandon_probability``: time in IVR, abandons, voicemail, callbacks.
+    ivr_flow: str | None = None
 
 
 class Shift(_Strict):
@@ -178,4 +181,22 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
                                 "start needs a UTC offset, e.g. 2026-03-02T00:00:00+03:00"))
     if problems:
         raise ConfigError(problems)
+    if spec.behaviour.ivr_flow:
+        spec = _with_flow(spec, base, file, text, center)
     return Scenario(file, spec, center, (base / spec.traffic).resolve())
+
+
+def _with_flow(spec: ScenarioFile, base: Path, file: str, text: str,
+               center: LoadedCenter) -> ScenarioFile:
+    """Resolve and check ``behaviour.ivr_flow``; the spec then carries its absolute path."""
+    from sim.ivrsim import load_sim_flow
+
+    assert spec.behaviour.ivr_flow is not None
+    path = (base / spec.behaviour.ivr_flow).resolve()
+    if not path.is_file():
+        loc = ("behaviour", "ivr_flow")
+        raise ConfigError([Problem(file, format_path(loc), spec.behaviour.ivr_flow,
+                                   "no such call flow file", yamlsafe.line_of(text, loc))])
+    load_sim_flow(path, center.config)  # a bad flow exits 2 with its own file and line
+    behaviour = spec.behaviour.model_copy(update={"ivr_flow": str(path)})
+    return spec.model_copy(update={"behaviour": behaviour})

@@ -1,0 +1,188 @@
+"""``acd erlang`` (one queue, by formula) and ``acd sim staff`` (staffing per interval and queue).
+
+:func:`register` adds ``erlang`` to the ``acd`` subcommands and :func:`register_sim` adds
+``staff`` to ``acd sim``; each sets ``func(args, console) -> exit status`` as ``acd.cli`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Console
+from rich.table import Table
+
+from acd.errors import ConfigError, Problem
+
+#: Where bad command-line values are reported from.
+COMMAND_LINE = "<command line>"
+_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hour": 3600.0, "day": 86400.0}
+_RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([a-z]+))?\s*$")
+DEFAULT_SCENARIO = (Path(__file__).resolve().parent.parent / "config" / "scenarios"
+                    / "reference.yaml")
+
+
+def parse_rate(text: str) -> float:
+    """Calls per second from ``0.5``, ``0.5/s``, ``30/min``, ``1800/h`` or ``43200/day``."""
+    m = _RATE.match(text.lower())
+    if m is None or (m.group(2) is not None and m.group(2) not in _UNITS):
+        raise argparse.ArgumentTypeError(
+            f"not a call rate: {text!r}; give calls per second (0.5) or with a unit: "
+            f"{', '.join('1800/' + u for u in _UNITS)}")
+    return float(m.group(1)) / _UNITS[m.group(2) or "s"]
+
+
+def _bad(option: str, value: object, message: str) -> ConfigError:
+    return ConfigError([Problem(COMMAND_LINE, option, value, message)])
+
+
+def _check_erlang_args(args: argparse.Namespace) -> None:
+    problems = []
+    checks = [("--rate", args.rate, args.rate > 0, "must be > 0 calls"),
+              ("--aht", args.aht, args.aht > 0, "must be > 0 seconds"),
+              ("--threshold", args.threshold, args.threshold >= 0, "must be >= 0 seconds"),
+              ("--target", args.target, 0 < args.target < 1,
+               "must be a share between 0 and 1 (0.85 for 85%)")]
+    if args.agents is not None:
+        checks.append(("--agents", args.agents, args.agents >= 1, "must be >= 1"))
+    if args.patience is not None:
+        checks.append(("--patience", args.patience, args.patience > 0, "must be > 0 seconds"))
+    for option, value, ok, message in checks:
+        if not (ok and math.isfinite(value)):
+            problems.append(Problem(COMMAND_LINE, option, value, message))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.2f}%"
+
+
+def _secs(x: float) -> str:
+    return "inf" if math.isinf(x) else ("n/a" if math.isnan(x) else f"{x:.1f} s")
+
+
+def _cmd_erlang(args: argparse.Namespace, console: Console) -> int:
+    from sim.erlang import ErlangA, agents_for_service_level, service_level_c
+
+    _check_erlang_args(args)
+    rate, aht, t = args.rate, args.aht, args.threshold
+    load = rate * aht
+    need_c = agents_for_service_level(rate, aht, t, args.target, "C")
+    agents = args.agents if args.agents is not None else need_c
+    console.print(f"rate {rate:g} calls/s ({rate * 3600:g}/h), AHT {aht:g} s, "
+                  f"offered load {load:.2f} Erlangs, {agents} agents, SL {args.target:.0%} "
+                  f"within {t:g} s")
+    table = Table("measure", "Erlang C", *(["Erlang A"] if args.patience else []))
+    if load >= agents:
+        c_cells = ["0.00% (unstable: load >= agents)", "100.00%", "inf", "100.00%", "0.00%"]
+    else:
+        c = ErlangA(rate, aht, agents, math.inf)
+        c_cells = [_pct(service_level_c(rate, aht, agents, t)), _pct(c.p_wait), _secs(c.asa),
+                   _pct(c.occupancy), _pct(0.0)]
+    rows = [f"SL offered ({t:g} s)", "P(wait)", "ASA", "occupancy", "abandon rate"]
+    a_cells: list[str] = []
+    if args.patience:
+        a = ErlangA(rate, aht, agents, args.patience)
+        a_cells = [_pct(a.sl_offered(t)), _pct(a.p_wait), _secs(a.asa), _pct(a.occupancy),
+                   _pct(a.p_abandon)]
+    for i, name in enumerate(rows):
+        table.add_row(name, c_cells[i], *([a_cells[i]] if a_cells else []))
+    if args.patience:
+        a = ErlangA(rate, aht, agents, args.patience)
+        table.add_row(f"SL answered ({t:g} s)", c_cells[0], _pct(a.sl_answered(t)))
+        table.add_row("mean wait (all offered)", c_cells[2], _secs(a.mean_wait))
+    console.print(table)
+    need = f"Erlang C {need_c} agents"
+    if args.patience:
+        need_a = agents_for_service_level(rate, aht, t, args.target, "A", args.patience)
+        need += f", Erlang A (patience {args.patience:g} s) {need_a} agents"
+    console.print(f"smallest staffing for {args.target:.0%} within {t:g} s: {need}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``acd erlang`` to the ``acd`` subcommands."""
+    p = sub.add_parser("erlang", help="service level, ASA, occupancy and staffing of one queue "
+                                      "by Erlang C (and Erlang A with --patience)")
+    p.add_argument("--rate", type=parse_rate, required=True,
+                   help="arrival rate: calls per second (0.5) or with a unit (1800/h, 30/min)")
+    p.add_argument("--aht", type=float, required=True, help="average handle time, seconds")
+    p.add_argument("--agents", type=int, help="agents (default: the smallest meeting --target)")
+    p.add_argument("--threshold", type=float, default=20.0, help="SL threshold, s (20)")
+    p.add_argument("--target", type=float, default=0.85, help="SL target share (0.85)")
+    p.add_argument("--patience", type=float,
+                   help="mean caller patience, s: adds Erlang A (exponential abandonment)")
+    p.set_defaults(func=_cmd_erlang)
+
+
+def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
+    from sim.scenario import load_scenario
+    from sim.staff import POOLING_NOTE, plan, write_csv
+
+    if args.days is not None and not (0 < args.days <= 400):
+        raise _bad("--days", args.days, "must be > 0 and <= 400")
+    if args.busiest < 1 or args.replications < 1:
+        raise _bad("--busiest/--replications", (args.busiest, args.replications), "must be >= 1")
+    scenario = load_scenario(args.scenario, days=args.days)
+    mode: Literal["none", "busiest", "all"] = args.confirm or "none"
+    with console.status("sizing staffing" + (" and confirming by simulation"
+                                             if mode != "none" else "")):
+        staff = plan(scenario, args.days, args.model, mode, args.busiest, args.replications,
+                     args.seed)
+    _print_staff(staff, console)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "staff.csv", staff)
+    console.print(f"[yellow]note[/yellow]: {POOLING_NOTE}")
+    console.print(f"per interval and queue: {out / 'staff.csv'}")
+    return 0
+
+
+def _print_staff(staff: object, console: Console) -> None:
+    from sim.staff import StaffPlan
+
+    assert isinstance(staff, StaffPlan)
+    hours = staff.interval_s / 3600
+    table = Table("queue", "intervals", "peak calls", "peak Erlang", "agent-h needed",
+                  "agent-h scheduled", "intervals short", title=f"Erlang {staff.model} staffing")
+    for q in sorted({r.queue for r in staff.rows}):
+        rows = [r for r in staff.rows if r.queue == q]
+        peak = max(rows, key=lambda r: r.calls)
+        short = sum(1 for r in rows if r.scheduled_agents < r.erlang_agents)
+        table.add_row(q, str(len(rows)), f"{peak.calls:.1f}", str(peak.erlang_agents),
+                      f"{sum(r.erlang_agents for r in rows) * hours:.0f}",
+                      f"{sum(r.scheduled_agents for r in rows) * hours:.0f}", str(short))
+    console.print(table)
+    confirmed = [r for r in staff.rows if r.confirmed_agents is not None]
+    if confirmed:
+        t = Table("interval", "queue", "calls", "Erlang", "Erlang SL", "confirmed",
+                  "simulated SL", "scheduled", title="Erlang vs confirmed by simulation")
+        for r in confirmed:
+            t.add_row(r.interval_start, r.queue, f"{r.calls:.1f}", str(r.erlang_agents),
+                      _pct(r.erlang_sl), str(r.confirmed_agents), _pct(r.confirmed_sl or 0.0),
+                      f"{r.scheduled_agents:.1f}")
+        console.print(t)
+
+
+def register_sim(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``acd sim staff`` to the ``acd sim`` subcommands."""
+    p = sim_sub.add_parser("staff", help="smallest agents per interval and queue meeting the "
+                                         "SL target (Erlang-seeded, optionally simulated)")
+    p.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO),
+                   help="scenario YAML (default: the reference center's)")
+    p.add_argument("--days", type=float, help="days to size (overrides the scenario)")
+    p.add_argument("--model", choices=("A", "C"), default="A",
+                   help="Erlang A (with the traffic file's patience; default) or Erlang C")
+    p.add_argument("--confirm", nargs="?", const="busiest", choices=("busiest", "all"),
+                   help="confirm by simulation: the busiest intervals per queue, or all")
+    p.add_argument("--busiest", type=int, default=3,
+                   help="intervals per queue confirmed by --confirm (3)")
+    p.add_argument("-r", "--replications", type=int, default=3,
+                   help="replications per confirmation run (3)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="out/staff", help="directory for staff.csv")
+    p.set_defaults(func=_cmd_staff)
