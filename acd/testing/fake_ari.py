@@ -355,6 +355,16 @@ class FakeAri:
             await ws.close(code=1001, message=b"going away")
         self._subscribers.clear()
 
+    def accept_websocket(self) -> None:
+        """Stop refusing websocket connections (after ``drop_websocket(refuse_next=...)``)."""
+        self._refuse_ws = 0
+
+    def agent_answers(self, channel_id: str) -> None:
+        """The agent's phone on an originated leg answers now, whatever its script says."""
+        chan = self.channels[channel_id]
+        self._cancel_timers(chan)
+        self._agent_answers(channel_id)
+
     async def wait_subscribed(self, timeout: float = 5.0) -> None:
         """Wait until an event websocket is open (events emitted before that are lost)."""
         await asyncio.wait_for(self._subscribed.wait(), timeout)

@@ -389,6 +389,44 @@ class AriClient:
         params = {"variable": variable, "value": value}
         await self.request("POST", f"/channels/{_q(channel_id)}/variable", params=params)
 
+    async def get_channel_var(self, channel_id: str, variable: str) -> str | None:
+        """A channel variable's value, or None when it is not set."""
+        path = f"/channels/{_q(channel_id)}/variable"
+        try:
+            body = await self.request("GET", path, params={"variable": variable})
+        except AriNotFound:
+            return None
+        value = body.get("value") if isinstance(body, Mapping) else None
+        return value if isinstance(value, str) else None
+
+    async def record(
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        max_duration_s: int = 120,
+        max_silence_s: int = 10,
+        file_format: str = "wav",
+        beep: bool = True,
+        terminate_on: str = "#",
+    ) -> None:
+        """Record the channel into `name`; RecordingFinished or RecordingFailed follows."""
+        params: dict[str, str | int] = {
+            "name": name,
+            "format": file_format,
+            "maxDurationSeconds": max_duration_s,
+            "maxSilenceSeconds": max_silence_s,
+            "ifExists": "overwrite",
+            "beep": "true" if beep else "false",
+            "terminateOn": terminate_on,
+        }
+        await self.request("POST", f"/channels/{_q(channel_id)}/record", params=params)
+
+    async def get_playback(self, playback_id: str) -> Playback:
+        """A prompt's current state (404 once it has finished)."""
+        body = await self.request("GET", f"/playbacks/{_q(playback_id)}")
+        return Playback.from_json(_need_obj(body, "GET", "/playbacks/{id}"))
+
     # ------------------------------------------------------------ bridges
 
     async def create_bridge(

@@ -1,0 +1,325 @@
+"""The Stasis application against the fake ARI server: IVR, hold, offers, talk, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from arikit import REPO, RU_CALLER, Rig, eventually
+
+from acd.asterisk.ari.app import OVERFLOW_CONTEXT
+from acd.asterisk.ari.calls import HOLD_PREFIX, TALK_PREFIX, Phase
+from acd.asterisk.ari.channel import TRANSFER_CONTEXT
+from acd.asterisk.ari.models import parse_event
+from acd.core.model import (
+    AgentState,
+    CallQueued,
+    CallRequeued,
+    CancelOffer,
+    OfferCallback,
+    Outcome,
+)
+from acd.testing.fake_ari import AgentScript
+
+AGENT = "msk-tech-ru-001"
+AGENT_EP = "PJSIP/1001"
+AGENT2 = "msk-tech-ru-002"
+AGENT2_EP = "PJSIP/1002"
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    async with Rig() as r:
+        yield r
+
+
+def no_bridges(rig: Rig) -> bool:
+    return not rig.fake.bridges
+
+
+async def test_call_goes_ivr_hold_offer_talk_hangup_wrap_up(rig: Rig) -> None:
+    """Stasis -> IVR -> hold -> originate -> bridge -> agent hangup -> wrap-up, no bridge left."""
+    rig.service.login(AGENT)
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.talking(call_id), what="caller and agent bridged")
+    queued = [o for o in rig.outputs if isinstance(o, CallQueued)]
+    assert queued and queued[0].queue == "tech" and queued[0].language == "ru"
+    assert rig.agent_state(AGENT) is AgentState.ON_CALL
+    originate = [r for r in rig.fake.requests if r.method == "POST" and r.path == "/channels"]
+    assert originate[0].params["endpoint"] == AGENT_EP
+    assert originate[0].params["appArgs"] == f"agent,{call_id}"
+    assert originate[0].params["timeout"] == "15"
+    assert originate[0].params["channelId"].startswith("acd-agent-")
+    holds = [r for r in rig.fake.requests if r.path.startswith(f"/bridges/{HOLD_PREFIX}")]
+    assert any(r.path.endswith("/moh") for r in holds)
+    leg = rig.leg_of(call_id)
+    assert leg is not None
+    rig.fake.hangup(leg)
+    await eventually(lambda: call_id not in rig.fake.channels, what="caller hung up")
+    ended = rig.ended(call_id)
+    assert ended is not None and ended.outcome is Outcome.ANSWERED
+    assert rig.agent_state(AGENT) is AgentState.WRAP_UP
+    await eventually(lambda: no_bridges(rig), what="bridges destroyed")
+    assert not rig.app.calls and not rig.app.legs
+
+
+async def test_caller_hangup_in_talk_ends_agent_leg(rig: Rig) -> None:
+    """The caller hanging up during the talk hangs up the agent and starts wrap-up."""
+    rig.service.login(AGENT)
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.talking(call_id))
+    leg = rig.leg_of(call_id)
+    rig.fake.hangup(call_id)
+    await eventually(lambda: leg not in rig.fake.channels, what="agent leg hung up")
+    assert rig.agent_state(AGENT) is AgentState.WRAP_UP
+    await eventually(lambda: no_bridges(rig))
+
+
+async def test_ring_no_answer_pauses_agent_and_reoffers(rig: Rig) -> None:
+    """An unanswered leg (cause 19) pauses the agent `rona`; the call is offered to the next."""
+    rig.service.router._queues["tech"].ring_timeout_s = 1.0  # the fake rings 1 s / speed
+    rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
+    rig.service.login(AGENT)
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.agent_state(AGENT) is AgentState.PAUSED, what="rona pause")
+    snap = {s.agent_id: s for s in rig.service.router.agent_snapshot()}
+    assert snap[AGENT].reason == "rona"
+    requeued = [o for o in rig.outputs if isinstance(o, CallRequeued)]
+    assert requeued and requeued[0].reason == "no_answer"
+    assert rig.app.calls[call_id].phase is Phase.HOLD
+    assert any(b.id.startswith(HOLD_PREFIX) and call_id in b.channels
+               for b in rig.fake.bridges.values())
+    rig.service.login(AGENT2)
+    await eventually(lambda: rig.talking(call_id), what="re-offered call bridged")
+    assert rig.agent_state(AGENT2) is AgentState.ON_CALL
+
+
+async def test_router_ring_timeout_withdraws_the_leg() -> None:
+    """When the router's ring timer fires first, the engine hangs up the ringing leg."""
+    async with Rig(speed=1.0) as rig:
+        rig.service.router._queues["tech"].ring_timeout_s = 0.3  # originate timeout: 1 s
+        rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
+        rig.service.login(AGENT)
+        call_id = await rig.to_queue()
+        await eventually(lambda: rig.leg_of(call_id) in rig.fake.channels, what="ringing")
+        leg = rig.leg_of(call_id)
+        await eventually(lambda: leg not in rig.fake.channels, what="leg withdrawn")
+        assert any(isinstance(o, CancelOffer) and o.reason == "ring_timeout"
+                   for o in rig.outputs)
+        assert rig.agent_state(AGENT) is AgentState.PAUSED
+        assert rig.in_router(call_id)
+
+
+async def test_busy_agent_is_a_failed_offer(rig: Rig) -> None:
+    """A busy agent phone fails the offer with reason busy and the caller stays on hold."""
+    rig.fake.script_agent(AGENT_EP, AgentScript(busy=True))
+    rig.service.login(AGENT)
+    call_id = await rig.to_queue()
+    await eventually(lambda: any(isinstance(o, CallRequeued) for o in rig.outputs))
+    requeued = [o for o in rig.outputs if isinstance(o, CallRequeued)]
+    assert requeued[0].reason == "busy"
+    assert rig.in_router(call_id)
+
+
+async def test_caller_hangup_while_ringing_cancels_the_leg(rig: Rig) -> None:
+    """A caller hanging up while the agent rings abandons the call and hangs up the leg."""
+    rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
+    rig.service.login(AGENT)
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.leg_of(call_id) in rig.fake.channels)
+    leg = rig.leg_of(call_id)
+    rig.fake.hangup(call_id)
+    await eventually(lambda: leg not in rig.fake.channels, what="ringing leg hung up")
+    ended = rig.ended(call_id)
+    assert ended is not None and ended.outcome is Outcome.ABANDONED
+    assert rig.agent_state(AGENT) is AgentState.READY
+    await eventually(lambda: no_bridges(rig))
+
+
+async def test_caller_hangup_on_hold_abandons(rig: Rig) -> None:
+    """A caller hanging up on hold is an abandon and the holding bridge is destroyed."""
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.in_router(call_id), what="queued")
+    assert rig.fake.bridges
+    rig.fake.hangup(call_id)
+    await eventually(lambda: rig.ended(call_id) is not None)
+    assert rig.ended(call_id).outcome is Outcome.ABANDONED  # type: ignore[union-attr]
+    await eventually(lambda: no_bridges(rig))
+    assert not rig.app.calls
+
+
+async def test_caller_hangup_in_ivr_never_reaches_router(rig: Rig) -> None:
+    """A caller who hangs up during the menu is never queued and leaves nothing behind."""
+    call_id = rig.fake.inject_call(RU_CALLER, "Olga", ("8800100",))
+    await eventually(lambda: rig.prompt_started(call_id, "main_menu"))
+    rig.fake.hangup(call_id)
+    await eventually(lambda: not rig.app.calls, what="call forgotten")
+    await rig.app.idle()
+    assert not any(isinstance(o, CallQueued) for o in rig.outputs)
+    assert no_bridges(rig)
+
+
+async def test_barge_in_stops_the_menu_prompt() -> None:
+    """A key pressed during the menu prompt stops it (DELETE /playbacks/{our id})."""
+    async with Rig(speed=0.5) as rig:  # prompts last 2 s: the key surely comes first
+        call_id = await rig.to_queue()
+        await eventually(lambda: rig.in_router(call_id), what="queued after barge-in")
+        stops = [r for r in rig.fake.requests if r.method == "DELETE"
+                 and r.path.startswith("/playbacks/acd-pb-")]
+        assert stops and stops[0].status == 204
+
+
+async def test_overflow_continues_in_the_dialplan(rig: Rig) -> None:
+    """The router's Overflow sends the caller to the overflow context and ends the call there."""
+    rig.service.router._queues["tech"].max_wait_s = 0.05
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.ended(call_id) is not None, what="overflowed")
+    assert rig.ended(call_id).outcome is Outcome.OVERFLOWED  # type: ignore[union-attr]
+    await eventually(lambda: any(r.path == f"/channels/{call_id}/continue"
+                                 for r in rig.fake.requests))
+    cont = next(r for r in rig.fake.requests if r.path == f"/channels/{call_id}/continue")
+    assert cont.params == {"context": OVERFLOW_CONTEXT, "extension": "voicemail",
+                           "priority": "1"}
+    await eventually(lambda: no_bridges(rig) and not rig.app.calls)
+
+
+async def test_callback_offer_on_hold_accepted(rig: Rig) -> None:
+    """On OfferCallback the caller hears the question; "1" ends the wait as a stored callback."""
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.in_router(call_id))
+    asked = rig.prompt_count(call_id, "callback_offer")
+    rig.app.calls[call_id].handle_command(OfferCallback(call_id, 300.0))
+    await eventually(lambda: rig.prompt_count(call_id, "callback_offer") > asked)
+    assert rig.fake.bridges[rig.app.calls[call_id].hold_bridge or ""].moh_class is None
+    await rig.fake.send_dtmf(call_id, "1")
+    await eventually(lambda: rig.ended(call_id) is not None)
+    assert rig.ended(call_id).outcome is Outcome.CALLBACK  # type: ignore[union-attr]
+    assert rig.callbacks.tasks[0].number == RU_CALLER
+    assert rig.callbacks.tasks[0].reason == "offer"
+    await eventually(lambda: call_id not in rig.fake.channels and no_bridges(rig))
+
+
+async def test_callback_offer_declined_resumes_music(rig: Rig) -> None:
+    """Without a key the caller keeps waiting in queue with music on hold again."""
+    rig.app.callback_timeout_s = 0.1
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.in_router(call_id))
+    asked = rig.prompt_count(call_id, "callback_offer")
+    rig.app.calls[call_id].handle_command(OfferCallback(call_id, 300.0))
+    await eventually(lambda: rig.prompt_count(call_id, "callback_offer") > asked)
+    hold = rig.app.calls[call_id].hold_bridge or ""
+    await eventually(lambda: rig.fake.bridges[hold].moh_class == "default", what="moh again")
+    assert rig.in_router(call_id)
+    assert not rig.callbacks.tasks
+
+
+async def test_rest_5xx_is_retried(rig: Rig) -> None:
+    """Two 500s on answering are retried and the call still reaches the queue."""
+    rig.fake.fail_next(2, 500)
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.in_router(call_id))
+    answers = [r for r in rig.fake.requests if r.path == f"/channels/{call_id}/answer"]
+    assert [r.status for r in answers] == [500, 500, 204]
+
+
+async def test_slow_and_timed_out_replies() -> None:
+    """A slow reply is waited for; one beyond the request deadline is retried."""
+    async with Rig(request_timeout=0.3) as rig:
+        rig.fake.delay_next(1, 0.1)
+        call_id = rig.fake.inject_call(RU_CALLER, "Olga", ("8800100",))
+        await eventually(lambda: rig.prompt_started(call_id, "main_menu"))
+        rig.fake.delay_next(1, 0.6)  # the menu prompt's stop times out and is retried
+        await rig.menu_to_queue(call_id)
+        await eventually(lambda: rig.in_router(call_id), timeout=5)
+        assert any(r.status == 200 and r.path == "/bridges" for r in rig.fake.requests)
+
+
+async def test_persistent_5xx_on_originate_fails_the_offer(rig: Rig) -> None:
+    """An originate Asterisk keeps refusing is a failed offer; the call stays queued."""
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.in_router(call_id))
+    rig.fake.fail_next(3, 503)
+    rig.service.login(AGENT)
+    await eventually(lambda: any(isinstance(o, CallRequeued) for o in rig.outputs))
+    assert [o.reason for o in rig.outputs if isinstance(o, CallRequeued)] == ["unavailable"]
+    assert rig.in_router(call_id)
+
+
+async def test_unknown_and_malformed_events_are_harmless(rig: Rig) -> None:
+    """Unknown event types and broken JSON do not disturb a call in progress."""
+    rig.service.login(AGENT)
+    call_id = rig.fake.inject_call(RU_CALLER, "Olga", ("8800100",))
+    rig.fake.send_event({"type": "ChannelTalkingStarted", "channel": {"id": call_id}})
+    rig.fake.send_raw("{not json")
+    rig.fake.send_event({"type": "ChannelDtmfReceived", "digit": 7})
+    await rig.menu_to_queue(call_id)
+    await eventually(lambda: rig.talking(call_id))
+
+
+async def test_reordered_hangup_events_end_the_talk_once(rig: Rig) -> None:
+    """The agent's hangup events delivered in reverse still end the call exactly once."""
+    rig.service.login(AGENT)
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.talking(call_id))
+    rig.fake.reorder_next_events(6)
+    rig.fake.hangup(rig.leg_of(call_id) or "")
+    await eventually(lambda: call_id not in rig.fake.channels)
+    await eventually(lambda: no_bridges(rig))
+    ended = [o for o in rig.outputs if getattr(o, "call_id", None) == call_id
+             and type(o).__name__ == "CallEnded"]
+    assert len(ended) == 1 and rig.agent_state(AGENT) is AgentState.WRAP_UP
+
+
+async def test_two_callers_two_agents_in_parallel(rig: Rig) -> None:
+    """Two concurrent calls are each bridged with their own agent and their own bridge."""
+    rig.service.login(AGENT)
+    rig.service.login(AGENT2)
+    first, second = await asyncio.gather(rig.to_queue(), rig.to_queue("+79031234567"))
+    await eventually(lambda: rig.talking(first) and rig.talking(second))
+    talks = [b for b in rig.fake.bridges.values() if b.id.startswith(TALK_PREFIX)]
+    assert len(talks) == 2
+
+
+def conf_sections(name: str) -> dict[str, list[str]]:
+    """An Asterisk .conf file as {section: [non-comment lines]}."""
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for raw in (REPO / "config" / "asterisk" / name).read_text(encoding="utf-8").splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1]
+            sections[current] = []
+        elif line:
+            sections.setdefault(current, []).append(line)
+    return sections
+
+
+def test_shipped_asterisk_config_matches_the_app() -> None:
+    """The sample configs hand calls to Stasis(acd), offer the app's exits, bind to loopback."""
+    dialplan = conf_sections("extensions-stasis.conf")
+    assert any("Stasis(acd,${EXTEN})" in line for line in dialplan["acd-stasis-inbound"])
+    overflow = " ".join(dialplan[OVERFLOW_CONTEXT])
+    assert "exten => voicemail,1" in overflow and "exten => callback,1" in overflow
+    assert TRANSFER_CONTEXT in dialplan and "acd-stasis-agents" in dialplan
+    http = conf_sections("http.conf")["general"]
+    assert "bindaddr = 127.0.0.1" in http and "enabled = yes" in http
+    ari = conf_sections("ari.conf")
+    assert "type = user" in ari["acd"] and "enabled = yes" in ari["general"]
+
+
+@pytest.mark.parametrize(
+    "name", ["ari-bridge-call.jsonl", "ari-rona-reconnect.jsonl", "ari-dtmf-hold-hangup.jsonl"]
+)
+async def test_recorded_event_sequences_are_handled(rig: Rig, name: str) -> None:
+    """Every event a real Asterisk sent, fed to the app in order, ends with nothing held."""
+    path = REPO / "tests" / "recordings" / "asterisk" / name
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    events = [parse_event(r["data"]) for r in rows if r["kind"] == "event"]
+    for event in events:
+        await rig.app.handle(event)  # REST calls for these foreign ids just fail (404)
+        await asyncio.sleep(0)
+    await rig.app.idle()
+    assert not rig.app.calls and not rig.app.legs
+    assert rig.service.router.calls_in_router == 0
