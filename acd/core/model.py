@@ -2,8 +2,10 @@
 
 Commands tell the telephony side what to do (ring an agent, stop ringing, send a call to
 voicemail); domain events say what happened (a call was queued, answered, ended). Both are small
-immutable records so that drivers (asyncio, SimPy) and observers (metrics, logs, call records,
-KPIs) can consume them without touching router state.
+records that drivers (asyncio, SimPy) and observers (metrics, logs, call records, KPIs) consume
+without touching router state. They are built on the hot path, about ten per call, so they are
+plain slotted dataclasses rather than frozen ones (a frozen dataclass costs about six times as
+much to build: 1.4 us against 0.22 us here); treat them as read-only.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class AgentProfile:
 # --- commands: what the telephony side must do -------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Offer:
     """Ring ``agent_id`` at ``endpoint`` for ``call_id``; report answer or failure back."""
 
@@ -71,7 +73,7 @@ class Offer:
     ring_timeout_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelOffer:
     """Stop ringing ``agent_id`` for ``call_id`` (caller gone, ring timeout, agent paused)."""
 
@@ -80,7 +82,7 @@ class CancelOffer:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Overflow:
     """Take ``call_id`` out of the ACD to ``target`` (``voicemail`` or ``callback``)."""
 
@@ -89,7 +91,7 @@ class Overflow:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OfferCallback:
     """Ask the caller whether they want to be called back instead of waiting."""
 
@@ -100,7 +102,7 @@ class OfferCallback:
 # --- domain events: what happened -------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallQueued:
     """A call entered ``queue`` (on arrival or when moved there by overflow)."""
 
@@ -111,7 +113,7 @@ class CallQueued:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallOffered:
     """The router reserved ``agent_id`` for ``call_id``."""
 
@@ -120,7 +122,7 @@ class CallOffered:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallAnswered:
     """``agent_id`` answered ``call_id`` after the caller waited ``wait_s`` in queue."""
 
@@ -131,7 +133,7 @@ class CallAnswered:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallRequeued:
     """An offer failed (ring-no-answer, busy, agent paused); the call keeps its place."""
 
@@ -141,7 +143,7 @@ class CallRequeued:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallMoved:
     """Overflow moved ``call_id`` from one queue to another; it keeps its arrival time."""
 
@@ -151,7 +153,7 @@ class CallMoved:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StepApplied:
     """Expansion step ``index`` of the call's queue took effect."""
 
@@ -161,7 +163,7 @@ class StepApplied:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallEnded:
     """``call_id`` left the router with ``outcome``; emitted exactly once per call."""
 
@@ -178,7 +180,7 @@ class CallEnded:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AgentStateChanged:
     """``agent_id`` moved to ``state`` (with a pause ``reason`` when paused)."""
 
@@ -188,7 +190,7 @@ class AgentStateChanged:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputDefaulted:
     """An unknown value from outside (queue, language, country) was replaced by a default."""
 
@@ -198,7 +200,7 @@ class InputDefaulted:
     used: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ignored:
     """A report arrived for a call or agent in a state where it means nothing (stale)."""
 

@@ -557,10 +557,12 @@ class Router:
         while call.step < len(q.expansion) and call.entered + q.expansion[call.step].after_s <= now:
             if not self._apply_step_rules(now, call):
                 return
-        langs = (call.language, *call.fallbacks) if call.accept_fallback else (call.language,)
-        self._bucket_in(call, langs)
+        # Route first: a call that finds an agent at once never touches the buckets.
         self._match_call(now, call)
         if call.state is CallState.QUEUED:
+            langs = (call.language, *call.fallbacks) if call.accept_fallback \
+                else (call.language,)
+            self._bucket_in(call, langs)
             self._arm(call)
 
     def _arm(self, call: _Call) -> None:
