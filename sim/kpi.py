@@ -173,8 +173,10 @@ def _tally(result: RunResult, cell: np.ndarray, n_cells: int) -> dict[str, np.nd
         "abandoned_within": count(abandoned & within),
         "short_abandoned": count(abandoned & (calls.wait_s < result.short_abandon_s)),
         "overflowed": count(offered & (outcome == OVERFLOWED)),
-        "callback": count(offered & (outcome == CALLBACK)),
-        "voicemail": count(offered & (outcome == VOICEMAIL)),
+        # Voicemail and callbacks also end calls in the IVR (after hours), before any queue:
+        # counted over all arrivals, so they are not lost from the totals.
+        "callback": count(outcome == CALLBACK),
+        "voicemail": count(outcome == VOICEMAIL),
         "ivr_abandoned": count(outcome == IVR_ABANDONED),
         "ivr_hangup": count(outcome == IVR_HANGUP),
         "_wait_answered": total(answered),
