@@ -21,6 +21,7 @@ from sim.records import (
     NO_SITE,
     OUTCOMES,
     OVERFLOWED,
+    VOICEMAIL,
     AgentTime,
     CallLog,
     RunResult,
@@ -145,6 +146,16 @@ def test_only_ivr_outcomes_are_not_offered() -> None:
     got = kpi.kpis(make_result([Call(0, IVR_ABANDONED), Call(0, IVR_HANGUP)])).overall
     assert got["offered"] == 0 and got["arrivals"] == 2
     assert math.isnan(got["sl_offered"]) and math.isnan(got["answer_rate"])
+
+
+def test_voicemail_and_callbacks_in_the_ivr_are_counted_but_not_offered() -> None:
+    """After-hours voicemail and callbacks that never reached a queue still show in totals."""
+    calls = [Call(0, VOICEMAIL), Call(0, CALLBACK), Call(0, ANSWERED)]
+    result = make_result(calls)
+    result.calls.queued_s[:2] = math.nan  # the IVR ended them: they never entered a queue
+    got = kpi.kpis(result).overall
+    assert got["voicemail"] == 1 and got["callback"] == 1
+    assert got["offered"] == 1 and got["answer_rate"] == 1.0
 
 
 def test_per_queue_threshold_decides_within() -> None:
