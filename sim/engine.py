@@ -60,6 +60,8 @@ from sim.traffic import Arrival
 
 #: After the last arrival the run goes on this long so calls in progress can finish.
 DRAIN_S = 3 * 3600.0
+#: How often queue depth is sampled (simulated seconds).
+DEPTH_SAMPLE_S = 60.0
 #: How calls that end in the IVR are recorded (they never enter a queue).
 _IVR_END = {"voicemail": VOICEMAIL, "callback": CALLBACK, "abandoned": IVR_ABANDONED}
 _CATEGORY = {AgentState.READY: READY, AgentState.RINGING: BUSY, AgentState.ON_CALL: BUSY,
@@ -181,6 +183,7 @@ class Simulation:
             CancelOffer: self._cancel_offer, Overflow: self._overflowed,
             OfferCallback: self._callback_offered}
         self._follow_up: list[str] = []
+        self._depth_samples: list[list[int]] = []
         self._follow_answer: list[str] = []
         # Call rows.
         self._rows: list[tuple[float, float, float, float, int, int, int, int, int]] = []
@@ -197,6 +200,7 @@ class Simulation:
         env = self.env
         env.process(self._arrival_process())
         env.process(self._staffing_process())
+        env.process(self._depth_process())
         end = self.horizon_s + DRAIN_S
         step = 3600.0
         t = 0.0
@@ -272,6 +276,15 @@ class Simulation:
                 self.routing_errors += 1
                 continue
             self._handle(out)
+
+    def _depth_process(self) -> Any:
+        """Sample every queue's waiting calls once a simulated minute over the horizon."""
+        env = self.env
+        depths = self.router.queue_depths
+        samples = self._depth_samples
+        while env.now < self.horizon_s:
+            samples.append(depths())
+            yield env.timeout(DEPTH_SAMPLE_S)
 
     # ----------------------------------------------------------------------- the router
 
@@ -423,6 +436,20 @@ class Simulation:
                     out[:, k] = _overlap(t[sel], t_end[sel], edges)
         return out.reshape(n_int, len(self.sites), len(AGENT_TIME))
 
+    def _depth_per_interval(self) -> tuple[np.ndarray, np.ndarray]:
+        n_int = math.ceil(self.horizon_s / self.interval_s)
+        mean = np.zeros((n_int, len(self.queues)))
+        top = np.zeros((n_int, len(self.queues)))
+        if self._depth_samples:
+            samples = np.asarray(self._depth_samples, dtype=float)
+            cell = (np.arange(len(samples)) * DEPTH_SAMPLE_S // self.interval_s).astype(int)
+            counts = np.bincount(cell, minlength=n_int)[:n_int]
+            for q in range(samples.shape[1]):
+                sums = np.bincount(cell, weights=samples[:, q], minlength=n_int)[:n_int]
+                mean[:, q] = np.divide(sums, counts, out=np.zeros(n_int), where=counts > 0)
+                np.maximum.at(top[:, q], cell[cell < n_int], samples[cell < n_int, q])
+        return mean, top
+
     def _result(self, wall_s: float) -> RunResult:
         rows = self._rows
         cols = list(zip(*rows, strict=True)) if rows else [()] * 9
@@ -443,6 +470,7 @@ class Simulation:
                                                                          np.ndarray)
                                else getattr(calls, f))
                            for f in calls.__dataclass_fields__})
+        depth_mean, depth_max = self._depth_per_interval()
         sl = self.config.center.service_level
         return RunResult(
             seed=self.seed, calls=calls,
@@ -451,4 +479,5 @@ class Simulation:
             interval_s=self.interval_s, threshold_s=sl.threshold_s, target=sl.target,
             queue_sl=tuple((self.config.sl_for(q).threshold_s, self.config.sl_for(q).target)
                            for q in self.queues),
-            short_abandon_s=self.config.center.short_abandon_s, wall_s=wall_s)
+            short_abandon_s=self.config.center.short_abandon_s, wall_s=wall_s,
+            queue_depth_mean=depth_mean, queue_depth_max=depth_max)

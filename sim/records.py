@@ -77,3 +77,6 @@ class RunResult:
     queue_sl: tuple[tuple[float, float], ...]
     short_abandon_s: float
     wall_s: float
+    #: Calls waiting per (interval, queue): mean and maximum of one-minute samples.
+    queue_depth_mean: np.ndarray | None = None
+    queue_depth_max: np.ndarray | None = None

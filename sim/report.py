@@ -330,6 +330,25 @@ def _plot_volume(summary: Summary) -> str:
     return _png(fig)
 
 
+def _plot_depth(summary: Summary, results: Sequence[RunResult]) -> str | None:
+    """Calls waiting per interval, all queues together: mean over replications and the peak."""
+    means = [r.queue_depth_mean for r in results if r.queue_depth_mean is not None]
+    peaks = [r.queue_depth_max for r in results if r.queue_depth_max is not None]
+    if not means or len({m.shape for m in means}) != 1:
+        return None
+    mean = np.mean([m.sum(axis=1) for m in means], axis=0)
+    peak = np.max([p.max(axis=1) for p in peaks], axis=0)
+    x = (np.arange(len(mean)) + 0.5) * summary.interval_s / 3600.0
+    fig = Figure(figsize=(10, 3.2))
+    ax = fig.subplots()
+    ax.plot(x, mean, label="waiting, all queues (mean)")
+    ax.plot(x, peak, linestyle="--", label="largest single queue (peak)")
+    ax.set(ylabel="calls waiting", xlabel=f"hours from {summary.start_iso}",
+           title="Queue depth per interval")
+    ax.legend(loc="upper left", fontsize="small")
+    return _png(fig)
+
+
 def _plot_occupancy(summary: Summary) -> str | None:
     table = summary.intervals.get("site")
     if table is None:
@@ -385,7 +404,8 @@ def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary)
     parts.append(f"<p>{summary.n_replications} replication(s); 95% CI from Student t "
                  f"({html.escape(summary.t_source)}); intervals of {summary.interval_s / 60:g} "
                  f"min from {html.escape(summary.start_iso)}.</p>")
-    plots = [_plot_sl(summary), _plot_volume(summary), _plot_occupancy(summary)]
+    plots = [_plot_sl(summary), _plot_volume(summary), _plot_depth(summary, results),
+             _plot_occupancy(summary)]
     parts += [f"<p><img alt='plot' src='data:image/png;base64,{p}'></p>" for p in plots if p]
     parts.append("<h2>Overall</h2>" + _html_table(
         ["kpi", "mean", "±95% CI", "replications"],

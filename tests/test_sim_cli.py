@@ -25,7 +25,8 @@ def test_forecast_run_prints_the_verdict_and_writes_results(
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["overall"]["sl_offered"]["mean"] > 0
     assert (tmp_path / "overall.csv").exists()
-    assert "<img" in (tmp_path / "report.html").read_text()
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4  # SL, volume, queue depth, occupancy
 
 
 def test_check_exits_1_when_the_target_is_missed(tmp_path: Path) -> None:

@@ -74,6 +74,16 @@ def test_mmc_is_reproducible_from_its_seed() -> None:
     assert len(a.calls) != len(c.calls) or not np.array_equal(a.calls.wait_s, c.calls.wait_s)
 
 
+def test_queue_depth_is_sampled_per_interval() -> None:
+    """With 20 agents for 24 Erlangs calls pile up: the sampled depth grows and is never negative."""
+    r = simulate_mmc(0.2, 120.0, 20, hours=1, seed=4)
+    assert r.queue_depth_mean is not None and r.queue_depth_max is not None
+    assert r.queue_depth_mean.shape == (2, 1)
+    assert (r.queue_depth_mean >= 0).all()
+    assert (r.queue_depth_max >= r.queue_depth_mean).all()
+    assert r.queue_depth_max[-1, 0] > 5
+
+
 def test_every_agent_second_is_accounted_for() -> None:
     """With all agents logged in all along, ready + busy + paused time equals agents x duration."""
     r = simulate_mmc(0.2, 120.0, 30, hours=2, seed=3)

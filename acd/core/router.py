@@ -445,6 +445,10 @@ class Router:
                 self._ewt_for(q, len(waiting))))
         return snaps
 
+    def queue_depths(self) -> list[int]:
+        """Calls waiting (not ringing) in each queue, in config order; cheap enough to sample."""
+        return [len(q.line) for q in self._queues.values()]
+
     def agent_snapshot(self) -> list[AgentSnapshot]:
         """Every agent's state."""
         return [AgentSnapshot(a.profile.id, a.profile.site, a.profile.group, a.state, a.reason,
