@@ -7,10 +7,15 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from acd.errors import EXIT_BAD_INPUT, InputError
+
+if TYPE_CHECKING:
+    from sim.qlreplay import QueueLogOptions
+    from sim.scenario import Scenario
 
 #: The reference center shipped with the project; every command works on it out of the box.
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "center.yaml"
@@ -40,10 +45,19 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     if args.replay:
         from sim.run import arrivals_for
         arrivals_for(scenario, args.replay, None)  # type: ignore[arg-type]
+    options = None
+    if args.queue_log:
+        options = _queue_log_replay(args, scenario, console)
+    elif args.queue_map or args.strict or args.default_language or args.default_country:
+        from acd.errors import ConfigError, Problem
+        raise ConfigError([Problem("<command line>", "--queue-log", None,
+                                   "--queue-map, --strict, --default-language and "
+                                   "--default-country need --queue-log FILE")])
     spec = RunSpec(str(args.scenario), {k: v for k, v in overrides.items() if v is not None},
-                   args.replay)
+                   args.replay, args.queue_log, options)
     s = scenario.spec
-    what = f"replay of {args.replay}" if args.replay else f"{s.days:g} day(s) from {s.start}"
+    what = f"replay of {args.replay or args.queue_log}" if args.replay or args.queue_log \
+        else f"{s.days:g} day(s) from {s.start}"
     console.print(f"[bold]{s.name}[/bold]: {what}, {args.replications} replication(s), "
                   f"seed {args.seed}")
     with Progress(TextColumn("{task.description}"), BarColumn(),
@@ -74,6 +88,23 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _queue_log_replay(args: argparse.Namespace, scenario: Scenario, console: Console
+                      ) -> QueueLogOptions:
+    """Check a queue_log replay before running: bad lines exit 2, --strict refuses strangers."""
+    from acd.errors import ConfigError
+    from sim.qlreplay import QueueLogOptions, describe, load_plan, parse_queue_map
+
+    queues, languages = parse_queue_map(args.queue_map)
+    options = QueueLogOptions(queues, languages, args.default_language, args.default_country,
+                              args.pause_default)
+    plan = load_plan(args.queue_log, scenario.center.config, scenario.center.agents, options)
+    for line in describe(plan):
+        console.print(line, markup=False)
+    if args.strict and plan.unmatched:
+        raise ConfigError(plan.strict_problems())
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="acd", description=__doc__)
@@ -90,7 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, help="simulated days (overrides the scenario)")
     p.add_argument("--start", type=iso_time, help="start, ISO 8601 with offset (overrides)")
     p.add_argument("--scale", type=float, help="volume multiplier (overrides volume_scale)")
-    p.add_argument("--replay", help="replay a call-log CSV instead of forecast traffic")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--replay", help="replay a call-log CSV instead of forecast traffic")
+    source.add_argument("--queue-log", metavar="FILE",
+                        help="replay an Asterisk queue_log: its calls and its own staffing")
+    p.add_argument("--queue-map", metavar="AQ=QUEUE[:LANG],...",
+                   help="Asterisk queue -> configured queue (and language); default: same names")
+    p.add_argument("--default-language", help="queue_log callers' language when nothing says")
+    p.add_argument("--default-country", help="queue_log callers' country without E.164 caller id")
+    p.add_argument("--pause-default", default="break",
+                   help="configured pause reason for queue_log reasons not in the config (break)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 2 when a queue_log member matches no roster agent")
     p.add_argument("-r", "--replications", type=int, default=5)
     p.add_argument("--seed", type=int, default=1, help="base seed (same seed = same callers)")
     p.add_argument("-j", "--jobs", type=int, help="processes (default: one per core)")

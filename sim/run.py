@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sim.engine import DRAIN_S, Simulation
+from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
 from sim.records import RunResult
 from sim.scenario import Scenario, load_scenario
 from sim.staffing import build_timeline
@@ -27,11 +28,17 @@ from sim.traffic import Arrival, load_call_log, load_traffic
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to simulate: a scenario file with top-level overrides, and an optional replay log."""
+    """What to simulate: a scenario file with top-level overrides, and an optional replay log.
+
+    With ``queue_log_path`` both the calls and the staffing come from an Asterisk queue_log
+    (names mapped by ``queue_log_options``); the scenario's shifts are not used.
+    """
 
     scenario_path: str
     overrides: dict[str, Any]
     replay_path: str | None = None
+    queue_log_path: str | None = None
+    queue_log_options: QueueLogOptions | None = None
 
 
 def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
@@ -65,6 +72,13 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
     scenario = load_scenario(spec.scenario_path, **spec.overrides)
     traffic_ss, staffing_ss, engine_ss = seed_seq.spawn(3)
     s = scenario.spec
+    if spec.queue_log_path is not None:
+        plan = load_plan(spec.queue_log_path, scenario.center.config, scenario.center.agents,
+                         spec.queue_log_options)
+        sim = Simulation(scenario.center, plan.arrivals, list(plan.timeline),
+                         replay_behaviour(s.behaviour), plan.start, plan.horizon_s,
+                         s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]))
+        return sim.run(progress)
     arrivals, start, horizon = arrivals_for(scenario, spec.replay_path,
                                             np.random.default_rng(traffic_ss))
     timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
