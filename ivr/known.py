@@ -1,7 +1,7 @@
 """Names a flow may use, as the center configuration defines them (sites, queues, languages).
 
-The lead wires the real center config into :class:`KnownNames`; :func:`reference_known` holds the
-reference center so flows can be checked and traced before that wiring exists.
+:func:`known_from_center` builds them from a validated center config; :func:`reference_known`
+holds the reference center's names for tests that need no config file.
 """
 
 from __future__ import annotations
