@@ -327,3 +327,29 @@ def test_event_log_is_json_with_call_id() -> None:
     assert lines[0]["queue"] == "tech" and "at" not in lines[0]
     assert lines[1]["event"] == "agent_state_changed" and lines[1]["state"] == "paused"
     assert lines[2]["level"] == "warning" and lines[2]["event"] == "No handler for 'x'."
+
+
+async def test_serve_runs_the_callback_dialler_when_enabled(tmp_path: Path) -> None:
+    """With callbacks on (via AMI, credentials set), acd serve runs the dialler and stops it."""
+    path = settings_file(tmp_path)
+    path.write_text(path.read_text() + "callbacks: {enabled: true, via: ami}\n")
+    runtime = Runtime(load_settings(path, {"ACD_AMI_USER": "acd", "ACD_AMI_SECRET": "x"}))
+    await runtime.start()
+    try:
+        assert runtime.dialer is not None
+        assert runtime._dialer_task is not None and not runtime._dialer_task.done()
+    finally:
+        await runtime.stop()
+    assert runtime._dialer_task.done()
+
+
+async def test_serve_leaves_the_dialler_off_without_its_shell(tmp_path: Path) -> None:
+    """Callbacks via ARI with no ARI configured: the service runs, the dialler stays off."""
+    path = settings_file(tmp_path)
+    path.write_text(path.read_text() + "callbacks: {enabled: true, via: ari}\n")
+    runtime = Runtime(load_settings(path, {}))
+    await runtime.start()
+    try:
+        assert runtime.dialer is None
+    finally:
+        await runtime.stop()

@@ -75,7 +75,7 @@ def test_mmc_is_reproducible_from_its_seed() -> None:
 
 
 def test_queue_depth_is_sampled_per_interval() -> None:
-    """With 20 agents for 24 Erlangs calls pile up: the sampled depth grows and is never negative."""
+    """With 20 agents for 24 Erlangs calls pile up: depth grows and is never negative."""
     r = simulate_mmc(0.2, 120.0, 20, hours=1, seed=4)
     assert r.queue_depth_mean is not None and r.queue_depth_max is not None
     assert r.queue_depth_mean.shape == (2, 1)

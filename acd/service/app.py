@@ -64,6 +64,8 @@ class Runtime:
         self.agi: FastAgiServer | None = None
         self._ari_client: Any = None
         self._ari_task: asyncio.Task[None] | None = None
+        self.dialer: Any = None
+        self._dialer_task: asyncio.Task[None] | None = None
         self._http: web.AppRunner | None = None
         self.http_port = 0
         self.agi_port = 0
@@ -152,6 +154,12 @@ class Runtime:
         self.http_port = _bound_port(runner)
         if s.ari.url:
             await self._start_ari()
+        from acd.service.callbacks import build_dialer
+
+        self.dialer = build_dialer(s, self.callbacks, service, self.setup, stasis=self.stasis,
+                                   call_path=self.call_path)
+        if self.dialer is not None:
+            self._dialer_task = asyncio.get_running_loop().create_task(self.dialer.run())
         self.started = True
         log.info("acd_serving", agi_host=s.agi.host, agi_port=self.agi_port,
                  http_host=s.http.host, http_port=self.http_port, agents_restored=restored,
@@ -165,6 +173,10 @@ class Runtime:
             self.call_path.drain()
         if self.agi is not None:
             await self.agi.close(grace)
+        if self._dialer_task is not None:
+            self._dialer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dialer_task
         if self._ari_task is not None:
             self._ari_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

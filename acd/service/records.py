@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -181,20 +182,76 @@ class CallRecords:
         self.written += 1
 
 
+#: Columns the dialler added to ``callbacks``; databases written before it gain them at open.
+CALLBACK_DIAL_COLUMNS = (
+    ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("next_attempt", "REAL NOT NULL DEFAULT 0"),
+    ("last_result", "TEXT"),
+    ("updated", "REAL"),
+)
+_TASK_COLUMNS = ("id, queue, language, country, number, priority, reason, recording, customer_id,"
+                 " status, attempts, next_attempt, last_result, created")
+#: Task states: waiting for its next attempt, an attempt running, reached, given up.
+CALLBACK_STATUSES = ("open", "dialing", "done", "failed")
+
+
+@dataclass(frozen=True)
+class StoredCallback:
+    """A callback task as stored, with its dialling state (times are Unix seconds)."""
+
+    id: int
+    task: CallbackTask
+    status: str
+    attempts: int
+    next_attempt: float
+    last_result: str | None
+    created: float
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> StoredCallback:
+        """Build from a row selected with ``_TASK_COLUMNS`` (values as SQLite returns them)."""
+        (id_, queue, language, country, number, priority, reason, recording, customer,
+         status, attempts, next_attempt, last_result, created) = row
+        task = CallbackTask(queue, language, country, number, int(priority), reason, recording,
+                            customer)
+        return cls(int(id_), task, status, int(attempts), float(next_attempt), last_result,
+                   float(created))
+
+
 class CallbackStore:
-    """Callback tasks (voicemail, accepted callback offers): the service's ``CallbackSink``."""
+    """Callback tasks (voicemail, accepted callback offers): the service's ``CallbackSink``.
+
+    It also keeps each task's dialling state for :mod:`acd.service.callbacks`: attempts made,
+    when the next may start, the last result, and ``open`` / ``dialing`` / ``done`` /
+    ``failed``. Every change is one committed statement, so tasks survive a restart.
+    """
 
     def __init__(self, db: sqlite3.Connection, clock: type[datetime] = datetime) -> None:
         self.db = db
         self._clock = clock
+        have = {row[1] for row in db.execute("PRAGMA table_info(callbacks)")}
+        for name, kind in CALLBACK_DIAL_COLUMNS:
+            if name not in have:
+                db.execute(f"ALTER TABLE callbacks ADD COLUMN {name} {kind}")
+        db.execute("CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (status, next_attempt)")
+
+    def _now(self) -> float:
+        return self._clock.now(UTC).timestamp()
 
     def add(self, task: CallbackTask) -> None:
-        """Store one callback task, committed at once."""
-        self.db.execute(
+        """Store one callback task, committed at once, due now (the ``CallbackSink`` side)."""
+        self.insert(task)
+
+    def insert(self, task: CallbackTask, due: float | None = None) -> int:
+        """Store one callback task, committed at once, due now (or at ``due``); return its id."""
+        now = self._now()
+        cursor = self.db.execute(
             "INSERT INTO callbacks (created, queue, language, country, number, priority, reason,"
-            " recording, customer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (self._clock.now(UTC).timestamp(), task.queue, task.language, task.country,
-             task.number, task.priority, task.reason, task.recording, task.customer_id))
+            " recording, customer_id, next_attempt, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (now, task.queue, task.language, task.country, task.number, task.priority,
+             task.reason, task.recording, task.customer_id, now if due is None else due, now))
+        return int(cursor.lastrowid or 0)
 
     def open_tasks(self) -> list[CallbackTask]:
         """Callback tasks not yet done, oldest first."""
@@ -202,6 +259,63 @@ class CallbackStore:
             "SELECT queue, language, country, number, priority, reason, recording, customer_id"
             " FROM callbacks WHERE status = 'open' ORDER BY id").fetchall()
         return [CallbackTask(*row) for row in rows]
+
+    def get(self, task_id: int) -> StoredCallback | None:
+        """One task by id, whatever its status."""
+        row = self.db.execute(f"SELECT {_TASK_COLUMNS} FROM callbacks WHERE id = ?",
+                              (task_id,)).fetchone()
+        return None if row is None else StoredCallback.from_row(row)
+
+    def due(self, now: float, limit: int = 100) -> list[StoredCallback]:
+        """Open tasks whose next attempt is due at ``now``: highest priority, then oldest due."""
+        rows = self.db.execute(
+            f"SELECT {_TASK_COLUMNS} FROM callbacks WHERE status = 'open' AND next_attempt <= ?"
+            " ORDER BY priority DESC, next_attempt, id LIMIT ?", (now, limit)).fetchall()
+        return [StoredCallback.from_row(r) for r in rows]
+
+    def count(self, status: str) -> int:
+        """How many tasks are in ``status``."""
+        row = self.db.execute("SELECT COUNT(*) FROM callbacks WHERE status = ?",
+                              (status,)).fetchone()
+        return int(row[0])
+
+    def start_attempt(self, task_id: int, now: float) -> StoredCallback | None:
+        """Mark an open task ``dialing`` and count the attempt; None if it was not open.
+
+        The status check is in the UPDATE itself, so a task is never dialled twice at once.
+        """
+        cursor = self.db.execute(
+            "UPDATE callbacks SET status = 'dialing', attempts = attempts + 1, updated = ?"
+            " WHERE id = ? AND status = 'open'", (now, task_id))
+        return self.get(task_id) if cursor.rowcount == 1 else None
+
+    def finish_attempt(self, task_id: int, result: str, now: float, *, done: bool,
+                       retry_at: float | None) -> str:
+        """Record an attempt's result: ``done``, else open again at ``retry_at``, else failed.
+
+        Returns the new status.
+        """
+        status = "done" if done else ("open" if retry_at is not None else "failed")
+        self.db.execute(
+            "UPDATE callbacks SET status = ?, last_result = ?, next_attempt = ?, updated = ?"
+            " WHERE id = ?",
+            (status, result, retry_at if retry_at is not None else now, now, task_id))
+        return status
+
+    def defer(self, task_id: int, until: float, now: float) -> None:
+        """Move an open task's next attempt to ``until`` (its queue is closed until then)."""
+        self.db.execute("UPDATE callbacks SET next_attempt = ?, updated = ?"
+                        " WHERE id = ? AND status = 'open'", (until, now, task_id))
+
+    def recover(self, now: float) -> int:
+        """After a restart: attempts cut short by the stop are open again, due now.
+
+        The attempt stays counted (the customer may have been rung).
+        """
+        cursor = self.db.execute(
+            "UPDATE callbacks SET status = 'open', last_result = 'interrupted',"
+            " next_attempt = ?, updated = ? WHERE status = 'dialing'", (now, now))
+        return cursor.rowcount
 
 
 def read_calls(db: sqlite3.Connection, since: float | None = None,

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from acd.config import yamlsafe
 from acd.config.load import yaml_words
 from acd.errors import ConfigError, Problem, format_path
+from acd.service.callbacks import TRUNK_TEMPLATE
 
 #: The repository's config directory (the reference center and its IVR flows).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -82,6 +83,50 @@ class MetricSettings(_Strict):
     sl_window_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
 
 
+class AmiSettings(_Strict):
+    """The Asterisk Manager Interface, used to originate callbacks in AGI-only deployments."""
+
+    host: str = "127.0.0.1"
+    port: Port = 5038
+    user_env: str = "ACD_AMI_USER"
+    secret_env: str = "ACD_AMI_SECRET"
+    #: Dialplan context the answered customer enters (runs the ``callback`` AGI script).
+    context: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "acd-callback-out"
+    #: Deadline for connecting, logging in and each reply other than the originate's.
+    connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
+class CallbackSettings(_Strict):
+    """The outbound callback dialler (``acd.service.callbacks``); off unless enabled."""
+
+    enabled: bool = False
+    #: ``ari`` originates through the Stasis application, ``ami`` through the Manager
+    #: interface into the ``acd-callback-out`` dialplan context (FastAGI deployments).
+    via: Literal["ari", "ami"] = "ari"
+    #: Dial string of the customer: ``{number}`` is the E.164 number, ``{digits}`` the same
+    #: without the plus.
+    trunk: str = "PJSIP/{number}@trunk"
+    #: Number shown to the customer (the center's number); digits and a leading plus only.
+    caller_id: Annotated[str | None, Field(pattern=r"^\+?[0-9]{3,20}$")] = None
+    retry_delay_s: Annotated[float, Field(ge=1, le=7 * 86_400)] = 900.0
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    concurrency: Annotated[int, Field(ge=1, le=100)] = 2
+    #: Pacing: dial only while the queue's estimated wait is below this (null: no pacing).
+    max_ewt_s: Annotated[float | None, Field(gt=0, le=86_400)] = 120.0
+    ring_timeout_s: Annotated[float, Field(ge=5, le=300)] = 30.0
+    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    flow: str = "callback"
+    ami: AmiSettings = AmiSettings()
+
+    @field_validator("trunk")
+    @classmethod
+    def _trunk_template(cls, value: str) -> str:
+        if not TRUNK_TEMPLATE.fullmatch(value):
+            raise ValueError("the trunk must be a dial string with {number} or {digits}, "
+                             "such as 'PJSIP/{number}@trunk' (letters, digits, _ . @ : + - /)")
+        return value
+
+
 class ServiceFile(_Strict):
     """The YAML file's shape (paths still unresolved)."""
 
@@ -95,6 +140,7 @@ class ServiceFile(_Strict):
     records: RecordSettings = RecordSettings()
     logs: LogSettings = LogSettings()
     metrics: MetricSettings = MetricSettings()
+    callbacks: CallbackSettings = CallbackSettings()
     shutdown_grace_s: Annotated[float, Field(ge=0, le=600)] = 10.0
 
 
@@ -117,6 +163,9 @@ class Settings:
     token: str | None
     ari_user: str | None
     ari_password: str | None
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    ami_user: str | None = None
+    ami_secret: str | None = None
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
@@ -177,4 +226,7 @@ def resolve(parsed: ServiceFile, file: str | None, base: Path,
         shutdown_grace_s=parsed.shutdown_grace_s,
         token=env.get(parsed.http.token_env) or parsed.http.token or None,
         ari_user=env.get(parsed.ari.user_env) or None,
-        ari_password=env.get(parsed.ari.password_env) or None)
+        ari_password=env.get(parsed.ari.password_env) or None,
+        callbacks=parsed.callbacks,
+        ami_user=env.get(parsed.callbacks.ami.user_env) or None,
+        ami_secret=env.get(parsed.callbacks.ami.secret_env) or None)

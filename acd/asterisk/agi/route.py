@@ -12,6 +12,7 @@ Scripts (``AGI(agi://127.0.0.1:4573/<script>,<args>)``, see ``config/asterisk/ex
   (ring-no-answer) and the same hold runs again until the next offer.
 - ``ended,<call>``: talk ended (or the ``h`` extension ran): the call ends, wrap-up starts.
 - ``agent,<action>[,<n>]``: agent feature codes (`acd.asterisk.agi.agent_codes`).
+- ``callback,<task id>``: a customer called back through AMI (`acd.asterisk.agi.callback`).
 
 A call's `AgiCall` outlives its AGI sessions: commands that arrive while the caller is in
 ``Dial()`` wait there for the next hold session.
@@ -167,9 +168,14 @@ class CallPath:
         self._id_prefix = f"acd-{int(time.time())}"
         self.agents = AgentCodes(service, self.settings.agent_prompts,
                                  self.settings.deadlines.command_s)
+        # Imported here: the callback script builds on this module (AgiCall, hold).
+        from acd.asterisk.agi.callback import CallbackScript
+
+        #: The ``callback`` script; AMI callbacks (acd.service.ami) wait on its board.
+        self.callback = CallbackScript(self)
         self._scripts: dict[str, Handler] = {
             "route": self.route, "answered": self.answered, "dialresult": self.dial_result,
-            "ended": self.ended, "agent": self.agents.handle,
+            "ended": self.ended, "agent": self.agents.handle, "callback": self.callback.handle,
         }
         service.observe(self._on_output)
 

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from acd.asterisk.ari.calls import (
     HOLD_PREFIX,
@@ -75,6 +75,16 @@ _FAIL_REASONS = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
 _DIALLED = re.compile(r"[^0-9+*#]")
 
 
+class OutboundLegs(Protocol):
+    """Legs the engine originates to customers (callbacks), by their first Stasis argument."""
+
+    def stasis_start(self, channel: Channel, args: tuple[str, ...]) -> None:
+        """An originated leg was answered and entered Stasis (``args`` after the first)."""
+
+    def channel_gone(self, channel_id: str, cause: int) -> None:
+        """A channel the application does not know ended (maybe an unanswered leg)."""
+
+
 def _caller_id(number: str) -> str:
     """The caller's number reduced to what may be shown on the agent's phone."""
     return re.sub(r"[^0-9+]", "", number)[:20]
@@ -110,6 +120,8 @@ class StasisApp:
         #: Callers in Stasis by channel id (= the router's call id); agent legs by channel id.
         self.calls: dict[str, AriCall] = {}
         self.legs: dict[str, AgentLeg] = {}
+        #: Outbound leg handlers by first Stasis argument (``callback``: ari/outbound.py).
+        self.outbound: dict[str, OutboundLegs] = {}
         #: Set once the first connection's adoption is done; tests and the service wait on it.
         self.ready = asyncio.Event()
         self.reconciliations = 0
@@ -221,6 +233,8 @@ class StasisApp:
     def _stasis_start(self, channel: Channel, args: tuple[str, ...]) -> None:
         if args and args[0] == "agent":
             self._agent_answered(channel)
+        elif args and args[0] in self.outbound:
+            self.outbound[args[0]].stasis_start(channel, args[1:])
         elif is_agent_leg(channel.id):
             self._spawn(None, quietly(lambda: self.client.hangup(channel.id)))
         elif channel.id not in self.calls:
@@ -252,6 +266,26 @@ class StasisApp:
                 outcome.queue, outcome.language, outcome.country, outcome.priority,
                 outcome.variables.get("customer_id"), self.wall_clock(),
             )
+            await self._queue(call, slot, arrived_at=None)
+
+    def adopt_outbound(
+        self,
+        channel_id: str,
+        number: str,
+        converse: Callable[[AriCall], Coroutine[Any, Any, QueueSlot | None]],
+    ) -> AriCall:
+        """Take an answered outbound leg as a caller: ``converse`` runs its IVR and says where
+        to queue it (None: not queued); from then on it is held and offered like any caller."""
+        call = AriCall(channel_id, number, self._on_command)
+        self.calls[channel_id] = call
+        self._spawn(call, self._outbound(call, converse))
+        return call
+
+    async def _outbound(
+        self, call: AriCall, converse: Callable[[AriCall], Coroutine[Any, Any, QueueSlot | None]]
+    ) -> None:
+        slot = await converse(call)
+        if slot is not None and not call.hung_up and call.phase is Phase.IVR:
             await self._queue(call, slot, arrived_at=None)
 
     async def _fallback(self, call: AriCall) -> None:
@@ -303,6 +337,9 @@ class StasisApp:
         call = self.calls.get(channel_id)
         if call is not None:
             self._caller_gone(call)
+            return
+        for outbound in self.outbound.values():
+            outbound.channel_gone(channel_id, cause)
 
     def _caller_gone(self, call: AriCall) -> None:
         """The caller hung up (or left for the dialplan): end the call in every state."""
