@@ -7,6 +7,7 @@ before any consumer walks the tree.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -170,15 +171,24 @@ def load_file(path: str | Path) -> Any:
     return loads(text, str(p))
 
 
-def line_of(text: str, loc: tuple[str | int, ...] | list[str | int]) -> int | None:
-    """The 1-based line of the node at ``loc`` in ``text`` (the nearest parent found), or None."""
+@functools.lru_cache(maxsize=4)
+def _composed(text: str) -> yaml.Node | None:
+    """The node tree of ``text``, kept for the few files whose problems are being located."""
     loader = _BoundedLoader(text)
     try:
-        node = loader.get_single_node()
+        return loader.get_single_node()
     except yaml.YAMLError:
         return None
     finally:
         loader.dispose()
+
+
+def line_of(text: str, loc: tuple[str | int, ...] | list[str | int]) -> int | None:
+    """The 1-based line of the node at ``loc`` in ``text`` (the nearest parent found), or None.
+
+    The text is parsed once however many problems are located in it.
+    """
+    node = _composed(text)
     if node is None:
         return None
     line: int = node.start_mark.line + 1
