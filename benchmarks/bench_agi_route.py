@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -28,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acd.asterisk.agi.loadgen import LoadResult  # noqa: E402
+from acd.asterisk.agi.loadgen import LoadResult, session_rate  # noqa: E402
+from acd.asterisk.agi.loadgen import open_loop as loadgen_open_loop  # noqa: E402
 from acd.testing.fake_agi import environment_block  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -84,7 +84,7 @@ class _Caller:
         self.writer: asyncio.StreamWriter | None = None
         self.reader: asyncio.StreamReader | None = None
 
-    async def queue(self) -> float:
+    async def answer_first_command(self) -> float:
         """Connect, get queued and put on hold; returns the time to first command."""
         started = time.perf_counter()
         async with asyncio.timeout(self.timeout):
@@ -121,7 +121,7 @@ async def held(port: int, count: int, first: int) -> LoadResult:
     async def one(c: _Caller) -> None:
         try:
             async with gate:
-                result.ttfc.append(await c.queue())
+                result.ttfc.append(await c.answer_first_command())
         except (OSError, TimeoutError):
             result.failures += 1
             c.close()
@@ -138,52 +138,13 @@ async def held(port: int, count: int, first: int) -> LoadResult:
 
 
 async def rate(port: int, total: int, first: int, concurrency: int = 32) -> LoadResult:
-    result = LoadResult("rate")
-    numbers = iter(range(first, first + total))
-
-    async def worker() -> None:
-        for n in numbers:
-            c = _Caller(port, n, 10.0)
-            try:
-                result.ttfc.append(await c.queue())
-                await c.hang_up()
-                result.sessions += 1
-            except (OSError, TimeoutError):
-                result.failures += 1
-                c.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.seconds = time.perf_counter() - started
-    return result
+    return await session_rate(HOST, port, total, concurrency=concurrency, first=first,
+                              make_call=lambda n: _Caller(port, n, 10.0))
 
 
 async def open_loop(port: int, per_s: float, duration: float, first: int) -> LoadResult:
-    result = LoadResult(f"open-loop {per_s:g}/s")
-    rng = random.Random(20)
-    tasks: list[asyncio.Task[None]] = []
-
-    async def one(n: int) -> None:
-        c = _Caller(port, n, 10.0)
-        try:
-            result.ttfc.append(await c.queue())
-            await c.hang_up()
-            result.sessions += 1
-        except (OSError, TimeoutError):
-            result.failures += 1
-            c.close()
-
-    loop = asyncio.get_running_loop()
-    started = next_at = loop.time()
-    n = first
-    while next_at - started < duration:
-        await asyncio.sleep(max(0.0, next_at - loop.time()))
-        tasks.append(asyncio.create_task(one(n)))
-        n += 1
-        next_at += rng.expovariate(per_s)
-    await asyncio.gather(*tasks)
-    result.seconds = loop.time() - started
-    return result
+    return await loadgen_open_loop(HOST, port, per_s, duration, seed=20, first=first,
+                                   make_call=lambda n: _Caller(port, n, 10.0))
 
 
 def main() -> int:

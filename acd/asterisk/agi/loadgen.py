@@ -22,8 +22,9 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from acd.asterisk.agi import commands
 from acd.asterisk.agi.server import AgiSession, FastAgiServer, Handler
@@ -163,16 +164,41 @@ async def held_sessions(
     return result
 
 
+class Caller(Protocol):
+    """One fake call the load phases drive: connect, first command, hang up."""
+
+    async def answer_first_command(self) -> float:
+        """Connect and answer the first command; return the time to first command (s)."""
+
+    async def hang_up(self) -> None:
+        """Hang up and wait for the server to close."""
+
+    def close(self) -> None:
+        """Drop the connection after a failure."""
+
+
+CallFactory = Callable[[int], Caller]
+
+
+def _hold_calls(host: str, port: int, timeout: float) -> CallFactory:
+    return lambda n: _Call(host, port, _env(n), timeout)
+
+
 async def session_rate(
-    host: str, port: int, total: int, *, concurrency: int = 32, timeout: float = 10.0
+    host: str, port: int, total: int, *, concurrency: int = 32, timeout: float = 10.0,
+    make_call: CallFactory | None = None, first: int = 0,
 ) -> LoadResult:
-    """Complete ``total`` short calls with ``concurrency`` callers back to back."""
+    """Complete ``total`` short calls with ``concurrency`` callers back to back.
+
+    ``make_call(n)`` builds call number ``n`` (default: a call on the hold script).
+    """
     result = LoadResult("rate")
-    numbers = iter(range(total))
+    numbers = iter(range(first, first + total))
+    make = make_call or _hold_calls(host, port, timeout)
 
     async def caller() -> None:
         for n in numbers:
-            call = _Call(host, port, _env(n), timeout)
+            call = make(n)
             try:
                 result.ttfc.append(await call.answer_first_command())
                 await call.hang_up()
@@ -188,15 +214,17 @@ async def session_rate(
 
 
 async def open_loop(
-    host: str, port: int, rate: float, duration: float, *, seed: int = 1, timeout: float = 10.0
+    host: str, port: int, rate: float, duration: float, *, seed: int = 1, timeout: float = 10.0,
+    make_call: CallFactory | None = None, first: int = 0,
 ) -> LoadResult:
     """Poisson arrivals at ``rate`` calls/s for ``duration`` s: TTFC at a given offered load."""
     result = LoadResult(f"open-loop {rate:g}/s")
     rng = random.Random(seed)
     tasks: list[asyncio.Task[None]] = []
+    make = make_call or _hold_calls(host, port, timeout)
 
     async def one(n: int) -> None:
-        call = _Call(host, port, _env(n), timeout)
+        call = make(n)
         try:
             result.ttfc.append(await call.answer_first_command())
             await call.hang_up()
@@ -208,7 +236,7 @@ async def open_loop(
     loop = asyncio.get_running_loop()
     started = loop.time()
     next_at = started
-    n = 0
+    n = first
     while next_at - started < duration:
         await asyncio.sleep(max(0.0, next_at - loop.time()))
         tasks.append(asyncio.create_task(one(n)))
