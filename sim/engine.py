@@ -64,6 +64,8 @@ DRAIN_S = 3 * 3600.0
 DEPTH_SAMPLE_S = 60.0
 #: How calls that end in the IVR are recorded (they never enter a queue).
 _IVR_END = {"voicemail": VOICEMAIL, "callback": CALLBACK, "abandoned": IVR_ABANDONED}
+#: States in which a logout waits for the call (and wrap-up) to end.
+_LOGOUT_DEFERRED = frozenset({AgentState.ON_CALL, AgentState.WRAP_UP})
 _CATEGORY = {AgentState.READY: READY, AgentState.RINGING: BUSY, AgentState.ON_CALL: BUSY,
              AgentState.WRAP_UP: BUSY, AgentState.PAUSED: PAUSED}
 
@@ -209,6 +211,10 @@ class Simulation:
             env.run(until=t)
             if progress is not None:
                 progress(t / end)
+        # Calls the drain did not see out (a patient caller with a long maximum wait, a very
+        # long talk) end with the run, so every offered call keeps its row in the call log.
+        for call_id in list(self._calls):
+            self._handle(self.router.hangup(env.now, call_id))
         return self._result(time.perf_counter() - t_wall)
 
     def _arrival_process(self) -> Any:
@@ -263,8 +269,13 @@ class Simulation:
                 yield env.timeout(act.t - env.now)
             now = env.now
             try:
-                if act.action == "login":
-                    out = router.login(now, act.agent)
+                if act.action == "login" and router.agent_state(act.agent) in _LOGOUT_DEFERRED:
+                    # Logged out while on a simulated call, the logout still waits for the
+                    # call to end; logging back in cancels it (a ready in wrap-up ends it).
+                    out = router.ready(now, act.agent)
+                elif act.action == "login":
+                    # A login with a reason is an agent on a break under way at the start.
+                    out = router.login(now, act.agent, paused_reason=act.reason)
                 elif act.action == "logout":
                     out = router.logout(now, act.agent)
                 elif act.action == "pause":
@@ -380,7 +391,9 @@ class Simulation:
         call = self._calls[o.call_id]
         call.talking = True
         ev = self.env.timeout(call.arrival.talk_s)
-        ev.callbacks.append(lambda _e: self._handle(self.router.hangup(self.env.now, o.call_id)))
+        wrap_s = call.arrival.wrap_s
+        ev.callbacks.append(
+            lambda _e: self._handle(self.router.hangup(self.env.now, o.call_id, wrap_s)))
 
     def _ended(self, o: CallEnded) -> None:
         call = self._calls.pop(o.call_id, None)

@@ -8,6 +8,7 @@ site in local time. Paths are relative to the scenario file.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -176,6 +177,16 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
         if br.reason not in reasons:
             problems.append(Problem(file, f"staffing.breaks[{i}].reason", br.reason,
                                     f"unknown pause reason; valid: {', '.join(sorted(reasons))}"))
+    # Breaks that overlap would end the longer one early (its ready comes mid-break).
+    busy_until = -math.inf
+    breaks = spec.staffing.breaks
+    for begin, i in sorted((br.after_h * 60, i) for i, br in enumerate(breaks)):
+        if begin < busy_until - 1e-6:  # minutes; the tolerance lets breaks touch
+            loc = ("staffing", "breaks", i)
+            problems.append(Problem(file, format_path(loc), breaks[i].after_h,
+                                    "break overlaps an earlier break; breaks may touch, "
+                                    "not overlap", yamlsafe.line_of(text, loc)))
+        busy_until = max(busy_until, begin + breaks[i].minutes)
     if spec.start.tzinfo is None:
         problems.append(Problem(file, "start", str(spec.start),
                                 "start needs a UTC offset, e.g. 2026-03-02T00:00:00+03:00"))

@@ -26,7 +26,8 @@ _ORDER = {"logout": 0, "pause": 1, "ready": 2, "login": 3}
 
 @dataclass(frozen=True, slots=True)
 class StaffAction:
-    """At ``t`` seconds from the run's start, ``agent`` does ``action`` (pause with ``reason``)."""
+    """At ``t`` seconds from the run's start, ``agent`` does ``action`` (pause with ``reason``;
+    a login with a ``reason`` starts paused, on a break already under way)."""
 
     t: float
     action: Action
@@ -106,12 +107,21 @@ def _shift_actions(agent: str, shift: Shift, day: object, tz: ZoneInfo, start: d
     if staffing.absence_rate and rng.random() < staffing.absence_rate:
         return []
     out = [StaffAction(max(t0, 0.0), "login", agent)]
-    for br in staffing.breaks:
+    for br in sorted(staffing.breaks, key=lambda b: b.after_h):
         b0 = t0 + br.after_h * 3600 + stagger
         b1 = b0 + br.minutes * 60
-        if b0 <= max(t0, 0.0) or b1 >= t1 or b0 >= horizon_s:
+        if b0 <= t0 or b1 >= t1 or b1 <= 0 or b0 >= horizon_s:
             continue
-        out.append(StaffAction(b0, "pause", agent, br.reason))
+        if b0 <= 0:
+            # Under way when the run starts: the agent is there, on its break.
+            out[0] = StaffAction(0.0, "login", agent, br.reason)
+        elif out[-1].action == "ready" and b0 <= out[-1].t + 1e-3:
+            # Back to back (to float rounding): go straight from one break into the next (a
+            # ready and a pause at the same instant would be played pause first, leaving the
+            # agent ready).
+            out[-1] = StaffAction(b0, "pause", agent, br.reason)
+        else:
+            out.append(StaffAction(b0, "pause", agent, br.reason))
         out.append(StaffAction(b1, "ready", agent))
     if t1 < horizon_s:
         out.append(StaffAction(t1, "logout", agent))

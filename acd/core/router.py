@@ -303,8 +303,12 @@ class Router:
             return None
         return call
 
-    def hangup(self, now: float, call_id: str) -> list[Output]:
-        """Either side hung up: an abandon while queued or ringing, the end of talk otherwise."""
+    def hangup(self, now: float, call_id: str, wrap_up_s: float | None = None) -> list[Output]:
+        """Either side hung up: an abandon while queued or ringing, the end of talk otherwise.
+
+        After talk the agent wraps up for ``wrap_up_s`` (this call's own after-call work, e.g.
+        from a replayed log), or for the queue's configured wrap-up when it is None.
+        """
         out = self._begin(now)
         call = self._calls.get(call_id)
         if call is None:
@@ -314,7 +318,8 @@ class Router:
             agent = call.agent
             assert agent is not None
             self._end(now, call, Outcome.ANSWERED)
-            self._start_wrap_up(now, agent, call.q.wrap_up_s)
+            self._start_wrap_up(now, agent, call.q.wrap_up_s if wrap_up_s is None
+                                else max(0.0, wrap_up_s))
         elif call.state is CallState.RINGING:
             agent = call.agent
             assert agent is not None
@@ -458,7 +463,10 @@ class Router:
 
     def agent_state(self, agent_id: str) -> AgentState:
         """One agent's state."""
-        return self._agent(agent_id).state
+        agent = self._agents.get(agent_id)
+        if agent is None:  # a query: raised without _refuse (see _call)
+            raise UnknownAgent(f"agent {agent_id!r} is not on the roster")
+        return agent.state
 
     def call_state(self, call_id: str) -> CallState | None:
         """One call's state, or None once it has ended."""
@@ -498,7 +506,9 @@ class Router:
     def _call(self, call_id: str) -> _Call:
         call = self._calls.get(call_id)
         if call is None:
-            self._refuse(UnknownCall(f"call {call_id!r} is not in the router"))
+            # Queries only: raised without _refuse, which would carry the previous request's
+            # outputs (already delivered) into the next request, or drop a pending carry.
+            raise UnknownCall(f"call {call_id!r} is not in the router")
         return call
 
     def _agent(self, agent_id: str) -> _Agent:
