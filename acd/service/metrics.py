@@ -40,7 +40,8 @@ WAIT_BUCKETS = (5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 60
 LATENCY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1)
 #: Reasons an offer fails or a call leaves, as the router and the shells name them.
 FAILURE_REASONS = frozenset({"no_answer", "ring_timeout", "busy", "unavailable", "congestion",
-                             "agent_paused", "agent_logout", "caller_hangup", "chanunavail"})
+                             "agent_paused", "agent_logout", "caller_hangup", "chanunavail",
+                             "rejected"})
 ENTRY_POINTS = frozenset({"call_arrived", "offer_answered", "offer_failed", "hangup",
                           "callback_accepted", "login", "logout", "pause", "ready", "advance"})
 

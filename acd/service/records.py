@@ -160,7 +160,10 @@ class CallRecords:
 
     def _write(self, e: CallEnded, wall: float) -> None:
         call = self.open.pop(e.call_id, None)
-        arrival = call.arrival if call is not None else wall - (e.at - e.arrived)
+        # A call queued with an earlier arrival (adopted after a restart) waited before it
+        # was queued here: move the wall-clock arrival back by that much.
+        arrival = (call.arrival - max(0.0, call.arrived - e.arrived) if call is not None
+                   else wall - (e.at - e.arrived))
         answered = call.answered if call is not None else None
         if e.outcome is Outcome.ANSWERED and answered is not None:
             wait, talk = answered - arrival, max(0.0, wall - answered)

@@ -42,7 +42,11 @@ class AgentStateStore:
             self.db.execute(
                 "INSERT INTO agent_states (agent_id, state, reason, since) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (agent_id) DO UPDATE SET state = excluded.state,"
-                " reason = excluded.reason, since = excluded.since",
+                " reason = excluded.reason, since = excluded.since,"
+                # An API login's endpoint ends with that login; the API sets it again after
+                # its own login, any other login uses the roster's endpoint.
+                " endpoint = CASE WHEN excluded.state = 'logged_out' THEN NULL"
+                " ELSE agent_states.endpoint END",
                 (output.agent_id, output.state.value, output.reason, wall))
 
     def set_endpoint(self, agent_id: str, endpoint: str | None) -> None:

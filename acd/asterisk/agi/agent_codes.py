@@ -52,19 +52,32 @@ class AgentCodes:
         self.service = service
         self.prompts = prompts
         self.command_timeout_s = command_timeout_s
-        self.pause_reasons: tuple[str, ...] = tuple(service.center.config.pause_reasons)
+        self.pause_reasons: tuple[str, ...] = ()
         self._by_device: dict[str, str] = {}
-        for agent in service.center.agents:
+        self._center: object = None
+        self._follow_config()
+
+    def _follow_config(self) -> None:
+        # A reload swaps the service's center: roster and pause reasons must follow it.
+        center = self.service.center
+        if center is self._center:
+            return
+        self._center = center
+        self.pause_reasons = tuple(center.config.pause_reasons)
+        self._by_device = {}
+        for agent in center.agents:
             self._by_device[agent.endpoint] = agent.id
             self._by_device.setdefault(f"PJSIP/{agent.extension}", agent.id)
 
     def agent_for_channel(self, channel: str) -> str | None:
         """The agent whose device placed ``channel`` (``PJSIP/1001-0000002a`` -> its agent)."""
+        self._follow_config()
         device, _, _ = channel.rpartition("-")
         return self._by_device.get(device or channel)
 
     def pause_reason(self, number: str) -> str | None:
         """Pause reason ``number`` (1-based, in configured order); None when out of range."""
+        self._follow_config()
         if not number:
             return self.pause_reasons[0] if self.pause_reasons else None
         if not number.isascii() or not number.isdigit() or len(number) > 2:

@@ -518,7 +518,8 @@ class StasisApp:
                 return
         finally:
             call.ask_task = None
-        if call.phase is Phase.HOLD:
+        # An offer made during the question rings with the caller still in the holding bridge.
+        if call.phase in (Phase.HOLD, Phase.RINGING):
             await quietly(lambda: self.client.start_moh(hold, self.moh_class))
 
     def _sound(self, flow: Any, prompt: str, language: str) -> str:
