@@ -135,8 +135,10 @@ def originate_blocking(target: AmiTarget, request: OriginateRequest,
     except ManagerException as exc:
         raise AmiError(f"Manager at {target.host}:{target.port}: {exc}") from None
     finally:
-        # A connection already gone cannot log off; its threads end on their own.
-        with contextlib.suppress(ManagerException):
+        # A connection already gone cannot log off; its threads end on their own. pyst2 then
+        # fails with ValueError or OSError on its closed socket file: the originate's result
+        # is known by now and must not be turned into a failure.
+        with contextlib.suppress(ManagerException, OSError, ValueError):
             manager.close()
 
 
