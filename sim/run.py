@@ -138,8 +138,3 @@ def run_replications(spec: RunSpec, replications: int, base_seed: int, jobs: int
 def default_scenario() -> Path:
     """The reference scenario shipped with the project."""
     return Path(__file__).resolve().parent.parent / "config" / "scenarios" / "reference.yaml"
-
-
-def parse_start(text: str | None) -> datetime | None:
-    """An ISO 8601 start time from the command line (an offset is required)."""
-    return datetime.fromisoformat(text) if text else None
