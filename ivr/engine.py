@@ -307,15 +307,7 @@ def _branch(run: FlowRun, node: f.Branch) -> Walk:
 
 def _branch_plain(run: FlowRun, node: f.Branch) -> str | None:
     """A branch whose conditions need no wait estimate decides without the driver."""
-    if node.wait_queues:
-        return None
-    st = run.state
-    for cond, target in node.cases:
-        if run.trace is not None:
-            run.trace(f"  if {cond.explain(st)}")
-        if cond.test(st):
-            return target
-    return node.otherwise
+    return None if node.wait_queues else _decide(run, node)
 
 
 def _decide(run: FlowRun, node: f.Branch) -> str:

@@ -65,24 +65,10 @@ def register(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m acd.service.cli serve|records ...``: the same commands outside ``acd``."""
-    import sys
+    """``python -m acd.service.cli serve|records ...``: the same as ``acd serve|records ...``."""
+    from acd.cli import main as acd_main
 
-    from rich.console import Console
-
-    from acd.errors import EXIT_BAD_INPUT, InputError
-
-    parser = argparse.ArgumentParser(prog="acd")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        code: int = args.func(args, Console(highlight=False))
-    except InputError as exc:
-        print(f"error: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(str(problem), file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return code
+    return acd_main(argv)
 
 
 if __name__ == "__main__":

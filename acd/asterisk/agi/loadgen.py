@@ -184,6 +184,17 @@ def _hold_calls(host: str, port: int, timeout: float) -> CallFactory:
     return lambda n: _Call(host, port, _env(n), timeout)
 
 
+async def _complete(call: Caller, result: LoadResult) -> None:
+    """One short call: first command, hang up; counted as a session or a failure."""
+    try:
+        result.ttfc.append(await call.answer_first_command())
+        await call.hang_up()
+        result.sessions += 1
+    except (OSError, TimeoutError):
+        result.failures += 1
+        call.close()
+
+
 async def session_rate(
     host: str, port: int, total: int, *, concurrency: int = 32, timeout: float = 10.0,
     make_call: CallFactory | None = None, first: int = 0,
@@ -198,14 +209,7 @@ async def session_rate(
 
     async def caller() -> None:
         for n in numbers:
-            call = make(n)
-            try:
-                result.ttfc.append(await call.answer_first_command())
-                await call.hang_up()
-                result.sessions += 1
-            except (OSError, TimeoutError):
-                result.failures += 1
-                call.close()
+            await _complete(make(n), result)
 
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
@@ -224,14 +228,7 @@ async def open_loop(
     make = make_call or _hold_calls(host, port, timeout)
 
     async def one(n: int) -> None:
-        call = make(n)
-        try:
-            result.ttfc.append(await call.answer_first_command())
-            await call.hang_up()
-            result.sessions += 1
-        except (OSError, TimeoutError):
-            result.failures += 1
-            call.close()
+        await _complete(make(n), result)
 
     loop = asyncio.get_running_loop()
     started = loop.time()
