@@ -1,7 +1,7 @@
 """Simulator benchmark: a month of reference traffic through the full router, and M/M/c ratios.
 
 Run: ``python benchmarks/bench_sim.py [--days 30] [--replications 1] [--mmc-calls 30000]
-[--ivr] [--profile]``
+[--rounds 5] [--ivr] [--profile] [--no-pure]``
 
 (a) ``--days`` of the reference scenario (about 5,000 calls a day, 281 agents, two sites,
 shifts and breaks) through the production router, one replication at a time on one core:
@@ -9,14 +9,24 @@ wall seconds per replication (target: 30 days <= 15 s). ``--ivr`` runs the scena
 callers walk the real call flow as well and reports the IVR's cost per call.
 (b) The same M/M/c (0.5 calls/s, AHT 180 s, 98 agents, the same number of calls) through the
 router (``sim.mmc.simulate_mmc``), bare SimPy and ciw: microseconds per call and ratios
-(targets: router engine within 3x of bare SimPy, >= 3x faster than ciw).
+(targets: router engine within 3x of bare SimPy, >= 3x faster than ciw). The three run in
+turn, ``--rounds`` times, and each is credited with its fastest round (the least disturbed by
+the rest of the machine, as ``timeit`` does); the median round is printed beside it.
+
+Both parts run on the build in use (mypyc-compiled where ``setup.py`` could compile) and then,
+unless ``--no-pure``, again in a child process on the pure-Python build (``ACD_PURE_PYTHON=1``),
+so the gain from compiling is measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
+import os
 import pstats
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from acd import native  # noqa: E402
 from sim.baselines import ciw_mmc, simpy_mmc  # noqa: E402
 from sim.engine import DRAIN_S, Simulation  # noqa: E402
 from sim.mmc import simulate_mmc  # noqa: E402
@@ -64,17 +75,35 @@ def month(days: float, seed: int, ivr: bool, profile: bool) -> dict[str, float]:
     return out
 
 
-def mmc(calls: int, seed: int) -> dict[str, float]:
-    """The same M/M/c through the router, bare SimPy and ciw; wall seconds and calls each."""
+def mmc(calls: int, seed: int, rounds: int) -> dict[str, list[float]]:
+    """The same M/M/c through the router, bare SimPy and ciw, in turn: us per call per round."""
     hours = calls / RATE / 3600
-    t0 = time.perf_counter()
-    routed = simulate_mmc(RATE, AHT, AGENTS, hours, seed)
-    router_total = time.perf_counter() - t0
-    n = len(routed.calls)
-    bare = simpy_mmc(RATE, AHT, AGENTS, n, seed)
-    ciw = ciw_mmc(RATE, AHT, AGENTS, n, seed)
-    return {"calls": n, "router_run_s": routed.wall_s, "router_total_s": router_total,
-            "simpy_s": bare.wall_seconds, "ciw_s": ciw.wall_seconds}
+    out: dict[str, list[float]] = {"router": [], "router_total": [], "simpy": [], "ciw": []}
+    n = 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        routed = simulate_mmc(RATE, AHT, AGENTS, hours, seed)
+        router_total = time.perf_counter() - t0
+        n = len(routed.calls)
+        out["router"].append(1e6 * routed.wall_s / n)
+        out["router_total"].append(1e6 * router_total / n)
+        out["simpy"].append(1e6 * simpy_mmc(RATE, AHT, AGENTS, n, seed).wall_seconds / n)
+        out["ciw"].append(1e6 * ciw_mmc(RATE, AHT, AGENTS, n, seed).wall_seconds / n)
+    out["calls"] = [float(n)]
+    return out
+
+
+def pure_python_figures(args: argparse.Namespace) -> dict[str, float] | None:
+    """Both parts again in a child process on the pure-Python build; None if that fails."""
+    cmd = [sys.executable, __file__, "--json", "--days", str(args.days), "--seed", str(args.seed),
+           "--mmc-calls", str(args.mmc_calls), "--rounds", str(args.rounds)]
+    env = {**os.environ, native.ENV: "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"  (pure-Python run failed: {done.stderr.strip().splitlines()[-1:]})")
+        return None
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def main() -> None:
@@ -83,15 +112,30 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=30.0)
     ap.add_argument("--replications", type=int, default=1)
     ap.add_argument("--mmc-calls", type=int, default=30_000)
+    ap.add_argument("--rounds", type=int, default=5, help="M/M/c rounds; the fastest counts")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--ivr", action="store_true", help="also run the IVR-flow scenario")
     ap.add_argument("--profile", action="store_true", help="cProfile the first replication")
+    ap.add_argument("--no-pure", action="store_true",
+                    help="skip the comparison run on the pure-Python build")
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    build = native.build()
 
-    print(f"(a) reference scenario, {args.days:g} days, full router, one core")
+    if args.json:  # the child of pure_python_figures: one replication, figures as JSON
+        m = month(args.days, args.seed, False, False)
+        b = mmc(args.mmc_calls, args.seed, args.rounds)
+        print(json.dumps({"build": build, "month_s": m["run_s"], "month_calls": m["calls"],
+                          **{k: min(v) for k, v in b.items()}}))
+        return
+
+    print(f"(a) reference scenario, {args.days:g} days, full router ({build}), one core")
+    month_s = []
     for ivr in (False, True) if args.ivr else (False,):
         for r in range(args.replications):
             m = month(args.days, args.seed + r, ivr, args.profile and r == 0)
+            if not ivr:
+                month_s.append(m["run_s"])
             extra = (f", IVR {m['ivr_s']:.2f} s = {m['ivr_us_per_call']:.1f} us/call"
                      if ivr else "")
             verdict = "" if args.days != 30 else (" (target <= 15 s: "
@@ -101,20 +145,34 @@ def main() -> None:
                   f"setup {m['setup_s']:.2f} s, {1e6 * m['run_s'] / m['calls']:.1f} us/call"
                   f"{extra}")
 
-    print(f"(b) M/M/c {RATE:g} calls/s, AHT {AHT:g} s, {AGENTS} agents")
-    b = mmc(args.mmc_calls, args.seed)
-    n = b["calls"]
-    per = {k: 1e6 * b[k] / n for k in ("router_run_s", "router_total_s", "simpy_s", "ciw_s")}
-    print(f"  calls {n:,.0f}")
-    print(f"  router engine  {per['router_run_s']:7.1f} us/call "
-          f"({per['router_total_s']:.1f} with center and arrival setup)")
-    print(f"  bare SimPy     {per['simpy_s']:7.1f} us/call")
-    print(f"  ciw            {per['ciw_s']:7.1f} us/call")
-    vs_simpy = per["router_run_s"] / per["simpy_s"]
-    vs_ciw = per["ciw_s"] / per["router_run_s"]
+    print(f"(b) M/M/c {RATE:g} calls/s, AHT {AHT:g} s, {AGENTS} agents, router build: {build}; "
+          f"fastest of {args.rounds} rounds (median)")
+    b = mmc(args.mmc_calls, args.seed, args.rounds)
+    best = {k: min(v) for k, v in b.items()}
+    med = {k: statistics.median(v) for k, v in b.items()}
+    print(f"  calls {best['calls']:,.0f}")
+    print(f"  router engine  {best['router']:7.1f} us/call ({med['router']:.1f}); "
+          f"{best['router_total']:.1f} with center and arrival setup")
+    print(f"  bare SimPy     {best['simpy']:7.1f} us/call ({med['simpy']:.1f})")
+    print(f"  ciw            {best['ciw']:7.1f} us/call ({med['ciw']:.1f})")
+    vs_simpy = best["router"] / best["simpy"]
+    vs_ciw = best["ciw"] / best["router"]
     print(f"  router / SimPy = {vs_simpy:.2f}x (target <= 3x: "
           f"{'met' if vs_simpy <= 3 else 'MISSED'})")
     print(f"  ciw / router   = {vs_ciw:.2f}x (target >= 3x: {'met' if vs_ciw >= 3 else 'MISSED'})")
+
+    if args.no_pure or build != "compiled":
+        return
+    print("(c) the same on the pure-Python build (ACD_PURE_PYTHON=1, child process)")
+    p = pure_python_figures(args)
+    if p is None:
+        return
+    print(f"  reference scenario {args.days:g} days: run {p['month_s']:.2f} s "
+          f"({1e6 * p['month_s'] / p['month_calls']:.1f} us/call); compiled is "
+          f"{p['month_s'] / month_s[0]:.2f}x faster")
+    print(f"  M/M/c router engine {p['router']:.1f} us/call; compiled is "
+          f"{p['router'] / best['router']:.2f}x faster; pure router / SimPy = "
+          f"{p['router'] / p['simpy']:.2f}x, ciw / pure router = {p['ciw'] / p['router']:.2f}x")
 
 
 if __name__ == "__main__":

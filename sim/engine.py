@@ -178,7 +178,9 @@ class Simulation:
         self._state_key = {(a.id, st): (self._code_s[a.site] * n_cat + cat) if cat >= 0 else -1
                            for a in center.agents
                            for st, cat in [(st, _CATEGORY.get(st, -1)) for st in AgentState]}
-        self._state_log: list[tuple[float, int, int]] = []
+        self._log_t: list[float] = []
+        self._log_agent: list[int] = []
+        self._log_key: list[int] = []
         self._dispatch: dict[type, Callable[[Any], None]] = {
             AgentStateChanged: self._agent_state, Offer: self._offer,
             CallAnswered: self._answered, CallEnded: self._ended,
@@ -414,8 +416,9 @@ class Simulation:
     # --------------------------------------------------------------------------- agents
 
     def _agent_state(self, o: AgentStateChanged) -> None:
-        self._state_log.append((o.at, self._agent_index[o.agent_id],
-                                self._state_key[(o.agent_id, o.state)]))
+        self._log_t.append(o.at)
+        self._log_agent.append(self._agent_index[o.agent_id])
+        self._log_key.append(self._state_key[(o.agent_id, o.state)])
 
     # -------------------------------------------------------------------------- records
 
@@ -433,14 +436,15 @@ class Simulation:
         n_int = math.ceil(self.horizon_s / self.interval_s)
         n_keys = len(self.sites) * len(AGENT_TIME)
         out = np.zeros((n_int, n_keys))
-        if self._state_log:
-            log = np.asarray(self._state_log)
-            t, agent, key = log[:, 0], log[:, 1].astype(int), log[:, 2].astype(int)
+        if self._log_t:
+            t = np.array(self._log_t, dtype=float)
+            agent = np.array(self._log_agent, dtype=np.int64)
+            key = np.array(self._log_key, dtype=np.int64)
             order = np.lexsort((t, agent))
             t, agent, key = t[order], agent[order], key[order]
             # Each entry holds until the same agent's next entry, or the end of the run.
-            t_end = np.append(t[1:], self.env.now)
-            last = np.append(agent[1:] != agent[:-1], True)
+            t_end: np.ndarray = np.append(t[1:], self.env.now)
+            last: np.ndarray = np.append(agent[1:] != agent[:-1], True)
             t_end[last] = self.env.now
             edges = np.arange(n_int + 1) * self.interval_s
             for k in range(n_keys):

@@ -14,6 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+# Re-exported: the errors are part of the core's vocabulary.
+from acd.core.errors import (  # noqa: F401
+    AgentAlreadyLoggedIn,
+    AgentNotLoggedIn,
+    DuplicateCall,
+    InvalidPauseReason,
+    RoutingError,
+    UnknownAgent,
+    UnknownCall,
+)
+
 
 class AgentState(StrEnum):
     """An agent's routing state."""
@@ -244,40 +255,3 @@ class AgentSnapshot:
     call_id: str | None
     since: float
     newcomer: bool
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-class RoutingError(Exception):
-    """A request the router refuses; the message names the subject and the valid choices."""
-
-
-class UnknownAgent(RoutingError, KeyError):
-    """No agent with this id is on the roster."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown agent"
-
-
-class UnknownCall(RoutingError, KeyError):
-    """No call with this id is in the router."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown call"
-
-
-class DuplicateCall(RoutingError):
-    """A call with this id is already in the router."""
-
-
-class AgentAlreadyLoggedIn(RoutingError):
-    """Login refused: the agent is already logged in (double login)."""
-
-
-class AgentNotLoggedIn(RoutingError):
-    """The request needs a logged-in agent."""
-
-
-class InvalidPauseReason(RoutingError):
-    """The pause reason is not one of the configured reasons."""
