@@ -66,8 +66,6 @@ DEPTH_SAMPLE_S = 60.0
 _IVR_END = {"voicemail": VOICEMAIL, "callback": CALLBACK, "abandoned": IVR_ABANDONED}
 #: States in which a logout waits for the call (and wrap-up) to end.
 _LOGOUT_DEFERRED = frozenset({AgentState.ON_CALL, AgentState.WRAP_UP})
-_CATEGORY = {AgentState.READY: READY, AgentState.RINGING: BUSY, AgentState.ON_CALL: BUSY,
-             AgentState.WRAP_UP: BUSY, AgentState.PAUSED: PAUSED}
 
 
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
@@ -85,20 +83,6 @@ def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
         return lambda: float(rng.lognormal(mu, sigma))
     shape = 1 / (cv * cv)
     return lambda: float(rng.gamma(shape, mean / shape))
-
-
-def _overlap(t0: np.ndarray, t1: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Total length of the segments [t0, t1) falling in each interval between ``edges``."""
-    # Integral of "segments open at time x" evaluated at every edge, by sorted +/- steps.
-    times = np.concatenate((t0, t1))
-    steps = np.concatenate((np.ones_like(t0), -np.ones_like(t1)))
-    order = np.argsort(times, kind="stable")
-    times, level = times[order], np.cumsum(steps[order])
-    area = np.concatenate(([0.0], np.cumsum(level[:-1] * np.diff(times))))
-    idx = np.searchsorted(times, edges, side="right") - 1
-    safe = np.maximum(idx, 0)
-    at_edge = np.where(idx >= 0, area[safe] + level[safe] * (edges - times[safe]), 0.0)
-    return np.diff(at_edge)
 
 
 def draw(spec: DistSpec, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -175,18 +159,19 @@ class Simulation:
         # Agent state log: (time, agent index, site x category key or -1 when logged out);
         # turned into seconds per interval, site and category at the end, vectorised.
         self._agent_index = {a.id: i for i, a in enumerate(center.agents)}
-        self._state_key = {(a.id, st): (self._code_s[a.site] * n_cat + cat) if cat >= 0 else -1
-                           for a in center.agents
-                           for st, cat in [(st, _CATEGORY.get(st, -1)) for st in AgentState]}
-        self._log_t: list[float] = []
-        self._log_agent: list[int] = []
-        self._log_key: list[int] = []
-        self._dispatch: dict[type, Callable[[Any], None]] = {
-            AgentStateChanged: self._agent_state, Offer: self._offer,
-            CallAnswered: self._answered, CallEnded: self._ended,
-            CancelOffer: self._cancel_offer, Overflow: self._overflowed,
-            OfferCallback: self._callback_offered}
+        #: Per agent index: the first key of its site (site x category keys).
+        self._site_base = [self._code_s[a.site] * n_cat for a in center.agents]
+        # Agent time is accrued as states change: seconds per (interval, site x category) in a
+        # flat list, and each agent's current key (-1 = logged out) and since when.
+        self._n_int = math.ceil(horizon_s / interval_s)
+        self._n_keys = len(self.sites) * n_cat
+        self._acc = [0.0] * (self._n_int * self._n_keys)
+        self._ag_key = [-1] * len(center.agents)
+        self._ag_since = [0.0] * len(center.agents)
         self._follow_up: list[str] = []
+        self._entries: list[tuple[float, _Call]] = []
+        self._next_entry = 0
+        self._rona_p = float(behaviour.rona_probability)
         self._depth_samples: list[list[int]] = []
         self._follow_answer: list[str] = []
         # Call rows.
@@ -202,7 +187,7 @@ class Simulation:
         """
         t_wall = time.perf_counter()
         env = self.env
-        env.process(self._arrival_process())
+        self._start_arrivals()
         env.process(self._staffing_process())
         env.process(self._depth_process())
         end = self.horizon_s + DRAIN_S
@@ -216,14 +201,14 @@ class Simulation:
         # Calls the drain did not see out (a patient caller with a long maximum wait, a very
         # long talk) end with the run, so every offered call keeps its row in the call log.
         for call_id in list(self._calls):
-            self._handle(self.router.hangup(env.now, call_id))
+            self._handle(self.router.hangup(env.now, call_id), env.now)
         return self._result(time.perf_counter() - t_wall)
 
-    def _arrival_process(self) -> Any:
+    def _start_arrivals(self) -> None:
         """Callers reach the queue after their IVR time; those who hang up in the IVR don't."""
         arrivals = [a for a in self.arrivals if a.t < self.horizon_s]
         if self.ivr is not None:
-            yield from self._ivr_arrival_process(arrivals, self.ivr)
+            self.env.process(self._ivr_arrival_process(arrivals, self.ivr))
             return
         n = len(arrivals)
         ivr = draw(self.behaviour.ivr_time, self._rng_ivr, n)
@@ -233,14 +218,30 @@ class Simulation:
             a = arrivals[i]
             self._rows.append((a.t, math.nan, 0.0, 0.0, self._q(a.queue), self._l(a.language),
                                self._c(a.country), NO_SITE, IVR_ABANDONED))
+        # Callers reach the queue in order of queue entry; each entry's timeout schedules the
+        # next (a chain of callbacks costs less than resuming a process for every caller).
+        entry_s: list[float] = entry.tolist()
+        gone_l: list[bool] = gone.tolist()
+        order: list[int] = np.argsort(entry, kind="stable").tolist()
+        self._entries = [(entry_s[i], _Call(arrivals[i], i)) for i in order if not gone_l[i]]
+        self._next_entry = 0
+        self._enter_due(None)
+
+    def _enter_due(self, _ev: object) -> None:
+        """Queue every caller whose entry time has come; wake up again for the next one."""
+        entries = self._entries
         env = self.env
-        for i in np.argsort(entry, kind="stable"):
-            if gone[i]:
-                continue
-            t = float(entry[i])
-            if t > env.now:
-                yield env.timeout(t - env.now)
-            self._enter_queue(_Call(arrivals[i], int(i)))
+        now = env.now
+        k = self._next_entry
+        while k < len(entries):
+            t, call = entries[k]
+            if t > now:
+                ev = env.timeout(t - now)
+                ev.callbacks.append(self._enter_due)
+                break
+            k += 1
+            self._enter_queue(call, now)
+        self._next_entry = k
 
     def _ivr_arrival_process(self, arrivals: list[Arrival], ivr: IvrCallers) -> Any:
         """Each caller walks the flow on arrival; the flow says when and where it is queued."""
@@ -261,7 +262,7 @@ class Simulation:
                                    _IVR_END.get(r.status, IVR_HANGUP)))
 
     def _queue_after_ivr(self, call: _Call, _ev: object) -> None:
-        self._enter_queue(call)
+        self._enter_queue(call, self.env.now)
 
     def _staffing_process(self) -> Any:
         env = self.env
@@ -288,7 +289,7 @@ class Simulation:
                 # e.g. a break that starts while the agent is already logged out.
                 self.routing_errors += 1
                 continue
-            self._handle(out)
+            self._handle(out, now)
 
     def _depth_process(self) -> Any:
         """Sample every queue's waiting calls once a simulated minute over the horizon."""
@@ -301,38 +302,51 @@ class Simulation:
 
     # ----------------------------------------------------------------------- the router
 
-    def _sync(self) -> None:
+    def _sync(self, now: float) -> None:
         deadline = self.router.next_deadline()
         if deadline is not None and (self._wake_at is None or deadline < self._wake_at):
             self._wake_at = deadline
-            ev = self.env.timeout(max(0.0, deadline - self.env.now))
+            ev = self.env.timeout(max(0.0, deadline - now))
             ev.callbacks.append(self._wake)
 
     def _wake(self, _ev: object) -> None:
+        now = self.env.now
         wake_at = self._wake_at
-        if wake_at is not None and self.env.now >= wake_at - 1e-9:
+        if wake_at is not None and now >= wake_at - 1e-9:
             self._wake_at = None
-            self._handle(self.router.advance(max(self.env.now, wake_at)))
+            self._handle(self.router.advance(max(now, wake_at)), now)
         else:
-            self._sync()
+            self._sync(now)
 
-    def _handle(self, out: list[Output]) -> None:
-        dispatch = self._dispatch
+    def _handle(self, out: list[Output], now: float) -> None:
+        """Act on the router's outputs at ``now`` (the current simulated time)."""
+        # An isinstance chain, most frequent first: compiled, it is a pointer comparison each.
         for o in out:
-            handler = dispatch.get(type(o))
-            if handler is not None:
-                handler(o)
+            if isinstance(o, AgentStateChanged):
+                self._agent_state(o)
+            elif isinstance(o, Offer):
+                self._offer(o, now)
+            elif isinstance(o, CallAnswered):
+                self._answered(o)
+            elif isinstance(o, CallEnded):
+                self._ended(o)
+            elif isinstance(o, CancelOffer):
+                self._cancel_offer(o)
+            elif isinstance(o, Overflow):
+                self._overflowed(o)
+            elif isinstance(o, OfferCallback):
+                self._callback_offered(o)
         if self._follow_answer:
             answers, self._follow_answer = self._follow_answer, []
             for call_id in answers:
                 if call_id in self._calls:
-                    self._handle(self.router.offer_answered(self.env.now, call_id))
+                    self._handle(self.router.offer_answered(now, call_id), now)
         if self._follow_up:
             follow_up, self._follow_up = self._follow_up, []
             for call_id in follow_up:
                 if call_id in self._calls:
-                    self._handle(self.router.callback_accepted(self.env.now, call_id))
-        self._sync()
+                    self._handle(self.router.callback_accepted(now, call_id), now)
+        self._sync(now)
 
     def _cancel_offer(self, o: CancelOffer) -> None:
         call = self._calls.get(o.call_id)
@@ -350,28 +364,29 @@ class Simulation:
 
     # -------------------------------------------------------------------------- callers
 
-    def _enter_queue(self, call: _Call) -> None:
+    def _enter_queue(self, call: _Call, now: float) -> None:
         a = call.arrival
         call_id = str(call.index)
         self._calls[call_id] = call
-        now = self.env.now
         self._handle(self.router.call_arrived(now, call_id, a.queue, a.language, a.country,
-                                              a.priority, a.customer_id))
-        if math.isfinite(a.patience_s) and call_id in self._calls:
-            ev = self.env.timeout(a.patience_s)
+                                              a.priority, a.customer_id), now)
+        patience = a.patience_s
+        if patience < math.inf and call_id in self._calls:
+            ev = self.env.timeout(patience)
             ev.callbacks.append(lambda _e: self._patience_over(call_id))
 
     def _patience_over(self, call_id: str) -> None:
         call = self._calls.get(call_id)
         if call is not None and not call.talking:
-            self._handle(self.router.hangup(self.env.now, call_id))
+            now = self.env.now
+            self._handle(self.router.hangup(now, call_id), now)
 
-    def _offer(self, o: Offer) -> None:
+    def _offer(self, o: Offer, now: float) -> None:
         call = self._calls.get(o.call_id)
         if call is None:
             return
         call.offer_token += 1
-        if self._rng_rona.random() < self.behaviour.rona_probability:
+        if self._rona_p > 0 and self._rng_rona.random() < self._rona_p:
             return  # the agent lets it ring; the router's ring timer takes it back
         if self._answers_at_once:
             self._follow_answer.append(o.call_id)
@@ -387,15 +402,18 @@ class Simulation:
         call = self._calls.get(call_id)
         if call is None or call.offer_token != token or call.talking:
             return
-        self._handle(self.router.offer_answered(self.env.now, call_id))
+        now = self.env.now
+        self._handle(self.router.offer_answered(now, call_id), now)
 
     def _answered(self, o: CallAnswered) -> None:
         call = self._calls[o.call_id]
         call.talking = True
         ev = self.env.timeout(call.arrival.talk_s)
-        wrap_s = call.arrival.wrap_s
-        ev.callbacks.append(
-            lambda _e: self._handle(self.router.hangup(self.env.now, o.call_id, wrap_s)))
+        ev.callbacks.append(lambda _e: self._talk_over(o.call_id, call.arrival.wrap_s))
+
+    def _talk_over(self, call_id: str, wrap_s: float | None) -> None:
+        now = self.env.now
+        self._handle(self.router.hangup(now, call_id, wrap_s), now)
 
     def _ended(self, o: CallEnded) -> None:
         call = self._calls.pop(o.call_id, None)
@@ -416,9 +434,35 @@ class Simulation:
     # --------------------------------------------------------------------------- agents
 
     def _agent_state(self, o: AgentStateChanged) -> None:
-        self._log_t.append(o.at)
-        self._log_agent.append(self._agent_index[o.agent_id])
-        self._log_key.append(self._state_key[(o.agent_id, o.state)])
+        # Identity tests on the state, not a dict: an Enum member hashes in Python code.
+        state = o.state
+        if state is AgentState.READY:
+            category = READY
+        elif state is AgentState.PAUSED:
+            category = PAUSED
+        elif state is AgentState.LOGGED_OUT:
+            category = -1
+        else:  # ringing, on a call, wrapping up
+            category = BUSY
+        i = self._agent_index[o.agent_id]
+        key = self._ag_key[i]
+        if key >= 0:
+            self._accrue(key, self._ag_since[i], o.at)
+        self._ag_since[i] = o.at
+        self._ag_key[i] = self._site_base[i] + category if category >= 0 else -1
+
+    def _accrue(self, key: int, t0: float, t1: float) -> None:
+        """Add one agent's span [t0, t1) in ``key`` to the intervals it covers."""
+        interval = self.interval_s
+        k = int(t0 // interval)
+        acc = self._acc
+        n_keys = self._n_keys
+        n_int = self._n_int
+        while t0 < t1 and k < n_int:
+            end = min((k + 1) * interval, t1)
+            acc[k * n_keys + key] += end - t0
+            t0 = end
+            k += 1
 
     # -------------------------------------------------------------------------- records
 
@@ -432,26 +476,14 @@ class Simulation:
         return self._code_c.get(name, len(self.countries) - 1)
 
     def _agent_seconds(self) -> np.ndarray:
-        """Seconds per (interval, site, category) from the agent state log."""
-        n_int = math.ceil(self.horizon_s / self.interval_s)
-        n_keys = len(self.sites) * len(AGENT_TIME)
-        out = np.zeros((n_int, n_keys))
-        if self._log_t:
-            t = np.array(self._log_t, dtype=float)
-            agent = np.array(self._log_agent, dtype=np.int64)
-            key = np.array(self._log_key, dtype=np.int64)
-            order = np.lexsort((t, agent))
-            t, agent, key = t[order], agent[order], key[order]
-            # Each entry holds until the same agent's next entry, or the end of the run.
-            t_end: np.ndarray = np.append(t[1:], self.env.now)
-            last: np.ndarray = np.append(agent[1:] != agent[:-1], True)
-            t_end[last] = self.env.now
-            edges = np.arange(n_int + 1) * self.interval_s
-            for k in range(n_keys):
-                sel = key == k
-                if sel.any():
-                    out[:, k] = _overlap(t[sel], t_end[sel], edges)
-        return out.reshape(n_int, len(self.sites), len(AGENT_TIME))
+        """Seconds per (interval, site, category), the spans still open ending now."""
+        now = self.env.now
+        for i, key in enumerate(self._ag_key):
+            if key >= 0:
+                self._accrue(key, self._ag_since[i], now)
+                self._ag_since[i] = now
+        return np.array(self._acc, dtype=float).reshape(self._n_int, len(self.sites),
+                                                        len(AGENT_TIME))
 
     def _depth_per_interval(self) -> tuple[np.ndarray, np.ndarray]:
         n_int = math.ceil(self.horizon_s / self.interval_s)
@@ -470,16 +502,15 @@ class Simulation:
     def _result(self, wall_s: float) -> RunResult:
         rows = self._rows
         cols = list(zip(*rows, strict=True)) if rows else [()] * 9
+        n = len(rows)
+
+        def col(i: int, dtype: type) -> np.ndarray:
+            return np.fromiter(cols[i], dtype=dtype, count=n)
+
         calls = CallLog(
-            arrival_s=np.asarray(cols[0], dtype=float),
-            queued_s=np.asarray(cols[1], dtype=float),
-            wait_s=np.asarray(cols[2], dtype=float),
-            talk_s=np.asarray(cols[3], dtype=float),
-            queue=np.asarray(cols[4], dtype=np.int16),
-            language=np.asarray(cols[5], dtype=np.int16),
-            country=np.asarray(cols[6], dtype=np.int16),
-            site=np.asarray(cols[7], dtype=np.int16),
-            outcome=np.asarray(cols[8], dtype=np.int8),
+            arrival_s=col(0, np.float64), queued_s=col(1, np.float64), wait_s=col(2, np.float64),
+            talk_s=col(3, np.float64), queue=col(4, np.int16), language=col(5, np.int16),
+            country=col(6, np.int16), site=col(7, np.int16), outcome=col(8, np.int8),
             queues=self.queues, languages=self.languages, countries=self.countries,
             sites=self.sites)
         order = np.argsort(calls.arrival_s, kind="stable")

@@ -15,12 +15,18 @@ longest-idle eligible agent is usually the first one looked at.
 
 from __future__ import annotations
 
-import heapq
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
+from heapq import heappop, heappush
 from typing import NoReturn
 
-from acd.config.schema import AgentSelection, CallSelection, CenterConfig, NewcomerPolicy
+from acd.config.schema import (
+    AgentSelection,
+    CallSelection,
+    CenterConfig,
+    ExpansionStep,
+    NewcomerPolicy,
+)
 from acd.core.model import (
     AgentAlreadyLoggedIn,
     AgentNotLoggedIn,
@@ -60,6 +66,10 @@ MAX_QUEUE_MOVES = 4
 #: Pseudo country for callers whose country is unknown: no home site, no country-restricted agent.
 OTHER = "other"
 _OUT_TARGETS = frozenset({"voicemail", "callback"})
+# Newcomer tiers a call looks at, in order (each a tuple of ``newcomer`` flags).
+_TENURED_ONLY: tuple[tuple[bool, ...], ...] = ((False,),)
+_NEWCOMERS_LAST: tuple[tuple[bool, ...], ...] = ((False,), (True,))
+_ANYONE: tuple[tuple[bool, ...], ...] = ((False, True),)
 
 
 _ReadyKey = tuple[str, str, str, bool]
@@ -68,41 +78,62 @@ _ReadyKey = tuple[str, str, str, bool]
 class _QueueRt:
     """A queue's runtime view of its config, precomputed for the hot path."""
 
-    __slots__ = ("aht_s", "calls", "expansion", "line", "max_length", "max_wait_s", "name",
-                 "newcomers", "overflow", "priority", "ring_timeout_s", "routing", "rr_last",
-                 "skill", "sort_offset", "threshold_s", "wrap_up_s")
+    __slots__ = ("aht_s", "all_sites", "calls", "expansion", "line", "longest_idle", "max_length",
+                 "max_wait_s", "min_level", "name", "newcomers_last_resort", "newcomers_ok",
+                 "overflow", "priority", "ring_timeout_s", "rr_last", "selection",
+                 "site_affinity", "skill", "sort_offset", "step_after", "threshold_s",
+                 "wrap_up_s")
 
     def __init__(self, name: str, cfg: CenterConfig) -> None:
+        # Plain typed copies of the config: pydantic attribute access is slow on the hot path.
         q = cfg.queues[name]
-        self.name = name
-        self.skill = q.skill
-        self.priority = q.priority
-        self.wrap_up_s = q.wrap_up_s
-        self.ring_timeout_s = q.ring_timeout_s
-        self.max_length = q.max_length
-        self.max_wait_s = q.max_wait_s
-        self.overflow = q.overflow
-        self.routing = q.routing
-        self.newcomers = q.routing.newcomers
-        self.expansion = q.expansion
-        self.threshold_s = cfg.sl_for(name).threshold_s
-        sl_aware = q.routing.call_selection is CallSelection.sl_aware
-        self.sort_offset = self.threshold_s if sl_aware else 0.0
-        self.aht_s = q.aht_hint_s
-        self.rr_last = -1
+        r = q.routing
+        self.name: str = name
+        self.skill: str = q.skill
+        self.priority: int = q.priority
+        self.wrap_up_s: float = q.wrap_up_s
+        self.ring_timeout_s: float = q.ring_timeout_s
+        self.max_length: int = q.max_length
+        self.max_wait_s: float = q.max_wait_s
+        self.overflow: str = q.overflow
+        self.expansion: list[ExpansionStep] = list(q.expansion)
+        #: When each expansion step applies, seconds after the call entered the queue.
+        self.step_after: list[float] = [float(step.after_s) for step in q.expansion]
+        # The routing rule's first step.
+        self.min_level: int = r.min_level
+        self.all_sites: bool = r.sites == "all"
+        self.newcomers_ok: bool = r.newcomers is not NewcomerPolicy.exclude
+        self.newcomers_last_resort: bool = r.newcomers is NewcomerPolicy.last_resort
+        self.selection: AgentSelection = r.agent_selection
+        self.longest_idle: bool = r.agent_selection is AgentSelection.longest_idle
+        self.site_affinity: bool = bool(r.site_affinity)
+        self.threshold_s: float = cfg.sl_for(name).threshold_s
+        sl_aware = r.call_selection is CallSelection.sl_aware
+        self.sort_offset: float = self.threshold_s if sl_aware else 0.0
+        self.aht_s: float = q.aht_hint_s
+        self.rr_last: int = -1
         #: Calls of this queue that are queued or ringing (talking calls have left).
         self.calls: dict[str, _Call] = {}
         #: Queued calls as ``(-priority, seq)``, sorted: position = bisect, depth = len.
         self.line: list[tuple[int, int]] = []
 
 
-class _Call:
+class _Timed:
+    """Something a timer can be armed for; a change of ``version`` disarms its timers."""
+
+    __slots__ = ("version",)
+
+    def __init__(self) -> None:
+        self.version = 0
+
+
+class _Call(_Timed):
     """A call in the router (mutable; never leaves the module)."""
 
     __slots__ = ("accept_fallback", "agent", "all_sites", "answered_at", "arrived", "buckets",
                  "country", "customer_id", "entered", "fallbacks", "home_site", "id", "language",
                  "min_level", "moves", "newcomers_ok", "offered_at", "priority", "q", "seq",
-                 "state", "step", "version")
+                 "state", "step")
 
     def __init__(self, call_id: str, q: _QueueRt, language: str, country: str,
                  home_site: str | None, fallbacks: tuple[str, ...], priority: int, now: float,
@@ -129,20 +160,19 @@ class _Call:
 
     def reset_rules(self) -> None:
         """Start the current queue's routing rule from its first step."""
-        r = self.q.routing
-        self.min_level = r.min_level
-        self.all_sites = r.sites == "all" or self.home_site is None
+        q = self.q
+        self.min_level = q.min_level
+        self.all_sites = q.all_sites or self.home_site is None
         self.accept_fallback = False
-        self.newcomers_ok = r.newcomers is not NewcomerPolicy.exclude
+        self.newcomers_ok = q.newcomers_ok
         self.step = 0
 
 
-class _Agent:
+class _Agent(_Timed):
     """An agent's runtime state."""
 
     __slots__ = ("busy_s", "busy_since", "call", "endpoint", "idle_since", "index", "login_at",
-                 "pending", "pending_reason", "profile", "ready_keys", "reason", "since", "state",
-                 "version")
+                 "pending", "pending_reason", "profile", "ready_keys", "reason", "since", "state")
 
     def __init__(self, profile: AgentProfile, index: int,
                  ready_keys: list[_ReadyKey]) -> None:
@@ -187,16 +217,21 @@ class Router:
         # ready: a call looks only where eligible agents can be, longest idle first.
         self._ready: dict[_ReadyKey, dict[str, _Agent]] = {}
         self._sites = tuple(config.sites)
+        #: Site tiers by (home site, all sites allowed, site affinity), built on first use.
+        self._site_tiers: dict[tuple[str | None, bool, bool], tuple[tuple[str, ...], ...]] = {}
         #: Agents logged in and not paused, per skill (for wait estimates).
         self._staffed: dict[str, int] = dict.fromkeys(config.skills, 0)
         self._buckets: dict[tuple[str, str], list[tuple[int, int, _Call]]] = {}
         self._calls: dict[str, _Call] = {}
-        self._timers: list[tuple[float, int, int, object, int]] = []
+        self._timers: list[tuple[float, int, int, _Timed, int]] = []
         self._seq = 0
         self._out: list[Output] = []
         self._carry: list[Output] = []
         self._pause_reasons = frozenset(config.pause_reasons)
-        self._countries = config.countries
+        #: Per country: home site, fallback languages, native language (plain, for speed).
+        self._country_rt: dict[str, tuple[str | None, tuple[str, ...], str]] = {
+            code: (c.home_site, tuple(c.fallback_languages), c.language)
+            for code, c in config.countries.items()}
         self._languages = frozenset(config.languages)
         self._default_language = config.center.default_language
         self._default_queue = config.center.default_queue
@@ -208,9 +243,9 @@ class Router:
         timers = self._timers
         while timers:
             when, _, _kind, obj, version = timers[0]
-            if obj.version == version:  # type: ignore[attr-defined]
+            if obj.version == version:
                 return when
-            heapq.heappop(timers)
+            heappop(timers)
         return None
 
     def advance(self, now: float) -> list[Output]:
@@ -237,16 +272,17 @@ class Router:
         if q is None:
             out.append(InputDefaulted(call_id, "queue", queue, self._default_queue))
             q = self._queues[self._default_queue]
-        c = self._countries.get(country)
+        c = self._country_rt.get(country)
         fallbacks: tuple[str, ...]
+        home_site: str | None
         if c is None:
             if country != OTHER:
                 out.append(InputDefaulted(call_id, "country", country, OTHER))
             country, home_site, fallbacks = OTHER, None, ()
         else:
-            home_site, fallbacks = c.home_site, tuple(c.fallback_languages)
+            home_site, fallbacks, native = c
         if language not in self._languages:
-            used = c.language if c is not None else self._default_language
+            used = native if c is not None else self._default_language
             out.append(InputDefaulted(call_id, "language", language, used))
             language = used
         fallbacks = tuple(f for f in fallbacks if f != language)
@@ -523,15 +559,15 @@ class Router:
                 f"pause reason {reason!r} is not configured; valid: "
                 f"{', '.join(sorted(self._pause_reasons))}"))
 
-    def _timer(self, when: float, kind: int, obj: _Call | _Agent) -> None:
+    def _timer(self, when: float, kind: int, obj: _Timed) -> None:
         self._seq += 1
-        heapq.heappush(self._timers, (when, self._seq, kind, obj, obj.version))
+        heappush(self._timers, (when, self._seq, kind, obj, obj.version))
 
     def _run_timers(self, now: float) -> None:
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, _, kind, obj, version = heapq.heappop(timers)
-            if obj.version != version:  # type: ignore[attr-defined]
+            when, _, kind, obj, version = heappop(timers)
+            if obj.version != version:
                 continue
             if kind == _CALL:
                 self._call_timer(when, obj)  # type: ignore[arg-type]
@@ -568,7 +604,8 @@ class Router:
             self._overflow(now, call, q.overflow, "max_wait")
             return
         # Steps whose time has passed (e.g. while the call was ringing) apply at once.
-        while call.step < len(q.expansion) and call.entered + q.expansion[call.step].after_s <= now:
+        step_after = q.step_after
+        while call.step < len(step_after) and call.entered + step_after[call.step] <= now:
             if not self._apply_step_rules(now, call):
                 return
         # Route first: a call that finds an agent at once never touches the buckets.
@@ -582,8 +619,8 @@ class Router:
     def _arm(self, call: _Call) -> None:
         q = call.q
         when = call.entered + q.max_wait_s
-        if call.step < len(q.expansion):
-            when = min(when, call.entered + q.expansion[call.step].after_s)
+        if call.step < len(q.step_after):
+            when = min(when, call.entered + q.step_after[call.step])
         self._timer(when, _CALL, call)
 
     def _bucket_in(self, call: _Call, langs: Sequence[str]) -> None:
@@ -692,26 +729,20 @@ class Router:
         tenured before newcomers (``last_resort``); the first tier with an eligible agent wins.
         """
         q = call.q
-        policy = q.routing.agent_selection
-        home = call.home_site
-        if not call.all_sites:
-            site_tiers: list[tuple[str, ...]] = [(home,)] if home is not None else []
-        elif home is None:
-            site_tiers = [self._sites]
-        elif q.routing.site_affinity:
-            site_tiers = [(home,), tuple(s for s in self._sites if s != home)]
-        else:
-            site_tiers = [self._sites]
+        tiers_key = (call.home_site, call.all_sites, q.site_affinity)
+        site_tiers = self._site_tiers.get(tiers_key)
+        if site_tiers is None:
+            site_tiers = self._site_tiers[tiers_key] = self._tiers_for(*tiers_key)
         if not call.newcomers_ok:
-            novice_tiers: list[tuple[bool, ...]] = [(False,)]
-        elif q.newcomers is NewcomerPolicy.last_resort:
-            novice_tiers = [(False,), (True,)]
+            novice_tiers = _TENURED_ONLY
+        elif q.newcomers_last_resort:
+            novice_tiers = _NEWCOMERS_LAST
         else:
-            novice_tiers = [(False, True)]
+            novice_tiers = _ANYONE
         skill = q.skill
         langs = (call.language, *call.fallbacks) if call.accept_fallback else (call.language,)
         ready = self._ready
-        n_agents = len(self._agents)
+        longest_idle = q.longest_idle
         for sites in site_tiers:
             for novices in novice_tiers:
                 best: _Agent | None = None
@@ -722,27 +753,46 @@ class Router:
                             group = ready.get((skill, lang, site, novice))
                             if not group:
                                 continue
+                            if longest_idle:
+                                # Each dict is in idle order: its first eligible agent is its
+                                # longest idle; the best of the dicts' firsts wins.
+                                for agent in group.values():
+                                    if self._eligible(agent, call):
+                                        if best is None or agent.idle_since < best.idle_since \
+                                                or (agent.idle_since == best.idle_since
+                                                    and agent.index < best.index):
+                                            best = agent
+                                        break
+                                continue
                             for agent in group.values():
                                 if not self._eligible(agent, call):
                                     continue
-                                if policy is AgentSelection.longest_idle:
-                                    key: tuple[float, ...] = (agent.idle_since, agent.index)
-                                elif policy is AgentSelection.highest_proficiency:
-                                    key = (-agent.profile.skills[skill], agent.idle_since,
-                                           agent.index)
-                                elif policy is AgentSelection.least_occupied:
-                                    key = (self._occupancy(now, agent), agent.idle_since,
-                                           agent.index)
-                                else:
-                                    key = ((agent.index - q.rr_last - 1) % n_agents,)
+                                key = self._selection_key(now, q, agent)
                                 if best_key is None or key < best_key:
                                     best, best_key = agent, key
-                                # Each dict is in idle order: its first hit is its longest idle.
-                                if policy is AgentSelection.longest_idle:
-                                    break
                 if best is not None:
                     self._offer(now, call, best)
                     return
+
+    def _selection_key(self, now: float, q: _QueueRt, agent: _Agent) -> tuple[float, ...]:
+        """The agent's rank under the queue's agent selection (smallest first)."""
+        policy = q.selection
+        if policy is AgentSelection.highest_proficiency:
+            return (-agent.profile.skills[q.skill], agent.idle_since, agent.index)
+        if policy is AgentSelection.least_occupied:
+            return (self._occupancy(now, agent), agent.idle_since, agent.index)
+        if policy is AgentSelection.round_robin:
+            return ((agent.index - q.rr_last - 1) % len(self._agents),)
+        return (agent.idle_since, agent.index)
+
+    def _tiers_for(self, home: str | None, all_sites: bool, affinity: bool
+                   ) -> tuple[tuple[str, ...], ...]:
+        """The sites a call looks at, tier by tier: home first under site affinity."""
+        if not all_sites:
+            return ((home,),) if home is not None else ()
+        if home is None or not affinity:
+            return (self._sites,)
+        return ((home,), tuple(s for s in self._sites if s != home))
 
     def _match_agent(self, now: float, agent: _Agent) -> None:
         """Find the best waiting call for a freed agent and offer it."""
