@@ -12,6 +12,7 @@ Callbacks on SimPy timeouts are used instead of one process per call: a month of
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -186,6 +187,15 @@ class Simulation:
         ``progress`` is called with the fraction done after each simulated hour.
         """
         t_wall = time.perf_counter()
+        # What exists now (arrivals, roster, router) lives through the run: keep it out of the
+        # cyclic collector's full passes, which would otherwise walk it again and again.
+        gc.freeze()
+        try:
+            return self._run(progress, t_wall)
+        finally:
+            gc.unfreeze()
+
+    def _run(self, progress: Callable[[float], None] | None, t_wall: float) -> RunResult:
         env = self.env
         self._start_arrivals()
         env.process(self._staffing_process())
@@ -319,6 +329,11 @@ class Simulation:
             self._sync(now)
 
     def _handle(self, out: list[Output], now: float) -> None:
+        """Act on the router's outputs at ``now``, then re-arm the router's wake-up."""
+        self._act(out, now)
+        self._sync(now)
+
+    def _act(self, out: list[Output], now: float) -> None:
         """Act on the router's outputs at ``now`` (the current simulated time)."""
         # An isinstance chain, most frequent first: compiled, it is a pointer comparison each.
         for o in out:
@@ -340,13 +355,12 @@ class Simulation:
             answers, self._follow_answer = self._follow_answer, []
             for call_id in answers:
                 if call_id in self._calls:
-                    self._handle(self.router.offer_answered(now, call_id), now)
+                    self._act(self.router.offer_answered(now, call_id), now)
         if self._follow_up:
             follow_up, self._follow_up = self._follow_up, []
             for call_id in follow_up:
                 if call_id in self._calls:
-                    self._handle(self.router.callback_accepted(now, call_id), now)
-        self._sync(now)
+                    self._act(self.router.callback_accepted(now, call_id), now)
 
     def _cancel_offer(self, o: CancelOffer) -> None:
         call = self._calls.get(o.call_id)
