@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from acd import native
 from acd.errors import EXIT_BAD_INPUT, InputError
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     walls = [r.wall_s for r in results]
     console.print(f"results in {out}/ (summary.json, CSV tables, report.html); "
                   f"{sum(len(r.calls) for r in results):,} calls simulated, "
-                  f"{max(walls):.1f} s per replication at most")
+                  f"{max(walls):.1f} s per replication at most ({native.build()} router)")
     if args.check and not summary.meets_target:
         return 1
     return 0

@@ -17,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+from acd import native
 from acd.config.load import load_center
 from acd.core.model import CallEnded, Offer
 from acd.core.router import Router
@@ -149,7 +150,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     res = run(args.events, args.queued, args.seed)
-    print(f"routing core, reference center (281 agents), ~{args.queued} queued calls")
+    print(f"routing core ({native.build()}), reference center (281 agents), "
+          f"~{args.queued} queued calls")
     print(f"  events timed           {res['events']:,}")
     print(f"  events/s (router only) {res['events_per_s_router']:,.0f}   target >= 50,000")
     print(f"  events/s (with driver) {res['events_per_s_with_driver']:,.0f}")

@@ -6,8 +6,8 @@ records that drivers (asyncio, SimPy) and observers (metrics, logs, call records
 without touching router state. They are built on the hot path, about ten per call, so they are
 plain slotted dataclasses rather than frozen ones (a frozen dataclass costs about six times as
 much to build: 1.4 us against 0.22 us here); treat them as read-only. Their ``__init__`` is
-written out: the one ``dataclass`` generates stays interpreted when mypyc compiles this module,
-and cost a compiled run ten times the compiled one.
+written out because the one ``dataclass`` generates stays interpreted when mypyc compiles this
+module: about 1,800 machine instructions per record against about 200 compiled.
 """
 
 from __future__ import annotations
