@@ -189,11 +189,15 @@ class Simulation:
         t_wall = time.perf_counter()
         # What exists now (arrivals, roster, router) lives through the run: keep it out of the
         # cyclic collector's full passes, which would otherwise walk it again and again.
-        gc.freeze()
+        # (Left alone when the caller froze objects itself: unfreezing would undo that.)
+        freeze = gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
         try:
             return self._run(progress, t_wall)
         finally:
-            gc.unfreeze()
+            if freeze:
+                gc.unfreeze()
 
     def _run(self, progress: Callable[[float], None] | None, t_wall: float) -> RunResult:
         env = self.env
@@ -340,7 +344,7 @@ class Simulation:
             if isinstance(o, AgentStateChanged):
                 self._agent_state(o)
             elif isinstance(o, Offer):
-                self._offer(o, now)
+                self._offer(o)
             elif isinstance(o, CallAnswered):
                 self._answered(o)
             elif isinstance(o, CallEnded):
@@ -395,7 +399,7 @@ class Simulation:
             now = self.env.now
             self._handle(self.router.hangup(now, call_id), now)
 
-    def _offer(self, o: Offer, now: float) -> None:
+    def _offer(self, o: Offer) -> None:
         call = self._calls.get(o.call_id)
         if call is None:
             return
