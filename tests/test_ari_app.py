@@ -161,6 +161,21 @@ async def test_caller_hangup_in_ivr_never_reaches_router(rig: Rig) -> None:
     assert no_bridges(rig)
 
 
+async def test_ivr_bug_sends_the_caller_back_to_the_dialplan(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected error in the IVR hands the caller to the dialplan, not to silence."""
+    async def broken_flow(*_args: object) -> None:
+        raise RuntimeError("bug in a flow")
+
+    monkeypatch.setattr("acd.asterisk.ari.app.run_flow", broken_flow)
+    call_id = rig.fake.inject_call(RU_CALLER, "Olga", ("8800100",))
+    await eventually(lambda: any(r.path == f"/channels/{call_id}/continue"
+                                 for r in rig.fake.requests), what="continued in the dialplan")
+    await eventually(lambda: not rig.app.calls, what="call forgotten")
+    assert not any(isinstance(o, CallQueued) for o in rig.outputs)
+    assert no_bridges(rig)
+
+
 async def test_barge_in_stops_the_menu_prompt() -> None:
     """A key pressed during the menu prompt stops it (DELETE /playbacks/{our id})."""
     async with Rig(speed=0.5) as rig:  # prompts last 2 s: the key surely comes first

@@ -259,6 +259,12 @@ class StasisApp:
             log.warning("ivr for %s failed (%s); continuing in the dialplan", call.call_id, exc)
             await self._fallback(call)
             return
+        except CallerHungUp:
+            raise
+        except Exception:  # a bug in a flow must not leave the caller in silence
+            log.exception("ivr for %s failed; continuing in the dialplan", call.call_id)
+            await self._fallback(call)
+            return
         if call.hung_up or call.phase is not Phase.IVR:
             return
         if outcome.status in ("queued", "hop_limit") and outcome.queue is not None:
