@@ -479,6 +479,21 @@ def test_ewt_finite_when_staffed_infinite_when_not() -> None:
     assert 0 < router.ewt("c2") < math.inf
 
 
+def test_wait_estimate_learns_each_calls_own_wrap_up() -> None:
+    """Handle time for estimates is talk plus the wrap-up the call really had, not the default."""
+    def estimate_after(wrap_up_s: float | None) -> float:
+        router = make([agent("a")], {"tech": queue(aht_hint_s=100, wrap_up_s=10)})
+        router.login(0, "a")
+        router.call_arrived(0, "c1", "tech", "ru", "RU")
+        router.offer_answered(0, "c1")
+        router.hangup(100, "c1", wrap_up_s)
+        return router.ewt_new("tech")
+
+    # One agent, nobody waiting: the estimate is the learned handle time itself.
+    assert estimate_after(None) == pytest.approx(100 + 0.02 * (100 + 10 - 100))
+    assert estimate_after(300) == pytest.approx(100 + 0.02 * (100 + 300 - 100))
+
+
 def test_unknown_queue_language_country_use_defaults() -> None:
     """Unknown queue, language and country fall back to defaults, each with InputDefaulted."""
     router = make([agent("a", languages=["ru", "uk"])], countries=["RU", "UA"])

@@ -353,9 +353,9 @@ class Router:
         if call.state is CallState.TALKING:
             agent = call.agent
             assert agent is not None
-            self._end(now, call, Outcome.ANSWERED)
-            self._start_wrap_up(now, agent, call.q.wrap_up_s if wrap_up_s is None
-                                else max(0.0, wrap_up_s))
+            wrap_s = call.q.wrap_up_s if wrap_up_s is None else max(0.0, wrap_up_s)
+            self._end(now, call, Outcome.ANSWERED, wrap_s=wrap_s)
+            self._start_wrap_up(now, agent, wrap_s)
         elif call.state is CallState.RINGING:
             agent = call.agent
             assert agent is not None
@@ -849,7 +849,10 @@ class Router:
             self._timer(now + self.config.rona.auto_ready_after_s, _AUTO_READY, agent)
         self._wait(now, call)
 
-    def _end(self, now: float, call: _Call, outcome: Outcome, enqueued: bool = True) -> None:
+    def _end(self, now: float, call: _Call, outcome: Outcome, enqueued: bool = True,
+             wrap_s: float = 0.0) -> None:
+        """The call leaves the router; an answered one teaches its queue's handle time
+        (talk plus ``wrap_s``, this call's wrap-up) for wait estimates."""
         if enqueued:
             self._bucket_out(call)
             call.q.calls.pop(call.id, None)
@@ -861,7 +864,7 @@ class Router:
             site: str | None = agent.profile.site
             agent_id: str | None = agent.profile.id
             q = call.q
-            q.aht_s += 0.02 * (talk + q.wrap_up_s - q.aht_s)
+            q.aht_s += 0.02 * (talk + wrap_s - q.aht_s)
         else:
             wait, talk, site, agent_id = now - call.arrived, 0.0, None, None
         call.state = CallState.ENDED
