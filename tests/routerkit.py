@@ -372,6 +372,11 @@ class Switchboard:
         """The caller (or, while talking, either side) hangs up."""
         return self._run("hangup", call_id, lambda: self.router.hangup(self.now, call_id))
 
+    def withdraw(self, call_id: str, reason: str = "shutdown") -> list[Output]:
+        """The telephony side hands a waiting caller back to the dialplan."""
+        return self._run("withdraw", call_id,
+                         lambda: self.router.withdraw(self.now, call_id, reason))
+
     def accept_callback(self, call_id: str) -> list[Output]:
         """The caller takes a callback instead of waiting."""
         return self._run("callback", call_id,
@@ -716,6 +721,9 @@ class Switchboard:
                 and (action, subject) == ("hangup", o.call_id)
         elif o.outcome is Outcome.CALLBACK:
             ok = view.state is CallState.QUEUED and (action, subject) == ("callback", o.call_id)
+        elif (action, subject) == ("withdraw", o.call_id):
+            ok = o.outcome is Outcome.OVERFLOWED \
+                and view.state in (CallState.QUEUED, CallState.RINGING)
         else:
             ok = o.outcome is Outcome.OVERFLOWED and o.call_id in overflowed
         if not ok:

@@ -301,11 +301,13 @@ async def test_overloaded_path_turns_calls_away_at_once(base_setup: IvrSetup) ->
 
 
 async def test_drain_hands_held_callers_back_to_the_dialplan(rig: Rig) -> None:
-    """At shutdown a held caller's session ends with no target and the call leaves the router."""
+    """At shutdown a held caller's session ends with no target and the call leaves the router,
+    recorded as overflowed (handed back to the dialplan), not as an abandon."""
     call = await queued_on_hold(rig, callerid=CALLER)
     rig.path.drain()
     assert await call.wait_closed(2.0)
     assert rig.service.router.call_state(UNIQUEID) is None
+    assert [(e.call_id, e.outcome) for e in rig.ended()] == [(UNIQUEID, Outcome.OVERFLOWED)]
     assert await (await start_call(rig, callerid=CALLER, uniqueid="1.2")).wait_closed(0.5)
 
 

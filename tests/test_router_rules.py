@@ -479,6 +479,26 @@ def test_ewt_finite_when_staffed_infinite_when_not() -> None:
     assert 0 < router.ewt("c2") < math.inf
 
 
+def test_withdrawn_calls_end_as_overflowed_without_a_command() -> None:
+    """A caller handed back to the dialplan is not an abandon; a rung agent is freed."""
+    router = make([agent("a")])
+    router.call_arrived(0, "c1", "tech", "ru", "RU")
+    out = router.withdraw(5, "c1", "shutdown")
+    assert ended(out).outcome is Outcome.OVERFLOWED and ended(out).wait_s == 5
+    assert not any(isinstance(o, (Overflow, CancelOffer)) for o in out)
+    router.login(6, "a")
+    router.call_arrived(6, "c2", "tech", "ru", "RU")  # rings a at once
+    out = router.withdraw(7, "c2", "shutdown")
+    assert [(o.agent_id, o.reason) for o in out if isinstance(o, CancelOffer)] == [
+        ("a", "shutdown")]
+    assert ended(out).outcome is Outcome.OVERFLOWED
+    assert router.agent_state("a") is AgentState.READY
+    router.call_arrived(8, "c3", "tech", "ru", "RU")
+    router.offer_answered(8, "c3")
+    out = router.withdraw(9, "c3", "shutdown")  # talking: not the router's to take back
+    assert [type(o) for o in out] == [Ignored] and router.call_state("c3") is CallState.TALKING
+
+
 def test_wait_estimate_learns_each_calls_own_wrap_up() -> None:
     """Handle time for estimates is talk plus the wrap-up the call really had, not the default."""
     def estimate_after(wrap_up_s: float | None) -> float:

@@ -3,13 +3,14 @@
 Two machines drive :class:`acd.core.router.Router` through ``routerkit.Switchboard``: one over
 the reference center (config/center.yaml, 281 agents), one over a small random-ish center drawn
 per example. Rules interleave arrivals (known and unknown queues, languages and countries, with
-priorities), abandons, answers, no-answers, talk-ending hangups, callbacks, logins (and refused
-double logins), logouts, pauses, readies and time jumps (to the next deadline, by an amount, or
-a late driver that does not advance). After every step the switchboard checks: no agent is
-offered two calls and no call two agents; every call ends exactly once; FIFO within priority
-and eligibility (eligibility recomputed from profiles, config and ``StepApplied`` events); no
-call goes to an ineligible agent; no call waits while an eligible agent is ready; agent states
-from events match ``agent_snapshot()``; ``next_deadline`` is never in the past after advancing.
+priorities), abandons, hand-backs to the dialplan, answers, no-answers, talk-ending hangups,
+callbacks, logins (and refused double logins), logouts, pauses, readies and time jumps (to the
+next deadline, by an amount, or a late driver that does not advance). After every step the
+switchboard checks: no agent is offered two calls and no call two agents; every call ends
+exactly once; FIFO within priority and eligibility (eligibility recomputed from profiles, config
+and ``StepApplied`` events); no call goes to an ineligible agent; no call waits while an
+eligible agent is ready; agent states from events match ``agent_snapshot()``;
+``next_deadline`` is never in the past after advancing.
 
 The default (``ci``) settings run 100 examples of up to 100 steps per machine, about 20,000
 checked steps in all, in well under a minute on two cores. For a deeper run::
@@ -124,6 +125,15 @@ class RouterMachine(RuleBasedStateMachine):
         call_id = self.choose(data, self.sb.calls_in(CallState.QUEUED)
                               + self.sb.calls_in(CallState.RINGING))
         self.act(lambda: self.sb.hangup(call_id))
+
+    @precondition(lambda self: self._sb is not None and bool(
+        self.sb.calls_in(CallState.QUEUED) or self.sb.calls_in(CallState.RINGING)))
+    @rule(data=st.data())
+    def withdraw(self, data: st.DataObject) -> None:
+        """The service hands a queued or rung caller back to the dialplan (shutdown)."""
+        call_id = self.choose(data, self.sb.calls_in(CallState.QUEUED)
+                              + self.sb.calls_in(CallState.RINGING))
+        self.act(lambda: self.sb.withdraw(call_id))
 
     @precondition(lambda self: self.on_time() and bool(self.sb.calls_in(CallState.RINGING)))
     @rule(data=st.data())

@@ -366,6 +366,27 @@ class Router:
             self._end(now, call, Outcome.ABANDONED)
         return out
 
+    def withdraw(self, now: float, call_id: str, reason: str) -> list[Output]:
+        """The telephony side took a waiting call out of the ACD itself, e.g. the service,
+        shutting down, handed a held caller back to the dialplan: not an abandon, the call
+        ends as overflowed. No command follows (the caller is already on the way elsewhere);
+        a ringing agent gets a ``CancelOffer`` with ``reason`` and is free again.
+        """
+        out = self._begin(now)
+        call = self._calls.get(call_id)
+        if call is None or call.state is CallState.TALKING:
+            state = call.state.value if call is not None else "not in the router"
+            out.append(Ignored(call_id, "withdraw", f"call is {state}"))
+            return out
+        agent = call.agent
+        if call.state is CallState.RINGING and agent is not None:
+            out.append(CancelOffer(call.id, agent.profile.id, reason))
+            self._end(now, call, Outcome.OVERFLOWED)
+            self._agent_freed(now, agent)
+        else:
+            self._end(now, call, Outcome.OVERFLOWED)
+        return out
+
     def callback_accepted(self, now: float, call_id: str) -> list[Output]:
         """The caller took the callback offer: the call leaves the queue as a callback."""
         out = self._begin(now)

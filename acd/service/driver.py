@@ -112,6 +112,10 @@ class RouterService:
         """Caller or agent hung up (an abandon when the call was not yet talking)."""
         self._call("hangup", call_id)
 
+    def withdraw(self, call_id: str, reason: str) -> None:
+        """The telephony side handed a waiting call back (e.g. at shutdown): overflowed."""
+        self._call("withdraw", call_id, reason)
+
     def callback_accepted(self, call_id: str) -> None:
         """The caller took the callback offer."""
         self._call("callback_accepted", call_id)

@@ -256,6 +256,7 @@ class CallPath:
         loop = asyncio.get_running_loop()
         hangup: asyncio.Future[bool] = loop.create_task(session.wait_for_hangup())
         handed_over = False
+        handed_back: str | None = None  # why the dialplan takes the caller back, if it does
         moh = False
         try:
             while True:
@@ -263,6 +264,7 @@ class CallPath:
                     self.stats.abandoned_holding += 1
                     break
                 if self.draining:
+                    handed_back = "shutdown"
                     break
                 command = call.pending.popleft() if call.pending else None
                 if command is None:
@@ -275,6 +277,7 @@ class CallPath:
                     if remaining <= 0:
                         log.error("Call %s held past its deadline; handing it back to the "
                                   "dialplan.", call.call_id)
+                        handed_back = "hold_deadline"
                         break
                     wake = call.wakeup()
                     await asyncio.wait({hangup, wake}, timeout=remaining,
@@ -296,14 +299,18 @@ class CallPath:
         finally:
             hangup.cancel()
             if not handed_over:
-                self._release(call)
+                self._release(call, None if session.hung_up else handed_back)
 
-    def _release(self, call: AgiCall) -> None:
-        """Take a call the dialplan no longer holds for us out of the router (once)."""
+    def _release(self, call: AgiCall, handed_back: str | None = None) -> None:
+        """Take a call the dialplan no longer holds for us out of the router (once): an
+        abandon, or, when we hand the caller back to the dialplan, an overflow."""
         self.calls.pop(call.call_id, None)
         if self.service.router.call_state(call.call_id) is not None:
             self.stats.released += 1
-            self.service.hangup(call.call_id)
+            if handed_back is None:
+                self.service.hangup(call.call_id)
+            else:
+                self.service.withdraw(call.call_id, handed_back)
 
     async def _hand_offer(self, session: AgiSession, call: AgiCall, offer: Offer,
                           moh: bool) -> bool:
