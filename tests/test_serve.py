@@ -330,7 +330,8 @@ def test_event_log_is_json_with_call_id() -> None:
 
 
 async def test_serve_runs_the_callback_dialler_when_enabled(tmp_path: Path) -> None:
-    """With callbacks on (via AMI, credentials set), acd serve runs the dialler and stops it."""
+    """With callbacks on (via AMI, credentials set), acd serve runs the dialler and stops it;
+    a reload gives it the business hours of the reloaded flows."""
     path = settings_file(tmp_path)
     path.write_text(path.read_text() + "callbacks: {enabled: true, via: ami}\n")
     runtime = Runtime(load_settings(path, {"ACD_AMI_USER": "acd", "ACD_AMI_SECRET": "x"}))
@@ -338,6 +339,11 @@ async def test_serve_runs_the_callback_dialler_when_enabled(tmp_path: Path) -> N
     try:
         assert runtime.dialer is not None
         assert runtime._dialer_task is not None and not runtime._dialer_task.done()
+        before = runtime.setup.flows["main"].calendar
+        assert runtime.dialer.hours.__self__ is before
+        await runtime.reload()
+        after = runtime.setup.flows["main"].calendar
+        assert after is not before and runtime.dialer.hours.__self__ is after
     finally:
         await runtime.stop()
     assert runtime._dialer_task.done()

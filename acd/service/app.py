@@ -114,6 +114,10 @@ class Runtime:
             for shell in (self.call_path, self.stasis):
                 if shell is not None:
                     shell.setup = setup
+            if self.dialer is not None:
+                from acd.service.callbacks import business_hours
+
+                self.dialer.hours = business_hours(setup)
             self.metrics.reloads.labels("ok").inc()
             result = {"agents": summary.agents, "calls_talking": summary.calls_talking,
                       "calls_ringing": summary.calls_ringing,

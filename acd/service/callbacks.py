@@ -329,8 +329,16 @@ def build_dialer(
             call_path.callback.board,
             AmiOptions(cfg.trunk, cfg.ami.context, cfg.caller_id, cfg.ring_timeout_s),
             concurrency=cfg.concurrency)
-    main = setup.flows.get("main")
     policy = DialPolicy(cfg.retry_delay_s, cfg.max_attempts, cfg.concurrency, cfg.max_ewt_s,
                         cfg.poll_interval_s)
     return CallbackDialer(store, outbound, policy, ewt=service.ewt_new,
-                          hours=main.calendar.state if main is not None else None)
+                          hours=business_hours(setup))
+
+
+def business_hours(setup: IvrSetup) -> Callable[[str, float, str], OpenState] | None:
+    """When a queue is open for callbacks: the ``main`` flow's calendar (None without one).
+
+    Call it again after a reload, so the dialler follows the hours of the flows in force.
+    """
+    main = setup.flows.get("main")
+    return main.calendar.state if main is not None else None
