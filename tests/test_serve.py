@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 import structlog
 
-from acd.core.model import AgentState, AgentStateChanged, CallQueued, CallState, Offer
+from acd.core.model import (
+    AgentState,
+    AgentStateChanged,
+    CallQueued,
+    CallState,
+    Offer,
+    Overflow,
+)
 from acd.errors import ConfigError
 from acd.service.app import Runtime
 from acd.service.driver import Command, RouterService
@@ -169,6 +176,29 @@ async def test_reload_keeps_talking_ringing_and_waiting_calls(tmp_path: Path) ->
         s.ready("msk-orders-ru-001")
         assert router.call_state("w1") is CallState.TALKING
         assert router.call_state("w2") is CallState.QUEUED
+    finally:
+        await runtime.stop()
+
+
+async def test_reload_that_ends_a_waiting_call_records_the_end(tmp_path: Path) -> None:
+    """A waiting call the new config overflows at once (past its new maximum wait) is told
+    to move and leaves a record: its end is not swallowed with the replay."""
+    center = tmp_path / "center.yaml"
+    shutil.copy(ROOT / "config" / "center.yaml", center)
+    runtime = Runtime(load_settings(settings_file(tmp_path, center), {}))
+    await runtime.start()
+    try:
+        s = runtime.service
+        owner = Owner(s, True)
+        s.call_arrived(owner, "w1", "orders", "ru", "RU")  # nobody logged in: it waits
+        await asyncio.sleep(0.3)
+        text = center.read_text()
+        center.write_text(text.replace("max_wait_s: 900", "max_wait_s: 0.2", 1))
+        await runtime.reload()
+        assert s.router.call_state("w1") is None
+        assert [(type(c), c.target) for c in owner.commands] == [(Overflow, "callback")]
+        row = runtime.db.execute("SELECT outcome FROM calls WHERE call_id = 'w1'").fetchone()
+        assert row == ("overflowed",)
     finally:
         await runtime.stop()
 

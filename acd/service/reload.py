@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from acd.config.load import LoadedCenter
-from acd.core.model import AgentState, CallState, Offer, RoutingError
+from acd.core.model import AgentState, CallEnded, CallState, Offer, RoutingError
 from acd.core.router import Router
 from acd.service.driver import CallOwner, Command, RouterService
 from acd.service.records import OpenCall
@@ -39,20 +39,37 @@ class ReloadRefused(RoutingError):
 
 
 class ObserverGate:
-    """Holds back observers while a reload replays calls the observers already saw."""
+    """Holds back observers while a reload replays calls the observers already saw.
+
+    The replay itself is not news, with one exception: a waiting call that the new config
+    ends at once (it has already waited past the new maximum wait, say). Its ``CallEnded`` is
+    held and delivered when the reload stands (:meth:`open` with ``deliver``), so the call's
+    record and metrics see it end; a reload that is rolled back drops it.
+    """
 
     def __init__(self) -> None:
         self.closed = False
+        self._held: list[tuple[Callable[[object, float], None], object, float]] = []
 
     def wrap(self, observer: Callable[[object, float], None]
              ) -> Callable[[object, float], None]:
-        """An observer that does nothing while the gate is closed."""
+        """An observer that hears nothing but call ends while the gate is closed."""
 
         def gated(output: object, wall: float) -> None:
             if not self.closed:
                 observer(output, wall)
+            elif isinstance(output, CallEnded):
+                self._held.append((observer, output, wall))
 
         return gated
+
+    def open(self, deliver: bool) -> None:
+        """Let observers hear again; first, when ``deliver``, the call ends held meanwhile."""
+        held, self._held = self._held, []
+        self.closed = False
+        if deliver:
+            for observer, output, wall in held:
+                observer(output, wall)
 
 
 @dataclass(frozen=True)
@@ -157,10 +174,10 @@ def rebuild(service: RouterService, center: LoadedCenter, open_calls: dict[str, 
     except BaseException:
         for r in restorers:
             r.expect = None  # back on the old router, every command goes to the real owner
-        gate.closed = False
+        gate.open(deliver=False)
         _install(service, old_center, old_router)
         raise
-    gate.closed = False
+    gate.open(deliver=True)
     for a in sorted(snaps, key=lambda a: a.since):
         if a.state in (AgentState.READY, AgentState.WRAP_UP) and a.agent_id in roster:
             service.login(a.agent_id, endpoint_of(a.agent_id))
