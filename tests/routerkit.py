@@ -247,6 +247,8 @@ class AgentView:
     reason: str | None = None
     call: str | None = None
     idle_since: float = 0.0
+    #: Logged out during a call: the logout applies when the call (and wrap-up) ends.
+    logout_pending: bool = False
 
 
 _LEGAL: dict[AgentState, frozenset[AgentState]] = {
@@ -388,20 +390,32 @@ class Switchboard:
         view = self.agents[agent_id]
         if view.state is AgentState.LOGGED_OUT:
             view.endpoint = endpoint or view.profile.endpoint
-        return self._run("login", agent_id, lambda: self.router.login(
+        elif view.logout_pending:  # the login replaces the pending logout
+            view.endpoint = endpoint or view.endpoint
+        out = self._run("login", agent_id, lambda: self.router.login(
             self.now, agent_id, endpoint, paused_reason))
+        view.logout_pending = False
+        return out
 
     def logout(self, agent_id: str) -> list[Output]:
         """Log an agent out (deferred while on a call)."""
-        return self._run("logout", agent_id, lambda: self.router.logout(self.now, agent_id))
+        on_call = self.agents[agent_id].state is AgentState.ON_CALL
+        out = self._run("logout", agent_id, lambda: self.router.logout(self.now, agent_id))
+        self.agents[agent_id].logout_pending = on_call
+        return out
 
     def pause(self, agent_id: str, reason: str) -> list[Output]:
-        """Pause an agent with ``reason``."""
-        return self._run("pause", agent_id, lambda: self.router.pause(self.now, agent_id, reason))
+        """Pause an agent with ``reason`` (it replaces a pending logout)."""
+        out = self._run("pause", agent_id,
+                        lambda: self.router.pause(self.now, agent_id, reason))
+        self.agents[agent_id].logout_pending = False
+        return out
 
     def make_ready(self, agent_id: str) -> list[Output]:
-        """Make an agent ready."""
-        return self._run("ready", agent_id, lambda: self.router.ready(self.now, agent_id))
+        """Make an agent ready (it cancels a pending logout)."""
+        out = self._run("ready", agent_id, lambda: self.router.ready(self.now, agent_id))
+        self.agents[agent_id].logout_pending = False
+        return out
 
     def advance(self, now: float) -> list[Output]:
         """Move the clock to ``now`` and run the router's due timers."""
@@ -604,6 +618,15 @@ class Switchboard:
             self._fail(f"{o} while the offer of {v.call} is still live")
         if o.state is AgentState.PAUSED and o.reason not in self.config.pause_reasons:
             self._fail(f"{o}: unknown pause reason")
+        # An agent is logged out by its own logout only, at once or when its call has ended;
+        # a pending logout is not dropped unless the agent asked for something else.
+        asked = self._action[1] == o.agent_id and self._action[0] in ("login", "pause", "ready")
+        if o.state is AgentState.LOGGED_OUT:
+            if not v.logout_pending and self._action != ("logout", o.agent_id):
+                self._fail(f"{o}: the agent did not log out")
+            v.logout_pending = False
+        elif v.logout_pending and v.state is AgentState.WRAP_UP and not asked:
+            self._fail(f"{o}: the agent's pending logout was lost")
         if o.state is AgentState.READY:
             v.idle_since = o.at
             self.ready.add(o.agent_id)

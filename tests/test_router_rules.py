@@ -479,6 +479,25 @@ def test_ewt_finite_when_staffed_infinite_when_not() -> None:
     assert 0 < router.ewt("c2") < math.inf
 
 
+def test_login_after_logout_during_a_call_keeps_the_agent_logged_in() -> None:
+    """Logged out on a call, then in again before it ended: logged in after it, as asked."""
+    router = make([agent("a"), agent("b")], login=["a", "b"])
+    router.call_arrived(0, "c1", "tech", "ru", "RU")
+    router.offer_answered(0, "c1")
+    router.call_arrived(0, "c2", "tech", "ru", "RU")
+    router.offer_answered(0, "c2")
+    router.logout(1, "a")
+    router.logout(1, "b")
+    assert router.login(2, "a") == []
+    assert router.login(2, "b", paused_reason="break") == []
+    router.hangup(3, "c1", wrap_up_s=0)
+    router.hangup(3, "c2", wrap_up_s=0)
+    assert router.agent_state("a") is AgentState.READY
+    assert router.agent_state("b") is AgentState.PAUSED
+    with pytest.raises(AgentAlreadyLoggedIn):
+        router.login(4, "a")
+
+
 def test_withdrawn_calls_end_as_overflowed_without_a_command() -> None:
     """A caller handed back to the dialplan is not an abandon; a rung agent is freed."""
     router = make([agent("a")])

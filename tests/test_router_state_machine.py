@@ -4,13 +4,14 @@ Two machines drive :class:`acd.core.router.Router` through ``routerkit.Switchboa
 the reference center (config/center.yaml, 281 agents), one over a small random-ish center drawn
 per example. Rules interleave arrivals (known and unknown queues, languages and countries, with
 priorities), abandons, hand-backs to the dialplan, answers, no-answers, talk-ending hangups,
-callbacks, logins (and refused double logins), logouts, pauses, readies and time jumps (to the
-next deadline, by an amount, or a late driver that does not advance). After every step the
-switchboard checks: no agent is offered two calls and no call two agents; every call ends
-exactly once; FIFO within priority and eligibility (eligibility recomputed from profiles, config
-and ``StepApplied`` events); no call goes to an ineligible agent; no call waits while an
-eligible agent is ready; agent states from events match ``agent_snapshot()``;
-``next_deadline`` is never in the past after advancing.
+callbacks, logins (refused double logins; a login after a logout during a call cancels that
+logout), logouts, pauses, readies and time jumps (to the next deadline, by an amount, or a
+late driver that does not advance). After every step the switchboard checks: no agent is
+offered two calls and no call two agents; an agent is logged out only by its own logout, at
+once or when its call has ended; every call ends exactly once; FIFO within priority and
+eligibility (eligibility recomputed from profiles, config and ``StepApplied`` events); no call
+goes to an ineligible agent; no call waits while an eligible agent is ready; agent states from
+events match ``agent_snapshot()``; ``next_deadline`` is never in the past after advancing.
 
 The default (``ci``) settings run 100 examples of up to 100 steps per machine, about 20,000
 checked steps in all, in well under a minute on two cores. For a deeper run::
@@ -179,13 +180,33 @@ class RouterMachine(RuleBasedStateMachine):
         """Agents in any state but logged out."""
         return self.sb.agents_in(*(s for s in AgentState if s is not AgentState.LOGGED_OUT))
 
-    @precondition(lambda self: self.on_time() and bool(self.logged_in()))
+    def logging_out(self) -> list[str]:
+        """Agents who logged out during a call that has not ended yet."""
+        return [a for a, v in self.sb.agents.items() if v.logout_pending]
+
+    @precondition(lambda self: self.on_time() and bool(
+        set(self.logged_in()) - set(self.logging_out())))
     @rule(data=st.data())
     def double_login(self, data: st.DataObject) -> None:
         """A second login of a logged-in agent is refused and changes nothing."""
-        agent_id = self.choose(data, self.logged_in())
+        agent_id = self.choose(data, sorted(set(self.logged_in()) - set(self.logging_out())))
         with pytest.raises(AgentAlreadyLoggedIn):
             self.sb.login(agent_id)
+
+    @precondition(lambda self: self.on_time() and bool(self.sb.agents_in(AgentState.ON_CALL)))
+    @rule(data=st.data())
+    def logout_on_call(self, data: st.DataObject) -> None:
+        """An agent on a call logs out: the logout waits for the call to end."""
+        agent_id = self.choose(data, self.sb.agents_in(AgentState.ON_CALL))
+        self.act(lambda: self.sb.logout(agent_id))
+
+    @precondition(lambda self: self.on_time() and bool(self.logging_out()))
+    @rule(data=st.data(), paused=st.booleans())
+    def login_again_during_call(self, data: st.DataObject, paused: bool) -> None:
+        """An agent who logged out during a call logs in again: they stay logged in."""
+        agent_id = self.choose(data, self.logging_out())
+        reason = self.choose(data, list(self.sb.config.pause_reasons)) if paused else None
+        self.act(lambda: self.sb.login(agent_id, reason))
 
     @precondition(lambda self: self.on_time() and bool(self.logged_in()))
     @rule(data=st.data())

@@ -402,9 +402,21 @@ class Router:
 
     def login(self, now: float, agent_id: str, endpoint: str | None = None,
               paused_reason: str | None = None) -> list[Output]:
-        """Log an agent in (ready, or paused with a reason). A second login is refused."""
+        """Log an agent in (ready, or paused with a reason). A second login is refused.
+
+        An agent who logged out during a call (the logout waits for the call to end) and
+        logs in again before it ended stays logged in: the login replaces the pending logout
+        and applies after the call, ready or paused.
+        """
         out = self._begin(now)
         agent = self._agent(agent_id)
+        if agent.pending is AgentState.LOGGED_OUT:
+            if paused_reason is not None:
+                self._check_reason(paused_reason)
+            agent.pending = AgentState.PAUSED if paused_reason is not None else None
+            agent.pending_reason = paused_reason
+            agent.endpoint = endpoint or agent.endpoint
+            return out
         if agent.state is not AgentState.LOGGED_OUT:
             self._refuse(AgentAlreadyLoggedIn(
                 f"agent {agent_id!r} is already logged in ({agent.state.value}); log out first"))
