@@ -176,6 +176,45 @@ async def test_ivr_bug_sends_the_caller_back_to_the_dialplan(
     assert no_bridges(rig)
 
 
+NIGHT_MSK = 1_772_496_000.0  # 2026-03-03 03:00 in Moscow: the orders line is closed
+
+
+async def leave_voicemail(rig: Rig) -> tuple[str, str]:
+    """A caller asks for orders at night, picks voicemail and starts speaking."""
+    await rig.stop_app()
+    await rig.start_app_with_clock(lambda: NIGHT_MSK)
+    call_id = rig.fake.inject_call(RU_CALLER, "Olga", ("8800100",))
+    await eventually(lambda: rig.prompt_started(call_id, "main_menu"), what="main menu")
+    await rig.fake.send_dtmf(call_id, "2")
+    await eventually(lambda: rig.prompt_started(call_id, "closed_options"), what="closed")
+    await rig.fake.send_dtmf(call_id, "1")
+    await eventually(lambda: any(r["target_uri"] == f"channel:{call_id}"
+                                 for r in rig.fake.recordings.values()), what="recording")
+    name = next(n for n, r in rig.fake.recordings.items()
+                if r["target_uri"] == f"channel:{call_id}")
+    return call_id, name
+
+
+async def test_voicemail_ended_by_hanging_up_is_kept(rig: Rig) -> None:
+    """Hanging up is how callers end a message: Asterisk reports the recording after the
+    hangup, and the message still becomes a callback task."""
+    call_id, name = await leave_voicemail(rig)
+    rig.fake.hangup(call_id)
+    await eventually(lambda: rig.callbacks.tasks, what="callback task")
+    (task,) = rig.callbacks.tasks
+    assert (task.queue, task.reason, task.recording) == ("orders", "voicemail", name)
+    await eventually(lambda: not rig.app.calls and not rig.app._recording_after_hangup)
+
+
+async def test_voicemail_ended_with_hash_is_kept(rig: Rig) -> None:
+    """A message ended with # is thanked for and kept as a callback task."""
+    call_id, name = await leave_voicemail(rig)
+    rig.fake.finish_recording(name)
+    await eventually(lambda: rig.prompt_started(call_id, "voicemail_thanks"), what="thanks")
+    await eventually(lambda: rig.callbacks.tasks, what="callback task")
+    assert rig.callbacks.tasks[0].recording == name
+
+
 async def test_barge_in_stops_the_menu_prompt() -> None:
     """A key pressed during the menu prompt stops it (DELETE /playbacks/{our id})."""
     async with Rig(speed=0.5) as rig:  # prompts last 2 s: the key surely comes first

@@ -230,6 +230,9 @@ class FakeAri:
         self.channels: dict[str, _Chan] = {}
         self.bridges: dict[str, _Bridge] = {}
         self.playbacks: dict[str, _Playback] = {}
+        #: Live recordings by name (ARI LiveRecording objects); not recorded from Asterisk:
+        #: shaped and ordered as res_stasis_recording.c and the ARI documentation say.
+        self.recordings: dict[str, dict[str, Any]] = {}
         self.agent_scripts: dict[str, AgentScript] = {}
         #: Every REST request served, and every event emitted (delivered or not), in order.
         self.requests: list[FakeRequest] = []
@@ -536,6 +539,11 @@ class FakeAri:
         self._cancel_timers(chan)
         extra = {"soft": True} if soft else {}
         self._emit("ChannelHangupRequest", cause=cause, **extra, channel=chan.json())
+        # Not recorded: Asterisk's record command returns when the channel hangs up, stores
+        # what it has and reports the recording finished, before the channel leaves Stasis.
+        for name in [n for n, r in self.recordings.items()
+                     if r["target_uri"] == f"channel:{chan.id}"]:
+            self._end_recording(name, "done")
         if chan.kind == "agent" and not chan.in_stasis:
             self._dial(chan, "CANCEL")  # not recorded: the offer withdrawn while ringing
         self._leave_stasis(chan)
@@ -697,6 +705,7 @@ class FakeAri:
         r.add_post("/ari/channels/{cid}/ring", self._ring)
         r.add_post("/ari/channels/{cid}/continue", self._continue)
         r.add_post("/ari/channels/{cid}/play", self._play)
+        r.add_post("/ari/channels/{cid}/record", self._record)
         r.add_post("/ari/channels/{cid}/variable", self._set_var)
         r.add_get("/ari/channels/{cid}/variable", self._get_var)
         r.add_get("/ari/playbacks/{pid}", self._get_playback)
@@ -918,6 +927,38 @@ class FakeAri:
         body = pb.json()
         asyncio.get_running_loop().call_soon(self._start_playback, pb)
         return web.json_response(body, status=201)
+
+    async def _record(self, request: web.Request) -> web.Response:
+        """POST /channels/{id}/record (not recorded): a LiveRecording, queued, then started."""
+        chan = self._stasis_chan(request)
+        if isinstance(chan, web.Response):
+            return chan
+        name, fmt = request.query.get("name"), request.query.get("format")
+        if not name or not fmt:
+            return _error(400, "Recording name and format are required")
+        if name in self.recordings:
+            return _error(409, "Recording with the same name already in progress")
+        rec = {"name": name, "format": fmt, "state": "queued", "target_uri": f"channel:{chan.id}"}
+        self.recordings[name] = rec
+        asyncio.get_running_loop().call_soon(self._start_recording, name)
+        return web.json_response(dict(rec), status=201)
+
+    def _start_recording(self, name: str) -> None:
+        rec = self.recordings.get(name)
+        if rec is not None:
+            rec["state"] = "recording"
+            self._emit("RecordingStarted", recording=dict(rec))
+
+    def finish_recording(self, name: str, *, failed: bool = False) -> None:
+        """The recording ends (the caller pressed # or the maximum length was reached)."""
+        self._end_recording(name, "failed" if failed else "done")
+
+    def _end_recording(self, name: str, state: str) -> None:
+        rec = self.recordings.pop(name, None)
+        if rec is not None:
+            rec["state"] = state
+            kind = "RecordingFinished" if state == "done" else "RecordingFailed"
+            self._emit(kind, recording=rec)
 
     async def _set_var(self, request: web.Request) -> web.Response:
         chan = self.channels.get(request.match_info["cid"])

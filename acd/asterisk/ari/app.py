@@ -120,6 +120,9 @@ class StasisApp:
         #: Callers in Stasis by channel id (= the router's call id); agent legs by channel id.
         self.calls: dict[str, AriCall] = {}
         self.legs: dict[str, AgentLeg] = {}
+        #: Callers gone while a recording of theirs (a voicemail) was still being made: its
+        #: report comes after the hangup and must still reach the waiting IVR.
+        self._recording_after_hangup: dict[str, AriCall] = {}
         #: Outbound leg handlers by first Stasis argument (``callback``: ari/outbound.py).
         self.outbound: dict[str, OutboundLegs] = {}
         #: Set once the first connection's adoption is done; tests and the service wait on it.
@@ -188,7 +191,7 @@ class StasisApp:
             if isinstance(recording, dict):
                 name = recording.get("name")
                 target = str(recording.get("target_uri", "")).removeprefix("channel:")
-                call = self.calls.get(target)
+                call = self.calls.get(target) or self._recording_after_hangup.pop(target, None)
                 if call is not None and isinstance(name, str):
                     call.recordings_done[name] = kind == "RecordingFinished"
                     call.poke()
@@ -354,6 +357,12 @@ class StasisApp:
         call.phase = Phase.ENDED
         call.mark_hung_up()
         self.calls.pop(call.call_id, None)
+        # (Entries whose IVR stopped waiting for the report are dropped here.)
+        for cid in [c for c, gone in self._recording_after_hangup.items()
+                    if not gone.recordings_open]:
+            del self._recording_after_hangup[cid]
+        if call.recordings_open:
+            self._recording_after_hangup[call.call_id] = call
         if not call.unmanaged and self.service.owner_of(call.call_id) is call:
             self.service.hangup(call.call_id)  # a ringing offer comes back as CancelOffer
         self._spawn(None, self._cleanup(call, hang_up_caller=False))

@@ -122,6 +122,8 @@ class AriCall:
     digits: deque[str] = field(default_factory=deque)
     playbacks_done: set[str] = field(default_factory=set)
     recordings_done: dict[str, bool] = field(default_factory=dict)
+    #: Recordings started and not yet reported (their report may come after a hangup).
+    recordings_open: set[str] = field(default_factory=set)
     pending_playbacks: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

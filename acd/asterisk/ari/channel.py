@@ -27,6 +27,9 @@ MAX_PROMPT_S = 120.0
 LOOKUP_TIMEOUT_S = 2.0
 #: Dialplan context for blind transfers out of the IVR (see extensions-stasis.conf).
 TRANSFER_CONTEXT = "acd-stasis-transfer"
+#: How long a voicemail waits, after the caller hung up, for Asterisk to report the recording
+#: (Asterisk stops and stores a recording on hangup and reports it just after the hangup).
+RECORDING_AFTER_HANGUP_S = 5.0
 
 
 class AriIvrChannel:
@@ -67,6 +70,22 @@ class AriIvrChannel:
                 await asyncio.wait_for(call.changed.wait(), remaining)
             except TimeoutError:
                 continue
+
+    async def _settle(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `ready()` (True) or the timeout (False), caller there or not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        call = self.call
+        while not ready():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            call.changed.clear()
+            try:
+                await asyncio.wait_for(call.changed.wait(), remaining)
+            except TimeoutError:
+                continue
+        return True
 
     async def start_prompt(self, sound: str) -> str:
         """Start playing `sound` to the caller; return the playback id."""
@@ -163,19 +182,27 @@ class AriIvrChannel:
         """Record a message (ARI recording named after the call); None if nothing recorded."""
         call = self.call
         name = call.next_id("vm")
+        call.recordings_open.add(name)
         try:
-            await self.client.record(call.call_id, name, max_duration_s=int(max_seconds))
-        except AriError as exc:
-            if call.hung_up:
-                raise CallerHungUp(call.call_id) from None
-            log.warning("voicemail not recorded for %s: %s", call.call_id, exc)
-            return None
-        try:
-            finished = await self._wait(lambda: name in call.recordings_done, max_seconds + 5)
-        except CallerHungUp:
-            # A message left before hanging up still counts, as on any voicemail system.
-            return name if call.recordings_done.get(name) else None
-        return name if finished and call.recordings_done.get(name) else None
+            try:
+                await self.client.record(call.call_id, name, max_duration_s=int(max_seconds))
+            except AriError as exc:
+                if call.hung_up:
+                    raise CallerHungUp(call.call_id) from None
+                log.warning("voicemail not recorded for %s: %s", call.call_id, exc)
+                return None
+            try:
+                finished = await self._wait(lambda: name in call.recordings_done,
+                                            max_seconds + 5)
+            except CallerHungUp:
+                # A message left before hanging up still counts, as on any voicemail system;
+                # hanging up is the usual way to end one. Wait for Asterisk's report of it.
+                await self._settle(lambda: name in call.recordings_done,
+                                   RECORDING_AFTER_HANGUP_S)
+                return name if call.recordings_done.get(name) else None
+            return name if finished and call.recordings_done.get(name) else None
+        finally:
+            call.recordings_open.discard(name)
 
     async def create_callback(self, task: a.CallbackTask) -> None:
         """Store the callback task where the service keeps them."""
