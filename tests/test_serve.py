@@ -180,13 +180,19 @@ async def test_reload_keeps_talking_ringing_and_waiting_calls(tmp_path: Path) ->
         await runtime.stop()
 
 
-async def test_reload_that_ends_a_waiting_call_records_the_end(tmp_path: Path) -> None:
-    """A waiting call the new config overflows at once (past its new maximum wait) is told
-    to move and leaves a record: its end is not swallowed with the replay."""
+async def runtime_with_own_center(tmp_path: Path) -> tuple[Runtime, Path]:
+    """A started runtime over a copy of the reference center that the test may edit."""
     center = tmp_path / "center.yaml"
     shutil.copy(ROOT / "config" / "center.yaml", center)
     runtime = Runtime(load_settings(settings_file(tmp_path, center), {}))
     await runtime.start()
+    return runtime, center
+
+
+async def test_reload_that_ends_a_waiting_call_records_the_end(tmp_path: Path) -> None:
+    """A waiting call the new config overflows at once (past its new maximum wait) is told
+    to move and leaves a record: its end is not swallowed with the replay."""
+    runtime, center = await runtime_with_own_center(tmp_path)
     try:
         s = runtime.service
         owner = Owner(s, True)
@@ -205,10 +211,7 @@ async def test_reload_that_ends_a_waiting_call_records_the_end(tmp_path: Path) -
 
 async def test_reload_refused_keeps_the_old_router(tmp_path: Path) -> None:
     """A bad config, or one without the agent of a live call, leaves the old router in place."""
-    center = tmp_path / "center.yaml"
-    shutil.copy(ROOT / "config" / "center.yaml", center)
-    runtime = Runtime(load_settings(settings_file(tmp_path, center), {}))
-    await runtime.start()
+    runtime, center = await runtime_with_own_center(tmp_path)
     try:
         s = runtime.service
         s.login("msk-voc-010")

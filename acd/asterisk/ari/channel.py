@@ -52,13 +52,15 @@ class AriIvrChannel:
 
     # ------------------------------------------------------------ waiting
 
-    async def _wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
-        """Wait until `ready()` (True) or the timeout (False); raise if the caller hangs up."""
+    async def _wait(self, ready: Callable[[], bool], timeout: float | None, *,
+                    hangup_ends: bool = True) -> bool:
+        """Wait until `ready()` (True) or the timeout (False); raise if the caller hangs up,
+        unless ``hangup_ends`` is False (waiting for news that comes after a hangup)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         call = self.call
         while True:
-            if call.hung_up:
+            if hangup_ends and call.hung_up:
                 raise CallerHungUp(call.call_id)
             if ready():
                 return True
@@ -70,22 +72,6 @@ class AriIvrChannel:
                 await asyncio.wait_for(call.changed.wait(), remaining)
             except TimeoutError:
                 continue
-
-    async def _settle(self, ready: Callable[[], bool], timeout: float) -> bool:
-        """Wait until `ready()` (True) or the timeout (False), caller there or not."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        call = self.call
-        while not ready():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            call.changed.clear()
-            try:
-                await asyncio.wait_for(call.changed.wait(), remaining)
-            except TimeoutError:
-                continue
-        return True
 
     async def start_prompt(self, sound: str) -> str:
         """Start playing `sound` to the caller; return the playback id."""
@@ -197,8 +183,8 @@ class AriIvrChannel:
             except CallerHungUp:
                 # A message left before hanging up still counts, as on any voicemail system;
                 # hanging up is the usual way to end one. Wait for Asterisk's report of it.
-                await self._settle(lambda: name in call.recordings_done,
-                                   RECORDING_AFTER_HANGUP_S)
+                await self._wait(lambda: name in call.recordings_done,
+                                 RECORDING_AFTER_HANGUP_S, hangup_ends=False)
                 return name if call.recordings_done.get(name) else None
             return name if finished and call.recordings_done.get(name) else None
         finally:
