@@ -1,9 +1,9 @@
 """Build hook: compile the routing hot path with mypyc when it can, else stay pure Python.
 
 The router core and the simulator's engine are ordinary typed Python. mypyc compiles them to C
-extensions (about twice as fast; ``benchmarks/bench_sim.py`` prints both builds' figures). When
-mypyc or a C compiler is missing, or ``ACD_PURE_PYTHON=1`` is set, the same modules install as
-plain Python and behave identically, only slower.
+extensions (two to four times as fast; ``benchmarks/bench_sim.py`` prints both builds'
+figures). When mypyc or a C compiler is missing, or ``ACD_PURE_PYTHON=1`` is set, the same
+modules install as plain Python and behave identically, only slower.
 
 Beside the extensions the build writes ``acd/native_build.txt``, a digest of the sources it
 compiled: :mod:`acd.native` compares it at import and, after an edit to one of those sources in
