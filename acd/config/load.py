@@ -7,18 +7,21 @@ with status 2.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from acd.config import yamlsafe
 from acd.config.roster import expand_roster
 from acd.config.schema import CenterConfig, NewcomerPolicy
 from acd.core.model import AgentProfile
 from acd.errors import ConfigError, Problem, format_path
+
+M = TypeVar("M", bound=BaseModel)
 
 #: Overflow targets that leave the ACD (anything else must be a queue name).
 OUT_TARGETS = ("voicemail", "callback")
@@ -51,17 +54,7 @@ def center_from_data(data: object, file: str, text: str | None = None) -> Loaded
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, "<root>", type(data).__name__,
                                    "the center config must be a mapping", line(()))])
-    try:
-        # JSON mode with strict=True: no silent coercion (``count: true`` is not 1 agent,
-        # ``"46"`` is not 46), while enum values are still written as plain strings.
-        config = CenterConfig.model_validate_json(json.dumps(data, default=str), strict=True)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            problems.append(Problem(file, format_path(loc), err.get("input"),
-                                    yaml_words(err["msg"]), line(loc)))
-        raise ConfigError(problems) from None
+    config = validate_strict(CenterConfig, data, file, line)
     problems = [Problem(file, format_path(loc), value, msg, line(loc))
                 for loc, value, msg in _cross_check(config)]
     if problems:
@@ -79,6 +72,24 @@ def center_from_data(data: object, file: str, text: str | None = None) -> Loaded
     if problems:
         raise ConfigError(problems)
     return LoadedCenter(file, config, agents, warnings)
+
+
+def validate_strict(model: type[M], data: dict[str, object], file: str,
+                    line: Callable[[tuple[str | int, ...]], int | None]) -> M:
+    """``data`` validated as ``model``; ConfigError with every problem (``line`` finds lines).
+
+    JSON mode with strict=True: no silent coercion (``count: true`` is not 1 agent, ``"46"``
+    is not 46), while enum values are still written as plain strings.
+    """
+    try:
+        return model.model_validate_json(json.dumps(data, default=str), strict=True)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            problems.append(Problem(file, format_path(loc), err.get("input"),
+                                    yaml_words(err["msg"]), line(loc)))
+        raise ConfigError(problems) from None
 
 
 def yaml_words(message: str) -> str:

@@ -8,17 +8,16 @@ Secrets (the API token, ARI credentials) come from environment variables named i
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from acd.config import yamlsafe
-from acd.config.load import yaml_words
-from acd.errors import ConfigError, Problem, format_path
+from acd.config.load import validate_strict
+from acd.errors import ConfigError, Problem
 from acd.service.callbacks import TRUNK_TEMPLATE
 
 #: The repository's config directory (the reference center and its IVR flows).
@@ -188,15 +187,7 @@ def load_settings(path: str | Path | None = None,
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, "<root>", type(data).__name__,
                                    "the service settings must be a mapping", 1)])
-    try:
-        parsed = ServiceFile.model_validate_json(json.dumps(data, default=str), strict=True)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            problems.append(Problem(file, format_path(loc), err.get("input"),
-                                    yaml_words(err["msg"]), yamlsafe.line_of(text, loc)))
-        raise ConfigError(problems) from None
+    parsed = validate_strict(ServiceFile, data, file, lambda loc: yamlsafe.line_of(text, loc))
     return resolve(parsed, file, Path(path).resolve().parent, env)
 
 
