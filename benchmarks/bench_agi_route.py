@@ -41,8 +41,8 @@ async def _serve() -> None:
     from acd.asterisk.agi.route import CallPath
     from acd.asterisk.agi.server import FastAgiServer
     from acd.config.load import load_center
-    from acd.service.driver import RouterService
-    from acd.service.ivrsetup import IvrSetup, load_ivr
+    from acd.runtime.ivrsetup import IvrSetup, load_ivr
+    from acd.runtime.router_service import RouterService
     from ivr.testing import compile_flow, prompts
 
     center = load_center(ROOT / "config" / "center.yaml")

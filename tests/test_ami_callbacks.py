@@ -15,6 +15,9 @@ from acd.asterisk.agi.route import CallPath
 from acd.asterisk.agi.server import FastAgiServer
 from acd.config.load import load_center
 from acd.core.model import CallState
+from acd.runtime.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.records import CallbackStore, open_database
+from acd.runtime.router_service import RouterService
 from acd.service.ami import (
     AmiCallbacks,
     AmiError,
@@ -24,9 +27,6 @@ from acd.service.ami import (
     originate_blocking,
 )
 from acd.service.callbacks import AttemptBoard, AttemptResult, CallbackDialer, DialPolicy
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import IvrSetup, load_ivr
-from acd.service.records import CallbackStore, open_database
 from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
 from ivr.actions import CallbackTask
 

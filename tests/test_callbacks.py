@@ -12,6 +12,7 @@ import pytest
 
 from acd.config.load import load_center
 from acd.errors import ConfigError
+from acd.runtime.records import CallbackStore, StoredCallback, open_database
 from acd.service.callbacks import (
     AttemptBoard,
     AttemptResult,
@@ -19,7 +20,6 @@ from acd.service.callbacks import (
     DialPolicy,
     dial_string,
 )
-from acd.service.records import CallbackStore, StoredCallback, open_database
 from acd.service.settings import load_settings
 from ivr.actions import CallbackTask
 from ivr.known import known_from_center

@@ -28,8 +28,8 @@ from acd.core.model import (
     Overflow,
 )
 from acd.errors import ConfigError
+from acd.runtime.router_service import Command, RouterService
 from acd.service.app import Runtime
-from acd.service.driver import Command, RouterService
 from acd.service.logs import EventLog, configure_logging
 from acd.service.reload import ReloadRefused
 from acd.service.settings import CONFIG_DIR, load_settings

@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from acd.runtime.records import StoredCallback
 from acd.service.callbacks import AttemptBoard, AttemptResult, dial_string
-from acd.service.records import StoredCallback
 
 # pyst2 still calls threading's camelCase aliases (isSet, setDaemon), deprecated since 3.10.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"asterisk\.manager")

@@ -26,12 +26,12 @@ from acd.asterisk.agi.server import FastAgiServer, Handler
 from acd.config.load import load_center
 from acd.core.model import RoutingError
 from acd.errors import InputError, Problem
+from acd.runtime.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.records import CallbackStore, CallRecords, open_database
+from acd.runtime.router_service import RouterService
 from acd.service.api import build_api
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import IvrSetup, load_ivr
 from acd.service.logs import EventLog, configure_logging
 from acd.service.metrics import ServiceMetrics
-from acd.service.records import CallbackStore, CallRecords, open_database
 from acd.service.reload import ObserverGate, rebuild
 from acd.service.settings import Settings
 from acd.service.state import AgentStateStore, restore_agents

@@ -1,7 +1,7 @@
 """The callback dialler: calls customers back for stored callback tasks, paced and retried.
 
 Callback tasks (voicemail after hours, accepted callback offers) wait in the
-:class:`~acd.service.records.CallbackStore`. :class:`CallbackDialer` picks the due ones and
+:class:`~acd.runtime.records.CallbackStore`. :class:`CallbackDialer` picks the due ones and
 hands each to an :class:`Outbound` (ARI: :mod:`acd.asterisk.ari.outbound`; AMI for AGI-only
 deployments: :mod:`acd.service.ami`), which rings the customer, runs the ``callback`` flow and
 queues the call with raised priority when the customer presses 1.
@@ -36,14 +36,14 @@ from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from acd.service.records import CallbackStore, StoredCallback
+from acd.runtime.records import CallbackStore, StoredCallback
 from ivr.hours import OpenState
 
 if TYPE_CHECKING:  # the shells import this module; only their types are needed here
     from acd.asterisk.agi.route import CallPath
     from acd.asterisk.ari.app import StasisApp
-    from acd.service.driver import RouterService
-    from acd.service.ivrsetup import IvrSetup
+    from acd.runtime.ivrsetup import IvrSetup
+    from acd.runtime.router_service import RouterService
     from acd.service.settings import Settings
 
 log = logging.getLogger(__name__)

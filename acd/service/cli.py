@@ -23,7 +23,7 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
 
 
 def _cmd_records_export(args: argparse.Namespace, console: Any) -> int:
-    from acd.service.records import export_call_log
+    from acd.runtime.records import export_call_log
     from acd.service.settings import load_settings
 
     db_path = Path(args.db) if args.db else load_settings(args.config).database

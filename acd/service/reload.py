@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from acd.config.load import LoadedCenter
 from acd.core.model import AgentState, CallEnded, CallState, Offer, RoutingError
 from acd.core.router import Router
-from acd.service.driver import CallOwner, Command, RouterService
-from acd.service.records import OpenCall
+from acd.runtime.records import OpenCall
+from acd.runtime.router_service import CallOwner, Command, RouterService
 
 log = logging.getLogger(__name__)
 

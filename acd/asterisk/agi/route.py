@@ -56,8 +56,8 @@ from acd.core.model import (
     Overflow,
     RoutingError,
 )
-from acd.service.driver import Command, RouterService
-from acd.service.ivrsetup import IvrSetup
+from acd.runtime.ivrsetup import IvrSetup
+from acd.runtime.router_service import Command, RouterService
 from ivr.actions import CallbackTask
 from ivr.actions import Outcome as IvrOutcome
 from ivr.caller import normalize_number

@@ -28,8 +28,8 @@ from acd.asterisk.ari.calls import AriCall, QueueSlot, quietly, retry
 from acd.asterisk.ari.channel import AriIvrChannel
 from acd.asterisk.ari.client import AriConflict, AriError
 from acd.asterisk.ari.models import Channel
+from acd.runtime.records import StoredCallback
 from acd.service.callbacks import AttemptResult, dial_string
-from acd.service.records import StoredCallback
 from ivr.channel import run_flow
 from ivr.engine import CallContext
 
