@@ -13,12 +13,7 @@ import pytest
 
 from acd.asterisk.agi.route import CallPath
 from acd.asterisk.agi.server import FastAgiServer
-from acd.config.load import load_center
-from acd.core.model import CallState
-from acd.runtime.ivrsetup import IvrSetup, load_ivr
-from acd.runtime.records import CallbackStore, open_database
-from acd.runtime.router_service import RouterService
-from acd.service.ami import (
+from acd.asterisk.ami import (
     AmiCallbacks,
     AmiError,
     AmiOptions,
@@ -26,6 +21,11 @@ from acd.service.ami import (
     OriginateRequest,
     originate_blocking,
 )
+from acd.config.load import load_center
+from acd.core.model import CallState
+from acd.runtime.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.records import CallbackStore, open_database
+from acd.runtime.router_service import RouterService
 from acd.service.callbacks import AttemptBoard, AttemptResult, CallbackDialer, DialPolicy
 from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
 from ivr.actions import CallbackTask
@@ -37,7 +37,7 @@ USER, SECRET = "acd", "ami-secret"
 HOSTILE = 'Olga\r\nAction: Hangup\r\nChannel: PJSIP/1001"; Set(X=1)'
 
 Message = list[tuple[str, str]]
-# pyst2 calls threading's deprecated camelCase names; acd.service.ami silences them in production.
+# pyst2 calls threading's deprecated camelCase names; acd.asterisk.ami silences them in production.
 pytestmark = pytest.mark.filterwarnings(r"ignore::DeprecationWarning:asterisk\.manager")
 
 

@@ -3,7 +3,7 @@
 Callback tasks (voicemail after hours, accepted callback offers) wait in the
 :class:`~acd.runtime.records.CallbackStore`. :class:`CallbackDialer` picks the due ones and
 hands each to an :class:`Outbound` (ARI: :mod:`acd.asterisk.ari.outbound`; AMI for AGI-only
-deployments: :mod:`acd.service.ami`), which rings the customer, runs the ``callback`` flow and
+deployments: :mod:`acd.asterisk.ami`), which rings the customer, runs the ``callback`` flow and
 queues the call with raised priority when the customer presses 1.
 
 Rules, in the order they are applied to each due task:
@@ -321,7 +321,7 @@ def build_dialer(
             log.error("callbacks via ami need the FastAGI call path and %s / %s; "
                       "the dialler is off", cfg.ami.user_env, cfg.ami.secret_env)
             return None
-        from acd.service.ami import AmiCallbacks, AmiOptions, AmiTarget
+        from acd.asterisk.ami import AmiCallbacks, AmiOptions, AmiTarget
 
         outbound = AmiCallbacks(
             AmiTarget(cfg.ami.host, cfg.ami.port, settings.ami_user, settings.ami_secret,

@@ -1,7 +1,7 @@
 """The FastAGI ``callback`` script: a customer called back through AMI runs the callback flow.
 
 ``AGI(agi://127.0.0.1:4573/callback,<task id>)`` in ``[acd-callback-out]`` runs on the
-customer's answered channel (see :mod:`acd.service.ami`). The task id must be one the dialler
+customer's answered channel (see :mod:`acd.asterisk.ami`). The task id must be one the dialler
 is waiting for (:class:`~acd.service.callbacks.AttemptBoard`); anything else sets
 ``ACD_RESULT=hangup`` and the dialplan hangs up. The customer hears the ``callback`` flow in
 the task's language; on "1" the call is queued like a ``route`` call, with the task's priority

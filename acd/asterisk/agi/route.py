@@ -171,7 +171,7 @@ class CallPath:
         # Imported here: the callback script builds on this module (AgiCall, hold).
         from acd.asterisk.agi.callback import CallbackScript
 
-        #: The ``callback`` script; AMI callbacks (acd.service.ami) wait on its board.
+        #: The ``callback`` script; AMI callbacks (acd.asterisk.ami) wait on its board.
         self.callback = CallbackScript(self)
         self._scripts: dict[str, Handler] = {
             "route": self.route, "answered": self.answered, "dialresult": self.dial_result,
