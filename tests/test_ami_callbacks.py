@@ -21,12 +21,12 @@ from acd.asterisk.ami import (
     OriginateRequest,
     originate_blocking,
 )
+from acd.callbacks.dialler import AttemptBoard, AttemptResult, CallbackDialer, DialPolicy
 from acd.config.load import load_center
 from acd.core.model import CallState
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.records import CallbackStore, open_database
 from acd.runtime.router_service import RouterService
-from acd.service.callbacks import AttemptBoard, AttemptResult, CallbackDialer, DialPolicy
 from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
 from ivr.actions import CallbackTask
 
@@ -363,7 +363,7 @@ async def _until(check: Callable[[], bool]) -> None:
 async def test_build_dialer_wires_ami_to_the_callback_script(
         tmp_path: Path, store: CallbackStore, agi: AgiRig) -> None:
     """``callbacks.via: ami`` builds an AMI dialler reporting through the path's board."""
-    from acd.service.callbacks import build_dialer
+    from acd.service.dialler import build_dialer
     from acd.service.settings import load_settings
 
     file = tmp_path / "service.yaml"

@@ -115,7 +115,7 @@ class Runtime:
                 if shell is not None:
                     shell.setup = setup
             if self.dialer is not None:
-                from acd.service.callbacks import business_hours
+                from acd.callbacks.dialler import business_hours
 
                 self.dialer.hours = business_hours(setup)
             self.metrics.reloads.labels("ok").inc()
@@ -158,7 +158,7 @@ class Runtime:
         self.http_port = _bound_port(runner)
         if s.ari.url:
             await self._start_ari()
-        from acd.service.callbacks import build_dialer
+        from acd.service.dialler import build_dialer
 
         self.dialer = build_dialer(s, self.callbacks, service, self.setup, stasis=self.stasis,
                                    call_path=self.call_path)
