@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from acd.cli import main as service_cli
 from acd.config.load import LoadedCenter, load_center
 from acd.core.model import AgentState, Offer
 from acd.runtime.records import (
@@ -23,7 +24,6 @@ from acd.runtime.records import (
     read_calls,
 )
 from acd.runtime.router_service import Command, RouterService
-from acd.service.cli import main as service_cli
 from acd.service.state import AgentStateStore, restore_agents
 from ivr.actions import CallbackTask
 from sim.traffic import load_call_log
