@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_sim(sim_sub)
     register_erlang(sub)
     register_ivr(sub)
-    register_service(sub)
+    register_service(sub, iso_time)
     return parser
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acd.asterisk.agi.loadgen import LoadResult, session_rate  # noqa: E402
-from acd.asterisk.agi.loadgen import open_loop as loadgen_open_loop  # noqa: E402
 from acd.testing.fake_agi import environment_block  # noqa: E402
+from acd.testing.loadgen import LoadResult, session_rate  # noqa: E402
+from acd.testing.loadgen import open_loop as loadgen_open_loop  # noqa: E402
 
 HOST = "127.0.0.1"
 COUNTRIES = ("+79161234567", "+380441234567", "+77012345678", "+995322123456", "+37122123456")
@@ -41,8 +41,8 @@ async def _serve() -> None:
     from acd.asterisk.agi.route import CallPath
     from acd.asterisk.agi.server import FastAgiServer
     from acd.config.load import load_center
-    from acd.service.driver import RouterService
-    from acd.service.ivrsetup import IvrSetup, load_ivr
+    from acd.runtime.ivrsetup import IvrSetup, load_ivr
+    from acd.runtime.router_service import RouterService
     from ivr.testing import compile_flow, prompts
 
     center = load_center(ROOT / "config" / "center.yaml")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from acd import native
 from acd.config.load import load_center
+from acd.config.policy import center_policy
 from acd.core.model import CallEnded, Offer
 from acd.core.router import Router
 
@@ -34,7 +35,7 @@ COUNTRIES = [("RU", "ru", 0.45), ("UA", "uk", 0.22), ("KZ", "kk", 0.08), ("BY", 
 def run(events: int, queued: int, seed: int) -> dict[str, object]:
     """Drive ``events`` router calls and return throughput and latency percentiles."""
     center = load_center(ROOT / "config" / "center.yaml")
-    router = Router(center.config, center.agents)
+    router = Router(center_policy(center.config), center.agents)
     rng = random.Random(seed)
     now = 0.0
     for agent in center.agents:

@@ -1,6 +1,6 @@
 """FastAGI benchmark: held sessions, new sessions per second and time to first command.
 
-Runs the hold server (``python -m acd.asterisk.agi.loadgen serve``) in a child process and the
+Runs the hold server (``python -m acd.testing.loadgen serve``) in a child process and the
 load generator in this one, so each has a core; everything stays on 127.0.0.1. Targets
 (design.md section 9): 1,000 concurrent held sessions, >= 300 new sessions/s, p99 TTFC <= 20 ms.
 Usage: ``python benchmarks/bench_fastagi.py [--held 1000] [--check]`` (exit 1 on a miss
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acd.asterisk.agi.loadgen import (  # noqa: E402
+from acd.testing.loadgen import (  # noqa: E402
     LoadResult,
     held_sessions,
     open_loop,
@@ -44,7 +44,7 @@ def start_server() -> tuple[subprocess.Popen[str], int]:
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "acd.asterisk.agi.loadgen", "serve", "--host", HOST, "--port", "0"],
+        [sys.executable, "-m", "acd.testing.loadgen", "serve", "--host", HOST, "--port", "0"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -23,6 +23,7 @@ import numpy as np
 import simpy
 
 from acd.config.load import LoadedCenter
+from acd.config.policy import center_policy
 from acd.core.model import (
     AgentState,
     AgentStateChanged,
@@ -120,7 +121,7 @@ class Simulation:
                  horizon_s: float, interval_s: float, seed: int) -> None:
         self.center = center
         self.config = center.config
-        self.router = Router(center.config, center.agents)
+        self.router = Router(center_policy(center.config), center.agents)
         self.arrivals = arrivals
         self.staffing = staffing
         self.behaviour = behaviour

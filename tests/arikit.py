@@ -14,8 +14,8 @@ from acd.asterisk.ari.app import StasisApp
 from acd.asterisk.ari.client import AriClient
 from acd.config.load import LoadedCenter, load_center
 from acd.core.model import AgentState, CallEnded, Output
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.router_service import RouterService
 from acd.testing.fake_ari import FakeAri
 from ivr.actions import CallbackTask
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from acd.config.load import LoadedCenter, center_from_data, load_center
+from acd.config.policy import center_policy
 from acd.config.schema import AgentSelection, CallSelection, CenterConfig, NewcomerPolicy
 from acd.core.model import (
     AgentProfile,
@@ -125,7 +126,7 @@ def build(data: Mapping[str, Any]) -> tuple[CenterConfig, list[AgentProfile]]:
 def small_router(data: Mapping[str, Any]) -> Router:
     """A router over a small center built by :func:`center_data`."""
     config, agents = build(data)
-    return Router(config, agents)
+    return Router(center_policy(config), agents)
 
 
 @cache
@@ -318,7 +319,7 @@ class Switchboard:
     def __init__(self, config: CenterConfig, agents: Sequence[AgentProfile],
                  start: float = 0.0, snapshot_every: int = 1) -> None:
         self.config = config
-        self.router = Router(config, agents)
+        self.router = Router(center_policy(config), agents)
         self.now = start
         self.agents = {p.id: AgentView(p, p.endpoint) for p in agents}
         self.calls: dict[str, CallView] = {}

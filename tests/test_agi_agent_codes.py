@@ -12,8 +12,8 @@ from acd.asterisk.agi.route import CallPath
 from acd.asterisk.agi.server import FastAgiServer
 from acd.config.load import LoadedCenter, load_center
 from acd.core.model import AgentState
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import load_ivr
+from acd.runtime.ivrsetup import load_ivr
+from acd.runtime.router_service import RouterService
 from acd.testing.fake_agi import FakeAsterisk, environment_block
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from acd.asterisk.agi.route import CallPath
 from acd.asterisk.agi.server import AgiSession, FastAgiServer, Handler
 from acd.config.load import load_center
 from acd.core.model import CallState
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.router_service import RouterService
 from ivr.testing import compile_flow, prompts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ from acd.core.model import (
     Outcome,
     Output,
 )
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.router_service import RouterService
 from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
 from ivr.actions import CallbackTask
 

@@ -13,7 +13,6 @@ import pytest
 from acd.asterisk.agi import commands as cmd
 from acd.asterisk.agi.codec import LocalProtocolError
 from acd.asterisk.agi.commands import clean_text, split_command
-from acd.asterisk.agi.loadgen import held_sessions, hold_server, percentile, session_rate
 from acd.asterisk.agi.server import (
     AgiSession,
     CommandTimeout,
@@ -22,6 +21,7 @@ from acd.asterisk.agi.server import (
     SessionClosed,
 )
 from acd.testing.fake_agi import FakeAsterisk, environment_block
+from acd.testing.loadgen import held_sessions, hold_server, percentile, session_rate
 
 Outcome = dict[str, object]
 

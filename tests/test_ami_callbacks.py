@@ -13,9 +13,7 @@ import pytest
 
 from acd.asterisk.agi.route import CallPath
 from acd.asterisk.agi.server import FastAgiServer
-from acd.config.load import load_center
-from acd.core.model import CallState
-from acd.service.ami import (
+from acd.asterisk.ami import (
     AmiCallbacks,
     AmiError,
     AmiOptions,
@@ -23,10 +21,12 @@ from acd.service.ami import (
     OriginateRequest,
     originate_blocking,
 )
-from acd.service.callbacks import AttemptBoard, AttemptResult, CallbackDialer, DialPolicy
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import IvrSetup, load_ivr
-from acd.service.records import CallbackStore, open_database
+from acd.callbacks.dialler import AttemptBoard, AttemptResult, CallbackDialer, DialPolicy
+from acd.config.load import load_center
+from acd.core.model import CallState
+from acd.runtime.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.records import CallbackStore, open_database
+from acd.runtime.router_service import RouterService
 from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
 from ivr.actions import CallbackTask
 
@@ -37,7 +37,7 @@ USER, SECRET = "acd", "ami-secret"
 HOSTILE = 'Olga\r\nAction: Hangup\r\nChannel: PJSIP/1001"; Set(X=1)'
 
 Message = list[tuple[str, str]]
-# pyst2 calls threading's deprecated camelCase names; acd.service.ami silences them in production.
+# pyst2 calls threading's deprecated camelCase names; acd.asterisk.ami silences them in production.
 pytestmark = pytest.mark.filterwarnings(r"ignore::DeprecationWarning:asterisk\.manager")
 
 
@@ -363,7 +363,7 @@ async def _until(check: Callable[[], bool]) -> None:
 async def test_build_dialer_wires_ami_to_the_callback_script(
         tmp_path: Path, store: CallbackStore, agi: AgiRig) -> None:
     """``callbacks.via: ami`` builds an AMI dialler reporting through the path's board."""
-    from acd.service.callbacks import build_dialer
+    from acd.service.dialler import build_dialer
     from acd.service.settings import load_settings
 
     file = tmp_path / "service.yaml"

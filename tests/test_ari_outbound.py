@@ -10,9 +10,9 @@ import pytest
 from arikit import Rig, eventually
 
 from acd.asterisk.ari.outbound import CALLBACK_PREFIX, AriCallbacks, OutboundOptions
+from acd.callbacks.dialler import AttemptResult, CallbackDialer, DialPolicy
 from acd.core.model import AgentState, CallQueued, Outcome
-from acd.service.callbacks import AttemptResult, CallbackDialer, DialPolicy
-from acd.service.records import CallbackStore, open_database
+from acd.runtime.records import CallbackStore, open_database
 from acd.testing.fake_ari import AgentScript, FakeRequest
 from ivr.actions import CallbackTask
 

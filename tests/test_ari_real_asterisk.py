@@ -16,8 +16,8 @@ from arikit import REPO, eventually, reference_center
 
 from acd.asterisk.ari.app import StasisApp
 from acd.asterisk.ari.client import AriClient
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import load_ivr
+from acd.runtime.ivrsetup import load_ivr
+from acd.runtime.router_service import RouterService
 
 pytestmark = [
     pytest.mark.asterisk,

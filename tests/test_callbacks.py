@@ -10,16 +10,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from acd.config.load import load_center
-from acd.errors import ConfigError
-from acd.service.callbacks import (
+from acd.callbacks.dialler import (
     AttemptBoard,
     AttemptResult,
     CallbackDialer,
     DialPolicy,
     dial_string,
 )
-from acd.service.records import CallbackStore, StoredCallback, open_database
+from acd.config.load import load_center
+from acd.errors import ConfigError
+from acd.runtime.records import CallbackStore, StoredCallback, open_database
 from acd.service.settings import load_settings
 from ivr.actions import CallbackTask
 from ivr.known import known_from_center

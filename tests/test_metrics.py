@@ -17,7 +17,7 @@ from acd.core.model import (
     Offer,
     Outcome,
 )
-from acd.service.driver import Command, RouterService
+from acd.runtime.router_service import Command, RouterService
 from acd.service.metrics import ServiceMetrics
 
 CENTER = Path(__file__).resolve().parents[1] / "config" / "center.yaml"

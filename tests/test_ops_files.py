@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from acd.config.load import load_center
-from acd.service.driver import RouterService
+from acd.runtime.router_service import RouterService
 from acd.service.metrics import ServiceMetrics
 
 ROOT = Path(__file__).resolve().parents[1]

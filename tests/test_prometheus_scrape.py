@@ -89,7 +89,7 @@ def served(tmp_path: Path) -> Iterator[tuple[int, int, int]]:
     env = {**os.environ, "ACD_API_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     processes: list[Process] = []
     try:
-        acd = Process([sys.executable, "-m", "acd.service.cli", "serve", "--config",
+        acd = Process([sys.executable, "-m", "acd", "serve", "--config",
                        str(settings)], tmp_path, env)
         processes.append(acd)
         serving = json.loads(acd.wait_for(lambda s: '"acd_serving"' in s, 30))

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from acd.cli import main as service_cli
 from acd.config.load import LoadedCenter, load_center
 from acd.core.model import AgentState, Offer
-from acd.service.cli import main as service_cli
-from acd.service.driver import Command, RouterService
-from acd.service.records import (
+from acd.runtime.records import (
     CallbackStore,
     CallRecords,
     export_call_log,
     open_database,
     read_calls,
 )
+from acd.runtime.router_service import Command, RouterService
 from acd.service.state import AgentStateStore, restore_agents
 from ivr.actions import CallbackTask
 from sim.traffic import load_call_log
@@ -89,8 +89,8 @@ def test_rows_survive_kill_9(tmp_path: Path) -> None:
         import asyncio, sys, time
         from acd.config.load import load_center
         from acd.core.model import Offer
-        from acd.service.driver import RouterService
-        from acd.service.records import CallRecords, open_database
+        from acd.runtime.router_service import RouterService
+        from acd.runtime.records import CallRecords, open_database
 
         class Owner:
             def __init__(self, s): self.s = s

@@ -15,6 +15,7 @@ import pytest
 from routerkit import agent, build, center_data, of_type, queue, small_router
 
 from acd.config.load import center_from_data
+from acd.config.policy import center_policy
 from acd.core.model import (
     AgentAlreadyLoggedIn,
     AgentState,
@@ -47,7 +48,7 @@ def _timeline(staffing: dict[str, Any], start: datetime = MONDAY,
     spec = Staffing.model_validate({"work_days_per_week": 7, "break_stagger_minutes": 0,
                                     **staffing})
     actions = build_timeline(config, agents, spec, start, horizon_s, np.random.default_rng(0))
-    return Router(config, agents), actions
+    return Router(center_policy(config), agents), actions
 
 
 def _state_at(router: Router, actions: Sequence[StaffAction], t: float

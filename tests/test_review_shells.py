@@ -13,10 +13,10 @@ from acd.asterisk.agi.route import CallPath
 from acd.asterisk.ari.calls import Phase
 from acd.config.load import load_center
 from acd.core.model import CallRequeued, OfferCallback
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import load_ivr
+from acd.runtime.ivrsetup import load_ivr
+from acd.runtime.records import CallRecords, open_database
+from acd.runtime.router_service import RouterService
 from acd.service.metrics import ServiceMetrics
-from acd.service.records import CallRecords, open_database
 from acd.service.reload import ObserverGate, rebuild
 from acd.service.state import AgentStateStore
 from acd.testing.fake_ari import AgentScript

@@ -28,8 +28,8 @@ from acd.core.model import (
     Overflow,
 )
 from acd.errors import ConfigError
+from acd.runtime.router_service import Command, RouterService
 from acd.service.app import Runtime
-from acd.service.driver import Command, RouterService
 from acd.service.logs import EventLog, configure_logging
 from acd.service.reload import ReloadRefused
 from acd.service.settings import CONFIG_DIR, load_settings
@@ -281,7 +281,7 @@ def test_serve_process_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path) ->
     path = settings_file(tmp_path)
     path.write_text(path.read_text().replace("agi: {port: 0}", f"agi: {{port: {agi}}}")
                     .replace("http: {port: 0}", f"http: {{port: {http}}}"))
-    proc = subprocess.Popen([sys.executable, "-m", "acd.service.cli", "serve", "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "acd", "serve", "--config",
                              str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:

@@ -16,7 +16,7 @@ from acd.core.model import (
     Outcome,
     Output,
 )
-from acd.service.driver import Command, RouterService
+from acd.runtime.router_service import Command, RouterService
 
 CENTER = Path(__file__).resolve().parents[1] / "config" / "center.yaml"
 

@@ -1,1 +1,2 @@
-"""Asterisk shells: FastAGI and ARI."""
+"""Asterisk shells: FastAGI, ARI and AMI (callback originate). They stand on acd.runtime and
+acd.callbacks and do not import one another."""

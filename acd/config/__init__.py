@@ -1,1 +1,2 @@
-"""Center configuration: schema, safe YAML loading, validation and agent roster expansion."""
+"""Center configuration: schema, safe YAML loading, validation, agent roster expansion and the
+router's policy built from it."""

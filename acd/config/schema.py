@@ -8,10 +8,12 @@ are checked in :mod:`acd.config.validate`, which reports every problem at once.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# One definition of each routing choice: the router's own; the YAML names its values.
+from acd.core.policy import AgentSelection, CallSelection, NewcomerPolicy
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
 Seconds = Annotated[float, Field(ge=0, le=7 * 86400)]
@@ -73,35 +75,6 @@ class Skill(Strict):
     """A routing skill."""
 
     name: str
-
-
-class AgentSelection(StrEnum):
-    """How the router picks one of several eligible ready agents."""
-
-    longest_idle = "longest_idle"
-    highest_proficiency = "highest_proficiency"
-    least_occupied = "least_occupied"
-    round_robin = "round_robin"
-
-
-class NewcomerPolicy(StrEnum):
-    """How newcomers share a queue's calls while they learn.
-
-    ``exclude``: only after an expansion step includes them; ``last_resort``: only when no
-    tenured eligible agent is ready; ``equal``: like everyone else.
-    """
-
-    exclude = "exclude"
-    last_resort = "last_resort"
-    equal = "equal"
-
-
-class CallSelection(StrEnum):
-    """Which waiting call a freed agent takes: ``fifo`` (priority, then longest wait) or
-    ``sl_aware`` (priority, then the call closest to breaking its queue's SL threshold)."""
-
-    fifo = "fifo"
-    sl_aware = "sl_aware"
 
 
 class Routing(Strict):

@@ -20,13 +20,6 @@ from collections.abc import Iterable, Sequence
 from heapq import heappop, heappush
 from typing import NoReturn
 
-from acd.config.schema import (
-    AgentSelection,
-    CallSelection,
-    CenterConfig,
-    ExpansionStep,
-    NewcomerPolicy,
-)
 from acd.core.model import (
     AgentAlreadyLoggedIn,
     AgentNotLoggedIn,
@@ -57,6 +50,14 @@ from acd.core.model import (
     UnknownAgent,
     UnknownCall,
 )
+from acd.core.policy import (
+    AgentSelection,
+    CallSelection,
+    CenterPolicy,
+    ExpansionStep,
+    NewcomerPolicy,
+    QueuePolicy,
+)
 
 # Timer kinds.
 # A queued call has one live _CALL timer: its next expansion step or its maximum wait.
@@ -76,7 +77,7 @@ _ReadyKey = tuple[str, str, str, bool]
 
 
 class _QueueRt:
-    """A queue's runtime view of its config, precomputed for the hot path."""
+    """A queue's runtime view of its policy, precomputed for the hot path."""
 
     __slots__ = ("aht_s", "all_sites", "calls", "expansion", "line", "longest_idle", "max_length",
                  "max_wait_s", "min_level", "name", "newcomers_last_resort", "newcomers_ok",
@@ -84,10 +85,8 @@ class _QueueRt:
                  "site_affinity", "skill", "sort_offset", "step_after", "threshold_s",
                  "wrap_up_s")
 
-    def __init__(self, name: str, cfg: CenterConfig) -> None:
-        # Plain typed copies of the config: pydantic attribute access is slow on the hot path.
-        q = cfg.queues[name]
-        r = q.routing
+    def __init__(self, name: str, q: QueuePolicy) -> None:
+        # Flat copies on one slotted object: the hot path reads them without indirection.
         self.name: str = name
         self.skill: str = q.skill
         self.priority: int = q.priority
@@ -100,15 +99,15 @@ class _QueueRt:
         #: When each expansion step applies, seconds after the call entered the queue.
         self.step_after: list[float] = [float(step.after_s) for step in q.expansion]
         # The routing rule's first step.
-        self.min_level: int = r.min_level
-        self.all_sites: bool = r.sites == "all"
-        self.newcomers_ok: bool = r.newcomers is not NewcomerPolicy.exclude
-        self.newcomers_last_resort: bool = r.newcomers is NewcomerPolicy.last_resort
-        self.selection: AgentSelection = r.agent_selection
-        self.longest_idle: bool = r.agent_selection is AgentSelection.longest_idle
-        self.site_affinity: bool = bool(r.site_affinity)
-        self.threshold_s: float = cfg.sl_for(name).threshold_s
-        sl_aware = r.call_selection is CallSelection.sl_aware
+        self.min_level: int = q.min_level
+        self.all_sites: bool = q.all_sites
+        self.newcomers_ok: bool = q.newcomers is not NewcomerPolicy.exclude
+        self.newcomers_last_resort: bool = q.newcomers is NewcomerPolicy.last_resort
+        self.selection: AgentSelection = q.agent_selection
+        self.longest_idle: bool = q.agent_selection is AgentSelection.longest_idle
+        self.site_affinity: bool = bool(q.site_affinity)
+        self.threshold_s: float = q.sl_threshold_s
+        sl_aware = q.call_selection is CallSelection.sl_aware
         self.sort_offset: float = self.threshold_s if sl_aware else 0.0
         self.aht_s: float = q.aht_hint_s
         self.rr_last: int = -1
@@ -196,9 +195,9 @@ class _Agent(_Timed):
 class Router:
     """Routes calls to agents by skill, language, country and site; pure and deterministic."""
 
-    def __init__(self, config: CenterConfig, agents: Sequence[AgentProfile]) -> None:
-        self.config = config
-        self._queues = {name: _QueueRt(name, config) for name in config.queues}
+    def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
+        self.policy = policy
+        self._queues = {name: _QueueRt(name, q) for name, q in policy.queues.items()}
         self._queues_by_skill: dict[str, list[_QueueRt]] = {}
         for q in self._queues.values():
             self._queues_by_skill.setdefault(q.skill, []).append(q)
@@ -216,25 +215,25 @@ class Router:
         # Ready agents by (skill, language, site, newcomer), each dict in the order they became
         # ready: a call looks only where eligible agents can be, longest idle first.
         self._ready: dict[_ReadyKey, dict[str, _Agent]] = {}
-        self._sites = tuple(config.sites)
+        self._sites = tuple(policy.sites)
         #: Site tiers by (home site, all sites allowed, site affinity), built on first use.
         self._site_tiers: dict[tuple[str | None, bool, bool], tuple[tuple[str, ...], ...]] = {}
         #: Agents logged in and not paused, per skill (for wait estimates).
-        self._staffed: dict[str, int] = dict.fromkeys(config.skills, 0)
+        self._staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
         self._buckets: dict[tuple[str, str], list[tuple[int, int, _Call]]] = {}
         self._calls: dict[str, _Call] = {}
         self._timers: list[tuple[float, int, int, _Timed, int]] = []
         self._seq = 0
         self._out: list[Output] = []
         self._carry: list[Output] = []
-        self._pause_reasons = frozenset(config.pause_reasons)
+        self._pause_reasons = frozenset(policy.pause_reasons)
         #: Per country: home site, fallback languages, native language (plain, for speed).
         self._country_rt: dict[str, tuple[str | None, tuple[str, ...], str]] = {
             code: (c.home_site, tuple(c.fallback_languages), c.language)
-            for code, c in config.countries.items()}
-        self._languages = frozenset(config.languages)
-        self._default_language = config.center.default_language
-        self._default_queue = config.center.default_queue
+            for code, c in policy.countries.items()}
+        self._languages = frozenset(policy.languages)
+        self._default_language = policy.default_language
+        self._default_queue = policy.default_queue
 
     # ----------------------------------------------------------------------------- driver API
 
@@ -874,12 +873,13 @@ class Router:
         agent.call = None
         self._stop_busy(now, agent)
         if then is None:
-            then = (AgentState.PAUSED, self.config.rona.pause_reason)
+            then = (AgentState.PAUSED, self.policy.rona_pause_reason)
         state, pause_reason = then
         self._set_state(now, agent, state, pause_reason)
-        if state is AgentState.PAUSED and self.config.rona.auto_ready_after_s is not None \
-                and pause_reason == self.config.rona.pause_reason:
-            self._timer(now + self.config.rona.auto_ready_after_s, _AUTO_READY, agent)
+        auto_ready_s = self.policy.rona_auto_ready_after_s
+        if state is AgentState.PAUSED and auto_ready_s is not None \
+                and pause_reason == self.policy.rona_pause_reason:
+            self._timer(now + auto_ready_s, _AUTO_READY, agent)
         self._wait(now, call)
 
     def _end(self, now: float, call: _Call, outcome: Outcome, enqueued: bool = True,

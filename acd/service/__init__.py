@@ -1,1 +1,2 @@
-"""The live service: the router driven by asyncio, with its observers and interfaces."""
+"""The live service's composition root: settings, HTTP API, metrics, logs, reload and the
+``acd serve`` wiring of the runtime, the telephony shells and the callback dialler."""

@@ -38,7 +38,7 @@ from acd.core.model import (
     UnknownAgent,
 )
 from acd.errors import InputError
-from acd.service.driver import RouterService
+from acd.runtime.router_service import RouterService
 
 
 class Control(Protocol):

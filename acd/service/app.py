@@ -26,12 +26,12 @@ from acd.asterisk.agi.server import FastAgiServer, Handler
 from acd.config.load import load_center
 from acd.core.model import RoutingError
 from acd.errors import InputError, Problem
+from acd.runtime.ivrsetup import IvrSetup, load_ivr
+from acd.runtime.records import CallbackStore, CallRecords, open_database
+from acd.runtime.router_service import RouterService
 from acd.service.api import build_api
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import IvrSetup, load_ivr
 from acd.service.logs import EventLog, configure_logging
 from acd.service.metrics import ServiceMetrics
-from acd.service.records import CallbackStore, CallRecords, open_database
 from acd.service.reload import ObserverGate, rebuild
 from acd.service.settings import Settings
 from acd.service.state import AgentStateStore, restore_agents
@@ -115,7 +115,7 @@ class Runtime:
                 if shell is not None:
                     shell.setup = setup
             if self.dialer is not None:
-                from acd.service.callbacks import business_hours
+                from acd.callbacks.dialler import business_hours
 
                 self.dialer.hours = business_hours(setup)
             self.metrics.reloads.labels("ok").inc()
@@ -158,7 +158,7 @@ class Runtime:
         self.http_port = _bound_port(runner)
         if s.ari.url:
             await self._start_ari()
-        from acd.service.callbacks import build_dialer
+        from acd.service.dialler import build_dialer
 
         self.dialer = build_dialer(s, self.callbacks, service, self.setup, stasis=self.stasis,
                                    call_path=self.call_path)

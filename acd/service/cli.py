@@ -1,15 +1,19 @@
-"""The ``acd serve`` and ``acd records export`` subcommands (wired in by :mod:`acd.cli`)."""
+"""The ``acd serve`` and ``acd records export`` subcommands (wired in by :mod:`acd.cli`).
+
+This module never imports :mod:`acd.cli`: the top-level command line stands above the service
+and hands down what both share (the ISO 8601 time argument type).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from acd.cli import iso_time as _iso
 from acd.errors import ConfigError, Problem
 
 
@@ -23,7 +27,7 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
 
 
 def _cmd_records_export(args: argparse.Namespace, console: Any) -> int:
-    from acd.service.records import export_call_log
+    from acd.runtime.records import export_call_log
     from acd.service.settings import load_settings
 
     db_path = Path(args.db) if args.db else load_settings(args.config).database
@@ -47,8 +51,11 @@ def _stamp(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def register(sub: Any) -> None:
-    """Add ``serve`` and ``records export`` to the ``acd`` subparsers."""
+def register(sub: Any, iso_time: Callable[[str], datetime]) -> None:
+    """Add ``serve`` and ``records export`` to the ``acd`` subparsers.
+
+    ``iso_time`` is the argparse type for times, the one every ``acd`` command uses.
+    """
     p = sub.add_parser("serve", help="run the live service: FastAGI, ARI, HTTP API, /metrics")
     p.add_argument("--config", help="service settings YAML (default: embedded defaults)")
     p.set_defaults(func=_cmd_serve)
@@ -59,17 +66,6 @@ def register(sub: Any) -> None:
     p.add_argument("--db", help="records database (default: the one in the settings)")
     p.add_argument("--config", help="service settings YAML, to find the database")
     p.add_argument("--out", required=True, help="CSV file to write")
-    p.add_argument("--since", type=_iso, help="first arrival, ISO 8601 with offset")
-    p.add_argument("--until", type=_iso, help="arrivals before this time, ISO 8601 with offset")
+    p.add_argument("--since", type=iso_time, help="first arrival, ISO 8601 with offset")
+    p.add_argument("--until", type=iso_time, help="arrivals before this time, ISO 8601 with offset")
     p.set_defaults(func=_cmd_records_export)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m acd.service.cli serve|records ...``: the same as ``acd serve|records ...``."""
-    from acd.cli import main as acd_main
-
-    return acd_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

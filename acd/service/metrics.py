@@ -31,7 +31,7 @@ from acd.core.model import (
     Output,
     Overflow,
 )
-from acd.service.driver import RouterService
+from acd.runtime.router_service import RouterService
 
 OTHER = "other"
 #: Wait-time buckets (seconds); the SL threshold is added so ``le="<T>"`` is exact.

@@ -26,10 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from acd.config.load import LoadedCenter
+from acd.config.policy import center_policy
 from acd.core.model import AgentState, CallEnded, CallState, Offer, RoutingError
 from acd.core.router import Router
-from acd.service.driver import CallOwner, Command, RouterService
-from acd.service.records import OpenCall
+from acd.runtime.records import OpenCall
+from acd.runtime.router_service import CallOwner, Command, RouterService
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def rebuild(service: RouterService, center: LoadedCenter, open_calls: dict[str, 
                      key=lambda c: c.arrived)
     roster = {a.id for a in center.agents}
     gate.closed = True
-    _install(service, center, Router(center.config, center.agents))
+    _install(service, center, Router(center_policy(center.config), center.agents))
     restorers: list[_Restorer] = []
     try:
         talking = ringing = 0

@@ -15,10 +15,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from acd.callbacks.dialler import TRUNK_TEMPLATE
 from acd.config import yamlsafe
 from acd.config.load import validate_strict
 from acd.errors import ConfigError, Problem
-from acd.service.callbacks import TRUNK_TEMPLATE
 
 #: The repository's config directory (the reference center and its IVR flows).
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -96,7 +96,7 @@ class AmiSettings(_Strict):
 
 
 class CallbackSettings(_Strict):
-    """The outbound callback dialler (``acd.service.callbacks``); off unless enabled."""
+    """The outbound callback dialler (``acd.callbacks.dialler``); off unless enabled."""
 
     enabled: bool = False
     #: ``ari`` originates through the Stasis application, ``ami`` through the Manager

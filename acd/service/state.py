@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from acd.core.model import AgentState, AgentStateChanged, Output, RoutingError
-from acd.service.driver import RouterService
+from acd.runtime.router_service import RouterService
 
 log = structlog.get_logger("acd.state")
 

@@ -1,5 +1,5 @@
-"""FastAGI: a sans-I/O codec (`codec`, `commands`), an asyncio server (`server`) and a load
-generator (`loadgen`)."""
+"""FastAGI: a sans-I/O codec (`codec`, `commands`) and an asyncio server (`server`); the load
+generator that drives it in benchmarks is :mod:`acd.testing.loadgen`."""
 
 from acd.asterisk.agi.codec import (
     DEFAULT_LIMITS,

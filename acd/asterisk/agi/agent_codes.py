@@ -21,7 +21,7 @@ from acd.core.model import (
     RoutingError,
     UnknownAgent,
 )
-from acd.service.driver import RouterService
+from acd.runtime.router_service import RouterService
 
 log = logging.getLogger(__name__)
 

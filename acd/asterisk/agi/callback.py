@@ -1,8 +1,8 @@
 """The FastAGI ``callback`` script: a customer called back through AMI runs the callback flow.
 
 ``AGI(agi://127.0.0.1:4573/callback,<task id>)`` in ``[acd-callback-out]`` runs on the
-customer's answered channel (see :mod:`acd.service.ami`). The task id must be one the dialler
-is waiting for (:class:`~acd.service.callbacks.AttemptBoard`); anything else sets
+customer's answered channel (see :mod:`acd.asterisk.ami`). The task id must be one the dialler
+is waiting for (:class:`~acd.callbacks.dialler.AttemptBoard`); anything else sets
 ``ACD_RESULT=hangup`` and the dialplan hangs up. The customer hears the ``callback`` flow in
 the task's language; on "1" the call is queued like a ``route`` call, with the task's priority
 raised by the flow, and the same hold, offer and dial re-entry scripts take it from there.
@@ -19,8 +19,8 @@ from acd.asterisk.agi.channel import CALL_ID, RESULT, AgiChannel
 from acd.asterisk.agi.commands import set_variable
 from acd.asterisk.agi.route import AgiCall, CallPath
 from acd.asterisk.agi.server import AgiSession
+from acd.callbacks.dialler import AttemptBoard, AttemptResult
 from acd.core.model import DuplicateCall, RoutingError
-from acd.service.callbacks import AttemptBoard, AttemptResult
 from ivr.actions import Outcome as IvrOutcome
 from ivr.channel import run_flow
 from ivr.engine import CallContext

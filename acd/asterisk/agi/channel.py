@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from acd.asterisk.agi import commands
 from acd.asterisk.agi.codec import Reply
 from acd.asterisk.agi.server import AgiSession
-from acd.service.ivrsetup import IvrSetup
+from acd.runtime.ivrsetup import IvrSetup
 from ivr import actions as a
 from ivr.caller import is_e164
 from ivr.channel import CallerHungUp

@@ -56,8 +56,8 @@ from acd.core.model import (
     Overflow,
     RoutingError,
 )
-from acd.service.driver import Command, RouterService
-from acd.service.ivrsetup import IvrSetup
+from acd.runtime.ivrsetup import IvrSetup
+from acd.runtime.router_service import Command, RouterService
 from ivr.actions import CallbackTask
 from ivr.actions import Outcome as IvrOutcome
 from ivr.caller import normalize_number
@@ -171,7 +171,7 @@ class CallPath:
         # Imported here: the callback script builds on this module (AgiCall, hold).
         from acd.asterisk.agi.callback import CallbackScript
 
-        #: The ``callback`` script; AMI callbacks (acd.service.ami) wait on its board.
+        #: The ``callback`` script; AMI callbacks (acd.asterisk.ami) wait on its board.
         self.callback = CallbackScript(self)
         self._scripts: dict[str, Handler] = {
             "route": self.route, "answered": self.answered, "dialresult": self.dial_result,

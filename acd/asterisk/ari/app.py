@@ -59,8 +59,8 @@ from acd.asterisk.ari.reconcile import (
     take_snapshot,
 )
 from acd.core.model import CancelOffer, Offer, OfferCallback, Overflow
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import IvrSetup
+from acd.runtime.ivrsetup import IvrSetup
+from acd.runtime.router_service import RouterService
 from ivr import actions as a
 from ivr.caller import resolve_caller
 from ivr.channel import CallerHungUp, run_flow

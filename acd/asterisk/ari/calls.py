@@ -1,9 +1,9 @@
 """Per-call state of the Stasis application: the caller's channel, its bridges and agent leg.
 
-An :class:`AriCall` is the router's :class:`~acd.service.driver.CallOwner` for one caller; it
-also buffers what the caller does (keys, prompt ends, hangup) for the IVR channel. Names of
-everything the engine creates in Asterisk start with ``acd-`` so that a restarted engine can tell
-its own bridges and agent legs from anyone else's.
+An :class:`AriCall` is the router's :class:`~acd.runtime.router_service.CallOwner` for one
+caller; it also buffers what the caller does (keys, prompt ends, hangup) for the IVR channel.
+Names of everything the engine creates in Asterisk start with ``acd-`` so that a restarted
+engine can tell its own bridges and agent legs from anyone else's.
 """
 
 from __future__ import annotations

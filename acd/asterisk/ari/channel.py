@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from acd.asterisk.ari.calls import AriCall, Phase, quietly, retry
 from acd.asterisk.ari.client import AriClient, AriError
-from acd.service.driver import RouterService
-from acd.service.ivrsetup import IvrSetup
+from acd.runtime.ivrsetup import IvrSetup
+from acd.runtime.router_service import RouterService
 from ivr import actions as a
 from ivr.channel import CallerHungUp
 

@@ -1,6 +1,6 @@
 """Callbacks over ARI: ring the customer, run the ``callback`` flow, queue the call.
 
-:class:`AriCallbacks` is the dialler's :class:`~acd.service.callbacks.Outbound` for the
+:class:`AriCallbacks` is the dialler's :class:`~acd.callbacks.dialler.Outbound` for the
 Stasis application. It originates to the customer through the configured trunk template
 (``PJSIP/{number}@trunk``) into Stasis with ``appArgs=callback,<task id>`` and a channel id of
 its own (``cb-<task>-<attempt>-<n>``). When the customer answers, the leg's StasisStart reaches
@@ -28,8 +28,8 @@ from acd.asterisk.ari.calls import AriCall, QueueSlot, quietly, retry
 from acd.asterisk.ari.channel import AriIvrChannel
 from acd.asterisk.ari.client import AriConflict, AriError
 from acd.asterisk.ari.models import Channel
-from acd.service.callbacks import AttemptResult, dial_string
-from acd.service.records import StoredCallback
+from acd.callbacks.dialler import AttemptResult, dial_string
+from acd.runtime.records import StoredCallback
 from ivr.channel import run_flow
 from ivr.engine import CallContext
 

@@ -6,7 +6,7 @@ context ``acd-callback-out`` (``config/asterisk/extensions.conf``). That context
 ``AGI(agi://.../callback,<task id>)``: the ``callback`` script
 (:mod:`acd.asterisk.agi.callback`) plays the callback flow and queues the customer like the
 ``route`` script does, and reports the attempt's result through an
-:class:`~acd.service.callbacks.AttemptBoard`.
+:class:`~acd.callbacks.dialler.AttemptBoard`.
 
 pyst2's Manager blocks (its replies come through thread queues), so each attempt runs in a
 worker thread of a pool sized to the dialler's concurrency rather than in the event loop's
@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from acd.service.callbacks import AttemptBoard, AttemptResult, dial_string
-from acd.service.records import StoredCallback
+from acd.callbacks.dialler import AttemptBoard, AttemptResult, dial_string
+from acd.runtime.records import StoredCallback
 
 # pyst2 still calls threading's camelCase aliases (isSet, setDaemon), deprecated since 3.10.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"asterisk\.manager")
@@ -155,7 +155,7 @@ class AmiOptions:
 
 
 class AmiCallbacks:
-    """The dialler's :class:`~acd.service.callbacks.Outbound` for AGI-only deployments."""
+    """The dialler's :class:`~acd.callbacks.dialler.Outbound` for AGI-only deployments."""
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from acd.config.load import LoadedCenter
+from acd.config.policy import center_policy
 from acd.core.model import (
     CallEnded,
     CancelOffer,
@@ -54,7 +55,7 @@ class RouterService:
     def __init__(self, center: LoadedCenter, loop: asyncio.AbstractEventLoop | None = None
                  ) -> None:
         self.center = center
-        self.router = Router(center.config, center.agents)
+        self.router = Router(center_policy(center.config), center.agents)
         self._loop = loop
         self._owners: dict[str, CallOwner] = {}
         self._observers: list[Observer] = []

@@ -1,10 +1,12 @@
 """The callback dialler: calls customers back for stored callback tasks, paced and retried.
 
 Callback tasks (voicemail after hours, accepted callback offers) wait in the
-:class:`~acd.service.records.CallbackStore`. :class:`CallbackDialer` picks the due ones and
+:class:`~acd.runtime.records.CallbackStore`. :class:`CallbackDialer` picks the due ones and
 hands each to an :class:`Outbound` (ARI: :mod:`acd.asterisk.ari.outbound`; AMI for AGI-only
-deployments: :mod:`acd.service.ami`), which rings the customer, runs the ``callback`` flow and
-queues the call with raised priority when the customer presses 1.
+deployments: :mod:`acd.asterisk.ami`), which rings the customer, runs the ``callback`` flow and
+queues the call with raised priority when the customer presses 1. The shells implement
+:class:`Outbound` and this module never imports them: :mod:`acd.service.dialler` plugs the one
+the settings choose into the dialler.
 
 Rules, in the order they are applied to each due task:
 
@@ -34,17 +36,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from acd.service.records import CallbackStore, StoredCallback
+from acd.runtime.ivrsetup import IvrSetup
+from acd.runtime.records import CallbackStore, StoredCallback
 from ivr.hours import OpenState
-
-if TYPE_CHECKING:  # the shells import this module; only their types are needed here
-    from acd.asterisk.agi.route import CallPath
-    from acd.asterisk.ari.app import StasisApp
-    from acd.service.driver import RouterService
-    from acd.service.ivrsetup import IvrSetup
-    from acd.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -288,51 +284,6 @@ class AttemptBoard:
         """The dialler stopped waiting for this attempt."""
         self._waiting.pop(task_id, None)
         self._claimed.discard(task_id)
-
-
-def build_dialer(
-    settings: Settings,
-    store: CallbackStore,
-    service: RouterService,
-    setup: IvrSetup,
-    *,
-    stasis: StasisApp | None = None,
-    call_path: CallPath | None = None,
-) -> CallbackDialer | None:
-    """The dialler ``acd serve`` runs (None when callbacks are off or the shell is missing).
-
-    ``via: ari`` needs the running Stasis application; ``via: ami`` needs the FastAGI call
-    path (its ``callback`` script reports results) and the AMI credentials.
-    """
-    cfg = settings.callbacks
-    if not cfg.enabled:
-        return None
-    outbound: Outbound
-    if cfg.via == "ari":
-        if stasis is None:
-            log.error("callbacks via ari need ari.url; the dialler is off")
-            return None
-        from acd.asterisk.ari.outbound import AriCallbacks, OutboundOptions
-
-        outbound = AriCallbacks(stasis, OutboundOptions(
-            cfg.trunk, cfg.caller_id, cfg.ring_timeout_s, flow=cfg.flow))
-    else:
-        if call_path is None or not settings.ami_user or not settings.ami_secret:
-            log.error("callbacks via ami need the FastAGI call path and %s / %s; "
-                      "the dialler is off", cfg.ami.user_env, cfg.ami.secret_env)
-            return None
-        from acd.service.ami import AmiCallbacks, AmiOptions, AmiTarget
-
-        outbound = AmiCallbacks(
-            AmiTarget(cfg.ami.host, cfg.ami.port, settings.ami_user, settings.ami_secret,
-                      cfg.ami.connect_timeout_s),
-            call_path.callback.board,
-            AmiOptions(cfg.trunk, cfg.ami.context, cfg.caller_id, cfg.ring_timeout_s),
-            concurrency=cfg.concurrency)
-    policy = DialPolicy(cfg.retry_delay_s, cfg.max_attempts, cfg.concurrency, cfg.max_ewt_s,
-                        cfg.poll_interval_s)
-    return CallbackDialer(store, outbound, policy, ewt=service.ewt_new,
-                          hours=business_hours(setup))
 
 
 def business_hours(setup: IvrSetup) -> Callable[[str, float, str], OpenState] | None:

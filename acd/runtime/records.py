@@ -224,7 +224,7 @@ class StoredCallback:
 class CallbackStore:
     """Callback tasks (voicemail, accepted callback offers): the service's ``CallbackSink``.
 
-    It also keeps each task's dialling state for :mod:`acd.service.callbacks`: attempts made,
+    It also keeps each task's dialling state for :mod:`acd.callbacks.dialler`: attempts made,
     when the next may start, the last result, and ``open`` / ``dialing`` / ``done`` /
     ``failed``. Every change is one committed statement, so tasks survive a restart.
     """

@@ -6,7 +6,7 @@ the first command byte), answers it, and later hangs up with the out-of-band ``H
 and waits for the server to close. `hold_server` is the matching server: ``SET MUSIC ON``,
 then wait for the hangup, as a queued caller does.
 
-``python -m acd.asterisk.agi.loadgen serve --port 0`` runs that server in its own process
+``python -m acd.testing.loadgen serve --port 0`` runs that server in its own process
 (prints ``PORT <n>``; on stdin, ``stats`` prints its counters as JSON, EOF stops it), so the
 server and the load each get a core; ``benchmarks/bench_fastagi.py`` drives both.
 """
@@ -262,7 +262,7 @@ async def _serve(host: str, port: int, max_sessions: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``serve``: run the hold server; ``load``: run the three phases against a port."""
-    parser = argparse.ArgumentParser(prog="python -m acd.asterisk.agi.loadgen")
+    parser = argparse.ArgumentParser(prog="python -m acd.testing.loadgen")
     sub = parser.add_subparsers(dest="mode", required=True)
     serve = sub.add_parser("serve", help="run the hold server until stdin closes")
     serve.add_argument("--host", default="127.0.0.1")
