@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from acd import native
+from acd import native, shipped
 from acd.errors import EXIT_BAD_INPUT, InputError
 
 if TYPE_CHECKING:
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from sim.scenario import Scenario
 
 #: The reference center shipped with the project; every command works on it out of the box.
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "center.yaml"
-DEFAULT_SCENARIO = DEFAULT_CONFIG.parent / "scenarios" / "reference.yaml"
+DEFAULT_CONFIG = shipped.center_file()
+DEFAULT_SCENARIO = shipped.reference_scenario()
 
 
 def _cmd_check(args: argparse.Namespace, console: Console) -> int:
