@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sim_run)
 
+    from acd.init import register as register_init
     from acd.service.cli import register as register_service
     from ivr.cli import register as register_ivr
     from sim.cli import register as register_erlang
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_erlang(sub)
     register_ivr(sub)
     register_service(sub)
+    register_init(sub)
     return parser
 
 
