@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from acd import native
+from acd import native, shipped
 from acd.errors import EXIT_BAD_INPUT, InputError
 
 if TYPE_CHECKING:
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from sim.scenario import Scenario
 
 #: The reference center shipped with the project; every command works on it out of the box.
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "center.yaml"
-DEFAULT_SCENARIO = DEFAULT_CONFIG.parent / "scenarios" / "reference.yaml"
+DEFAULT_CONFIG = shipped.center_file()
+DEFAULT_SCENARIO = shipped.reference_scenario()
 
 
 def _cmd_check(args: argparse.Namespace, console: Console) -> int:
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sim_run)
 
+    from acd.init import register as register_init
     from acd.service.cli import register as register_service
     from ivr.cli import register as register_ivr
     from sim.cli import register as register_erlang
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_erlang(sub)
     register_ivr(sub)
     register_service(sub, iso_time)
+    register_init(sub)
     return parser
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from acd import shipped
 from acd.errors import ConfigError, Problem
 from ivr.known import KnownNames, known_from_center
 
-_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = _ROOT / "config" / "center.yaml"
-DEFAULT_FLOWS = _ROOT / "config" / "ivr"
+DEFAULT_CONFIG = shipped.center_file()
+DEFAULT_FLOWS = shipped.flow_dir()
 
 
 def flow_files(flow_dir: Path) -> list[Path]:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from acd import shipped
 from ivr import actions as a
 from ivr.engine import CallContext, FlowRun
 from ivr.flow import Flow
 from ivr.known import REFERENCE_COUNTRIES, KnownNames, reference_known
 from ivr.loader import validate_flow
 
-ROOT = Path(__file__).resolve().parents[1]  # the repository (config/ lives there)
-MAIN = ROOT / "config" / "ivr" / "main.yaml"
-CALLBACK = ROOT / "config" / "ivr" / "callback.yaml"
+MAIN = shipped.flow_dir() / "main.yaml"
+CALLBACK = shipped.flow_dir() / "callback.yaml"
 KNOWN: KnownNames = reference_known()
 ALL_LANGUAGES = sorted(set(REFERENCE_COUNTRIES.values()))
 

@@ -15,14 +15,14 @@ from typing import Literal
 from rich.console import Console
 from rich.table import Table
 
+from acd import shipped
 from acd.errors import ConfigError, Problem
 
 #: Where bad command-line values are reported from.
 COMMAND_LINE = "<command line>"
 _UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hour": 3600.0, "day": 86400.0}
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([a-z]+))?\s*$")
-DEFAULT_SCENARIO = (Path(__file__).resolve().parent.parent / "config" / "scenarios"
-                    / "reference.yaml")
+DEFAULT_SCENARIO = shipped.reference_scenario()
 
 
 def parse_rate(text: str) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from acd import shipped
 from sim.engine import DRAIN_S, Simulation
 from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
 from sim.records import RunResult
@@ -137,4 +138,4 @@ def run_replications(spec: RunSpec, replications: int, base_seed: int, jobs: int
 
 def default_scenario() -> Path:
     """The reference scenario shipped with the project."""
-    return Path(__file__).resolve().parent.parent / "config" / "scenarios" / "reference.yaml"
+    return shipped.reference_scenario()

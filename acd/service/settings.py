@@ -15,13 +15,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from acd import shipped
 from acd.callbacks.dialler import TRUNK_TEMPLATE
 from acd.config import yamlsafe
 from acd.config.load import validate_strict
 from acd.errors import ConfigError, Problem
 
-#: The repository's config directory (the reference center and its IVR flows).
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+#: The shipped config directory (the reference center and its IVR flows).
+CONFIG_DIR = shipped.config_dir()
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 
