@@ -7,17 +7,16 @@ import argparse
 import pytest
 from rich.console import Console
 
+from acd.cli import parse_args
 from acd.errors import EXIT_BAD_INPUT, InputError
-from sim.cli import parse_rate, register
+from sim.cli import parse_rate
 
 
 def run(*argv: str) -> tuple[int, str]:
     """Run ``acd erlang ...`` as ``acd.cli.main`` would; return the exit status and output."""
-    parser = argparse.ArgumentParser(prog="acd")
-    register(parser.add_subparsers(dest="command", required=True))
     console = Console(record=True, width=160)
     try:
-        args = parser.parse_args(argv)
+        args = parse_args(argv)  # checks the values, as main does
         code = args.func(args, console)
     except InputError as exc:
         return EXIT_BAD_INPUT, str(exc)
