@@ -213,10 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     from acd.service.cli import register as register_service
     from ivr.cli import register as register_ivr
     from sim.cli import register as register_erlang
-    from sim.cli import register_sim
+    from sim.cli import register_sim, register_traffic
 
     register_sim(sim_sub)
     register_erlang(sub)
+    register_traffic(sub)
     register_ivr(sub)
     register_service(sub)
     return parser
@@ -249,11 +250,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     # Each subcommand names its checks with set_defaults(validate=...).
     validate: Callable[[argparse.Namespace], list[Problem]] | None = \
-        getattr(args, "validate", None)
+        getattr(args, "validate", None) or _CHECKS.get(args.command)
     problems = validate(args) if validate is not None else []
     if problems:
         raise UsageError(problems)
     return args
+
+
+def _check_ivr(args: argparse.Namespace) -> list[Problem]:
+    """``acd ivr check|trace``: a readable center file and a call time within the calendar."""
+    problems = input_file("--config", args.config)
+    at = getattr(args, "at", None)
+    if at is not None and not 1900 <= at.year <= 2200:
+        problems.append(Problem(COMMAND_LINE, "--at", at.isoformat(),
+                                "must be within the years 1900 to 2200"))
+    return problems
+
+
+#: Checks of subcommands registered without their own ``validate``.
+_CHECKS: dict[str, Callable[[argparse.Namespace], list[Problem]]] = {"ivr": _check_ivr}
 
 
 def _print_problems(lines: Sequence[str]) -> None:

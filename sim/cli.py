@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from acd.cliargs import input_file, int_range, output_dir
-from acd.errors import COMMAND_LINE, Problem, UsageError, usage
+from acd.errors import COMMAND_LINE, ConfigError, Problem, UsageError, usage
 
 #: Largest offered load ``acd erlang`` sizes; beyond it the rate is almost surely mistyped.
 MAX_LOAD = 100_000.0
@@ -211,3 +211,48 @@ def register_sim(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--seed", type=int, default=1, help="base seed, >= 0 (1)")
     p.add_argument("--out", default="out/staff", help="directory for staff.csv")
     p.set_defaults(func=_cmd_staff, validate=_check_staff_args)
+
+
+def _cmd_traffic_profile(args: argparse.Namespace, console: Console) -> int:
+    import sys
+
+    from sim.traffic.profile import build_reference_profile, render_yaml
+
+    _check_bank_calls(args.csv, args.interval)
+    sys.stdout.write(render_yaml(build_reference_profile(args.csv, args.interval)))
+    return 0
+
+
+def _check_bank_calls(path: str, interval: int) -> None:
+    """The bank CSV must have calls on every weekday and in every interval it describes."""
+    from sim.traffic.profile import CLOSE_MIN, OPEN_MIN, WEEKDAY_KEYS, read_bank_calls
+
+    per_day = read_bank_calls(path)
+    problems = []
+    missing = sorted({0, 1, 2, 3, 4} - {d.weekday() for d in per_day})
+    if missing:
+        problems.append(Problem(path, "DateTime", None, "needs calls on every weekday Monday to "
+                                f"Friday; none on {', '.join(WEEKDAY_KEYS[w] for w in missing)}"))
+    busy = {(minute - OPEN_MIN) // interval for calls in per_day.values()
+            for minute, n in calls.items() if n > 0}
+    empty = [OPEN_MIN + k * interval for k in range((CLOSE_MIN - OPEN_MIN) // interval)
+             if k not in busy]
+    if per_day and empty:
+        problems.append(Problem(path, "Calls", None, f"no calls on any day in the {interval}-min "
+                                "interval(s) from " + ", ".join(f"{m // 60:02d}:{m % 60:02d}"
+                                                               for m in empty[:5])))
+    if problems:
+        raise ConfigError(problems)
+
+
+def register_traffic(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``acd traffic profile`` to the ``acd`` subcommands."""
+    traffic = sub.add_parser("traffic", help="derive traffic shapes from call data")
+    traffic_sub = traffic.add_subparsers(dest="traffic_command", required=True)
+    p = traffic_sub.add_parser("profile", help="print the traffic YAML blocks (intraday profile, "
+                                               "day of week, over-dispersion) derived from a "
+                                               "5-minute call-count CSV")
+    p.add_argument("csv", help="CSV with DateTime and Calls columns (data/bank_calls_5min.csv)")
+    p.add_argument("interval", nargs="?", type=int, choices=(15, 30), default=30,
+                   help="interval length in minutes (30)")
+    p.set_defaults(func=_cmd_traffic_profile, validate=lambda a: input_file("csv", a.csv))
