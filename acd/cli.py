@@ -177,13 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="simulate the center through the real router")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
-    p = sim_sub.add_parser("run", help="replicate a scenario and report the service level")
+    p = sim_sub.add_parser("run", help="replicate a scenario and report the service level",
+                           epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO),
                    help="scenario YAML (default: the reference center's)")
     p.add_argument("--days", type=float, help="simulated days, > 0 and <= 400 (overrides)")
     p.add_argument("--start", type=iso_time,
                    help="start, ISO 8601 with UTC offset, e.g. 2026-03-02T00:00+03:00 (a bare "
-                        "date is refused: the center spans two time zones) (overrides)")
+                        "date is refused: say which zone's midnight) (overrides)")
     p.add_argument("--scale", type=float, help="volume multiplier, > 0 and <= 100 (overrides)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--replay", help="replay a call-log CSV instead of forecast traffic")
@@ -291,12 +292,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001 - the last resort: a bug, reported as one
-        traceback.print_exc()
-        print(f"acd: this is a bug, please report it with the command line and the "
-              f"traceback above (exit status {EXIT_BUG})", file=sys.stderr)
-        return EXIT_BUG
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug, reported as one
+        return report_bug(exc)
     return code
+
+
+def report_bug(exc: BaseException) -> int:
+    """Print the traceback of an unexpected exception and a line asking for a report; 70."""
+    traceback.print_exception(exc, file=sys.stderr)
+    print(f"acd: this is a bug, please report it with the command line and the traceback "
+          f"above (exit status {EXIT_BUG})", file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":
