@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -143,6 +144,10 @@ def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
 
     scenario = load_scenario(args.scenario, days=args.days)
     mode: Literal["none", "busiest", "all"] = args.confirm or "none"
+    if mode != "none" and not console.is_terminal:
+        # No spinner in a log: say that a long step has started, so a quiet log is explained.
+        print(f"sizing staffing and confirming {mode} intervals by simulation "
+              f"({args.replications} replication(s) each)", file=sys.stderr, flush=True)
     with console.status("sizing staffing" + (" and confirming by simulation"
                                              if mode != "none" else "")):
         staff = plan(scenario, args.days, args.model, mode, args.busiest, args.replications,
@@ -214,8 +219,6 @@ def register_sim(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _cmd_traffic_profile(args: argparse.Namespace, console: Console) -> int:
-    import sys
-
     from sim.traffic.profile import build_reference_profile, render_yaml
 
     _check_bank_calls(args.csv, args.interval)
