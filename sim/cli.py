@@ -21,6 +21,8 @@ from acd.errors import COMMAND_LINE, ConfigError, Problem, UsageError, usage
 
 #: Largest offered load ``acd erlang`` sizes; beyond it the rate is almost surely mistyped.
 MAX_LOAD = 100_000.0
+#: Largest ``rate * patience`` (callers who would wait) whose Erlang A series is summed.
+MAX_WAITING = 1_000_000.0
 #: Most agents ``acd erlang --agents`` accepts (the formulas' own staffing limit).
 MAX_AGENTS = 1_000_000
 #: Most intervals per queue ``acd sim staff --busiest`` confirms by simulation.
@@ -58,6 +60,12 @@ def _check_erlang_args(args: argparse.Namespace) -> list[Problem]:
         if not (ok and math.isfinite(value)):
             problems.append(Problem(COMMAND_LINE, option, value, message))
     load = args.rate * args.aht
+    if not problems and args.patience is not None and args.rate * args.patience > MAX_WAITING:
+        problems.append(usage("--patience", args.patience,
+                              f"times --rate {args.rate:g}/s is {args.rate * args.patience:.4g} "
+                              f"callers; Erlang A sums a term per caller and stops at "
+                              f"{MAX_WAITING:.0f}: lower --patience, or leave it out for "
+                              "Erlang C"))
     if not problems and load > MAX_LOAD:
         problems.append(usage("--rate", args.rate,
                               f"times --aht {args.aht:g} s is {load:.4g} Erlangs, more than "

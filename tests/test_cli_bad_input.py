@@ -141,10 +141,11 @@ def test_erlang_absurd_rates_are_refused_at_once(scratch: Path) -> None:
 
 
 def test_erlang_near_infinite_patience_is_refused(scratch: Path) -> None:
-    """An overloaded queue with near-infinite patience is refused, naming the values."""
+    """A patience whose Erlang A series would need 1e10 terms is refused, naming the values."""
     run_bad(scratch, ["erlang", "--rate", "10", "--aht", "180", "--agents", "1000",
                       "--patience", "1e9"],
-            "<command line>: --rate 10 --aht 180 --patience 1e+09:", "near-infinite patience")
+            "<command line>: --patience: times --rate 10/s is 1e+10 callers",
+            "(got 1000000000.0)")
 
 
 def test_erlang_every_bad_number_at_once(scratch: Path) -> None:
