@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from acd.cli import parse_args
@@ -36,6 +36,9 @@ COMMANDS = {
     ("traffic", "profile"): [],
     (): [],
 }
+#: Options a command cannot run without: given (with a drawn value) in most examples.
+REQUIRED = {("erlang",): ["--rate", "--aht"], ("ivr", "trace"): ["--caller"],
+            ("records", "export"): ["--out"]}
 VALUES = ["0", "-1", "-2", "1", "5", "0.05", "1e9", "1e400", "nan", "inf", "-inf", "abc", "",
           "9" * 30, "2026-03-02", "2026-03-02+03:00", "2026-03-02T00:00+03:00",
           "9999-12-31T23:59", "0001-01-01T00:00+00:00", "nope.yaml", "folder", "taken",
@@ -68,9 +71,12 @@ def snapshot(d: Path) -> dict[str, tuple[int, int]]:
 def command_lines(draw: st.DrawFn) -> list[str]:
     """A subcommand followed by a few of its options, values and random words, in any order."""
     command = draw(st.sampled_from(sorted(COMMANDS)))
-    words = st.one_of(st.sampled_from(COMMANDS[command] or ["--x"]), st.sampled_from(VALUES),
-                      st.text(max_size=8))
-    return [*command, *draw(st.lists(words, max_size=8))]
+    value = st.one_of(st.sampled_from(VALUES), st.text(max_size=8))
+    # Mostly option-value pairs (so the checks behind the parser are reached), some loose words.
+    pair = st.tuples(st.sampled_from(COMMANDS[command] or ["--x"]), value).map(list)
+    items = st.lists(st.one_of(pair, pair, pair, value.map(lambda v: [v])), max_size=5)
+    required = [w for option in REQUIRED.get(command, []) for w in (option, draw(value))]
+    return [*command, *required, *(word for item in draw(items) for word in item)]
 
 
 @settings(max_examples=200, derandomize=True, deadline=None,
@@ -85,13 +91,16 @@ def test_random_command_lines_parse_or_are_refused_as_usage(argv: list[str],
         with contextlib.redirect_stderr(stderr):
             args = parse_args(argv)
     except UsageError as exc:
+        event("refused: usage error")
         assert exc.problems
         for problem in exc.problems:
             line = str(problem)
             assert line.startswith(COMMAND_LINE) or "(given as " in line, line
     except SystemExit as exc:
+        event("refused: argparse")
         assert exc.code == EXIT_BAD_INPUT, argv
         assert f"{COMMAND_LINE}: acd" in stderr.getvalue(), stderr.getvalue()
     else:
+        event("accepted")
         assert callable(args.func)
     assert snapshot(scratch) == before
