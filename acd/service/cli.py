@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import sqlite3
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,10 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
     problems += _listen_problems(settings, source)
     if problems:
         raise ConfigError(problems)
+    if not settings.database.exists():
+        # Said out loud: a mistyped path would otherwise start an empty history unnoticed.
+        print(f"acd serve: no records database at {settings.database} ({source}: "
+              "records.database); creating a new one", file=sys.stderr, flush=True)
     asyncio.run(serve(settings))
     return 0
 
