@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from datetime import datetime
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 
 from acd import native, shipped
-from acd.errors import EXIT_BAD_INPUT, InputError
+from acd.cliargs import input_file, int_range, iso_time, output_dir
+from acd.errors import (
+    COMMAND_LINE,
+    EXIT_BAD_INPUT,
+    EXIT_BUG,
+    EXIT_TARGET_MISSED,
+    InputError,
+    Problem,
+    UsageError,
+)
+from sim.cli import MAX_REPLICATIONS, scenario_overrides
 
 if TYPE_CHECKING:
     from sim.qlreplay import QueueLogOptions
     from sim.scenario import Scenario
+
+__all__ = ["build_parser", "iso_time", "main", "parse_args", "scenario_overrides"]
+
+#: The exit statuses, kept as documented here and in the README.
+EXIT_CODES = f"""exit status:
+  0   done (and, with --check, every target met)
+  {EXIT_TARGET_MISSED}   --check: the service-level or answer-rate target was missed
+  {EXIT_BAD_INPUT}   bad input or usage: one line per problem, naming the file (or
+      {COMMAND_LINE} and the option) and the value; nothing is written
+  {EXIT_BUG}  anything else is a bug: the traceback is printed, please report it"""
+#: Most processes one run accepts (bounds memory, catches a slipped digit).
+MAX_JOBS = 256
+#: Files ``acd sim run`` writes into ``--out`` (the CSV tables are named by the report).
+SIM_OUTPUTS = ("summary.json", "report.html")
 
 #: The reference center shipped with the project; every command works on it out of the box.
 DEFAULT_CONFIG = shipped.center_file()
@@ -38,7 +62,7 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
 
     from sim.kpi import summarise
     from sim.report import print_summary, write_csv, write_html, write_json
-    from sim.run import RunSpec, run_replications
+    from sim.run import PlainProgress, RunSpec, run_replications
     from sim.scenario import load_scenario
 
     overrides = {"days": args.days, "start": args.start, "volume_scale": args.scale}
@@ -61,15 +85,20 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
         else f"{s.days:g} day(s) from {s.start}"
     console.print(f"[bold]{s.name}[/bold]: {what}, {args.replications} replication(s), "
                   f"seed {args.seed}")
+    # On a terminal a live bar; in cron or CI logs a plain line every 10% (or minute).
+    plain = not args.quiet and not console.is_terminal
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console,
-                  transient=True, disable=args.quiet) as progress:
+                  transient=True, disable=args.quiet or plain) as progress:
         task = progress.add_task("simulating", total=args.replications)
         done: dict[int, float] = {}
+        log = PlainProgress("simulating", args.replications, sys.stderr) if plain else None
 
         def on_progress(i: int, fraction: float) -> None:
             done[i] = fraction
             progress.update(task, completed=sum(done.values()))
+            if log is not None:
+                log(sum(done.values()))
 
         results = run_replications(spec, args.replications, args.seed, args.jobs, on_progress)
     summary = summarise(results,
@@ -85,8 +114,24 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
                   f"{sum(len(r.calls) for r in results):,} calls simulated, "
                   f"{max(walls):.1f} s per replication at most ({native.build()} router)")
     if args.check and not summary.meets_target:
-        return 1
+        return EXIT_TARGET_MISSED
     return 0
+
+
+def _check_sim_run(args: argparse.Namespace) -> list[Problem]:
+    """Every bad value and path of ``acd sim run``, found before the scenario is loaded."""
+    problems = [*input_file("scenario", args.scenario),
+                *scenario_overrides(args.days, args.scale),
+                *int_range("--replications", args.replications, 1, MAX_REPLICATIONS),
+                *int_range("--seed", args.seed, 0),
+                *int_range("--jobs", args.jobs, 1, MAX_JOBS),
+                *output_dir("--out", args.out, SIM_OUTPUTS)]
+    for option, path in (("--replay", args.replay), ("--queue-log", args.queue_log)):
+        if path is not None:
+            problems += input_file(option, path)
+    return problems
+
+
 
 
 def _queue_log_replay(args: argparse.Namespace, scenario: Scenario, console: Console
@@ -108,20 +153,27 @@ def _queue_log_replay(args: argparse.Namespace, scenario: Scenario, console: Con
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(prog="acd", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="acd", description=__doc__, epilog=EXIT_CODES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    # Subparsers are _Parser too (argparse makes them of the parent's class).
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = \
+        parser.add_subparsers(dest="command", required=True)  # type: ignore[assignment]
     p = sub.add_parser("check", help="validate a center config and print its coverage summary")
     p.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="center YAML")
-    p.set_defaults(func=_cmd_check)
+    p.set_defaults(func=_cmd_check, validate=lambda a: input_file("config", a.config))
 
     sim = sub.add_parser("sim", help="simulate the center through the real router")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
-    p = sim_sub.add_parser("run", help="replicate a scenario and report the service level")
+    p = sim_sub.add_parser("run", help="replicate a scenario and report the service level",
+                           epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO),
                    help="scenario YAML (default: the reference center's)")
-    p.add_argument("--days", type=float, help="simulated days (overrides the scenario)")
-    p.add_argument("--start", type=iso_time, help="start, ISO 8601 with offset (overrides)")
-    p.add_argument("--scale", type=float, help="volume multiplier (overrides volume_scale)")
+    p.add_argument("--days", type=float, help="simulated days, > 0 and <= 400 (overrides)")
+    p.add_argument("--start", type=iso_time,
+                   help="start, ISO 8601 with UTC offset, e.g. 2026-03-02T00:00+03:00 (a bare "
+                        "date is refused: say which zone's midnight) (overrides)")
+    p.add_argument("--scale", type=float, help="volume multiplier, > 0 and <= 100 (overrides)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--replay", help="replay a call-log CSV instead of forecast traffic")
     source.add_argument("--queue-log", metavar="FILE",
@@ -134,54 +186,113 @@ def build_parser() -> argparse.ArgumentParser:
                    help="configured pause reason for queue_log reasons not in the config (break)")
     p.add_argument("--strict", action="store_true",
                    help="exit 2 when a queue_log member matches no roster agent")
-    p.add_argument("-r", "--replications", type=int, default=5)
-    p.add_argument("--seed", type=int, default=1, help="base seed (same seed = same callers)")
-    p.add_argument("-j", "--jobs", type=int, help="processes (default: one per core)")
+    p.add_argument("-r", "--replications", type=int, default=5,
+                   help=f"independent runs, 1 to {MAX_REPLICATIONS} (5)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="base seed, >= 0 (same seed = same callers)")
+    p.add_argument("-j", "--jobs", type=int,
+                   help=f"processes, 1 to {MAX_JOBS} (default: one per core)")
     p.add_argument("--out", default="out/sim", help="directory for JSON, CSV and HTML results")
     p.add_argument("--check", action="store_true",
                    help="exit 1 when the SL or answer-rate target is missed")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_sim_run)
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress (a bar on a terminal, else a line on stderr every 10%%)")
+    p.set_defaults(func=_cmd_sim_run, validate=_check_sim_run)
 
     from acd.init import register as register_init
     from acd.service.cli import register as register_service
     from ivr.cli import register as register_ivr
     from sim.cli import register as register_erlang
-    from sim.cli import register_sim
+    from sim.cli import register_sim, register_traffic
 
     register_sim(sim_sub)
     register_erlang(sub)
+    register_traffic(sub)
     register_ivr(sub)
-    register_service(sub, iso_time)
+    register_service(sub)
     register_init(sub)
     return parser
 
 
-def iso_time(text: str) -> datetime:
-    """An ISO 8601 time with a UTC offset, for argparse ``type=``."""
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors printed like every other problem (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        _print_problems([f"{COMMAND_LINE}: {self.prog}: {message}"])
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"give a UTC offset, e.g. {text}+03:00")
-    return value
+        return version("acd-engine")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and check a command line without running it.
+
+    Bad syntax exits 2 (``SystemExit``); bad values or paths raise :class:`UsageError`, with
+    every problem found.
+    """
+    args = build_parser().parse_args(argv)
+    # Each subcommand names its checks with set_defaults(validate=...).
+    validate: Callable[[argparse.Namespace], list[Problem]] | None = \
+        getattr(args, "validate", None) or _CHECKS.get(args.command)
+    problems = validate(args) if validate is not None else []
+    if problems:
+        raise UsageError(problems)
+    return args
+
+
+def _check_ivr(args: argparse.Namespace) -> list[Problem]:
+    """``acd ivr check|trace``: a readable center file and a call time within the calendar."""
+    problems = input_file("--config", args.config)
+    at = getattr(args, "at", None)
+    if at is not None and not 1900 <= at.year <= 2200:
+        problems.append(Problem(COMMAND_LINE, "--at", at.isoformat(),
+                                "must be within the years 1900 to 2200"))
+    return problems
+
+
+#: Checks of subcommands registered without their own ``validate``.
+_CHECKS: dict[str, Callable[[argparse.Namespace], list[Problem]]] = {"ivr": _check_ivr}
+
+
+def _print_problems(lines: Sequence[str]) -> None:
+    # Plain lines, one problem each, never wrapped: they are meant for grep and editors.
+    print(f"error: {len(lines)} problem(s):", file=sys.stderr)
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; bad input exits 2 with every problem printed, one per line."""
-    args = build_parser().parse_args(argv)
-    # Tables stay readable when the output is piped (rich assumes 80 columns then).
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    """Run the CLI: 0 ok, 1 target missed, 2 bad input (one line per problem), 70 a bug."""
     try:
+        args = parse_args(argv)
+        # Tables stay readable when the output is piped (rich assumes 80 columns then).
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
         code: int = args.func(args, console)
     except InputError as exc:
-        # Plain lines, one problem each, never wrapped: they are meant for grep and editors.
-        print(f"error: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(str(problem), file=sys.stderr)
+        _print_problems([str(problem) for problem in exc.problems])
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug, reported as one
+        return report_bug(exc)
     return code
+
+
+def report_bug(exc: BaseException) -> int:
+    """Print the traceback of an unexpected exception and a line asking for a report; 70."""
+    traceback.print_exception(exc, file=sys.stderr)
+    print(f"acd: this is a bug, please report it with the command line and the traceback "
+          f"above (exit status {EXIT_BUG})", file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

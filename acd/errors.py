@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-#: Exit status for bad input (config, flows, traffic files), as the README documents.
+#: Exit status for bad input (command line, config, flows, traffic files), as the README says.
 EXIT_BAD_INPUT = 2
+#: Exit status of ``--check`` when a service-level or answer-rate target is missed.
+EXIT_TARGET_MISSED = 1
+#: Exit status of an unexpected exception: a bug (EX_SOFTWARE from sysexits.h).
+EXIT_BUG = 70
+#: Where problems with command-line values are reported from (in place of a file name).
+COMMAND_LINE = "<command line>"
 
 
 def format_path(loc: Sequence[str | int]) -> str:
@@ -51,3 +57,12 @@ class InputError(Exception):
 
 class ConfigError(InputError):
     """The center configuration (or a flow or traffic file) is invalid."""
+
+
+class UsageError(InputError):
+    """A command-line value is invalid: each problem names the option and the value given."""
+
+
+def usage(option: str, value: object, message: str) -> Problem:
+    """A problem with the command-line value ``value`` of ``option`` (``--days``)."""
+    return Problem(COMMAND_LINE, option, value, message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -16,10 +17,19 @@ from rich.console import Console
 from rich.table import Table
 
 from acd import shipped
-from acd.errors import ConfigError, Problem
+from acd.cliargs import float_range, input_file, int_range, output_dir
+from acd.errors import COMMAND_LINE, ConfigError, Problem, UsageError, usage
 
-#: Where bad command-line values are reported from.
-COMMAND_LINE = "<command line>"
+#: Largest offered load ``acd erlang`` sizes; beyond it the rate is almost surely mistyped.
+MAX_LOAD = 100_000.0
+#: Largest ``rate * patience`` (callers who would wait) whose Erlang A series is summed.
+MAX_WAITING = 1_000_000.0
+#: Most agents ``acd erlang --agents`` accepts (the formulas' own staffing limit).
+MAX_AGENTS = 1_000_000
+#: Most replications one run accepts (bounds memory, catches a slipped digit).
+MAX_REPLICATIONS = 1000
+#: Most intervals per queue ``acd sim staff --busiest`` confirms by simulation.
+MAX_BUSIEST = 1000
 _UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hour": 3600.0, "day": 86400.0}
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([a-z]+))?\s*$")
 DEFAULT_SCENARIO = shipped.reference_scenario()
@@ -35,11 +45,8 @@ def parse_rate(text: str) -> float:
     return float(m.group(1)) / _UNITS[m.group(2) or "s"]
 
 
-def _bad(option: str, value: object, message: str) -> ConfigError:
-    return ConfigError([Problem(COMMAND_LINE, option, value, message)])
-
-
-def _check_erlang_args(args: argparse.Namespace) -> None:
+def _check_erlang_args(args: argparse.Namespace) -> list[Problem]:
+    """Every bad value of ``acd erlang``; a load no single queue has is refused at once."""
     problems = []
     checks = [("--rate", args.rate, args.rate > 0, "must be > 0 calls"),
               ("--aht", args.aht, args.aht > 0, "must be > 0 seconds"),
@@ -47,14 +54,26 @@ def _check_erlang_args(args: argparse.Namespace) -> None:
               ("--target", args.target, 0 < args.target < 1,
                "must be a share between 0 and 1 (0.85 for 85%)")]
     if args.agents is not None:
-        checks.append(("--agents", args.agents, args.agents >= 1, "must be >= 1"))
+        checks.append(("--agents", args.agents, 1 <= args.agents <= MAX_AGENTS,
+                       f"must be from 1 to {MAX_AGENTS}"))
     if args.patience is not None:
         checks.append(("--patience", args.patience, args.patience > 0, "must be > 0 seconds"))
     for option, value, ok, message in checks:
         if not (ok and math.isfinite(value)):
             problems.append(Problem(COMMAND_LINE, option, value, message))
-    if problems:
-        raise ConfigError(problems)
+    load = args.rate * args.aht
+    if not problems and args.patience is not None and args.rate * args.patience > MAX_WAITING:
+        problems.append(usage("--patience", args.patience,
+                              f"times --rate {args.rate:g}/s is {args.rate * args.patience:.4g} "
+                              f"callers; Erlang A sums a term per caller and stops at "
+                              f"{MAX_WAITING:.0f}: lower --patience, or leave it out for "
+                              "Erlang C"))
+    if not problems and load > MAX_LOAD:
+        problems.append(usage("--rate", args.rate,
+                              f"times --aht {args.aht:g} s is {load:.4g} Erlangs, more than "
+                              f"{MAX_LOAD:.0f} for one queue; --rate is calls per second: "
+                              f"for calls per hour write --rate {args.rate:g}/h"))
+    return problems
 
 
 def _pct(x: float) -> str:
@@ -66,9 +85,19 @@ def _secs(x: float) -> str:
 
 
 def _cmd_erlang(args: argparse.Namespace, console: Console) -> int:
+    try:
+        return _erlang_table(args, console)
+    except ValueError as exc:
+        # The formulas refuse, at once, queues they cannot size (e.g. a load beyond any
+        # staffing with near-infinite patience): that is the command line's values.
+        values = f"--rate {args.rate:g} --aht {args.aht:g}" + (
+            f" --patience {args.patience:g}" if args.patience else "")
+        raise UsageError([usage(values, None, str(exc))]) from None
+
+
+def _erlang_table(args: argparse.Namespace, console: Console) -> int:
     from sim.erlang import ErlangA, agents_for_service_level, service_level_c
 
-    _check_erlang_args(args)
     rate, aht, t = args.rate, args.aht, args.threshold
     load = rate * aht
     need_c = agents_for_service_level(rate, aht, t, args.target, "C")
@@ -116,19 +145,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--target", type=float, default=0.85, help="SL target share (0.85)")
     p.add_argument("--patience", type=float,
                    help="mean caller patience, s: adds Erlang A (exponential abandonment)")
-    p.set_defaults(func=_cmd_erlang)
+    p.set_defaults(func=_cmd_erlang, validate=_check_erlang_args)
 
 
 def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
     from sim.scenario import load_scenario
     from sim.staff import POOLING_NOTE, plan, write_csv
 
-    if args.days is not None and not (0 < args.days <= 400):
-        raise _bad("--days", args.days, "must be > 0 and <= 400")
-    if args.busiest < 1 or args.replications < 1:
-        raise _bad("--busiest/--replications", (args.busiest, args.replications), "must be >= 1")
     scenario = load_scenario(args.scenario, days=args.days)
     mode: Literal["none", "busiest", "all"] = args.confirm or "none"
+    if mode != "none" and not console.is_terminal:
+        # No spinner in a log: say that a long step has started, so a quiet log is explained.
+        print(f"sizing staffing and confirming {mode} intervals by simulation "
+              f"({args.replications} replication(s) each)", file=sys.stderr, flush=True)
     with console.status("sizing staffing" + (" and confirming by simulation"
                                              if mode != "none" else "")):
         staff = plan(scenario, args.days, args.model, mode, args.busiest, args.replications,
@@ -168,6 +197,29 @@ def _print_staff(staff: object, console: Console) -> None:
         console.print(t)
 
 
+def scenario_overrides(days: float | None, scale: float | None = None) -> list[Problem]:
+    """``--days`` and ``--scale`` within the bounds the scenario file itself must keep."""
+    from sim.scenario import ScenarioFile
+
+    problems: list[Problem] = []
+    for option, value, name in (("--days", days, "days"), ("--scale", scale, "volume_scale")):
+        # The bounds are read from the scenario model, so the two cannot drift apart.
+        meta = ScenarioFile.model_fields[name].metadata
+        low = next(float(m.gt) for m in meta if hasattr(m, "gt"))
+        high = next(float(m.le) for m in meta if hasattr(m, "le"))
+        problems += float_range(option, value, low, high)
+    return problems
+
+
+def _check_staff_args(args: argparse.Namespace) -> list[Problem]:
+    """Every bad value and path of ``acd sim staff``, found before the scenario is loaded."""
+    return [*input_file("scenario", args.scenario), *scenario_overrides(args.days),
+            *int_range("--busiest", args.busiest, 1, MAX_BUSIEST),
+            *int_range("--replications", args.replications, 1, MAX_REPLICATIONS),
+            *int_range("--seed", args.seed, 0),
+            *output_dir("--out", args.out, ("staff.csv",))]
+
+
 def register_sim(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``acd sim staff`` to the ``acd sim`` subcommands."""
     p = sim_sub.add_parser("staff", help="smallest agents per interval and queue meeting the "
@@ -183,6 +235,49 @@ def register_sim(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="intervals per queue confirmed by --confirm (3)")
     p.add_argument("-r", "--replications", type=int, default=3,
                    help="replications per confirmation run (3)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="base seed, >= 0 (1)")
     p.add_argument("--out", default="out/staff", help="directory for staff.csv")
-    p.set_defaults(func=_cmd_staff)
+    p.set_defaults(func=_cmd_staff, validate=_check_staff_args)
+
+
+def _cmd_traffic_profile(args: argparse.Namespace, console: Console) -> int:
+    from sim.traffic.profile import build_reference_profile, render_yaml
+
+    _check_bank_calls(args.csv, args.interval)
+    sys.stdout.write(render_yaml(build_reference_profile(args.csv, args.interval)))
+    return 0
+
+
+def _check_bank_calls(path: str, interval: int) -> None:
+    """The bank CSV must have calls on every weekday and in every interval it describes."""
+    from sim.traffic.profile import CLOSE_MIN, OPEN_MIN, WEEKDAY_KEYS, read_bank_calls
+
+    per_day = read_bank_calls(path)
+    problems = []
+    missing = sorted({0, 1, 2, 3, 4} - {d.weekday() for d in per_day})
+    if missing:
+        problems.append(Problem(path, "DateTime", None, "needs calls on every weekday Monday to "
+                                f"Friday; none on {', '.join(WEEKDAY_KEYS[w] for w in missing)}"))
+    busy = {(minute - OPEN_MIN) // interval for calls in per_day.values()
+            for minute, n in calls.items() if n > 0}
+    empty = [OPEN_MIN + k * interval for k in range((CLOSE_MIN - OPEN_MIN) // interval)
+             if k not in busy]
+    if per_day and empty:
+        problems.append(Problem(path, "Calls", None, f"no calls on any day in the {interval}-min "
+                                "interval(s) from " + ", ".join(f"{m // 60:02d}:{m % 60:02d}"
+                                                               for m in empty[:5])))
+    if problems:
+        raise ConfigError(problems)
+
+
+def register_traffic(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``acd traffic profile`` to the ``acd`` subcommands."""
+    traffic = sub.add_parser("traffic", help="derive traffic shapes from call data")
+    traffic_sub = traffic.add_subparsers(dest="traffic_command", required=True)
+    p = traffic_sub.add_parser("profile", help="print the traffic YAML blocks (intraday profile, "
+                                               "day of week, over-dispersion) derived from a "
+                                               "5-minute call-count CSV")
+    p.add_argument("csv", help="CSV with DateTime and Calls columns (data/bank_calls_5min.csv)")
+    p.add_argument("interval", nargs="?", type=int, choices=(15, 30), default=30,
+                   help="interval length in minutes (30)")
+    p.set_defaults(func=_cmd_traffic_profile, validate=lambda a: input_file("csv", a.csv))

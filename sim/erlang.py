@@ -59,9 +59,14 @@ def erlang_b(agents: int, load: float) -> float:
     """Blocking probability of M/M/c/c with ``load`` Erlangs, by the stable recursion."""
     _check_agents(agents)
     _check_nonnegative("load", load)
+    if min(agents, load) > _MAX_AGENTS:
+        raise ValueError(f"Erlang B of {agents} agents and {load:.6g} Erlangs needs more than "
+                         f"{_MAX_AGENTS} steps")
     blocking = 1.0
     for k in range(1, int(agents) + 1):
         blocking = load * blocking / (k + load * blocking)
+        if blocking == 0.0:
+            break  # underflowed: every further step keeps it exactly 0
     return blocking
 
 
@@ -118,6 +123,11 @@ def _log_terms(a: float, v: float) -> npt.NDArray[np.float64]:
     """Logs of the terms t_k = v**k / ((a+1)(a+2)...(a+k)), k = 0, 1, ..., until negligible."""
     if v == 0:
         return np.zeros(1)
+    if v - a > _MAX_TERMS:  # the terms rise until k = v - a: refuse before computing any
+        raise ValueError(
+            f"Erlang A series for x={a:.6g}, y={v:.6g} needs more than {_MAX_TERMS} terms; "
+            "the queue is overloaded with near-infinite patience"
+        )
     log_v = math.log(v)
     chunks = [np.zeros(1)]
     last = peak = 0.0
@@ -333,10 +343,18 @@ def _check_staffing_args(
         raise ValueError(f"measure must be 'offered' or 'answered', got {measure!r}")
 
 
+def _check_staffable(fewest: int | float, target: float) -> None:
+    """Refuse at once a queue needing at least ``fewest`` agents when that is past the limit."""
+    if fewest > _MAX_AGENTS:
+        raise ValueError(f"no staffing up to {_MAX_AGENTS} agents meets target {target}: "
+                         f"the queue needs at least {fewest:.6g}")
+
+
 def _agents_c(rate: float, aht: float, threshold: float, target: float) -> int:
     """Scan upward from the first stable staffing, extending Erlang B one agent at a time."""
     load = offered_load(rate, aht)
     agents = math.floor(load) + 1
+    _check_staffable(agents, target)
     blocking = erlang_b(agents, load)
     while _sl_c(agents, load, aht, threshold, blocking) < target:
         agents += 1
@@ -366,6 +384,9 @@ def agents_for_service_level(
         return 0
     if model == "C":
         return _agents_c(rate, aht, threshold, target)
+
+    # Answering a share ``target`` within T needs at least that share of the load's agents.
+    _check_staffable(math.ceil(target * rate * aht), target)
 
     def meets(agents: int) -> bool:
         return _service_level(rate, aht, agents, threshold, model, patience, measure) >= target

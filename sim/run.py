@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -134,6 +135,35 @@ def run_replications(spec: RunSpec, replications: int, base_seed: int, jobs: int
                     on_progress(i, fraction)
         results = pending.get()
     return list(results)
+
+
+@dataclass
+class PlainProgress:
+    """Progress as plain lines for logs (cron, CI): one per 10% done, or per minute if slower.
+
+    Call it with the work done so far, in the units of ``total`` (replications).
+    """
+
+    what: str
+    total: float
+    stream: TextIO
+    every_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _start: float = field(init=False)
+    _last_s: float = field(init=False)
+    _last_step: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self._start = self._last_s = self.clock()
+
+    def __call__(self, done: float) -> None:
+        now = self.clock()
+        step = int(10 * done / self.total) if self.total > 0 else 10
+        if step <= self._last_step and now - self._last_s < self.every_s:
+            return
+        self._last_step, self._last_s = max(step, self._last_step), now
+        print(f"{self.what}: {100 * done / self.total:3.0f}% ({done:.1f} of {self.total:g}), "
+              f"{now - self._start:.0f} s elapsed", file=self.stream, flush=True)
 
 
 def default_scenario() -> Path:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from configkit import REFERENCE, REPO, WIDE_COLUMNS, reference_data, run_check, write_config
 
-from acd.cli import main
+from acd.cli import main, report_bug
 from acd.config.load import load_center
 from acd.errors import EXIT_BAD_INPUT, ConfigError
 
@@ -167,3 +167,36 @@ def test_problems_one_per_line_on_a_narrow_console(tmp_path: Path,
     lines = capsys.readouterr().err.splitlines()
     for problem in info.value.problems:
         assert str(problem) in lines
+
+
+def test_version_is_the_installed_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """acd --version prints the version the package metadata records, and exits 0."""
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"acd {version('acd-engine')}"
+
+
+def test_help_documents_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    """acd --help ends with the exit statuses 0, 1, 2 and 70 and what each means."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for line in ("0   done", "1   --check: the service-level or answer-rate target was missed",
+                 "2   bad input or usage", "70  anything else is a bug"):
+        assert line in out
+
+
+def test_a_bug_prints_its_traceback_and_exits_70(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unexpected exception is reported as a bug with its traceback, exit 70 (not 1 or 2)."""
+    try:
+        {}["missing"]  # a real KeyError, with a real traceback
+    except KeyError as exc:
+        code = report_bug(exc)
+    err = capsys.readouterr().err
+    assert code == 70
+    assert "Traceback" in err and "KeyError: 'missing'" in err
+    assert err.rstrip().endswith("this is a bug, please report it with the command line and "
+                                 "the traceback above (exit status 70)")

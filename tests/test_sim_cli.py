@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from acd.cli import main
+from sim.run import PlainProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "call_log.sample.csv"
@@ -79,3 +83,28 @@ def test_bad_scenario_exits_2_naming_the_path(tmp_path: Path,
                                  str(ROOT / "config" / "traffic" / "reference.yaml")))
     assert main(["sim", "run", str(scenario), "-q", "--out", str(tmp_path)]) == 2
     assert "staffing.shifts.minsk" in capsys.readouterr().err
+
+
+def test_progress_lines_in_logs_when_not_on_a_terminal(tmp_path: Path) -> None:
+    """Run with stderr piped (cron, CI), progress is printed as plain lines ending at 100%."""
+    proc = subprocess.run([sys.executable, "-m", "acd.cli", "sim", "run", "--days", "0.05",
+                           "--start", "2026-03-02T10:00:00+03:00", "-r", "2", "-j", "1",
+                           "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("simulating: ")]
+    assert len(lines) >= 2, proc.stderr
+    assert lines[-1].startswith("simulating: 100% (2.0 of 2)")
+    assert "\x1b[" not in proc.stderr  # no terminal control codes in a log
+
+
+def test_plain_progress_prints_each_tenth_or_after_a_quiet_minute() -> None:
+    """Lines come at each new 10% step, or after 60 s without one, never more often."""
+    now = [0.0]
+    out = io.StringIO()
+    progress = PlainProgress("simulating", 4, out, clock=lambda: now[0])
+    for done, at in [(0.1, 1), (0.2, 2), (0.41, 3), (0.42, 30), (0.43, 64), (4.0, 65)]:
+        now[0] = at
+        progress(done)
+    assert [line.split(" (")[0] for line in out.getvalue().splitlines()] == [
+        "simulating:  10%", "simulating:  11%", "simulating: 100%"]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from acd.cli import parse_args
 from acd.errors import EXIT_BAD_INPUT, InputError
-from sim.cli import register_sim
 from sim.erlang import agents_for_service_level
 from sim.scenario import load_scenario
 from sim.staff import confirm, demand, plan, scheduled
@@ -70,12 +69,9 @@ def test_confirmation_finds_the_smallest_meeting_staffing() -> None:
 
 def run(*argv: str) -> tuple[int, str]:
     """Run ``acd sim ...`` as ``acd.cli.main`` would; return the exit status and output."""
-    parser = argparse.ArgumentParser(prog="acd")
-    sim = parser.add_subparsers(dest="command", required=True).add_parser("sim")
-    register_sim(sim.add_subparsers(dest="sim_command", required=True))
     console = Console(record=True, width=200)
     try:
-        args = parser.parse_args(argv)
+        args = parse_args(argv)  # checks the values, as main does
         code = args.func(args, console)
     except InputError as exc:
         return EXIT_BAD_INPUT, str(exc)

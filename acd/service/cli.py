@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
 import sqlite3
-from collections.abc import Callable
+import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from acd.errors import ConfigError, Problem
+from acd.cliargs import input_file, iso_time, output_file
+from acd.errors import COMMAND_LINE, ConfigError, Problem, usage
+
+if TYPE_CHECKING:
+    from acd.service.settings import Settings
+
+#: The first bytes of every SQLite 3 database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+#: Where settings come from when ``--config`` is not given.
+_DEFAULTS = "<embedded settings>"
 
 
 def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
@@ -22,18 +33,86 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
     from acd.service.settings import load_settings
 
     settings = load_settings(args.config)
+    source = settings.file or _DEFAULTS
+    problems = _database_problems(settings.database, source, "records.database",
+                                  must_exist=False)
+    problems += _listen_problems(settings, source)
+    if problems:
+        raise ConfigError(problems)
+    if not settings.database.exists():
+        # Said out loud: a mistyped path would otherwise start an empty history unnoticed.
+        print(f"acd serve: no records database at {settings.database} ({source}: "
+              "records.database); creating a new one", file=sys.stderr, flush=True)
     asyncio.run(serve(settings))
     return 0
+
+
+def _database_problems(path: Path, source: str, key: str, must_exist: bool) -> list[Problem]:
+    """The records database must be an SQLite file, or (for the service) creatable."""
+    shown = str(path)
+    if path.is_dir():
+        return [Problem(source, key, shown, "is a directory; give the database file's path")]
+    if not path.exists():
+        if must_exist:
+            return [Problem(source, key, shown, "no call records database here (a path "
+                                                "that does not exist is never created)")]
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            return [Problem(source, key, shown, f"cannot create the database in {parent}")]
+        return []
+    if not path.is_file():
+        return [Problem(source, key, shown, "not a regular file; give the database file")]
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        return [Problem(source, key, shown, f"cannot read: {exc.strerror}")]
+    if head and head != _SQLITE_HEADER:
+        return [Problem(source, key, shown, "not an SQLite database")]
+    return []
+
+
+def _listen_problems(settings: Settings, source: str) -> list[Problem]:
+    """Each listener's address must be one this machine can listen on, and free."""
+    problems: list[Problem] = []
+    seen: dict[tuple[str, int], str] = {}
+    for name, host, port in (("agi", settings.agi.host, settings.agi.port),
+                             ("http", settings.http.host, settings.http.port)):
+        where = f"{host}:{port}"
+        if port and (host, port) in seen:
+            problems.append(Problem(source, f"{name}.port", where,
+                                    f"the same address as {seen[host, port]}.port"))
+            continue
+        seen[host, port] = name
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+            for family, kind, proto, _, address in infos:
+                with socket.socket(family, kind, proto) as probe:
+                    # As asyncio's servers do, so a port in TIME_WAIT is not called busy.
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(address)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            problems.append(Problem(source, f"{name}.host/{name}.port", where,
+                                    f"cannot listen on {where}: {reason.lower()}"))
+    return problems
 
 
 def _cmd_records_export(args: argparse.Namespace, console: Any) -> int:
     from acd.runtime.records import export_call_log
     from acd.service.settings import load_settings
 
-    db_path = Path(args.db) if args.db else load_settings(args.config).database
-    if not db_path.is_file():
-        raise ConfigError([Problem(str(db_path), "<root>", None,
-                                   "no call records database here (give --db or --config)")])
+    if args.db:
+        db_path, source, key = Path(args.db), COMMAND_LINE, "--db"
+    else:
+        settings = load_settings(args.config)
+        db_path, source, key = settings.database, settings.file or _DEFAULTS, "records.database"
+    problems = _database_problems(db_path, source, key, must_exist=True)
+    if problems:
+        raise ConfigError(problems)
     db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)
     try:
         written, skipped = export_call_log(db, args.out, _stamp(args.since), _stamp(args.until))
@@ -47,18 +126,27 @@ def _cmd_records_export(args: argparse.Namespace, console: Any) -> int:
     return 0
 
 
+def _check_export(args: argparse.Namespace) -> list[Problem]:
+    """The paths and times of ``acd records export``, checked before anything is read."""
+    problems = output_file("--out", args.out)
+    if args.config is not None:
+        problems += input_file("--config", args.config)
+    if args.since is not None and args.until is not None and args.until <= args.since:
+        problems.append(usage("--until", args.until.isoformat(),
+                              f"must be after --since {args.since.isoformat()}"))
+    return problems
+
+
 def _stamp(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def register(sub: Any, iso_time: Callable[[str], datetime]) -> None:
-    """Add ``serve`` and ``records export`` to the ``acd`` subparsers.
-
-    ``iso_time`` is the argparse type for times, the one every ``acd`` command uses.
-    """
+def register(sub: Any) -> None:
+    """Add ``serve`` and ``records export`` to the ``acd`` subparsers."""
     p = sub.add_parser("serve", help="run the live service: FastAGI, ARI, HTTP API, /metrics")
     p.add_argument("--config", help="service settings YAML (default: embedded defaults)")
-    p.set_defaults(func=_cmd_serve)
+    p.set_defaults(func=_cmd_serve, validate=lambda a: input_file("--config", a.config)
+                   if a.config is not None else [])
 
     records = sub.add_parser("records", help="call records kept by the service")
     records_sub = records.add_subparsers(dest="records_command", required=True)
@@ -66,6 +154,8 @@ def register(sub: Any, iso_time: Callable[[str], datetime]) -> None:
     p.add_argument("--db", help="records database (default: the one in the settings)")
     p.add_argument("--config", help="service settings YAML, to find the database")
     p.add_argument("--out", required=True, help="CSV file to write")
-    p.add_argument("--since", type=iso_time, help="first arrival, ISO 8601 with offset")
+    p.add_argument("--since", type=iso_time,
+                   help="first arrival, ISO 8601 with UTC offset, e.g. 2026-03-02T00:00+03:00")
     p.add_argument("--until", type=iso_time, help="arrivals before this time, ISO 8601 with offset")
-    p.set_defaults(func=_cmd_records_export)
+    p.set_defaults(func=_cmd_records_export, validate=_check_export)
+

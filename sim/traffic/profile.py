@@ -3,7 +3,7 @@
 The data covers weekdays 07:00-21:00 only. From it come: the mean weekday intraday profile,
 the Monday-Friday factors, the busiest interval, and the measured over-dispersion. The rest of
 the week and the night are documented assumptions (constants below). Run
-``python -m sim.traffic.profile data/bank_calls_5min.csv`` to print the YAML block that
+``acd traffic profile data/bank_calls_5min.csv`` to print the YAML block that
 ``config/traffic/reference.yaml`` ships; a test checks that the two agree.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -173,17 +172,3 @@ def render_yaml(profile: ReferenceProfile) -> str:
     ]
     return "\n".join(lines) + "\n"
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Print the YAML blocks derived from the CSV given as the only argument."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (1, 2):
-        print("usage: python -m sim.traffic.profile CSV [15|30]", file=sys.stderr)
-        return 2
-    minutes = int(args[1]) if len(args) == 2 else 30
-    sys.stdout.write(render_yaml(build_reference_profile(args[0], minutes)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
