@@ -155,8 +155,9 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
             getattr(spec.behaviour, key).check()
         except ValueError as exc:
             loc = ("behaviour", key)
-            raise ConfigError([Problem(file, format_path(loc), shown((data.get("behaviour") or {}).get(key)),
-                                       str(exc), line(loc))]) from None
+            given = (data.get("behaviour") or {}).get(key)
+            raise ConfigError([Problem(file, format_path(loc), shown(given), str(exc),
+                                       line(loc))]) from None
     base = Path(path).resolve().parent
     center_path = (base / spec.center).resolve()
     if not center_path.is_file():
@@ -171,6 +172,7 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
     problems = []
     sites = set(center.config.sites)
     groups = center.config.agent_groups
+    loc: tuple[str | int, ...]
     for site in spec.staffing.shifts:
         if site not in sites:
             loc = ("staffing", "shifts", site)

@@ -113,7 +113,7 @@ def wrong_kind(data: object, expected: str) -> str | None:
     if {str(k) for k in data} & _SIGNATURES[expected]:
         return None
     has = sorted({str(k) for k in data} & _SIGNATURES[found])
-    has = has[:4] + ["..."] if len(has) > 4 else has
+    has = [*has[:4], "..."] if len(has) > 4 else has
     return (f"this looks like {_a(found)}, not {_a(expected)} (it has {', '.join(has)}; "
             f"{_a(expected)} has {', '.join(_CITED[expected])})")
 
