@@ -154,7 +154,7 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
         try:
             getattr(spec.behaviour, key).check()
         except ValueError as exc:
-            loc = ("behaviour", key)
+            loc: tuple[str | int, ...] = ("behaviour", key)
             given = (data.get("behaviour") or {}).get(key)
             raise ConfigError([Problem(file, format_path(loc), shown(given), str(exc),
                                        line(loc))]) from None
@@ -172,7 +172,6 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
     problems = []
     sites = set(center.config.sites)
     groups = center.config.agent_groups
-    loc: tuple[str | int, ...]
     for site in spec.staffing.shifts:
         if site not in sites:
             loc = ("staffing", "shifts", site)
