@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from acd.config.messages import closest, unknown, wrong_kind
 from acd.config.yamlsafe import load_file, loads
 from acd.errors import ConfigError, Problem
 from ivr import flow as f
@@ -20,6 +21,7 @@ from ivr.graph import busy_loops, reachable
 from ivr.hours import HoursCalendar, parse_hours
 from ivr.known import KnownNames
 from ivr.node_reader import NodeReader
+from ivr.reader import Loc
 
 DEFAULT_HOP_LIMIT = 100
 
@@ -97,11 +99,15 @@ class _Parser(NodeReader):
         if not isinstance(data, dict):
             self.report([], data, "a flow file is a mapping with start, default_queue and nodes")
             return None
+        other = wrong_kind(data, "call flow")
+        if other is not None:
+            self.problems.append(Problem(self.file, "<root>", None, other, 1))
+            return None
         allowed = {"flow", "description", "start", "default_queue", "default_priority",
                    "hop_limit", "languages", "prompts", "hours", "sim", "nodes"}
         for k in data:
             if k not in allowed:
-                self.report([str(k)], k, f"unknown top-level key; expected {sorted(allowed)}")
+                self.report([str(k)], k, unknown("top-level key", k, allowed))
         name = self.text(data, "flow", [], Path(self.file).stem) or "flow"
         start = self.text(data, "start", []) or ""
         if "default_queue" not in data:
@@ -134,18 +140,39 @@ class _Parser(NodeReader):
                       HoursCalendar(hours), self.known, prio)
 
     def _check_graph(self, nodes: dict[str, f.Node], raw: Mapping[str, Any], start: str) -> None:
+        """Unknown references, unreachable nodes and busy loops, knock-on problems left out.
+
+        A misspelt ``next:`` strands every node behind it; those nodes are not reported as
+        unreachable when the reference's closest node id would reach them, and nodes that
+        stay unreachable while some reference has no close match are one problem, not one each.
+        """
         ids = {str(k) for k in raw}
-        if start and start not in ids:
-            self.report(["start"], start, f"unknown node; nodes are {sorted(ids)}")
-        for loc, ref in self.ref_checks:
-            if ref not in ids:
+        fixes: dict[str, str] = {}
+        unguessed = False
+        refs: list[tuple[Loc, str]] = [(["start"], start)] if start else []
+        for loc, ref in refs + self.ref_checks:
+            if ref in ids:
+                continue
+            guess = closest(ref, ids)
+            if guess is not None:
+                fixes[ref] = guess
+                self.report(loc, ref, f"unknown node; did you mean {guess!r}?")
+            else:
+                unguessed = True
                 self.report(loc, ref, f"unknown node; nodes are {sorted(ids)}")
         edges = {nid: n.targets() for nid, n in nodes.items()}
-        if start in edges:
-            seen = reachable(edges, start)
-            for nid in nodes:
-                if nid not in seen:
-                    self.report(["nodes", nid], nid, f"node is unreachable from start '{start}'")
+        entry = fixes.get(start, start)
+        if entry in edges:
+            assumed = {nid: [fixes.get(t, t) for t in ts] for nid, ts in edges.items()}
+            seen = reachable(assumed, entry)
+            stranded = [nid for nid in nodes if nid not in seen]
+            if unguessed and stranded:
+                self.report(["nodes", stranded[0]], stranded,
+                            f"{len(stranded)} node(s) unreachable from start '{entry}', "
+                            "perhaps because of the unknown node reference above")
+            else:
+                for nid in stranded:
+                    self.report(["nodes", nid], nid, f"node is unreachable from start '{entry}'")
         waits = {nid for nid, n in nodes.items() if n.takes_input}
         for group in busy_loops(edges, waits):
             self.report(["nodes", group[0]], group,

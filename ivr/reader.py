@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from acd.config.messages import shown, unknown
 from acd.errors import Problem, format_path
 from ivr import conditions as c
 from ivr import flow as f
@@ -44,7 +45,7 @@ class Reader:
                 line = self.lines[key]
                 break
             key = key[:-1]
-        self.problems.append(Problem(self.file, format_path(loc), value, message, line))
+        self.problems.append(Problem(self.file, format_path(loc), shown(value), message, line))
 
     # --- small typed readers ----------------------------------------------------------------
 
@@ -195,7 +196,7 @@ class Reader:
             d = {}
         for k in d:
             if k not in SIM_KEYS:
-                self.report([*here, str(k)], k, f"unknown sim key; expected {sorted(SIM_KEYS)}")
+                self.report([*here, str(k)], k, unknown("sim key", k, SIM_KEYS))
         raw = d.get("choices", default_choices)
         choices: list[tuple[float, str | None]] = []
         total = 0.0

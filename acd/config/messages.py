@@ -50,7 +50,8 @@ class Shown:
             more = ", ..." if len(v) > 4 else ""
             return f"a mapping of {len(v)} key(s): {', '.join(keys)}{more}"
         if isinstance(v, list | tuple):
-            return f"a list of {len(v)} item(s)"
+            head = ", ".join(repr(x) if len(repr(x)) <= 20 else "..." for x in v[:4])
+            return f"[{head}{', ...' if len(v) > 4 else ''}] ({len(v)} items)"
         text = repr(v)
         return text[:MAX_VALUE_REPR - 5] + " ...'" if isinstance(v, str) else \
             text[:MAX_VALUE_REPR] + " ..."
