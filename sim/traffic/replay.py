@@ -113,9 +113,15 @@ def load_call_log(
     file = str(path)
     problems = ProblemList(file)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(file, "<root>", None, f"cannot read call log: {exc}")]) from exc
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError([Problem(file, "<root>", None,
+                                   f"cannot read call log: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(file, "<root>", None,
+                                   f"call log is not UTF-8 text: {exc.reason} at byte "
+                                   f"{exc.start}")]) from exc
     reader = csv.DictReader(text.splitlines())
     if not _header(reader.fieldnames, problems):
         problems.raise_if_any()
@@ -147,6 +153,9 @@ def load_call_log(
             problems.add("arrival", row["arrival"], "rows must be in arrival order", line)
         last = max(last, t)
         rows.append((line, t, {k: v.strip() for k, v in row.items()}))
+    if not rows and not problems:
+        problems.add("<rows>", None, "no calls: the file has a header line but no call rows "
+                     "to replay", 1)
     origin_ts = rows[0][1] if rows and kind else 0.0
     calls = [_call(line, t - origin_ts, row, queue_col, problems, known_queues, known_languages,
                    known_countries, default_language, native_language) for line, t, row in rows]
