@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from acd.config.messages import unknown, wrong_kind
 from acd.config.yamlsafe import load_file
+from acd.errors import ConfigError, Problem
 from sim.traffic.arrival import Arrival
 from sim.traffic.distributions import Distribution, parse_distribution
 from sim.traffic.forecast import ForecastSource, Overdispersion, QueueHandling, Stream
@@ -104,7 +106,7 @@ def _mapping(obj: object, problems: ProblemList, path: str, allowed: Collection[
         for key in obj:
             if key not in allowed:
                 problems.add(f"{path}.{key}" if path != "<root>" else str(key), key,
-                             f"unknown key; allowed: {sorted(allowed)}")
+                             unknown("key", key, allowed))
     for key in required:
         if key not in obj:
             problems.add(f"{path}.{key}" if path != "<root>" else key, None,
@@ -130,7 +132,7 @@ def _shares(obj: object, problems: ProblemList, path: str, known: Collection[str
     out: dict[str, float] = {}
     for key, value in table.items():
         if key not in known:
-            problems.add(f"{path}.{key}", key, f"unknown {what}; known: {sorted(known)}")
+            problems.add(f"{path}.{key}", key, unknown(what, key, known))
         share = _positive(value, problems, f"{path}.{key}", allow_zero=True)
         if share is not None:
             out[key] = share
@@ -181,7 +183,7 @@ def _queue(name: str, obj: object, problems: ProblemList, path: str,
     for language, spec in overrides.items():
         if language not in known_languages:
             problems.add(f"{path}.talk_by_language.{language}", language,
-                         f"unknown language; known: {sorted(known_languages)}")
+                         unknown("language", language, known_languages))
         dist = parse_distribution(spec, problems, f"{path}.talk_by_language.{language}")
         if dist is not None:
             by_language[language] = dist
@@ -195,8 +197,12 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
                  ) -> TrafficSpec:
     """Load and strictly validate a traffic YAML; every problem is reported in one ConfigError."""
     file = str(path)
-    problems = ProblemList(file)
-    doc = _mapping(load_file(path), problems, "<root>", _TOP,
+    data = load_file(path)
+    problems = ProblemList(file, text=Path(path).read_text(encoding="utf-8"))
+    other = wrong_kind(data, "traffic file")
+    if other is not None:
+        raise ConfigError([Problem(file, "<root>", None, other, 1)])
+    doc = _mapping(data, problems, "<root>", _TOP,
                    ("version", "timezone", "volume", "profile", "queues", "countries"))
     problems.raise_if_any()
     assert doc is not None
@@ -254,7 +260,7 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
     queues = _mapping(doc["queues"], problems, "queues", None) or {}
     for name, spec in queues.items():
         if name not in known_queues:
-            problems.add(f"queues.{name}", name, f"unknown queue; known: {sorted(known_queues)}")
+            problems.add(f"queues.{name}", name, unknown("queue", name, known_queues))
         parsed = _queue(name, spec, problems, f"queues.{name}", known_languages)
         if parsed is not None:
             queue_share[name], handling[name] = parsed
@@ -266,7 +272,7 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
     for code, spec in countries.items():
         where = f"countries.{code}"
         if code not in known_countries:
-            problems.add(where, code, f"unknown country; known: {sorted(known_countries)}")
+            problems.add(where, code, unknown("country", code, known_countries))
         table = _mapping(spec, problems, where, {"share", "languages"}, ("share", "languages"))
         if table is None or "share" not in table or "languages" not in table:
             continue
