@@ -163,6 +163,10 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
     if not center_path.is_file():
         raise ConfigError([Problem(file, "center", spec.center, "no such center config file "
                                    f"(resolved to {center_path})", line(("center",)))])
+    traffic_path = (base / spec.traffic).resolve()
+    if not traffic_path.is_file():
+        raise ConfigError([Problem(file, "traffic", spec.traffic, "no such traffic file "
+                                   f"(resolved to {traffic_path})", line(("traffic",)))])
     center_data = yamlsafe.load_file(center_path)
     center_text = center_path.read_text(encoding="utf-8")
     merged = deep_merge(center_data, spec.center_overrides)
@@ -214,7 +218,7 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
         raise ConfigError(problems)
     if spec.behaviour.ivr_flow:
         spec = _with_flow(spec, base, file, text, center)
-    return Scenario(file, spec, center, (base / spec.traffic).resolve())
+    return Scenario(file, spec, center, traffic_path)
 
 
 def _overrides_locate(center_file: str, center_text: str, file: str, text: str,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acd.config.messages import unknown
 from acd.errors import ConfigError, Problem
 from sim.traffic.arrival import NATIVE_LANGUAGE, Arrival
 from sim.traffic.callers import country_of_number
@@ -93,7 +94,7 @@ def _header(fields: Sequence[str] | None, problems: ProblemList) -> bool:
         return False
     for name in fields:
         if name not in REQUIRED and name not in OPTIONAL:
-            problems.add("<header>", name, f"unknown column; allowed: {[*REQUIRED, *OPTIONAL]}", 1)
+            problems.add("<header>", name, unknown("column", name, [*REQUIRED, *OPTIONAL]), 1)
     for name in REQUIRED:
         if name not in fields:
             problems.add("<header>", name, "missing required column", 1)
