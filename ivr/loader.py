@@ -91,7 +91,7 @@ class _Parser(NodeReader):
             for i, lang in enumerate(langs):
                 if lang not in self.known.languages:
                     self.report([*here, "languages", i], lang,
-                                f"unknown language; known: {sorted(self.known.languages)}")
+                                unknown("language", lang, self.known.languages, list_all=True))
             out[str(name)] = f.Prompt(str(name), secs, frozenset(str(x) for x in langs))
         return f.PromptSet(out, sound)
 
@@ -184,7 +184,7 @@ class _Parser(NodeReader):
         for loc, name in self.prompt_refs:
             prompt = prompts.prompts.get(name)
             if prompt is None:
-                self.report(loc, name, f"unknown prompt; prompts are {sorted(prompts.prompts)}")
+                self.report(loc, name, unknown("prompt", name, prompts.prompts, list_all=True))
                 continue
             for lang in sorted(selectable - prompt.languages):
                 self.report(loc, lang, f"prompt '{name}' has no recording in language '{lang}',"

@@ -94,14 +94,14 @@ class Reader:
         if v == c.CURRENT_QUEUE and allow_current:
             return c.CURRENT_QUEUE
         if not isinstance(v, str) or v not in self.known.queues:
-            self.report(loc, v, f"unknown queue; known queues: {sorted(self.known.queues)}")
+            self.report(loc, v, unknown("queue", v, self.known.queues, list_all=True))
             return c.CURRENT_QUEUE
         return v
 
     def language(self, v: object, loc: Loc) -> str:
         """A language known to the center (remembered as one the flow can select)."""
         if not isinstance(v, str) or v not in self.known.languages:
-            self.report(loc, v, f"unknown language; known: {sorted(self.known.languages)}")
+            self.report(loc, v, unknown("language", v, self.known.languages, list_all=True))
             return self.known.default_language
         self.languages.add(v)
         return v
@@ -170,7 +170,7 @@ class Reader:
                 for i, x in enumerate(vals):
                     if x not in allowed:
                         self.report([*here, i] if isinstance(v, list) else here, x,
-                                    f"unknown country; known countries: {sorted(allowed)}")
+                                    unknown("country", x, allowed, list_all=True))
             if key == "language":
                 for i, x in enumerate(vals):
                     self.language(x, [*here, i] if isinstance(v, list) else here)

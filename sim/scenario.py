@@ -179,8 +179,8 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
     for site in spec.staffing.shifts:
         if site not in sites:
             loc = ("staffing", "shifts", site)
-            problems.append(Problem(file, format_path(loc), site, unknown("site", site, sites),
-                                    line(loc)))
+            problems.append(Problem(file, format_path(loc), site,
+                                    unknown("site", site, sites, list_all=True), line(loc)))
     for site in sorted(sites - set(spec.staffing.shifts)):
         missing = sorted(g for g, grp in groups.items()
                          if grp.site == site and g not in spec.staffing.group_shifts)
@@ -193,13 +193,15 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
         if group not in groups:
             loc = ("staffing", "group_shifts", group)
             problems.append(Problem(file, format_path(loc), group,
-                                    unknown("agent group", group, groups), line(loc)))
+                                    unknown("agent group", group, groups, list_all=True),
+                                    line(loc)))
     reasons = set(center.config.pause_reasons)
     for i, br in enumerate(spec.staffing.breaks):
         if br.reason not in reasons:
             loc = ("staffing", "breaks", i, "reason")
             problems.append(Problem(file, format_path(loc), br.reason,
-                                    unknown("pause reason", br.reason, reasons), line(loc)))
+                                    unknown("pause reason", br.reason, reasons,
+                                            list_all=True), line(loc)))
     # Breaks that overlap would end the longer one early (its ready comes mid-break).
     busy_until = -math.inf
     breaks = spec.staffing.breaks

@@ -7,7 +7,7 @@ with status 2.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
@@ -201,8 +201,9 @@ def _duplicates(items: list[str]) -> list[str]:
 Finding = tuple[tuple[str | int, ...], object, str]
 
 
-def _one_of(kind: str, names: object) -> str:
-    return f"unknown {kind}; valid: {', '.join(sorted(names))}"  # type: ignore[call-overload]
+def _one_of(kind: str, names: Iterable[str], word: object) -> str:
+    """``unknown <kind>; valid: a, b`` and, for a likely typo of ``word``, the name meant."""
+    return unknown(kind, word, list(names), list_all=True)
 
 
 def _cross_check(cfg: CenterConfig) -> Iterator[Finding]:
@@ -211,9 +212,10 @@ def _cross_check(cfg: CenterConfig) -> Iterator[Finding]:
                                                cfg.countries)
     if cfg.center.default_language not in langs:
         yield (("center", "default_language"), cfg.center.default_language,
-               _one_of("language", langs))
+               _one_of("language", langs, cfg.center.default_language))
     if cfg.center.default_queue not in queues:
-        yield (("center", "default_queue"), cfg.center.default_queue, _one_of("queue", queues))
+        yield (("center", "default_queue"), cfg.center.default_queue,
+               _one_of("queue", queues, cfg.center.default_queue))
     for name, site in sites.items():
         try:
             ZoneInfo(site.timezone)
@@ -221,52 +223,56 @@ def _cross_check(cfg: CenterConfig) -> Iterator[Finding]:
             yield (("sites", name, "timezone"), site.timezone, "unknown IANA time zone")
     for name, c in countries.items():
         if c.language not in langs:
-            yield (("countries", name, "language"), c.language, _one_of("language", langs))
+            yield (("countries", name, "language"), c.language,
+                   _one_of("language", langs, c.language))
         for i, fb in enumerate(c.fallback_languages):
             if fb not in langs:
                 yield (("countries", name, "fallback_languages", i), fb,
-                       _one_of("language", langs))
+                       _one_of("language", langs, fb))
         if c.home_site not in sites:
-            yield (("countries", name, "home_site"), c.home_site, _one_of("site", sites))
+            yield (("countries", name, "home_site"), c.home_site,
+                   _one_of("site", sites, c.home_site))
     targets = set(queues) | set(OUT_TARGETS)
     for name, q in queues.items():
         if q.skill not in skills:
-            yield (("queues", name, "skill"), q.skill, _one_of("skill", skills))
+            yield (("queues", name, "skill"), q.skill, _one_of("skill", skills, q.skill))
         if q.overflow not in targets or q.overflow == name:
             yield (("queues", name, "overflow"), q.overflow,
                    _one_of("overflow target (voicemail, callback or another queue)",
-                           targets - {name}))
+                           targets - {name}, q.overflow))
         for i, step in enumerate(q.expansion):
             if step.overflow is not None and (step.overflow not in targets
                                               or step.overflow == name):
                 yield (("queues", name, "expansion", i, "overflow"), step.overflow,
-                       _one_of("overflow target", targets - {name}))
+                       _one_of("overflow target", targets - {name}, step.overflow))
     for name, g in cfg.agent_groups.items():
         if g.site not in sites:
-            yield (("agent_groups", name, "site"), g.site, _one_of("site", sites))
+            yield (("agent_groups", name, "site"), g.site, _one_of("site", sites, g.site))
         for skill in g.skills:
             if skill not in skills:
-                yield (("agent_groups", name, "skills", skill), skill, _one_of("skill", skills))
+                yield (("agent_groups", name, "skills", skill), skill,
+                       _one_of("skill", skills, skill))
         for i, lang in enumerate(g.languages):
             if lang not in langs:
-                yield (("agent_groups", name, "languages", i), lang, _one_of("language", langs))
+                yield (("agent_groups", name, "languages", i), lang,
+                       _one_of("language", langs, lang))
         for b, block in enumerate(g.language_mix):
             for i, lang in enumerate(block.languages):
                 if lang not in langs:
                     yield (("agent_groups", name, "language_mix", b, "languages", i), lang,
-                           _one_of("language", langs))
+                           _one_of("language", langs, lang))
         for i, country in enumerate(g.countries or ()):
             if country not in countries:
                 yield (("agent_groups", name, "countries", i), country,
-                       _one_of("country", countries))
+                       _one_of("country", countries, country))
         try:
             g.endpoint.format(id="x", ext="1")
         except (KeyError, IndexError, ValueError):
             yield (("agent_groups", name, "endpoint"), g.endpoint,
                    "endpoint template may only use {id} and {ext}")
     if cfg.rona.pause_reason not in cfg.pause_reasons:
-        yield (("rona", "pause_reason"), cfg.rona.pause_reason, _one_of("pause reason",
-                                                                        cfg.pause_reasons))
+        yield (("rona", "pause_reason"), cfg.rona.pause_reason, _one_of(
+            "pause reason", cfg.pause_reasons, cfg.rona.pause_reason))
 
 
 def _coverage(cfg: CenterConfig, agents: list[AgentProfile]) -> tuple[list[Finding], list[str]]:

@@ -74,17 +74,21 @@ def closest(word: object, valid: Collection[object]) -> str | None:
     return found[0]
 
 
-def unknown(kind: str, word: object, valid: Collection[object]) -> str:
+def unknown(kind: str, word: object, valid: Collection[object], *,
+            list_all: bool = False) -> str:
     """``unknown key; did you mean 'y'?`` or, with nothing close, the valid names listed.
 
-    The word itself is not repeated: the problem's path or value already names it.
+    ``list_all`` always lists the valid names, the suggestion (if any) after them. The word
+    itself is not repeated: the problem's path or value already names it.
     """
     names = sorted(str(v) for v in valid)
     guess = closest(word, names)
-    if guess is not None:
-        return f"unknown {kind}; did you mean {guess!r}?"
-    listing = ", ".join(names) if names else "none"
-    return f"unknown {kind}; valid: {listing}"
+    listing = f"valid: {', '.join(names) if names else 'none'}"
+    if guess is None:
+        return f"unknown {kind}; {listing}"
+    if list_all:
+        return f"unknown {kind}; {listing}; did you mean {guess!r}?"
+    return f"unknown {kind}; did you mean {guess!r}?"
 
 
 def kind_of(data: object) -> str | None:

@@ -175,7 +175,7 @@ def _call(
     before = len(problems.problems) + problems.dropped
     queue = row[queue_col]
     if queue not in known_queues:
-        problems.add(queue_col, queue, f"unknown queue; known: {sorted(known_queues)}", line)
+        problems.add(queue_col, queue, unknown("queue", queue, known_queues, list_all=True), line)
     caller = row.get("caller") or None
     country = row.get("country") or None
     if caller is not None and country is None:
@@ -186,12 +186,12 @@ def _call(
     if country is None and caller is None:
         problems.add("country", "", "need a caller number or a country", line)
     elif country is not None and country not in known_countries:
-        problems.add("country", country, f"unknown country; known: {sorted(known_countries)}",
-                     line)
+        problems.add("country", country,
+                     unknown("country", country, known_countries, list_all=True), line)
     language = row["language"] or native_language.get(country or "", default_language)
     if language not in known_languages:
-        problems.add("language", language, f"unknown language; known: {sorted(known_languages)}",
-                     line)
+        problems.add("language", language,
+                     unknown("language", language, known_languages, list_all=True), line)
     patience = math.inf
     if row["abandon_s"]:
         patience = _number(row["abandon_s"], problems, "abandon_s", line) or 0.0

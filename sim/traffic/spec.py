@@ -132,7 +132,7 @@ def _shares(obj: object, problems: ProblemList, path: str, known: Collection[str
     out: dict[str, float] = {}
     for key, value in table.items():
         if key not in known:
-            problems.add(f"{path}.{key}", key, unknown(what, key, known))
+            problems.add(f"{path}.{key}", key, unknown(what, key, known, list_all=True))
         share = _positive(value, problems, f"{path}.{key}", allow_zero=True)
         if share is not None:
             out[key] = share
@@ -183,7 +183,7 @@ def _queue(name: str, obj: object, problems: ProblemList, path: str,
     for language, spec in overrides.items():
         if language not in known_languages:
             problems.add(f"{path}.talk_by_language.{language}", language,
-                         unknown("language", language, known_languages))
+                         unknown("language", language, known_languages, list_all=True))
         dist = parse_distribution(spec, problems, f"{path}.talk_by_language.{language}")
         if dist is not None:
             by_language[language] = dist
@@ -260,7 +260,8 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
     queues = _mapping(doc["queues"], problems, "queues", None) or {}
     for name, spec in queues.items():
         if name not in known_queues:
-            problems.add(f"queues.{name}", name, unknown("queue", name, known_queues))
+            problems.add(f"queues.{name}", name,
+                         unknown("queue", name, known_queues, list_all=True))
         parsed = _queue(name, spec, problems, f"queues.{name}", known_languages)
         if parsed is not None:
             queue_share[name], handling[name] = parsed
@@ -272,7 +273,7 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
     for code, spec in countries.items():
         where = f"countries.{code}"
         if code not in known_countries:
-            problems.add(where, code, unknown("country", code, known_countries))
+            problems.add(where, code, unknown("country", code, known_countries, list_all=True))
         table = _mapping(spec, problems, where, {"share", "languages"}, ("share", "languages"))
         if table is None or "share" not in table or "languages" not in table:
             continue
