@@ -53,7 +53,8 @@ class _Parser(NodeReader):
     """Reads a whole flow: top-level keys, prompt set, hours, nodes, then graph checks."""
 
 
-    def prompt_set(self, raw: object, base: Path | None) -> f.PromptSet:
+    def prompt_set(self, raw: object, base: Path | None) -> f.PromptSet | None:
+        """The flow's prompts, inline or from a file; None when unusable (already reported)."""
         loc: list[str | int] = ["prompts"]
         if isinstance(raw, str):
             path = (base / raw) if base is not None else Path(raw)
@@ -61,18 +62,23 @@ class _Parser(NodeReader):
                 raw = load_file(path)
             except ConfigError as exc:
                 self.problems.extend(exc.problems)
-                return f.PromptSet({})
+                return None
             # Problems inside the prompt-set file name that file, with its own line numbers.
+            other = wrong_kind(raw, "prompt set")
+            if other is not None:
+                self.report(loc, str(path), other.replace("this looks", "the file looks", 1))
+                return None
             sub = _Parser(str(path), self.known, line_map(path.read_text(encoding="utf-8")))
             ps = sub._prompt_set_data(raw, [])
             self.problems.extend(sub.problems)
             return ps
         return self._prompt_set_data(raw, loc)
 
-    def _prompt_set_data(self, raw: object, loc: list[str | int]) -> f.PromptSet:
+    def _prompt_set_data(self, raw: object, loc: list[str | int]) -> f.PromptSet | None:
         if not isinstance(raw, dict) or not isinstance(raw.get("prompts"), dict):
-            self.report(loc, raw, "a prompt set is {sound: pattern, prompts: {name: {...}}}")
-            return f.PromptSet({})
+            self.report(loc, raw, "a prompt set is {sound: pattern, prompts: {name: {...}}}, "
+                        "or the name of a file holding one")
+            return None
         sound = raw.get("sound", "{language}/{prompt}")
         if not isinstance(sound, str) or "{prompt}" not in sound or "{language}" not in sound:
             self.report([*loc, "sound"], sound, "sound pattern needs {language} and {prompt}")
@@ -97,7 +103,9 @@ class _Parser(NodeReader):
 
     def flow(self, data: object, base: Path | None) -> f.Flow | None:
         if not isinstance(data, dict):
-            self.report([], data, "a flow file is a mapping with start, default_queue and nodes")
+            empty = "the file is empty; " if data is None else ""
+            self.report([], data, f"{empty}a flow file is a mapping with start, default_queue "
+                        "and nodes")
             return None
         other = wrong_kind(data, "call flow")
         if other is not None:
@@ -135,7 +143,10 @@ class _Parser(NodeReader):
             if node is not None:
                 nodes[str(nid)] = node
         self._check_graph(nodes, raw_nodes, start)
-        self._check_prompts(prompts)
+        if prompts is not None:  # no prompt set: checking each reference would only repeat it
+            self._check_prompts(prompts)
+        else:
+            prompts = f.PromptSet({})
         return f.Flow(name, self.file, start, default_queue, hop_limit, nodes, prompts,
                       HoursCalendar(hours), self.known, prio)
 

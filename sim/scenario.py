@@ -141,6 +141,9 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
     def line(loc: tuple[str | int, ...]) -> int | None:
         return yamlsafe.line_of(text, loc)
 
+    if data is None:
+        raise ConfigError([Problem(file, "<root>", None, "the file is empty; a scenario is a "
+                                   "mapping with center, traffic, start and staffing")])
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, "<root>", type(data).__name__,
                                    "a scenario must be a mapping", 1)])
@@ -169,6 +172,8 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
                                    f"(resolved to {traffic_path})", line(("traffic",)))])
     center_data = yamlsafe.load_file(center_path)
     center_text = center_path.read_text(encoding="utf-8")
+    if not isinstance(center_data, dict):  # empty or not a mapping: overrides cannot fix it
+        center_from_data(center_data, str(center_path), center_text)
     merged = deep_merge(center_data, spec.center_overrides)
     locate = _overrides_locate(str(center_path), center_text, file, text,
                                spec.center_overrides)

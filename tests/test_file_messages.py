@@ -35,6 +35,7 @@ SCENARIO = CONFIG / "scenarios" / "reference.yaml"
 QUEUES = ("tech", "repair", "orders", "voc")
 LANGUAGES = tuple(sorted(set(NATIVE_LANGUAGE.values())))
 COUNTRIES = tuple(NATIVE_LANGUAGE)
+MAIN_TEXT = (CONFIG / "ivr" / "main.yaml").read_text(encoding="utf-8")
 CALL_LOG = ("arrival,caller,language,queue,talk_s,abandon_s\n"
             "0,+79161234567,ru,tech,100,\n5,+79161234568,ru,tech,,30\n")
 
@@ -406,3 +407,54 @@ def test_line_of_path_follows_written_paths_and_dotted_keys() -> None:
     assert line_of_path(text, "c") == 5
     assert line_of_path(text, "a.missing") == 1
     assert line_of_path(text, "<root>") is None
+
+
+# --- found on the way: empty files, missing prompt sets, unmapped queue_log queues ------------
+
+
+def test_empty_files_say_they_are_empty(tmp_path: Path) -> None:
+    """An empty center, scenario or flow file says so, instead of "got 'NoneType'"."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("", encoding="utf-8")
+    for problems in (problems_of(load_center, empty), problems_of(load_scenario, empty),
+                     problems_of(load_flow, empty, KNOWN),
+                     problems_of(load_traffic, empty, QUEUES, LANGUAGES, COUNTRIES)):
+        assert len(problems) == 1 and problems[0].message.startswith("the file is empty")
+
+
+def test_scenario_naming_an_empty_center_is_one_problem(tmp_path: Path) -> None:
+    """A scenario whose center file is empty gets one problem naming that file (not 7)."""
+    empty = tmp_path / "center.yaml"
+    empty.write_text("", encoding="utf-8")
+    scenario = scenario_with(tmp_path, **{str(CENTER): str(empty)})
+    (p,) = problems_of(load_scenario, scenario)
+    assert p.file == str(empty) and p.message.startswith("the file is empty")
+
+
+def test_missing_prompt_set_file_is_one_problem(tmp_path: Path) -> None:
+    """A flow whose prompt-set file is missing gets one problem, not one per prompt used."""
+    flow = tmp_path / "main.yaml"
+    flow.write_text(MAIN_TEXT, encoding="utf-8")
+    (p,) = problems_of(load_flow, flow, KNOWN)
+    assert p.file == str(tmp_path / "prompts.yaml") and "cannot read file" in p.message
+
+
+def test_flow_given_as_prompt_set_is_blamed_on_the_prompts_line(tmp_path: Path) -> None:
+    """`prompts: main.yaml` (a flow, not a prompt set) is one problem at the prompts: line."""
+    flow = tmp_path / "flow.yaml"
+    text = MAIN_TEXT.replace("prompts: prompts.yaml", "prompts: other.yaml")
+    flow.write_text(text, encoding="utf-8")
+    (tmp_path / "other.yaml").write_text(MAIN_TEXT, encoding="utf-8")
+    (p,) = problems_of(load_flow, flow, KNOWN)
+    assert (p.file, p.path, p.line) == (str(flow), "prompts", line_of(text, "prompts: other"))
+    assert p.message.startswith("the file looks like a call flow, not a prompt set")
+
+
+def test_unmapped_queue_log_queue_says_how_to_map_it(tmp_path: Path) -> None:
+    """A queue_log queue with no mapping names --queue-map and the configured queues."""
+    log = tmp_path / "queue_log"
+    log.write_text("1740981600|1.1|weird_q|NONE|ENTERQUEUE||+79161234567|1\n"
+                   "1740981610|1.1|weird_q|NONE|ABANDON|1|1|10\n", encoding="utf-8")
+    (p,) = problems_of(load_queue_log, log, QueueLogMapping({}), QUEUES, LANGUAGES, COUNTRIES)
+    assert (p.path, p.value, p.line) == ("queuename", "weird_q", 1)
+    assert "--queue-map weird_q=QUEUE (queues: orders, repair, tech, voc)" in p.message

@@ -67,6 +67,9 @@ def center_from_data(data: object, file: str, text: str | None = None,
         at_file, path, at_line = where(loc)
         return Problem(at_file, path, shown(value), msg, at_line)
 
+    if data is None:
+        raise ConfigError([Problem(file, "<root>", None, "the file is empty; a center config "
+                                   "is a mapping with center, sites, queues, agent_groups, ...")])
     if not isinstance(data, dict):
         raise ConfigError([problem((), type(data).__name__,
                                    "the center config must be a mapping")])

@@ -215,8 +215,9 @@ def load_queue_log(path: str | Path, mapping: QueueLogMapping, known_queues: Col
             staffing.apply(t, agent, event, queue_name, queue, reason)
         elif event == "ENTERQUEUE":
             if queue is None:
-                problems.add("queuename", queue_name, "queue has no mapping to a configured queue",
-                             line)
+                problems.add("queuename", queue_name, "queue has no mapping to a configured "
+                             f"queue; map it with --queue-map {queue_name}=QUEUE (queues: "
+                             f"{', '.join(sorted(known_queues))})", line)
                 continue
             number, found = _caller(data[1] if len(data) > 1 else "")
             if found is None or found not in known_countries:

@@ -126,7 +126,8 @@ def load_call_log(
     reader = csv.DictReader(text.splitlines())
     if not _header(reader.fieldnames, problems):
         problems.raise_if_any()
-    queue_col = "queue" if "queue" in (reader.fieldnames or []) else "skill"
+    fields = list(reader.fieldnames or [])
+    queue_col = "queue" if "queue" in fields else "skill"
     rows: list[tuple[int, float, dict[str, str]]] = []
     seen: dict[tuple[str, ...], int] = {}
     kind: bool | None = None
@@ -134,7 +135,10 @@ def load_call_log(
     for row in reader:
         line = reader.line_num
         if None in row or any(v is None for v in row.values()):
-            problems.add("<row>", row.get(None) or "", "wrong number of fields", line)
+            cells = [v for k, v in row.items() if k is not None and v is not None]
+            cells += row.get(None) or []
+            problems.add("<row>", ",".join(cells), f"wrong number of fields: {len(cells)} where "
+                         f"the header has {len(fields)}", line)
             continue
         key = tuple(row.values())
         if key in seen:

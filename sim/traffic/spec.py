@@ -202,6 +202,10 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
     other = wrong_kind(data, "traffic file")
     if other is not None:
         raise ConfigError([Problem(file, "<root>", None, other, 1)])
+    if data is None:
+        raise ConfigError([Problem(file, "<root>", None, "the file is empty; a traffic file is "
+                                   "a mapping with version, timezone, volume, profile, queues "
+                                   "and countries")])
     doc = _mapping(data, problems, "<root>", _TOP,
                    ("version", "timezone", "volume", "profile", "queues", "countries"))
     problems.raise_if_any()
