@@ -116,6 +116,9 @@ class _Parser(NodeReader):
         for k in data:
             if k not in allowed:
                 self.report([str(k)], k, unknown("top-level key", k, allowed))
+        # A required key given misspelt is reported once, as the misspelling.
+        misspelt = {closest(k, allowed) for k in data if k not in allowed} - set(data)
+        before = len(self.problems)
         name = self.text(data, "flow", [], Path(self.file).stem) or "flow"
         start = self.text(data, "start", []) or ""
         if "default_queue" not in data:
@@ -142,7 +145,10 @@ class _Parser(NodeReader):
             node = self.node(str(nid), nd, think_s)
             if node is not None:
                 nodes[str(nid)] = node
-        self._check_graph(nodes, raw_nodes, start)
+        if nodes or raw_nodes:
+            self._check_graph(nodes, raw_nodes, start)
+        self.problems[before:] = [p for p in self.problems[before:]
+                                  if not (p.path in misspelt and p.value is None)]
         if prompts is not None:  # no prompt set: checking each reference would only repeat it
             self._check_prompts(prompts)
         else:

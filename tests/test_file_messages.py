@@ -458,3 +458,27 @@ def test_unmapped_queue_log_queue_says_how_to_map_it(tmp_path: Path) -> None:
     (p,) = problems_of(load_queue_log, log, QueueLogMapping({}), QUEUES, LANGUAGES, COUNTRIES)
     assert (p.path, p.value, p.line) == ("queuename", "weird_q", 1)
     assert "--queue-map weird_q=QUEUE (queues: orders, repair, tech, voc)" in p.message
+
+
+def test_misspelt_required_key_is_one_problem(tmp_path: Path) -> None:
+    """A required key written misspelt is one "did you mean" problem, not also "missing"."""
+    cases = [
+        (CENTER, "\nagent_groups:", "\nagent_group:", load_center, "agent_groups"),
+        (TRAFFIC, "\nvolume:", "\nvolum:",
+         lambda p: load_traffic(p, QUEUES, LANGUAGES, COUNTRIES), "volume"),
+        (CONFIG / "ivr" / "main.yaml", "\nnodes:", "\nnode:", lambda p: load_flow(p, KNOWN),
+         "nodes"),
+        (CONFIG / "ivr" / "main.yaml", "\nstart:", "\nstrat:", lambda p: load_flow(p, KNOWN),
+         "start"),
+    ]
+    for source, old, new, load, meant in cases:
+        text = source.read_text(encoding="utf-8")
+        assert old in text
+        path = tmp_path / source.name
+        path.write_text(text.replace(old, new, 1), encoding="utf-8")
+        if source.parent.name == "ivr":
+            shutil.copy(CONFIG / "ivr" / "prompts.yaml", tmp_path / "prompts.yaml")
+        (p,) = problems_of(load, path)
+        assert p.message == f"unknown {'top-level ' * (source.parent.name == 'ivr')}key; " \
+            f"did you mean {meant!r}?", p
+        assert p.line == line_of(path.read_text(encoding="utf-8"), new.strip())

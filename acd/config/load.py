@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ValidationError
 
 from acd.config import yamlsafe
-from acd.config.messages import shown, unknown, wrong_kind
+from acd.config.messages import closest, shown, unknown, wrong_kind
 from acd.config.roster import expand_roster
 from acd.config.schema import CenterConfig, NewcomerPolicy
 from acd.core.model import AgentProfile
@@ -125,9 +125,16 @@ def schema_problems(model: type[BaseModel], data: object, file: str, exc: Valida
     other = wrong_kind(data, kind) if kind is not None else None
     if other is not None:
         return [Problem(file, "<root>", None, other, 1)]
+    errors = exc.errors()
+    # A required key given misspelt is reported once, as the misspelling.
+    meant = {(*e["loc"][:-1], guess) for e in errors if e["type"] == "extra_forbidden"
+             and e["loc"] and (guess := closest(e["loc"][-1], _keys_at(model, e["loc"][:-1])
+                                                or [])) is not None}
     problems = []
-    for err in exc.errors():
+    for err in errors:
         loc = tuple(err["loc"])
+        if err["type"] == "missing" and loc in meant:
+            continue
         at_file, path, at_line = where(loc)
         value: object = shown(err.get("input"))
         if err["type"] == "extra_forbidden" and loc:

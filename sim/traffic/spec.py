@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
-from acd.config.messages import unknown, wrong_kind
+from acd.config.messages import closest, unknown, wrong_kind
 from acd.config.yamlsafe import load_file
 from acd.errors import ConfigError, Problem
 from sim.traffic.arrival import Arrival
@@ -102,13 +102,15 @@ def _mapping(obj: object, problems: ProblemList, path: str, allowed: Collection[
     if not isinstance(obj, dict):
         problems.add(path, obj, "must be a mapping")
         return None
+    meant: set[str | None] = set()
     if allowed is not None:
         for key in obj:
             if key not in allowed:
                 problems.add(f"{path}.{key}" if path != "<root>" else str(key), key,
                              unknown("key", key, allowed))
+                meant.add(closest(key, allowed))
     for key in required:
-        if key not in obj:
+        if key not in obj and key not in meant:  # a misspelt key is reported once
             problems.add(f"{path}.{key}" if path != "<root>" else key, None,
                          f"missing required key {key}")
     return {str(k): v for k, v in obj.items()}
