@@ -482,3 +482,16 @@ def test_misspelt_required_key_is_one_problem(tmp_path: Path) -> None:
         assert p.message == f"unknown {'top-level ' * (source.parent.name == 'ivr')}key; " \
             f"did you mean {meant!r}?", p
         assert p.line == line_of(path.read_text(encoding="utf-8"), new.strip())
+
+
+def test_traffic_distribution_and_share_problems_carry_lines(tmp_path: Path) -> None:
+    """Problems inside a queue's talk distribution and in the share sums name their lines."""
+    doc = yaml.safe_load(TRAFFIC.read_text(encoding="utf-8"))
+    doc["queues"]["tech"]["talk"]["mean"] = -390
+    doc["queues"]["tech"]["share"] = 0.9
+    path = tmp_path / "traffic.yaml"
+    text = yaml.safe_dump(doc, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    problems = {p.path: p for p in problems_of(load_traffic, path, QUEUES, LANGUAGES, COUNTRIES)}
+    assert problems["queues.tech.talk.mean"].line == line_of(text, "mean: -390")
+    assert problems["queues"].line == line_of(text, "queues:")
