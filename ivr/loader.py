@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from acd.config.messages import closest, unknown, wrong_kind
+from acd.config.messages import EMPTY_FILE, closest, unknown, wrong_kind
 from acd.config.yamlsafe import load_file, loads
 from acd.errors import ConfigError, Problem
 from ivr import flow as f
@@ -103,9 +103,8 @@ class _Parser(NodeReader):
 
     def flow(self, data: object, base: Path | None) -> f.Flow | None:
         if not isinstance(data, dict):
-            empty = "the file is empty; " if data is None else ""
-            self.report([], data, f"{empty}a flow file is a mapping with start, default_queue "
-                        "and nodes")
+            self.report([], EMPTY_FILE if data is None else data,
+                        "a flow file is a mapping with start, default_queue and nodes")
             return None
         other = wrong_kind(data, "call flow")
         if other is not None:

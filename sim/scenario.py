@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from acd.config import yamlsafe
 from acd.config.load import LoadedCenter, Locate, center_from_data, in_file, schema_problems
-from acd.config.messages import shown, unknown
+from acd.config.messages import EMPTY_FILE, shown, unknown
 from acd.errors import ConfigError, Problem, format_path
 
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
@@ -141,12 +141,10 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
     def line(loc: tuple[str | int, ...]) -> int | None:
         return yamlsafe.line_of(text, loc)
 
-    if data is None:
-        raise ConfigError([Problem(file, "<root>", None, "the file is empty; a scenario is a "
-                                   "mapping with center, traffic, start and staffing")])
     if not isinstance(data, dict):
-        raise ConfigError([Problem(file, "<root>", type(data).__name__,
-                                   "a scenario must be a mapping", 1)])
+        raise ConfigError([Problem(file, "<root>", EMPTY_FILE if data is None
+                                   else type(data).__name__, "a scenario must be a mapping with "
+                                   "center, traffic, start and staffing", 1)])
     data.update({k: v for k, v in changes.items() if v is not None})
     try:
         spec = ScenarioFile.model_validate(data)

@@ -413,13 +413,13 @@ def test_line_of_path_follows_written_paths_and_dotted_keys() -> None:
 
 
 def test_empty_files_say_they_are_empty(tmp_path: Path) -> None:
-    """An empty center, scenario or flow file says so, instead of "got 'NoneType'"."""
+    """An empty center, scenario, flow or traffic file says so, not "got 'NoneType'"."""
     empty = tmp_path / "empty.yaml"
     empty.write_text("", encoding="utf-8")
     for problems in (problems_of(load_center, empty), problems_of(load_scenario, empty),
                      problems_of(load_flow, empty, KNOWN),
                      problems_of(load_traffic, empty, QUEUES, LANGUAGES, COUNTRIES)):
-        assert len(problems) == 1 and problems[0].message.startswith("the file is empty")
+        assert len(problems) == 1 and str(problems[0]).endswith("(got an empty file)")
 
 
 def test_scenario_naming_an_empty_center_is_one_problem(tmp_path: Path) -> None:
@@ -428,7 +428,7 @@ def test_scenario_naming_an_empty_center_is_one_problem(tmp_path: Path) -> None:
     empty.write_text("", encoding="utf-8")
     scenario = scenario_with(tmp_path, **{str(CENTER): str(empty)})
     (p,) = problems_of(load_scenario, scenario)
-    assert p.file == str(empty) and p.message.startswith("the file is empty")
+    assert p.file == str(empty) and str(p).endswith("(got an empty file)")
 
 
 def test_missing_prompt_set_file_is_one_problem(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ValidationError
 
 from acd.config import yamlsafe
-from acd.config.messages import closest, shown, unknown, wrong_kind
+from acd.config.messages import EMPTY_FILE, closest, shown, unknown, wrong_kind
 from acd.config.roster import expand_roster
 from acd.config.schema import CenterConfig, NewcomerPolicy
 from acd.core.model import AgentProfile
@@ -67,11 +67,8 @@ def center_from_data(data: object, file: str, text: str | None = None,
         at_file, path, at_line = where(loc)
         return Problem(at_file, path, shown(value), msg, at_line)
 
-    if data is None:
-        raise ConfigError([Problem(file, "<root>", None, "the file is empty; a center config "
-                                   "is a mapping with center, sites, queues, agent_groups, ...")])
     if not isinstance(data, dict):
-        raise ConfigError([problem((), type(data).__name__,
+        raise ConfigError([problem((), EMPTY_FILE if data is None else type(data).__name__,
                                    "the center config must be a mapping")])
     config = _validate(CenterConfig, data, file, where)
     problems = [problem(loc, value, msg) for loc, value, msg in _cross_check(config)]

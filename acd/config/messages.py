@@ -57,6 +57,20 @@ class Shown:
             text[:MAX_VALUE_REPR] + " ..."
 
 
+class Described:
+    """A stand-in value whose repr is plain words, e.g. ``(got an empty file)``."""
+
+    def __init__(self, words: str) -> None:
+        self.words = words
+
+    def __repr__(self) -> str:
+        return self.words
+
+
+#: The value reported for a YAML file with no document in it.
+EMPTY_FILE = Described("an empty file")
+
+
 def shown(value: object) -> object:
     """``value`` itself when its repr is short, else a :class:`Shown` summary of it."""
     if value is None or len(repr(value)) <= MAX_VALUE_REPR:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
-from acd.config.messages import closest, unknown, wrong_kind
+from acd.config.messages import EMPTY_FILE, closest, unknown, wrong_kind
 from acd.config.yamlsafe import load_file
 from acd.errors import ConfigError, Problem
 from sim.traffic.arrival import Arrival
@@ -205,9 +205,9 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
     if other is not None:
         raise ConfigError([Problem(file, "<root>", None, other, 1)])
     if data is None:
-        raise ConfigError([Problem(file, "<root>", None, "the file is empty; a traffic file is "
-                                   "a mapping with version, timezone, volume, profile, queues "
-                                   "and countries")])
+        raise ConfigError([Problem(file, "<root>", EMPTY_FILE, "a traffic file must be a mapping "
+                                   "with version, timezone, volume, profile, queues and "
+                                   "countries")])
     doc = _mapping(data, problems, "<root>", _TOP,
                    ("version", "timezone", "volume", "profile", "queues", "countries"))
     problems.raise_if_any()
