@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from acd.config import yamlsafe
 from acd.config.load import LoadedCenter, Locate, center_from_data, in_file, schema_problems
-from acd.config.messages import EMPTY_FILE, shown, unknown
+from acd.config.messages import EMPTY_FILE, shown, unknown, wrong_kind
 from acd.errors import ConfigError, Problem, format_path
 
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
@@ -145,6 +145,9 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
         raise ConfigError([Problem(file, "<root>", EMPTY_FILE if data is None
                                    else type(data).__name__, "a scenario must be a mapping with "
                                    "center, traffic, start and staffing", 1)])
+    other = wrong_kind(data, "scenario")  # before command-line values add scenario keys
+    if other is not None:
+        raise ConfigError([Problem(file, "<root>", None, other, 1)])
     data.update({k: v for k, v in changes.items() if v is not None})
     try:
         spec = ScenarioFile.model_validate(data)

@@ -184,9 +184,11 @@ def test_center_given_as_scenario_is_one_short_line(
     """`acd sim run <center>` used to print 28 KB; now one line saying it is a center config."""
     (p,) = problems_of(load_scenario, CENTER)
     assert p.message.startswith("this looks like a center config, not a scenario")
-    assert main(["sim", "run", str(CENTER), "-q", "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert len(err) < 400 and "looks like a center config" in err
+    for days in ([], ["--days", "0.1"]):  # a command-line value must not hide the kind
+        assert main(["sim", "run", str(CENTER), "-q", *days,
+                     "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert len(err) < 400 and "looks like a center config" in err
 
 
 @pytest.mark.parametrize(

@@ -124,9 +124,12 @@ def schema_problems(model: type[BaseModel], data: object, file: str, exc: Valida
         return [Problem(file, "<root>", None, other, 1)]
     errors = exc.errors()
     # A required key given misspelt is reported once, as the misspelling.
-    meant = {(*e["loc"][:-1], guess) for e in errors if e["type"] == "extra_forbidden"
-             and e["loc"] and (guess := closest(e["loc"][-1], _keys_at(model, e["loc"][:-1])
-                                                or [])) is not None}
+    meant: set[Loc] = set()
+    for e in errors:
+        if e["type"] == "extra_forbidden" and e["loc"]:
+            guess = closest(e["loc"][-1], _keys_at(model, e["loc"][:-1]) or [])
+            if guess is not None:
+                meant.add((*e["loc"][:-1], guess))
     problems = []
     for err in errors:
         loc = tuple(err["loc"])
