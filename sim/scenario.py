@@ -164,13 +164,14 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
                                        line(loc))]) from None
     base = Path(path).resolve().parent
     center_path = (base / spec.center).resolve()
-    if not center_path.is_file():
-        raise ConfigError([Problem(file, "center", spec.center, "no such center config file "
-                                   f"(resolved to {center_path})", line(("center",)))])
     traffic_path = (base / spec.traffic).resolve()
-    if not traffic_path.is_file():
-        raise ConfigError([Problem(file, "traffic", spec.traffic, "no such traffic file "
-                                   f"(resolved to {traffic_path})", line(("traffic",)))])
+    for key, what, target in (("center", "center config", center_path),
+                              ("traffic", "traffic file", traffic_path)):
+        if not target.is_file():
+            why = "is not a file" if target.exists() else "does not exist"
+            raise ConfigError([Problem(file, key, getattr(spec, key), f"the {what} {target} "
+                                       f"{why} (paths are relative to the scenario file)",
+                                       line((key,)))])
     center_data = yamlsafe.load_file(center_path)
     center_text = center_path.read_text(encoding="utf-8")
     if not isinstance(center_data, dict):  # empty or not a mapping: overrides cannot fix it
