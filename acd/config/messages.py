@@ -21,7 +21,7 @@ _SIGNATURES: dict[str, frozenset[str]] = {
                            "days"}),
     "traffic file": frozenset({"volume", "profile", "overdispersion", "timezone"}),
     "service settings file": frozenset({"agi", "http", "ari", "records", "logs", "metrics",
-                                   "callbacks", "shutdown_grace_s", "flows"}),
+                                        "callbacks", "shutdown_grace_s", "flows"}),
     "call flow": frozenset({"nodes", "start", "default_queue", "hop_limit", "hours"}),
     "prompt set": frozenset({"sound"}),
 }
