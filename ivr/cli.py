@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from acd import shipped
-from acd.errors import ConfigError, Problem
+from acd.config.messages import closest
+from acd.errors import COMMAND_LINE, ConfigError, Problem
 from ivr.known import KnownNames, known_from_center
 
 DEFAULT_CONFIG = shipped.center_file()
@@ -27,17 +28,55 @@ def flow_files(flow_dir: Path) -> list[Path]:
     return [p for p in sorted(flow_dir.glob("*.yaml")) if not p.stem.startswith("prompts")]
 
 
+def dir_flows(flow_dir: Path, source: str, path: str) -> list[Path]:
+    """The flows in ``flow_dir``; a missing or flowless directory is a problem of ``source``."""
+    if not flow_dir.is_dir():
+        what = "is not a directory" if flow_dir.exists() else "no such directory"
+        raise ConfigError([Problem(source, path, str(flow_dir), what)])
+    found = flow_files(flow_dir)
+    if not found:
+        raise ConfigError([Problem(source, path, str(flow_dir),
+                                   "no call flows (*.yaml other than prompts*.yaml) in this "
+                                   "directory")])
+    return found
+
+
 def resolve_flow(name: str, flow_dir: Path) -> Path:
     """A flow given as a path, or by name (``main``) in ``flow_dir``."""
     path = Path(name)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError([Problem(name, "<root>", None, "is a directory; give one flow file or "
+                                   "name, or the directory with --flow-dir")])
     named = flow_dir / f"{name}.yaml"
     if named.is_file():
         return named
-    known = ", ".join(p.stem for p in flow_files(flow_dir))
+    if not flow_dir.is_dir():
+        raise ConfigError([Problem(name, "<root>", name, "no such flow file, and the flow "
+                                   f"directory {flow_dir} (--flow-dir) does not exist")])
+    names = [p.stem for p in flow_files(flow_dir)]
+    guess = closest(path.stem, names)
+    hint = f"did you mean {guess!r}? " if guess is not None else ""
     raise ConfigError([Problem(name, "<root>", name,
-                               f"no such flow file or flow name; flows in {flow_dir}: {known}")])
+                               f"no such flow file or flow name; {hint}flows in {flow_dir}: "
+                               f"{', '.join(names) or 'none'}")])
+
+
+def check_paths(flows: list[str], flow_dir: Path) -> list[Path]:
+    """The flow files ``acd ivr check`` checks: each file or name, every flow of a directory.
+
+    With no flows given, every flow in ``flow_dir``; a directory given checks the flows in it.
+    """
+    if not flows:
+        return dir_flows(flow_dir, COMMAND_LINE, "--flow-dir")
+    paths: list[Path] = []
+    for name in flows:
+        if Path(name).is_dir():
+            paths += dir_flows(Path(name), COMMAND_LINE, name)
+        else:
+            paths.append(resolve_flow(name, flow_dir))
+    return paths
 
 
 def _known(config: str) -> KnownNames:
@@ -50,8 +89,7 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     from ivr.loader import load_flow
 
     known = _known(args.config)
-    paths = [resolve_flow(f, Path(args.flow_dir)) for f in args.flows] \
-        or flow_files(Path(args.flow_dir))
+    paths = check_paths(args.flows, Path(args.flow_dir))
     problems: list[Problem] = []
     for path in paths:
         try:
@@ -117,10 +155,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common.add_argument("--config", default=str(DEFAULT_CONFIG),
                         help="center YAML whose queues, languages and sites flows may use")
     common.add_argument("--flow-dir", default=str(DEFAULT_FLOWS),
-                        help="where flows named without a path are found")
+                        help="where flows named without a path are found; `check` with no "
+                             "flow checks every flow in it")
     p = ivr_sub.add_parser("check", parents=[common],
                            help="validate call flows; exit 2 listing every problem")
-    p.add_argument("flows", nargs="*", help="flow files or names (default: every flow)")
+    p.add_argument("flows", nargs="*",
+                   help="flow files, flow names (found in --flow-dir) or directories (every "
+                        "*.yaml in them except prompts*.yaml); default: every flow in --flow-dir")
     p.set_defaults(func=_cmd_check)
     p = ivr_sub.add_parser("trace", parents=[common], help="print the path a call would take")
     p.add_argument("flow", help="flow file or name (main, callback)")

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
+from acd.config.messages import unknown
 from ivr.known import KnownNames
 
 Report = Callable[[Sequence[str | int], object, str], None]
@@ -168,16 +169,17 @@ def parse_hours(
     for queue, spec in data.items():
         here = [*loc, str(queue)]
         if queue not in known.queues:
-            report(here, queue, f"unknown queue; known queues: {sorted(known.queues)}")
+            report(here, queue, unknown("queue", queue, known.queues, list_all=True))
         if not isinstance(spec, dict):
             report(here, spec, "opening hours must be a mapping (site, open/weekly, holidays)")
             continue
         for k in spec:
             if k not in ("site", "open", "weekly", "holidays"):
-                report([*here, str(k)], k, "unknown key; expected site, open, weekly, holidays")
+                report([*here, str(k)], k, unknown("key", k, ("site", "open", "weekly", "holidays"),
+                                                   list_all=True))
         site = spec.get("site", known.queue_sites.get(str(queue)))
         if not isinstance(site, str) or site not in known.sites:
-            report([*here, "site"], site, f"unknown site; known sites: {sorted(known.sites)}")
+            report([*here, "site"], site, unknown("site", site, known.sites, list_all=True))
             continue
         try:
             tz = ZoneInfo(known.sites[site].timezone)

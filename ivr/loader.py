@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from acd.config.messages import EMPTY_FILE, closest, unknown, wrong_kind
 from acd.config.yamlsafe import load_file, loads
 from acd.errors import ConfigError, Problem
 from ivr import flow as f
@@ -20,6 +21,7 @@ from ivr.graph import busy_loops, reachable
 from ivr.hours import HoursCalendar, parse_hours
 from ivr.known import KnownNames
 from ivr.node_reader import NodeReader
+from ivr.reader import Loc
 
 DEFAULT_HOP_LIMIT = 100
 
@@ -51,7 +53,8 @@ class _Parser(NodeReader):
     """Reads a whole flow: top-level keys, prompt set, hours, nodes, then graph checks."""
 
 
-    def prompt_set(self, raw: object, base: Path | None) -> f.PromptSet:
+    def prompt_set(self, raw: object, base: Path | None) -> f.PromptSet | None:
+        """The flow's prompts, inline or from a file; None when unusable (already reported)."""
         loc: list[str | int] = ["prompts"]
         if isinstance(raw, str):
             path = (base / raw) if base is not None else Path(raw)
@@ -59,18 +62,23 @@ class _Parser(NodeReader):
                 raw = load_file(path)
             except ConfigError as exc:
                 self.problems.extend(exc.problems)
-                return f.PromptSet({})
+                return None
             # Problems inside the prompt-set file name that file, with its own line numbers.
+            other = wrong_kind(raw, "prompt set")
+            if other is not None:
+                self.report(loc, str(path), other.replace("this looks", "the file looks", 1))
+                return None
             sub = _Parser(str(path), self.known, line_map(path.read_text(encoding="utf-8")))
             ps = sub._prompt_set_data(raw, [])
             self.problems.extend(sub.problems)
             return ps
         return self._prompt_set_data(raw, loc)
 
-    def _prompt_set_data(self, raw: object, loc: list[str | int]) -> f.PromptSet:
+    def _prompt_set_data(self, raw: object, loc: list[str | int]) -> f.PromptSet | None:
         if not isinstance(raw, dict) or not isinstance(raw.get("prompts"), dict):
-            self.report(loc, raw, "a prompt set is {sound: pattern, prompts: {name: {...}}}")
-            return f.PromptSet({})
+            self.report(loc, raw, "a prompt set is {sound: pattern, prompts: {name: {...}}}, "
+                        "or the name of a file holding one")
+            return None
         sound = raw.get("sound", "{language}/{prompt}")
         if not isinstance(sound, str) or "{prompt}" not in sound or "{language}" not in sound:
             self.report([*loc, "sound"], sound, "sound pattern needs {language} and {prompt}")
@@ -89,19 +97,27 @@ class _Parser(NodeReader):
             for i, lang in enumerate(langs):
                 if lang not in self.known.languages:
                     self.report([*here, "languages", i], lang,
-                                f"unknown language; known: {sorted(self.known.languages)}")
+                                unknown("language", lang, self.known.languages, list_all=True))
             out[str(name)] = f.Prompt(str(name), secs, frozenset(str(x) for x in langs))
         return f.PromptSet(out, sound)
 
     def flow(self, data: object, base: Path | None) -> f.Flow | None:
         if not isinstance(data, dict):
-            self.report([], data, "a flow file is a mapping with start, default_queue and nodes")
+            self.report([], EMPTY_FILE if data is None else data,
+                        "a flow file is a mapping with start, default_queue and nodes")
+            return None
+        other = wrong_kind(data, "call flow")
+        if other is not None:
+            self.problems.append(Problem(self.file, "<root>", None, other, 1))
             return None
         allowed = {"flow", "description", "start", "default_queue", "default_priority",
                    "hop_limit", "languages", "prompts", "hours", "sim", "nodes"}
         for k in data:
             if k not in allowed:
-                self.report([str(k)], k, f"unknown top-level key; expected {sorted(allowed)}")
+                self.report([str(k)], k, unknown("top-level key", k, allowed))
+        # A required key given misspelt is reported once, as the misspelling.
+        misspelt = {closest(k, allowed) for k in data if k not in allowed} - set(data)
+        before = len(self.problems)
         name = self.text(data, "flow", [], Path(self.file).stem) or "flow"
         start = self.text(data, "start", []) or ""
         if "default_queue" not in data:
@@ -128,24 +144,51 @@ class _Parser(NodeReader):
             node = self.node(str(nid), nd, think_s)
             if node is not None:
                 nodes[str(nid)] = node
-        self._check_graph(nodes, raw_nodes, start)
-        self._check_prompts(prompts)
+        if nodes or raw_nodes:
+            self._check_graph(nodes, raw_nodes, start)
+        self.problems[before:] = [p for p in self.problems[before:]
+                                  if not (p.path in misspelt and p.value is None)]
+        if prompts is not None:  # no prompt set: checking each reference would only repeat it
+            self._check_prompts(prompts)
+        else:
+            prompts = f.PromptSet({})
         return f.Flow(name, self.file, start, default_queue, hop_limit, nodes, prompts,
                       HoursCalendar(hours), self.known, prio)
 
     def _check_graph(self, nodes: dict[str, f.Node], raw: Mapping[str, Any], start: str) -> None:
+        """Unknown references, unreachable nodes and busy loops, knock-on problems left out.
+
+        A misspelt ``next:`` strands every node behind it; those nodes are not reported as
+        unreachable when the reference's closest node id would reach them, and nodes that
+        stay unreachable while some reference has no close match are one problem, not one each.
+        """
         ids = {str(k) for k in raw}
-        if start and start not in ids:
-            self.report(["start"], start, f"unknown node; nodes are {sorted(ids)}")
-        for loc, ref in self.ref_checks:
-            if ref not in ids:
+        fixes: dict[str, str] = {}
+        unguessed = False
+        refs: list[tuple[Loc, str]] = [(["start"], start)] if start else []
+        for loc, ref in refs + self.ref_checks:
+            if ref in ids:
+                continue
+            guess = closest(ref, ids)
+            if guess is not None:
+                fixes[ref] = guess
+                self.report(loc, ref, f"unknown node; did you mean {guess!r}?")
+            else:
+                unguessed = True
                 self.report(loc, ref, f"unknown node; nodes are {sorted(ids)}")
         edges = {nid: n.targets() for nid, n in nodes.items()}
-        if start in edges:
-            seen = reachable(edges, start)
-            for nid in nodes:
-                if nid not in seen:
-                    self.report(["nodes", nid], nid, f"node is unreachable from start '{start}'")
+        entry = fixes.get(start, start)
+        if entry in edges:
+            assumed = {nid: [fixes.get(t, t) for t in ts] for nid, ts in edges.items()}
+            seen = reachable(assumed, entry)
+            stranded = [nid for nid in nodes if nid not in seen]
+            if unguessed and stranded:
+                self.report(["nodes", stranded[0]], stranded,
+                            f"{len(stranded)} node(s) unreachable from start '{entry}', "
+                            "perhaps because of the unknown node reference above")
+            else:
+                for nid in stranded:
+                    self.report(["nodes", nid], nid, f"node is unreachable from start '{entry}'")
         waits = {nid for nid, n in nodes.items() if n.takes_input}
         for group in busy_loops(edges, waits):
             self.report(["nodes", group[0]], group,
@@ -157,7 +200,7 @@ class _Parser(NodeReader):
         for loc, name in self.prompt_refs:
             prompt = prompts.prompts.get(name)
             if prompt is None:
-                self.report(loc, name, f"unknown prompt; prompts are {sorted(prompts.prompts)}")
+                self.report(loc, name, unknown("prompt", name, prompts.prompts, list_all=True))
                 continue
             for lang in sorted(selectable - prompt.languages):
                 self.report(loc, lang, f"prompt '{name}' has no recording in language '{lang}',"

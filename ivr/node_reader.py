@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from acd.config.messages import unknown
 from ivr import conditions as c
 from ivr import flow as f
 from ivr.caller import is_e164
@@ -45,12 +46,13 @@ class NodeReader(Reader):
             return None
         kind = d.get("type")
         if kind not in _KEYS:
-            self.report([*loc, "type"], kind, f"unknown node type; expected one of {sorted(_KEYS)}")
+            self.report([*loc, "type"], kind, unknown("node type", kind, _KEYS) if kind is not None
+                        else f"'type' is required; valid: {', '.join(sorted(_KEYS))}")
             return None
         for k in d:
             if k not in _KEYS[kind] and k not in _COMMON:
                 self.report([*loc, str(k)], k,
-                            f"unknown key for a {kind} node; expected {sorted(_KEYS[kind])}")
+                            unknown(f"key for a {kind} node", k, _KEYS[kind] | _COMMON))
         build = getattr(self, f"_node_{kind}")
         node: f.Node = build(nid, d, loc, think_s)
         return node

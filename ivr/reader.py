@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from acd.config.messages import shown, unknown
 from acd.errors import Problem, format_path
 from ivr import conditions as c
 from ivr import flow as f
@@ -44,7 +45,7 @@ class Reader:
                 line = self.lines[key]
                 break
             key = key[:-1]
-        self.problems.append(Problem(self.file, format_path(loc), value, message, line))
+        self.problems.append(Problem(self.file, format_path(loc), shown(value), message, line))
 
     # --- small typed readers ----------------------------------------------------------------
 
@@ -93,14 +94,14 @@ class Reader:
         if v == c.CURRENT_QUEUE and allow_current:
             return c.CURRENT_QUEUE
         if not isinstance(v, str) or v not in self.known.queues:
-            self.report(loc, v, f"unknown queue; known queues: {sorted(self.known.queues)}")
+            self.report(loc, v, unknown("queue", v, self.known.queues, list_all=True))
             return c.CURRENT_QUEUE
         return v
 
     def language(self, v: object, loc: Loc) -> str:
         """A language known to the center (remembered as one the flow can select)."""
         if not isinstance(v, str) or v not in self.known.languages:
-            self.report(loc, v, f"unknown language; known: {sorted(self.known.languages)}")
+            self.report(loc, v, unknown("language", v, self.known.languages, list_all=True))
             return self.known.default_language
         self.languages.add(v)
         return v
@@ -169,7 +170,7 @@ class Reader:
                 for i, x in enumerate(vals):
                     if x not in allowed:
                         self.report([*here, i] if isinstance(v, list) else here, x,
-                                    f"unknown country; known countries: {sorted(allowed)}")
+                                    unknown("country", x, allowed, list_all=True))
             if key == "language":
                 for i, x in enumerate(vals):
                     self.language(x, [*here, i] if isinstance(v, list) else here)
@@ -195,7 +196,7 @@ class Reader:
             d = {}
         for k in d:
             if k not in SIM_KEYS:
-                self.report([*here, str(k)], k, f"unknown sim key; expected {sorted(SIM_KEYS)}")
+                self.report([*here, str(k)], k, unknown("sim key", k, SIM_KEYS))
         raw = d.get("choices", default_choices)
         choices: list[tuple[float, str | None]] = []
         total = 0.0

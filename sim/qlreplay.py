@@ -22,6 +22,7 @@ from acd.errors import ConfigError, Problem
 from sim.scenario import Behaviour, DistSpec
 from sim.staffing import Action, StaffAction
 from sim.traffic import Arrival, QueueLogMapping, StaffingEvent, load_queue_log
+from sim.traffic.queue_log import read_queue_log
 
 #: Where problems in command-line options are reported from (as ``acd erlang`` does).
 COMMAND_LINE = "<command line>"
@@ -193,8 +194,7 @@ def _scan_members(path: str | Path) -> tuple[dict[str, _Presence], dict[str, int
     """
     rows = []
     start = math.inf  # the log's first second, over every line as the parser counts it
-    for line, raw in enumerate(Path(path).read_text(encoding="utf-8", errors="replace")
-                               .splitlines(), start=1):
+    for line, raw in enumerate(read_queue_log(path).splitlines(), start=1):
         fields = raw.split("|")
         if len(fields) < 5:
             continue

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from acd.config import yamlsafe
-from acd.config.load import LoadedCenter, center_from_data
+from acd.config.load import LoadedCenter, Locate, center_from_data, in_file, schema_problems
+from acd.config.messages import EMPTY_FILE, shown, unknown, wrong_kind
 from acd.errors import ConfigError, Problem, format_path
 
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
@@ -134,49 +135,80 @@ def deep_merge(base: Any, override: Any) -> Any:
 def load_scenario(path: str | Path, **changes: Any) -> Scenario:
     """Load a scenario file (``changes`` override top-level fields, e.g. ``days=2``)."""
     file = str(path)
+    data = yamlsafe.load_file(path)
     text = Path(path).read_text(encoding="utf-8")
-    data = yamlsafe.loads(text, file)
+
+    def line(loc: tuple[str | int, ...]) -> int | None:
+        return yamlsafe.line_of(text, loc)
+
     if not isinstance(data, dict):
-        raise ConfigError([Problem(file, "<root>", type(data).__name__,
-                                   "a scenario must be a mapping")])
+        raise ConfigError([Problem(file, "<root>", EMPTY_FILE if data is None
+                                   else type(data).__name__, "a scenario must be a mapping with "
+                                   "center, traffic, start and staffing", 1)])
+    other = wrong_kind(data, "scenario")  # before command-line values add scenario keys
+    if other is not None:
+        raise ConfigError([Problem(file, "<root>", None, other, 1)])
     data.update({k: v for k, v in changes.items() if v is not None})
     try:
         spec = ScenarioFile.model_validate(data)
-        spec.behaviour.answer_delay.check()
-        spec.behaviour.ivr_time.check()
     except ValidationError as exc:
-        raise ConfigError([
-            Problem(file, format_path(tuple(e["loc"])), e.get("input"), e["msg"],
-                    yamlsafe.line_of(text, tuple(e["loc"])))
-            for e in exc.errors()]) from None
-    except ValueError as exc:
-        raise ConfigError([Problem(file, "behaviour", None, str(exc))]) from None
+        raise ConfigError(schema_problems(ScenarioFile, data, file, exc, in_file(file, line))) \
+            from None
+    for key in ("answer_delay", "ivr_time"):
+        try:
+            getattr(spec.behaviour, key).check()
+        except ValueError as exc:
+            loc: tuple[str | int, ...] = ("behaviour", key)
+            given = (data.get("behaviour") or {}).get(key)
+            raise ConfigError([Problem(file, format_path(loc), shown(given), str(exc),
+                                       line(loc))]) from None
     base = Path(path).resolve().parent
     center_path = (base / spec.center).resolve()
+    traffic_path = (base / spec.traffic).resolve()
+    for key, what, target in (("center", "center config", center_path),
+                              ("traffic", "traffic file", traffic_path)):
+        if not target.is_file():
+            why = "is not a file" if target.exists() else "does not exist"
+            raise ConfigError([Problem(file, key, getattr(spec, key), f"the {what} {target} "
+                                       f"{why} (paths are relative to the scenario file)",
+                                       line((key,)))])
     center_data = yamlsafe.load_file(center_path)
+    center_text = center_path.read_text(encoding="utf-8")
+    if not isinstance(center_data, dict):  # empty or not a mapping: overrides cannot fix it
+        center_from_data(center_data, str(center_path), center_text)
     merged = deep_merge(center_data, spec.center_overrides)
-    center_text = center_path.read_text(encoding="utf-8") if not spec.center_overrides else None
-    center = center_from_data(merged, str(center_path), center_text)
+    locate = _overrides_locate(str(center_path), center_text, file, text,
+                               spec.center_overrides)
+    center = center_from_data(merged, str(center_path), center_text, locate)
     problems = []
     sites = set(center.config.sites)
+    groups = center.config.agent_groups
     for site in spec.staffing.shifts:
         if site not in sites:
-            problems.append(Problem(file, f"staffing.shifts.{site}", site,
-                                    f"unknown site; valid: {', '.join(sorted(sites))}"))
-    for site in sites - set(spec.staffing.shifts):
-        if not all(g in spec.staffing.group_shifts for g, grp in
-                   center.config.agent_groups.items() if grp.site == site):
-            problems.append(Problem(file, "staffing.shifts", site,
-                                    "site has agent groups but no shift pattern"))
+            loc = ("staffing", "shifts", site)
+            problems.append(Problem(file, format_path(loc), site,
+                                    unknown("site", site, sites, list_all=True), line(loc)))
+    for site in sorted(sites - set(spec.staffing.shifts)):
+        missing = sorted(g for g, grp in groups.items()
+                         if grp.site == site and g not in spec.staffing.group_shifts)
+        if missing:
+            loc = ("staffing", "shifts")
+            problems.append(Problem(file, format_path(loc), site,
+                                    f"site has agent groups ({', '.join(missing)}) but no shift "
+                                    "pattern", line(loc)))
     for group in spec.staffing.group_shifts:
-        if group not in center.config.agent_groups:
-            problems.append(Problem(file, f"staffing.group_shifts.{group}", group,
-                                    "unknown agent group"))
+        if group not in groups:
+            loc = ("staffing", "group_shifts", group)
+            problems.append(Problem(file, format_path(loc), group,
+                                    unknown("agent group", group, groups, list_all=True),
+                                    line(loc)))
     reasons = set(center.config.pause_reasons)
     for i, br in enumerate(spec.staffing.breaks):
         if br.reason not in reasons:
-            problems.append(Problem(file, f"staffing.breaks[{i}].reason", br.reason,
-                                    f"unknown pause reason; valid: {', '.join(sorted(reasons))}"))
+            loc = ("staffing", "breaks", i, "reason")
+            problems.append(Problem(file, format_path(loc), br.reason,
+                                    unknown("pause reason", br.reason, reasons,
+                                            list_all=True), line(loc)))
     # Breaks that overlap would end the longer one early (its ready comes mid-break).
     busy_until = -math.inf
     breaks = spec.staffing.breaks
@@ -185,16 +217,44 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
             loc = ("staffing", "breaks", i)
             problems.append(Problem(file, format_path(loc), breaks[i].after_h,
                                     "break overlaps an earlier break; breaks may touch, "
-                                    "not overlap", yamlsafe.line_of(text, loc)))
+                                    "not overlap", line(loc)))
         busy_until = max(busy_until, begin + breaks[i].minutes)
     if spec.start.tzinfo is None:
         problems.append(Problem(file, "start", str(spec.start),
-                                "start needs a UTC offset, e.g. 2026-03-02T00:00:00+03:00"))
+                                "start needs a UTC offset, e.g. 2026-03-02T00:00:00+03:00",
+                                line(("start",))))
     if problems:
         raise ConfigError(problems)
     if spec.behaviour.ivr_flow:
         spec = _with_flow(spec, base, file, text, center)
-    return Scenario(file, spec, center, (base / spec.traffic).resolve())
+    return Scenario(file, spec, center, traffic_path)
+
+
+def _overrides_locate(center_file: str, center_text: str, file: str, text: str,
+                      overrides: dict[str, Any]) -> Locate:
+    """Blame a problem on the scenario's ``center_overrides`` when they set that path.
+
+    A path the overrides set (or lie under a value they replaced) is reported in the scenario
+    file at ``center_overrides.<path>`` with its line; any other path in the center file.
+    """
+    def locate(loc: tuple[str | int, ...]) -> tuple[str, str, int | None]:
+        node: Any = overrides
+        overridden = bool(loc)
+        for part in loc:
+            if isinstance(node, dict):
+                if str(part) not in node:
+                    overridden = False
+                    break
+                node = node[str(part)]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                break  # a value the overrides replaced whole
+        if overridden:
+            where = ("center_overrides", *loc)
+            return file, format_path(where), yamlsafe.line_of(text, where)
+        return center_file, format_path(loc), yamlsafe.line_of(center_text, loc)
+    return locate
 
 
 def _with_flow(spec: ScenarioFile, base: Path, file: str, text: str,

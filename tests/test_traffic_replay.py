@@ -106,7 +106,8 @@ def test_seconds_log_is_replayed_as_is(tmp_path: Path) -> None:
         (["0,+79161234567,,ru,tech,long,"], HEADER, 2, "talk_s", "long", "number"),
         (["0,+79161234567,,ru,tech,,"], HEADER, 2, "talk_s", "", "needs talk_s"),
         (["0,+79161234567,,ru,tech,100,-3"], HEADER, 2, "abandon_s", "-3", ">= 0"),
-        (["0,+79161234567,,ru,tech,100"], HEADER, 2, "<row>", "", "number of fields"),
+        (["0,+79161234567,,ru,tech,100"], HEADER, 2, "<row>", "0,+79161234567,,ru,tech,100",
+         "wrong number of fields: 6 where the header has 7"),
     ],
 )
 def test_bad_call_log_names_file_line_and_value(

@@ -8,6 +8,7 @@ before any consumer walks the tree.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -193,18 +194,55 @@ def line_of(text: str, loc: tuple[str | int, ...] | list[str | int]) -> int | No
         return None
     line: int = node.start_mark.line + 1
     for part in loc:
-        nxt: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
-                    nxt = v
-                    line = k.start_mark.line + 1
-                    break
-        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
-              and 0 <= part < len(node.value)):
-            nxt = node.value[part]
-            line = nxt.start_mark.line + 1
-        if nxt is None:
+        found = _child(node, part)
+        if found is None:
             break
-        node = nxt
+        node, line = found
     return line
+
+
+def line_of_path(text: str, path: str) -> int | None:
+    """:func:`line_of` for a path written as in problems (``queues.tech.talk``, ``a[2].b``).
+
+    Keys may themselves hold dots: the longest run of parts that is a key of the mapping wins.
+    """
+    node = _composed(text)
+    if node is None or path.startswith("<"):
+        return None
+    parts: list[str | int] = []
+    for token in re.split(r"(\[\d+\])", path):
+        if token.startswith("[") and token.endswith("]"):
+            parts.append(int(token[1:-1]))
+        elif token:
+            parts += token.split(".")
+    parts = [p for p in parts if p != ""]
+    line: int = node.start_mark.line + 1
+    i = 0
+    while i < len(parts):
+        found = None
+        for j in range(len(parts), i, -1):  # longest dotted key first
+            chunk = parts[i:j]
+            if len(chunk) > 1 and not all(isinstance(x, str) for x in chunk):
+                continue
+            key: str | int = ".".join(str(x) for x in chunk) if len(chunk) > 1 else chunk[0]
+            found = _child(node, key)
+            if found is not None:
+                i = j
+                break
+        if found is None:
+            break
+        node, line = found
+    return line
+
+
+def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node, int] | None:
+    """The child of ``node`` at key or index ``part`` and the line where it is written."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                return v, k.start_mark.line + 1
+    elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+          and 0 <= part < len(node.value)):
+        child = node.value[part]
+        return child, child.start_mark.line + 1
+    return None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acd.config.messages import shown
 from acd.errors import ConfigError, Problem
 
 #: Observed window of the data on the local clock, minutes from midnight: [07:00, 21:00).
@@ -60,18 +61,31 @@ def read_bank_calls(csv_path: str | Path) -> dict[date, dict[int, int]]:
     """Calls per day and per minute-of-day from the 5-minute bank CSV, inside [07:00, 21:00)."""
     per_day: dict[date, dict[int, int]] = defaultdict(dict)
     path = str(csv_path)
-    with open(csv_path, encoding="utf-8", newline="") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
+    rows = 0
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
+    with open(csv_path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("DateTime", "Calls") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError([Problem(path, "<header>", shown(reader.fieldnames),
+                                       f"missing column(s) {', '.join(missing)}; the header "
+                                       "must name DateTime and Calls", 1)])
+        for line, row in enumerate(reader, start=2):
+            rows += 1
             try:
                 # "UTC-stamped local time": the Z is a label, the clock is the centre's own.
                 stamp = datetime.fromisoformat(row["DateTime"].rstrip("Z"))
                 calls = int(row["Calls"])
             except (KeyError, ValueError, TypeError) as exc:
-                raise ConfigError([Problem(path, "DateTime/Calls", dict(row),
+                raise ConfigError([Problem(path, "DateTime/Calls", shown(dict(row)),
                                            f"unreadable row: {exc}", line)]) from exc
             minute = stamp.hour * 60 + stamp.minute
             if OPEN_MIN <= minute < CLOSE_MIN:
                 per_day[stamp.date()][minute] = calls
+    if not per_day:
+        why = "the file has a header line but no rows" if rows == 0 else \
+            f"none of its {rows} row(s) falls in the observed window 07:00-21:00"
+        raise ConfigError([Problem(path, "<rows>", None, f"no calls: {why}", 1)])
     return dict(per_day)
 
 

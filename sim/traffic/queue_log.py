@@ -157,6 +157,11 @@ class _Staffing:
             self._emit(t, agent, "unpause", reason)
 
 
+def read_queue_log(path: str | Path) -> str:
+    """The text of a queue_log (a leading byte order mark dropped, bad bytes replaced)."""
+    return Path(path).read_text(encoding="utf-8-sig", errors="replace")
+
+
 def load_queue_log(path: str | Path, mapping: QueueLogMapping, known_queues: Collection[str],
                    known_languages: Collection[str], known_countries: Collection[str]
                    ) -> QueueLogReplay:
@@ -164,10 +169,10 @@ def load_queue_log(path: str | Path, mapping: QueueLogMapping, known_queues: Col
     file = str(path)
     problems = ProblemList(file)
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        text = read_queue_log(path)
     except OSError as exc:
-        raise ConfigError([Problem(file, "<root>", None, f"cannot read queue_log: {exc}")]) \
-            from exc
+        raise ConfigError([Problem(file, "<root>", None,
+                                   f"cannot read queue_log: {exc.strerror}")]) from exc
     for name, target in mapping.queues.items():
         if target not in known_queues:
             problems.add(f"mapping.queues.{name}", target,
@@ -184,6 +189,8 @@ def load_queue_log(path: str | Path, mapping: QueueLogMapping, known_queues: Col
         epoch = _float(fields[0], problems, "epoch", line)
         if epoch is not None:
             parsed.append((epoch, line, fields))
+    if not parsed and not problems:
+        problems.add("<root>", None, "no queue_log events: the file is empty, nothing to replay")
     problems.raise_if_any()
     parsed.sort(key=lambda item: (item[0], item[1]))  # stable: same-second lines keep file order
     start = parsed[0][0] if parsed else 0.0
@@ -208,8 +215,9 @@ def load_queue_log(path: str | Path, mapping: QueueLogMapping, known_queues: Col
             staffing.apply(t, agent, event, queue_name, queue, reason)
         elif event == "ENTERQUEUE":
             if queue is None:
-                problems.add("queuename", queue_name, "queue has no mapping to a configured queue",
-                             line)
+                problems.add("queuename", queue_name, "queue has no mapping to a configured "
+                             f"queue; map it with --queue-map {queue_name}=QUEUE (queues: "
+                             f"{', '.join(sorted(known_queues))})", line)
                 continue
             number, found = _caller(data[1] if len(data) > 1 else "")
             if found is None or found not in known_countries:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acd.config.messages import unknown
 from acd.errors import ConfigError, Problem
 from sim.traffic.arrival import NATIVE_LANGUAGE, Arrival
 from sim.traffic.callers import country_of_number
@@ -93,7 +94,7 @@ def _header(fields: Sequence[str] | None, problems: ProblemList) -> bool:
         return False
     for name in fields:
         if name not in REQUIRED and name not in OPTIONAL:
-            problems.add("<header>", name, f"unknown column; allowed: {[*REQUIRED, *OPTIONAL]}", 1)
+            problems.add("<header>", name, unknown("column", name, [*REQUIRED, *OPTIONAL]), 1)
     for name in REQUIRED:
         if name not in fields:
             problems.add("<header>", name, "missing required column", 1)
@@ -113,13 +114,20 @@ def load_call_log(
     file = str(path)
     problems = ProblemList(file)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(file, "<root>", None, f"cannot read call log: {exc}")]) from exc
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError([Problem(file, "<root>", None,
+                                   f"cannot read call log: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(file, "<root>", None,
+                                   f"call log is not UTF-8 text: {exc.reason} at byte "
+                                   f"{exc.start}")]) from exc
     reader = csv.DictReader(text.splitlines())
     if not _header(reader.fieldnames, problems):
         problems.raise_if_any()
-    queue_col = "queue" if "queue" in (reader.fieldnames or []) else "skill"
+    fields = list(reader.fieldnames or [])
+    queue_col = "queue" if "queue" in fields else "skill"
     rows: list[tuple[int, float, dict[str, str]]] = []
     seen: dict[tuple[str, ...], int] = {}
     kind: bool | None = None
@@ -127,7 +135,10 @@ def load_call_log(
     for row in reader:
         line = reader.line_num
         if None in row or any(v is None for v in row.values()):
-            problems.add("<row>", row.get(None) or "", "wrong number of fields", line)
+            cells = [v for k, v in row.items() if k is not None and v is not None]
+            cells += row.get(None) or []
+            problems.add("<row>", ",".join(cells), f"wrong number of fields: {len(cells)} where "
+                         f"the header has {len(fields)}", line)
             continue
         key = tuple(row.values())
         if key in seen:
@@ -147,6 +158,9 @@ def load_call_log(
             problems.add("arrival", row["arrival"], "rows must be in arrival order", line)
         last = max(last, t)
         rows.append((line, t, {k: v.strip() for k, v in row.items()}))
+    if not rows and not problems:
+        problems.add("<rows>", None, "no calls: the file has a header line but no call rows "
+                     "to replay", 1)
     origin_ts = rows[0][1] if rows and kind else 0.0
     calls = [_call(line, t - origin_ts, row, queue_col, problems, known_queues, known_languages,
                    known_countries, default_language, native_language) for line, t, row in rows]
@@ -165,7 +179,7 @@ def _call(
     before = len(problems.problems) + problems.dropped
     queue = row[queue_col]
     if queue not in known_queues:
-        problems.add(queue_col, queue, f"unknown queue; known: {sorted(known_queues)}", line)
+        problems.add(queue_col, queue, unknown("queue", queue, known_queues, list_all=True), line)
     caller = row.get("caller") or None
     country = row.get("country") or None
     if caller is not None and country is None:
@@ -176,12 +190,12 @@ def _call(
     if country is None and caller is None:
         problems.add("country", "", "need a caller number or a country", line)
     elif country is not None and country not in known_countries:
-        problems.add("country", country, f"unknown country; known: {sorted(known_countries)}",
-                     line)
+        problems.add("country", country,
+                     unknown("country", country, known_countries, list_all=True), line)
     language = row["language"] or native_language.get(country or "", default_language)
     if language not in known_languages:
-        problems.add("language", language, f"unknown language; known: {sorted(known_languages)}",
-                     line)
+        problems.add("language", language,
+                     unknown("language", language, known_languages, list_all=True), line)
     patience = math.inf
     if row["abandon_s"]:
         patience = _number(row["abandon_s"], problems, "abandon_s", line) or 0.0

@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from acd.config.messages import EMPTY_FILE, closest, unknown, wrong_kind
 from acd.config.yamlsafe import load_file
+from acd.errors import ConfigError, Problem
 from sim.traffic.arrival import Arrival
 from sim.traffic.distributions import Distribution, parse_distribution
 from sim.traffic.forecast import ForecastSource, Overdispersion, QueueHandling, Stream
@@ -100,13 +102,15 @@ def _mapping(obj: object, problems: ProblemList, path: str, allowed: Collection[
     if not isinstance(obj, dict):
         problems.add(path, obj, "must be a mapping")
         return None
+    meant: set[str | None] = set()
     if allowed is not None:
         for key in obj:
             if key not in allowed:
                 problems.add(f"{path}.{key}" if path != "<root>" else str(key), key,
-                             f"unknown key; allowed: {sorted(allowed)}")
+                             unknown("key", key, allowed))
+                meant.add(closest(key, allowed))
     for key in required:
-        if key not in obj:
+        if key not in obj and key not in meant:  # a misspelt key is reported once
             problems.add(f"{path}.{key}" if path != "<root>" else key, None,
                          f"missing required key {key}")
     return {str(k): v for k, v in obj.items()}
@@ -130,7 +134,7 @@ def _shares(obj: object, problems: ProblemList, path: str, known: Collection[str
     out: dict[str, float] = {}
     for key, value in table.items():
         if key not in known:
-            problems.add(f"{path}.{key}", key, f"unknown {what}; known: {sorted(known)}")
+            problems.add(f"{path}.{key}", key, unknown(what, key, known, list_all=True))
         share = _positive(value, problems, f"{path}.{key}", allow_zero=True)
         if share is not None:
             out[key] = share
@@ -181,7 +185,7 @@ def _queue(name: str, obj: object, problems: ProblemList, path: str,
     for language, spec in overrides.items():
         if language not in known_languages:
             problems.add(f"{path}.talk_by_language.{language}", language,
-                         f"unknown language; known: {sorted(known_languages)}")
+                         unknown("language", language, known_languages, list_all=True))
         dist = parse_distribution(spec, problems, f"{path}.talk_by_language.{language}")
         if dist is not None:
             by_language[language] = dist
@@ -195,8 +199,16 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
                  ) -> TrafficSpec:
     """Load and strictly validate a traffic YAML; every problem is reported in one ConfigError."""
     file = str(path)
-    problems = ProblemList(file)
-    doc = _mapping(load_file(path), problems, "<root>", _TOP,
+    data = load_file(path)
+    problems = ProblemList(file, text=Path(path).read_text(encoding="utf-8"))
+    other = wrong_kind(data, "traffic file")
+    if other is not None:
+        raise ConfigError([Problem(file, "<root>", None, other, 1)])
+    if data is None:
+        raise ConfigError([Problem(file, "<root>", EMPTY_FILE, "a traffic file must be a mapping "
+                                   "with version, timezone, volume, profile, queues and "
+                                   "countries")])
+    doc = _mapping(data, problems, "<root>", _TOP,
                    ("version", "timezone", "volume", "profile", "queues", "countries"))
     problems.raise_if_any()
     assert doc is not None
@@ -254,7 +266,8 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
     queues = _mapping(doc["queues"], problems, "queues", None) or {}
     for name, spec in queues.items():
         if name not in known_queues:
-            problems.add(f"queues.{name}", name, f"unknown queue; known: {sorted(known_queues)}")
+            problems.add(f"queues.{name}", name,
+                         unknown("queue", name, known_queues, list_all=True))
         parsed = _queue(name, spec, problems, f"queues.{name}", known_languages)
         if parsed is not None:
             queue_share[name], handling[name] = parsed
@@ -266,7 +279,7 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
     for code, spec in countries.items():
         where = f"countries.{code}"
         if code not in known_countries:
-            problems.add(where, code, f"unknown country; known: {sorted(known_countries)}")
+            problems.add(where, code, unknown("country", code, known_countries, list_all=True))
         table = _mapping(spec, problems, where, {"share", "languages"}, ("share", "languages"))
         if table is None or "share" not in table or "languages" not in table:
             continue
