@@ -118,7 +118,7 @@ def test_sim_run_bare_date_gets_a_suggestion_that_works(scratch: Path) -> None:
 def test_sim_run_empty_scenario(scratch: Path) -> None:
     """An empty scenario file is named as the file at fault."""
     run_bad(scratch, ["sim", "run", "empty.yaml", "--days", "0.05"],
-            "empty.yaml: <root>: a scenario must be a mapping")
+            "empty.yaml:1: <root>: a scenario must be a mapping")
 
 
 def test_sim_staff_bad_values(scratch: Path) -> None:
@@ -224,4 +224,4 @@ def test_traffic_profile_bad_inputs(scratch: Path) -> None:
     run_bad(scratch, ["traffic", "profile", str(BANK), "20"],
             "argument interval: invalid choice: 20")
     run_bad(scratch, ["traffic", "profile", "empty.csv"],
-            "empty.csv: DateTime: needs calls on every weekday")
+            "empty.csv:1: <header>: missing column(s) DateTime, Calls")
