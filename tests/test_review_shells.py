@@ -168,7 +168,6 @@ async def test_music_comes_back_when_an_offer_made_during_the_callback_question_
     """An offer that arrives while the caller hears the callback question and is then withdrawn
     leaves the caller on hold with music, not in silence."""
     async with Rig() as rig:
-        rig.service.router._queues["tech"].ring_timeout_s = 60.0  # the fake rings 3 s
         rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
         call_id = await rig.to_queue()
         await eventually(lambda: rig.in_router(call_id))

@@ -1,4 +1,4 @@
-"""The asyncio driver: commands reach the call's owner, timers fire on the loop, events fan out."""
+"""The asyncio driver: commands reach the call's owner, timers fire on its clock, events fan out."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from acd.core.model import (
     Outcome,
     Output,
 )
-from acd.service.driver import Command, RouterService
+from acd.service.driver import Command, LoopClock, RouterService
+from acd.testing.clock import ManualClock
 
 CENTER = Path(__file__).resolve().parents[1] / "config" / "center.yaml"
 
@@ -36,8 +37,13 @@ class Owner:
 
 
 @pytest.fixture
-def service() -> RouterService:
-    return RouterService(load_center(CENTER))
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def service(clock: ManualClock) -> RouterService:
+    return RouterService(load_center(CENTER), clock)
 
 
 async def test_offer_goes_to_the_owner_and_answer_reenters_safely(service: RouterService) -> None:
@@ -53,31 +59,62 @@ async def test_offer_goes_to_the_owner_and_answer_reenters_safely(service: Route
     assert names.index("Offer") < names.index("CallAnswered")
 
 
-async def test_ring_timeout_fires_from_the_event_loop(service: RouterService) -> None:
-    """With nobody answering, the ring timer fires on the loop, cancels the offer, pauses rona."""
-    service.router._queues["tech"].ring_timeout_s = 0.05  # a short ring for the test
+async def test_ring_timeout_fires_from_the_clock(service: RouterService,
+                                                 clock: ManualClock) -> None:
+    """With nobody answering, the ring timer fires on the clock, cancels the offer, pauses rona."""
+    ring_timeout = service.center.config.queues["tech"].ring_timeout_s
     service.login("msk-tech-ru-001")
     owner = Owner(service, answer=False)
     service.call_arrived(owner, "c1", "tech", "ru", "RU")
     assert [type(c) for c in owner.commands] == [Offer]
-    await asyncio.sleep(0.2)
+    clock.advance(ring_timeout - 0.001)
+    assert [type(c) for c in owner.commands] == [Offer]
+    clock.advance(0.001)
     assert any(isinstance(c, CancelOffer) and c.reason == "ring_timeout" for c in owner.commands)
     assert service.router.agent_state("msk-tech-ru-001") is AgentState.PAUSED
 
 
-async def test_short_timer_really_fires(service: RouterService) -> None:
-    """A wrap-up of a fraction of a second ends by itself through loop.call_at."""
+async def test_wrap_up_timer_really_fires(service: RouterService, clock: ManualClock) -> None:
+    """The queue's wrap-up ends by itself when the clock reaches it, through clock.call_at."""
+    wrap_up = service.center.config.queues["tech"].wrap_up_s
     service.login("msk-tech-ru-001")
     owner = Owner(service, answer=True)
     service.call_arrived(owner, "c1", "tech", "ru", "RU")
-    service.router._queues["tech"].wrap_up_s = 0.05  # a short wrap-up for the test
     ended: list[CallEnded] = []
     service.observe(lambda o, _w: ended.append(o) if isinstance(o, CallEnded) else None)
     service.hangup("c1")
     assert ended and ended[0].outcome is Outcome.ANSWERED
     assert service.router.agent_state("msk-tech-ru-001") is AgentState.WRAP_UP
-    await asyncio.sleep(0.2)
+    assert clock.next_at() == pytest.approx(clock.now() + wrap_up)
+    clock.advance(wrap_up)
     assert service.router.agent_state("msk-tech-ru-001") is AgentState.READY
+
+
+async def test_default_clock_is_the_event_loop() -> None:
+    """Without a clock the service reads the running loop's time and its call_at really fires."""
+    loop = asyncio.get_running_loop()
+    service = RouterService(load_center(CENTER))
+    assert isinstance(service.clock, LoopClock)
+    before = loop.time()
+    assert before <= service.now() <= loop.time()
+    fired = loop.create_future()
+    handle = service.clock.call_at(service.now() + 0.01, lambda: fired.set_result(loop.time()))
+    assert isinstance(handle, asyncio.TimerHandle)
+    assert await asyncio.wait_for(fired, 2.0) >= before + 0.01
+
+
+async def test_reschedule_cancels_the_earlier_timer(service: RouterService,
+                                                    clock: ManualClock) -> None:
+    """An answered offer cancels the ring timer: advancing past it changes nothing."""
+    ring_timeout = service.center.config.queues["tech"].ring_timeout_s
+    service.login("msk-tech-ru-001")
+    owner = Owner(service, answer=False)
+    service.call_arrived(owner, "c1", "tech", "ru", "RU")
+    service.offer_answered("c1", "msk-tech-ru-001")
+    assert clock.next_at() is None
+    clock.advance(ring_timeout)
+    assert [type(c) for c in owner.commands] == [Offer]
+    assert service.router.agent_state("msk-tech-ru-001") is AgentState.ON_CALL
 
 
 async def test_owner_failure_does_not_stop_routing(service: RouterService) -> None:
