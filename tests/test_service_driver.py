@@ -17,6 +17,7 @@ from acd.core.model import (
     Output,
 )
 from acd.service.driver import Command, LoopClock, RouterService
+from acd.testing.capture import capture_outputs
 from acd.testing.clock import ManualClock
 
 CENTER = Path(__file__).resolve().parents[1] / "config" / "center.yaml"
@@ -48,11 +49,10 @@ def service(clock: ManualClock) -> RouterService:
 
 async def test_offer_goes_to_the_owner_and_answer_reenters_safely(service: RouterService) -> None:
     """An owner answering inside handle_command is processed after the current fan-out."""
-    seen: list[Output] = []
-    service.observe(lambda o, _wall: seen.append(o))
     service.login("msk-tech-ru-001")
     owner = Owner(service, answer=True)
-    service.call_arrived(owner, "c1", "tech", "ru", "RU")
+    with capture_outputs(service) as seen:
+        service.call_arrived(owner, "c1", "tech", "ru", "RU")
     assert [type(c) for c in owner.commands] == [Offer]
     assert service.router.agent_state("msk-tech-ru-001") is AgentState.ON_CALL
     names = [type(o).__name__ for o in seen]
@@ -124,8 +124,23 @@ async def test_owner_failure_does_not_stop_routing(service: RouterService) -> No
         def handle_command(self, command: Command) -> None:
             raise RuntimeError("boom")
 
-    seen: list[Output] = []
-    service.observe(lambda o, _w: seen.append(o))
     service.login("msk-tech-ru-001")
-    service.call_arrived(Broken(), "c1", "tech", "ru", "RU")
+    with capture_outputs(service) as seen:
+        service.call_arrived(Broken(), "c1", "tech", "ru", "RU")
     assert any(isinstance(o, Offer) for o in seen)
+
+
+async def test_capture_outputs_keeps_only_the_block(service: RouterService) -> None:
+    """capture_outputs collects what the service fans out inside the block, in order, and
+    stops at its end; other observers keep seeing everything."""
+    everything: list[Output] = []
+    service.observe(lambda o, _w: everything.append(o))
+    service.login("msk-tech-ru-001")
+    owner = Owner(service, answer=False)
+    with capture_outputs(service) as inside:
+        service.call_arrived(owner, "c1", "tech", "ru", "RU")
+    service.hangup("c1")
+    assert [type(o) for o in inside] == [type(o) for o in everything[1:len(inside) + 1]]
+    assert any(isinstance(o, Offer) for o in inside)
+    assert not any(isinstance(o, CallEnded) for o in inside)
+    assert any(isinstance(o, CallEnded) for o in everything)

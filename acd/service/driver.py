@@ -121,6 +121,10 @@ class RouterService:
         """Call ``observer(output, wall_time)`` for every output (events and commands)."""
         self._observers.append(observer)
 
+    def unobserve(self, observer: Observer) -> None:
+        """Stop calling ``observer`` (one registration of it)."""
+        self._observers.remove(observer)
+
     def observe_latency(self, observer: LatencyObserver) -> None:
         """Call ``observer(entry_point, seconds)`` after every router call."""
         self._latency_observers.append(observer)
