@@ -377,3 +377,29 @@ async def test_recorded_event_sequences_are_handled(rig: Rig, name: str) -> None
     await rig.app.idle()
     assert not rig.app.calls and not rig.app.legs
     assert rig.service.router.calls_in_router == 0
+
+
+# --------------------------------- music after the callback question
+
+
+async def test_music_comes_back_when_an_offer_made_during_the_callback_question_fails(
+) -> None:
+    """An offer that arrives while the caller hears the callback question and is then withdrawn
+    leaves the caller on hold with music, not in silence."""
+    async with Rig() as rig:
+        rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
+        call_id = await rig.to_queue()
+        await eventually(lambda: rig.in_router(call_id))
+        call = rig.app.calls[call_id]
+        hold = call.hold_bridge or ""
+        asked = rig.prompt_count(call_id, "callback_offer")
+        call.handle_command(OfferCallback(call_id, 300.0))
+        await eventually(lambda: rig.prompt_count(call_id, "callback_offer") > asked)
+        rig.service.login(AGENT)  # the router offers the call during the question
+        await eventually(lambda: call.phase is Phase.RINGING, what="ringing")
+        await rig.fake.send_dtmf(call_id, "2")  # no callback, thanks
+        await eventually(lambda: call.ask_task is None, what="question over")
+        rig.service.pause(AGENT, "break")  # the offer is withdrawn: back on hold
+        assert call.phase is Phase.HOLD
+        await eventually(lambda: rig.fake.bridges[hold].moh_class == "default",
+                         timeout=1.0, what="music on hold again")

@@ -22,6 +22,7 @@ from acd.service.driver import Command, RouterService
 from acd.service.metrics import ServiceMetrics
 
 CENTER = Path(__file__).resolve().parents[1] / "config" / "center.yaml"
+AGENT = "msk-tech-ru-001"
 
 
 class Clock:
@@ -180,3 +181,15 @@ def test_exposition_uses_prometheus_conventions(center: LoadedCenter) -> None:
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
         if "time" in family.name or "wait" in family.name or "latency" in family.name:
             assert family.name.endswith("_seconds") or family.unit == "seconds", family.name
+
+
+# --------------------------------------------------- failure reasons
+
+
+def test_an_agent_rejecting_the_call_keeps_its_failure_reason() -> None:
+    """ARI reports a declined agent leg (cause 21) as ``rejected``; the metric keeps it."""
+    metrics = ServiceMetrics(load_center(CENTER).config)
+    metrics.observe(CallRequeued("c1", AGENT, "rejected", 1.0), 0.0)
+    value = metrics.registry.get_sample_value(
+        "acd_offer_failures_total", {"queue": "other", "reason": "rejected"})
+    assert value == 1.0
