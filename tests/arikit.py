@@ -16,6 +16,7 @@ from acd.config.load import LoadedCenter, load_center
 from acd.core.model import AgentState, CallEnded, Output
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.router_service import RouterService
+from acd.testing.clock import ManualClock
 from acd.testing.fake_ari import FakeAri
 from ivr.actions import CallbackTask
 
@@ -61,6 +62,8 @@ class Rig:
         self.request_timeout = request_timeout
         self.outputs: list[Output] = []
         self.callbacks = CallbackList()
+        #: The router's clock: it moves only when a test advances it (kept across restarts).
+        self.clock = ManualClock()
         self.service: RouterService
         self.client: AriClient
         self.app: StasisApp
@@ -81,7 +84,7 @@ class Rig:
         """A fresh router, client and app (as a restarted engine would have)."""
         center = reference_center()
         self.outputs.clear()
-        self.service = RouterService(center)
+        self.service = RouterService(center, self.clock)
         self.service.observe(lambda o, _wall: self.outputs.append(o))
         self.setup = load_ivr(center, REPO / "config" / "ivr", callbacks=self.callbacks)
         self.client = AriClient(

@@ -14,9 +14,11 @@ from acd.config.load import LoadedCenter, load_center
 from acd.core.model import AgentState
 from acd.runtime.ivrsetup import load_ivr
 from acd.runtime.router_service import RouterService
+from acd.service.reload import ObserverGate, rebuild
 from acd.testing.fake_agi import FakeAsterisk, environment_block
 
 ROOT = Path(__file__).resolve().parents[1]
+CENTER = ROOT / "config" / "center.yaml"
 PHONE = "PJSIP/1001-0000002a"  # msk-tech-ru-001's desk phone
 AGENT = "msk-tech-ru-001"
 
@@ -99,3 +101,31 @@ def test_device_lookup_uses_the_channel_not_the_caller_id(center: LoadedCenter) 
     reasons = center.config.pause_reasons
     assert codes.pause_reason("1") == reasons[0] and codes.pause_reason("") == reasons[0]
     assert codes.pause_reason("0") is None and codes.pause_reason("x") is None
+
+
+# ---------------------------------------- agent codes after a reload
+
+
+def _reordered_center(tmp_path: Path) -> Path:
+    text = CENTER.read_text(encoding="utf-8")
+    old = "pause_reasons: [break, lunch, training, meeting, coaching, technical, rona]"
+    assert old in text
+    path = tmp_path / "center.yaml"
+    path.write_text(text.replace(
+        old, "pause_reasons: [lunch, break, training, meeting, coaching, technical, rona]"),
+        encoding="utf-8")
+    return path
+
+
+async def test_pause_codes_follow_the_reloaded_pause_reasons(tmp_path: Path) -> None:
+    """After a reload that reorders pause_reasons, ``*531`` pauses with the new first reason."""
+    center = load_center(CENTER)
+    service = RouterService(center)
+    path = CallPath(service, load_ivr(center, ROOT / "config" / "ivr"))
+    rebuild(service, load_center(_reordered_center(tmp_path)), {}, ObserverGate(),
+            lambda _agent: None)
+    assert path.agents.apply(PHONE, "login") == ("ok", "agent-loginok")
+    assert path.agents.apply(PHONE, "pause", "1")[0] == "ok"
+    reasons = {a.agent_id: a.reason for a in service.router.agent_snapshot()}
+    assert reasons[AGENT] == "lunch"
+    service.close()

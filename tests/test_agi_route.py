@@ -24,6 +24,7 @@ from acd.core.model import (
 )
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.router_service import RouterService
+from acd.testing.clock import ManualClock
 from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
 from ivr.actions import CallbackTask
 
@@ -54,6 +55,7 @@ class Rig:
     fake: FakeAsterisk
     callbacks: CallbackList
     outputs: list[Output]
+    clock: ManualClock
 
     def ended(self) -> list[CallEnded]:
         return [o for o in self.outputs if isinstance(o, CallEnded)]
@@ -65,7 +67,8 @@ def base_setup() -> IvrSetup:
 
 
 async def make_rig(base: IvrSetup, settings: RouteSettings | None = None) -> Rig:
-    service = RouterService(base.center)
+    clock = ManualClock()
+    service = RouterService(base.center, clock)
     callbacks = CallbackList()
     setup = IvrSetup(base.center, base.known, base.flows, None, callbacks)
     outputs: list[Output] = []
@@ -73,7 +76,7 @@ async def make_rig(base: IvrSetup, settings: RouteSettings | None = None) -> Rig
     path = CallPath(service, setup, settings)
     server = FastAgiServer(path.handler_for, port=0, header_timeout=2.0)
     await server.start()
-    return Rig(service, path, server, FakeAsterisk(server.port), callbacks, outputs)
+    return Rig(service, path, server, FakeAsterisk(server.port), callbacks, outputs, clock)
 
 
 @pytest.fixture
@@ -202,18 +205,20 @@ async def test_ring_no_answer_reoffers_on_the_next_hold(rig: Rig) -> None:
 async def test_dial_result_after_the_routers_ring_timeout_is_not_reported_twice(
         rig: Rig) -> None:
     """When the router's ring timer already requeued the call, NOANSWER pauses nobody else."""
-    rig.service.router._queues["tech"].ring_timeout_s = 0.1  # a short ring for the test
+    ring_timeout = rig.service.center.config.queues["tech"].ring_timeout_s
     rig.service.login("msk-tech-ru-001")
     rig.service.login("msk-tech-ru-002")
     call = await start_call(rig, callerid=CALLER)
-    await answer_until(call, "SET VARIABLE ACD_RING_TIMEOUT 1")
+    await answer_until(call, f"SET VARIABLE ACD_RING_TIMEOUT {ring_timeout:.0f}")
     await call.reply("200 result=1")
     assert await call.wait_closed(2.0)
     # The router's ring timer fires while Asterisk still rings: the next offer waits.
+    rig.clock.advance(ring_timeout)
     await until(lambda: rig.service.router.agent_state("msk-tech-ru-002") is AgentState.RINGING)
     again = await start_call(rig, "dialresult", args=(UNIQUEID, "NOANSWER", "msk-tech-ru-001"))
     await expect_all(again, "SET VARIABLE ACD_TARGET PJSIP/1002",
-                     "SET VARIABLE ACD_AGENT msk-tech-ru-002", "SET VARIABLE ACD_RING_TIMEOUT 1")
+                     "SET VARIABLE ACD_AGENT msk-tech-ru-002",
+                     f"SET VARIABLE ACD_RING_TIMEOUT {ring_timeout:.0f}")
     assert await again.wait_closed(2.0)
     requeued = [o for o in rig.outputs if type(o).__name__ == "CallRequeued"]
     assert len(requeued) == 1
@@ -235,8 +240,14 @@ async def test_caller_hangup_while_holding_is_an_abandon(rig: Rig) -> None:
 
 async def test_overflow_sets_the_result_for_the_dialplan(rig: Rig) -> None:
     """The queue's max wait overflows the held call to voicemail through ACD_RESULT."""
-    rig.service.router._queues["tech"].max_wait_s = 0.2  # a short max wait for the test
+    tech = rig.service.center.config.queues["tech"]
     call = await queued_on_hold(rig, callerid=CALLER)
+    # On the way to the max wait the caller lets the queue's callback offer pass.
+    rig.clock.advance(next(s.after_s for s in tech.expansion if s.offer_callback))
+    await call.expect("SET MUSIC OFF", "200 result=0")
+    await call.expect("GET DATA acd/ru/callback_offer 6000 1", "200 result= (timeout)")
+    await call.expect("SET MUSIC ON default", "200 result=0")
+    rig.clock.advance(tech.max_wait_s - rig.clock.now())
     await expect_all(call, "SET MUSIC OFF", "SET VARIABLE ACD_QUEUE tech",
                      "SET VARIABLE ACD_LANGUAGE ru", "SET VARIABLE ACD_RESULT voicemail")
     assert await call.wait_closed(2.0)

@@ -79,7 +79,6 @@ async def test_caller_hangup_in_talk_ends_agent_leg(rig: Rig) -> None:
 
 async def test_ring_no_answer_pauses_agent_and_reoffers(rig: Rig) -> None:
     """An unanswered leg (cause 19) pauses the agent `rona`; the call is offered to the next."""
-    rig.service.router._queues["tech"].ring_timeout_s = 1.0  # the fake rings 1 s / speed
     rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
     rig.service.login(AGENT)
     call_id = await rig.to_queue()
@@ -98,13 +97,13 @@ async def test_ring_no_answer_pauses_agent_and_reoffers(rig: Rig) -> None:
 
 async def test_router_ring_timeout_withdraws_the_leg() -> None:
     """When the router's ring timer fires first, the engine hangs up the ringing leg."""
-    async with Rig(speed=1.0) as rig:
-        rig.service.router._queues["tech"].ring_timeout_s = 0.3  # originate timeout: 1 s
+    async with Rig(speed=1.0) as rig:  # the fake would ring the whole originate timeout
         rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
         rig.service.login(AGENT)
         call_id = await rig.to_queue()
         await eventually(lambda: rig.leg_of(call_id) in rig.fake.channels, what="ringing")
         leg = rig.leg_of(call_id)
+        rig.clock.advance(rig.service.center.config.queues["tech"].ring_timeout_s)
         await eventually(lambda: leg not in rig.fake.channels, what="leg withdrawn")
         assert any(isinstance(o, CancelOffer) and o.reason == "ring_timeout"
                    for o in rig.outputs)
@@ -227,8 +226,9 @@ async def test_barge_in_stops_the_menu_prompt() -> None:
 
 async def test_overflow_continues_in_the_dialplan(rig: Rig) -> None:
     """The router's Overflow sends the caller to the overflow context and ends the call there."""
-    rig.service.router._queues["tech"].max_wait_s = 0.05
     call_id = await rig.to_queue()
+    await eventually(lambda: rig.in_router(call_id), what="queued")
+    rig.clock.advance(rig.service.center.config.queues["tech"].max_wait_s)
     await eventually(lambda: rig.ended(call_id) is not None, what="overflowed")
     assert rig.ended(call_id).outcome is Outcome.OVERFLOWED  # type: ignore[union-attr]
     await eventually(lambda: any(r.path == f"/channels/{call_id}/continue"
@@ -377,3 +377,29 @@ async def test_recorded_event_sequences_are_handled(rig: Rig, name: str) -> None
     await rig.app.idle()
     assert not rig.app.calls and not rig.app.legs
     assert rig.service.router.calls_in_router == 0
+
+
+# --------------------------------- music after the callback question
+
+
+async def test_music_comes_back_when_an_offer_made_during_the_callback_question_fails(
+) -> None:
+    """An offer that arrives while the caller hears the callback question and is then withdrawn
+    leaves the caller on hold with music, not in silence."""
+    async with Rig() as rig:
+        rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
+        call_id = await rig.to_queue()
+        await eventually(lambda: rig.in_router(call_id))
+        call = rig.app.calls[call_id]
+        hold = call.hold_bridge or ""
+        asked = rig.prompt_count(call_id, "callback_offer")
+        call.handle_command(OfferCallback(call_id, 300.0))
+        await eventually(lambda: rig.prompt_count(call_id, "callback_offer") > asked)
+        rig.service.login(AGENT)  # the router offers the call during the question
+        await eventually(lambda: call.phase is Phase.RINGING, what="ringing")
+        await rig.fake.send_dtmf(call_id, "2")  # no callback, thanks
+        await eventually(lambda: call.ask_task is None, what="question over")
+        rig.service.pause(AGENT, "break")  # the offer is withdrawn: back on hold
+        assert call.phase is Phase.HOLD
+        await eventually(lambda: rig.fake.bridges[hold].moh_class == "default",
+                         timeout=1.0, what="music on hold again")

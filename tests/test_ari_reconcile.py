@@ -125,7 +125,6 @@ async def test_drop_with_calls_on_hold_and_in_talk_loses_none(rig: Rig) -> None:
     assert len(queued) == 2  # nobody was queued twice
     rig.fake.hangup(rig.leg_of(talking) or "")  # events flow again after the reconnect
     await eventually(lambda: rig.ended(talking) is not None)
-    rig.service.router._queues["tech"].wrap_up_s = 0.0
     rig.service.login(AGENT2)
     await eventually(lambda: rig.talking(waiting), what="held caller offered after the drop")
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from routerkit import agent, center_data, queue
 
-from acd.config.load import LoadedCenter, load_center
+from acd.config.load import LoadedCenter, center_from_data, load_center
 from acd.core.model import (
     CallAnswered,
     CallEnded,
@@ -21,6 +22,7 @@ from acd.runtime.router_service import Command, RouterService
 from acd.service.metrics import ServiceMetrics
 
 CENTER = Path(__file__).resolve().parents[1] / "config" / "center.yaml"
+AGENT = "msk-tech-ru-001"
 
 
 class Clock:
@@ -114,6 +116,34 @@ def test_rolling_service_level_counts_decided_and_overdue_calls(center: LoadedCe
     assert m.service_level("tech") == (0.0, 1)
 
 
+def test_thresholds_come_from_the_config_not_a_fixed_20_s() -> None:
+    """A queue's own threshold (10 s) and, for a queue label the config does not name, the
+    center's (30 s) decide what counts as answered within the threshold."""
+    data = center_data([agent("a")], {"tech": queue(
+        service_level={"threshold_s": 10, "target": 0.8})})
+    data["center"]["service_level"] = {"threshold_s": 30, "target": 0.8}
+    m = ServiceMetrics(center_from_data(data, "test-center.yaml").config, clock=Clock())
+    m.observe(CallQueued("t", "tech", "ru", "RU", 0.0), 0.0)
+    m.observe(CallAnswered("t", "a", "tech", 15.0, 15.0), 15.0)
+    m.observe(CallQueued("o", "gone", "ru", "RU", 0.0), 0.0)
+    m.observe(CallAnswered("o", "a", "gone", 25.0, 25.0), 25.0)
+    assert value(m.registry, "acd_calls_answered_within_threshold_total", queue="tech",
+                 language="ru", country="RU") is None
+    assert value(m.registry, "acd_calls_answered_within_threshold_total", queue="other",
+                 language="ru", country="RU") == 1
+    assert value(m.registry, "acd_call_wait_seconds_bucket", queue="tech", outcome="answered",
+                 le="10.0") == 0
+
+
+def test_every_service_entry_point_has_its_own_latency_label(center: LoadedCenter) -> None:
+    """Each router entry point the service calls, withdraw included, is a label, not other."""
+    m = ServiceMetrics(center.config, clock=Clock())
+    for name in ("call_arrived", "withdraw", "advance"):
+        m.observe_latency(name, 0.001)
+        assert value(m.registry, "acd_routing_decision_seconds_count", entry_point=name) == 1
+    assert value(m.registry, "acd_routing_decision_seconds_count", entry_point="other") is None
+
+
 async def test_snapshot_gauges_read_the_live_router(center: LoadedCenter) -> None:
     """Queue depth, oldest wait, agents by site/state and the SL gauge come from snapshots."""
     service = RouterService(center)
@@ -151,3 +181,15 @@ def test_exposition_uses_prometheus_conventions(center: LoadedCenter) -> None:
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
         if "time" in family.name or "wait" in family.name or "latency" in family.name:
             assert family.name.endswith("_seconds") or family.unit == "seconds", family.name
+
+
+# --------------------------------------------------- failure reasons
+
+
+def test_an_agent_rejecting_the_call_keeps_its_failure_reason() -> None:
+    """ARI reports a declined agent leg (cause 21) as ``rejected``; the metric keeps it."""
+    metrics = ServiceMetrics(load_center(CENTER).config)
+    metrics.observe(CallRequeued("c1", AGENT, "rejected", 1.0), 0.0)
+    value = metrics.registry.get_sample_value(
+        "acd_offer_failures_total", {"queue": "other", "reason": "rejected"})
+    assert value == 1.0

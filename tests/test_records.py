@@ -30,6 +30,7 @@ from sim.traffic import load_call_log
 
 ROOT = Path(__file__).resolve().parents[1]
 CENTER = ROOT / "config" / "center.yaml"
+AGENT = "msk-tech-ru-001"
 
 
 class Owner:
@@ -202,3 +203,53 @@ async def test_agent_states_persist_and_restore(center: LoadedCenter, tmp_path: 
     paused = [a for a in after.router.agent_snapshot() if a.agent_id == "msk-tech-ru-002"]
     assert paused[0].reason == "lunch"
     after.close()
+
+
+# --------------------------------------------------- login endpoints
+
+
+async def test_an_api_endpoint_does_not_outlive_the_login(tmp_path: Path) -> None:
+    """A login from the phone after a logout uses the roster endpoint, not the endpoint an
+    earlier API login gave (which reload and restart would otherwise ring)."""
+    db: sqlite3.Connection = open_database(tmp_path / "acd.sqlite3")
+    store = AgentStateStore(db)
+    service = RouterService(load_center(CENTER))
+    service.observe(store)
+    service.login(AGENT, "PJSIP/hotdesk-7")
+    store.set_endpoint(AGENT, "PJSIP/hotdesk-7")  # what the API does after its login
+    assert store.endpoint(AGENT) == "PJSIP/hotdesk-7"
+    service.logout(AGENT)
+    service.login(AGENT)  # *51 from the agent's own phone
+    assert store.endpoint(AGENT) is None
+    service.close()
+    db.close()
+
+
+# ----------------------------------------------------- adopted calls
+
+
+class _Owner:
+    """A call owner that accepts every command (the test drives the answers itself)."""
+
+    def handle_command(self, command: object) -> None:
+        """Nothing to carry out."""
+
+
+async def test_an_adopted_call_keeps_its_wait_in_the_record(tmp_path: Path) -> None:
+    """A caller re-queued with its original arrival (ARI cold start) is recorded with that
+    arrival and the whole wait, as the router counts it."""
+    db = open_database(tmp_path / "acd.sqlite3")
+    records = CallRecords(db)
+    service = RouterService(load_center(CENTER))
+    service.observe(records)
+    service.login(AGENT)
+    service.call_arrived(_Owner(), "1795609297.5", "tech", "ru", "RU",
+                         arrived_at=service.now() - 100.0)
+    service.offer_answered("1795609297.5")
+    service.hangup("1795609297.5")
+    wait_s, arrival, answered = db.execute(
+        "SELECT wait_s, arrival, answered FROM calls").fetchone()
+    assert wait_s == pytest.approx(100.0, abs=1.0)
+    assert answered - arrival == pytest.approx(100.0, abs=1.0)
+    service.close()
+    db.close()

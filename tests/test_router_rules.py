@@ -34,6 +34,8 @@ from acd.core.model import (
     Output,
     Overflow,
     StepApplied,
+    UnknownAgent,
+    UnknownCall,
 )
 from acd.core.router import Router
 
@@ -628,3 +630,36 @@ def test_next_deadline_skips_stale_timers() -> None:
     router.hangup(30, "c1")
     assert router.next_deadline() == 40
     assert of_type(router.advance(40), CallOffered) == []
+
+
+# --------------------------------------------------- refused queries
+
+
+def test_refused_query_does_not_replay_earlier_outputs() -> None:
+    """A query refused for an unknown call or agent (``ewt``, ``agent_state``) makes the next
+    request return only its own outputs, not the previous request's again."""
+    router = small_router(center_data([agent("a")]))
+    router.login(0, "a")
+    first = router.call_arrived(1, "c1", "tech", "ru", "RU")
+    assert of_type(first, Offer)
+    with pytest.raises(UnknownCall):
+        router.ewt("gone")
+    answered = router.offer_answered(2, "c1")
+    assert not of_type(answered, Offer) and not of_type(answered, CallQueued)
+    assert len(of_type(answered, CallAnswered)) == 1
+    with pytest.raises(UnknownAgent):
+        router.agent_state("nobody")
+    ended = router.hangup(3, "c1")
+    assert not of_type(ended, CallAnswered)
+
+
+def test_refused_query_keeps_outputs_carried_from_a_refused_request() -> None:
+    """Timer outputs carried by a refused request survive a refused query in between."""
+    router = small_router(center_data([agent("a")]))
+    router.login(0, "a")
+    router.call_arrived(0, "c1", "tech", "ru", "RU")
+    with pytest.raises(AgentAlreadyLoggedIn):
+        router.login(20, "a")  # the ring timer (t=15) runs first, then the login is refused
+    with pytest.raises(UnknownCall):
+        router.ewt("gone")
+    assert CancelOffer("c1", "a", "ring_timeout") in router.advance(20)

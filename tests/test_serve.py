@@ -33,6 +33,7 @@ from acd.service.app import Runtime
 from acd.service.logs import EventLog, configure_logging
 from acd.service.reload import ReloadRefused
 from acd.service.settings import CONFIG_DIR, load_settings
+from acd.testing.clock import ManualClock
 from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,11 +181,12 @@ async def test_reload_keeps_talking_ringing_and_waiting_calls(tmp_path: Path) ->
         await runtime.stop()
 
 
-async def runtime_with_own_center(tmp_path: Path) -> tuple[Runtime, Path]:
+async def runtime_with_own_center(tmp_path: Path, clock: ManualClock | None = None
+                                   ) -> tuple[Runtime, Path]:
     """A started runtime over a copy of the reference center that the test may edit."""
     center = tmp_path / "center.yaml"
     shutil.copy(ROOT / "config" / "center.yaml", center)
-    runtime = Runtime(load_settings(settings_file(tmp_path, center), {}))
+    runtime = Runtime(load_settings(settings_file(tmp_path, center), {}), clock=clock)
     await runtime.start()
     return runtime, center
 
@@ -192,12 +194,13 @@ async def runtime_with_own_center(tmp_path: Path) -> tuple[Runtime, Path]:
 async def test_reload_that_ends_a_waiting_call_records_the_end(tmp_path: Path) -> None:
     """A waiting call the new config overflows at once (past its new maximum wait) is told
     to move and leaves a record: its end is not swallowed with the replay."""
-    runtime, center = await runtime_with_own_center(tmp_path)
+    clock = ManualClock()
+    runtime, center = await runtime_with_own_center(tmp_path, clock)
     try:
         s = runtime.service
         owner = Owner(s, True)
         s.call_arrived(owner, "w1", "orders", "ru", "RU")  # nobody logged in: it waits
-        await asyncio.sleep(0.3)
+        clock.advance(0.3)
         text = center.read_text()
         center.write_text(text.replace("max_wait_s: 900", "max_wait_s: 0.2", 1))
         await runtime.reload()

@@ -5,15 +5,25 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+from datetime import datetime
 
 import numpy as np
 import pytest
+from routerkit import agent, center_data, queue
 
+from acd.config.load import center_from_data
+from sim.engine import DRAIN_S, Simulation
 from sim.erlang import ErlangA, service_level_c
 from sim.kpi import estimate, kpis
 from sim.mmc import simulate_mmc
-from sim.records import ABANDONED, ANSWERED, RunResult
+from sim.records import ABANDONED, ANSWERED, PAUSED, READY, RunResult
 from sim.run import RunSpec, default_scenario, run_one, run_replications
+from sim.scenario import Behaviour
+from sim.staffing import StaffAction
+from sim.traffic.arrival import Arrival
+
+#: A Monday, midnight in Moscow (the reference scenario's start).
+MONDAY = datetime.fromisoformat("2026-03-02T00:00:00+03:00")
 
 # A heavily loaded M/M/c that starts empty needs hours to forget it: 7-hour runs measured
 # SL about 4 points above Erlang C even after a 1-hour warm-up, 48-hour runs agree.
@@ -134,3 +144,64 @@ def test_reference_day_reports_every_offered_call_once() -> None:
                         + table.overall["overflowed"] / table.overall["offered"]
                         + table.overall["callback"] / table.overall["offered"], 1.0,
                         rel_tol=1e-9)
+
+
+# ------------------------- staffing and replayed calls in the engine
+
+
+def test_engine_logs_in_paused_when_the_login_carries_a_break() -> None:
+    """The engine plays a login with a reason as a paused login: its agent time is paused."""
+    loaded = center_from_data(center_data([agent("a")]), "test-center.yaml")
+    agent_id = loaded.agents[0].id
+    timeline = [StaffAction(0.0, "login", agent_id, "break"), StaffAction(900.0, "ready", agent_id)]
+    sim = Simulation(loaded, [], timeline, Behaviour(), MONDAY, 1800.0, 1800.0, seed=1)
+    seconds = sim.run().agent_time.seconds[0].sum(axis=0)
+    assert seconds[PAUSED] == 900.0 and seconds[READY] == 900.0
+
+
+def _quiet_behaviour() -> Behaviour:
+    """Callers reach the queue at once and agents answer at once, never ringing out."""
+    return Behaviour.model_validate({
+        "answer_delay": {"dist": "constant", "value": 0}, "rona_probability": 0,
+        "ivr_time": {"dist": "constant", "value": 0}, "ivr_abandon_probability": 0})
+
+
+def test_engine_applies_each_calls_own_wrap_up() -> None:
+    """A replayed call's ``wrap_s`` (100 s) keeps its agent in wrap-up, not the queue's 10 s."""
+    loaded = center_from_data(center_data([agent("a")]), "test-center.yaml")
+    agent_id = loaded.agents[0].id
+    calls = [Arrival(0.0, "tech", "ru", "RU", None, 0, talk_s=50.0, wrap_s=100.0),
+             Arrival(100.0, "tech", "ru", "RU", None, 0, talk_s=50.0)]
+    sim = Simulation(loaded, calls, [StaffAction(0.0, "login", agent_id)], _quiet_behaviour(),
+                     MONDAY, 1800.0, 1800.0, seed=1)
+    waits = sim.run().calls.wait_s.tolist()
+    assert waits == [0.0, 50.0]
+
+
+@pytest.mark.parametrize("login_at", [110.0, 215.0])
+def test_engine_login_during_a_call_after_a_logout_keeps_the_agent(login_at: float) -> None:
+    """A queue_log's logout then login while the agent is still on a simulated call (or in its
+    wrap-up) leaves the agent logged in after that call, so it answers the next one."""
+    loaded = center_from_data(center_data([agent("a")]), "test-center.yaml")
+    agent_id = loaded.agents[0].id
+    calls = [Arrival(10.0, "tech", "ru", "RU", None, 0, talk_s=200.0),
+             Arrival(400.0, "tech", "ru", "RU", None, 0, talk_s=50.0)]
+    timeline = [StaffAction(0.0, "login", agent_id), StaffAction(100.0, "logout", agent_id),
+                StaffAction(login_at, "login", agent_id)]
+    result = Simulation(loaded, calls, timeline, _quiet_behaviour(), MONDAY, 1800.0, 1800.0,
+                        seed=1).run()
+    assert result.calls.outcome.tolist() == [ANSWERED, ANSWERED]
+    assert result.calls.wait_s.tolist() == [0.0, 0.0]
+
+
+def test_engine_records_calls_still_waiting_when_the_run_ends() -> None:
+    """A call still queued after the drain (no agent, patient caller, long max wait) is recorded
+    as offered and not answered, instead of vanishing from the call log and the KPIs."""
+    loaded = center_from_data(center_data([agent("a")], {"tech": queue(max_wait_s=86400)}),
+                              "test-center.yaml")
+    calls = [Arrival(0.0, "tech", "ru", "RU", None, 0, talk_s=50.0)]
+    result = Simulation(loaded, calls, [], _quiet_behaviour(), MONDAY, 1800.0, 1800.0,
+                        seed=1).run()
+    assert result.calls.outcome.tolist() == [ABANDONED]
+    assert result.calls.wait_s.tolist() == [1800.0 + DRAIN_S]
+    assert kpis(result).overall["offered"] == 1

@@ -131,8 +131,7 @@ class _Call(_Timed):
 
     __slots__ = ("accept_fallback", "agent", "all_sites", "answered_at", "arrived", "buckets",
                  "country", "customer_id", "entered", "fallbacks", "home_site", "id", "language",
-                 "min_level", "moves", "newcomers_ok", "offered_at", "priority", "q", "seq",
-                 "state", "step")
+                 "min_level", "moves", "newcomers_ok", "priority", "q", "seq", "state", "step")
 
     def __init__(self, call_id: str, q: _QueueRt, language: str, country: str,
                  home_site: str | None, fallbacks: tuple[str, ...], priority: int, now: float,
@@ -150,7 +149,6 @@ class _Call(_Timed):
         self.customer_id = customer_id
         self.state = CallState.QUEUED
         self.agent: _Agent | None = None
-        self.offered_at = 0.0
         self.answered_at = 0.0
         self.version = 0
         self.moves = 0
@@ -550,10 +548,6 @@ class Router:
         """Every agent on the roster, in roster order."""
         return self._agents.keys()
 
-    def queue_names(self) -> Iterable[str]:
-        """Every configured queue."""
-        return self._queues.keys()
-
     # --------------------------------------------------------------------------- internals
 
     def _begin(self, now: float) -> list[Output]:
@@ -850,7 +844,6 @@ class Router:
         self._bucket_out(call)
         call.state = CallState.RINGING
         call.agent = agent
-        call.offered_at = now
         call.version += 1
         agent.call = call
         q = call.q

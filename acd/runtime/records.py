@@ -194,8 +194,6 @@ CALLBACK_DIAL_COLUMNS = (
 )
 _TASK_COLUMNS = ("id, queue, language, country, number, priority, reason, recording, customer_id,"
                  " status, attempts, next_attempt, last_result, created")
-#: Task states: waiting for its next attempt, an attempt running, reached, given up.
-CALLBACK_STATUSES = ("open", "dialing", "done", "failed")
 
 
 @dataclass(frozen=True)
@@ -204,6 +202,7 @@ class StoredCallback:
 
     id: int
     task: CallbackTask
+    #: open (waiting for its next attempt), dialing (an attempt running), done, failed.
     status: str
     attempts: int
     next_attempt: float

@@ -1,8 +1,9 @@
 """The router in an asyncio program: one owner, woken at its deadlines, outputs fanned out.
 
 :class:`RouterService` is the only thing in the live service that touches the
-:class:`~acd.core.router.Router`. It reads the event loop's monotonic clock, calls the router,
-wakes it with ``loop.call_at`` at ``next_deadline()``, and hands every output on:
+:class:`~acd.core.router.Router`. It reads its :class:`Clock` (the event loop's monotonic clock
+unless a test gives a manual one), calls the router, wakes it with ``clock.call_at`` at
+``next_deadline()``, and hands every output on:
 
 - **commands** (``Offer``, ``CancelOffer``, ``Overflow``, ``OfferCallback``) go to the
   :class:`CallOwner` that registered the call (a FastAGI session, the ARI application, a test);
@@ -20,13 +21,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 from acd.config.load import LoadedCenter
 from acd.config.policy import center_policy
 from acd.core.model import (
     CallEnded,
     CancelOffer,
+    Command,
     Offer,
     OfferCallback,
     Output,
@@ -37,9 +39,55 @@ from acd.core.router import Router
 
 log = logging.getLogger(__name__)
 
-Command = Offer | CancelOffer | Overflow | OfferCallback
+__all__ = ["CallOwner", "Clock", "Command", "EntryPoint", "LoopClock", "Observer",
+           "RouterService", "TimerHandle"]
+
 _COMMANDS = (Offer, CancelOffer, Overflow, OfferCallback)
 Observer = Callable[[Output, float], None]
+#: The router's entry points the service calls (the label of the latency metric).
+EntryPoint = Literal["call_arrived", "offer_answered", "offer_failed", "hangup", "withdraw",
+                     "callback_accepted", "login", "logout", "pause", "ready", "advance"]
+ENTRY_POINTS: frozenset[str] = frozenset(get_args(EntryPoint))
+LatencyObserver = Callable[[EntryPoint, float], None]
+
+
+class TimerHandle(Protocol):
+    """A callback scheduled on a :class:`Clock`."""
+
+    def cancel(self) -> None:
+        """Do not run the callback (no effect once it has run)."""
+
+
+class Clock(Protocol):
+    """The router's time source: monotonic seconds, and callbacks at a given instant."""
+
+    def now(self) -> float:
+        """The current time, in seconds, on a clock that never goes back."""
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` (on the event loop thread) once the clock reaches ``when``."""
+
+
+class LoopClock:
+    """The event loop's monotonic clock: the service's clock in production."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop (the running loop, on first use)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def now(self) -> float:
+        """The loop's ``time()``."""
+        return self.loop.time()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        """``loop.call_at``."""
+        return self.loop.call_at(when, callback)
 
 
 class CallOwner(Protocol):
@@ -52,37 +100,33 @@ class CallOwner(Protocol):
 class RouterService:
     """Serialises access to the router, drives its timers and fans its outputs out."""
 
-    def __init__(self, center: LoadedCenter, loop: asyncio.AbstractEventLoop | None = None
-                 ) -> None:
+    def __init__(self, center: LoadedCenter, clock: Clock | None = None) -> None:
         self.center = center
         self.router = Router(center_policy(center.config), center.agents)
-        self._loop = loop
+        self.clock: Clock = clock if clock is not None else LoopClock()
         self._owners: dict[str, CallOwner] = {}
         self._observers: list[Observer] = []
-        self._latency_observers: list[Callable[[str, float], None]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._latency_observers: list[LatencyObserver] = []
+        self._timer: TimerHandle | None = None
         self._timer_at: float | None = None
         self._pending: deque[list[Output]] = deque()
         self._dispatching = False
 
     # ----------------------------------------------------------------------- wiring
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The event loop the service runs on (the running loop, on first use)."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        return self._loop
-
     def now(self) -> float:
-        """The router's clock: the event loop's monotonic time."""
-        return self.loop.time()
+        """The router's time: every shell reads it here, never from the loop directly."""
+        return self.clock.now()
 
     def observe(self, observer: Observer) -> None:
         """Call ``observer(output, wall_time)`` for every output (events and commands)."""
         self._observers.append(observer)
 
-    def observe_latency(self, observer: Callable[[str, float], None]) -> None:
+    def unobserve(self, observer: Observer) -> None:
+        """Stop calling ``observer`` (one registration of it)."""
+        self._observers.remove(observer)
+
+    def observe_latency(self, observer: LatencyObserver) -> None:
         """Call ``observer(entry_point, seconds)`` after every router call."""
         self._latency_observers.append(observer)
 
@@ -97,48 +141,58 @@ class RouterService:
                      arrived_at: float | None = None) -> None:
         """Queue a call owned by ``owner``; its commands will be sent to that owner."""
         self._owners[call_id] = owner
-        self._call("call_arrived", call_id, queue, language, country, priority, customer_id,
-                   arrived_at)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("call_arrived", t0, self.router.call_arrived(
+            now, call_id, queue, language, country, priority, customer_id, arrived_at))
 
     def offer_answered(self, call_id: str, agent_id: str | None = None) -> None:
         """The agent answered the offer (give ``agent_id`` so a late answer is not misread)."""
-        self._call("offer_answered", call_id, agent_id)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("offer_answered", t0, self.router.offer_answered(now, call_id, agent_id))
 
     def offer_failed(self, call_id: str, reason: str = "no_answer",
                      agent_id: str | None = None) -> None:
         """The offer was not answered (ring-no-answer, busy, unavailable)."""
-        self._call("offer_failed", call_id, reason, agent_id)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("offer_failed", t0, self.router.offer_failed(now, call_id, reason, agent_id))
 
     def hangup(self, call_id: str) -> None:
         """Caller or agent hung up (an abandon when the call was not yet talking)."""
-        self._call("hangup", call_id)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("hangup", t0, self.router.hangup(now, call_id))
 
     def withdraw(self, call_id: str, reason: str) -> None:
         """The telephony side handed a waiting call back (e.g. at shutdown): overflowed."""
-        self._call("withdraw", call_id, reason)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("withdraw", t0, self.router.withdraw(now, call_id, reason))
 
     def callback_accepted(self, call_id: str) -> None:
         """The caller took the callback offer."""
-        self._call("callback_accepted", call_id)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("callback_accepted", t0, self.router.callback_accepted(now, call_id))
 
     # ----------------------------------------------------------------------- agents
 
     def login(self, agent_id: str, endpoint: str | None = None,
               paused_reason: str | None = None) -> None:
         """Log an agent in; raises AgentAlreadyLoggedIn on a double login."""
-        self._call("login", agent_id, endpoint, paused_reason)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("login", t0, self.router.login(now, agent_id, endpoint, paused_reason))
 
     def logout(self, agent_id: str) -> None:
         """Log an agent out (after the current call, if any)."""
-        self._call("logout", agent_id)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("logout", t0, self.router.logout(now, agent_id))
 
     def pause(self, agent_id: str, reason: str) -> None:
         """Pause an agent with a configured reason."""
-        self._call("pause", agent_id, reason)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("pause", t0, self.router.pause(now, agent_id, reason))
 
     def ready(self, agent_id: str) -> None:
         """Make an agent ready."""
-        self._call("ready", agent_id)
+        now, t0 = self.now(), time.perf_counter()
+        self._done("ready", t0, self.router.ready(now, agent_id))
 
     # ----------------------------------------------------------------------- queries
 
@@ -170,9 +224,8 @@ class RouterService:
 
     # ----------------------------------------------------------------------- internals
 
-    def _call(self, name: str, *args: object) -> None:
-        t0 = time.perf_counter()
-        out: list[Output] = getattr(self.router, name)(self.now(), *args)
+    def _done(self, name: EntryPoint, t0: float, out: list[Output]) -> None:
+        """Report the latency of the router call started at ``t0`` and fan its outputs out."""
         elapsed = time.perf_counter() - t0
         for observe in self._latency_observers:
             observe(name, elapsed)
@@ -219,9 +272,10 @@ class RouterService:
             self._timer = None
         self._timer_at = deadline
         if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+            self._timer = self.clock.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._call("advance")
+        now, t0 = self.now(), time.perf_counter()
+        self._done("advance", t0, self.router.advance(now))

@@ -22,13 +22,13 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from acd.asterisk.agi.server import FastAgiServer, Handler
+from acd.asterisk.agi.server import FastAgiServer, Handler, _cancel_and_wait
 from acd.config.load import load_center
 from acd.core.model import RoutingError
 from acd.errors import InputError, Problem
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.records import CallbackStore, CallRecords, open_database
-from acd.runtime.router_service import RouterService
+from acd.runtime.router_service import Clock, RouterService
 from acd.service.api import build_api
 from acd.service.logs import EventLog, configure_logging
 from acd.service.metrics import ServiceMetrics
@@ -50,8 +50,10 @@ class Runtime:
     agent_states: AgentStateStore
     metrics: ServiceMetrics
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
+                 clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock  # the router's clock; None: the event loop's
         self.registry = registry if registry is not None else CollectorRegistry()
         self.token = settings.token
         self.gate = ObserverGate()
@@ -137,7 +139,7 @@ class Runtime:
         self.agent_states = AgentStateStore(self.db)
         self.metrics = ServiceMetrics(center.config, self.registry, s.metrics.sl_window_s)
         self.setup = self._load_ivr(center)
-        service = self._service = RouterService(center)
+        service = self._service = RouterService(center, self.clock)
         for observer in (self.records, self.agent_states, self.metrics.observe, EventLog()):
             service.observe(self.gate.wrap(observer))  # type: ignore[arg-type]
         service.observe_latency(self.metrics.observe_latency)
@@ -178,13 +180,9 @@ class Runtime:
         if self.agi is not None:
             await self.agi.close(grace)
         if self._dialer_task is not None:
-            self._dialer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dialer_task
+            await _cancel_and_wait(self._dialer_task)
         if self._ari_task is not None:
-            self._ari_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ari_task
+            await _cancel_and_wait(self._ari_task)
         if self._ari_client is not None:
             await self._ari_client.close()
         if self._http is not None:

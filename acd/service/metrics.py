@@ -31,7 +31,7 @@ from acd.core.model import (
     Output,
     Overflow,
 )
-from acd.runtime.router_service import RouterService
+from acd.runtime.router_service import ENTRY_POINTS, RouterService
 
 OTHER = "other"
 #: Wait-time buckets (seconds); the SL threshold is added so ``le="<T>"`` is exact.
@@ -42,8 +42,6 @@ LATENCY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0
 FAILURE_REASONS = frozenset({"no_answer", "ring_timeout", "busy", "unavailable", "congestion",
                              "agent_paused", "agent_logout", "caller_hangup", "chanunavail",
                              "rejected"})
-ENTRY_POINTS = frozenset({"call_arrived", "offer_answered", "offer_failed", "hangup",
-                          "callback_accepted", "login", "logout", "pause", "ready", "advance"})
 
 
 @dataclass
@@ -62,8 +60,9 @@ class _Vocabulary:
         self.countries = frozenset(config.countries)
         self.sites = tuple(config.sites)
         self.pause_reasons = frozenset(config.pause_reasons)
-        self.threshold_s = {name: (q.service_level or config.center.service_level).threshold_s
-                            for name, q in config.queues.items()}
+        self.threshold_s = {name: config.sl_for(name).threshold_s for name in config.queues}
+        #: For a queue the config does not name (label ``other``): the center's threshold.
+        self.default_threshold_s = config.center.service_level.threshold_s
 
     @staticmethod
     def pick(value: str | None, known: Iterable[str]) -> str:
@@ -71,6 +70,10 @@ class _Vocabulary:
 
     def queue(self, value: str | None) -> str:
         return self.pick(value, self.queues)
+
+    def threshold(self, queue: str) -> float:
+        """The service-level threshold (seconds) of a queue label."""
+        return self.threshold_s.get(queue, self.default_threshold_s)
 
 
 class ServiceMetrics:
@@ -191,7 +194,7 @@ class ServiceMetrics:
     def _answered(self, e: CallAnswered, wall: float) -> None:
         labels = self._calls.get(e.call_id) or _Labels(self._vocab.queue(e.queue), OTHER, OTHER)
         self.answered.labels(labels.queue, labels.language, labels.country).inc()
-        within = e.wait_s <= self._vocab.threshold_s.get(labels.queue, 20.0)
+        within = e.wait_s <= self._vocab.threshold(labels.queue)
         if within:
             self.answered_in_sl.labels(labels.queue, labels.language, labels.country).inc()
         self.wait.labels(labels.queue, "answered").observe(e.wait_s)
@@ -234,15 +237,10 @@ class ServiceMetrics:
                 decided.popleft()
             total = len(decided)
             good = sum(1 for _, within in decided if within)
-        threshold = self._vocab.threshold_s.get(queue, 20.0)
+        threshold = self._vocab.threshold(queue)
         total += sum(1 for q, since in self._waiting_since.values()
                      if q == queue and now - since > threshold)
         return (good / total if total else math.nan), total
-
-    @property
-    def vocabulary_queues(self) -> tuple[str, ...]:
-        """Configured queues (label values of the per-queue gauges)."""
-        return tuple(sorted(self._vocab.queues))
 
     @property
     def vocabulary_sites(self) -> tuple[str, ...]:

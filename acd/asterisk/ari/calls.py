@@ -26,9 +26,8 @@ from acd.asterisk.ari.client import (
     AriServerError,
     AriTimeout,
 )
-from acd.core.model import CancelOffer, Offer, OfferCallback, Overflow
+from acd.core.model import Command
 
-Command = Offer | CancelOffer | Overflow | OfferCallback
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 

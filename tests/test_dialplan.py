@@ -1,0 +1,86 @@
+"""The shipped dialplan (config/asterisk/extensions.conf) acts on every answer of the engine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DIALPLAN = ROOT / "config" / "asterisk" / "extensions.conf"
+
+_PRIORITY_RE = re.compile(r"(?:exten\s*=>\s*(?P<exten>[^,]+),|same\s*=>\s*)"
+                          r"(?P<prio>n\((?P<label>\w+)\)|n|\d+),(?P<app>.*)")
+_COND_RE = re.compile(r'\$\["\$\{(\w+)\}" (!=|=) "([^"]*)"\]')
+
+
+# ------------------------------- where the dispatch sends the caller
+
+
+def _extension(context: str, exten: str) -> list[tuple[str | None, str]]:
+    """The (label, application) lines of one extension of extensions.conf, in order."""
+    lines: list[tuple[str | None, str]] = []
+    current = ""
+    wanted = False
+    for raw in DIALPLAN.read_text(encoding="utf-8").splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("["):
+            current = line[1:-1]
+            continue
+        match = _PRIORITY_RE.match(line)
+        if match is None or current != context:
+            continue
+        if match.group("exten") is not None:
+            wanted = match.group("exten").strip() == exten
+        if wanted:
+            lines.append((match.group("label"), match.group("app")))
+    return lines
+
+
+def _dispatch_from(label: str, variables: dict[str, str]) -> str:
+    """Where ``[acd-dispatch]`` sends the caller from ``label`` on, with these variables set by
+    the engine: another context, ``Hangup()``, or ``dial`` (the next Dial())."""
+    lines = _extension("acd-dispatch", "s")
+    labels = {name: i for i, (name, _) in enumerate(lines) if name}
+    i = labels[label]
+    for _ in range(100):
+        name, app = lines[i]
+        if name == "dial" and i != labels[label]:
+            return "dial"
+        if app.startswith("GotoIf("):
+            var, op, value = _COND_RE.search(app).groups()  # type: ignore[union-attr]
+            holds = (variables.get(var, "") == value) == (op == "=")
+            target = app.split("?", 1)[1].rstrip(")")
+            if holds:
+                if "," in target:
+                    return target.split(",")[0]
+                i = labels[target]
+                continue
+        elif app.startswith("Goto("):
+            target = app[5:].rstrip(")")
+            parts = target.split(",")
+            if len(parts) == 3:
+                return parts[0]
+            i = 0 if parts == ["s", "1"] else labels[parts[-1]]
+            continue
+        elif app.startswith("Hangup("):
+            return "Hangup()"
+        elif app.startswith("AGI("):
+            pass  # the engine's answer is in ``variables``
+        i += 1
+    raise AssertionError("the dispatch loops")
+
+
+@pytest.mark.parametrize(("variables", "expected"), [
+    ({"ACD_RESULT": "voicemail"}, "acd-voicemail"),
+    ({"ACD_RESULT": "callback"}, "acd-callback"),
+    ({}, "acd-fallback"),
+    ({"ACD_TARGET": "PJSIP/1002"}, "dial"),
+    ({"ACD_RESULT": "ended"}, "Hangup()"),
+])
+def test_dialplan_acts_on_every_result_after_a_refused_answer(variables: dict[str, str],
+                                                              expected: str) -> None:
+    """After the ``ended`` report in ``talked`` (a refused answer holds the caller again), the
+    dialplan follows whatever the engine decided: overflow, fallback, redial or hang up."""
+    assert _dispatch_from("talked", variables) == expected
