@@ -171,7 +171,7 @@ LEGAL: dict[tuple[Phase, type], tuple[Phase, list[object]]] = {
                           Finished("answered")]),
     (T, CallerGone): (E, [ReleaseAgent("a"), ReportHangup(), Finished("answered")]),
     (T, Answered): (T, [RefuseAnswer("a"), ig("answer")]),
-    (T, CancelOffer): (T, [ig("cancel_offer")]),
+    (T, CancelOffer): (T, [ig("cancel_offer"), ReportWithdrawn("answered_late")]),
     (T, Drain): (T, [ig("Drain")]),
 
     (E, CallerGone): (E, [ig("CallerGone")]),
@@ -181,6 +181,9 @@ LEGAL: dict[tuple[Phase, type], tuple[Phase, list[object]]] = {
     (E, CancelOffer): (E, [ig("cancel_offer")]),
     (E, Drain): (E, [ig("Drain")]),
     (E, Answered): (E, [RefuseAnswer("a"), ig("answer")]),
+    (E, Offer): (E, [ig("offer"), ReportWithdrawn("call_finished")]),
+    (E, Overflow): (E, [ig("Overflow")]),
+    (E, OfferCallback): (E, [ig("OfferCallback")]),
 }
 REMOTE = {HoldStarted, Answered, DialFailed, CallerGone, AgentGone}
 PAIRS = [(p, t) for p in Phase for t in EVENTS]
@@ -272,8 +275,7 @@ def test_work_after_a_cancelled_dial_in_priority_order() -> None:
     m = machine_in(Phase.RINGING)
     m.handle(Drain())
     assert m.handle(DialFailed("a", "busy")) == [
-        ReportFailed("a", "busy"), ReportWithdrawn("shutdown"), HandBack(None, "shutdown"),
-        Finished("handed_back")]
+        ReportWithdrawn("shutdown"), HandBack(None, "shutdown"), Finished("handed_back")]
 
 
 def test_caller_gone_after_an_overflow_reports_nothing_to_the_router() -> None:
@@ -281,6 +283,16 @@ def test_caller_gone_after_an_overflow_reports_nothing_to_the_router() -> None:
     m = machine_in(Phase.RING_CANCELLED)
     m.handle(Overflow(C, "voicemail", "max_wait"))
     assert m.handle(CallerGone()) == [Finished("abandoned")]
+
+
+def test_cancel_after_the_answer_withdraws_the_call_once() -> None:
+    """A ring timeout the router ran before it heard the answer takes the call out of its
+    queue (never offered again) while the talk goes on; the end then reports nothing."""
+    m = machine_in(Phase.TALKING)
+    assert shape(m.handle(CancelOffer(C, "a", "ring_timeout"))) == [
+        ig("cancel_offer"), ReportWithdrawn("answered_late")]
+    assert shape(m.handle(CancelOffer(C, "a", "ring_timeout"))) == [ig("cancel_offer")]
+    assert m.handle(AgentGone()) == [HandBack("ended", "talk_ended"), Finished("answered")]
 
 
 def test_answer_from_another_agent_is_refused() -> None:

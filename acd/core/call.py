@@ -49,8 +49,10 @@ How a driver uses it
        :class:`Refused` if it raises). Register an owner whose ``handle_command`` feeds the
        router's commands to :meth:`CallMachine.handle`.
     2. Execute every action in order. ``Report*`` actions call the router service at once
-       (``offer_answered(call, agent_id=...)`` and so on); the router's answer may feed new
-       commands back in before the driver moves on, which is fine: append them to the queue.
+       (``offer_answered(call, agent_id=...)`` and so on); the router's reaction may feed new
+       commands back in before the driver has executed the rest of the list: the machine is
+       already in its next phase, so feed them as they come. Each transition reports to the
+       router at most once, so the router never acts on a half-told story.
     3. Feed the medium's facts as they happen. A medium that holds its own music (ARI's holding
        bridge) feeds :class:`HoldStarted` and sets ``hold_while_ringing``; a medium that must be
        asked (FastAGI's hold session) feeds :class:`Idle` whenever it has nothing left to do,
@@ -675,6 +677,10 @@ def _ringing_failed(m: CallMachine, e: object) -> list[Action]:
     if e.agent_id != m.offer.agent_id:
         return [m._ignored("dial_failed", f"the call rings agent {m.offer.agent_id}, "
                                           f"not {e.agent_id}")]
+    if m.draining:
+        # One report only: a withdraw ends the ringing call in the router at once, where a
+        # failure first would requeue it and let the router offer it again meanwhile.
+        return m._hand_back("shutdown", [])
     out: list[Action] = [ReportFailed(e.agent_id, e.reason)]
     return m._resume(out)
 
@@ -713,6 +719,25 @@ def _talk_ended(m: CallMachine, e: object) -> list[Action]:
     m._report_hangup(out)
     out.append(HandBack("ended", "talk_ended"))
     return m._end(out, "answered")
+
+
+def _talking_cancel(m: CallMachine, e: object) -> list[Action]:
+    assert isinstance(e, CancelOffer) and m.offer is not None
+    if e.agent_id != m.offer.agent_id or m.router_done:
+        return _stale_cancel(m, e)
+    # The router's ring timer ran before it heard the answer: the caller already talks to
+    # this agent, so take the call out of the queue rather than let it be offered again.
+    m.router_done = True
+    return [m._ignored("cancel_offer", f"agent {e.agent_id} answered as the ring timed out"),
+            ReportWithdrawn("answered_late")]
+
+
+def _ended_offer(m: CallMachine, e: object) -> list[Action]:
+    # Only when a router timer ran just before a final report reached it: give the call back
+    # so the agent is freed; the pending report is then ignored by the router.
+    assert isinstance(e, Offer)
+    return [m._ignored("offer", f"offer to agent {e.agent_id} for a finished call"),
+            ReportWithdrawn("call_finished")]
 
 
 def _talking_answered(m: CallMachine, e: object) -> list[Action]:
@@ -772,7 +797,7 @@ TRANSITIONS: Final[dict[tuple[Phase, type], Handler]] = {
     (Phase.TALKING, DialFailed): _talk_ended,
     (Phase.TALKING, CallerGone): _caller_gone,
     (Phase.TALKING, Answered): _talking_answered,
-    (Phase.TALKING, CancelOffer): _stale_cancel,
+    (Phase.TALKING, CancelOffer): _talking_cancel,
     (Phase.TALKING, Drain): _stale_report,
 
     (Phase.ENDED, CallerGone): _stale_report,
@@ -782,6 +807,9 @@ TRANSITIONS: Final[dict[tuple[Phase, type], Handler]] = {
     (Phase.ENDED, CancelOffer): _stale_cancel,
     (Phase.ENDED, Drain): _stale_report,
     (Phase.ENDED, Answered): _stale_answer,
+    (Phase.ENDED, Offer): _ended_offer,
+    (Phase.ENDED, Overflow): _stale_report,
+    (Phase.ENDED, OfferCallback): _stale_report,
 }
 
 #: The same table by phase, so :meth:`CallMachine.handle` builds no key per event.
