@@ -344,13 +344,17 @@ def test_accepted_callback_without_a_number_stores_nothing() -> None:
 
 
 def test_adoption_rebuilds_each_live_phase() -> None:
-    """Adopted calls start queued (holding or not), ringing or talking with their agent."""
+    """Adopted calls start queued (holding or not), ringing, ring-cancelled (an answer then
+    is refused) or talking with their agent."""
     m = new()
     m.handle(Adopted(Phase.QUEUED, holding=True))
     assert m.phase is Phase.QUEUED and m.holding
     m = new()
     m.handle(Adopted(Phase.RINGING, "a"))
     assert m.handle(Answered("a")) == [ReportAnswered("a"), Connect("a")]
+    m = new()
+    m.handle(Adopted(Phase.RING_CANCELLED, "a"))
+    assert shape(m.handle(Answered("a"))) == [RefuseAnswer("a"), ig("answer")]
     with pytest.raises(LocalCallError, match="cannot adopt"):
         new().handle(Adopted(Phase.TALKING))
 

@@ -362,7 +362,8 @@ class CallsAndRouter(RuleBasedStateMachine):
                 continue
             machine = CallMachine(medium.call_id, "tech", "ru", "RU", 0, "+79161234567", None,
                                   self.now + 1500.0, self.policy)
-            phase = Phase.TALKING if medium.connected else Phase.RINGING
+            # The phase the engine persisted: a dial the router withdrew still rings.
+            phase = self.machines[medium.call_id].phase
             self.machines[medium.call_id] = machine
             self._step(medium.call_id, Adopted(phase, agent, holding=medium.holding))
             self.held_out.add(agent)

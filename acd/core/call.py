@@ -147,8 +147,10 @@ class Drain:
 
 @dataclass(frozen=True, slots=True)
 class Adopted:
-    """A call found alive after a restart or reconnect, in ``phase`` (queued, ringing or
-    talking) with ``agent_id`` when an agent is on it and ``holding`` when music plays."""
+    """A call found alive after a restart or reconnect, in ``phase`` (queued, ringing,
+    ring_cancelled or talking: the phase the engine persisted, not what the medium shows, since
+    a dial the router withdrew still rings) with ``agent_id`` when an agent is on it and
+    ``holding`` when music plays."""
 
     phase: Phase
     agent_id: str | None = None
@@ -516,13 +518,15 @@ def _new_queued(m: CallMachine, e: object) -> list[Action]:
     return []
 
 
+_ADOPTABLE: Final = (Phase.QUEUED, Phase.RINGING, Phase.RING_CANCELLED, Phase.TALKING)
+
+
 def _new_adopted(m: CallMachine, e: object) -> list[Action]:
     assert isinstance(e, Adopted)
-    if e.phase not in (Phase.QUEUED, Phase.RINGING, Phase.TALKING) or (
-            e.phase is not Phase.QUEUED and not e.agent_id):
+    if e.phase not in _ADOPTABLE or (e.phase is not Phase.QUEUED and not e.agent_id):
         raise LocalCallError(f"Call {m.call_id!r}: cannot adopt a call in phase "
                              f"{e.phase.value} (agent {e.agent_id!r}); valid: queued, or "
-                             f"ringing or talking with an agent id.")
+                             f"ringing, ring_cancelled or talking with an agent id.")
     m.phase = e.phase
     m.holding = e.holding
     if e.agent_id:
