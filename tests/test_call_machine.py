@@ -306,7 +306,7 @@ def test_answer_from_another_agent_is_refused() -> None:
 
 def test_undialable_endpoint_fails_the_offer_without_touching_the_hold() -> None:
     """An endpoint the medium cannot dial is reported unavailable; the caller keeps holding."""
-    policy = CallPolicy(dialable=lambda e: "&" not in e)
+    policy = CallPolicy(dialable=lambda agent, endpoint: "&" not in endpoint)
     m = machine_in(Phase.QUEUED, policy)
     assert shape(m.handle(Offer(C, "b", "PJSIP/2&PJSIP/3", 15.0))) == [
         ig("offer"), ReportFailed("b", "unavailable")]

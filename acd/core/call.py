@@ -339,8 +339,8 @@ class CallPolicy:
     callback_languages: frozenset[str] | None = None
     #: The language to ask in when the call's language has no callback prompt.
     default_language: str = "en"
-    #: Whether an endpoint is a single dial string the medium can dial (None: all are).
-    dialable: Callable[[str], bool] | None = None
+    #: Whether the medium can dial ``(agent_id, endpoint)`` (None: every offer).
+    dialable: Callable[[str, str], bool] | None = None
 
 
 # --- the machine -------------------------------------------------------------------------
@@ -438,7 +438,7 @@ class CallMachine:
     def _dial(self, offer: Offer, out: list[Action]) -> list[Action]:
         """Hand ``offer`` to the medium (or report it undialable) from QUEUED."""
         dialable = self.policy.dialable
-        if dialable is not None and not dialable(offer.endpoint):
+        if dialable is not None and not dialable(offer.agent_id, offer.endpoint):
             self.phase = Phase.QUEUED
             out.append(self._ignored("offer", f"agent {offer.agent_id!r} has endpoint "
                                               f"{offer.endpoint!r}, not a dial string"))
