@@ -20,7 +20,6 @@ from acd.asterisk.agi.commands import set_variable
 from acd.asterisk.agi.route import AgiCall, CallPath
 from acd.asterisk.agi.server import AgiSession
 from acd.callbacks.dialler import AttemptBoard, AttemptResult
-from acd.core.model import DuplicateCall, RoutingError
 from ivr.actions import Outcome as IvrOutcome
 from ivr.channel import run_flow
 from ivr.engine import CallContext
@@ -72,7 +71,7 @@ class CallbackScript:
                     try:
                         await self._set(session, CALL_ID, call_id)
                     except BaseException:
-                        self._release(call)  # the dialplan cannot report it: never leave it
+                        self.path.release(call)  # the dialplan cannot report it: never leave
                         raise
                     await self.path.hold(session, call)
         finally:
@@ -89,27 +88,8 @@ class CallbackScript:
                customer_id: str | None) -> AgiCall | None:
         """Give the call to the router as the ``route`` script does; None if refused."""
         assert outcome.queue is not None
-        path = self.path
-        config = path.service.center.config.queues.get(outcome.queue)
-        max_wait = config.max_wait_s + config.ring_timeout_s if config is not None else 3600.0
-        call = AgiCall(call_id, outcome.queue, outcome.language, outcome.country, priority,
-                       number, customer_id,
-                       path.service.now() + max_wait + path.settings.hold_margin_s)
-        path.calls[call_id] = call
-        try:
-            path.service.call_arrived(call, call_id, outcome.queue, outcome.language,
-                                      outcome.country, priority, customer_id)
-        except (DuplicateCall, RoutingError) as exc:
-            path.calls.pop(call_id, None)
-            log.warning("The router refused callback call %s: %s", call_id, exc)
-            return None
-        path.stats.calls_queued += 1
-        return call
-
-    def _release(self, call: AgiCall) -> None:
-        self.path.calls.pop(call.call_id, None)
-        if self.path.service.router.call_state(call.call_id) is not None:
-            self.path.service.hangup(call.call_id)
+        return self.path.admit(call_id, outcome.queue, outcome.language, outcome.country,
+                               priority, number, customer_id, what="callback call")
 
     async def _set(self, session: AgiSession, name: str, value: str) -> None:
         await session.command(set_variable(name, value),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -160,8 +159,3 @@ class AgiChannel:
                                        timeout=self.deadlines.command_s)
         await self.session.command(commands.set_variable(RESULT, result),
                                    timeout=self.deadlines.command_s)
-
-
-def dial_ring_timeout(ring_timeout_s: float) -> str:
-    """The Dial() timeout in whole seconds (at least 1) for the router's ring timeout."""
-    return str(max(1, math.ceil(ring_timeout_s)))

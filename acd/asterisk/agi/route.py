@@ -14,8 +14,11 @@ Scripts (``AGI(agi://127.0.0.1:4573/<script>,<args>)``, see ``config/asterisk/ex
 - ``agent,<action>[,<n>]``: agent feature codes (`acd.asterisk.agi.agent_codes`).
 - ``callback,<task id>``: a customer called back through AMI (`acd.asterisk.agi.callback`).
 
-A call's `AgiCall` outlives its AGI sessions: commands that arrive while the caller is in
-``Dial()`` wait there for the next hold session.
+Every decision about a call after the router's is made by its
+:class:`~acd.core.call.CallMachine`: this module only turns scripts and router commands into
+the machine's events, and its actions into AGI commands and router calls. A call's `AgiCall`
+outlives its AGI sessions: what the machine asks of the medium while the caller is in
+``Dial()`` waits there for the next session that has the caller (``dialresult``, ``ended``).
 """
 
 from __future__ import annotations
@@ -41,21 +44,40 @@ from acd.asterisk.agi.channel import (
     TARGET,
     AgiChannel,
     Deadlines,
-    dial_ring_timeout,
 )
 from acd.asterisk.agi.codec import Reply
 from acd.asterisk.agi.server import AgiSession, Handler
-from acd.core.model import (
-    CallEnded,
-    CallState,
-    CancelOffer,
-    DuplicateCall,
-    Offer,
-    OfferCallback,
-    Output,
-    Overflow,
-    RoutingError,
+from acd.core.call import (
+    Action,
+    AgentGone,
+    Answered,
+    AskCallback,
+    CallbackAnswer,
+    CallerGone,
+    CallEvent,
+    CallMachine,
+    CallPolicy,
+    Connect,
+    Dial,
+    DialFailed,
+    Drain,
+    Finished,
+    HandBack,
+    Idle,
+    Phase,
+    Queued,
+    Refused,
+    ReportAnswered,
+    ReportCallback,
+    ReportFailed,
+    ReportHangup,
+    ReportWithdrawn,
+    StartHold,
+    StopHold,
+    StoreCallback,
+    without_call,
 )
+from acd.core.model import DuplicateCall, Ignored, RoutingError
 from acd.runtime.ivrsetup import IvrSetup
 from acd.runtime.router_service import Command, RouterService
 from ivr.actions import CallbackTask
@@ -110,47 +132,60 @@ class RouteStats:
     released: int = 0
 
 
-@dataclass
 class AgiCall:
-    """A call queued through FastAGI: the router's owner for it across AGI sessions."""
+    """A call queued through FastAGI: the router's owner for it across AGI sessions.
 
-    call_id: str
-    queue: str
-    language: str
-    country: str
-    priority: int
-    number: str | None
-    customer_id: str | None
-    hold_until: float
-    pending: deque[Command] = field(default_factory=deque)
-    #: The offer handed to the dialplan, and whether the router has since cancelled it.
-    dialling: Offer | None = None
-    dialling_cancelled: bool = False
-    _wake: asyncio.Future[bool] | None = None
+    It carries the call's :class:`~acd.core.call.CallMachine` and the medium's work the
+    machine asked for (music, dial variables, the callback question, the hand-back), which
+    the session that has the caller (``route``, then each dial re-entry) carries out in order.
+    """
+
+    __slots__ = ("_path", "_wake", "call_id", "machine", "todo")
+
+    def __init__(self, path: CallPath, machine: CallMachine) -> None:
+        self.call_id = machine.call_id
+        self.machine = machine
+        self.todo: deque[Action] = deque()
+        self._path = path
+        self._wake: asyncio.Future[bool] | None = None
+
+    @property
+    def queue(self) -> str:
+        """The queue the call waits in."""
+        return self.machine.queue
+
+    @property
+    def language(self) -> str:
+        """The call's language."""
+        return self.machine.language
+
+    @property
+    def priority(self) -> int:
+        """The call's priority."""
+        return self.machine.priority
+
+    @property
+    def number(self) -> str | None:
+        """The caller's number, for a callback (None when unknown)."""
+        return self.machine.number
 
     def handle_command(self, command: Command) -> None:
-        """Keep the command for the hold session (now or the next one); never blocks."""
-        if isinstance(command, CancelOffer):
-            if self.dialling is not None and self.dialling.agent_id == command.agent_id:
-                self.dialling_cancelled = True
-            self.pending = deque(c for c in self.pending
-                                 if not (isinstance(c, Offer) and c.agent_id == command.agent_id))
-        else:
-            self.pending.append(command)
+        """Feed the router's command to the machine (never blocks)."""
+        self._path.feed(self, command)
+
+    def poke(self) -> None:
+        """Wake the hold session, if one waits."""
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(True)
 
     def wakeup(self) -> asyncio.Future[bool]:
-        """A future resolved when the next command arrives."""
+        """A future resolved when the machine next has work for the session."""
         self._wake = asyncio.get_running_loop().create_future()
         return self._wake
 
-    def callback_task(self) -> CallbackTask | None:
-        """The callback promise for this caller (None without a valid caller number)."""
-        if self.number is None:
-            return None
-        return CallbackTask(self.queue, self.language, self.country, self.number,
-                            self.priority, "offer", None, self.customer_id)
+
+#: Actions the session that has the caller carries out (the rest are done at once).
+_SESSION_WORK = (StartHold, StopHold, Dial, AskCallback, HandBack)
 
 
 class CallPath:
@@ -166,6 +201,7 @@ class CallPath:
         self.draining = False
         self._ids = count(1)
         self._id_prefix = f"acd-{int(time.time())}"
+        self._policy: tuple[object, CallPolicy] | None = None
         self.agents = AgentCodes(service, self.settings.agent_prompts,
                                  self.settings.deadlines.command_s)
         # Imported here: the callback script builds on this module (AgiCall, hold).
@@ -177,7 +213,6 @@ class CallPath:
             "route": self.route, "answered": self.answered, "dialresult": self.dial_result,
             "ended": self.ended, "agent": self.agents.handle, "callback": self.callback.handle,
         }
-        service.observe(self._on_output)
 
     def handler_for(self, script: str) -> Handler | None:
         """The handler of a script name (the `FastAgiServer` lookup)."""
@@ -191,9 +226,93 @@ class CallPath:
     def drain(self) -> None:
         """Shutting down: new calls go to the fallback, held callers are handed back now."""
         self.draining = True
-        for call in self.calls.values():
-            if call._wake is not None and not call._wake.done():
-                call._wake.set_result(True)
+        for call in list(self.calls.values()):
+            self.feed(call, Drain())
+
+    # ------------------------------------------------------------------ the machine
+
+    def feed(self, call: AgiCall, event: CallEvent) -> list[Action]:
+        """Give ``event`` to the call's machine and carry out its actions: router reports,
+        callback storage and bookkeeping at once, the session's work queued for it."""
+        actions = call.machine.handle(event)
+        self._carry_out(call.call_id, actions, call)
+        return actions
+
+    def _carry_out(self, call_id: str, actions: list[Action], call: AgiCall | None) -> None:
+        service = self.service
+        for action in actions:
+            if isinstance(action, _SESSION_WORK):
+                if call is not None:
+                    call.todo.append(action)
+                    call.poke()
+            elif isinstance(action, ReportFailed):
+                service.offer_failed(call_id, action.reason, action.agent_id)
+            elif isinstance(action, ReportAnswered):
+                service.offer_answered(call_id, action.agent_id)
+            elif isinstance(action, ReportHangup):
+                service.hangup(call_id)
+            elif isinstance(action, ReportWithdrawn):
+                self.stats.released += 1
+                service.withdraw(call_id, action.reason)
+            elif isinstance(action, ReportCallback):
+                service.callback_accepted(call_id)
+            elif isinstance(action, StoreCallback):
+                self._store_callback(call_id, action)
+            elif isinstance(action, Finished):
+                if call is not None and self.calls.get(call_id) is call:
+                    del self.calls[call_id]
+            elif isinstance(action, Ignored):
+                if action.what == "offer":
+                    log.error("Call %s: %s.", call_id, action.reason)
+                else:
+                    log.debug("Call %s: %s ignored: %s.", call_id, action.what, action.reason)
+            # ReleaseAgent, Connect, RefuseAnswer: Dial() rings and bridges by itself; the
+            # ``answered`` script reads its reply from the actions.
+
+    def _policy_now(self) -> CallPolicy:
+        """The machine's policy for new calls (the callback prompt of the current flow)."""
+        flow = self.setup.flows.get(self.settings.flow)
+        cached = self._policy
+        if cached is not None and cached[0] is flow:
+            return cached[1]
+        known = flow.prompts.prompts.get(self.settings.callback_prompt) \
+            if flow is not None else None
+        policy = CallPolicy(
+            hold_while_ringing=False,
+            callback_languages=frozenset(known.languages) if known is not None else None,
+            default_language=self.setup.known.default_language,
+            dialable=_dialable)
+        self._policy = (flow, policy)
+        return policy
+
+    def admit(self, call_id: str, queue: str, language: str, country: str, priority: int,
+              number: str | None, customer_id: str | None, what: str = "call") -> AgiCall | None:
+        """Give a call to the router with its machine; None when the router refuses it."""
+        config = self.service.center.config.queues.get(queue)
+        max_wait = config.max_wait_s + config.ring_timeout_s if config is not None else 3600.0
+        machine = CallMachine(call_id, queue, language, country, priority, number, customer_id,
+                              self.service.now() + max_wait + self.settings.hold_margin_s,
+                              self._policy_now())
+        call = AgiCall(self, machine)
+        self.calls[call_id] = call
+        self.feed(call, Queued())
+        try:
+            self.service.call_arrived(call, call_id, queue, language, country, priority,
+                                      customer_id)
+        except (DuplicateCall, RoutingError) as exc:
+            self.feed(call, Refused(type(exc).__name__))
+            self.calls.pop(call_id, None)
+            log.warning("The router refused %s %s: %s; the dialplan falls back.", what,
+                        call_id, exc)
+            return None
+        self.stats.calls_queued += 1
+        return call
+
+    def release(self, call: AgiCall) -> None:
+        """The session that had the caller is gone without handing them over: the caller is
+        lost to us (an abandon, unless the call already ended)."""
+        if call.machine.phase is not Phase.ENDED:
+            self.feed(call, CallerGone())
 
     # ------------------------------------------------------------------ route (new calls)
 
@@ -227,172 +346,118 @@ class CallPath:
     async def _queue(self, session: AgiSession, call_id: str, outcome: IvrOutcome) -> None:
         assert outcome.queue is not None
         number, _ = normalize_number(session.env.callerid, self.setup.known.national_region)
-        config = self.service.center.config.queues.get(outcome.queue)
-        max_wait = config.max_wait_s + config.ring_timeout_s if config is not None else 3600.0
         customer = outcome.variables.get("customer_id") or None
-        call = AgiCall(call_id, outcome.queue, outcome.language, outcome.country,
-                       outcome.priority, number, customer,
-                       self.service.now() + max_wait + self.settings.hold_margin_s)
-        self.calls[call_id] = call
-        try:
-            self.service.call_arrived(call, call_id, outcome.queue, outcome.language,
-                                      outcome.country, outcome.priority, customer)
-        except (DuplicateCall, RoutingError) as exc:
-            self.calls.pop(call_id, None)
-            log.warning("The router refused call %s: %s; the dialplan falls back.", call_id, exc)
+        call = self.admit(call_id, outcome.queue, outcome.language, outcome.country,
+                          outcome.priority, number, customer)
+        if call is None:
             return
-        self.stats.calls_queued += 1
         try:
             await self._set(session, CALL_ID, call_id)
         except BaseException:
-            self._release(call)  # the dialplan cannot report this call: never leave it queued
+            self.release(call)  # the dialplan cannot report this call: never leave it queued
             raise
         await self.hold(session, call)
 
     # ------------------------------------------------------------------ holding
 
     async def hold(self, session: AgiSession, call: AgiCall) -> None:
-        """Music on hold until the router's command, the caller's hangup or the deadline."""
+        """Carry out the machine's work while this session has the caller: music on hold,
+        the callback question, then the dial variables or the hand-back that end it."""
         loop = asyncio.get_running_loop()
         hangup: asyncio.Future[bool] = loop.create_task(session.wait_for_hangup())
-        handed_over = False
-        handed_back: str | None = None  # why the dialplan takes the caller back, if it does
-        moh = False
+        machine = call.machine
+        handed_over = False  # dial variables or the hand-back given: the dialplan goes on
         try:
             while True:
                 if session.hung_up:
-                    self.stats.abandoned_holding += 1
-                    break
-                if self.draining:
-                    handed_back = "shutdown"
-                    break
-                command = call.pending.popleft() if call.pending else None
-                if command is None:
-                    if not moh:
-                        await self._command(session, commands.set_music(True,
-                                                                        self.settings.moh_class))
-                        moh = True
-                        continue
-                    remaining = call.hold_until - self.service.now()
-                    if remaining <= 0:
-                        log.error("Call %s held past its deadline; handing it back to the "
-                                  "dialplan.", call.call_id)
-                        handed_back = "hold_deadline"
-                        break
-                    wake = call.wakeup()
-                    await asyncio.wait({hangup, wake}, timeout=remaining,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                if isinstance(command, Offer):
-                    handed_over = await self._hand_offer(session, call, command, moh)
-                    if handed_over:
-                        return
-                elif isinstance(command, Overflow):
-                    await self._hand_overflow(session, call, command, moh)
-                    handed_over = True
+                    if machine.phase in (Phase.QUEUED, Phase.ASKING):
+                        self.stats.abandoned_holding += 1
                     return
-                elif isinstance(command, OfferCallback):
-                    if await self._offer_callback(session, call, moh):
-                        handed_over = True
-                        return
-                    moh = False
+                if call.todo:
+                    handed_over |= await self._perform(session, call, call.todo.popleft())
+                    continue
+                if handed_over or machine.phase is Phase.ENDED:
+                    return
+                if machine.phase is Phase.QUEUED:
+                    self.feed(call, Idle(self.service.now()))
+                    if call.todo or machine.phase is not Phase.QUEUED:
+                        continue
+                remaining = machine.hold_until - self.service.now()
+                if remaining <= 0:
+                    return  # not queued and nothing from the router: give the caller up
+                wake = call.wakeup()
+                await asyncio.wait({hangup, wake}, timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
         finally:
             hangup.cancel()
             if not handed_over:
-                self._release(call, None if session.hung_up else handed_back)
+                self.release(call)
 
-    def _release(self, call: AgiCall, handed_back: str | None = None) -> None:
-        """Take a call the dialplan no longer holds for us out of the router (once): an
-        abandon, or, when we hand the caller back to the dialplan, an overflow."""
-        self.calls.pop(call.call_id, None)
-        if self.service.router.call_state(call.call_id) is not None:
-            self.stats.released += 1
-            if handed_back is None:
-                self.service.hangup(call.call_id)
-            else:
-                self.service.withdraw(call.call_id, handed_back)
-
-    async def _hand_offer(self, session: AgiSession, call: AgiCall, offer: Offer,
-                          moh: bool) -> bool:
-        if self.service.router.call_state(call.call_id) is not CallState.RINGING:
-            return False  # a stale offer (cancelled while we were busy)
-        if not _ENDPOINT_RE.fullmatch(offer.endpoint) or not _AGENT_ID_RE.fullmatch(
-                offer.agent_id):
-            log.error("Agent %r has an endpoint %r that is not a single dial string.",
-                      offer.agent_id, offer.endpoint)
-            self.service.offer_failed(call.call_id, "unavailable")
-            return False
-        call.dialling, call.dialling_cancelled = offer, False
-        await self._set(session, TARGET, offer.endpoint)
-        await self._set(session, AGENT, offer.agent_id)
-        await self._set(session, RING_TIMEOUT, dial_ring_timeout(offer.ring_timeout_s))
-        if moh:
+    async def _perform(self, session: AgiSession, call: AgiCall, action: Action) -> bool:
+        """One piece of the session's work; True when it hands the caller to the dialplan."""
+        if isinstance(action, StartHold):
+            await self._command(session, commands.set_music(True, self.settings.moh_class))
+        elif isinstance(action, StopHold):
             await self._command(session, commands.set_music(False))
-        self.stats.offers_delivered += 1
+        elif isinstance(action, Dial):
+            await self._set(session, TARGET, action.endpoint)
+            await self._set(session, AGENT, action.agent_id)
+            await self._set(session, RING_TIMEOUT, str(action.ring_timeout_s))
+            self.stats.offers_delivered += 1
+            return True
+        elif isinstance(action, AskCallback):
+            await self._ask_callback(session, call, action.language)
+        elif isinstance(action, HandBack):
+            return await self._hand_back(session, call.call_id, action)
+        return False
+
+    async def _hand_back(self, session: AgiSession, call_id: str, action: HandBack) -> bool:
+        if action.result is None:
+            if action.reason == "hold_deadline":
+                log.error("Call %s held past its deadline; handing it back to the dialplan.",
+                          call_id)
+            return True  # nothing set: the dialplan takes its fallback
+        if action.reason == "callback_accepted":
+            self.stats.callbacks_accepted += 1
+        elif action.result != "ended":
+            self.stats.overflows_delivered += 1
+        if action.queue is not None:
+            await self._set(session, QUEUE, action.queue)
+        if action.language is not None:
+            await self._set(session, LANGUAGE, action.language)
+        await self._set(session, RESULT, action.result)
         return True
 
-    async def _hand_overflow(self, session: AgiSession, call: AgiCall, overflow: Overflow,
-                             moh: bool) -> None:
-        self.calls.pop(call.call_id, None)
-        if moh:
-            await self._command(session, commands.set_music(False))
-        if overflow.target == "callback":
-            self._store_callback(call)
-        await self._set(session, QUEUE, call.queue)
-        await self._set(session, LANGUAGE, call.language)
-        await self._set(session, RESULT, "callback" if overflow.target == "callback"
-                        else "voicemail")
-        self.stats.overflows_delivered += 1
-
-    async def _offer_callback(self, session: AgiSession, call: AgiCall, moh: bool) -> bool:
-        """Ask the caller (one digit, bounded); True when they took the callback."""
-        if self.service.router.call_state(call.call_id) is not CallState.QUEUED:
-            return False
-        if moh:
-            await self._command(session, commands.set_music(False))
-        flow = self.setup.flows[self.settings.flow]
-        prompts = flow.prompts
-        prompt = self.settings.callback_prompt
-        known = prompts.prompts.get(prompt)
-        language = call.language if known is None or call.language in known.languages \
-            else self.setup.known.default_language
+    async def _ask_callback(self, session: AgiSession, call: AgiCall, language: str) -> None:
+        """Ask the caller (one digit, bounded) and tell the machine the answer."""
+        prompts = self.setup.flows[self.settings.flow].prompts
         timeout = self.settings.callback_timeout_s
         reply = await self._command(
-            session, commands.get_data(prompts.sound_for(prompt, language),
+            session, commands.get_data(prompts.sound_for(self.settings.callback_prompt,
+                                                         language),
                                        int(timeout * 1000), 1),
             timeout + self.settings.deadlines.prompt_s)
-        if reply.code != 200 or commands.digits_entered(reply) != "1":
-            return False
-        self.service.callback_accepted(call.call_id)
-        if self.service.router.call_state(call.call_id) is not None:
-            return False  # the router had already offered the call: keep going
-        self.calls.pop(call.call_id, None)
-        self.stats.callbacks_accepted += 1
-        self._store_callback(call)
-        await self._set(session, QUEUE, call.queue)
-        await self._set(session, LANGUAGE, call.language)
-        await self._set(session, RESULT, "callback")
-        return True
+        if session.hung_up:
+            return  # the hold loop reports the caller gone
+        accepted = reply.code == 200 and commands.digits_entered(reply) == "1"
+        self.feed(call, CallbackAnswer(accepted))
 
-    def _store_callback(self, call: AgiCall) -> None:
-        task = call.callback_task()
-        if task is None or self.setup.callbacks is None:
-            log.warning("No callback task stored for %s (no number or no sink).", call.call_id)
+    def _store_callback(self, call_id: str, action: StoreCallback) -> None:
+        if self.setup.callbacks is None:
+            log.warning("No callback task stored for %s (no callback sink).", call_id)
             return
-        self.setup.callbacks.add(task)
+        self.setup.callbacks.add(CallbackTask(action.queue, action.language, action.country,
+                                              action.number, action.priority, "offer", None,
+                                              action.customer_id))
 
     # ------------------------------------------------------------------ dial re-entry
 
     async def answered(self, session: AgiSession) -> None:
         """The agent answered (``U()`` on the agent's channel); a stale answer is refused."""
         call_id, agent = _arg(session, 0), _arg(session, 1)
-        call = self.calls.get(call_id)
-        current = (call is not None and call.dialling is not None
-                   and not call.dialling_cancelled and call.dialling.agent_id == agent
-                   and self.service.router.call_state(call_id) is CallState.RINGING)
-        if current:
-            self.service.offer_answered(call_id)
-        await self._set(session, "ACD_ANSWER", "ok" if current else "refused")
+        actions = self._report(call_id, Answered(agent))
+        ok = any(isinstance(a, Connect) for a in actions)
+        await self._set(session, "ACD_ANSWER", "ok" if ok else "refused")
 
     async def dial_result(self, session: AgiSession) -> None:
         """Dial returned without an answer: report it (ring-no-answer) and hold again."""
@@ -400,18 +465,10 @@ class CallPath:
         call = self.calls.get(call_id)
         if call is None:
             return  # unknown or already ended: the dialplan falls back
-        state = self.service.router.call_state(call_id)
         if status == "CANCEL" or session.hung_up:
-            self._release(call)
+            self.feed(call, CallerGone())
             return
-        if state is CallState.TALKING:
-            await self.ended(session)
-            return
-        dialling = call.dialling
-        if (dialling is not None and dialling.agent_id == agent and not call.dialling_cancelled
-                and state is CallState.RINGING):
-            self.service.offer_failed(call_id, _DIAL_REASONS.get(status, "unavailable"))
-        call.dialling = None
+        self.feed(call, DialFailed(agent, _DIAL_REASONS.get(status, "unavailable")))
         await self.hold(session, call)
 
     async def ended(self, session: AgiSession) -> None:
@@ -419,28 +476,28 @@ class CallPath:
         call_id = _arg(session, 0)
         if not call_id:
             return
-        call = self.calls.get(call_id)
-        state = self.service.router.call_state(call_id)
         in_h = session.env.extension == "h" or session.hung_up
-        if call is not None and not in_h and state in (CallState.QUEUED, CallState.RINGING):
-            # Dial reported ANSWER but the router never took it (a refused stale answer).
-            call.dialling = None
-            await self.hold(session, call)
+        call = self.calls.get(call_id)
+        actions = self._report(call_id, CallerGone() if in_h else AgentGone())
+        if in_h:
             return
         if call is not None:
-            self.calls.pop(call_id, None)
-        self.service.hangup(call_id)  # Ignored by the router for a call already ended
-        if not in_h:
-            await self._set(session, RESULT, "ended")
+            await self.hold(session, call)  # the result, or the wait goes on (refused answer)
+        else:
+            for action in actions:
+                if isinstance(action, HandBack):
+                    await self._hand_back(session, call_id, action)
+
+    def _report(self, call_id: str, event: CallEvent) -> list[Action]:
+        """A telephony report for ``call_id``: to its machine, or answered as for no call."""
+        call = self.calls.get(call_id)
+        if call is not None:
+            return self.feed(call, event)
+        actions = without_call(call_id, event)
+        self._carry_out(call_id, [a for a in actions if not isinstance(a, _SESSION_WORK)], None)
+        return actions
 
     # ------------------------------------------------------------------ helpers
-
-    def _on_output(self, output: Output, _wall: float) -> None:
-        if isinstance(output, CallEnded):
-            call = self.calls.get(output.call_id)
-            # An overflow still to be told to the dialplan keeps the call until handed over.
-            if call is not None and not any(isinstance(c, Overflow) for c in call.pending):
-                del self.calls[output.call_id]
 
     async def _command(self, session: AgiSession, command: bytes,
                        timeout: float | None = None) -> Reply:
@@ -449,6 +506,12 @@ class CallPath:
 
     async def _set(self, session: AgiSession, name: str, value: str) -> None:
         await self._command(session, commands.set_variable(name, value))
+
+
+def _dialable(agent_id: str, endpoint: str) -> bool:
+    """A single dial string from the roster (no Dial() separators) and a plain agent id."""
+    return (_ENDPOINT_RE.fullmatch(endpoint) is not None
+            and _AGENT_ID_RE.fullmatch(agent_id) is not None)
 
 
 def _arg(session: AgiSession, index: int) -> str:
