@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from routerkit import reference_center
 
+from acd.config.policy import center_policy
 from acd.core.call import (
     Action,
     Adopted,
@@ -112,7 +113,7 @@ class CallsAndRouter(RuleBasedStateMachine):
 
     def _new_router(self) -> Router:
         center = reference_center()
-        return Router(center.config, center.agents)
+        return Router(center_policy(center.config), center.agents)
 
     @initialize(ari_like=st.booleans(), staffed=st.sets(st.sampled_from(AGENTS)))
     def medium_kind(self, ari_like: bool, staffed: set[str]) -> None:
