@@ -135,6 +135,12 @@ class AriWorld:
 
     # ------------------------------------------------------------ recordings
 
+    def _new_recording(self, chan: FakeChannel, name: str, fmt: str) -> dict[str, Any]:
+        """A queued recording; it starts when :meth:`_start_recording` runs."""
+        rec = {"name": name, "format": fmt, "state": "queued", "target_uri": f"channel:{chan.id}"}
+        self.recordings[name] = rec
+        return rec
+
     def _start_recording(self, name: str) -> None:
         rec = self.recordings.get(name)
         if rec is not None:
@@ -374,6 +380,53 @@ class AriWorld:
             self._emit("ChannelVarset", variable="BRIDGEPEER", value="", channel=chan.json())
         bridge.channels.remove(chan.id)
         self._emit("ChannelLeftBridge", bridge=bridge.json(), channel=chan.json())
+
+    def _answer_channel(self, chan: FakeChannel) -> None:
+        if chan.state != "Up":
+            chan.state = "Up"
+            self._emit("ChannelStateChange", channel=chan.json())
+            partner = self.channels.get(chan.partner or "")
+            if partner is not None:
+                partner.state = "Up"
+
+    def _set_var_on(self, chan: FakeChannel, variable: str, value: str) -> None:
+        chan.variables[variable] = value
+        self._emit("ChannelVarset", variable=variable, value=value, channel=chan.json())
+
+    def _create_bridge_named(self, bridge_id: str, bridge_type: str, name: str) -> FakeBridge:
+        bridge = FakeBridge(bridge_id, bridge_type, name, stamp())
+        self.bridges[bridge.id] = bridge
+        return bridge
+
+    def _destroy_bridge(self, bridge: FakeBridge) -> None:
+        for cid in list(bridge.channels):
+            self._leave_bridge(self.channels[cid])
+        del self.bridges[bridge.id]
+        if bridge.watched > 0:
+            self._emit("BridgeDestroyed", bridge=bridge.json())  # not recorded
+
+    def _add_to_bridge(self, bridge: FakeBridge, chans: list[FakeChannel]) -> None:
+        for chan in chans:
+            bridge.watched += 1
+            self._enter_bridge(chan, bridge)
+        self._pair_up(bridge)
+
+    def _remove_from_bridge(self, bridge: FakeBridge, chans: list[FakeChannel]) -> None:
+        for chan in chans:
+            bridge.watched -= 1
+            self._leave_bridge(chan)
+
+    def _new_playback(self, chan: FakeChannel, media: str, playback_id: str,
+                      language: str | None) -> FakePlayback:
+        """A queued playback; it starts when :meth:`_start_playback` runs."""
+        pb = FakePlayback(
+            id=playback_id,
+            media_uri=media,
+            channel_id=chan.id,
+            language=language or chan.language,
+        )
+        self.playbacks[pb.id] = pb
+        return pb
 
     def _start_playback(self, pb: FakePlayback) -> None:
         pb.state = "playing"

@@ -1,9 +1,10 @@
 """A fake Asterisk ARI server on aiohttp that behaves as the recordings from Asterisk 22 show.
 
 It serves the sans-I/O world of :mod:`acd.testing.ari_world` (channels, bridges, playbacks
-and the events they produce) over the network: it answers the REST calls the engine makes with
-the same status codes and body shapes, and sends websocket events in the recorded order and
-shape (tests/recordings/asterisk/ari-*.jsonl). Test controls place callers into Stasis, press
+and the events they produce) over the network: the REST resources of
+:mod:`acd.testing.ari_resources` answer the calls the engine makes with the same status codes
+and body shapes, and this module's websocket sends events in the recorded order and shape
+(tests/recordings/asterisk/ari-*.jsonl). Test controls place callers into Stasis, press
 keys, hang up, script agents (answer after N s, never answer, busy), drop the websocket and
 inject faults. Durations are real asyncio time divided by `speed`, so tests stay fast.
 """
@@ -27,12 +28,9 @@ from acd.testing.ari_objects import (
     MEDIA_SECONDS,
     REASON_CAUSE,
     AgentScript,
-    FakeBridge,
-    FakeChannel,
-    FakePlayback,
     Timer,
-    stamp,
 )
+from acd.testing.ari_resources import AriResources, error_response
 from acd.testing.ari_tap import EventTap, event_types
 from acd.testing.ari_world import AriWorld
 
@@ -73,11 +71,7 @@ class _RunningLoop:
         return asyncio.get_running_loop().call_later(delay, callback, *args)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status)
-
-
-class FakeAri(AriWorld):
+class FakeAri(AriResources):
     """A fake Asterisk speaking ARI on 127.0.0.1 (port chosen by the OS).
 
     Use as ``async with FakeAri() as fake:`` then point `AriClient(fake.url, fake.username,
@@ -267,7 +261,7 @@ class FakeAri(AriWorld):
             await asyncio.sleep(self._delay.pop(0))
         if self._fail:
             status = self._fail.pop(0)
-            return _error(status, "Internal Server Error (injected by the fake)")
+            return error_response(status, "Internal Server Error (injected by the fake)")
         return await handler(request)
 
     def _routes(self, app: web.Application) -> None:
@@ -297,23 +291,15 @@ class FakeAri(AriWorld):
         r.add_get("/ari/applications", self._list_apps)
         r.add_get("/ari/applications/{app}", self._get_app)
 
-    def _stasis_chan(self, request: web.Request) -> FakeChannel | web.Response:
-        chan = self.channels.get(request.match_info["cid"])
-        if chan is None:
-            return _error(404, "Channel not found")
-        if not chan.in_stasis:
-            return _error(409, "Channel not in Stasis application")
-        return chan
-
     # ------------------------------------------------------------ websocket
 
     async def _ws_events(self, request: web.Request) -> web.StreamResponse:
         apps = request.query.get("app", "")
         if self.app not in apps.split(","):
-            return _error(400, "Invalid application provided in param [app].")
+            return error_response(400, "Invalid application provided in param [app].")
         if self._refuse_ws > 0:
             self._refuse_ws -= 1
-            return _error(503, "Service Unavailable (injected by the fake)")
+            return error_response(503, "Service Unavailable (injected by the fake)")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -340,245 +326,3 @@ class FakeAri(AriWorld):
             if text is None or ws.closed:
                 return
             await ws.send_str(text)
-
-    # ------------------------------------------------------------ channel handlers
-
-    async def _list_channels(self, request: web.Request) -> web.Response:
-        return web.json_response([c.json() for c in self.channels.values()])
-
-    async def _get_channel(self, request: web.Request) -> web.Response:
-        chan = self.channels.get(request.match_info["cid"])
-        if chan is None:
-            return _error(404, "Channel not found")
-        return web.json_response(chan.json())
-
-    async def _originate(self, request: web.Request) -> web.Response:
-        params = dict(request.query)
-        variables: Mapping[str, Any] = {}
-        if request.can_read_body:
-            try:
-                body = await request.json()
-            except ValueError:
-                return _error(400, "Error parsing request body")
-            if isinstance(body, dict):
-                variables = body.pop("variables", None) or {}
-                params.update({k: str(v) for k, v in body.items()})
-        endpoint = params.get("endpoint", "")
-        if not endpoint:
-            return _error(400, "Endpoint must be specified")
-        for wanted in (params.get("channelId"), params.get("otherChannelId")):
-            if wanted and wanted in self.channels:
-                return _error(409, "Channel with given unique ID already exists")
-        if "app" in params:
-            if params["app"] != self.app:
-                return _error(400, "Fake ARI serves one application only")
-            agent = self._new_agent(endpoint, params)
-            agent.variables.update({str(k): str(v) for k, v in variables.items()})
-            timeout = int(params.get("timeout", "30"))
-            asyncio.get_running_loop().call_soon(self._dial_start, agent.id, timeout)
-            return web.json_response(agent.json())
-        leg1 = self._originate_caller(endpoint, params)
-        if leg1 is None:
-            return _error(400, "The fake only originates Local/<exten>@<context> callers")
-        return web.json_response(leg1.json())
-
-    async def _delete_channel(self, request: web.Request) -> web.Response:
-        chan = self.channels.get(request.match_info["cid"])
-        if chan is None:
-            return _error(404, "Channel not found")
-        reason = request.query.get("reason")
-        if reason is not None and reason not in REASON_CAUSE:
-            return _error(400, "Invalid reason for hangup provided")
-        cause = DEFAULT_API_HANGUP_CAUSE if reason is None else REASON_CAUSE[reason]
-        self._hangup(chan, cause, soft=True)
-        return web.Response(status=204)
-
-    async def _answer(self, request: web.Request) -> web.Response:
-        chan = self._stasis_chan(request)
-        if isinstance(chan, web.Response):
-            return chan
-        if chan.state != "Up":
-            chan.state = "Up"
-            self._emit("ChannelStateChange", channel=chan.json())
-            partner = self.channels.get(chan.partner or "")
-            if partner is not None:
-                partner.state = "Up"
-        return web.Response(status=204)
-
-    async def _ring(self, request: web.Request) -> web.Response:
-        chan = self._stasis_chan(request)
-        return chan if isinstance(chan, web.Response) else web.Response(status=204)
-
-    async def _continue(self, request: web.Request) -> web.Response:
-        chan = self._stasis_chan(request)
-        if isinstance(chan, web.Response):
-            return chan
-        self._leave_stasis(chan)
-        return web.Response(status=204)
-
-    async def _play(self, request: web.Request) -> web.Response:
-        chan = self._stasis_chan(request)
-        if isinstance(chan, web.Response):
-            return chan
-        media = ",".join(request.query.getall("media", []))
-        if not media:
-            return _error(400, "media is required")
-        playback_id = request.query.get("playbackId") or self._uuid()
-        if playback_id in self.playbacks:
-            return _error(409, "Playback with given ID already exists")
-        pb = FakePlayback(
-            id=playback_id,
-            media_uri=media,
-            channel_id=chan.id,
-            language=request.query.get("lang") or chan.language,
-        )
-        self.playbacks[pb.id] = pb
-        body = pb.json()
-        asyncio.get_running_loop().call_soon(self._start_playback, pb)
-        return web.json_response(body, status=201)
-
-    async def _record(self, request: web.Request) -> web.Response:
-        """POST /channels/{id}/record (not recorded): a LiveRecording, queued, then started."""
-        chan = self._stasis_chan(request)
-        if isinstance(chan, web.Response):
-            return chan
-        name, fmt = request.query.get("name"), request.query.get("format")
-        if not name or not fmt:
-            return _error(400, "Recording name and format are required")
-        if name in self.recordings:
-            return _error(409, "Recording with the same name already in progress")
-        rec = {"name": name, "format": fmt, "state": "queued", "target_uri": f"channel:{chan.id}"}
-        self.recordings[name] = rec
-        asyncio.get_running_loop().call_soon(self._start_recording, name)
-        return web.json_response(dict(rec), status=201)
-
-    async def _set_var(self, request: web.Request) -> web.Response:
-        chan = self.channels.get(request.match_info["cid"])
-        if chan is None:
-            return _error(404, "Channel not found")
-        variable = request.query.get("variable")
-        if not variable:
-            return _error(400, "Variable name is required")
-        value = request.query.get("value", "")
-        chan.variables[variable] = value
-        self._emit("ChannelVarset", variable=variable, value=value, channel=chan.json())
-        return web.Response(status=204)
-
-    async def _get_var(self, request: web.Request) -> web.Response:
-        chan = self.channels.get(request.match_info["cid"])
-        if chan is None:
-            return _error(404, "Channel not found")
-        value = chan.variables.get(request.query.get("variable", ""))
-        if value is None:
-            return _error(404, "Provided variable was not found")
-        return web.json_response({"value": value})
-
-    async def _get_playback(self, request: web.Request) -> web.Response:
-        pb = self.playbacks.get(request.match_info["pid"])
-        if pb is None:
-            return _error(404, "Playback not found")
-        return web.json_response(pb.json())
-
-    async def _stop_playback(self, request: web.Request) -> web.Response:
-        if request.match_info["pid"] not in self.playbacks:
-            return _error(404, "Playback not found")
-        self._finish_playback(request.match_info["pid"])
-        return web.Response(status=204)
-
-    # ------------------------------------------------------------ bridge handlers
-
-    async def _list_bridges(self, request: web.Request) -> web.Response:
-        return web.json_response([b.json() for b in self.bridges.values()])
-
-    async def _create_bridge(self, request: web.Request) -> web.Response:
-        kinds = request.query.get("type", "mixing").split(",")
-        bridge_type = "holding" if "holding" in kinds else "mixing"
-        bridge_id = request.query.get("bridgeId") or self._uuid()
-        if bridge_id in self.bridges:
-            return _error(409, "Bridge with given ID already exists")  # not recorded
-        bridge = FakeBridge(bridge_id, bridge_type, request.query.get("name", ""), stamp())
-        self.bridges[bridge.id] = bridge
-        return web.json_response(bridge.json())
-
-    async def _get_bridge(self, request: web.Request) -> web.Response:
-        bridge = self.bridges.get(request.match_info["bid"])
-        if bridge is None:
-            return _error(404, "Bridge not found")
-        return web.json_response(bridge.json())
-
-    async def _delete_bridge(self, request: web.Request) -> web.Response:
-        bridge = self.bridges.get(request.match_info["bid"])
-        if bridge is None:
-            return _error(404, "Bridge not found")
-        for cid in list(bridge.channels):
-            self._leave_bridge(self.channels[cid])
-        del self.bridges[bridge.id]
-        if bridge.watched > 0:
-            self._emit("BridgeDestroyed", bridge=bridge.json())  # not recorded
-        return web.Response(status=204)
-
-    def _bridge_members(
-        self, request: web.Request, *, must_be_in: bool
-    ) -> tuple[FakeBridge, list[FakeChannel]] | web.Response:
-        bridge = self.bridges.get(request.match_info["bid"])
-        if bridge is None:
-            return _error(404, "Bridge not found")
-        ids = [c for c in ",".join(request.query.getall("channel", [])).split(",") if c]
-        if not ids:
-            return _error(400, "channel is required")
-        chans: list[FakeChannel] = []
-        for cid in ids:
-            chan = self.channels.get(cid)
-            if chan is None:
-                return _error(400, "Channel not found")
-            if not chan.in_stasis:
-                return _error(422, "Channel not in Stasis application")
-            if must_be_in and chan.bridge_id != bridge.id:
-                return _error(422, "Channel not in this bridge")
-            chans.append(chan)
-        return bridge, chans
-
-    async def _add_channel(self, request: web.Request) -> web.Response:
-        found = self._bridge_members(request, must_be_in=False)
-        if isinstance(found, web.Response):
-            return found
-        bridge, chans = found
-        for chan in chans:
-            bridge.watched += 1
-            self._enter_bridge(chan, bridge)
-        self._pair_up(bridge)
-        return web.Response(status=204)
-
-    async def _remove_channel(self, request: web.Request) -> web.Response:
-        found = self._bridge_members(request, must_be_in=True)
-        if isinstance(found, web.Response):
-            return found
-        bridge, chans = found
-        for chan in chans:
-            bridge.watched -= 1
-            self._leave_bridge(chan)
-        return web.Response(status=204)
-
-    async def _start_moh(self, request: web.Request) -> web.Response:
-        bridge = self.bridges.get(request.match_info["bid"])
-        if bridge is None:
-            return _error(404, "Bridge not found")
-        bridge.moh_class = request.query.get("mohClass", "default")
-        return web.Response(status=204)
-
-    async def _stop_moh(self, request: web.Request) -> web.Response:
-        bridge = self.bridges.get(request.match_info["bid"])
-        if bridge is None:
-            return _error(404, "Bridge not found")
-        bridge.moh_class = None
-        return web.Response(status=204)
-
-    # ------------------------------------------------------------ applications
-
-    async def _list_apps(self, request: web.Request) -> web.Response:
-        return web.json_response([self._app_json()])
-
-    async def _get_app(self, request: web.Request) -> web.Response:
-        if request.match_info["app"] != self.app:
-            return _error(404, "Application not found")
-        return web.json_response(self._app_json())
