@@ -53,7 +53,6 @@ class EventStream:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._rest = rest
-        self.app = rest.app
         self.connect_timeout = connect_timeout
         self.max_message_bytes = max_message_bytes
         self.heartbeat = heartbeat
@@ -76,7 +75,7 @@ class EventStream:
 
     def _events_url(self) -> str:
         ws_root = "ws" + self._rest.root[len("http") :]
-        return f"{ws_root}/events?app={quote(self.app, safe='')}"
+        return f"{ws_root}/events?app={quote(self._rest.app, safe='')}"
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         try:
@@ -121,14 +120,15 @@ class EventStream:
             self._ws = ws
             self.connections += 1
             self.connected.set()
+            app = self._rest.app
             if dropped_at is None:
-                log.info("ari websocket connected for app %s", self.app)
-                yield WebsocketConnected(application=self.app)
+                log.info("ari websocket connected for app %s", app)
+                yield WebsocketConnected(application=app)
             else:
                 downtime = time.monotonic() - dropped_at
                 log.info("ari websocket reconnected after %.2f s", downtime)
                 yield WebsocketReconnected(
-                    application=self.app, attempts=max(attempt, 1), downtime_s=downtime
+                    application=app, attempts=max(attempt, 1), downtime_s=downtime
                 )
             attempt = 0
             try:
