@@ -39,3 +39,8 @@ class AgentNotLoggedIn(RoutingError):
 
 class InvalidPauseReason(RoutingError):
     """The pause reason is not one of the configured reasons."""
+
+
+class IllegalAgentMove(RuntimeError):
+    """A bug, not a refusal: the router tried an agent state change its transition table
+    (:data:`acd.core.agent_states.AGENT_TRANSITIONS`) does not allow; names the state and event."""

@@ -1,0 +1,194 @@
+"""The router's runtime records: queues, calls and agents as it holds them, and the floor.
+
+:class:`Floor` holds everything the router's parts share (the ready lists, the waiting calls'
+buckets, the timers, the outputs of the request being handled); the selection, expansion and
+agent-state modules are functions over it, and :class:`~acd.core.router.Router` is the façade.
+Records are mutable and never leave the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from heapq import heappush
+from typing import Final
+
+from acd.core.model import AgentProfile, AgentState, CallState, Output
+from acd.core.policy import (
+    AgentSelection,
+    CallSelection,
+    CenterPolicy,
+    ExpansionStep,
+    NewcomerPolicy,
+    QueuePolicy,
+)
+
+# Timer kinds.
+# A queued call has one live CALL_TIMER: its next expansion step or its maximum wait.
+CALL_TIMER: Final = 0
+RING_TIMER: Final = 1
+WRAP_TIMER: Final = 2
+AUTO_READY_TIMER: Final = 3
+#: Overflow chains longer than this end in voicemail (a queue cycle in config cannot loop).
+MAX_QUEUE_MOVES = 4
+#: Pseudo country for callers whose country is unknown: no home site, no country-restricted agent.
+OTHER = "other"
+
+ReadyKey = tuple[str, str, str, bool]
+
+
+class QueueRt:
+    """A queue's runtime view of its policy, precomputed for the hot path."""
+
+    __slots__ = ("aht_s", "all_sites", "calls", "expansion", "line", "longest_idle", "max_length",
+                 "max_wait_s", "min_level", "name", "newcomers_last_resort", "newcomers_ok",
+                 "overflow", "priority", "ring_timeout_s", "rr_last", "selection",
+                 "site_affinity", "skill", "sort_offset", "step_after", "threshold_s",
+                 "wrap_up_s")
+
+    def __init__(self, name: str, q: QueuePolicy) -> None:
+        # Flat copies on one slotted object: the hot path reads them without indirection.
+        self.name: str = name
+        self.skill: str = q.skill
+        self.priority: int = q.priority
+        self.wrap_up_s: float = q.wrap_up_s
+        self.ring_timeout_s: float = q.ring_timeout_s
+        self.max_length: int = q.max_length
+        self.max_wait_s: float = q.max_wait_s
+        self.overflow: str = q.overflow
+        self.expansion: list[ExpansionStep] = list(q.expansion)
+        #: When each expansion step applies, seconds after the call entered the queue.
+        self.step_after: list[float] = [float(step.after_s) for step in q.expansion]
+        # The routing rule's first step.
+        self.min_level: int = q.min_level
+        self.all_sites: bool = q.all_sites
+        self.newcomers_ok: bool = q.newcomers is not NewcomerPolicy.exclude
+        self.newcomers_last_resort: bool = q.newcomers is NewcomerPolicy.last_resort
+        self.selection: AgentSelection = q.agent_selection
+        self.longest_idle: bool = q.agent_selection is AgentSelection.longest_idle
+        self.site_affinity: bool = bool(q.site_affinity)
+        self.threshold_s: float = q.sl_threshold_s
+        sl_aware = q.call_selection is CallSelection.sl_aware
+        self.sort_offset: float = self.threshold_s if sl_aware else 0.0
+        self.aht_s: float = q.aht_hint_s
+        self.rr_last: int = -1
+        #: Calls of this queue that are queued or ringing (talking calls have left).
+        self.calls: dict[str, CallRt] = {}
+        #: Queued calls as ``(-priority, seq)``, sorted: position = bisect, depth = len.
+        self.line: list[tuple[int, int]] = []
+
+
+class Timed:
+    """Something a timer can be armed for; a change of ``version`` disarms its timers."""
+
+    __slots__ = ("version",)
+
+    def __init__(self) -> None:
+        self.version = 0
+
+
+class CallRt(Timed):
+    """A call in the router (mutable; never leaves the core)."""
+
+    __slots__ = ("accept_fallback", "agent", "all_sites", "answered_at", "arrived", "buckets",
+                 "country", "customer_id", "entered", "fallbacks", "home_site", "id", "language",
+                 "min_level", "moves", "newcomers_ok", "priority", "q", "seq", "state",
+                 "step")
+
+    def __init__(self, call_id: str, q: QueueRt, language: str, country: str,
+                 home_site: str | None, fallbacks: tuple[str, ...], priority: int, now: float,
+                 seq: int, customer_id: str | None) -> None:
+        self.id = call_id
+        self.q = q
+        self.language = language
+        self.country = country
+        self.home_site = home_site
+        self.fallbacks = fallbacks
+        self.priority = priority
+        self.arrived = now
+        self.entered = now
+        self.seq = seq
+        self.customer_id = customer_id
+        self.state = CallState.QUEUED
+        self.agent: AgentRt | None = None
+        self.answered_at = 0.0
+        self.version = 0
+        self.moves = 0
+        self.buckets: list[list[tuple[int, int, CallRt]]] = []
+        self.reset_rules()
+
+    def reset_rules(self) -> None:
+        """Start the current queue's routing rule from its first step."""
+        q = self.q
+        self.min_level = q.min_level
+        self.all_sites = q.all_sites or self.home_site is None
+        self.accept_fallback = False
+        self.newcomers_ok = q.newcomers_ok
+        self.step = 0
+
+
+class AgentRt(Timed):
+    """An agent's runtime state."""
+
+    __slots__ = ("busy_s", "busy_since", "call", "endpoint", "idle_since", "index", "login_at",
+                 "pending", "pending_reason", "profile", "ready_keys", "reason", "since", "state")
+
+    def __init__(self, profile: AgentProfile, index: int,
+                 ready_keys: list[ReadyKey]) -> None:
+        self.profile = profile
+        self.index = index
+        self.ready_keys = ready_keys
+        self.state = AgentState.LOGGED_OUT
+        self.reason: str | None = None
+        self.since = 0.0
+        self.idle_since = 0.0
+        self.call: CallRt | None = None
+        self.endpoint = profile.endpoint
+        self.pending: AgentState | None = None
+        self.pending_reason: str | None = None
+        self.login_at = 0.0
+        self.busy_s = 0.0
+        self.busy_since: float | None = None
+        self.version = 0
+
+
+class Floor:
+    """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
+
+    __slots__ = ("agent_buckets", "agents", "buckets", "calls", "out", "queues", "queues_by_skill",
+                 "ready", "seq", "site_tiers", "sites", "staffed", "timers")
+
+    def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
+        self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
+        self.queues_by_skill: dict[str, list[QueueRt]] = {}
+        for q in self.queues.values():
+            self.queues_by_skill.setdefault(q.skill, []).append(q)
+        self.agents: dict[str, AgentRt] = {}
+        for i, p in enumerate(agents):
+            keys = [(s, lang, p.site, p.newcomer) for s in p.skills for lang in p.languages]
+            self.agents[p.id] = AgentRt(p, i, keys)
+        # Per agent: the buckets it must look at when freed (its skills' queues x its languages).
+        self.agent_buckets: dict[str, list[tuple[str, str]]] = {
+            a.profile.id: [(q.name, lang) for s in a.profile.skills
+                           for q in self.queues_by_skill.get(s, ())
+                           for lang in a.profile.languages]
+            for a in self.agents.values()
+        }
+        # Ready agents by (skill, language, site, newcomer), each dict in the order they became
+        # ready: a call looks only where eligible agents can be, longest idle first.
+        self.ready: dict[ReadyKey, dict[str, AgentRt]] = {}
+        self.sites = tuple(policy.sites)
+        #: Site tiers by (home site, all sites allowed, site affinity), built on first use.
+        self.site_tiers: dict[tuple[str | None, bool, bool], tuple[tuple[str, ...], ...]] = {}
+        #: Agents logged in and not paused, per skill (for wait estimates).
+        self.staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
+        self.buckets: dict[tuple[str, str], list[tuple[int, int, CallRt]]] = {}
+        self.calls: dict[str, CallRt] = {}
+        self.timers: list[tuple[float, int, int, Timed, int]] = []
+        self.seq = 0
+        #: The outputs of the request being handled.
+        self.out: list[Output] = []
+
+    def timer(self, when: float, kind: int, obj: Timed) -> None:
+        """Arm a timer of ``kind`` for ``obj`` at ``when``; a change of its version disarms it."""
+        self.seq += 1
+        heappush(self.timers, (when, self.seq, kind, obj, obj.version))
