@@ -273,7 +273,8 @@ def test_erlang_a_more_agents_fewer_abandons_better_service(
     fewer = ErlangA(rate, AHT, agents, patience)
     more = ErlangA(rate, AHT, agents + 1, patience)
     assert more.p_abandon <= fewer.p_abandon + 1e-12
-    assert more.sl_offered(THRESHOLD) >= fewer.sl_offered(THRESHOLD) - 1e-12
+    # Round-off: in a queue overloaded several times over both SLs are ~1e-12 apart from 0.
+    assert more.sl_offered(THRESHOLD) >= fewer.sl_offered(THRESHOLD) - 1e-9
     assert 0.0 <= more.p_abandon <= more.p_wait <= 1.0
 
 
