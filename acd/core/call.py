@@ -76,7 +76,9 @@ Ports
     its destruction (or the driver at once) feeds :class:`DialFailed`, which lets the next
     offer ring. :class:`HandBack` continues in the dialplan: ``voicemail``/``callback`` in the
     overflow context, ``None`` after ``Stasis()``, ``ended`` hangs up the caller, a
-    ``callback_accepted`` hand-back plays the confirmation first. Cold start: a requeued caller
+    ``callback_accepted`` hand-back plays the confirmation first. With ``hold_while_ringing``
+    a :class:`Dial` from a phase without music (after the callback question) comes after a
+    :class:`StartHold`, so the agent always rings with the caller on hold. Cold start: a requeued caller
     is ``Adopted(QUEUED, holding=True)`` before ``call_arrived(arrived_at=...)``; a talking
     one ``Adopted(TALKING, agent)`` from the channel variables the engine set; reconcile feeds
     the facts it finds (leg gone, leg answered). Two differences from today's ARI code to
@@ -472,6 +474,10 @@ class CallMachine:
             return out
         self.offer = offer
         self.phase = Phase.RINGING
+        if self.policy.hold_while_ringing and not self.holding:
+            # The callback question stopped the music: the agent rings with the caller on hold.
+            self.holding = True
+            out.append(_START_HOLD)
         out.append(Dial(offer.agent_id, offer.endpoint, ring_seconds(offer.ring_timeout_s)))
         if self.holding and not self.policy.hold_while_ringing:
             self.holding = False
