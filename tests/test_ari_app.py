@@ -166,7 +166,7 @@ async def test_ivr_bug_sends_the_caller_back_to_the_dialplan(
     async def broken_flow(*_args: object) -> None:
         raise RuntimeError("bug in a flow")
 
-    monkeypatch.setattr("acd.asterisk.ari.app.run_flow", broken_flow)
+    monkeypatch.setattr("acd.asterisk.ari.inbound.run_flow", broken_flow)
     call_id = rig.fake.inject_call(RU_CALLER, "Olga", ("8800100",))
     await eventually(lambda: any(r.path == f"/channels/{call_id}/continue"
                                  for r in rig.fake.requests), what="continued in the dialplan")
@@ -226,6 +226,9 @@ async def test_barge_in_stops_the_menu_prompt() -> None:
 
 async def test_overflow_continues_in_the_dialplan(rig: Rig) -> None:
     """The router's Overflow sends the caller to the overflow context and ends the call there."""
+    # The jump to max wait also makes the router offer a callback: the overflow waits for the
+    # question's end (as every driver of the call machine does), so keep the question short.
+    rig.app.callback_timeout_s = 0.1
     call_id = await rig.to_queue()
     await eventually(lambda: rig.in_router(call_id), what="queued")
     rig.clock.advance(rig.service.center.config.queues["tech"].max_wait_s)
@@ -384,8 +387,8 @@ async def test_recorded_event_sequences_are_handled(rig: Rig, name: str) -> None
 
 async def test_music_comes_back_when_an_offer_made_during_the_callback_question_fails(
 ) -> None:
-    """An offer that arrives while the caller hears the callback question and is then withdrawn
-    leaves the caller on hold with music, not in silence."""
+    """An offer that arrives while the caller hears the callback question waits for the answer,
+    rings with music on hold, and once withdrawn leaves the caller on hold with music."""
     async with Rig() as rig:
         rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
         call_id = await rig.to_queue()
@@ -396,10 +399,69 @@ async def test_music_comes_back_when_an_offer_made_during_the_callback_question_
         call.handle_command(OfferCallback(call_id, 300.0))
         await eventually(lambda: rig.prompt_count(call_id, "callback_offer") > asked)
         rig.service.login(AGENT)  # the router offers the call during the question
-        await eventually(lambda: call.phase is Phase.RINGING, what="ringing")
+        assert call.phase is Phase.HOLD  # the offer waits for the caller's answer
         await rig.fake.send_dtmf(call_id, "2")  # no callback, thanks
-        await eventually(lambda: call.ask_task is None, what="question over")
+        await eventually(lambda: call.phase is Phase.RINGING, what="ringing")
+        await eventually(lambda: rig.fake.bridges[hold].moh_class == "default",
+                         timeout=1.0, what="music while the agent rings")
         rig.service.pause(AGENT, "break")  # the offer is withdrawn: back on hold
         assert call.phase is Phase.HOLD
         await eventually(lambda: rig.fake.bridges[hold].moh_class == "default",
                          timeout=1.0, what="music on hold again")
+
+
+# --------------------------------- what the call machine settles for ARI
+
+
+async def test_callback_accepted_without_a_caller_number_stores_nothing(rig: Rig) -> None:
+    """A caller with no number is asked too; "1" ends the wait as a callback, nothing stored."""
+    call_id = await rig.to_queue("anonymous")
+    await eventually(lambda: rig.in_router(call_id))
+    assert rig.app.calls[call_id].machine is not None
+    assert rig.app.calls[call_id].machine.number is None  # type: ignore[union-attr]
+    asked = rig.prompt_count(call_id, "callback_offer")
+    rig.app.calls[call_id].handle_command(OfferCallback(call_id, 300.0))
+    await eventually(lambda: rig.prompt_count(call_id, "callback_offer") > asked, what="asked")
+    await rig.fake.send_dtmf(call_id, "1")
+    await eventually(lambda: rig.ended(call_id) is not None)
+    assert rig.ended(call_id).outcome is Outcome.CALLBACK  # type: ignore[union-attr]
+    await eventually(lambda: call_id not in rig.fake.channels and no_bridges(rig))
+    assert not rig.callbacks.tasks
+
+
+async def test_overflow_to_callback_stores_the_task_and_continues_in_the_dialplan(
+        rig: Rig) -> None:
+    """A queue that overflows to a callback stores the caller's task, then the dialplan's
+    ``callback`` extension confirms it (as on FastAGI)."""
+    rig.app.wall_clock = lambda: 1796720400.0  # a Tuesday noon in Moscow: orders is open
+    rig.app.callback_timeout_s = 0.1  # the callback question at the same jump stays short
+    call_id = await rig.to_queue(key="2")  # orders
+    await eventually(lambda: rig.in_router(call_id), what="queued")
+    rig.clock.advance(rig.service.center.config.queues["orders"].max_wait_s)
+    await eventually(lambda: rig.ended(call_id) is not None, what="overflowed")
+    assert rig.ended(call_id).outcome is Outcome.OVERFLOWED  # type: ignore[union-attr]
+    await eventually(lambda: any(r.path == f"/channels/{call_id}/continue"
+                                 for r in rig.fake.requests))
+    cont = next(r for r in rig.fake.requests if r.path == f"/channels/{call_id}/continue")
+    assert cont.params == {"context": OVERFLOW_CONTEXT, "extension": "callback",
+                           "priority": "1"}
+    assert [(t.queue, t.number, t.reason) for t in rig.callbacks.tasks] == [
+        ("orders", RU_CALLER, "offer")]
+    await eventually(lambda: no_bridges(rig) and not rig.app.calls)
+
+
+async def test_answer_for_a_withdrawn_offer_is_hung_up(rig: Rig) -> None:
+    """An agent leg entering Stasis after its offer was withdrawn is hung up; the caller holds."""
+    rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=None))
+    rig.service.login(AGENT)
+    call_id = await rig.to_queue()
+    await eventually(lambda: rig.leg_of(call_id) in rig.fake.channels, what="ringing")
+    leg = rig.leg_of(call_id) or ""
+    call = rig.app.calls[call_id]
+    rig.fake.agent_answers(leg)  # the agent picks up; the app has not heard of it yet...
+    rig.service.pause(AGENT, "break")  # ...when the router withdraws the offer
+    await eventually(lambda: leg not in rig.fake.channels, what="stale leg hung up")
+    await eventually(lambda: call.phase is Phase.HOLD, what="back on hold")
+    assert not rig.talking(call_id)
+    assert rig.fake.bridges[call.hold_bridge or ""].moh_class == "default"
+    assert rig.in_router(call_id) and rig.agent_state(AGENT) is AgentState.PAUSED

@@ -323,6 +323,21 @@ def test_hold_while_ringing_keeps_music_until_the_answer() -> None:
     assert m.handle(Answered("a")) == [ReportAnswered("a"), StopHold(), Connect("a")]
 
 
+def test_hold_while_ringing_restarts_music_for_an_offer_made_during_the_question() -> None:
+    """An offer that waited for the callback answer rings with music on hold again (ARI)."""
+    policy = CallPolicy(hold_while_ringing=True)
+    m = new(policy)
+    m.handle(Queued())
+    m.handle(HoldStarted())
+    assert m.handle(OfferCallback(C, 1.0)) == [StopHold(), AskCallback("ru")]
+    assert m.handle(Offer(C, "a", "PJSIP/1", 15.0)) == []
+    assert m.handle(CallbackAnswer(False)) == [StartHold(), Dial("a", "PJSIP/1", 15)]
+    assert m.phase is Phase.RINGING and m.holding
+    assert m.handle(CancelOffer(C, "a", "paused")) == [ReleaseAgent("a")]
+    assert shape(m.handle(DialFailed("a", "unavailable"))) == [ig("dial_failed")]
+    assert m.phase is Phase.QUEUED and m.holding
+
+
 def test_callback_prompt_language_falls_back_to_the_default() -> None:
     """The question is asked in the call's language when the prompt has it, else the default."""
     policy = CallPolicy(callback_languages=frozenset({"en", "uk"}), default_language="en")

@@ -66,23 +66,27 @@ Ports
     for the AGI session that has the caller, which feeds :class:`Idle` when it runs dry.
     ``answered`` replies ``ok`` on :class:`Connect`, ``refused`` on :class:`RefuseAnswer`.
 
-    ARI (``StasisApp``): policy ``hold_while_ringing=True``; feed :class:`Queued`, then
-    :class:`HoldStarted` once the holding bridge plays music. :class:`Dial` originates the
-    agent leg with ``ring_timeout_s`` (an originate error is ``DialFailed(agent,
-    "unavailable")``); the leg's StasisStart is :class:`Answered`; :class:`Connect` builds the
-    mixing bridge (after :class:`StopHold` removed the holding bridge); :class:`RefuseAnswer`
-    hangs up that channel; an unanswered leg's end is :class:`DialFailed` with the Q.850
-    reason, an answered one's :class:`AgentGone`; :class:`ReleaseAgent` hangs up the leg, and
-    its destruction (or the driver at once) feeds :class:`DialFailed`, which lets the next
-    offer ring. :class:`HandBack` continues in the dialplan: ``voicemail``/``callback`` in the
-    overflow context, ``None`` after ``Stasis()``, ``ended`` hangs up the caller, a
-    ``callback_accepted`` hand-back plays the confirmation first. Cold start: a requeued caller
-    is ``Adopted(QUEUED, holding=True)`` before ``call_arrived(arrived_at=...)``; a talking
-    one ``Adopted(TALKING, agent)`` from the channel variables the engine set; reconcile feeds
-    the facts it finds (leg gone, leg answered). Two differences from today's ARI code to
-    settle there: an offer made during the callback question now waits for the answer (at
-    most the question's timeout), and a caller without a number is asked too (nothing is
-    stored, an ``Ignored`` says why).
+    ARI (:mod:`acd.asterisk.ari.commands`): policy ``hold_while_ringing=True``; feed
+    :class:`Queued`, then :class:`HoldStarted` once the holding bridge plays music; router
+    reports and callback storage at once, the medium's work in order in one task per call.
+    :class:`Dial` originates the agent leg with ``ring_timeout_s`` (an originate error is
+    ``DialFailed(agent, "unavailable")``); the leg's StasisStart is :class:`Answered`;
+    :class:`Connect` builds the mixing bridge and removes the holding bridge;
+    :class:`RefuseAnswer` hangs up the answering channel; an unanswered leg's end is
+    :class:`DialFailed` with the Q.850 reason, an answered one's :class:`AgentGone`;
+    :class:`ReleaseAgent` hangs up the leg and feeds :class:`DialFailed` at once (its later
+    destruction is then nobody's), which lets the next offer ring. :class:`HandBack` continues
+    in the dialplan: ``voicemail``/``callback`` in the overflow context, ``None`` after
+    ``Stasis()``, ``ended`` hangs up the caller, a ``callback_accepted`` hand-back plays the
+    confirmation and hangs up. With ``hold_while_ringing`` a :class:`Dial` from a phase without
+    music (after the callback question) comes after a :class:`StartHold`, so the agent always
+    rings with the caller on hold. Cold start (:mod:`acd.asterisk.ari.adoption`): a requeued
+    caller is ``Adopted(QUEUED, holding=True)`` before ``call_arrived(arrived_at=...)``; a
+    talking one ``Adopted(TALKING, agent)`` with the agent leg's channel id standing for the
+    agent; reconcile feeds the facts it finds (caller gone, leg gone, leg answered). Settled
+    as on FastAGI: an offer (or overflow) made during the callback question waits for the
+    answer (at most the question's timeout), and a caller without a number is asked too
+    (nothing is stored, an ``Ignored`` says why).
 
     Simulator (``sim/engine.py``): default policy without ``dialable``; feed :class:`Queued`
     and :class:`HoldStarted` (no music to model, no :class:`Idle` needed). :class:`Dial`
@@ -472,6 +476,10 @@ class CallMachine:
             return out
         self.offer = offer
         self.phase = Phase.RINGING
+        if self.policy.hold_while_ringing and not self.holding:
+            # The callback question stopped the music: the agent rings with the caller on hold.
+            self.holding = True
+            out.append(_START_HOLD)
         out.append(Dial(offer.agent_id, offer.endpoint, ring_seconds(offer.ring_timeout_s)))
         if self.holding and not self.policy.hold_while_ringing:
             self.holding = False

@@ -2,6 +2,8 @@
 
 An :class:`AriCall` is the router's :class:`~acd.runtime.router_service.CallOwner` for one
 caller; it also buffers what the caller does (keys, prompt ends, hangup) for the IVR channel.
+Where the call is in its lifecycle is its :class:`~acd.core.call.CallMachine`'s business
+(from the queue on); the ARI side only keeps what Asterisk has: channel ids and bridges.
 Names of everything the engine creates in Asterisk start with ``acd-`` so that a restarted
 engine can tell its own bridges and agent legs from anyone else's.
 """
@@ -26,7 +28,10 @@ from acd.asterisk.ari.client import (
     AriServerError,
     AriTimeout,
 )
+from acd.core.call import Action, CallMachine
+from acd.core.call import Phase as CallPhase
 from acd.core.model import Command
+from ivr.actions import Outcome
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -52,7 +57,8 @@ def safe_id(text: str, limit: int = 64) -> str:
 
 
 class Phase(StrEnum):
-    """Where a caller is in the engine."""
+    """Where a caller is in the engine, as the IVR, logs and tests see it (read-only: derived
+    from the call's machine once queued, see :attr:`AriCall.phase`)."""
 
     IVR = "ivr"
     HOLD = "hold"
@@ -62,15 +68,25 @@ class Phase(StrEnum):
     ENDED = "ended"
 
 
+#: The machine's phases as ARI shows them (the question and a withdrawn ring keep the hold).
+_VIEW = {
+    CallPhase.NEW: Phase.IVR,
+    CallPhase.QUEUED: Phase.HOLD,
+    CallPhase.ASKING: Phase.HOLD,
+    CallPhase.RING_CANCELLED: Phase.HOLD,
+    CallPhase.RINGING: Phase.RINGING,
+    CallPhase.TALKING: Phase.TALKING,
+}
+
+
 @dataclass
 class AgentLeg:
-    """The channel originated to an agent for one offer."""
+    """The channel originated to an agent for one offer (``answered``: it entered Stasis)."""
 
     channel_id: str
     agent_id: str
     call_id: str
     answered: bool = False
-    cancelled: bool = False
 
 
 @dataclass
@@ -83,6 +99,16 @@ class QueueSlot:
     priority: int = 0
     customer_id: str | None = None
     queued_at_epoch: float = 0.0
+
+    @classmethod
+    def from_outcome(cls, outcome: Outcome, queued_at_epoch: float, *, base_priority: int = 0,
+                     customer_id: str | None = None) -> QueueSlot | None:
+        """Where an IVR outcome queues the call (None: the flow did not queue it); the flow's
+        priority comes on top of ``base_priority`` (a callback task's own)."""
+        if outcome.status not in ("queued", "hop_limit") or outcome.queue is None:
+            return None
+        return cls(outcome.queue, outcome.language, outcome.country,
+                   base_priority + outcome.priority, customer_id, queued_at_epoch)
 
     def encode(self) -> str:
         """The channel variable value: ``queue|language|country|priority|customer|epoch``."""
@@ -110,8 +136,11 @@ class AriCall:
     call_id: str
     caller_number: str
     on_command: Callable[[AriCall, Command], None]
-    phase: Phase = Phase.IVR
     slot: QueueSlot | None = None
+    #: The call's lifecycle from the queue on (None while in the IVR).
+    machine: CallMachine | None = None
+    #: The IVR or the engine handed the caller to the dialplan before queueing it.
+    left: bool = False
     hold_bridge: str | None = None
     talk_bridge: str | None = None
     leg: AgentLeg | None = None
@@ -127,8 +156,20 @@ class AriCall:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    ask_task: asyncio.Task[None] | None = None
+    #: The machine's medium work not yet done, in order, and the task doing it.
+    todo: deque[Action] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
     _seq: int = 0
+
+    @property
+    def phase(self) -> Phase:
+        """Where the caller is: the machine's phase as ARI shows it, or the IVR's."""
+        machine = self.machine
+        if machine is None or machine.phase is CallPhase.ENDED:
+            if self.hung_up:
+                return Phase.ENDED
+            return Phase.LEAVING if self.left or machine is not None else Phase.IVR
+        return _VIEW[machine.phase]
 
     def handle_command(self, command: Command) -> None:
         """Hand a router command to the application (which schedules the I/O)."""

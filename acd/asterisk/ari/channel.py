@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from acd.asterisk.ari.calls import AriCall, Phase, quietly, retry
+from acd.asterisk.ari.calls import AriCall, quietly, retry
 from acd.asterisk.ari.client import AriClient, AriError
 from acd.runtime.ivrsetup import IvrSetup
 from acd.runtime.router_service import RouterService
@@ -198,7 +198,7 @@ class AriIvrChannel:
     async def transfer(self, number: str) -> None:
         """Continue in the transfer context with the (configured, trusted) number."""
         call = self.call
-        call.phase = Phase.LEAVING
+        call.left = True
         await quietly(
             lambda: self.client.continue_in_dialplan(
                 call.call_id, context=self.transfer_context, extension=number, priority=1
@@ -208,5 +208,5 @@ class AriIvrChannel:
     async def hangup(self, reason: str) -> None:
         """Hang the caller up (the flow is done with the call)."""
         call = self.call
-        call.phase = Phase.LEAVING
+        call.left = True
         await quietly(lambda: self.client.hangup(call.call_id, "normal"))

@@ -182,12 +182,11 @@ class AriCallbacks:
             flow = self.app.setup.flows[self.options.flow]
             outcome = await asyncio.wait_for(run_flow(flow, ctx, channel),
                                              self.options.flow_timeout_s)
-            if (outcome.status in ("queued", "hop_limit") and outcome.queue is not None
-                    and not call.hung_up):
+            if not call.hung_up:
                 # The flow's raise (priority_add) comes on top of the task's own priority.
-                slot = QueueSlot(outcome.queue, outcome.language, outcome.country,
-                                 task.priority + outcome.priority, task.customer_id,
-                                 self.wall_clock())
+                slot = QueueSlot.from_outcome(outcome, self.wall_clock(),
+                                              base_priority=task.priority,
+                                              customer_id=task.customer_id)
         except TimeoutError:
             await quietly(lambda: self.app.client.hangup(call.call_id))
         finally:
