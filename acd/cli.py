@@ -33,7 +33,9 @@ __all__ = ["build_parser", "iso_time", "main", "parse_args", "scenario_overrides
 #: The exit statuses, kept as documented here and in the README.
 EXIT_CODES = f"""exit status:
   0   done (and, with --check, every target met)
-  {EXIT_TARGET_MISSED}   --check: the service-level or answer-rate target was missed
+  {EXIT_TARGET_MISSED}   --check: the service-level or answer-rate target was missed, or its 95%
+      CI straddles it (INCONCLUSIVE), for the center or any queue, language,
+      country or site with enough calls (center.verdict_min_offered per replication)
   {EXIT_BAD_INPUT}   bad input or usage: one line per problem, naming the file (or
       {COMMAND_LINE} and the option) and the value; nothing is written
   {EXIT_BUG}  anything else is a bug: the traceback is printed, please report it"""
@@ -101,8 +103,9 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
                 log(sum(done.values()))
 
         results = run_replications(spec, args.replications, args.seed, args.jobs, on_progress)
-    summary = summarise(results,
-                        answer_rate_target=scenario.center.config.center.answer_rate_target)
+    center = scenario.center.config.center
+    summary = summarise(results, answer_rate_target=center.answer_rate_target,
+                        min_offered=center.verdict_min_offered)
     print_summary(summary, console)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -194,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"processes, 1 to {MAX_JOBS} (default: one per core)")
     p.add_argument("--out", default="out/sim", help="directory for JSON, CSV and HTML results")
     p.add_argument("--check", action="store_true",
-                   help="exit 1 when the SL or answer-rate target is missed")
+                   help="exit 1 unless the center and every queue, language, country and site "
+                        "with enough calls meets its SL and answer-rate targets (MET: the "
+                        "whole 95%% CI at or above the target)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress (a bar on a terminal, else a line on stderr every 10%%)")
     p.set_defaults(func=_cmd_sim_run, validate=_check_sim_run)

@@ -25,9 +25,13 @@ from rich.table import Table
 
 from sim.kpi import (
     ALL,
+    INCONCLUSIVE,
     INTERVAL_KPI_NAMES,
     KPI_NAMES,
+    MET,
+    NOT_MET,
     Estimate,
+    GroupVerdict,
     IntervalSummary,
     Summary,
     Verdict,
@@ -88,14 +92,93 @@ def fmt_half_width(kpi: str, est: Estimate) -> str:
     return fmt_spread(kpi, est.half_width)
 
 
+def ci_bounds(kpi: str, est: Estimate) -> tuple[float, float]:
+    """The 95% CI of an estimate, clipped to [0, 1] for shares and at 0 for times and counts."""
+    low, high = est.mean - est.half_width, est.mean + est.half_width
+    if kpi in PERCENT_KPIS:
+        return max(low, 0.0), min(high, 1.0)
+    return max(low, 0.0), high
+
+
+def fmt_ci(kpi: str, est: Estimate, sep: str = " ± ") -> str:
+    """Mean and CI for people: ``90.9% ± 0.4``, or the clipped range ``66.7% [0.0-100.0]`` when
+    the symmetric interval would leave [0, 100%]; ``-`` when undefined."""
+    if not math.isfinite(est.mean):
+        return "-"
+    if not math.isfinite(est.half_width):
+        return fmt(kpi, est.mean)
+    low, high = ci_bounds(kpi, est)
+    if math.isclose(low, est.mean - est.half_width) and \
+            math.isclose(high, est.mean + est.half_width):
+        return f"{fmt(kpi, est.mean)}{sep}{fmt_half_width(kpi, est)}"
+    scale, unit = (100.0, "%") if kpi in PERCENT_KPIS else (1.0, "")
+    return f"{fmt(kpi, est.mean)} [{scale * low:.1f}-{scale * high:.1f}{unit}]"
+
+
 def verdict_line(summary: Summary, verdict: Verdict) -> str:
     """E.g. ``SL 86.2% +- 0.8 (target 85% / 20 s): MET``."""
     label = LABELS.get(verdict.kpi, verdict.kpi)
     extra = f" / {summary.threshold_s:g} s" if verdict.kpi == "sl_offered" else ""
-    status = "MET" if verdict.met else "NOT MET"
-    return (f"{label} {fmt(verdict.kpi, verdict.value.mean)} +- "
-            f"{fmt_half_width(verdict.kpi, verdict.value)} "
-            f"(target {100 * verdict.target:g}%{extra}): {status}")
+    return (f"{label} {fmt_ci(verdict.kpi, verdict.value, ' +- ')} "
+            f"(target {100 * verdict.target:g}%{extra}): {verdict.status}")
+
+
+def group_label(g: GroupVerdict) -> str:
+    """``center``, or the dimension and group name, e.g. ``language hy``."""
+    return "center" if g.dim == "center" else f"{g.dim} {g.group}"
+
+
+def overall_verdict_line(summary: Summary) -> str:
+    """One line: the verdict over the center and every group with enough volume."""
+    judged = len(summary.group_verdicts)
+    misses = summary.misses
+    if not misses:
+        return f"Verdict: MET for the center and all {judged - 1} groups with enough volume"
+    worst = NOT_MET if any(g.status == NOT_MET for g in misses) else INCONCLUSIVE
+    by_dim: dict[str, list[str]] = {}
+    for g in misses:
+        by_dim.setdefault(g.dim, []).append(g.group)
+    names = "; ".join(dim if dim == "center" else f"{dim} {' '.join(groups)}"
+                      for dim, groups in by_dim.items())
+    return (f"Verdict: {worst} for {len(misses)} of {judged} judged (center and groups with "
+            f">= {summary.min_offered:g} offered calls per replication): {names}")
+
+
+def verdict_table(summary: Summary, everyone: bool = False) -> Table:
+    """The center and every group that misses (``everyone``: every judged group): SL and CAR
+    with 95% CIs, their targets and the verdict."""
+    table = Table(title=f"Verdicts (groups with >= {summary.min_offered:g} offered calls per "
+                        "replication)", title_justify="left")
+    for name, justify in (("group", "left"), ("calls", "right"), ("SL ± CI", "right"),
+                          ("target", "right"), ("CAR ± CI", "right"), ("target", "right"),
+                          ("verdict", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    style = {MET: "green", NOT_MET: "bold red", INCONCLUSIVE: "yellow"}
+    for g in summary.group_verdicts:
+        if not everyone and g.dim != "center" and g.status == MET:
+            continue
+        sl = g.get("sl_offered") or g.get("sl_answered")
+        car = g.get("answer_rate")
+        table.add_row(group_label(g), f"{g.volume:.0f}",
+                      "-" if sl is None else fmt_ci(sl.kpi, sl.value)
+                      + (" (ans)" if sl.kpi == "sl_answered" else ""),
+                      "-" if sl is None else f"{100 * sl.target:g}%",
+                      "-" if car is None else fmt_ci(car.kpi, car.value),
+                      "-" if car is None else f"{100 * car.target:g}%",
+                      g.status, style=style[g.status])
+    return table
+
+
+def print_verdicts(summary: Summary, console: Console) -> None:
+    """The verdict table (center and misses), then who met and who had too few calls."""
+    console.print(verdict_table(summary))
+    met = [group_label(g) for g in summary.group_verdicts if g.dim != "center" and g.status == MET]
+    if met:
+        console.print(f"MET ({len(met)}): {', '.join(met)}", markup=False, highlight=False)
+    if summary.unjudged:
+        few = ", ".join(f"{dim} {group} ({volume:.0f})" for dim, group, volume in summary.unjudged)
+        console.print(f"no verdict, fewer than {summary.min_offered:g} calls per replication: "
+                      f"{few}", markup=False, highlight=False)
 
 
 def verdict_lines(summary: Summary) -> list[str]:
@@ -152,9 +235,11 @@ def _group_table(summary: Summary, dim: str) -> Table:
 def print_summary(summary: Summary, console: Console | None = None, worst: int = 5) -> None:
     """Print the verdict, the overall KPIs, the tables by group, and the missed intervals."""
     console = console or Console()
+    colour = {MET: "bold green", NOT_MET: "bold red", INCONCLUSIVE: "bold yellow"}
     for line, verdict in zip(verdict_lines(summary), summary.verdicts, strict=True):
-        console.print(line, style="bold green" if verdict.met else "bold red", markup=False,
-                      highlight=False)
+        console.print(line, style=colour[verdict.status], markup=False, highlight=False)
+    console.print(overall_verdict_line(summary), markup=False, highlight=False,
+                  style="bold green" if summary.meets_target else "bold red")
     console.print(f"{summary.n_replications} replication(s), 95% CI from Student t "
                   f"({summary.t_source}); intervals of {summary.interval_s / 60:g} min from "
                   f"{summary.start_iso}", markup=False, highlight=False)
@@ -176,6 +261,10 @@ def print_summary(summary: Summary, console: Console | None = None, worst: int =
     for m in missed[:worst]:
         console.print(f"  {m.label}  SL {fmt('sl_offered', m.sl_offered)}  "
                       f"({m.offered:.0f} offered)", markup=False, highlight=False)
+    if len(missed) > worst:
+        console.print(f"  ... and {len(missed) - worst} more (all in report.html and "
+                      "intervals.csv)", markup=False, highlight=False)
+    print_verdicts(summary, console)
 
 
 # --- JSON and CSV -------------------------------------------------------------------------
@@ -213,9 +302,16 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "min_volume": summary.min_volume,
         "t_source": summary.t_source,
         "meets_target": summary.meets_target,
-        "verdicts": [{"kpi": v.kpi, "target": v.target, "met": v.met,
+        "verdicts": [{"kpi": v.kpi, "target": v.target, "met": v.met, "status": v.status,
                       "value": _estimate_dict(v.value), "line": verdict_line(summary, v)}
                      for v in summary.verdicts],
+        "min_offered": summary.min_offered,
+        "group_verdicts": [
+            {"dim": g.dim, "group": g.group, "volume": g.volume, "status": g.status,
+             "kpis": {v.kpi: {"target": v.target, "status": v.status,
+                              "value": _estimate_dict(v.value)} for v in g.verdicts}}
+            for g in summary.group_verdicts],
+        "unjudged": [{"dim": d, "group": g, "volume": v} for d, g, v in summary.unjudged],
         "overall": {k: _estimate_dict(e) for k, e in summary.overall.items()},
         "groups": {dim: {g: {k: _estimate_dict(e) for k, e in row.items()}
                          for g, row in groups.items()}

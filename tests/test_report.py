@@ -54,11 +54,15 @@ def summary(runs: list[RunResult]) -> kpi.Summary:
 
 
 def test_verdict_line_has_value_half_width_target_and_status() -> None:
-    """Five runs at 80..88%: the SL line reads 'SL 84.0% +- 3.9 (target 85% / 20 s): NOT MET'."""
+    """Five runs at 80..88% straddle 85%: 'SL 84.0% +- 3.9 (target 85% / 20 s): INCONCLUSIVE';
+    five at 70..78% read NOT MET."""
     runs = [make_result(volume(0.0, w, 50 - w), seed=w) for w in (40, 41, 42, 43, 44)]
     lines = report.verdict_lines(kpi.summarise(runs, by=None))
-    assert lines[0] == "SL 84.0% +- 3.9 (target 85% / 20 s): NOT MET"
+    assert lines[0] == "SL 84.0% +- 3.9 (target 85% / 20 s): INCONCLUSIVE"
     assert lines[1] == "CAR 100.0% +- 0.0 (target 96%): MET"
+    runs = [make_result(volume(0.0, w, 50 - w), seed=w) for w in (35, 36, 37, 38, 39)]
+    lines = report.verdict_lines(kpi.summarise(runs, by=None))
+    assert lines[0] == "SL 74.0% +- 3.9 (target 85% / 20 s): NOT MET"
 
 
 def test_terminal_summary_starts_with_the_verdict_and_lists_groups(
