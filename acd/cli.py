@@ -208,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     from acd.service.cli import register as register_service
     from ivr.cli import register as register_ivr
     from sim.cli import register as register_erlang
-    from sim.cli import register_sim, register_traffic
+    from sim.cli import register_compare, register_sim, register_traffic
 
     register_sim(sim_sub)
+    register_compare(sim_sub)
     register_erlang(sub)
     register_traffic(sub)
     register_ivr(sub)
