@@ -26,8 +26,9 @@ MET when its whole 95% CI reaches the target, NOT MET when the CI lies below it,
 when the CI straddles it.
 
 Calls are assigned to the interval of their queue entry (IVR outcomes: of their arrival);
-calls with negative times (before the run start) are left out. Empty denominators give NaN,
-never an exception.
+calls with negative times (before the run start) are left out; intervals end at the horizon,
+calls that queue after it count in the last one, agent time after it is not counted. Empty
+denominators give NaN, never an exception.
 """
 
 from __future__ import annotations
@@ -137,21 +138,21 @@ def _thresholds(result: RunResult) -> np.ndarray:
 
 
 def n_intervals(result: RunResult) -> int:
-    """Number of intervals the run covers (calls queued after the end extend it)."""
-    n = math.ceil(result.duration_s / result.interval_s - _EPS)
-    n = max(n, result.agent_time.seconds.shape[0], 1)
-    calls = result.calls
-    when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
-    if when.size:
-        n = max(n, int(np.floor(np.max(when) / result.interval_s)) + 1)
-    return n
+    """Number of intervals the run covers: up to its horizon, never past it."""
+    return max(math.ceil(result.duration_s / result.interval_s - _EPS), 1)
 
 
 def _interval_index(result: RunResult) -> np.ndarray:
-    """Each call's interval: of its queue entry, or of its arrival if it never queued."""
+    """Each call's interval: of its queue entry, or of its arrival if it never queued.
+
+    A call that reaches the queue after the horizon (it arrived before, and was still in the
+    IVR) counts in the last interval: an interval of its own past the horizon, with agents
+    already leaving, would show a service level that no planner staffed for.
+    """
     calls = result.calls
     when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
-    return np.floor(when / result.interval_s).astype(np.int64)
+    index = np.floor(when / result.interval_s).astype(np.int64)
+    return np.minimum(index, n_intervals(result) - 1)
 
 
 def _tally(result: RunResult, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
@@ -216,7 +217,8 @@ def _agent_seconds(result: RunResult, by: Dimension | None, names: Sequence[str]
         raise ValueError(f"agent time interval {agent.interval_s} s differs from the run's "
                          f"interval {result.interval_s} s")
     secs = np.zeros((n_int, len(agent.sites), 3))
-    secs[: agent.seconds.shape[0]] = agent.seconds
+    kept = min(n_int, agent.seconds.shape[0])  # agent time after the horizon is not counted
+    secs[:kept] = agent.seconds[:kept]
     if by is None:
         return secs[:, :, BUSY].sum(axis=1)[None, :], secs[:, :, READY].sum(axis=1)[None, :]
     if by != "site":
@@ -450,6 +452,8 @@ class Summary:
     #: (dimension, group, volume) of groups with too few calls for a verdict.
     unjudged: tuple[tuple[str, str, float], ...] = ()
     min_offered: float = MIN_OFFERED
+    #: IANA zone the report shows clock times in ("" = the run start's UTC offset).
+    timezone: str = ""
 
     @property
     def meets_target(self) -> bool:
@@ -492,11 +496,12 @@ def _interval_summary(tables: Sequence[IntervalTable]) -> IntervalSummary:
 
 def summarise(results: Sequence[RunResult], by: Dimension | Sequence[Dimension] | None = DIMENSIONS,
               answer_rate_target: float = 0.96, min_volume: int = 10,
-              min_offered: float = MIN_OFFERED) -> Summary:
+              min_offered: float = MIN_OFFERED, timezone: str = "") -> Summary:
     """Mean, sd and 95% CI half-width of every KPI over replications, overall and per group of
     each dimension in ``by`` (default: all four), per interval, and the target verdicts of the
     center and of each group with at least ``min_offered`` mean offered calls per replication
-    (``min_volume`` is the least offered calls per *interval* for ``sl_consistency``)."""
+    (``min_volume`` is the least offered calls per *interval* for ``sl_consistency``);
+    ``timezone`` is the IANA zone reports show clock times in."""
     if not results:
         raise ValueError("summarise needs at least one replication; got none")
     dims: tuple[Dimension, ...] = (() if by is None else (by,) if isinstance(by, str)
@@ -525,11 +530,11 @@ def summarise(results: Sequence[RunResult], by: Dimension | Sequence[Dimension] 
             if g.volume >= min_offered:
                 judged.append(g)
             else:
-                unjudged.append((dim, group, g.volume))
+                unjudged.append((name, group, g.volume))
     return Summary(len(results), tuple(r.seed for r in results), first.start_iso,
                    first.interval_s, first.threshold_s, first.target, answer_rate_target,
                    min_volume, T_SOURCE, overall, groups, group_targets, intervals, verdicts,
-                   tuple(judged), tuple(unjudged), min_offered)
+                   tuple(judged), tuple(unjudged), min_offered, timezone)
 
 
 def _group_verdict(dim: str, group: str, row: dict[str, Estimate], sl_target: float,

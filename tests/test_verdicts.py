@@ -56,7 +56,7 @@ def test_groups_below_the_minimum_volume_get_no_verdict() -> None:
     runs = [two_languages(s, 100, 22 + s % 2) for s in range(4)]
     summary = kpi.summarise(runs, by="language", min_offered=50)
     assert summary.meets_target
-    assert ("language", "uk", 40.0) in summary.unjudged
+    assert summary.unjudged == (("language", "uk", 40.0),)
     assert [g.group for g in summary.group_verdicts if g.dim == "language"] == ["ru"]
 
 
