@@ -114,7 +114,7 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     print_summary(summary, console)
     out, run_id = _run_dir(args, s.name)
     provenance = Provenance(
-        run_id, str(args.scenario), s.name, what,
+        run_id, _shown_path(args.scenario), s.name, what,
         {k.replace("volume_scale", "scale"): str(v) for k, v in overrides.items()
          if v is not None}, args.seed, args.replications, _version(), native.build(),
         datetime.now(UTC).isoformat(timespec="seconds"))
@@ -151,6 +151,12 @@ def _run_dir(args: argparse.Namespace, name: str) -> tuple[Path, str]:
             continue
         return base / candidate, candidate
     raise FileExistsError(f"{base}: 999 runs named {run_id} already")
+
+
+def _shown_path(path: str) -> str:
+    """A path as the report shows it: relative to the working directory when inside it."""
+    full = Path(path).resolve()
+    return str(full.relative_to(Path.cwd())) if full.is_relative_to(Path.cwd()) else str(full)
 
 
 def _point_latest(run: Path) -> None:
