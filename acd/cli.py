@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -33,7 +35,9 @@ __all__ = ["build_parser", "iso_time", "main", "parse_args", "scenario_overrides
 #: The exit statuses, kept as documented here and in the README.
 EXIT_CODES = f"""exit status:
   0   done (and, with --check, every target met)
-  {EXIT_TARGET_MISSED}   --check: the service-level or answer-rate target was missed
+  {EXIT_TARGET_MISSED}   --check: the service-level or answer-rate target was missed, or its 95%
+      CI straddles it (INCONCLUSIVE), for the center or any queue, language,
+      country or site with enough calls (center.verdict_min_offered per replication)
   {EXIT_BAD_INPUT}   bad input or usage: one line per problem, naming the file (or
       {COMMAND_LINE} and the option) and the value; nothing is written
   {EXIT_BUG}  anything else is a bug: the traceback is printed, please report it"""
@@ -41,6 +45,8 @@ EXIT_CODES = f"""exit status:
 MAX_JOBS = 256
 #: Files ``acd sim run`` writes into ``--out`` (the CSV tables are named by the report).
 SIM_OUTPUTS = ("summary.json", "report.html")
+#: Where runs without ``--out`` go, each in a directory of its own.
+DEFAULT_SIM_OUT = "out/sim"
 
 #: The reference center shipped with the project; every command works on it out of the box.
 DEFAULT_CONFIG = shipped.center_file()
@@ -61,7 +67,7 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sim.kpi import summarise
-    from sim.report import print_summary, write_csv, write_html, write_json
+    from sim.report import Provenance, print_summary, write_csv, write_html, write_json
     from sim.run import PlainProgress, RunSpec, run_replications
     from sim.scenario import load_scenario
 
@@ -101,14 +107,22 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
                 log(sum(done.values()))
 
         results = run_replications(spec, args.replications, args.seed, args.jobs, on_progress)
-    summary = summarise(results,
-                        answer_rate_target=scenario.center.config.center.answer_rate_target)
+    config = scenario.center.config
+    summary = summarise(results, answer_rate_target=config.center.answer_rate_target,
+                        min_offered=config.center.verdict_min_offered,
+                        timezone=next(iter(config.sites.values())).timezone)
     print_summary(summary, console)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "summary.json", summary)
-    write_csv(out, summary)
-    write_html(out / "report.html", results, summary)
+    out, run_id = _run_dir(args, s.name)
+    provenance = Provenance(
+        run_id, _shown_path(args.scenario), s.name, what,
+        {k.replace("volume_scale", "scale"): str(v) for k, v in overrides.items()
+         if v is not None}, args.seed, args.replications, _version(), native.build(),
+        datetime.now(UTC).isoformat(timespec="seconds"))
+    write_json(out / "summary.json", summary, provenance)
+    write_csv(out, summary, provenance)
+    write_html(out / "report.html", results, summary, provenance)
+    if args.out is None:
+        _point_latest(out)
     walls = [r.wall_s for r in results]
     console.print(f"results in {out}/ (summary.json, CSV tables, report.html); "
                   f"{sum(len(r.calls) for r in results):,} calls simulated, "
@@ -118,6 +132,58 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _run_dir(args: argparse.Namespace, name: str) -> tuple[Path, str]:
+    """Where this run writes, and its id: ``--out`` as given, else a new directory under
+    ``out/sim`` named by the UTC time, the scenario file and the seed (never an old one)."""
+    now = datetime.now(UTC)
+    run_id = f"{now:%Y%m%dT%H%M%SZ}-{Path(args.scenario).stem}-seed{args.seed}"
+    if args.out is not None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        return out, run_id
+    base = Path(DEFAULT_SIM_OUT)
+    base.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        candidate = run_id if n == 1 else f"{run_id}-{n}"
+        try:
+            (base / candidate).mkdir()
+        except FileExistsError:
+            continue
+        return base / candidate, candidate
+    raise FileExistsError(f"{base}: 999 runs named {run_id} already")
+
+
+def _shown_path(path: str) -> str:
+    """A path as the report shows it: relative to the working directory when inside it."""
+    full = Path(path).resolve()
+    return str(full.relative_to(Path.cwd())) if full.is_relative_to(Path.cwd()) else str(full)
+
+
+def _point_latest(run: Path) -> None:
+    """Make ``out/sim/latest`` point at this run (a relative symlink, swapped atomically)."""
+    link = run.parent / "latest"
+    tmp = run.parent / f".latest-{run.name}"
+    try:
+        tmp.symlink_to(run.name, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:  # no symlinks here (some Windows setups): say it in a file instead
+        tmp.unlink(missing_ok=True)
+        (run.parent / "LATEST").write_text(run.name + "\n", encoding="utf-8")
+
+
+def _earlier_run(option: str, out: str | None, force: bool) -> list[Problem]:
+    """An explicit ``--out`` that holds another run's results is refused unless ``--force``."""
+    if out is None or force:
+        return []
+    held = [name for name in SIM_OUTPUTS if (Path(out) / name).is_file()]
+    if not held:
+        return []
+    return [Problem(COMMAND_LINE, option, out,
+                    f"holds an earlier run's results ({', '.join(held)}); give a new "
+                    f"directory, leave --out out for a fresh run directory under "
+                    f"{DEFAULT_SIM_OUT}/, or add --force to replace them")]
+
+
 def _check_sim_run(args: argparse.Namespace) -> list[Problem]:
     """Every bad value and path of ``acd sim run``, found before the scenario is loaded."""
     problems = [*input_file("scenario", args.scenario),
@@ -125,7 +191,9 @@ def _check_sim_run(args: argparse.Namespace) -> list[Problem]:
                 *int_range("--replications", args.replications, 1, MAX_REPLICATIONS),
                 *int_range("--seed", args.seed, 0),
                 *int_range("--jobs", args.jobs, 1, MAX_JOBS),
-                *output_dir("--out", args.out, SIM_OUTPUTS)]
+                *output_dir("--out", args.out or DEFAULT_SIM_OUT,
+                            SIM_OUTPUTS if args.out else ()),
+                *_earlier_run("--out", args.out, args.force)]
     for option, path in (("--replay", args.replay), ("--queue-log", args.queue_log)):
         if path is not None:
             problems += input_file(option, path)
@@ -192,9 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="base seed, >= 0 (same seed = same callers)")
     p.add_argument("-j", "--jobs", type=int,
                    help=f"processes, 1 to {MAX_JOBS} (default: one per core)")
-    p.add_argument("--out", default="out/sim", help="directory for JSON, CSV and HTML results")
+    p.add_argument("--out", help=f"directory for JSON, CSV and HTML results (default: a new "
+                                 f"{DEFAULT_SIM_OUT}/<run id>/, with {DEFAULT_SIM_OUT}/latest "
+                                 "pointing at it); one holding an earlier run's results is "
+                                 "refused unless --force")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier run's results in --out")
     p.add_argument("--check", action="store_true",
-                   help="exit 1 when the SL or answer-rate target is missed")
+                   help="exit 1 unless the center and every queue, language, country and site "
+                        "with enough calls meets its SL and answer-rate targets (MET: the "
+                        "whole 95%% CI at or above the target)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress (a bar on a terminal, else a line on stderr every 10%%)")
     p.set_defaults(func=_cmd_sim_run, validate=_check_sim_run)
@@ -203,9 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     from acd.service.cli import register as register_service
     from ivr.cli import register as register_ivr
     from sim.cli import register as register_erlang
-    from sim.cli import register_sim, register_traffic
+    from sim.cli import register_compare, register_sim, register_traffic
 
     register_sim(sim_sub)
+    register_compare(sim_sub)
     register_erlang(sub)
     register_traffic(sub)
     register_ivr(sub)

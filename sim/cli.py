@@ -281,3 +281,84 @@ def register_traffic(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("interval", nargs="?", type=int, choices=(15, 30), default=30,
                    help="interval length in minutes (30)")
     p.set_defaults(func=_cmd_traffic_profile, validate=lambda a: input_file("csv", a.csv))
+
+
+#: Largest ``--scale-agents`` factor (catches a percentage typed as a factor).
+MAX_AGENT_SCALE = 10.0
+
+
+def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from sim.compare import compare, comparison_to_dict, print_comparison
+    from sim.run import RunSpec, load_run_scenario, run_replications
+
+    overrides = {k: v for k, v in (("days", args.days), ("start", args.start),
+                                   ("volume_scale", args.scale)) if v is not None}
+    b_path = args.scenario_b or args.scenario_a
+    spec_a = RunSpec(str(args.scenario_a), overrides)
+    spec_b = RunSpec(str(b_path), overrides, agent_scale=args.scale_agents)
+    scenario_a = load_run_scenario(spec_a)  # both fail fast on bad input (exit 2)
+    scenario_b = load_run_scenario(spec_b)
+    if scenario_a.traffic_path != scenario_b.traffic_path:
+        console.print("[yellow]note[/yellow]: A and B read different traffic files, so their "
+                      "callers differ and the differences are less sharply paired")
+    agents_a, agents_b = len(scenario_a.center.agents), len(scenario_b.center.agents)
+    a_name = f"{scenario_a.spec.name} ({args.scenario_a}, {agents_a} agents)"
+    b_name = f"{scenario_b.spec.name} ({b_path}" + (
+        f" with agents x{args.scale_agents:g}" if args.scale_agents != 1.0 else "") + \
+        f", {agents_b} agents)"
+    with console.status(f"simulating A and B, {args.replications} replication(s) each, "
+                        f"seed {args.seed}"):
+        a = run_replications(spec_a, args.replications, args.seed, args.jobs)
+        b = run_replications(spec_b, args.replications, args.seed, args.jobs)
+    center = scenario_a.center.config.center
+    comparison = compare(a, b, min_offered=center.verdict_min_offered)
+    print_comparison(comparison, console, a_name, b_name)
+    if args.out is not None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        doc = comparison_to_dict(comparison, a_name, b_name)
+        (out / "compare.json").write_text(json.dumps(doc, allow_nan=False, indent=1) + "\n",
+                                          encoding="utf-8")
+        console.print(f"paired differences in {out / 'compare.json'}")
+    return 0
+
+
+def _check_compare_args(args: argparse.Namespace) -> list[Problem]:
+    """Every bad value and path of ``acd sim compare``, found before a scenario is loaded."""
+    problems = [*input_file("A", args.scenario_a),
+                *scenario_overrides(args.days, args.scale),
+                *float_range("--scale-agents", args.scale_agents, 0.0, MAX_AGENT_SCALE),
+                *int_range("--replications", args.replications, 2, MAX_REPLICATIONS),
+                *int_range("--seed", args.seed, 0)]
+    if args.scenario_b is not None:
+        problems += input_file("B", args.scenario_b)
+    if args.jobs is not None:
+        problems += int_range("--jobs", args.jobs, 1, 256)
+    if args.out is not None:
+        problems += output_dir("--out", args.out, ("compare.json",))
+    return problems
+
+
+def register_compare(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``acd sim compare`` to the ``acd sim`` subcommands."""
+    from acd.cliargs import iso_time
+
+    p = sim_sub.add_parser(
+        "compare", help="run two scenarios on the same seeds (common random numbers) and print "
+                        "paired differences B - A per KPI and group with 95% CIs")
+    p.add_argument("scenario_a", metavar="A", help="scenario YAML of A (the baseline)")
+    p.add_argument("scenario_b", metavar="B", nargs="?",
+                   help="scenario YAML of B (default: A again, e.g. with --scale-agents)")
+    p.add_argument("--scale-agents", type=float, default=1.0, metavar="FACTOR",
+                   help="multiply B's agents in every group by FACTOR (1.05 = 5%% more)")
+    p.add_argument("--days", type=float, help="simulated days for both (overrides)")
+    p.add_argument("--start", type=iso_time, help="start for both, ISO 8601 with UTC offset")
+    p.add_argument("--scale", type=float, help="volume multiplier for both (overrides)")
+    p.add_argument("-r", "--replications", type=int, default=5,
+                   help="paired replications, 2 to 1000 (5)")
+    p.add_argument("--seed", type=int, default=1, help="base seed of both sides, >= 0 (1)")
+    p.add_argument("-j", "--jobs", type=int, help="processes (default: one per core)")
+    p.add_argument("--out", help="directory for compare.json (default: print only)")
+    p.set_defaults(func=_cmd_compare, validate=_check_compare_args)

@@ -18,9 +18,17 @@ the answered-call KPIs (``answered``, ``answered_within``, ``sl_answered``, ``as
 ``occupancy`` are defined; every other value is NaN. Occupancy is defined overall and by site
 only (agent time is not split by queue, language or country).
 
+Verdicts (:func:`summarise`): the center and every queue, language, country and site with at
+least ``min_offered`` mean offered calls per replication (default 30; by site answered calls)
+are judged on ``sl_offered`` against their SL target (a queue's own, else the center's) and
+``answer_rate`` against the center's; by answering site on ``sl_answered`` alone. A KPI is
+MET when its whole 95% CI reaches the target, NOT MET when the CI lies below it, INCONCLUSIVE
+when the CI straddles it.
+
 Calls are assigned to the interval of their queue entry (IVR outcomes: of their arrival);
-calls with negative times (before the run start) are left out. Empty denominators give NaN,
-never an exception.
+calls with negative times (before the run start) are left out; intervals end at the horizon,
+calls that queue after it count in the last one, agent time after it is not counted. Empty
+denominators give NaN, never an exception.
 """
 
 from __future__ import annotations
@@ -130,21 +138,21 @@ def _thresholds(result: RunResult) -> np.ndarray:
 
 
 def n_intervals(result: RunResult) -> int:
-    """Number of intervals the run covers (calls queued after the end extend it)."""
-    n = math.ceil(result.duration_s / result.interval_s - _EPS)
-    n = max(n, result.agent_time.seconds.shape[0], 1)
-    calls = result.calls
-    when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
-    if when.size:
-        n = max(n, int(np.floor(np.max(when) / result.interval_s)) + 1)
-    return n
+    """Number of intervals the run covers: up to its horizon, never past it."""
+    return max(math.ceil(result.duration_s / result.interval_s - _EPS), 1)
 
 
 def _interval_index(result: RunResult) -> np.ndarray:
-    """Each call's interval: of its queue entry, or of its arrival if it never queued."""
+    """Each call's interval: of its queue entry, or of its arrival if it never queued.
+
+    A call that reaches the queue after the horizon (it arrived before, and was still in the
+    IVR) counts in the last interval: an interval of its own past the horizon, with agents
+    already leaving, would show a service level that no planner staffed for.
+    """
     calls = result.calls
     when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
-    return np.floor(when / result.interval_s).astype(np.int64)
+    index = np.floor(when / result.interval_s).astype(np.int64)
+    return np.minimum(index, n_intervals(result) - 1)
 
 
 def _tally(result: RunResult, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
@@ -209,7 +217,8 @@ def _agent_seconds(result: RunResult, by: Dimension | None, names: Sequence[str]
         raise ValueError(f"agent time interval {agent.interval_s} s differs from the run's "
                          f"interval {result.interval_s} s")
     secs = np.zeros((n_int, len(agent.sites), 3))
-    secs[: agent.seconds.shape[0]] = agent.seconds
+    kept = min(n_int, agent.seconds.shape[0])  # agent time after the horizon is not counted
+    secs[:kept] = agent.seconds[:kept]
     if by is None:
         return secs[:, :, BUSY].sum(axis=1)[None, :], secs[:, :, READY].sum(axis=1)[None, :]
     if by != "site":
@@ -371,14 +380,52 @@ class IntervalSummary:
     targets: tuple[float, ...]
 
 
+#: The three verdicts: the whole 95% CI reaches the target, lies below it, or straddles it.
+MET, NOT_MET, INCONCLUSIVE = "MET", "NOT MET", "INCONCLUSIVE"
+#: Default least mean offered calls per replication for a group to get a verdict (config:
+#: ``center.verdict_min_offered``): below it the group's SL is too noisy to judge.
+MIN_OFFERED = 30.0
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """One headline KPI against its target (met when the replication mean reaches it)."""
+    """One KPI against its target: MET when the 95% CI lies at or above it, NOT MET when it
+    lies below, INCONCLUSIVE when it straddles (one replication: the mean alone decides)."""
 
     kpi: str
     value: Estimate
     target: float
-    met: bool
+    status: str
+
+    @property
+    def met(self) -> bool:
+        """True when the verdict is MET."""
+        return self.status == MET
+
+
+@dataclass(frozen=True)
+class GroupVerdict:
+    """The verdict of the center (``dim`` "center") or of one group of a dimension.
+
+    ``volume`` is the mean offered calls per replication (answered calls by site); ``status``
+    is NOT MET if any KPI misses, else INCONCLUSIVE if any straddles, else MET.
+    """
+
+    dim: str
+    group: str
+    volume: float
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def status(self) -> str:
+        """The group's overall verdict."""
+        statuses = {v.status for v in self.verdicts}
+        return NOT_MET if NOT_MET in statuses else INCONCLUSIVE if INCONCLUSIVE in statuses \
+            else MET
+
+    def get(self, kpi: str) -> Verdict | None:
+        """The verdict on ``kpi``, or None when that KPI is not judged for this group."""
+        return next((v for v in self.verdicts if v.kpi == kpi), None)
 
 
 @dataclass(frozen=True)
@@ -400,11 +447,24 @@ class Summary:
     group_targets: dict[str, dict[str, float]]
     intervals: dict[str, IntervalSummary]
     verdicts: tuple[Verdict, ...]
+    #: The center first, then every group with at least ``min_offered`` calls.
+    group_verdicts: tuple[GroupVerdict, ...] = ()
+    #: (dimension, group, volume) of groups with too few calls for a verdict.
+    unjudged: tuple[tuple[str, str, float], ...] = ()
+    min_offered: float = MIN_OFFERED
+    #: IANA zone the report shows clock times in ("" = the run start's UTC offset).
+    timezone: str = ""
 
     @property
     def meets_target(self) -> bool:
-        """True when every headline KPI (sl_offered, answer_rate) meets its target."""
-        return all(v.met for v in self.verdicts)
+        """True when the center and every group with enough volume is MET on SL and CAR."""
+        return all(v.met for v in self.verdicts) and all(
+            g.status == MET for g in self.group_verdicts)
+
+    @property
+    def misses(self) -> tuple[GroupVerdict, ...]:
+        """The center and groups that are NOT MET or INCONCLUSIVE, the center first."""
+        return tuple(g for g in self.group_verdicts if g.status != MET)
 
 
 def _estimates(rows: Sequence[dict[str, float]]) -> dict[str, Estimate]:
@@ -435,9 +495,13 @@ def _interval_summary(tables: Sequence[IntervalTable]) -> IntervalSummary:
 
 
 def summarise(results: Sequence[RunResult], by: Dimension | Sequence[Dimension] | None = DIMENSIONS,
-              answer_rate_target: float = 0.96, min_volume: int = 10) -> Summary:
+              answer_rate_target: float = 0.96, min_volume: int = 10,
+              min_offered: float = MIN_OFFERED, timezone: str = "") -> Summary:
     """Mean, sd and 95% CI half-width of every KPI over replications, overall and per group of
-    each dimension in ``by`` (default: all four), per interval, and the target verdicts."""
+    each dimension in ``by`` (default: all four), per interval, and the target verdicts of the
+    center and of each group with at least ``min_offered`` mean offered calls per replication
+    (``min_volume`` is the least offered calls per *interval* for ``sl_consistency``);
+    ``timezone`` is the IANA zone reports show clock times in."""
     if not results:
         raise ValueError("summarise needs at least one replication; got none")
     dims: tuple[Dimension, ...] = (() if by is None else (by,) if isinstance(by, str)
@@ -458,9 +522,32 @@ def summarise(results: Sequence[RunResult], by: Dimension | Sequence[Dimension] 
         _verdict("sl_offered", overall["sl_offered"], first.target),
         _verdict("answer_rate", overall["answer_rate"], answer_rate_target),
     )
+    judged = [GroupVerdict("center", ALL, overall["offered"].mean, verdicts)]
+    unjudged: list[tuple[str, str, float]] = []
+    for name, rows_by_group in groups.items():
+        for group, row in rows_by_group.items():
+            g = _group_verdict(name, group, row, group_targets[name][group], answer_rate_target)
+            if g.volume >= min_offered:
+                judged.append(g)
+            else:
+                unjudged.append((name, group, g.volume))
     return Summary(len(results), tuple(r.seed for r in results), first.start_iso,
                    first.interval_s, first.threshold_s, first.target, answer_rate_target,
-                   min_volume, T_SOURCE, overall, groups, group_targets, intervals, verdicts)
+                   min_volume, T_SOURCE, overall, groups, group_targets, intervals, verdicts,
+                   tuple(judged), tuple(unjudged), min_offered, timezone)
+
+
+def _group_verdict(dim: str, group: str, row: dict[str, Estimate], sl_target: float,
+                   answer_rate_target: float) -> GroupVerdict:
+    """SL and CAR of one group against its targets; by answering site only ``sl_answered``
+    is defined, so a site is judged on it alone."""
+    if dim == "site":
+        return GroupVerdict(dim, group, row["answered"].mean,
+                            (_verdict("sl_answered", row["sl_answered"], sl_target),))
+    volume = row["offered"].mean if math.isfinite(row["offered"].mean) else 0.0
+    return GroupVerdict(dim, group, volume,
+                        (_verdict("sl_offered", row["sl_offered"], sl_target),
+                         _verdict("answer_rate", row["answer_rate"], answer_rate_target)))
 
 
 def _per_replication(results: Sequence[RunResult], by: Dimension | None, min_volume: int
@@ -475,6 +562,19 @@ def _per_replication(results: Sequence[RunResult], by: Dimension | None, min_vol
     return rows, tables
 
 
+def judge(value: Estimate, target: float) -> str:
+    """MET when the CI's lower end reaches the target, NOT MET when its upper end is below,
+    INCONCLUSIVE otherwise; without a CI (one replication) the mean decides; NaN is NOT MET."""
+    if not math.isfinite(value.mean):
+        return NOT_MET
+    half = value.half_width if math.isfinite(value.half_width) else 0.0
+    if value.mean - half >= target - _EPS:
+        return MET
+    if value.mean + half < target - _EPS:
+        return NOT_MET
+    return INCONCLUSIVE
+
+
 def _verdict(kpi: str, value: Estimate, target: float) -> Verdict:
-    """Met when the mean over replications reaches the target (NaN never meets it)."""
-    return Verdict(kpi, value, target, bool(value.mean >= target - _EPS))
+    """The verdict on one KPI over replications."""
+    return Verdict(kpi, value, target, judge(value, target))

@@ -6,32 +6,35 @@ tables by queue, language, country and site, then the intervals that miss the SL
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
-import io
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
+import jinja2
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
 from sim.kpi import (
     ALL,
+    INCONCLUSIVE,
     INTERVAL_KPI_NAMES,
     KPI_NAMES,
+    MET,
+    NOT_MET,
     Estimate,
+    GroupVerdict,
     IntervalSummary,
     Summary,
     Verdict,
 )
+from sim.plots import PERCENTILES, Plot, all_plots, scoped_ids
 from sim.records import RunResult
 
 #: KPIs shown as percentages; the rest are seconds or call counts.
@@ -51,6 +54,55 @@ HEADERS = {"offered": "offered", "sl_offered": "SL", "sl_answered": "SL ans",
            "sl_excl_short": "SL excl short", "asa_s": "ASA", "abandon_rate": "aband",
            "answer_rate": "CAR", "sl_consistency": "consist", "answered": "answered",
            "answered_within": "ans <= T", "occupancy": "occ"}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run's results come from; written into the report, summary.json and each CSV."""
+
+    run_id: str
+    scenario: str
+    scenario_name: str
+    source: str
+    overrides: dict[str, str] = field(default_factory=dict)
+    seed: int = 1
+    replications: int = 1
+    version: str = ""
+    build: str = ""
+    created: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        return {"run_id": self.run_id, "scenario": self.scenario,
+                "scenario_name": self.scenario_name, "source": self.source,
+                "overrides": dict(self.overrides), "seed": self.seed,
+                "replications": self.replications, "version": self.version,
+                "build": self.build, "created": self.created}
+
+    def csv_cells(self) -> dict[str, str]:
+        """The columns appended to every CSV row."""
+        overrides = " ".join(f"{k}={v}" for k, v in self.overrides.items())
+        return {"run_id": self.run_id, "scenario": self.scenario, "overrides": overrides,
+                "seed": str(self.seed), "version": self.version, "build": self.build}
+
+
+def provenance_rows(provenance: Provenance | None, summary: Summary) -> list[tuple[str, str]]:
+    """Label and value of each provenance item, as the report shows them."""
+    rows = []
+    if provenance is not None:
+        rows += [("scenario", f"{provenance.scenario_name} ({provenance.scenario})"),
+                 ("traffic", provenance.source),
+                 ("overrides", ", ".join(f"{k}={v}" for k, v in provenance.overrides.items())
+                  or "none"),
+                 ("seed", str(provenance.seed)),
+                 ("version", provenance.version), ("router build", provenance.build),
+                 ("run", f"{provenance.run_id}, created {provenance.created}")]
+    rows += [("replications", f"{summary.n_replications} (seeds "
+                              f"{', '.join(map(str, summary.seeds))}); 95% CI from Student t "
+                              f"({summary.t_source})"),
+             ("intervals", f"{summary.interval_s / 60:g} min from {summary.start_iso}"),
+             ("clock times", summary.timezone or f"UTC offset {summary.start_iso[-6:]}")]
+    return rows
 
 
 class MissedInterval(NamedTuple):
@@ -88,14 +140,93 @@ def fmt_half_width(kpi: str, est: Estimate) -> str:
     return fmt_spread(kpi, est.half_width)
 
 
+def ci_bounds(kpi: str, est: Estimate) -> tuple[float, float]:
+    """The 95% CI of an estimate, clipped to [0, 1] for shares and at 0 for times and counts."""
+    low, high = est.mean - est.half_width, est.mean + est.half_width
+    if kpi in PERCENT_KPIS:
+        return max(low, 0.0), min(high, 1.0)
+    return max(low, 0.0), high
+
+
+def fmt_ci(kpi: str, est: Estimate, sep: str = " ± ") -> str:
+    """Mean and CI for people: ``90.9% ± 0.4``, or the clipped range ``66.7% [0.0-100.0]`` when
+    the symmetric interval would leave [0, 100%]; ``-`` when undefined."""
+    if not math.isfinite(est.mean):
+        return "-"
+    if not math.isfinite(est.half_width):
+        return fmt(kpi, est.mean)
+    low, high = ci_bounds(kpi, est)
+    if math.isclose(low, est.mean - est.half_width) and \
+            math.isclose(high, est.mean + est.half_width):
+        return f"{fmt(kpi, est.mean)}{sep}{fmt_half_width(kpi, est)}"
+    scale, unit = (100.0, "%") if kpi in PERCENT_KPIS else (1.0, "")
+    return f"{fmt(kpi, est.mean)} [{scale * low:.1f}-{scale * high:.1f}{unit}]"
+
+
 def verdict_line(summary: Summary, verdict: Verdict) -> str:
     """E.g. ``SL 86.2% +- 0.8 (target 85% / 20 s): MET``."""
     label = LABELS.get(verdict.kpi, verdict.kpi)
     extra = f" / {summary.threshold_s:g} s" if verdict.kpi == "sl_offered" else ""
-    status = "MET" if verdict.met else "NOT MET"
-    return (f"{label} {fmt(verdict.kpi, verdict.value.mean)} +- "
-            f"{fmt_half_width(verdict.kpi, verdict.value)} "
-            f"(target {100 * verdict.target:g}%{extra}): {status}")
+    return (f"{label} {fmt_ci(verdict.kpi, verdict.value, ' +- ')} "
+            f"(target {100 * verdict.target:g}%{extra}): {verdict.status}")
+
+
+def group_label(g: GroupVerdict) -> str:
+    """``center``, or the dimension and group name, e.g. ``language hy``."""
+    return "center" if g.dim == "center" else f"{g.dim} {g.group}"
+
+
+def overall_verdict_line(summary: Summary) -> str:
+    """One line: the verdict over the center and every group with enough volume."""
+    judged = len(summary.group_verdicts)
+    misses = summary.misses
+    if not misses:
+        return f"Verdict: MET for the center and all {judged - 1} groups with enough volume"
+    worst = NOT_MET if any(g.status == NOT_MET for g in misses) else INCONCLUSIVE
+    by_dim: dict[str, list[str]] = {}
+    for g in misses:
+        by_dim.setdefault(g.dim, []).append(g.group)
+    names = "; ".join(dim if dim == "center" else f"{dim} {' '.join(groups)}"
+                      for dim, groups in by_dim.items())
+    return (f"Verdict: {worst} for {len(misses)} of {judged} judged (center and groups with "
+            f">= {summary.min_offered:g} offered calls per replication): {names}")
+
+
+def verdict_table(summary: Summary, everyone: bool = False) -> Table:
+    """The center and every group that misses (``everyone``: every judged group): SL and CAR
+    with 95% CIs, their targets and the verdict."""
+    table = Table(title=f"Verdicts (groups with >= {summary.min_offered:g} offered calls per "
+                        "replication)", title_justify="left")
+    for name, justify in (("group", "left"), ("calls", "right"), ("SL ± CI", "right"),
+                          ("target", "right"), ("CAR ± CI", "right"), ("target", "right"),
+                          ("verdict", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    style = {MET: "green", NOT_MET: "bold red", INCONCLUSIVE: "yellow"}
+    for g in summary.group_verdicts:
+        if not everyone and g.dim != "center" and g.status == MET:
+            continue
+        sl = g.get("sl_offered") or g.get("sl_answered")
+        car = g.get("answer_rate")
+        table.add_row(group_label(g), f"{g.volume:.0f}",
+                      "-" if sl is None else fmt_ci(sl.kpi, sl.value)
+                      + (" (ans)" if sl.kpi == "sl_answered" else ""),
+                      "-" if sl is None else f"{100 * sl.target:g}%",
+                      "-" if car is None else fmt_ci(car.kpi, car.value),
+                      "-" if car is None else f"{100 * car.target:g}%",
+                      g.status, style=style[g.status])
+    return table
+
+
+def print_verdicts(summary: Summary, console: Console) -> None:
+    """The verdict table (center and misses), then who met and who had too few calls."""
+    console.print(verdict_table(summary))
+    met = [group_label(g) for g in summary.group_verdicts if g.dim != "center" and g.status == MET]
+    if met:
+        console.print(f"MET ({len(met)}): {', '.join(met)}", markup=False, highlight=False)
+    if summary.unjudged:
+        few = ", ".join(f"{dim} {group} ({volume:.0f})" for dim, group, volume in summary.unjudged)
+        console.print(f"no verdict, fewer than {summary.min_offered:g} calls per replication: "
+                      f"{few}", markup=False, highlight=False)
 
 
 def verdict_lines(summary: Summary) -> list[str]:
@@ -104,13 +235,16 @@ def verdict_lines(summary: Summary) -> list[str]:
 
 
 def interval_label(summary: Summary, start_s: float) -> str:
-    """Local wall-clock start of an interval from the run's ISO start, else an offset."""
+    """Wall-clock start of an interval in the summary's zone (else the start's offset)."""
     try:
         start = datetime.fromisoformat(summary.start_iso)
     except ValueError:
         hours, rest = divmod(int(start_s), 3600)
         return f"+{hours:02d}:{rest // 60:02d}"
-    return (start + timedelta(seconds=float(start_s))).strftime("%Y-%m-%d %H:%M")
+    when = start + timedelta(seconds=float(start_s))
+    if summary.timezone and when.tzinfo is not None:
+        when = when.astimezone(ZoneInfo(summary.timezone))
+    return when.strftime("%Y-%m-%d %H:%M")
 
 
 def missed_intervals(summary: Summary) -> list[MissedInterval]:
@@ -149,12 +283,14 @@ def _group_table(summary: Summary, dim: str) -> Table:
     return table
 
 
-def print_summary(summary: Summary, console: Console | None = None, worst: int = 5) -> None:
+def print_summary(summary: Summary, console: Console | None = None, worst: int = 20) -> None:
     """Print the verdict, the overall KPIs, the tables by group, and the missed intervals."""
     console = console or Console()
+    colour = {MET: "bold green", NOT_MET: "bold red", INCONCLUSIVE: "bold yellow"}
     for line, verdict in zip(verdict_lines(summary), summary.verdicts, strict=True):
-        console.print(line, style="bold green" if verdict.met else "bold red", markup=False,
-                      highlight=False)
+        console.print(line, style=colour[verdict.status], markup=False, highlight=False)
+    console.print(overall_verdict_line(summary), markup=False, highlight=False,
+                  style="bold green" if summary.meets_target else "bold red")
     console.print(f"{summary.n_replications} replication(s), 95% CI from Student t "
                   f"({summary.t_source}); intervals of {summary.interval_s / 60:g} min from "
                   f"{summary.start_iso}", markup=False, highlight=False)
@@ -176,6 +312,10 @@ def print_summary(summary: Summary, console: Console | None = None, worst: int =
     for m in missed[:worst]:
         console.print(f"  {m.label}  SL {fmt('sl_offered', m.sl_offered)}  "
                       f"({m.offered:.0f} offered)", markup=False, highlight=False)
+    if len(missed) > worst:
+        console.print(f"  ... and {len(missed) - worst} more (all in report.html and "
+                      "intervals.csv)", markup=False, highlight=False)
+    print_verdicts(summary, console)
 
 
 # --- JSON and CSV -------------------------------------------------------------------------
@@ -184,9 +324,11 @@ def _clean(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _estimate_dict(est: Estimate) -> dict[str, Any]:
+def _estimate_dict(est: Estimate, kpi: str = "") -> dict[str, Any]:
+    low, high = ci_bounds(kpi, est)
     return {"mean": _clean(est.mean), "sd": _clean(est.sd),
-            "half_width": _clean(est.half_width), "n": est.n}
+            "half_width": _clean(est.half_width), "low": _clean(low), "high": _clean(high),
+            "n": est.n}
 
 
 def _interval_dict(table: IntervalSummary) -> dict[str, Any]:
@@ -200,9 +342,11 @@ def _interval_dict(table: IntervalSummary) -> dict[str, Any]:
             "half_width": {k: rows(v) for k, v in table.half_width.items()}}
 
 
-def summary_to_dict(summary: Summary) -> dict[str, Any]:
-    """The summary as plain JSON types (NaN becomes null)."""
+def summary_to_dict(summary: Summary, provenance: Provenance | None = None) -> dict[str, Any]:
+    """The summary as plain JSON types (NaN becomes null), with its provenance if given."""
     return {
+        **({"provenance": provenance.as_dict()} if provenance is not None else {}),
+        "timezone": summary.timezone,
         "n_replications": summary.n_replications,
         "seeds": list(summary.seeds),
         "start_iso": summary.start_iso,
@@ -213,11 +357,18 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "min_volume": summary.min_volume,
         "t_source": summary.t_source,
         "meets_target": summary.meets_target,
-        "verdicts": [{"kpi": v.kpi, "target": v.target, "met": v.met,
-                      "value": _estimate_dict(v.value), "line": verdict_line(summary, v)}
+        "verdicts": [{"kpi": v.kpi, "target": v.target, "met": v.met, "status": v.status,
+                      "value": _estimate_dict(v.value, v.kpi), "line": verdict_line(summary, v)}
                      for v in summary.verdicts],
-        "overall": {k: _estimate_dict(e) for k, e in summary.overall.items()},
-        "groups": {dim: {g: {k: _estimate_dict(e) for k, e in row.items()}
+        "min_offered": summary.min_offered,
+        "group_verdicts": [
+            {"dim": g.dim, "group": g.group, "volume": g.volume, "status": g.status,
+             "kpis": {v.kpi: {"target": v.target, "status": v.status,
+                              "value": _estimate_dict(v.value, v.kpi)} for v in g.verdicts}}
+            for g in summary.group_verdicts],
+        "unjudged": [{"dim": d, "group": g, "volume": v} for d, g, v in summary.unjudged],
+        "overall": {k: _estimate_dict(e, k) for k, e in summary.overall.items()},
+        "groups": {dim: {g: {k: _estimate_dict(e, k) for k, e in row.items()}
                          for g, row in groups.items()}
                    for dim, groups in summary.groups.items()},
         "group_targets": summary.group_targets,
@@ -225,10 +376,11 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
     }
 
 
-def write_json(path: str | Path, summary: Summary) -> None:
+def write_json(path: str | Path, summary: Summary, provenance: Provenance | None = None
+               ) -> None:
     """Write the whole summary as one JSON document (NaN as null)."""
-    Path(path).write_text(json.dumps(summary_to_dict(summary), allow_nan=False) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(json.dumps(summary_to_dict(summary, provenance), allow_nan=False)
+                          + "\n", encoding="utf-8")
 
 
 def _csv_value(value: float) -> str:
@@ -254,19 +406,22 @@ def _interval_rows(summary: Summary, table: IntervalSummary) -> list[list[str]]:
             for i, cells in enumerate(cube[g].tolist())]
 
 
-def write_csv(directory: str | Path, summary: Summary) -> list[Path]:
+def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | None = None
+              ) -> list[Path]:
     """Write ``overall.csv``, ``by_<dim>.csv`` and ``intervals[_by_<dim>].csv`` (empty cell =
-    undefined); return the paths written."""
+    undefined; interval starts in the summary's zone); with a provenance every row ends with
+    its columns (run id, scenario, overrides, seed, version, build). Return the paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    extra = provenance.csv_cells() if provenance is not None else {}
 
     def write(name: str, header: list[str], rows: list[list[str]]) -> None:
         path = out / name
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerow([*header, *extra])
+            writer.writerows([*row, *extra.values()] for row in rows)
         written.append(path)
 
     header = ["group", "sl_target", "replications", *_estimate_columns()]
@@ -286,138 +441,91 @@ def write_csv(directory: str | Path, summary: Summary) -> list[Path]:
 
 # --- HTML ---------------------------------------------------------------------------------
 
-def _png(fig: Figure) -> str:
-    """Render a figure with the Agg canvas (no pyplot, no global backend) as base64 PNG."""
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+def wait_table(results: Sequence[RunResult], dims: Sequence[str] = ("queue", "language")
+               ) -> list[tuple[str, float, list[float]]]:
+    """Wait percentiles of offered calls, pooled over replications: the center, then each group
+    of ``dims`` with calls, as (label, calls per replication, percentiles in seconds)."""
+    n = max(len(results), 1)
+    offered = [~np.isnan(r.calls.queued_s) & (r.calls.queued_s >= 0) for r in results]
+    waits = np.concatenate([r.calls.wait_s[m] for r, m in zip(results, offered, strict=True)])
+    rows = [("center", waits.size / n,
+             np.percentile(waits, PERCENTILES).tolist() if waits.size else [math.nan] * 5)]
+    for dim in dims:
+        names: tuple[str, ...] = getattr(results[0].calls, _NAMES[dim])
+        codes = np.concatenate([np.asarray(getattr(r.calls, dim))[m]
+                                for r, m in zip(results, offered, strict=True)])
+        for g, name in enumerate(names):
+            chunk = waits[codes == g]
+            if chunk.size:
+                rows.append((f"{dim} {name}", chunk.size / n,
+                             np.percentile(chunk, PERCENTILES).tolist()))
+    return rows
 
 
-def _hours(summary: Summary, table: IntervalSummary) -> np.ndarray:
-    return (table.start_s + summary.interval_s / 2) / 3600.0
+_NAMES = {"queue": "queues", "language": "languages", "country": "countries"}
 
 
-def _plot_sl(summary: Summary) -> str:
-    table = summary.intervals[ALL]
-    x = _hours(summary, table)
-    sl, half = table.mean["sl_offered"][0], table.half_width["sl_offered"][0]
-    fig = Figure(figsize=(10, 3.2))
-    ax = fig.subplots()
-    band = np.nan_to_num(half, nan=0.0)
-    ax.fill_between(x, 100 * np.maximum(sl - band, 0.0), 100 * np.minimum(sl + band, 1.0),
-                    alpha=0.25, label="95% CI")
-    ax.plot(x, 100 * sl, marker=".", label="sl_offered (mean)")
-    ax.axhline(100 * summary.target, color="red", linestyle="--",
-               label=f"target {100 * summary.target:g}%")
-    ax.set(ylabel="SL %", xlabel=f"hours from {summary.start_iso}", ylim=(0, 101),
-           title=f"Service level per interval (answered within {summary.threshold_s:g} s)")
-    ax.legend(loc="lower left", fontsize="small")
-    return _png(fig)
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("sim", "templates"),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template("report.html.j2")
 
 
-def _plot_volume(summary: Summary) -> str:
-    table = summary.intervals[ALL]
-    x = _hours(summary, table)
-    fig = Figure(figsize=(10, 3.2))
-    ax = fig.subplots()
-    ax.plot(x, table.mean["offered"][0], label="offered")
-    ax.plot(x, table.mean["answered"][0], label="answered")
-    ax.plot(x, table.mean["abandoned"][0], label="abandoned")
-    ax.set(ylabel="calls per interval (mean)", xlabel=f"hours from {summary.start_iso}",
-           title="Offered, answered and abandoned calls per interval")
-    ax.legend(loc="upper left", fontsize="small")
-    return _png(fig)
-
-
-def _plot_depth(summary: Summary, results: Sequence[RunResult]) -> str | None:
-    """Calls waiting per interval, all queues together: mean over replications and the peak."""
-    means = [r.queue_depth_mean for r in results if r.queue_depth_mean is not None]
-    peaks = [r.queue_depth_max for r in results if r.queue_depth_max is not None]
-    if not means or len({m.shape for m in means}) != 1:
-        return None
-    mean = np.mean([m.sum(axis=1) for m in means], axis=0)
-    peak = np.max([p.max(axis=1) for p in peaks], axis=0)
-    x = (np.arange(len(mean)) + 0.5) * summary.interval_s / 3600.0
-    fig = Figure(figsize=(10, 3.2))
-    ax = fig.subplots()
-    ax.plot(x, mean, label="waiting, all queues (mean)")
-    ax.plot(x, peak, linestyle="--", label="largest single queue (peak)")
-    ax.set(ylabel="calls waiting", xlabel=f"hours from {summary.start_iso}",
-           title="Queue depth per interval")
-    ax.legend(loc="upper left", fontsize="small")
-    return _png(fig)
-
-
-def _plot_occupancy(summary: Summary) -> str | None:
-    table = summary.intervals.get("site")
-    if table is None:
-        return None
-    x = _hours(summary, table)
-    fig = Figure(figsize=(10, 3.2))
-    ax = fig.subplots()
-    for g, site in enumerate(table.groups):
-        ax.plot(x, 100 * table.mean["occupancy"][g], label=site)
-    ax.plot(x, 100 * summary.intervals[ALL].mean["occupancy"][0], color="black",
-            linestyle=":", label="all sites")
-    ax.set(ylabel="occupancy %", xlabel=f"hours from {summary.start_iso}", ylim=(0, 101),
-           title="Agent occupancy per interval per site")
-    ax.legend(loc="lower left", fontsize="small")
-    return _png(fig)
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _with_ci(kpi: str, est: Estimate) -> str:
-    if not math.isfinite(est.mean):
-        return "-"
-    if not math.isfinite(est.half_width):
-        return fmt(kpi, est.mean)
-    return f"{fmt(kpi, est.mean)} ±{fmt_half_width(kpi, est)}"
-
-
-def _html_groups(summary: Summary, dim: str) -> str:
+def _html_group_rows(summary: Summary, dim: str) -> tuple[list[str], list[list[str]]]:
     columns = SITE_COLUMNS if dim == "site" else GROUP_COLUMNS
-    rows = [[g, *[_with_ci(k, row[k]) for k in columns]] for g, row in summary.groups[dim].items()]
-    note = (" <small>(answering site: answered-call KPIs and occupancy only)</small>"
-            if dim == "site" else "")
-    return f"<h2>By {html.escape(dim)}{note}</h2>" + _html_table([dim, *columns], rows)
+    rows = [[g, *[fmt_ci(k, row[k]) for k in columns]] for g, row in summary.groups[dim].items()]
+    return [dim, *columns], rows
 
 
-_CSS = """body{font-family:sans-serif;max-width:1100px;margin:1em auto;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px}
-td{text-align:right}td:first-child{text-align:left}.met{color:#060}.missed{color:#a00}
-img{max-width:100%}"""
+def _verdict_rows(summary: Summary) -> list[dict[str, str]]:
+    rows = []
+    for g in summary.group_verdicts:
+        sl = g.get("sl_offered") or g.get("sl_answered")
+        car = g.get("answer_rate")
+        rows.append({
+            "group": group_label(g), "calls": f"{g.volume:.0f}",
+            "sl": "-" if sl is None else fmt_ci(sl.kpi, sl.value)
+            + (" (answered)" if sl.kpi == "sl_answered" else ""),
+            "sl_target": "-" if sl is None else f"{100 * sl.target:g}%",
+            "car": "-" if car is None else fmt_ci(car.kpi, car.value),
+            "car_target": "-" if car is None else f"{100 * car.target:g}%",
+            "status": g.status, "css": _CSS_CLASS[g.status]})
+    return rows
 
 
-def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary) -> None:
-    """Write one self-contained HTML report: verdict, plots (embedded PNG) and tables."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>ACD simulation report"
-             f"</title><style>{_CSS}</style></head><body><h1>ACD simulation report</h1>"]
-    for line, v in zip(verdict_lines(summary), summary.verdicts, strict=True):
-        parts.append(f"<p class='{'met' if v.met else 'missed'}'><b>{html.escape(line)}</b></p>")
-    parts.append(f"<p>{summary.n_replications} replication(s); 95% CI from Student t "
-                 f"({html.escape(summary.t_source)}); intervals of {summary.interval_s / 60:g} "
-                 f"min from {html.escape(summary.start_iso)}.</p>")
-    plots = [_plot_sl(summary), _plot_volume(summary), _plot_depth(summary, results),
-             _plot_occupancy(summary)]
-    parts += [f"<p><img alt='plot' src='data:image/png;base64,{p}'></p>" for p in plots if p]
-    parts.append("<h2>Overall</h2>" + _html_table(
-        ["kpi", "mean", "±95% CI", "replications"],
-        [[k, fmt(k, e.mean), fmt_half_width(k, e), str(e.n)]
-         for k, e in summary.overall.items()]))
-    parts += [_html_groups(summary, dim) for dim in summary.groups]
+_CSS_CLASS = {MET: "met", NOT_MET: "missed", INCONCLUSIVE: "unsure"}
+
+
+def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
+               provenance: Provenance | None = None) -> None:
+    """Write one self-contained HTML report from the package's jinja2 template: provenance,
+    verdicts, plots (inline SVG in clock time), tables, wait percentiles, missed intervals."""
+    plots = [Plot(p.key, p.title, scoped_ids(p.svg, p.key))
+             for p in all_plots(summary, results, summary.timezone)]
     missed = missed_intervals(summary)
-    parts.append(f"<h2>Intervals missing the SL target ({len(missed)})</h2>" + _html_table(
-        ["interval start", "sl_offered", "offered"],
-        [[m.label, fmt("sl_offered", m.sl_offered), f"{m.offered:.1f}"] for m in missed]))
-    parts.append("<h2>Replications</h2>" + _html_table(
-        ["seed", "calls", "wall s"],
-        [[str(r.seed), str(len(r.calls)), f"{r.wall_s:.2f}"] for r in results]))
-    parts.append("</body></html>\n")
-    Path(path).write_text("\n".join(parts), encoding="utf-8")
+    qualified = int(np.sum(summary.intervals[ALL].mean["offered"][0] >= summary.min_volume))
+    html = _template().render(
+        title=f"ACD simulation report: {provenance.scenario_name}" if provenance
+        else "ACD simulation report",
+        provenance=provenance_rows(provenance, summary),
+        verdict_lines=[(line, _CSS_CLASS[v.status])
+                       for line, v in zip(verdict_lines(summary), summary.verdicts, strict=True)],
+        overall_verdict=overall_verdict_line(summary),
+        overall_css="met" if summary.meets_target else "missed",
+        verdicts=_verdict_rows(summary), min_offered=f"{summary.min_offered:g}",
+        unjudged=[f"{d} {g} ({v:.0f})" for d, g, v in summary.unjudged],
+        plots=plots,
+        overall=[[k, fmt_ci(k, e), fmt_spread(k, e.sd), str(e.n)]
+                 for k, e in summary.overall.items()],
+        groups=[(dim, *_html_group_rows(summary, dim)) for dim in summary.groups],
+        percentiles=[f"p{p}" for p in PERCENTILES],
+        waits=[[label, f"{calls:.0f}", *[fmt("asa_s", v) for v in values]]
+               for label, calls, values in wait_table(results)],
+        missed=[[m.label, fmt("sl_offered", m.sl_offered), f"{m.offered:.1f}"] for m in missed],
+        qualified=qualified, min_volume=summary.min_volume, target=f"{100 * summary.target:g}",
+        zone=summary.timezone or summary.start_iso[-6:],
+        replications=[[str(r.seed), f"{len(r.calls):,}", f"{r.wall_s:.2f}"] for r in results],
+        t_source=summary.t_source, interval_min=f"{summary.interval_s / 60:g}",
+    )
+    Path(path).write_text(html, encoding="utf-8")

@@ -8,6 +8,8 @@ their difference far less noisy than their separate confidence intervals suggest
 
 from __future__ import annotations
 
+import itertools
+import math
 import multiprocessing as mp
 import os
 import time
@@ -20,10 +22,11 @@ from typing import Any, TextIO
 import numpy as np
 
 from acd import shipped
+from acd.config.schema import CenterConfig
 from sim.engine import DRAIN_S, Simulation
 from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
 from sim.records import RunResult
-from sim.scenario import Scenario, load_scenario
+from sim.scenario import Scenario, deep_merge, load_scenario
 from sim.staffing import build_timeline
 from sim.traffic import Arrival, load_call_log, load_traffic
 
@@ -41,6 +44,47 @@ class RunSpec:
     replay_path: str | None = None
     queue_log_path: str | None = None
     queue_log_options: QueueLogOptions | None = None
+    #: Multiplies every agent group's head count (``1.05`` = 5% more agents).
+    agent_scale: float = 1.0
+
+
+def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[str, Any]]:
+    """Center overrides with every agent group's ``count`` times ``factor`` (rounded, >= 1).
+
+    A group's language mix is scaled by largest remainders so that it still adds up; groups whose
+    extensions would then overlap the next group's are moved up past it.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    next_free = 0
+    for name, group in sorted(config.agent_groups.items(), key=lambda kv: kv[1].first_extension):
+        count = max(1, round(group.count * factor))
+        change: dict[str, Any] = {"count": count}
+        if group.language_mix:
+            shares = [b.count * count / group.count for b in group.language_mix]
+            sizes = [max(1, math.floor(x)) for x in shares]
+            by_remainder = sorted(range(len(sizes)), key=lambda i: sizes[i] - shares[i])
+            for i in itertools.islice(itertools.cycle(by_remainder), count - sum(sizes)):
+                sizes[i] += 1
+            while sum(sizes) > count:  # only when the ">= 1" rule added agents
+                sizes[sizes.index(max(sizes))] -= 1
+            change["language_mix"] = [{"count": n, "languages": list(b.languages)}
+                                      for n, b in zip(sizes, group.language_mix, strict=True)]
+        first = max(group.first_extension, next_free)
+        if first != group.first_extension:
+            change["first_extension"] = first
+        next_free = first + count
+        out[name] = change
+    return out
+
+
+def load_run_scenario(spec: RunSpec) -> Scenario:
+    """The scenario of a run: the file with its overrides, agent groups scaled if asked."""
+    scenario = load_scenario(spec.scenario_path, **spec.overrides)
+    if spec.agent_scale == 1.0:
+        return scenario
+    groups = scaled_agent_groups(scenario.center.config, spec.agent_scale)
+    merged = deep_merge(scenario.spec.center_overrides, {"agent_groups": groups})
+    return load_scenario(spec.scenario_path, **spec.overrides, center_overrides=merged)
 
 
 def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
@@ -71,7 +115,7 @@ def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Gen
 def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """Run one replication."""
-    scenario = load_scenario(spec.scenario_path, **spec.overrides)
+    scenario = load_run_scenario(spec)
     traffic_ss, staffing_ss, engine_ss = seed_seq.spawn(3)
     s = scenario.spec
     if spec.queue_log_path is not None:

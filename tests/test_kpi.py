@@ -223,10 +223,17 @@ def test_interval_is_that_of_queue_entry_at_boundaries() -> None:
     np.testing.assert_allclose(table.values["sl_offered"][0], [1.0, 0.5, 1.0])
 
 
-def test_calls_queued_after_the_end_extend_the_intervals() -> None:
-    """A call queued after duration_s still gets its own interval instead of being dropped."""
-    table = kpi.kpis_per_interval(make_result([Call(1, ANSWERED, queued=1000.0)]))
-    np.testing.assert_array_equal(table.values["offered"][0], [0, 1])
+def test_calls_queued_after_the_end_count_in_the_last_interval() -> None:
+    """A call queued after duration_s counts in the last interval: not dropped, and no interval
+    past the horizon (whose agent time is not counted either)."""
+    secs = np.ones((3, len(SITES), 3))
+    secs[1:, :, 0] = 0.0  # after the horizon (the drain) agents are only busy
+    table = kpi.kpis_per_interval(make_result(
+        [Call(1, ANSWERED, queued=100.0), Call(1, ANSWERED, queued=2000.0)],
+        agent_seconds=secs))
+    np.testing.assert_array_equal(table.start_s, [0.0])
+    np.testing.assert_array_equal(table.values["offered"][0], [2])
+    assert kpi.kpis(make_result([], agent_seconds=secs)).overall["occupancy"] == 0.5
 
 
 def test_per_interval_by_group_and_site_occupancy() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import math
@@ -14,7 +13,7 @@ import pytest
 from rich.console import Console
 from test_kpi import LANGUAGES, QUEUES, SITES, Call, make_result, volume
 
-from sim import kpi, report
+from sim import kpi, plots, report
 from sim.records import ABANDONED, ANSWERED, RunResult
 
 INTERVALS = 4
@@ -54,11 +53,15 @@ def summary(runs: list[RunResult]) -> kpi.Summary:
 
 
 def test_verdict_line_has_value_half_width_target_and_status() -> None:
-    """Five runs at 80..88%: the SL line reads 'SL 84.0% +- 3.9 (target 85% / 20 s): NOT MET'."""
+    """Five runs at 80..88% straddle 85%: 'SL 84.0% +- 3.9 (target 85% / 20 s): INCONCLUSIVE';
+    five at 70..78% read NOT MET."""
     runs = [make_result(volume(0.0, w, 50 - w), seed=w) for w in (40, 41, 42, 43, 44)]
     lines = report.verdict_lines(kpi.summarise(runs, by=None))
-    assert lines[0] == "SL 84.0% +- 3.9 (target 85% / 20 s): NOT MET"
+    assert lines[0] == "SL 84.0% +- 3.9 (target 85% / 20 s): INCONCLUSIVE"
     assert lines[1] == "CAR 100.0% +- 0.0 (target 96%): MET"
+    runs = [make_result(volume(0.0, w, 50 - w), seed=w) for w in (35, 36, 37, 38, 39)]
+    lines = report.verdict_lines(kpi.summarise(runs, by=None))
+    assert lines[0] == "SL 74.0% +- 3.9 (target 85% / 20 s): NOT MET"
 
 
 def test_terminal_summary_starts_with_the_verdict_and_lists_groups(
@@ -128,13 +131,16 @@ def test_csv_files_have_headers_and_one_row_per_group_or_interval(
 
 def test_html_is_self_contained_with_plots_and_verdict(
         tmp_path: Path, runs: list[RunResult], summary: kpi.Summary) -> None:
-    """The HTML embeds three PNG plots as base64, shows the verdict and has no external links."""
+    """The HTML embeds its plots as inline SVG figures (SL, by queue, by language, waits,
+    volume, occupancy: no queue depth in these runs), shows the verdict, has no links out."""
     path = tmp_path / "report.html"
     report.write_html(path, runs, summary)
     text = path.read_text(encoding="utf-8")
-    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
-    assert len(images) == 3
-    assert all(base64.b64decode(img).startswith(b"\x89PNG") for img in images)
+    figures = re.findall(r"<figure id=\"plot-(\w+)\">\s*<figcaption>([^<]+)</figcaption>\s*<svg",
+                         text)
+    assert [key for key, _title in figures] == ["sl", "sl_queue", "sl_language", "wait",
+                                                "volume", "occupancy"]
+    assert text.count("<svg") == 6 and text.count("</svg>") == 6
     assert report.verdict_lines(summary)[0] in text
     assert "By site" in text and "Replications" in text
     assert not re.search(r"(src|href)=['\"]https?:", text)
@@ -151,3 +157,67 @@ def test_fmt_shows_units_and_dashes_for_undefined() -> None:
 def test_site_tables_show_exactly_the_kpis_defined_by_site() -> None:
     """The by-site columns are the answered-call KPIs and occupancy that kpi defines by site."""
     assert set(report.SITE_COLUMNS) == kpi.SITE_KPIS
+
+
+def test_clock_times_are_in_the_report_zone(runs: list[RunResult]) -> None:
+    """Interval labels and plot axes use the given zone: 00:00+03:00 is 23:00 in Kyiv (UTC+2)."""
+    summary = kpi.summarise(runs, timezone="Europe/Kyiv")
+    assert report.interval_label(summary, 0.0) == "2024-03-03 23:00"
+    assert report.interval_label(summary, 1800.0) == "2024-03-03 23:30"
+    plot = plots.sl_plot(summary, plots.zone_of(summary, "Europe/Kyiv"), "Europe/Kyiv")
+    assert "local time (Europe/Kyiv)" in plot.svg and "hours from" not in plot.svg
+    ticks = re.findall(r">(\d\d:\d\d)<", plot.svg.replace("\n", ""))
+    assert "23:15" in ticks or "23:30" in ticks or "00:00" in ticks, ticks
+
+
+def test_ci_is_clipped_to_0_and_100_percent() -> None:
+    """A share of 66.7% +- 143.4 shows as its clipped range, and JSON carries the clipped bounds."""
+    wide = kpi.Estimate(0.667, 0.6, 1.434, 3)
+    assert report.fmt_ci("sl_consistency", wide) == "66.7% [0.0-100.0%]"
+    assert report.fmt_ci("sl_offered", kpi.Estimate(0.9, 0.01, 0.004, 5)) == "90.0% ± 0.4"
+    assert report.ci_bounds("sl_consistency", wide) == (0.0, 1.0)
+    assert report.ci_bounds("asa_s", kpi.Estimate(2.0, 3.0, 5.0, 3)) == (0.0, 7.0)
+
+
+def test_provenance_is_in_json_csv_and_html(
+        tmp_path: Path, runs: list[RunResult], summary: kpi.Summary) -> None:
+    """Scenario, overrides, seed, replications, version and build reach every output."""
+    prov = report.Provenance("run-7", "scen/a.yaml", "scenario A", "1 day(s)", {"days": "2"},
+                             seed=9, replications=3, version="0.1.0", build="compiled",
+                             created="2026-01-01T00:00:00+00:00")
+    report.write_json(tmp_path / "summary.json", summary, prov)
+    doc = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert doc["provenance"]["scenario"] == "scen/a.yaml" and doc["provenance"]["seed"] == 9
+    assert doc["provenance"]["overrides"] == {"days": "2"} and doc["provenance"]["build"] == \
+        "compiled"
+    report.write_csv(tmp_path, summary, prov)
+    with (tmp_path / "intervals_by_queue.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["run_id"], r["scenario"], r["overrides"], r["seed"], r["version"], r["build"])
+            for r in rows} == {("run-7", "scen/a.yaml", "days=2", "9", "0.1.0", "compiled")}
+    report.write_html(tmp_path / "report.html", runs, summary, prov)
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    for shown in ("scenario A (scen/a.yaml)", "days=2", "<th>seed</th><td>9</td>", "0.1.0",
+                  "compiled", "run-7"):
+        assert shown in text, shown
+
+
+def test_every_missed_interval_is_listed(summary: kpi.Summary) -> None:
+    """The count of missed intervals matches the lines listed, in the terminal and the HTML."""
+    console = Console(record=True, width=160)
+    report.print_summary(summary, console)
+    text = console.export_text()
+    count = int(re.search(r"Intervals missing SL 85%: (\d+) of", text).group(1))  # type: ignore[union-attr]
+    listed = re.findall(r"^  \d{4}-\d\d-\d\d \d\d:\d\d  SL ", text, re.MULTILINE)
+    assert count == len(report.missed_intervals(summary)) == len(listed) >= 1
+
+
+def test_wait_percentiles_pool_the_replications() -> None:
+    """Waits 0..99 s in one run and 100..199 s in another: the pooled median is 99.5 s."""
+    runs = [make_result([Call(float(w), ANSWERED) for w in range(k * 100, k * 100 + 100)],
+                        seed=k) for k in (0, 1)]
+    rows = dict((label, (calls, values)) for label, calls, values in report.wait_table(runs))
+    calls, values = rows["center"]
+    assert calls == 100
+    assert values == pytest.approx(np.percentile(np.arange(200.0), plots.PERCENTILES).tolist())
+    assert "queue tech" in rows and "language ru" in rows and "queue voc" not in rows

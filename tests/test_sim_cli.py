@@ -25,12 +25,14 @@ def test_forecast_run_prints_the_verdict_and_writes_results(
     out = capsys.readouterr().out
     assert code == 0
     verdict = next(line for line in out.splitlines() if line.startswith("SL "))
-    assert "target 85% / 20 s" in verdict and ("MET" in verdict)
+    assert "target 85% / 20 s" in verdict
+    assert verdict.endswith((": MET", ": NOT MET", ": INCONCLUSIVE"))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["overall"]["sl_offered"]["mean"] > 0
     assert (tmp_path / "overall.csv").exists()
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4  # SL, volume, queue depth, occupancy
+    # SL, by queue, by language, waits, volume, queue depth, occupancy: inline SVG figures.
+    assert html.count("<figure id=\"plot-") == 7 and html.count("</svg>") == 7
 
 
 def test_check_exits_1_when_the_target_is_missed(tmp_path: Path) -> None:
@@ -108,3 +110,37 @@ def test_plain_progress_prints_each_tenth_or_after_a_quiet_minute() -> None:
         progress(done)
     assert [line.split(" (")[0] for line in out.getvalue().splitlines()] == [
         "simulating:  10%", "simulating:  11%", "simulating: 100%"]
+
+
+def test_runs_without_out_never_overwrite_each_other(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs without --out write two run directories under out/sim; latest is the second."""
+    monkeypatch.chdir(tmp_path)
+    args = ["sim", "run", "--days", "0.02", "--start", "2026-03-02T09:00:00+03:00", "-r", "1",
+            "-j", "1", "-q"]
+    assert main([*args, "--seed", "1"]) == 0
+    assert main([*args, "--seed", "2"]) == 0
+    base = tmp_path / "out" / "sim"
+    runs = sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink())
+    assert len(runs) == 2
+    first, second = (json.loads((r / "summary.json").read_text()) for r in runs)
+    assert {first["provenance"]["seed"], second["provenance"]["seed"]} == {1, 2}
+    latest = json.loads((base / "latest" / "summary.json").read_text())
+    assert latest["provenance"]["seed"] == 2
+    assert (base / "latest").resolve().name == latest["provenance"]["run_id"]
+
+
+def test_out_with_an_earlier_run_is_refused_unless_force(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An --out that holds an earlier run's results exits 2 naming it; --force replaces them."""
+    args = ["sim", "run", "--days", "0.02", "--start", "2026-03-02T09:00:00+03:00", "-r", "1",
+            "-j", "1", "-q", "--out", str(tmp_path)]
+    assert main([*args, "--seed", "1"]) == 0
+    before = (tmp_path / "summary.json").read_text()
+    capsys.readouterr()
+    assert main([*args, "--seed", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "earlier run" in err and "--force" in err
+    assert (tmp_path / "summary.json").read_text() == before
+    assert main([*args, "--seed", "2", "--force"]) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["provenance"]["seed"] == 2

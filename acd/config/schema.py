@@ -42,6 +42,9 @@ class Center(Strict):
     default_queue: Name
     service_level: ServiceLevel = ServiceLevel()
     answer_rate_target: Annotated[float, Field(gt=0, le=1)] = 0.96
+    #: Least mean offered calls per replication for a queue, language, country or site to get
+    #: its own verdict in ``acd sim run`` (fewer calls give too wide a CI to judge).
+    verdict_min_offered: Annotated[float, Field(ge=0, le=1_000_000)] = 30.0
     #: Abandons shorter than this are "short abandons" (excluded by ``sl_excl_short``).
     short_abandon_s: Seconds = 5.0
 

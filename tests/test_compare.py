@@ -1,0 +1,99 @@
+"""`acd sim compare`: common random numbers, paired differences with t intervals, a verdict."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from acd.cli import main
+from sim import compare as cmp
+from sim.run import RunSpec, load_run_scenario, run_replications, scaled_agent_groups
+from sim.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "config" / "scenarios" / "reference.yaml"
+
+
+def test_paired_difference_is_a_t_interval_on_the_differences() -> None:
+    """Differences 1, 2, 3, 4 give mean 2.5 and scipy's t interval with 3 degrees of freedom."""
+    d = cmp.paired_difference("sl_offered", [0.5, 0.5, 0.5, 0.5], [1.5, 2.5, 3.5, 4.5])
+    half = stats.t.ppf(0.975, 3) * math.sqrt(5 / 3) / 2
+    assert d.mean == pytest.approx(2.5) and d.n == 4
+    assert (d.low, d.high) == pytest.approx((2.5 - half, 2.5 + half))
+    assert d.significant and d.better is True
+
+
+def test_lower_is_better_for_waits_and_abandons() -> None:
+    """A significantly longer ASA in B is worse, and NaN pairs are left out of the count."""
+    d = cmp.paired_difference("asa_s", [1.0, 1.0, 1.0, math.nan], [2.0, 2.1, 2.2, 5.0])
+    assert d.n == 3 and d.significant and d.better is False
+    flat = cmp.paired_difference("abandon_rate", [0.1, 0.2], [0.1, 0.2])
+    assert (flat.mean, flat.low, flat.high) == (0.0, 0.0, 0.0) and flat.better is None
+
+
+def test_scaled_agent_groups_keep_language_mixes_and_extensions_valid() -> None:
+    """Every group grows by the factor, its language mix still adds up, extensions stay unique."""
+    spec = RunSpec(str(REFERENCE), {}, agent_scale=1.5)
+    base = load_scenario(REFERENCE).center
+    scaled = load_run_scenario(spec).center  # loading validates counts and extensions
+    for name, group in base.config.agent_groups.items():
+        grown = scaled.config.agent_groups[name]
+        assert grown.count == max(1, round(group.count * 1.5))
+        if grown.language_mix:
+            assert sum(b.count for b in grown.language_mix) == grown.count
+    assert len({a.extension for a in scaled.agents}) == len(scaled.agents)
+    same = scaled_agent_groups(base.config, 1.0)
+    for name, group in base.config.agent_groups.items():
+        assert same[name]["count"] == group.count and "first_extension" not in same[name]
+        assert [b["count"] for b in same[name].get("language_mix", [])] == [
+            b.count for b in group.language_mix]
+
+
+def test_a_against_itself_gives_exactly_zero_differences() -> None:
+    """Two runs of the same scenario from the same seeds differ by exactly 0 in every KPI."""
+    spec = RunSpec(str(REFERENCE), {"days": 0.1, "start": "2026-03-02T09:00:00+03:00"})
+    a = run_replications(spec, 3, 7, jobs=1)
+    b = run_replications(spec, 3, 7, jobs=1)
+    comparison = cmp.compare(a, b)
+    assert len(comparison.groups) > 5
+    for group in comparison.groups:
+        assert group.verdict == cmp.NO_DIFFERENCE
+        for d in group.differences:
+            if d.n:
+                assert (d.mean, d.low, d.high) == (0.0, 0.0, 0.0), (group.group, d)
+
+
+def test_compare_refuses_unpaired_replications() -> None:
+    """Replications from different seeds are not paired: compare says so instead of guessing."""
+    spec = RunSpec(str(REFERENCE), {"days": 0.02, "start": "2026-03-02T09:00:00+03:00"})
+    with pytest.raises(ValueError, match="same seeds"):
+        cmp.compare(run_replications(spec, 2, 1, jobs=1), run_replications(spec, 2, 2, jobs=1))
+
+
+def test_five_percent_more_agents_raise_sl_with_a_ci_that_excludes_zero(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The reference Monday against itself with 5% more agents: the paired CI of the center's
+    SL difference lies above zero, from the same seeds on both sides."""
+    code = main(["sim", "compare", str(REFERENCE), "--scale-agents", "1.05", "-r", "10",
+                 "-j", "2", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Verdict for the center: B is better" in out
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    center = doc["groups"][0]
+    assert center["dim"] == "center"
+    sl = center["differences"]["sl_offered"]
+    assert sl["low"] > 0 and sl["significant"] and sl["n"] == 10
+    assert len(doc["seeds"]) == 10 and doc["verdict"] == cmp.B_BETTER
+
+
+def test_compare_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing B file and a non-positive agent factor are each reported, exit 2."""
+    code = main(["sim", "compare", str(REFERENCE), "no-such.yaml", "--scale-agents", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "no-such.yaml" in err and "--scale-agents" in err
