@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from acd.asterisk.agi.route import CallPath, RouteSettings, agi_handlers
 from acd.asterisk.agi.server import FastAgiServer
-from acd.config.load import load_center
+from acd.config.load import center_from_data, load_center
 from acd.core.model import (
     AgentState,
     CallEnded,
@@ -422,3 +423,28 @@ async def test_caller_gone_while_the_agent_rings_frees_the_agent(rig: Rig) -> No
     assert await script(rig, "ended", UNIQUEID, extension="h") == []
     assert [e.outcome for e in rig.ended()] == [Outcome.ABANDONED]
     assert rig.service.router.agent_state("msk-tech-ru-001") is AgentState.READY
+
+
+@pytest.mark.parametrize(("template", "target"), [
+    ("Local/{ext}@agents/n", '"Local/1001@agents/n"'),
+    ("PJSIP/moscow/sip:{ext}@10.0.0.5:5060", '"PJSIP/moscow/sip:1001@10.0.0.5:5060"')])
+async def test_endpoints_acd_check_accepts_are_dialled(template: str, target: str) -> None:
+    """A roster template `acd check` accepts (Local with /n, PJSIP with a SIP URI) is dialled:
+    the offer reaches the dialplan instead of pausing the agent `rona`."""
+    data = yaml.safe_load(CENTER.read_text(encoding="utf-8"))
+    data["agent_groups"]["msk-tech-ru"]["endpoint"] = template
+    center = center_from_data(data, str(CENTER))
+    r = await make_rig(load_ivr(center, ROOT / "config" / "ivr"))
+    try:
+        r.service.login("msk-tech-ru-001")
+        call = await start_call(r, callerid=CALLER)
+        await answer_until(call, f"SET VARIABLE ACD_CALL_ID {UNIQUEID}")
+        await call.reply("200 result=1")
+        await expect_all(call, f"SET VARIABLE ACD_TARGET {target}",
+                         "SET VARIABLE ACD_AGENT msk-tech-ru-001",
+                         "SET VARIABLE ACD_RING_TIMEOUT 15")
+        assert await call.wait_closed(2.0)
+        assert r.service.router.agent_state("msk-tech-ru-001") is AgentState.RINGING
+    finally:
+        await r.server.close(grace=0.5)
+        r.service.close()

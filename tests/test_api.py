@@ -85,6 +85,22 @@ async def test_refusals_have_clear_statuses(api: tuple[Runtime, aiohttp.ClientSe
     assert status == 409 and body["error"] == "not_logged_in"
 
 
+async def test_login_endpoint_must_be_a_dial_string(
+        api: tuple[Runtime, aiohttp.ClientSession]) -> None:
+    """A login endpoint outside the dial-string grammar is refused at once (422, agent still
+    logged out), so it never fails an offer later; one of the grammar is used as given."""
+    runtime, http = api
+    url = "/v1/agents/msk-tech-ru-001/login"
+    for bad in ("PJSIP/1001&PJSIP/1002", "PJSIP/1001,30", "Local/${X}@a", "PSJIP/1001"):
+        status, body = await call(http, "POST", url, headers=AUTH, json={"endpoint": bad})
+        assert (status, body["error"]) == (422, "bad_endpoint"), bad
+        assert "endpoint" in body["message"]
+        assert runtime.service.router.agent_state("msk-tech-ru-001") is AgentState.LOGGED_OUT
+    status, body = await call(http, "POST", url, headers=AUTH,
+                              json={"endpoint": "Local/1001@agents/n"})
+    assert (status, body["state"]) == (200, "ready")
+
+
 async def test_token_and_body_limits(api: tuple[Runtime, aiohttp.ClientSession]) -> None:
     """Mutations need the bearer token; bodies are capped and must be JSON objects."""
     _, http = api

@@ -9,7 +9,7 @@ capped, and every error is JSON: ``{"error": "...", "message": "...", ...}``.
     GET  /v1/queues                   queue snapshot
     GET  /v1/agents[?state=ready]     agent snapshot
     GET  /v1/agents/{id}              one agent
-    POST /v1/agents/{id}/login        {"endpoint"?: str, "paused_reason"?: str}
+    POST /v1/agents/{id}/login        {"endpoint"?: dial string, "paused_reason"?: str}
     POST /v1/agents/{id}/ready
     POST /v1/agents/{id}/pause        {"reason": str}
     POST /v1/agents/{id}/logout
@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from acd.core.dialstring import dial_string_problem
 from acd.core.model import (
     AgentAlreadyLoggedIn,
     AgentNotLoggedIn,
@@ -224,6 +225,9 @@ def _agent_action(action: str) -> Handler:
                         return v
                 assert not isinstance(endpoint, web.Response)
                 assert not isinstance(reason, web.Response)
+                why = dial_string_problem(endpoint) if endpoint is not None else None
+                if why is not None:  # refused here, not at every offer (a rona pause)
+                    return _error(422, "bad_endpoint", f"field 'endpoint': {why}")
                 service.login(agent_id, endpoint, reason)
                 control.agent_logged_in(agent_id, endpoint)
             elif action == "pause":

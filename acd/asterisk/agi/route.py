@@ -77,6 +77,7 @@ from acd.core.call import (
     StoreCallback,
     without_call,
 )
+from acd.core.dialstring import is_dial_string
 from acd.core.model import DuplicateCall, Ignored, RoutingError
 from acd.runtime.ivrsetup import IvrSetup
 from acd.runtime.router_service import Command, RouterService
@@ -92,8 +93,6 @@ log = logging.getLogger(__name__)
 _UNIQUEID_RE = re.compile(r"[0-9.]{1,40}")
 #: Ids the dialplan hands back (ours): generated or uniqueid, never caller text.
 _CALL_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-#: A dial string from the roster: technology/resource, no Dial() separators (``&``, ``,``).
-_ENDPOINT_RE = re.compile(r"[A-Za-z0-9_]+/[A-Za-z0-9_.@:+-]{1,120}")
 _AGENT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DIALLED_RE = re.compile(r"[0-9*#+]{1,32}")
 #: DIALSTATUS -> the router's offer-failure reason.
@@ -509,9 +508,9 @@ class CallPath:
 
 
 def _dialable(agent_id: str, endpoint: str) -> bool:
-    """A single dial string from the roster (no Dial() separators) and a plain agent id."""
-    return (_ENDPOINT_RE.fullmatch(endpoint) is not None
-            and _AGENT_ID_RE.fullmatch(agent_id) is not None)
+    """One dial string of the grammar ``acd check`` applies (:mod:`acd.core.dialstring`: no
+    Dial() separators or expressions) and a plain agent id."""
+    return is_dial_string(endpoint) and _AGENT_ID_RE.fullmatch(agent_id) is not None
 
 
 def _arg(session: AgiSession, index: int) -> str:
