@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from acd.asterisk.agi import commands
+from acd.asterisk.agi.codec import LocalProtocolError
 from acd.asterisk.agi.route import CallPath, RouteSettings, agi_handlers
 from acd.asterisk.agi.server import FastAgiServer
 from acd.config.load import center_from_data, load_center
@@ -448,3 +450,65 @@ async def test_endpoints_acd_check_accepts_are_dialled(template: str, target: st
     finally:
         await r.server.close(grace=0.5)
         r.service.close()
+
+
+UA_CALLER = "+380441234567"
+
+
+async def ivr_to_queue(call: FakeCall, press: dict[str, str] | None = None) -> list[str]:
+    """Answer the IVR (``press``: replies for GET DATA prompts) up to ACD_CALL_ID; the rest
+    of the session's commands up to the music on hold, each answered with success."""
+    press = press or {}
+    while True:
+        command = await call.read_command(5.0)
+        assert command is not None
+        if command.startswith("SET VARIABLE ACD_CALL_ID"):
+            break
+        prompt = command.split(" ")[2] if command.startswith("GET DATA") else ""
+        await call.reply(f"200 result={press[prompt]}" if prompt in press
+                         else ivr_reply(command))
+    await call.reply("200 result=1")
+    after: list[str] = []
+    while (command := await call.read_command(5.0)) is not None:
+        after.append(command)
+        await call.reply("200 result=0" if command.startswith("SET MUSIC") else "200 result=1")
+        if command.startswith("SET MUSIC ON"):
+            return after
+    raise AssertionError(f"the session closed before music on hold; sent {after}")
+
+
+async def test_channel_language_follows_the_callers_country(rig: Rig) -> None:
+    """A Ukrainian caller on an English channel: after queueing, CHANNEL(language) is uk, so
+    VoiceMail and the fallback queue speak Ukrainian; then music on hold as before."""
+    call = await start_call(rig, callerid=UA_CALLER, language="en")
+    assert await ivr_to_queue(call) == ["SET VARIABLE CHANNEL(language) uk",
+                                        "SET MUSIC ON default"]
+    assert rig.path.calls[UNIQUEID].language == "uk"
+    await call.hangup()
+    assert await call.wait_closed(2.0)
+
+
+async def test_channel_language_follows_the_ivr_choice(rig: Rig) -> None:
+    """A Ukrainian caller who presses 9 for Russian gets CHANNEL(language) ru, not uk."""
+    call = await start_call(rig, callerid=UA_CALLER, language="en")
+    sent = await ivr_to_queue(call, {"acd/uk/choose_russian": "9"})
+    assert sent == ["SET VARIABLE CHANNEL(language) ru", "SET MUSIC ON default"]
+    assert rig.path.calls[UNIQUEID].language == "ru"
+    await call.hangup()
+    assert await call.wait_closed(2.0)
+
+
+async def test_channel_already_in_the_calls_language_costs_no_command(rig: Rig) -> None:
+    """A Russian caller on a channel whose language is ru already: no extra round trip."""
+    call = await start_call(rig, callerid=CALLER, language="ru")
+    assert await ivr_to_queue(call) == ["SET MUSIC ON default"]
+    await call.hangup()
+    assert await call.wait_closed(2.0)
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "ru fr", "", "ru\nHANGUP", "${X}", "9"])
+def test_language_command_takes_only_language_codes(bad: str) -> None:
+    """The CHANNEL(language) helper refuses anything but a language code (never a path)."""
+    assert commands.set_language("en_GB") == b"SET VARIABLE CHANNEL(language) en_GB\n"
+    with pytest.raises(LocalProtocolError):
+        commands.set_language(bad)

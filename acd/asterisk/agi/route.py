@@ -2,7 +2,8 @@
 
 Scripts (``AGI(agi://127.0.0.1:4573/<script>,<args>)``, see ``config/asterisk/extensions.conf``):
 
-- ``route``: runs the ``main`` IVR flow, queues the call with the router and holds the caller
+- ``route``: runs the ``main`` IVR flow, queues the call with the router, sets the channel's
+  ``CHANNEL(language)`` to the call's (configured) language and holds the caller
   on music until the router's command: ``Offer`` sets ``ACD_TARGET`` (the dial string, built
   only from the roster's endpoint), ``ACD_AGENT``, ``ACD_CALL_ID``, ``ACD_RING_TIMEOUT`` and ends
   the session so the dialplan dials; ``Overflow`` sets ``ACD_RESULT`` (voicemail / callback).
@@ -352,10 +353,20 @@ class CallPath:
             return
         try:
             await self._set(session, CALL_ID, call_id)
+            await self.set_language(session, call.language)
         except BaseException:
             self.release(call)  # the dialplan cannot report this call: never leave it queued
             raise
         await self.hold(session, call)
+
+    async def set_language(self, session: AgiSession, language: str) -> None:
+        """Give the channel the call's language (``CHANNEL(language)``), so what Asterisk
+        plays itself after the IVR (VoiceMail, the fallback queue) speaks it too: only a
+        configured language, and nothing to send when the channel has it already."""
+        if (language == session.env.language or language not in self.setup.known.languages
+                or not commands.LANGUAGE_RE.fullmatch(language)):
+            return
+        await self._command(session, commands.set_language(language))
 
     # ------------------------------------------------------------------ holding
 
