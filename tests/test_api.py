@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,34 @@ async def test_snapshots_health_and_metrics(api: tuple[Runtime, aiohttp.ClientSe
         assert resp.status == 200 and resp.content_type == "text/plain"
     assert 'acd_agents{site="kyiv",state="paused"} 1.0' in text
     assert 'acd_queue_agents_logged_in{queue="tech"} 1.0' in text
+
+
+def strict_json(text: str) -> Any:
+    """Parse as RFC 8259 JSON: Python's extensions (Infinity, -Infinity, NaN) are errors."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+async def test_queue_ewt_without_agents_is_null_with_a_reason(
+        api: tuple[Runtime, aiohttp.ClientSession]) -> None:
+    """With nobody logged in, /v1/queues is strict JSON: ewt_s null and ewt_reason saying why;
+    once an agent with the skill logs in, ewt_s is a number and the reason is null."""
+    _, http = api
+    async with http.get("/v1/queues") as resp:
+        body = strict_json(await resp.text())
+    queues = {q["queue"]: q for q in body["queues"]}
+    assert {(q["ewt_s"], q["ewt_reason"]) for q in queues.values()} == \
+        {(None, "no_agents_logged_in")}
+    await call(http, "POST", "/v1/agents/msk-tech-ru-001/login", headers=AUTH)
+    async with http.get("/v1/queues") as resp:
+        body = strict_json(await resp.text())
+    queues = {q["queue"]: q for q in body["queues"]}
+    assert isinstance(queues["tech"]["ewt_s"], float) and queues["tech"]["ewt_reason"] is None
+    assert (queues["voc"]["ewt_s"], queues["voc"]["ewt_reason"]) == \
+        (None, "no_agents_logged_in")
+    with pytest.raises(ValueError):
+        strict_json('{"ewt_s": Infinity}')
 
 
 async def test_reload_keeps_agents(api: tuple[Runtime, aiohttp.ClientSession]) -> None:
