@@ -153,6 +153,9 @@ async def test_snapshots_health_and_metrics(api: tuple[Runtime, aiohttp.ClientSe
         assert resp.status == 200 and resp.content_type == "text/plain"
     assert 'acd_agents{site="kyiv",state="paused"} 1.0' in text
     assert 'acd_queue_agents_logged_in{queue="tech"} 1.0' in text
+    # The service's own registry carries the build, business hours and process series.
+    assert 'acd_build_info{router="' in text and 'acd_queue_open{queue="tech"} 1.0' in text
+    assert text.count("\nprocess_cpu_seconds_total ") == 1
 
 
 def strict_json(text: str) -> Any:
