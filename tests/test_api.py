@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from acd.core.model import AgentState
+from acd.core.model import AgentState, QueueSnapshot
+from acd.service.api import _dumps
 from acd.service.app import Runtime
 from acd.service.settings import load_settings
 
@@ -184,6 +186,14 @@ async def test_queue_ewt_without_agents_is_null_with_a_reason(
         (None, "no_agents_logged_in")
     with pytest.raises(ValueError):
         strict_json('{"ewt_s": Infinity}')
+
+
+def test_every_response_body_is_strict_json() -> None:
+    """Non-finite floats anywhere in a body (nested, in a snapshot dataclass) become null."""
+    snap = QueueSnapshot("tech", 0, 0, 0, 0.0, 0, 0, float("inf"))
+    text = _dumps({"a": float("nan"), "b": [1.5, float("-inf")], "q": snap})
+    assert strict_json(text) == {"a": None, "b": [1.5, None],
+                                 "q": {**dataclasses.asdict(snap), "ewt_s": None}}
 
 
 async def test_reload_keeps_agents(api: tuple[Runtime, aiohttp.ClientSession]) -> None:

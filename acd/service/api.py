@@ -105,7 +105,7 @@ def _plain(value: object) -> object:
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        return _finite(dataclasses.asdict(value))
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
