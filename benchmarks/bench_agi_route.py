@@ -4,8 +4,9 @@ A child process serves the call path (``python benchmarks/bench_agi_route.py ser
 reference center and a one-node IVR flow (straight to the queue, so the IVR costs nothing and
 nothing waits on prompts); queues are made unbounded and no agent is logged in, so every call
 is queued and held on music. This process is the fake Asterisk: each call connects, sends the
-environment, times the first command (``SET VARIABLE ACD_CALL_ID``), answers it and the
-``SET MUSIC ON``, and finally hangs up (an abandon for the router).
+environment, times the first command (``SET VARIABLE ACD_CALL_ID``), answers it, the channel
+language (callers other than Russian) and the ``SET MUSIC ON``, and finally hangs up (an
+abandon for the router).
 Phases: held sessions at once, closed-loop new sessions/s, open-loop Poisson at 300 calls/s.
 Usage: ``python benchmarks/bench_agi_route.py [--held 1000] [--check]``.
 """
@@ -95,7 +96,11 @@ class _Caller:
             if not first.startswith(b"SET VARIABLE ACD_CALL_ID "):
                 raise ConnectionError(f"unexpected first command {first!r}")
             self.writer.write(b"200 result=1\n")
-            if await self.reader.readline() != b"SET MUSIC ON default\n":
+            line = await self.reader.readline()
+            if line.startswith(b"SET VARIABLE CHANNEL(language) "):  # not a ru caller
+                self.writer.write(b"200 result=1\n")
+                line = await self.reader.readline()
+            if line != b"SET MUSIC ON default\n":
                 raise ConnectionError("no music on hold")
             self.writer.write(b"200 result=0\n")
         return ttfc

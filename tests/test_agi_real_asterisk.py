@@ -30,9 +30,12 @@ ARI_PORT = int(os.environ.get("ACD_TEST_ASTERISK_ARI_PORT", "8088"))
 AGI_BIND = os.environ.get("ACD_TEST_ASTERISK_AGI_BIND", "127.0.0.1:4573")
 APP = "acd-test-caller"
 
-pytestmark = pytest.mark.skipif(
-    not (HOST and USER and PASSWORD),
-    reason="set ACD_TEST_ASTERISK_HOST, _ARI_USER and _ARI_PASSWORD to run against Asterisk")
+pytestmark = [
+    pytest.mark.asterisk,
+    pytest.mark.skipif(
+        not (HOST and USER and PASSWORD),
+        reason="set ACD_TEST_ASTERISK_HOST, _ARI_USER and _ARI_PASSWORD to run against Asterisk"),
+]
 
 
 async def test_real_asterisk_queues_and_holds_the_caller() -> None:

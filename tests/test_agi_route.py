@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
+from acd.asterisk.agi import commands
+from acd.asterisk.agi.codec import LocalProtocolError
 from acd.asterisk.agi.route import CallPath, RouteSettings, agi_handlers
 from acd.asterisk.agi.server import FastAgiServer
-from acd.config.load import load_center
+from acd.config.load import center_from_data, load_center
 from acd.core.model import (
     AgentState,
     CallEnded,
@@ -422,3 +425,90 @@ async def test_caller_gone_while_the_agent_rings_frees_the_agent(rig: Rig) -> No
     assert await script(rig, "ended", UNIQUEID, extension="h") == []
     assert [e.outcome for e in rig.ended()] == [Outcome.ABANDONED]
     assert rig.service.router.agent_state("msk-tech-ru-001") is AgentState.READY
+
+
+@pytest.mark.parametrize(("template", "target"), [
+    ("Local/{ext}@agents/n", '"Local/1001@agents/n"'),
+    ("PJSIP/moscow/sip:{ext}@10.0.0.5:5060", '"PJSIP/moscow/sip:1001@10.0.0.5:5060"')])
+async def test_endpoints_acd_check_accepts_are_dialled(template: str, target: str) -> None:
+    """A roster template `acd check` accepts (Local with /n, PJSIP with a SIP URI) is dialled:
+    the offer reaches the dialplan instead of pausing the agent `rona`."""
+    data = yaml.safe_load(CENTER.read_text(encoding="utf-8"))
+    data["agent_groups"]["msk-tech-ru"]["endpoint"] = template
+    center = center_from_data(data, str(CENTER))
+    r = await make_rig(load_ivr(center, ROOT / "config" / "ivr"))
+    try:
+        r.service.login("msk-tech-ru-001")
+        call = await start_call(r, callerid=CALLER)
+        await answer_until(call, f"SET VARIABLE ACD_CALL_ID {UNIQUEID}")
+        await call.reply("200 result=1")
+        await expect_all(call, f"SET VARIABLE ACD_TARGET {target}",
+                         "SET VARIABLE ACD_AGENT msk-tech-ru-001",
+                         "SET VARIABLE ACD_RING_TIMEOUT 15")
+        assert await call.wait_closed(2.0)
+        assert r.service.router.agent_state("msk-tech-ru-001") is AgentState.RINGING
+    finally:
+        await r.server.close(grace=0.5)
+        r.service.close()
+
+
+UA_CALLER = "+380441234567"
+
+
+async def ivr_to_queue(call: FakeCall, press: dict[str, str] | None = None) -> list[str]:
+    """Answer the IVR (``press``: replies for GET DATA prompts) up to ACD_CALL_ID; the rest
+    of the session's commands up to the music on hold, each answered with success."""
+    press = press or {}
+    while True:
+        command = await call.read_command(5.0)
+        assert command is not None
+        if command.startswith("SET VARIABLE ACD_CALL_ID"):
+            break
+        prompt = command.split(" ")[2] if command.startswith("GET DATA") else ""
+        await call.reply(f"200 result={press[prompt]}" if prompt in press
+                         else ivr_reply(command))
+    await call.reply("200 result=1")
+    after: list[str] = []
+    while (command := await call.read_command(5.0)) is not None:
+        after.append(command)
+        await call.reply("200 result=0" if command.startswith("SET MUSIC") else "200 result=1")
+        if command.startswith("SET MUSIC ON"):
+            return after
+    raise AssertionError(f"the session closed before music on hold; sent {after}")
+
+
+async def test_channel_language_follows_the_callers_country(rig: Rig) -> None:
+    """A Ukrainian caller on an English channel: after queueing, CHANNEL(language) is uk, so
+    VoiceMail and the fallback queue speak Ukrainian; then music on hold as before."""
+    call = await start_call(rig, callerid=UA_CALLER, language="en")
+    assert await ivr_to_queue(call) == ["SET VARIABLE CHANNEL(language) uk",
+                                        "SET MUSIC ON default"]
+    assert rig.path.calls[UNIQUEID].language == "uk"
+    await call.hangup()
+    assert await call.wait_closed(2.0)
+
+
+async def test_channel_language_follows_the_ivr_choice(rig: Rig) -> None:
+    """A Ukrainian caller who presses 9 for Russian gets CHANNEL(language) ru, not uk."""
+    call = await start_call(rig, callerid=UA_CALLER, language="en")
+    sent = await ivr_to_queue(call, {"acd/uk/choose_russian": "9"})
+    assert sent == ["SET VARIABLE CHANNEL(language) ru", "SET MUSIC ON default"]
+    assert rig.path.calls[UNIQUEID].language == "ru"
+    await call.hangup()
+    assert await call.wait_closed(2.0)
+
+
+async def test_channel_already_in_the_calls_language_costs_no_command(rig: Rig) -> None:
+    """A Russian caller on a channel whose language is ru already: no extra round trip."""
+    call = await start_call(rig, callerid=CALLER, language="ru")
+    assert await ivr_to_queue(call) == ["SET MUSIC ON default"]
+    await call.hangup()
+    assert await call.wait_closed(2.0)
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "ru fr", "", "ru\nHANGUP", "${X}", "9"])
+def test_language_command_takes_only_language_codes(bad: str) -> None:
+    """The CHANNEL(language) helper refuses anything but a language code (never a path)."""
+    assert commands.set_language("en_GB") == b"SET VARIABLE CHANNEL(language) en_GB\n"
+    with pytest.raises(LocalProtocolError):
+        commands.set_language(bad)

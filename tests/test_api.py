@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from acd.core.model import AgentState
+from acd.core.model import AgentState, QueueSnapshot
+from acd.service.api import _dumps
 from acd.service.app import Runtime
 from acd.service.settings import load_settings
 
@@ -85,6 +88,22 @@ async def test_refusals_have_clear_statuses(api: tuple[Runtime, aiohttp.ClientSe
     assert status == 409 and body["error"] == "not_logged_in"
 
 
+async def test_login_endpoint_must_be_a_dial_string(
+        api: tuple[Runtime, aiohttp.ClientSession]) -> None:
+    """A login endpoint outside the dial-string grammar is refused at once (422, agent still
+    logged out), so it never fails an offer later; one of the grammar is used as given."""
+    runtime, http = api
+    url = "/v1/agents/msk-tech-ru-001/login"
+    for bad in ("PJSIP/1001&PJSIP/1002", "PJSIP/1001,30", "Local/${X}@a", "PSJIP/1001"):
+        status, body = await call(http, "POST", url, headers=AUTH, json={"endpoint": bad})
+        assert (status, body["error"]) == (422, "bad_endpoint"), bad
+        assert "endpoint" in body["message"]
+        assert runtime.service.router.agent_state("msk-tech-ru-001") is AgentState.LOGGED_OUT
+    status, body = await call(http, "POST", url, headers=AUTH,
+                              json={"endpoint": "Local/1001@agents/n"})
+    assert (status, body["state"]) == (200, "ready")
+
+
 async def test_token_and_body_limits(api: tuple[Runtime, aiohttp.ClientSession]) -> None:
     """Mutations need the bearer token; bodies are capped and must be JSON objects."""
     _, http = api
@@ -136,6 +155,45 @@ async def test_snapshots_health_and_metrics(api: tuple[Runtime, aiohttp.ClientSe
         assert resp.status == 200 and resp.content_type == "text/plain"
     assert 'acd_agents{site="kyiv",state="paused"} 1.0' in text
     assert 'acd_queue_agents_logged_in{queue="tech"} 1.0' in text
+    # The service's own registry carries the build, business hours and process series.
+    assert 'acd_build_info{router="' in text and 'acd_queue_open{queue="tech"} 1.0' in text
+    assert text.count("\nprocess_cpu_seconds_total ") == 1
+
+
+def strict_json(text: str) -> Any:
+    """Parse as RFC 8259 JSON: Python's extensions (Infinity, -Infinity, NaN) are errors."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+async def test_queue_ewt_without_agents_is_null_with_a_reason(
+        api: tuple[Runtime, aiohttp.ClientSession]) -> None:
+    """With nobody logged in, /v1/queues is strict JSON: ewt_s null and ewt_reason saying why;
+    once an agent with the skill logs in, ewt_s is a number and the reason is null."""
+    _, http = api
+    async with http.get("/v1/queues") as resp:
+        body = strict_json(await resp.text())
+    queues = {q["queue"]: q for q in body["queues"]}
+    assert {(q["ewt_s"], q["ewt_reason"]) for q in queues.values()} == \
+        {(None, "no_agents_logged_in")}
+    await call(http, "POST", "/v1/agents/msk-tech-ru-001/login", headers=AUTH)
+    async with http.get("/v1/queues") as resp:
+        body = strict_json(await resp.text())
+    queues = {q["queue"]: q for q in body["queues"]}
+    assert isinstance(queues["tech"]["ewt_s"], float) and queues["tech"]["ewt_reason"] is None
+    assert (queues["voc"]["ewt_s"], queues["voc"]["ewt_reason"]) == \
+        (None, "no_agents_logged_in")
+    with pytest.raises(ValueError):
+        strict_json('{"ewt_s": Infinity}')
+
+
+def test_every_response_body_is_strict_json() -> None:
+    """Non-finite floats anywhere in a body (nested, in a snapshot dataclass) become null."""
+    snap = QueueSnapshot("tech", 0, 0, 0, 0.0, 0, 0, float("inf"))
+    text = _dumps({"a": float("nan"), "b": [1.5, float("-inf")], "q": snap})
+    assert strict_json(text) == {"a": None, "b": [1.5, None],
+                                 "q": {**dataclasses.asdict(snap), "ewt_s": None}}
 
 
 async def test_reload_keeps_agents(api: tuple[Runtime, aiohttp.ClientSession]) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from routerkit import agent, center_data, queue
 
+from acd.callbacks.dialler import business_hours
 from acd.config.load import LoadedCenter, center_from_data, load_center
 from acd.core.model import (
     CallAnswered,
@@ -18,8 +21,10 @@ from acd.core.model import (
     Offer,
     Outcome,
 )
+from acd.native import build
+from acd.runtime.ivrsetup import load_ivr
 from acd.runtime.router_service import Command, RouterService
-from acd.service.metrics import ServiceMetrics
+from acd.service.metrics import ServiceMetrics, add_process_metrics
 
 CENTER = Path(__file__).resolve().parents[1] / "config" / "center.yaml"
 AGENT = "msk-tech-ru-001"
@@ -127,8 +132,9 @@ def test_thresholds_come_from_the_config_not_a_fixed_20_s() -> None:
     m.observe(CallAnswered("t", "a", "tech", 15.0, 15.0), 15.0)
     m.observe(CallQueued("o", "gone", "ru", "RU", 0.0), 0.0)
     m.observe(CallAnswered("o", "a", "gone", 25.0, 25.0), 25.0)
+    # The series exists from the start (at zero) and the 15 s answer did not count in it.
     assert value(m.registry, "acd_calls_answered_within_threshold_total", queue="tech",
-                 language="ru", country="RU") is None
+                 language="ru", country="RU") == 0
     assert value(m.registry, "acd_calls_answered_within_threshold_total", queue="other",
                  language="ru", country="RU") == 1
     assert value(m.registry, "acd_call_wait_seconds_bucket", queue="tech", outcome="answered",
@@ -193,3 +199,108 @@ def test_an_agent_rejecting_the_call_keeps_its_failure_reason() -> None:
     value = metrics.registry.get_sample_value(
         "acd_offer_failures_total", {"queue": "other", "reason": "rejected"})
     assert value == 1.0
+
+
+# --------------------------------------------------- series from the start, build, hours
+
+
+def test_every_configured_series_exists_at_zero_before_the_first_call(
+        center: LoadedCenter) -> None:
+    """Each queue with each (language, country) a caller can carry, each overflow target,
+    outcome, failure reason and wait outcome is exported at 0 before any call, so
+    ``increase()`` counts the very first call (a series born at 1 has nothing to increase
+    from)."""
+    m = ServiceMetrics(center.config, clock=Clock())
+    r = m.registry
+    config = center.config
+    for q in config.queues:
+        for code, country in config.countries.items():
+            for lang in (country.language, *country.fallback_languages,
+                         config.center.default_language):
+                for name in ("acd_calls_offered_total", "acd_calls_answered_total",
+                             "acd_calls_answered_within_threshold_total",
+                             "acd_calls_abandoned_total", "acd_callbacks_total"):
+                    assert value(r, name, queue=q, language=lang, country=code) == 0, \
+                        (name, q, lang, code)
+        for target in [*(set(config.queues) - {q}), "voicemail", "callback"]:
+            assert value(r, "acd_calls_overflowed_total", queue=q, target=target) == 0
+        for outcome in Outcome:
+            assert value(r, "acd_calls_ended_total", queue=q, outcome=outcome.value) == 0
+        for waited in ("answered", "abandoned"):
+            assert value(r, "acd_call_wait_seconds_count", queue=q, outcome=waited) == 0
+        assert value(r, "acd_offer_failures_total", queue=q, reason="no_answer") == 0
+        assert value(r, "acd_call_talk_seconds_count", queue=q) == 0
+    assert value(r, "acd_config_reloads_total", result="refused") == 0
+    # A Kazakh caller served in Russian (KZ falls back to ru) counts from 0 to 1.
+    m.observe(CallQueued("k1", "tech", "ru", "KZ", 0.0), 0.0)
+    assert value(r, "acd_calls_offered_total", queue="tech", language="ru", country="KZ") == 1
+
+
+def test_a_reload_adds_the_new_queues_series_at_zero() -> None:
+    """A queue that appears in a reloaded config is exported at zero at once."""
+    data = center_data([agent("a")], {"tech": queue()})
+    m = ServiceMetrics(center_from_data(data, "a.yaml").config, clock=Clock())
+    assert value(m.registry, "acd_calls_offered_total", queue="sales", language="ru",
+                 country="RU") is None
+    data = center_data([agent("a")], {"tech": queue(), "sales": queue()})
+    m.reconfigure(center_from_data(data, "b.yaml").config)
+    assert value(m.registry, "acd_calls_offered_total", queue="sales", language="ru",
+                 country="RU") == 0
+
+
+def test_build_info_names_the_version_and_the_router_build(center: LoadedCenter) -> None:
+    """acd_build_info is 1 with the installed version and the router build in use."""
+    m = ServiceMetrics(center.config, clock=Clock())
+    assert value(m.registry, "acd_build_info", version=metadata.version("acd-engine"),
+                 router=build()) == 1
+    assert build() in ("compiled", "pure Python")
+
+
+def test_process_metrics_are_added_once() -> None:
+    """The standard process_* series join a registry once; a second call changes nothing."""
+    registry = CollectorRegistry()
+    assert add_process_metrics(registry)
+    assert not add_process_metrics(registry)
+    assert registry.get_sample_value("process_start_time_seconds") is not None
+    assert registry.get_sample_value("process_resident_memory_bytes", {}) > 0  # type: ignore[operator]
+
+
+def _epoch(text: str) -> float:
+    """Epoch seconds of an ISO time with its zone."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+@pytest.mark.parametrize(("when", "open_queues"), [
+    # Sunday 03:00 in Moscow: only the 24/7 queues (orders 08-22 daily, voc Mon-Fri 09-18).
+    ("2026-12-06T03:00:00+03:00", {"tech", "repair"}),
+    # Sunday 12:00: orders opened at 08:00; voc stays closed at the weekend.
+    ("2026-12-06T12:00:00+03:00", {"tech", "repair", "orders"}),
+    # Monday 10:00: every queue is open.
+    ("2026-12-07T10:00:00+03:00", {"tech", "repair", "orders", "voc"}),
+    # Monday 23:00: orders and voc closed for the night.
+    ("2026-12-07T23:00:00+03:00", {"tech", "repair"}),
+])
+async def test_queue_open_follows_the_business_hours(center: LoadedCenter, when: str,
+                                                     open_queues: set[str]) -> None:
+    """acd_queue_open is 1 exactly for the queues the main flow's business hours open now."""
+    service = RouterService(center)
+    setup = load_ivr(center, CENTER.parent / "ivr")
+    m = ServiceMetrics(center.config, clock=Clock(_epoch(when)))
+    m.collect_from(lambda: service)
+    m.hours_from(lambda: business_hours(setup))
+    got = {q for q in center.config.queues
+           if value(m.registry, "acd_queue_open", queue=q) == 1}
+    assert got == open_queues
+    assert all(value(m.registry, "acd_queue_open", queue=q) == 0
+               for q in set(center.config.queues) - open_queues)
+    service.close()
+
+
+async def test_without_business_hours_every_queue_counts_as_open(center: LoadedCenter) -> None:
+    """No hours known (no main flow): acd_queue_open is 1 for every queue, as the dialler
+    and the IVR treat a queue without declared hours."""
+    service = RouterService(center)
+    m = ServiceMetrics(center.config, clock=Clock(_epoch("2026-12-06T03:00:00+03:00")))
+    m.collect_from(lambda: service)
+    assert {value(m.registry, "acd_queue_open", queue=q) for q in center.config.queues} == {1}
+    service.close()

@@ -38,6 +38,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Protocol
 
+from acd.core.dialstring import dial_string_problem
 from acd.runtime.ivrsetup import IvrSetup
 from acd.runtime.records import CallbackStore, StoredCallback
 from ivr.hours import OpenState
@@ -46,9 +47,8 @@ log = logging.getLogger(__name__)
 
 #: What a callback number must look like before it goes anywhere near a dial string.
 E164 = re.compile(r"\+[1-9][0-9]{5,14}")
-#: A trunk template: technology/resource with ``{number}`` (E.164) or ``{digits}`` (no plus).
-TRUNK_TEMPLATE = re.compile(r"[A-Za-z0-9_]+/[A-Za-z0-9_.@:+/\-]*\{(number|digits)\}"
-                            r"[A-Za-z0-9_.@:+/\-]*")
+#: The longest number E164 admits: a template that fits the grammar with it fits with any.
+_LONGEST_NUMBER = "+123456789012345"
 
 
 class AttemptResult(StrEnum):
@@ -69,13 +69,29 @@ class Outbound(Protocol):
         """Ring the customer, run the callback flow, queue on acceptance; say how it ended."""
 
 
+def _fill(template: str, number: str) -> str:
+    return template.replace("{number}", number).replace("{digits}", number[1:])
+
+
+def trunk_problem(template: str) -> str | None:
+    """Why ``template`` is not a trunk template, or None: it must hold ``{number}`` (E.164)
+    or ``{digits}`` (no plus) and, filled in, be a dial string of :mod:`acd.core.dialstring`,
+    the grammar every driver dials with."""
+    if "{number}" not in template and "{digits}" not in template:
+        return "the trunk must contain {number} or {digits}, such as 'PJSIP/{number}@trunk'"
+    why = dial_string_problem(_fill(template, _LONGEST_NUMBER))
+    return None if why is None else f"filled with a number, {why}"
+
+
 def dial_string(template: str, number: str) -> str:
     """The trunk template filled with a checked E.164 number; ValueError for anything else."""
     if not E164.fullmatch(number):
         raise ValueError(f"not an E.164 number: {number!r}")
-    if not TRUNK_TEMPLATE.fullmatch(template):
-        raise ValueError(f"not a trunk template such as 'PJSIP/{{number}}@trunk': {template!r}")
-    return template.replace("{number}", number).replace("{digits}", number[1:])
+    why = trunk_problem(template)
+    if why is not None:
+        raise ValueError(f"not a trunk template such as 'PJSIP/{{number}}@trunk' "
+                         f"({why}): {template!r}")
+    return _fill(template, number)
 
 
 @dataclass(frozen=True)

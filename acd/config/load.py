@@ -18,8 +18,9 @@ from pydantic import BaseModel, ValidationError
 
 from acd.config import yamlsafe
 from acd.config.messages import EMPTY_FILE, closest, shown, unknown, wrong_kind
-from acd.config.roster import expand_roster
+from acd.config.roster import expand_group, expand_roster
 from acd.config.schema import CenterConfig, NewcomerPolicy
+from acd.core.dialstring import dial_string_problem
 from acd.core.model import AgentProfile
 from acd.errors import ConfigError, Problem, format_path
 
@@ -280,6 +281,15 @@ def _cross_check(cfg: CenterConfig) -> Iterator[Finding]:
         except (KeyError, IndexError, ValueError):
             yield (("agent_groups", name, "endpoint"), g.endpoint,
                    "endpoint template may only use {id} and {ext}")
+        else:
+            # The very grammar the drivers check before dialling: what passes here is dialled.
+            for agent in expand_group(name, g):
+                why = dial_string_problem(agent.endpoint)
+                if why is not None:
+                    yield (("agent_groups", name, "endpoint"), g.endpoint,
+                           f"gives {agent.endpoint!r} for {agent.id}, which Asterisk cannot "
+                           f"dial: {why}")
+                    break
     if cfg.rona.pause_reason not in cfg.pause_reasons:
         yield (("rona", "pause_reason"), cfg.rona.pause_reason, _one_of(
             "pause reason", cfg.pause_reasons, cfg.rona.pause_reason))

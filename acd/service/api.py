@@ -6,10 +6,11 @@ capped, and every error is JSON: ``{"error": "...", "message": "...", ...}``.
 
     GET  /health                      liveness and a few numbers
     GET  /metrics                     Prometheus text format
-    GET  /v1/queues                   queue snapshot
+    GET  /v1/queues                   queue snapshot (``ewt_s`` null with ``ewt_reason`` when
+                                      no estimate exists, e.g. nobody logged in)
     GET  /v1/agents[?state=ready]     agent snapshot
     GET  /v1/agents/{id}              one agent
-    POST /v1/agents/{id}/login        {"endpoint"?: str, "paused_reason"?: str}
+    POST /v1/agents/{id}/login        {"endpoint"?: dial string, "paused_reason"?: str}
     POST /v1/agents/{id}/ready
     POST /v1/agents/{id}/pause        {"reason": str}
     POST /v1/agents/{id}/logout
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any, Protocol
@@ -28,12 +30,14 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from acd.core.dialstring import dial_string_problem
 from acd.core.model import (
     AgentAlreadyLoggedIn,
     AgentNotLoggedIn,
     AgentSnapshot,
     AgentState,
     InvalidPauseReason,
+    QueueSnapshot,
     RoutingError,
     UnknownAgent,
 )
@@ -67,14 +71,41 @@ MAX_ID_LENGTH = 64
 
 
 def _json(data: object, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=_plain))
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(data: object) -> str:
+    """Strict JSON (RFC 8259): a float that is not finite becomes ``null``, never the
+    ``Infinity`` / ``NaN`` that Python writes by default and no JSON parser must accept."""
+    return json.dumps(_finite(data), default=_plain, allow_nan=False)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _queue_json(snap: QueueSnapshot) -> dict[str, object]:
+    """A queue snapshot; an EWT that cannot be estimated is ``null`` with ``ewt_reason``."""
+    row: dict[str, object] = dataclasses.asdict(snap)
+    reason = None
+    if not math.isfinite(snap.ewt_s):
+        row["ewt_s"] = None
+        reason = "no_agents_logged_in" if snap.agents_logged_in == 0 else "no_estimate"
+    row["ewt_reason"] = reason
+    return row
 
 
 def _plain(value: object) -> object:
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        return _finite(dataclasses.asdict(value))
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
@@ -175,7 +206,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 async def queues(request: web.Request) -> web.StreamResponse:
     """Every queue now."""
     snaps = request.app[CONTROL].service.queue_snapshot()
-    return _json({"queues": [dataclasses.asdict(s) for s in snaps]})
+    return _json({"queues": [_queue_json(s) for s in snaps]})
 
 
 async def agents(request: web.Request) -> web.StreamResponse:
@@ -224,6 +255,9 @@ def _agent_action(action: str) -> Handler:
                         return v
                 assert not isinstance(endpoint, web.Response)
                 assert not isinstance(reason, web.Response)
+                why = dial_string_problem(endpoint) if endpoint is not None else None
+                if why is not None:  # refused here, not at every offer (a rona pause)
+                    return _error(422, "bad_endpoint", f"field 'endpoint': {why}")
                 service.login(agent_id, endpoint, reason)
                 control.agent_logged_in(agent_id, endpoint)
             elif action == "pause":

@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from acd.asterisk.agi.server import FastAgiServer, Handler, _cancel_and_wait
+from acd.callbacks.dialler import business_hours
 from acd.config.load import load_center
 from acd.core.model import RoutingError
 from acd.errors import InputError, Problem
@@ -31,7 +32,7 @@ from acd.runtime.records import CallbackStore, CallRecords, open_database
 from acd.runtime.router_service import Clock, RouterService
 from acd.service.api import build_api
 from acd.service.logs import EventLog, configure_logging
-from acd.service.metrics import ServiceMetrics
+from acd.service.metrics import ServiceMetrics, add_process_metrics
 from acd.service.reload import ObserverGate, rebuild
 from acd.service.settings import Settings
 from acd.service.state import AgentStateStore, restore_agents
@@ -117,8 +118,6 @@ class Runtime:
                 if shell is not None:
                     shell.setup = setup
             if self.dialer is not None:
-                from acd.callbacks.dialler import business_hours
-
                 self.dialer.hours = business_hours(setup)
             self.metrics.reloads.labels("ok").inc()
             result = {"agents": summary.agents, "calls_talking": summary.calls_talking,
@@ -138,12 +137,14 @@ class Runtime:
         self.callbacks = CallbackStore(self.db)
         self.agent_states = AgentStateStore(self.db)
         self.metrics = ServiceMetrics(center.config, self.registry, s.metrics.sl_window_s)
+        add_process_metrics(self.registry)
         self.setup = self._load_ivr(center)
         service = self._service = RouterService(center, self.clock)
         for observer in (self.records, self.agent_states, self.metrics.observe, EventLog()):
             service.observe(self.gate.wrap(observer))  # type: ignore[arg-type]
         service.observe_latency(self.metrics.observe_latency)
         self.metrics.collect_from(lambda: self.service)
+        self.metrics.hours_from(lambda: business_hours(self.setup))  # follows reloads
         restored = restore_agents(service, self.agent_states.saved())
         self._lookup = self._agi_handlers()
         self.agi = FastAgiServer(self._handler_for, s.agi.host, s.agi.port,

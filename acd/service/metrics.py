@@ -5,6 +5,14 @@ counters. Label values come only from the configuration (queue, site, language, 
 state, pause and failure reasons); anything else becomes ``other``, so a caller can never create
 a series (and never appears in one). Gauges that describe "now" (queue depth, oldest wait,
 agents by state) are read from the router's snapshots at scrape time by a custom collector.
+
+Every series the configuration names exists from the start, at zero: each configured queue
+with each language a caller from each country can be served in, each overflow target, outcome
+and failure reason; each site with each agent state. So ``increase()`` and ``rate()`` see the
+very first call (a series born at 1 has no earlier sample to increase from). ``acd_build_info``
+names the version and the router build; ``acd_queue_open`` says whether a queue is open by the
+business hours of the ``main`` IVR flow; :func:`add_process_metrics` adds the standard
+``process_*`` series to the service's registry.
 """
 
 from __future__ import annotations
@@ -14,8 +22,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -31,9 +40,13 @@ from acd.core.model import (
     Output,
     Overflow,
 )
+from acd.native import build
 from acd.runtime.router_service import ENTRY_POINTS, RouterService
+from ivr.hours import OpenState
 
 OTHER = "other"
+#: Business hours as the service knows them: ``(queue, epoch, caller country) -> state``.
+Hours = Callable[[str, float, str], OpenState]
 #: Wait-time buckets (seconds); the SL threshold is added so ``le="<T>"`` is exact.
 WAIT_BUCKETS = (5.0, 10.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1800.0)
 #: Routing decision latency buckets (seconds): the core aims at 100 microseconds p99.
@@ -60,6 +73,13 @@ class _Vocabulary:
         self.countries = frozenset(config.countries)
         self.sites = tuple(config.sites)
         self.pause_reasons = frozenset(config.pause_reasons)
+        default = config.center.default_language
+        #: (language, country) pairs a call can carry: the country's language, its fallback
+        #: languages and the center's default (the IVR's "press 9 for Russian").
+        self.call_pairs = tuple(sorted(
+            {(lang, code) for code, c in config.countries.items()
+             for lang in (c.language, *c.fallback_languages, default)}
+            | {(default, OTHER)}))
         self.threshold_s = {name: config.sl_for(name).threshold_s for name in config.queues}
         #: For a queue the config does not name (label ``other``): the center's threshold.
         self.default_threshold_s = config.center.service_level.threshold_s
@@ -131,7 +151,34 @@ class ServiceMetrics:
         self.start_time = Gauge("acd_start_time_seconds", "When the service started (Unix time).",
                                 registry=r)
         self.start_time.set(clock())
+        self.build_info = Info("acd_build", "The running engine: version and router build "
+                               "(compiled with mypyc or pure Python).", registry=r)
+        self.build_info.info({"version": _version(), "router": build()})
         self._collector: _SnapshotCollector | None = None
+        self._hours: Callable[[], Hours | None] = lambda: None
+        self._zero_series()
+
+    def _zero_series(self) -> None:
+        """Create every series the configuration names, at zero (see the module docstring)."""
+        v = self._vocab
+        for q in sorted(v.queues):
+            for language, country in v.call_pairs:
+                for family in (self.offered, self.answered, self.answered_in_sl, self.abandoned,
+                               self.callbacks):
+                    family.labels(q, language, country)
+            for target in (*sorted(v.queues - {q}), "voicemail", "callback"):
+                self.overflowed.labels(q, target)
+            for outcome in Outcome:
+                self.ended.labels(q, outcome.value)
+            for reason in sorted(FAILURE_REASONS):
+                self.offer_failures.labels(q, reason)
+            for waited in ("answered", "abandoned"):
+                self.wait.labels(q, waited)
+            self.talk.labels(q)
+        for entry_point in sorted(ENTRY_POINTS):
+            self.latency.labels(entry_point)
+        for result in ("ok", "refused"):
+            self.reloads.labels(result)
 
     # ------------------------------------------------------------------------ wiring
 
@@ -145,9 +192,22 @@ class ServiceMetrics:
             self._collector = _SnapshotCollector(source, self)
             self.registry.register(self._collector)
 
+    def hours_from(self, source: Callable[[], Hours | None]) -> None:
+        """Read ``acd_queue_open`` at scrape time from the business hours ``source()`` returns
+        (None: no hours known, every queue open)."""
+        self._hours = source
+
     def reconfigure(self, config: CenterConfig) -> None:
-        """Use a reloaded config's names for new label values (existing series stay)."""
+        """Use a reloaded config's names for new label values (existing series stay, new
+        queues and countries start at zero)."""
         self._vocab = _Vocabulary(config)
+        self._zero_series()
+
+    def queue_open(self, queue: str, now: float) -> bool:
+        """Whether ``queue`` is open at ``now`` by the business hours (weekly hours and the
+        site's holidays; a holiday of the caller's own country is not counted here)."""
+        hours = self._hours()
+        return True if hours is None else hours(queue, now, OTHER).open
 
     # ------------------------------------------------------------------------ events
 
@@ -276,6 +336,8 @@ class _SnapshotCollector(Collector):
                                labels=["queue"])
         sl_calls = GaugeMetricFamily("acd_service_level_calls", "Calls counted by the rolling "
                                      "service level.", labels=["queue"])
+        is_open = GaugeMetricFamily("acd_queue_open", "1 while the queue is open by its "
+                                    "business hours, else 0.", labels=["queue"])
         now = self._metrics._clock()
         for snap in service.queue_snapshot():
             q = snap.queue
@@ -289,6 +351,7 @@ class _SnapshotCollector(Collector):
             value, counted = self._metrics.service_level(q, now)
             sl.add_metric([q], value)
             sl_calls.add_metric([q], counted)
+            is_open.add_metric([q], 1 if self._metrics.queue_open(q, now) else 0)
         agents = GaugeMetricFamily("acd_agents", "Agents by site and state now.",
                                    labels=["site", "state"])
         counts = {(site, state.value): 0 for site in self._metrics.vocabulary_sites
@@ -310,9 +373,27 @@ class _SnapshotCollector(Collector):
         for (site, reason), n in sorted(reasons.items()):
             paused.add_metric([site, reason], n)
         yield from (waiting, ringing, talking, oldest, logged_in, ready, ewt, sl, sl_calls,
-                    agents, paused)
+                    is_open, agents, paused)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Describing nothing keeps registration from running collect() before the service
         # exists; the names are still unique because no other collector uses them.
         return iter(())
+
+
+def _version() -> str:
+    """The installed package's version (``unknown`` when run from an uninstalled tree)."""
+    try:
+        return metadata.version("acd-engine")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def add_process_metrics(registry: CollectorRegistry) -> bool:
+    """Add prometheus_client's ``process_*`` series (CPU, memory, open files, start time) to
+    ``registry`` unless it has them already; True when added."""
+    # The registry cannot tell by itself (the collector describes nothing): look for a sample.
+    if registry.get_sample_value("process_start_time_seconds") is not None:
+        return False
+    ProcessCollector(registry=registry)
+    return True

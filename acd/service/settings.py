@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from acd import shipped
-from acd.callbacks.dialler import TRUNK_TEMPLATE
+from acd.callbacks.dialler import trunk_problem
 from acd.config import yamlsafe
 from acd.config.load import validate_strict
 from acd.errors import ConfigError, Problem
@@ -121,9 +121,9 @@ class CallbackSettings(_Strict):
     @field_validator("trunk")
     @classmethod
     def _trunk_template(cls, value: str) -> str:
-        if not TRUNK_TEMPLATE.fullmatch(value):
-            raise ValueError("the trunk must be a dial string with {number} or {digits}, "
-                             "such as 'PJSIP/{number}@trunk' (letters, digits, _ . @ : + - /)")
+        why = trunk_problem(value)
+        if why is not None:
+            raise ValueError(why)
         return value
 
 

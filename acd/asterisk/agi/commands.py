@@ -196,6 +196,20 @@ def set_variable(name: str, value: str) -> bytes:
     return encode_command("SET VARIABLE", _variable_name(name), value)
 
 
+#: A language Asterisk can name a sound directory after: a letter, then letters, digits, ``_``
+#: or ``-`` (``ru``, ``en_GB``); never a path (``/``, ``..``) or caller text.
+LANGUAGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+
+
+def set_language(language: str) -> bytes:
+    """``SET VARIABLE CHANNEL(language) <language>``: the language Asterisk's own prompts use
+    on this channel (res_agi hands a name ending in ``)`` to the function's writer)."""
+    if not LANGUAGE_RE.fullmatch(language):
+        raise LocalProtocolError(f"{language[:80]!r} is not a language code such as ru or "
+                                 "en_GB.")
+    return encode_command("SET VARIABLE", "CHANNEL(language)", language)
+
+
 def stream_file(name: str, escape_digits: str = "") -> bytes:
     """``STREAM FILE``: play a prompt; a key in ``escape_digits`` interrupts it."""
     return encode_command("STREAM FILE", name, _escape_digits(escape_digits))

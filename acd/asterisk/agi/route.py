@@ -2,7 +2,8 @@
 
 Scripts (``AGI(agi://127.0.0.1:4573/<script>,<args>)``, see ``config/asterisk/extensions.conf``):
 
-- ``route``: runs the ``main`` IVR flow, queues the call with the router and holds the caller
+- ``route``: runs the ``main`` IVR flow, queues the call with the router, sets the channel's
+  ``CHANNEL(language)`` to the call's (configured) language and holds the caller
   on music until the router's command: ``Offer`` sets ``ACD_TARGET`` (the dial string, built
   only from the roster's endpoint), ``ACD_AGENT``, ``ACD_CALL_ID``, ``ACD_RING_TIMEOUT`` and ends
   the session so the dialplan dials; ``Overflow`` sets ``ACD_RESULT`` (voicemail / callback).
@@ -77,6 +78,7 @@ from acd.core.call import (
     StoreCallback,
     without_call,
 )
+from acd.core.dialstring import is_dial_string
 from acd.core.model import DuplicateCall, Ignored, RoutingError
 from acd.runtime.ivrsetup import IvrSetup
 from acd.runtime.router_service import Command, RouterService
@@ -92,8 +94,6 @@ log = logging.getLogger(__name__)
 _UNIQUEID_RE = re.compile(r"[0-9.]{1,40}")
 #: Ids the dialplan hands back (ours): generated or uniqueid, never caller text.
 _CALL_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-#: A dial string from the roster: technology/resource, no Dial() separators (``&``, ``,``).
-_ENDPOINT_RE = re.compile(r"[A-Za-z0-9_]+/[A-Za-z0-9_.@:+-]{1,120}")
 _AGENT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DIALLED_RE = re.compile(r"[0-9*#+]{1,32}")
 #: DIALSTATUS -> the router's offer-failure reason.
@@ -353,10 +353,20 @@ class CallPath:
             return
         try:
             await self._set(session, CALL_ID, call_id)
+            await self.set_language(session, call.language)
         except BaseException:
             self.release(call)  # the dialplan cannot report this call: never leave it queued
             raise
         await self.hold(session, call)
+
+    async def set_language(self, session: AgiSession, language: str) -> None:
+        """Give the channel the call's language (``CHANNEL(language)``), so what Asterisk
+        plays itself after the IVR (VoiceMail, the fallback queue) speaks it too: only a
+        configured language, and nothing to send when the channel has it already."""
+        if (language == session.env.language or language not in self.setup.known.languages
+                or not commands.LANGUAGE_RE.fullmatch(language)):
+            return
+        await self._command(session, commands.set_language(language))
 
     # ------------------------------------------------------------------ holding
 
@@ -509,9 +519,9 @@ class CallPath:
 
 
 def _dialable(agent_id: str, endpoint: str) -> bool:
-    """A single dial string from the roster (no Dial() separators) and a plain agent id."""
-    return (_ENDPOINT_RE.fullmatch(endpoint) is not None
-            and _AGENT_ID_RE.fullmatch(agent_id) is not None)
+    """One dial string of the grammar ``acd check`` applies (:mod:`acd.core.dialstring`: no
+    Dial() separators or expressions) and a plain agent id."""
+    return is_dial_string(endpoint) and _AGENT_ID_RE.fullmatch(agent_id) is not None
 
 
 def _arg(session: AgiSession, index: int) -> str:
