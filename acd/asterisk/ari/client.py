@@ -103,6 +103,21 @@ class AriClient(AriRest):
         return self._stream.connected
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (the event stream then ends for good)."""
+        return self._stream.closing
+
+    @property
+    def backoff_initial(self) -> float:
+        """First delay before opening the event websocket again, in seconds."""
+        return self._stream.backoff_initial
+
+    @property
+    def backoff_max(self) -> float:
+        """Longest delay before opening the event websocket again, in seconds."""
+        return self._stream.backoff_max
+
+    @property
     def connections(self) -> int:
         """How many times the websocket has been (re)opened, for metrics and tests."""
         return self._stream.connections

@@ -7,7 +7,6 @@ exception text. Every request has its own deadline, so no call waits on a silent
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -23,9 +22,19 @@ from acd.asterisk.ari.errors import (
     AriTimeout,
     error_for_status,
 )
-from acd.asterisk.ari.models import Application, Bridge, Channel, Playback
+from acd.asterisk.ari.models import (
+    Application,
+    Bridge,
+    Channel,
+    MalformedEvent,
+    Playback,
+    loads_bounded,
+)
 
 log = logging.getLogger(__name__)
+
+#: Largest REST response body decoded (a channel list of thousands of calls fits).
+MAX_RESPONSE_CHARS = 64 << 20
 
 #: Hangup reasons ARI accepts on DELETE /channels/{id}.
 HANGUP_REASONS = frozenset(
@@ -391,9 +400,9 @@ def _decode(raw: bytes, is_json: bool) -> Any:
     if not is_json:
         return text
     try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        return loads_bounded(text, "ARI response", MAX_RESPONSE_CHARS)
+    except MalformedEvent:
+        return text  # not what any caller expects: it raises AriError on the shape
 
 
 def _need_obj(body: Any, method: str, path: str) -> Mapping[str, Any]:
