@@ -103,6 +103,7 @@ class FakeAri(AriResources):
         self._subscribed = asyncio.Event()
         self.websocket_connections = 0
         self._fail: list[int] = []
+        self._failing: tuple[int, str | None, str | None] | None = None
         self._delay: list[float] = []
         self._refuse_ws = 0
         self._reorder_left = 0
@@ -186,6 +187,21 @@ class FakeAri(AriResources):
         """The next `count` REST requests answer `status` instead of doing anything."""
         self._fail.extend([status] * count)
 
+    def fail_requests(self, status: int = 503, *, method: str | None = None,
+                      path: str | None = None) -> None:
+        """From now until :meth:`stop_failing`, REST requests answer `status` (an outage of
+        Asterisk's REST side); only those with `method` and `path` (``/channels``) if given."""
+        self._failing = (status, method, path)
+
+    def stop_failing(self) -> None:
+        """End the window :meth:`fail_requests` opened."""
+        self._failing = None
+
+    def failed(self, method: str | None = None, path: str | None = None) -> list[FakeRequest]:
+        """The requests answered with an injected failure (5xx), optionally one kind only."""
+        return [r for r in self.requests if r.status >= 500
+                and (method is None or r.method == method) and (path is None or r.path == path)]
+
     def delay_next(self, count: int, seconds: float) -> None:
         """The next `count` REST requests wait `seconds` (not scaled by speed) before answering."""
         self._delay.extend([seconds] * count)
@@ -262,6 +278,11 @@ class FakeAri(AriResources):
         if self._fail:
             status = self._fail.pop(0)
             return error_response(status, "Internal Server Error (injected by the fake)")
+        if self._failing is not None:
+            status, method, path = self._failing
+            if (method is None or request.method == method) and (
+                    path is None or request.path.removeprefix("/ari") == path):
+                return error_response(status, "Service Unavailable (injected by the fake)")
         return await handler(request)
 
     def _routes(self, app: web.Application) -> None:

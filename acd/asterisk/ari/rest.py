@@ -2,24 +2,37 @@
 
 Credentials live only inside a redacting holder and never reach a log line, a repr or an
 exception text. Every request has its own deadline, so no call waits on a silent socket.
+
+Requests that change a call (answer, continue, originate, bridges and what is in them, music,
+the queue variable) are retried with backoff while Asterisk answers 5xx, times out or cannot
+be reached, for at most ``change_budget_s`` (an originate: at most its ring timeout); clean-up
+(hanging up, destroying a bridge) for at most ``cleanup_budget_s``, until Asterisk confirms it
+(a 404 says it is gone already). A 4xx is never retried: the call moved on. When the budget is
+spent the request raises :class:`~acd.asterisk.ari.errors.AriUnavailable`, which callers do not
+retry again. Reads are not retried here; their callers decide.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_before_delay
 
 from acd.asterisk.ari.errors import (
+    TRANSIENT_ERRORS,
     AriConnectionError,
     AriError,
     AriNotFound,
     AriTimeout,
+    AriUnavailable,
     error_for_status,
 )
 from acd.asterisk.ari.models import (
@@ -116,6 +129,12 @@ class AriRest:
         session: aiohttp.ClientSession | None = None,
         *,
         request_timeout: float = 5.0,
+        change_budget_s: float = 30.0,
+        cleanup_budget_s: float = 120.0,
+        retry_initial_s: float = 0.1,
+        retry_max_s: float = 2.0,
+        retry_rng: random.Random | None = None,
+        retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._root = _ari_root(base_url)
         self._auth = _Secret(basic_authorization(username, password))
@@ -123,6 +142,12 @@ class AriRest:
         self._session = session
         self._owns_session = session is None
         self.request_timeout = request_timeout
+        self.change_budget_s = change_budget_s
+        self.cleanup_budget_s = cleanup_budget_s
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self._retry_rng = retry_rng if retry_rng is not None else random.Random(0)
+        self._retry_sleep = retry_sleep
 
     @property
     def root(self) -> str:
@@ -188,11 +213,60 @@ class AriRest:
             raise error_for_status(status)(method, path, status, text)
         return body
 
+    async def retried(
+        self,
+        budget_s: float,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """:meth:`request`, sent again with backoff on 5xx, timeouts and connection errors
+        until ``budget_s`` would be passed; then :class:`AriUnavailable`. A 4xx is raised at
+        once."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+            stop=stop_before_delay(budget_s),
+            wait=self._retry_wait,
+            sleep=self._retry_sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        started = time.monotonic()
+        tries = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    tries += 1
+                    return await self.request(method, path, params=params, json_body=json_body)
+        except TRANSIENT_ERRORS as exc:
+            gave_up = AriUnavailable(exc, tries, time.monotonic() - started)
+            log.warning("%s", gave_up)
+            raise gave_up from None
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+    def _retry_wait(self, state: RetryCallState) -> float:
+        nominal = min(self.retry_max_s, self.retry_initial_s * 2 ** (state.attempt_number - 1))
+        return nominal / 2 + self._retry_rng.uniform(0, nominal / 2)
+
+    @staticmethod
+    def _log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log.info("%s; try %d in %.2f s", error, state.attempt_number + 1, wait)
+
+    async def _change(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await self.retried(self.change_budget_s, method, path, **kwargs)
+
+    async def _clean(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await self.retried(self.cleanup_budget_s, method, path, **kwargs)
+
     # ------------------------------------------------------------ channels
 
     async def answer(self, channel_id: str) -> None:
         """Answer a ringing channel."""
-        await self.request("POST", f"/channels/{_q(channel_id)}/answer")
+        await self._change("POST", f"/channels/{_q(channel_id)}/answer")
 
     async def hangup(self, channel_id: str, reason: str | None = None) -> None:
         """Hang up a channel; `reason` is one of `HANGUP_REASONS` (Asterisk's default: normal)."""
@@ -202,7 +276,7 @@ class AriRest:
                 valid = ", ".join(sorted(HANGUP_REASONS))
                 raise ValueError(f"Unknown hangup reason {reason!r}; valid reasons: {valid}.")
             params["reason"] = reason
-        await self.request("DELETE", f"/channels/{_q(channel_id)}", params=params)
+        await self._clean("DELETE", f"/channels/{_q(channel_id)}", params=params)
 
     async def play(
         self,
@@ -271,7 +345,10 @@ class AriRest:
         }
         params.update({k: v for k, v in optional.items() if v is not None})
         body_in = {"variables": dict(variables)} if variables else None
-        body = await self.request("POST", "/channels", params=params, json_body=body_in)
+        # Ringing an agent is worth retrying only while the agent would still be ringing.
+        budget = self.change_budget_s if not timeout or timeout < 0 \
+            else min(self.change_budget_s, float(timeout))
+        body = await self.retried(budget, "POST", "/channels", params=params, json_body=body_in)
         return Channel.from_json(_need_obj(body, "POST", "/channels"))
 
     async def ring(self, channel_id: str) -> None:
@@ -289,12 +366,12 @@ class AriRest:
         """Hand the channel back to the dialplan (e.g. the fallback branch); StasisEnd follows."""
         optional = {"context": context, "extension": extension, "priority": priority}
         params = {k: v for k, v in optional.items() if v is not None}
-        await self.request("POST", f"/channels/{_q(channel_id)}/continue", params=params)
+        await self._change("POST", f"/channels/{_q(channel_id)}/continue", params=params)
 
     async def set_channel_var(self, channel_id: str, variable: str, value: str) -> None:
         """Set a channel variable (the name must come from the engine, never from a caller)."""
         params = {"variable": variable, "value": value}
-        await self.request("POST", f"/channels/{_q(channel_id)}/variable", params=params)
+        await self._change("POST", f"/channels/{_q(channel_id)}/variable", params=params)
 
     async def get_channel_var(self, channel_id: str, variable: str) -> str | None:
         """A channel variable's value, or None when it is not set."""
@@ -345,7 +422,7 @@ class AriRest:
             params["name"] = name
         if bridge_id:
             params["bridgeId"] = bridge_id
-        body = await self.request("POST", "/bridges", params=params)
+        body = await self._change("POST", "/bridges", params=params)
         return Bridge.from_json(_need_obj(body, "POST", "/bridges"))
 
     async def get_bridge(self, bridge_id: str) -> Bridge:
@@ -360,7 +437,7 @@ class AriRest:
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         """Destroy a bridge; it outlives its last participant until this is called."""
-        await self.request("DELETE", f"/bridges/{_q(bridge_id)}")
+        await self._clean("DELETE", f"/bridges/{_q(bridge_id)}")
 
     async def add_channel(
         self, bridge_id: str, channel_ids: str | Sequence[str], *, role: str | None = None
@@ -369,21 +446,21 @@ class AriRest:
         params: dict[str, str | int] = {"channel": _join_args(channel_ids)}
         if role:
             params["role"] = role
-        await self.request("POST", f"/bridges/{_q(bridge_id)}/addChannel", params=params)
+        await self._change("POST", f"/bridges/{_q(bridge_id)}/addChannel", params=params)
 
     async def remove_channel(self, bridge_id: str, channel_ids: str | Sequence[str]) -> None:
         """Take channels out of a bridge."""
         params: dict[str, str | int] = {"channel": _join_args(channel_ids)}
-        await self.request("POST", f"/bridges/{_q(bridge_id)}/removeChannel", params=params)
+        await self._change("POST", f"/bridges/{_q(bridge_id)}/removeChannel", params=params)
 
     async def start_moh(self, bridge_id: str, moh_class: str = "default") -> None:
         """Play music on hold to everyone in a (holding) bridge."""
         params = {"mohClass": moh_class}
-        await self.request("POST", f"/bridges/{_q(bridge_id)}/moh", params=params)
+        await self._change("POST", f"/bridges/{_q(bridge_id)}/moh", params=params)
 
     async def stop_moh(self, bridge_id: str) -> None:
         """Stop music on hold in a bridge."""
-        await self.request("DELETE", f"/bridges/{_q(bridge_id)}/moh")
+        await self._change("DELETE", f"/bridges/{_q(bridge_id)}/moh")
 
     # ------------------------------------------------------------ applications
 
