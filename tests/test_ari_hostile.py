@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from arikit import RU_CALLER, Rig, eventually
 
+from acd.asterisk.ari.client import AriClient, AriError
 from acd.asterisk.ari.models import (
     MAX_JSON_DEPTH,
     MalformedEvent,
@@ -184,3 +185,21 @@ async def test_stop_finishes_shutdown_when_the_ari_task_failed(
     with pytest.raises(aiohttp.ClientConnectionError):
         await _health(port)
     assert not runtime.started
+
+
+async def test_hostile_rest_answers_are_errors_not_crashes() -> None:
+    """A REST answer nested too deep or with a 5,000-digit number is an AriError; a listing
+    keeps its good channels and leaves out malformed ones (logged), so a reconcile still sees
+    the rest."""
+    async with FakeAri() as fake, \
+            AriClient(fake.url, fake.username, fake.password) as ari:
+        caller = fake.inject_call()
+        fake.reply_next("[" * 5000 + "]" * 5000)
+        with pytest.raises(AriError):
+            await ari.get_channel(caller)
+        good = json.dumps(fake.channels[caller].json())
+        fake.reply_next(f'[{good}, {{"id": 5}}, {{"name": "no id"}}]')
+        assert [c.id for c in await ari.list_channels()] == [caller]
+        fake.reply_next(f'[{good}, {{"id": "x", "name": {"1" * 5000}}}]')
+        with pytest.raises(AriError):
+            await ari.list_channels()

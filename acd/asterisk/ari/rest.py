@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -45,6 +45,8 @@ from acd.asterisk.ari.models import (
 )
 
 log = logging.getLogger(__name__)
+
+M_co = TypeVar("M_co", covariant=True)
 
 #: Largest REST response body decoded (a channel list of thousands of calls fits).
 MAX_RESPONSE_CHARS = 64 << 20
@@ -293,7 +295,7 @@ class AriRest:
         if playback_id:
             params["playbackId"] = playback_id
         body = await self.request("POST", f"/channels/{_q(channel_id)}/play", params=params)
-        return Playback.from_json(_need_obj(body, "POST", "/channels/{id}/play"))
+        return _one(Playback, body, "POST", "/channels/{id}/play")
 
     async def stop_playback(self, playback_id: str) -> None:
         """Stop a prompt; Asterisk then sends PlaybackFinished."""
@@ -302,12 +304,12 @@ class AriRest:
     async def get_channel(self, channel_id: str) -> Channel:
         """One channel's current snapshot."""
         body = await self.request("GET", f"/channels/{_q(channel_id)}")
-        return Channel.from_json(_need_obj(body, "GET", "/channels/{id}"))
+        return _one(Channel, body, "GET", "/channels/{id}")
 
     async def list_channels(self) -> list[Channel]:
         """Every channel Asterisk has, in Stasis or not."""
         body = await self.request("GET", "/channels")
-        return [Channel.from_json(c) for c in _need_list(body, "GET", "/channels")]
+        return _each(Channel, body, "GET", "/channels")
 
     async def originate(
         self,
@@ -349,7 +351,7 @@ class AriRest:
         budget = self.change_budget_s if not timeout or timeout < 0 \
             else min(self.change_budget_s, float(timeout))
         body = await self.retried(budget, "POST", "/channels", params=params, json_body=body_in)
-        return Channel.from_json(_need_obj(body, "POST", "/channels"))
+        return _one(Channel, body, "POST", "/channels")
 
     async def ring(self, channel_id: str) -> None:
         """Send ringing to a caller that is not answered yet."""
@@ -409,7 +411,7 @@ class AriRest:
     async def get_playback(self, playback_id: str) -> Playback:
         """A prompt's current state (404 once it has finished)."""
         body = await self.request("GET", f"/playbacks/{_q(playback_id)}")
-        return Playback.from_json(_need_obj(body, "GET", "/playbacks/{id}"))
+        return _one(Playback, body, "GET", "/playbacks/{id}")
 
     # ------------------------------------------------------------ bridges
 
@@ -423,17 +425,17 @@ class AriRest:
         if bridge_id:
             params["bridgeId"] = bridge_id
         body = await self._change("POST", "/bridges", params=params)
-        return Bridge.from_json(_need_obj(body, "POST", "/bridges"))
+        return _one(Bridge, body, "POST", "/bridges")
 
     async def get_bridge(self, bridge_id: str) -> Bridge:
         """One bridge's current snapshot."""
         body = await self.request("GET", f"/bridges/{_q(bridge_id)}")
-        return Bridge.from_json(_need_obj(body, "GET", "/bridges/{id}"))
+        return _one(Bridge, body, "GET", "/bridges/{id}")
 
     async def list_bridges(self) -> list[Bridge]:
         """Every bridge Asterisk has."""
         body = await self.request("GET", "/bridges")
-        return [Bridge.from_json(b) for b in _need_list(body, "GET", "/bridges")]
+        return _each(Bridge, body, "GET", "/bridges")
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         """Destroy a bridge; it outlives its last participant until this is called."""
@@ -467,7 +469,7 @@ class AriRest:
     async def get_application(self, app: str | None = None) -> Application:
         """Channels and bridges Asterisk holds for the app: what to reconcile against."""
         body = await self.request("GET", f"/applications/{_q(app or self.app)}")
-        return Application.from_json(_need_obj(body, "GET", "/applications/{app}"))
+        return _one(Application, body, "GET", "/applications/{app}")
 
 
 def _decode(raw: bytes, is_json: bool) -> Any:
@@ -480,6 +482,30 @@ def _decode(raw: bytes, is_json: bool) -> Any:
         return loads_bounded(text, "ARI response", MAX_RESPONSE_CHARS)
     except MalformedEvent:
         return text  # not what any caller expects: it raises AriError on the shape
+
+
+class _Model(Protocol[M_co]):
+    def from_json(self, data: Mapping[str, Any], where: str = ...) -> M_co: ...
+
+
+def _one(model: _Model[M_co], body: Any, method: str, path: str) -> M_co:
+    """The resource in a response; a malformed one is an AriError like any bad answer."""
+    try:
+        return model.from_json(_need_obj(body, method, path))
+    except MalformedEvent as exc:
+        raise AriError(method, path, None, f"malformed response: {exc}") from None
+
+
+def _each(model: _Model[M_co], body: Any, method: str, path: str) -> list[M_co]:
+    """The resources in a list response; malformed items are logged and left out, so one
+    bad channel does not hide all the others from a reconcile."""
+    items: list[M_co] = []
+    for data in _need_list(body, method, path):
+        try:
+            items.append(model.from_json(data))
+        except MalformedEvent as exc:
+            log.warning("ari %s %s: item skipped: %s", method, path, exc)
+    return items
 
 
 def _need_obj(body: Any, method: str, path: str) -> Mapping[str, Any]:
