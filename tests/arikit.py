@@ -56,10 +56,12 @@ class Rig:
     """FakeAri + RouterService + StasisApp, started and stopped together."""
 
     def __init__(self, *, speed: float = 20.0, request_timeout: float = 2.0,
-                 fake: FakeAri | None = None) -> None:
+                 fake: FakeAri | None = None, **client_options: Any) -> None:
         self.fake = fake or FakeAri(speed=speed)
         self.own_fake = fake is None
         self.request_timeout = request_timeout
+        #: Retry budgets and backoff for the AriClient (keyword arguments), defaults fast.
+        self.client_options = {"retry_initial_s": 0.01, "retry_max_s": 0.05, **client_options}
         self.outputs: list[Output] = []
         self.callbacks = CallbackList()
         #: The router's clock: it moves only when a test advances it (kept across restarts).
@@ -90,7 +92,7 @@ class Rig:
         self.client = AriClient(
             self.fake.url, self.fake.username, self.fake.password,
             request_timeout=self.request_timeout, backoff_initial=0.01, backoff_max=0.05,
-            heartbeat=None,
+            heartbeat=None, **self.client_options,
         )
         self.app = StasisApp(self.service, self.client, self.setup)
         if wall_clock is not None:

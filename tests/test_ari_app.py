@@ -293,15 +293,17 @@ async def test_slow_and_timed_out_replies() -> None:
         assert any(r.status == 200 and r.path == "/bridges" for r in rig.fake.requests)
 
 
-async def test_persistent_5xx_on_originate_fails_the_offer(rig: Rig) -> None:
+async def test_persistent_5xx_on_originate_fails_the_offer() -> None:
     """An originate Asterisk keeps refusing is a failed offer; the call stays queued."""
-    call_id = await rig.to_queue()
-    await eventually(lambda: rig.in_router(call_id))
-    rig.fake.fail_next(3, 503)
-    rig.service.login(AGENT)
-    await eventually(lambda: any(isinstance(o, CallRequeued) for o in rig.outputs))
-    assert [o.reason for o in rig.outputs if isinstance(o, CallRequeued)] == ["unavailable"]
-    assert rig.in_router(call_id)
+    async with Rig(change_budget_s=0.2) as rig:  # originate is retried for 0.2 s, no longer
+        call_id = await rig.to_queue()
+        await eventually(lambda: rig.in_router(call_id))
+        rig.fake.fail_requests(503, method="POST", path="/channels")
+        rig.service.login(AGENT)
+        await eventually(lambda: any(isinstance(o, CallRequeued) for o in rig.outputs))
+        assert [o.reason for o in rig.outputs if isinstance(o, CallRequeued)] == ["unavailable"]
+        assert rig.in_router(call_id)
+        assert len(rig.fake.failed("POST", "/channels")) > 1  # retried before giving up
 
 
 async def test_unknown_and_malformed_events_are_harmless(rig: Rig) -> None:

@@ -193,8 +193,13 @@ def _routing_error(exc: RoutingError, control: Control) -> web.Response:
 
 
 async def health(request: web.Request) -> web.StreamResponse:
-    """Liveness: 200 with a few numbers while the service runs."""
-    return _json({"status": "ok", **request.app[CONTROL].health()})
+    """Liveness: 200 with a few numbers while the service runs; 503 ``degraded`` with the
+    reasons (``problems``) while a part it needs is down (ARI configured but not connected)."""
+    details = request.app[CONTROL].health()
+    problems = details.get("problems")
+    if isinstance(problems, list) and problems:
+        return _json({"status": "degraded", **details}, status=503)
+    return _json({"status": "ok", **details})
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

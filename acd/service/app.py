@@ -16,6 +16,7 @@ import contextlib
 import signal
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -88,13 +89,28 @@ class Runtime:
         service = self.service
         logged_in = sum(1 for a in service.router.agent_snapshot()
                         if a.state.value != "logged_out")
+        ari, problems = self._ari_health()
         return {"uptime_s": round(time.time() - self.started_at, 3),
                 "calls_in_router": service.router.calls_in_router,
                 "agents_logged_in": logged_in,
                 "fastagi": {"port": self.agi_port,
                             "active_sessions": self.agi.active_sessions if self.agi else 0},
-                "ari": self._ari_task is not None and not self._ari_task.done(),
-                "records": {"written": self.records.written, "failed": self.records.failures}}
+                "ari": ari,
+                "records": {"written": self.records.written, "failed": self.records.failures},
+                "problems": problems}
+
+    def _ari_health(self) -> tuple[dict[str, object], list[str]]:
+        """ARI's part of the health: configured, connected, restarts; and what is wrong."""
+        if self._ari_client is None or self.stasis is None:
+            return {"configured": False, "connected": False}, []
+        running = self._ari_task is not None and not self._ari_task.done()
+        connected = running and self._ari_client.connected.is_set() and self.stasis.ready.is_set()
+        ari = {"configured": True, "connected": connected, "restarts": self.stasis.restarts}
+        if not running:
+            return ari, ["the ARI application is not running"]
+        if not connected:
+            return ari, ["ARI is configured but not connected to Asterisk"]
+        return ari, []
 
     def agent_logged_in(self, agent_id: str, endpoint: str | None) -> None:
         """Remember the endpoint of an API login, so a restart logs the agent in there."""
@@ -174,30 +190,40 @@ class Runtime:
                  mutations_enabled=bool(self.token))
 
     async def stop(self) -> None:
-        """Stop accepting calls, let sessions end within the grace period, close everything."""
+        """Stop accepting calls, let sessions end within the grace period, close everything.
+
+        Each step runs even if one before it failed (the failure is logged), so a broken part
+        never keeps the database from being checkpointed and closed.
+        """
         grace = self.settings.shutdown_grace_s
         if self.call_path is not None:
-            self.call_path.drain()
+            await self._stop_step("fastagi_drain", _sync(self.call_path.drain))
         if self.agi is not None:
-            await self.agi.close(grace)
+            await self._stop_step("fastagi", self.agi.close(grace))
         if self._dialer_task is not None:
-            await _cancel_and_wait(self._dialer_task)
+            await self._stop_step("dialer", _cancel_and_wait(self._dialer_task))
         if self._ari_task is not None:
-            await _cancel_and_wait(self._ari_task)
+            await self._stop_step("ari_app", _cancel_and_wait(self._ari_task))
         if self._ari_client is not None:
-            await self._ari_client.close()
+            await self._stop_step("ari_client", self._ari_client.close())
         if self._http is not None:
-            await self._http.cleanup()
+            await self._stop_step("http", self._http.cleanup())
         if self._service is not None:
-            self._service.close()
+            await self._stop_step("router", _sync(self._service.close))
         db: sqlite3.Connection | None = getattr(self, "db", None)
         if db is not None:
-            # Fold the WAL into the main file so a copied database is complete on its own.
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            db.close()
+            await self._stop_step("database", _sync(_close_database, db))
         self.started = False
         log.info("acd_stopped", records_written=self.records.written if db else 0)
+
+    async def _stop_step(self, part: str, step: Awaitable[object]) -> None:
+        """Await one shutdown step; an error is logged and shutdown goes on (cancellation
+        of the stopping task itself still ends it)."""
+        try:
+            await step
+        except Exception as exc:
+            log.error("acd_stop_step_failed", part=part, error=f"{type(exc).__name__}: {exc}",
+                      exc_info=exc)
 
     # ------------------------------------------------------------------ parts
 
@@ -232,7 +258,33 @@ class Runtime:
         assert s.ari.url is not None
         self._ari_client = AriClient(s.ari.url, s.ari_user, s.ari_password, s.ari.app)
         self.stasis = StasisApp(self.service, self._ari_client, self.setup, s.ari.app)
-        self._ari_task = asyncio.get_running_loop().create_task(self.stasis.run())
+        self._ari_task = asyncio.get_running_loop().create_task(self._run_ari())
+
+    async def _run_ari(self) -> None:
+        """The Stasis application, supervised: it restarts its own event stream after any
+        failure; should it still end with an error, it is logged and started again."""
+        while True:
+            try:
+                await self.stasis.run()
+            except Exception as exc:  # CancelledError is not an Exception: it stops us
+                log.error("ari_app_failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            else:
+                if self._ari_client.closed:
+                    return
+                log.error("ari_app_ended", why="returned while the client is open")
+            await asyncio.sleep(1.0)
+
+
+async def _sync(function: Callable[..., object], *args: object) -> None:
+    """A plain call as a shutdown step."""
+    function(*args)
+
+
+def _close_database(db: sqlite3.Connection) -> None:
+    # Fold the WAL into the main file so a copied database is complete on its own.
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
 
 
 def _ari_problem(s: Settings) -> Problem:

@@ -12,6 +12,7 @@ inject faults. Durations are real asyncio time divided by `speed`, so tests stay
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -103,6 +104,8 @@ class FakeAri(AriResources):
         self._subscribed = asyncio.Event()
         self.websocket_connections = 0
         self._fail: list[int] = []
+        self._failing: tuple[int, str | None, str | None] | None = None
+        self._replies: list[tuple[int, str]] = []
         self._delay: list[float] = []
         self._refuse_ws = 0
         self._reorder_left = 0
@@ -186,6 +189,25 @@ class FakeAri(AriResources):
         """The next `count` REST requests answer `status` instead of doing anything."""
         self._fail.extend([status] * count)
 
+    def fail_requests(self, status: int = 503, *, method: str | None = None,
+                      path: str | None = None) -> None:
+        """From now until :meth:`stop_failing`, REST requests answer `status` (an outage of
+        Asterisk's REST side); only those with `method` and `path` (``/channels``) if given."""
+        self._failing = (status, method, path)
+
+    def stop_failing(self) -> None:
+        """End the window :meth:`fail_requests` opened."""
+        self._failing = None
+
+    def failed(self, method: str | None = None, path: str | None = None) -> list[FakeRequest]:
+        """The requests answered with an injected failure (5xx), optionally one kind only."""
+        return [r for r in self.requests if r.status >= 500
+                and (method is None or r.method == method) and (path is None or r.path == path)]
+
+    def reply_next(self, body: str, status: int = 200) -> None:
+        """The next REST request answers `body` as JSON text, as is (hostile answers)."""
+        self._replies.append((status, body))
+
     def delay_next(self, count: int, seconds: float) -> None:
         """The next `count` REST requests wait `seconds` (not scaled by speed) before answering."""
         self._delay.extend([seconds] * count)
@@ -231,7 +253,8 @@ class FakeAri(AriResources):
             params = {k: v for k, v in request.query.items() if k != "api_key"}
             body: Any = response.text or ""
             if response.content_type == "application/json" and response.status != 401:
-                body = json.loads(body)
+                with contextlib.suppress(ValueError, RecursionError):  # hostile test replies
+                    body = json.loads(body)
             self.requests.append(FakeRequest(request.method, path, params, response.status, body))
         return response
 
@@ -259,9 +282,17 @@ class FakeAri(AriResources):
             return await handler(request)
         if self._delay:
             await asyncio.sleep(self._delay.pop(0))
+        if self._replies:
+            status, text = self._replies.pop(0)
+            return web.Response(status=status, text=text, content_type="application/json")
         if self._fail:
             status = self._fail.pop(0)
             return error_response(status, "Internal Server Error (injected by the fake)")
+        if self._failing is not None:
+            status, method, path = self._failing
+            if (method is None or request.method == method) and (
+                    path is None or request.path.removeprefix("/ari") == path):
+                return error_response(status, "Service Unavailable (injected by the fake)")
         return await handler(request)
 
     def _routes(self, app: web.Application) -> None:

@@ -11,6 +11,7 @@ from acd.asterisk.ari.client import (
     AriNotFound,
     AriServerError,
     AriTimeout,
+    AriUnavailable,
     backoff_delay,
 )
 from acd.asterisk.ari.models import (
@@ -56,6 +57,7 @@ __all__ = [
     "AriNotFound",
     "AriServerError",
     "AriTimeout",
+    "AriUnavailable",
     "Bridge",
     "BridgeDestroyed",
     "CallerId",

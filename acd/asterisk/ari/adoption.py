@@ -22,8 +22,6 @@ from acd.asterisk.ari.inbound import Inbound
 from acd.asterisk.ari.reconcile import (
     Snapshot,
     Talk,
-    is_agent_leg,
-    is_our_bridge,
     plan_adoption,
     take_snapshot,
 )
@@ -54,8 +52,19 @@ class Adoption(Inbound):
                     self._agent_answered(agent_channel)
             for playback_id in list(call.pending_playbacks):
                 self._spawn(call, self._check_playback(call, playback_id))
-        self._drop_leftovers(snap)
+        # Callers who entered Stasis while the websocket was down (their StasisStart is lost)
+        # are adopted exactly as at a cold start, with the known calls taken out of the view.
+        await self._adopt(self._unknown_part(snap))
         self.reconciliations += 1
+
+    def _unknown_part(self, snap: Snapshot) -> Snapshot:
+        """What Asterisk holds that the engine does not know: its calls, their agent legs and
+        bridges removed (what is left over of them is removed by the adoption)."""
+        known = set(self.calls) | set(self.legs) | set(self._recording_after_hangup)
+        live = {b for c in self.calls.values() for b in (c.hold_bridge, c.talk_bridge) if b}
+        return Snapshot(snap.in_stasis - known,
+                        {cid: c for cid, c in snap.channels.items() if cid not in known},
+                        {bid: b for bid, b in snap.bridges.items() if bid not in live})
 
     async def _reconcile_later(self, attempts: int = 10, delay: float = 1.0) -> None:
         """Asterisk did not answer the snapshot: try again until it does."""
@@ -68,24 +77,17 @@ class Adoption(Inbound):
             else:
                 return
 
-    def _drop_leftovers(self, snap: Snapshot) -> None:
-        live = {b for c in self.calls.values() for b in (c.hold_bridge, c.talk_bridge) if b}
-        for bridge in snap.bridges.values():
-            if is_our_bridge(bridge.id) and bridge.id not in live:
-                self._spawn(None, quietly(partial(self.client.destroy_bridge, bridge.id)))
-        for channel_id in snap.channels:
-            if is_agent_leg(channel_id) and channel_id not in self.legs:
-                self._spawn(None, quietly(partial(self.client.hangup, channel_id)))
-
     async def _check_playback(self, call: AriCall, playback_id: str) -> None:
         try:
             await self.client.get_playback(playback_id)
         except AriNotFound:
             call.playback_finished(playback_id)  # it ended while we could not hear it
 
-    async def _adopt(self) -> None:
-        """Cold start: take over the calls Asterisk kept while no engine was running."""
-        snap = await take_snapshot(self.client)
+    async def _adopt(self, snap: Snapshot | None = None) -> None:
+        """Cold start: take over the calls Asterisk kept while no engine was running (after a
+        reconnect: ``snap`` holds only what the engine does not know)."""
+        if snap is None:
+            snap = await take_snapshot(self.client)
         callers = [c for c in snap.in_stasis if c in snap.channels and not c.startswith("acd-")]
         queued: dict[str, str | None] = {}
         for channel_id in callers:

@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from acd.asterisk.ari.adoption import Adoption
-from acd.asterisk.ari.client import AriError
+from acd.asterisk.ari.client import AriError, backoff_delay
 from acd.asterisk.ari.models import (
     ChannelDestroyed,
     ChannelDtmfReceived,
@@ -34,6 +34,7 @@ from acd.asterisk.ari.models import (
     UnknownEvent,
     WebsocketConnected,
     WebsocketReconnected,
+    describe,
 )
 from acd.asterisk.ari.state import OVERFLOW_CONTEXT, OutboundLegs
 
@@ -46,18 +47,47 @@ class StasisApp(Adoption):
     """Runs every call of one Stasis application over ARI against the router service."""
 
     async def run(self) -> None:
-        """Handle events until cancelled; calls stay in Asterisk for the next start."""
+        """Handle events until cancelled or the client is closed; calls stay in Asterisk for
+        the next start.
+
+        Supervised: whatever ends the event stream (a refused login, a bug) is logged with the
+        last event handled, and the stream is opened again after a backoff; the calls are kept
+        and reconciled as after any reconnect.
+        """
         try:
-            async for event in self.client.events():
+            while True:
                 try:
-                    await self.handle(event)
-                except Exception:  # one bad event must not end the application
-                    log.exception("ari event %s not handled", event.type)
+                    await self._consume()
+                except Exception as exc:  # CancelledError is not an Exception: it ends run()
+                    self._failures += 1
+                    log.error("ari application failed (%s) after event %s; restart %d",
+                              type(exc).__name__, describe(self.last_event), self._failures,
+                              exc_info=None if isinstance(exc, AriError) else exc)
+                else:
+                    if self.client.closed:
+                        return
+                    self._failures += 1
+                    log.error("ari event stream ended after event %s; restart %d",
+                              describe(self.last_event), self._failures)
+                self.restarts += 1
+                await asyncio.sleep(backoff_delay(self._failures, self._restart_rng,
+                                                  self.client.backoff_initial,
+                                                  self.client.backoff_max))
         finally:
             tasks = list(self._tasks)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _consume(self) -> None:
+        async for event in self.client.events():
+            self.last_event = event
+            if isinstance(event, WebsocketConnected | WebsocketReconnected):
+                self._failures = 0  # connected again: the next failure starts the backoff anew
+            try:
+                await self.handle(event)
+            except Exception:  # one bad event must not end the application
+                log.exception("ari event %s not handled", describe(event))
 
     async def handle(self, event: Event) -> None:
         """Apply one event; only (re)connection markers await ARI before returning."""
@@ -80,6 +110,9 @@ class StasisApp(Adoption):
                     call.playback_finished(playback.id)
             case UnknownEvent(type=kind, raw=raw):
                 self._unknown(kind, raw)
+            case WebsocketConnected() if self.ready.is_set():
+                # The stream opened again after a failure: the calls are still ours.
+                await self.handle(WebsocketReconnected(application=self.app))
             case WebsocketConnected():
                 try:
                     await self._adopt()

@@ -23,6 +23,7 @@ from acd.asterisk.ari.errors import (
     AriNotFound,
     AriServerError,
     AriTimeout,
+    AriUnavailable,
     error_for_status,
 )
 from acd.asterisk.ari.models import Event
@@ -40,6 +41,7 @@ __all__ = [
     "AriNotFound",
     "AriServerError",
     "AriTimeout",
+    "AriUnavailable",
     "backoff_delay",
     "basic_authorization",
     "error_for_status",
@@ -51,7 +53,9 @@ class AriClient(AriRest):
 
     Use as ``async with AriClient(url, user, password) as ari:``. Pass `session` to share an
     aiohttp session (the client then leaves it open); pass a seeded `rng` and a fake `sleep`
-    to make the reconnect schedule reproducible in tests.
+    to make the reconnect schedule reproducible in tests. Requests that change a call are
+    retried for up to `change_budget_s`, clean-up for up to `cleanup_budget_s`, with backoff
+    from `retry_initial_s` to `retry_max_s` (see :mod:`acd.asterisk.ari.rest`).
     """
 
     def __init__(
@@ -70,9 +74,15 @@ class AriClient(AriRest):
         backoff_max: float = 30.0,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        change_budget_s: float = 30.0,
+        cleanup_budget_s: float = 120.0,
+        retry_initial_s: float = 0.1,
+        retry_max_s: float = 2.0,
     ) -> None:
         super().__init__(base_url, username, password, app, session,
-                         request_timeout=request_timeout)
+                         request_timeout=request_timeout, change_budget_s=change_budget_s,
+                         cleanup_budget_s=cleanup_budget_s, retry_initial_s=retry_initial_s,
+                         retry_max_s=retry_max_s)
         self._stream = EventStream(
             self, connect_timeout=connect_timeout, max_message_bytes=max_message_bytes,
             heartbeat=heartbeat, backoff_initial=backoff_initial, backoff_max=backoff_max,
@@ -101,6 +111,21 @@ class AriClient(AriRest):
     def connected(self) -> asyncio.Event:
         """Set while the event websocket is open; the app may await it before placing calls."""
         return self._stream.connected
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (the event stream then ends for good)."""
+        return self._stream.closing
+
+    @property
+    def backoff_initial(self) -> float:
+        """First delay before opening the event websocket again, in seconds."""
+        return self._stream.backoff_initial
+
+    @property
+    def backoff_max(self) -> float:
+        """Longest delay before opening the event websocket again, in seconds."""
+        return self._stream.backoff_max
 
     @property
     def connections(self) -> int:

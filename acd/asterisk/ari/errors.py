@@ -44,6 +44,20 @@ class AriConnectionError(AriError):
     """Asterisk could not be reached (refused, reset, DNS)."""
 
 
+class AriUnavailable(AriError):
+    """A request that changes a call failed on every try for its whole retry budget (5xx,
+    timeouts, Asterisk unreachable); `tries` says how often it was sent. Not retried again."""
+
+    def __init__(self, last: AriError, tries: int, seconds: float) -> None:
+        super().__init__(last.method, last.path, last.status,
+                         f"{last.message} (gave up after {tries} tries in {seconds:.1f} s)")
+        self.tries = tries
+
+
+#: Failures worth another try: Asterisk busy (5xx), slow or briefly unreachable. A 4xx never
+#: is: 404 means the channel or bridge is gone (the call moved on), 409 the wrong state.
+TRANSIENT_ERRORS = (AriServerError, AriTimeout, AriConnectionError)
+
 _STATUS_ERRORS: dict[int, type[AriError]] = {
     400: AriBadRequest,
     401: AriAuthError,

@@ -8,6 +8,7 @@ does (an event whose channel has no id raises `MalformedEvent`, which the caller
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -15,6 +16,12 @@ from typing import Any
 
 #: Hard cap on a text event we agree to decode; larger ones are malformed by definition.
 MAX_EVENT_CHARS = 1_000_000
+#: Deepest nesting of arrays and objects we decode (Asterisk's events nest about 4 deep).
+MAX_JSON_DEPTH = 32
+#: Longest integer literal we decode (Python refuses past 4,300 digits, and ARI sends few).
+MAX_INT_DIGITS = 40
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 class MalformedEvent(ValueError):
@@ -551,12 +558,56 @@ def parse_event(data: Mapping[str, Any]) -> Event:
     return event
 
 
-def parse_event_text(text: str) -> Event:
-    """Decode a websocket text message and parse it; bad JSON raises `MalformedEvent`."""
-    if len(text) > MAX_EVENT_CHARS:
-        raise MalformedEvent(f"ARI event of {len(text)} characters exceeds {MAX_EVENT_CHARS}.")
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON text (brackets in strings skipped)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0  # too few brackets to go too deep: skip the scan
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(literal)} digits")
+    return int(literal)
+
+
+def loads_bounded(text: str, what: str = "ARI event", max_chars: int = MAX_EVENT_CHARS) -> Any:
+    """Decode JSON from Asterisk with its size, depth and integer length bounded.
+
+    Raises `MalformedEvent` for anything it will not decode, whatever the reason (bad JSON,
+    too long, too deep, an integer too long), so a hostile message is one skipped message.
+    """
+    if len(text) > max_chars:
+        raise MalformedEvent(f"{what} of {len(text)} characters exceeds {max_chars}.")
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise MalformedEvent(f"{what} nests {depth} deep, more than {MAX_JSON_DEPTH}.")
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
-        raise MalformedEvent(f"ARI event is not valid JSON: {exc.msg} at {exc.pos}.") from None
-    return parse_event(data)
+        raise MalformedEvent(f"{what} is not valid JSON: {exc.msg} at {exc.pos}.") from None
+    except (ValueError, RecursionError) as exc:  # an integer too long, or deeper than counted
+        raise MalformedEvent(f"{what} is not acceptable JSON: {exc}.") from None
+
+
+def describe(event: Event | None) -> str:
+    """A short text naming an event and the channel, bridge or playback it is about."""
+    if event is None:
+        return "(none yet)"
+    for key in ("channel", "peer", "bridge", "playback"):
+        thing = getattr(event, key, None)
+        if thing is not None:
+            return f"{event.type} {key}={getattr(thing, 'id', '?')}"
+    return event.type
+
+
+def parse_event_text(text: str) -> Event:
+    """Decode a websocket text message and parse it; any failure raises `MalformedEvent`."""
+    return parse_event(loads_bounded(text))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from acd.asterisk.ari.calls import AgentLeg, AriCall, retry
 from acd.asterisk.ari.channel import TRANSFER_CONTEXT
 from acd.asterisk.ari.client import AriClient, AriConflict, AriError
-from acd.asterisk.ari.models import Channel
+from acd.asterisk.ari.models import Channel, Event
 from acd.runtime.ivrsetup import IvrSetup
 from acd.runtime.router_service import RouterService
 from ivr.channel import CallerHungUp
@@ -78,6 +79,11 @@ class AppState:
         #: Set once the first connection's adoption is done; tests and the service wait on it.
         self.ready = asyncio.Event()
         self.reconciliations = 0
+        #: Times the event stream failed and was opened again, and the last event handled.
+        self.restarts = 0
+        self.last_event: Event | None = None
+        self._restart_rng = random.Random(0)
+        self._failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _spawn(

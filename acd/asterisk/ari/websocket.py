@@ -67,6 +67,11 @@ class EventStream:
         #: How many times the websocket has been (re)opened, for metrics and tests.
         self.connections = 0
 
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
     async def close(self) -> None:
         """Stop reconnecting and close the websocket."""
         self._closing = True
@@ -149,13 +154,27 @@ class EventStream:
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> AsyncIterator[Event]:
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
-                try:
-                    yield parse_event_text(msg.data)
-                except MalformedEvent as exc:
-                    log.warning("ari event skipped (%s): %s", exc.event_type or "?", exc)
+                event = _parse_or_skip(msg.data)
+                if event is not None:
+                    yield event
             elif msg.type == aiohttp.WSMsgType.ERROR:
-                # Includes a message over max_message_bytes: aiohttp closes the socket after it.
-                log.warning("ari websocket error: %s", type(ws.exception()).__name__)
+                # Includes a message over max_message_bytes: aiohttp closes the socket after
+                # it, so the message is skipped and the reconnect's reconcile catches up.
+                exc = ws.exception()
+                log.warning("ari websocket error (%s: %s); reconnecting",
+                            type(exc).__name__, str(exc)[:200])
                 return
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 log.warning("ari websocket sent a binary frame of %d bytes; skipped", len(msg.data))
+
+
+def _parse_or_skip(text: str) -> Event | None:
+    """The event in a text message, or None (logged) when it cannot be understood."""
+    try:
+        return parse_event_text(text)
+    except MalformedEvent as exc:
+        log.warning("ari event skipped (%s): %s; message starts %r", exc.event_type or "?",
+                    exc, text[:120])
+    except Exception:  # whatever else a hostile message provokes skips it, never the app
+        log.exception("ari event skipped (parser failed); message starts %r", text[:120])
+    return None
