@@ -90,7 +90,7 @@ def read_bank_calls(csv_path: str | Path) -> dict[date, dict[int, int]]:
                 per_day[stamp.date()][minute] = calls
     except csv.Error as exc:  # a field over the csv module's limit, a quote never closed
         raise ConfigError([Problem(path, "<row>", None, f"unreadable CSV: {exc}",
-                                   reader.line_num)]) from exc
+                                   reader.reader.line_num)]) from exc
     if not per_day:
         why = "the file has a header line but no rows" if rows == 0 else \
             f"none of its {rows} row(s) falls in the observed window 07:00-21:00"

@@ -125,7 +125,8 @@ def load_call_log(
     try:
         rows = _rows(reader, problems)
     except csv.Error as exc:  # a field over the csv module's limit, a quote never closed
-        problems.add("<row>", None, f"unreadable CSV: {exc}", reader.line_num)
+        # DictReader.line_num lags on a failed row; its inner reader counts the line read.
+        problems.add("<row>", None, f"unreadable CSV: {exc}", reader.reader.line_num)
         rows = []
     if not rows and not problems:
         problems.add("<rows>", None, "no calls: the file has a header line but no call rows "
