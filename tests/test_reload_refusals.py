@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import IO, Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from acd.asterisk.agi.route import CallPath
 from acd.asterisk.agi.server import FastAgiServer
@@ -25,6 +27,7 @@ from acd.config.load import load_center
 from acd.errors import ConfigError
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.router_service import RouterService
+from acd.service.api import build_api
 from acd.service.app import Runtime
 from acd.service.settings import load_settings
 from acd.testing.clock import ManualClock
@@ -132,8 +135,6 @@ async def test_api_reload_without_the_entry_flow_is_a_json_refusal(
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -204,3 +205,23 @@ async def test_turned_away_call_logs_why_once_with_its_id(
     finally:
         await server.close(grace=0.5)
         service.close()
+
+
+class BrokenReload:
+    """A running service whose reload fails with a bug, not with a bad file."""
+
+    token = TOKEN
+
+    async def reload(self) -> dict[str, object]:
+        raise RuntimeError("router rebuilt twice")
+
+
+async def test_api_reload_that_fails_with_a_bug_still_answers_json() -> None:
+    """An unexpected reload failure is a JSON 500 naming the error, not a text traceback."""
+    app = build_api(BrokenReload())  # type: ignore[arg-type]
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.post("/v1/reload", headers=AUTH)
+        assert (resp.status, resp.content_type) == (500, "application/json")
+        body = await resp.json()
+    assert body == {"error": "reload_failed", "message": "the reload failed; the old "
+                    "configuration stays in force: RuntimeError: router rebuilt twice"}
