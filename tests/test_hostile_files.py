@@ -120,6 +120,8 @@ def test_socket_is_refused(tmp_path: Path) -> None:
     import socket
 
     path = tmp_path / "sock.yaml"
+    if len(str(path)) > 100:
+        pytest.skip("temporary path too long for a Unix socket")
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(str(path))
         p = refused(lambda: yamlsafe.load_file(path))
