@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from acd.config.messages import EMPTY_FILE, closest, unknown, wrong_kind
-from acd.config.yamlsafe import load_file, loads
+from acd.config.yamlsafe import loads, read_yaml
 from acd.errors import ConfigError, Problem
 from ivr import flow as f
 from ivr.graph import busy_loops, reachable
@@ -59,7 +59,7 @@ class _Parser(NodeReader):
         if isinstance(raw, str):
             path = (base / raw) if base is not None else Path(raw)
             try:
-                raw = load_file(path)
+                raw, text = read_yaml(path)
             except ConfigError as exc:
                 self.problems.extend(exc.problems)
                 return None
@@ -68,7 +68,7 @@ class _Parser(NodeReader):
             if other is not None:
                 self.report(loc, str(path), other.replace("this looks", "the file looks", 1))
                 return None
-            sub = _Parser(str(path), self.known, line_map(path.read_text(encoding="utf-8")))
+            sub = _Parser(str(path), self.known, line_map(text))
             ps = sub._prompt_set_data(raw, [])
             self.problems.extend(sub.problems)
             return ps
@@ -221,8 +221,8 @@ def validate_flow(flow_data: object, file: str, known: KnownNames, *,
 def load_flow(path: str | Path, known: KnownNames) -> f.Flow:
     """Read, check and compile a flow file (prompt-set files resolve next to it)."""
     p = Path(path)
-    data = load_file(p)
-    return validate_flow(data, str(p), known, lines=line_map(p.read_text(encoding="utf-8")),
+    data, text = read_yaml(p)
+    return validate_flow(data, str(p), known, lines=line_map(text),
                          base_dir=p.parent)
 
 

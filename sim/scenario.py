@@ -135,8 +135,7 @@ def deep_merge(base: Any, override: Any) -> Any:
 def load_scenario(path: str | Path, **changes: Any) -> Scenario:
     """Load a scenario file (``changes`` override top-level fields, e.g. ``days=2``)."""
     file = str(path)
-    data = yamlsafe.load_file(path)
-    text = Path(path).read_text(encoding="utf-8")
+    data, text = yamlsafe.read_yaml(path)
 
     def line(loc: tuple[str | int, ...]) -> int | None:
         return yamlsafe.line_of(text, loc)
@@ -172,8 +171,7 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
             raise ConfigError([Problem(file, key, getattr(spec, key), f"the {what} {target} "
                                        f"{why} (paths are relative to the scenario file)",
                                        line((key,)))])
-    center_data = yamlsafe.load_file(center_path)
-    center_text = center_path.read_text(encoding="utf-8")
+    center_data, center_text = yamlsafe.read_yaml(center_path)
     if not isinstance(center_data, dict):  # empty or not a mapping: overrides cannot fix it
         center_from_data(center_data, str(center_path), center_text)
     merged = deep_merge(center_data, spec.center_overrides)

@@ -264,3 +264,35 @@ def test_line_of_on_broken_or_empty_text() -> None:
     """line_of gives None for text that does not parse or is empty."""
     assert yamlsafe.line_of("a: [1, 2\n", ("a",)) is None
     assert yamlsafe.line_of("", ("a",)) is None
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("a: 1\nb: \"x\x00y\"\n", 2, "invalid YAML: character U+0000 is not allowed"),
+    ("a: 1\nb: x\x07y\n", 2, "invalid YAML: character U+0007 is not allowed"),
+    ("a: 1\n\nb: \x9b\n", 3, "invalid YAML: character U+009B is not allowed"),
+    ("a:\n  b: " + "9" * 5000 + "\n", 2, "invalid YAML: integer of 5000 characters (at most "
+     "100); quote it if it is text"),
+    ("a:\n  - 1\n  - 0x" + "f" * 200 + "\n", 3, "invalid YAML: integer of 202 characters"),
+    ("when: 2026-13-45\n", 1, "invalid YAML: cannot read '2026-13-45': month must be in 1..12"),
+    ("when: 0000-01-01\n", 1, "invalid YAML: cannot read '0000-01-01': year 0 is out of range"),
+])
+def test_unreadable_characters_and_values_are_problems_with_a_line(text: str, line: int,
+                                                                   message: str) -> None:
+    """NUL, control characters, oversized integers and impossible dates are ConfigErrors with
+    the file and line, never a ReaderError or ValueError traceback."""
+    with pytest.raises(ConfigError) as info:
+        yamlsafe.loads(text, "f.yaml")
+    (p,) = info.value.problems
+    assert (p.file, p.line, p.path) == ("f.yaml", line, "<root>")
+    assert p.message.startswith(message)
+
+
+def test_quoted_long_number_and_tab_are_fine() -> None:
+    """A long number written as a quoted string, and tabs inside text, are still read."""
+    assert yamlsafe.loads('id: "' + "9" * 5000 + '"\nnote: "a\tb"\n') == {
+        "id": "9" * 5000, "note": "a\tb"}
+
+
+def test_line_of_on_text_with_a_nul_is_none() -> None:
+    """Locating a path in text the reader refuses gives None instead of raising."""
+    assert yamlsafe.line_of("a: \x00\n", ("a",)) is None

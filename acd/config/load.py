@@ -46,8 +46,7 @@ class LoadedCenter:
 def load_center(path: str | Path) -> LoadedCenter:
     """Read, validate and expand a center config file; raise ConfigError listing every problem."""
     file = str(path)
-    data = yamlsafe.load_file(path)
-    text = Path(path).read_text(encoding="utf-8")
+    data, text = yamlsafe.read_yaml(path)
     return center_from_data(data, file, text)
 
 

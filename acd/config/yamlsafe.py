@@ -2,7 +2,9 @@
 
 PyYAML's SafeLoader already refuses arbitrary tags. It still accepts a recursive alias
 (``a: &a [*a]``) and an "alias bomb" whose expansion is exponential; both are refused here
-before any consumer walks the tree.
+before any consumer walks the tree. Every other failure of PyYAML (a NUL or control
+character, a 5,000-digit integer, a date such as ``2026-13-45``) becomes a problem naming
+the file and line, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from acd.config.files import YAML_MAX_BYTES, read_text
 from acd.errors import ConfigError, Problem, format_path
 
 #: Largest number of nodes a document may expand to once aliases are followed.
@@ -21,7 +24,10 @@ MAX_EXPANDED_NODES = 1_000_000
 #: Largest number of alias uses in one document.
 MAX_ALIASES = 1_000
 #: Largest file accepted, in bytes.
-MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_FILE_BYTES = YAML_MAX_BYTES
+#: Longest integer accepted, in characters (Python refuses more than 4,300 digits anyway).
+MAX_INT_CHARS = 100
+_INT = "tag:yaml.org,2002:int"
 #: Deepest nesting accepted (PyYAML recurses once per level).
 MAX_DEPTH = 64
 
@@ -68,6 +74,20 @@ class _BoundedLoader(yaml.SafeLoader):
                 self._open_anchors.discard(anchor)
         finally:
             self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """Build one value; a value Python cannot build is a ConstructorError at its line."""
+        if node.tag == _INT and isinstance(node, yaml.ScalarNode) \
+                and len(node.value) > MAX_INT_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer of {len(node.value)} characters (at most "
+                f"{MAX_INT_CHARS}); quote it if it is text", node.start_mark)
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError, TypeError) as exc:
+            shown = node.value if isinstance(node.value, str) else node.tag
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown[:60]!r}: {exc}", node.start_mark) from exc
 
 
 _BOOL = "tag:yaml.org,2002:bool"
@@ -127,8 +147,9 @@ class _TooLarge(Exception):
 
 def loads(text: str, file: str = "<string>") -> Any:
     """Parse one YAML document of plain data, or raise ConfigError naming the file and line."""
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses NUL and control characters here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -146,42 +167,53 @@ def loads(text: str, file: str = "<string>") -> Any:
         line = mark.line + 1 if mark is not None else None
         msg = " ".join(str(x) for x in (exc.context, exc.problem) if x)
         raise ConfigError([Problem(file, "<root>", None, f"invalid YAML: {msg}", line)]) from exc
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([_reader_problem(text, file, exc)]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(file, "<root>", None, f"invalid YAML: {exc}")]) from exc
     except RecursionError as exc:
         raise ConfigError([Problem(file, "<root>", None, "invalid YAML: nested too deeply")]) \
             from exc
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _reader_problem(text: str, file: str, exc: yaml.reader.ReaderError) -> Problem:
+    """A character YAML does not allow (NUL, a control character), with its line."""
+    position = max(0, min(exc.position, len(text)))
+    line = text.count("\n", 0, position) + 1
+    char = exc.character
+    code = f"U+{char:04X}" if exc.encoding == "unicode" else f"byte 0x{char:02x}"
+    return Problem(file, "<root>", None, f"invalid YAML: character {code} is not allowed "
+                   "(NUL and control characters other than tab and newline)", line)
+
+
+def read_yaml(path: str | Path) -> tuple[Any, str]:
+    """The parsed document and the text of the YAML file ``path`` (read once, regular files
+    only, at most :data:`MAX_FILE_BYTES`); every problem is a ConfigError naming the file."""
+    text = read_text(path, MAX_FILE_BYTES)
+    return loads(text, str(path)), text
 
 
 def load_file(path: str | Path) -> Any:
-    """Read and parse a YAML file with :func:`loads`; unreadable or huge files are ConfigErrors."""
-    p = Path(path)
-    try:
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise ConfigError([Problem(str(p), "<root>", p.stat().st_size,
-                                       f"file is larger than {MAX_FILE_BYTES} bytes")])
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem(str(p), "<root>", None, f"cannot read file: {exc.strerror}")]) \
-            from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(p), "<root>", None, f"file is not UTF-8: {exc.reason}")]) \
-            from exc
-    return loads(text, str(p))
+    """Read and parse a YAML file with :func:`loads`; unreadable, special or huge files are
+    ConfigErrors."""
+    return read_yaml(path)[0]
 
 
 @functools.lru_cache(maxsize=4)
 def _composed(text: str) -> yaml.Node | None:
     """The node tree of ``text``, kept for the few files whose problems are being located."""
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text)
         return loader.get_single_node()
     except yaml.YAMLError:
         return None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def line_of(text: str, loc: tuple[str | int, ...] | list[str | int]) -> int | None:

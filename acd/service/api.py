@@ -295,6 +295,9 @@ async def reload(request: web.Request) -> web.StreamResponse:
                       "stays in force", problems=[str(p) for p in exc.problems])
     except RoutingError as exc:
         return _error(409, "reload_refused", str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug (logged by the reload): JSON all the same
+        return _error(500, "reload_failed", "the reload failed; the old configuration stays "
+                      f"in force: {type(exc).__name__}: {exc}")
     return _json({"status": "reloaded", **result})
 
 

@@ -313,6 +313,8 @@ async def serve(settings: Settings) -> None:
             await runtime.reload()
         except (InputError, RoutingError, OSError) as exc:
             log.error("config_reload_failed", error=str(exc))
+        except Exception:  # a bug: the old config stays; log it, never lose it in the task
+            log.exception("config_reload_failed")
 
     def on_hup() -> None:
         if not runtime.started:

@@ -181,10 +181,9 @@ def load_settings(path: str | Path | None = None,
     if path is None:
         return resolve(ServiceFile(), None, Path.cwd(), env)
     file = str(path)
-    data = yamlsafe.load_file(path)
+    data, text = yamlsafe.read_yaml(path)
     if data is None:
         data = {}
-    text = Path(path).read_text(encoding="utf-8")
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, "<root>", type(data).__name__,
                                    "the service settings must be a mapping", 1)])

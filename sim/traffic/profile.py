@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acd.config.files import CSV_MAX_BYTES, text_lines
 from acd.config.messages import shown
 from acd.errors import ConfigError, Problem
 
@@ -32,6 +33,8 @@ NIGHT_FLOOR_FROM_MIN, NIGHT_FLOOR_TO_MIN = 1 * 60, 5 * 60
 #: Saturday and Sunday volume relative to the mean weekday (assumption: consumer support is
 #: open at weekends with lower demand; the bank data has no weekends).
 WEEKEND_FACTORS = {5: 0.55, 6: 0.40}
+#: Most calls one 5-minute row of the bank CSV may count (a sanity bound, not a capacity).
+MAX_CALLS_PER_ROW = 100_000
 #: Days either side of a day used to smooth the daily level when measuring day over-dispersion.
 DAY_SMOOTHING_HALF_WIDTH = 10
 WEEKDAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -63,8 +66,8 @@ def read_bank_calls(csv_path: str | Path) -> dict[date, dict[int, int]]:
     path = str(csv_path)
     rows = 0
     # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
-    with open(csv_path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(text_lines(csv_path, CSV_MAX_BYTES, encoding="utf-8-sig"))
+    try:
         missing = [c for c in ("DateTime", "Calls") if c not in (reader.fieldnames or [])]
         if missing:
             raise ConfigError([Problem(path, "<header>", shown(reader.fieldnames),
@@ -79,9 +82,15 @@ def read_bank_calls(csv_path: str | Path) -> dict[date, dict[int, int]]:
             except (KeyError, ValueError, TypeError) as exc:
                 raise ConfigError([Problem(path, "DateTime/Calls", shown(dict(row)),
                                            f"unreadable row: {exc}", line)]) from exc
+            if not 0 <= calls <= MAX_CALLS_PER_ROW:
+                raise ConfigError([Problem(path, "Calls", calls, "must be a count from 0 to "
+                                           f"{MAX_CALLS_PER_ROW} calls in 5 minutes", line)])
             minute = stamp.hour * 60 + stamp.minute
             if OPEN_MIN <= minute < CLOSE_MIN:
                 per_day[stamp.date()][minute] = calls
+    except csv.Error as exc:  # a field over the csv module's limit, a quote never closed
+        raise ConfigError([Problem(path, "<row>", None, f"unreadable CSV: {exc}",
+                                   reader.reader.line_num)]) from exc
     if not per_day:
         why = "the file has a header line but no rows" if rows == 0 else \
             f"none of its {rows} row(s) falls in the observed window 07:00-21:00"

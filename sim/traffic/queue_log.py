@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from acd.errors import ConfigError, Problem
+from acd.config.files import QUEUE_LOG_MAX_BYTES, read_text
 from sim.traffic.arrival import NATIVE_LANGUAGE, Arrival, StaffingEvent, StaffingKind
 from sim.traffic.callers import country_of_number
 from sim.traffic.problems import ProblemList
-from sim.traffic.replay import CallLog, fill_talk
+from sim.traffic.replay import MAX_SPAN_DAYS, CallLog, fill_talk
 
 #: Data fields each call event needs, and which of them holds a number we use.
 _OUTCOMES = {
@@ -158,8 +158,9 @@ class _Staffing:
 
 
 def read_queue_log(path: str | Path) -> str:
-    """The text of a queue_log (a leading byte order mark dropped, bad bytes replaced)."""
-    return Path(path).read_text(encoding="utf-8-sig", errors="replace")
+    """The text of a queue_log (a leading byte order mark dropped, bad bytes replaced): a
+    regular file of at most :data:`~acd.config.files.QUEUE_LOG_MAX_BYTES`."""
+    return read_text(path, QUEUE_LOG_MAX_BYTES, encoding="utf-8-sig", errors="replace")
 
 
 def load_queue_log(path: str | Path, mapping: QueueLogMapping, known_queues: Collection[str],
@@ -168,11 +169,7 @@ def load_queue_log(path: str | Path, mapping: QueueLogMapping, known_queues: Col
     """Read a queue_log; malformed lines and unmapped queues are one ConfigError with lines."""
     file = str(path)
     problems = ProblemList(file)
-    try:
-        text = read_queue_log(path)
-    except OSError as exc:
-        raise ConfigError([Problem(file, "<root>", None,
-                                   f"cannot read queue_log: {exc.strerror}")]) from exc
+    text = read_queue_log(path)
     for name, target in mapping.queues.items():
         if target not in known_queues:
             problems.add(f"mapping.queues.{name}", target,
@@ -194,6 +191,11 @@ def load_queue_log(path: str | Path, mapping: QueueLogMapping, known_queues: Col
     problems.raise_if_any()
     parsed.sort(key=lambda item: (item[0], item[1]))  # stable: same-second lines keep file order
     start = parsed[0][0] if parsed else 0.0
+    for epoch, line, fields in parsed:
+        if epoch - start > MAX_SPAN_DAYS * 86400.0:
+            problems.add("epoch", fields[0], f"more than {MAX_SPAN_DAYS} days after the log's "
+                         "first line; a replay covers one run", line)
+    problems.raise_if_any()
 
     open_calls: dict[str, _OpenCall] = {}
     calls: list[Arrival] = []

@@ -11,14 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
+from acd.config.files import CSV_MAX_BYTES, text_lines
 from acd.config.messages import unknown
-from acd.errors import ConfigError, Problem
 from sim.traffic.arrival import NATIVE_LANGUAGE, Arrival
 from sim.traffic.callers import country_of_number
 from sim.traffic.problems import ProblemList
 
 REQUIRED = ("arrival", "language", "talk_s", "abandon_s")
 OPTIONAL = ("caller", "country", "queue", "skill", "priority", "wrap_s", "customer_id")
+#: Every arrival lies within this many days of the first (a replay is a run, not an era).
+MAX_SPAN_DAYS = 400
+#: ISO arrival times must fall in these years (as command-line times must).
+YEARS = (1900, 2200)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,9 @@ def _arrival_time(text: str, problems: ProblemList, line: int) -> tuple[float, b
     if stamp.tzinfo is None:
         problems.add("arrival", text, "ISO 8601 time needs a UTC offset such as +03:00", line)
         return None
+    if not YEARS[0] <= stamp.year <= YEARS[1]:
+        problems.add("arrival", text, f"must fall in the years {YEARS[0]} to {YEARS[1]}", line)
+        return None
     return stamp.timestamp(), True
 
 
@@ -113,21 +120,48 @@ def load_call_log(
     """Read and strictly check a call log CSV; all problems (up to a cap) in one ConfigError."""
     file = str(path)
     problems = ProblemList(file)
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
+    reader = csv.DictReader(text_lines(path, CSV_MAX_BYTES, encoding="utf-8-sig"))
     try:
-        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark.
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError([Problem(file, "<root>", None,
-                                   f"cannot read call log: {exc.strerror}")]) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(file, "<root>", None,
-                                   f"call log is not UTF-8 text: {exc.reason} at byte "
-                                   f"{exc.start}")]) from exc
-    reader = csv.DictReader(text.splitlines())
+        rows = _rows(reader, problems)
+    except csv.Error as exc:  # a field over the csv module's limit, a quote never closed
+        # DictReader.line_num lags on a failed row; its inner reader counts the line read.
+        problems.add("<row>", None, f"unreadable CSV: {exc}", reader.reader.line_num)
+        rows = []
+    if not rows and not problems:
+        problems.add("<rows>", None, "no calls: the file has a header line but no call rows "
+                     "to replay", 1)
+    kind = bool(rows) and _is_iso(rows[0][2]["arrival"])
+    origin_ts = rows[0][1] if rows and kind else 0.0
+    calls = [_call(line, t - origin_ts, row, queue_col(reader), problems, known_queues,
+                   known_languages, known_countries, default_language, native_language)
+             for line, t, row in rows]
+    problems.raise_if_any()
+    good = [c for c in calls if c is not None]
+    filled = fill_talk(good)
+    origin = datetime.fromisoformat(rows[0][2]["arrival"]) if kind and rows else None
+    return CallLog(file, tuple(filled), origin)
+
+
+def queue_col(reader: csv.DictReader[str]) -> str:
+    """The column naming the queue: ``queue`` or (Asterisk's word) ``skill``."""
+    return "queue" if "queue" in (reader.fieldnames or []) else "skill"
+
+
+def _is_iso(arrival: str) -> bool:
+    try:
+        float(arrival)
+    except ValueError:
+        return True
+    return False
+
+
+def _rows(reader: csv.DictReader[str], problems: ProblemList
+          ) -> list[tuple[int, float, dict[str, str]]]:
+    """The well-formed rows as (line, arrival in seconds, stripped cells), in arrival order."""
     if not _header(reader.fieldnames, problems):
         problems.raise_if_any()
     fields = list(reader.fieldnames or [])
-    queue_col = "queue" if "queue" in fields else "skill"
     rows: list[tuple[int, float, dict[str, str]]] = []
     seen: dict[tuple[str, ...], int] = {}
     kind: bool | None = None
@@ -156,19 +190,13 @@ def load_call_log(
             continue
         if t < last:
             problems.add("arrival", row["arrival"], "rows must be in arrival order", line)
+        if rows and t - rows[0][1] > MAX_SPAN_DAYS * 86400.0:
+            problems.add("arrival", row["arrival"], f"more than {MAX_SPAN_DAYS} days after the "
+                         f"first call (line {rows[0][0]}); a replay covers one run", line)
+            continue
         last = max(last, t)
         rows.append((line, t, {k: v.strip() for k, v in row.items()}))
-    if not rows and not problems:
-        problems.add("<rows>", None, "no calls: the file has a header line but no call rows "
-                     "to replay", 1)
-    origin_ts = rows[0][1] if rows and kind else 0.0
-    calls = [_call(line, t - origin_ts, row, queue_col, problems, known_queues, known_languages,
-                   known_countries, default_language, native_language) for line, t, row in rows]
-    problems.raise_if_any()
-    good = [c for c in calls if c is not None]
-    filled = fill_talk(good)
-    origin = datetime.fromisoformat(rows[0][2]["arrival"]) if kind and rows else None
-    return CallLog(file, tuple(filled), origin)
+    return rows
 
 
 def _call(

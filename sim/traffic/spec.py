@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from acd.config.messages import EMPTY_FILE, closest, unknown, wrong_kind
-from acd.config.yamlsafe import load_file
+from acd.config.yamlsafe import read_yaml
 from acd.errors import ConfigError, Problem
 from sim.traffic.arrival import Arrival
 from sim.traffic.distributions import Distribution, parse_distribution
@@ -199,8 +199,8 @@ def load_traffic(path: str | Path, known_queues: Collection[str],
                  ) -> TrafficSpec:
     """Load and strictly validate a traffic YAML; every problem is reported in one ConfigError."""
     file = str(path)
-    data = load_file(path)
-    problems = ProblemList(file, text=Path(path).read_text(encoding="utf-8"))
+    data, text = read_yaml(path)
+    problems = ProblemList(file, text=text)
     other = wrong_kind(data, "traffic file")
     if other is not None:
         raise ConfigError([Problem(file, "<root>", None, other, 1)])

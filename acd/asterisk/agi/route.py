@@ -322,6 +322,10 @@ class CallPath:
         if self.draining or len(self.calls) >= self.settings.max_calls or flow is None:
             # Say nothing: a clean close leaves ACD_TARGET and ACD_RESULT empty -> fallback.
             self.stats.turned_away += 1
+            log.warning("Call %r turned away to the dialplan fallback: %s.",
+                        session.env.uniqueid[:64], "the service is shutting down"
+                        if self.draining else f"no IVR flow {self.settings.flow!r}"
+                        if flow is None else f"{len(self.calls)} calls held (max_calls)")
             return
         env = session.env
         call_id = self._call_id(env.uniqueid)
