@@ -34,7 +34,7 @@ from acd.service.logs import EventLog, configure_logging
 from acd.service.metrics import ServiceMetrics
 from acd.service.reload import ObserverGate, rebuild
 from acd.service.settings import Settings
-from acd.service.state import AgentStateStore, restore_agents
+from acd.service.state import AgentStateStore, RestartBoard, restore
 
 log = structlog.get_logger("acd.serve")
 
@@ -48,6 +48,7 @@ class Runtime:
     records: CallRecords
     callbacks: CallbackStore
     agent_states: AgentStateStore
+    restart: RestartBoard
     metrics: ServiceMetrics
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
@@ -144,7 +145,13 @@ class Runtime:
             service.observe(self.gate.wrap(observer))  # type: ignore[arg-type]
         service.observe_latency(self.metrics.observe_latency)
         self.metrics.collect_from(lambda: self.service)
-        restored = restore_agents(service, self.agent_states.saved())
+        self.restart = RestartBoard(service, self.records, probe=self._channel_probe())
+        summary = restore(service, self.agent_states.saved(), self.restart)
+        restored = summary.agents
+        if summary.calls_ringing or summary.calls_talking or summary.wrap_ups:
+            log.info("calls_restored", ringing=summary.calls_ringing,
+                     talking=summary.calls_talking, wrap_ups=summary.wrap_ups,
+                     waiting_followed=summary.waiting_followed)
         self._lookup = self._agi_handlers()
         self.agi = FastAgiServer(self._handler_for, s.agi.host, s.agi.port,
                                  header_timeout=s.agi.header_timeout_s,
@@ -189,6 +196,8 @@ class Runtime:
             await self._http.cleanup()
         if self._service is not None:
             self._service.close()
+        if getattr(self, "restart", None) is not None:
+            self.restart.close()
         db: sqlite3.Connection | None = getattr(self, "db", None)
         if db is not None:
             # Fold the WAL into the main file so a copied database is complete on its own.
@@ -215,7 +224,20 @@ class Runtime:
             log.warning("fastagi_call_path_missing", error=str(exc))
             return lambda script: None
         self.call_path = CallPath(self.service, self.setup)
+        self.call_path.restored = self.restart
         return self.call_path.handler_for
+
+    def _channel_probe(self) -> Any:
+        """Who can say whether a restored call's channel still exists: the Manager when its
+        credentials are set, else nobody (ARI claims its calls from channel variables)."""
+        s = self.settings
+        if not s.ami_user or not s.ami_secret:
+            return None
+        from acd.asterisk.ami import AmiChannelProbe, AmiTarget
+
+        cfg = s.callbacks.ami
+        return AmiChannelProbe(AmiTarget(cfg.host, cfg.port, s.ami_user, s.ami_secret,
+                                         cfg.connect_timeout_s))
 
     def _handler_for(self, script: str) -> Handler | None:
         handler: Handler | None = self._lookup(script)
