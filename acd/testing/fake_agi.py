@@ -285,7 +285,8 @@ async def run_script(fake: FakeAsterisk, script: str, args: Sequence[str], *, un
             m = re.fullmatch(r"SET VARIABLE (\w+) (.*)", command)
             if m:
                 variables[m.group(1)] = m.group(2).strip('"')
-            await call.reply(reply(command))
+            answer = reply(command)
+            await call.reply(*([answer] if isinstance(answer, str) else answer))
     finally:
         await call.close()
     return variables

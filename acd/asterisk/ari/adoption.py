@@ -6,18 +6,27 @@ After a websocket drop the engine still has its calls: a caller gone meanwhile i
 :class:`~acd.core.call.CallerGone`, a vanished agent leg its end, a leg found in Stasis the
 answer that was missed. After a cold start it has nothing: waiting callers come back as
 ``Adopted(QUEUED, holding=True)`` before the router hears of them again with their first
-arrival time, conversations as ``Adopted(TALKING)`` (the new router does not know them, so
-only their clean-up is left to do).
+arrival time. A conversation is rebuilt with its agent: the restart board
+(:mod:`acd.service.state`) already put it back on the agent from the engine's own records, so
+it is claimed from there; without those records the agent and answer time are read from the
+channel variables the engine set (``ACD_TALKING`` on the caller, ``ACD_AGENT`` on the leg) and
+the call is adopted into the router (``adopt_call``). Either way the hangup ends it with its
+record and the agent's wrap-up. Only a talk whose agent is unknown is left unmanaged (watched
+and cleaned up). A caller whose agent was ringing is re-queued with its place (the leg is hung
+up); when the board had put that ring back, it fails as a ring-no-answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 from acd.asterisk.ari.calls import QUEUED_VAR, AgentLeg, AriCall, Phase, QueueSlot, quietly, retry
 from acd.asterisk.ari.client import AriError, AriNotFound
+from acd.asterisk.ari.commands import AGENT_VAR, TALK_VAR
 from acd.asterisk.ari.inbound import Inbound
 from acd.asterisk.ari.reconcile import (
     Snapshot,
@@ -27,14 +36,27 @@ from acd.asterisk.ari.reconcile import (
     plan_adoption,
     take_snapshot,
 )
-from acd.core.call import Adopted
+from acd.core.call import Adopted, CallMachine, DialFailed
 from acd.core.call import Phase as CallPhase
+from acd.core.model import RoutingError
+from acd.runtime.router_service import CallOwner
 
 log = logging.getLogger(__name__)
 
 
+class _RestoredCalls(Protocol):
+    """Where restored calls wait to be claimed (:class:`acd.service.state.RestartBoard`)."""
+
+    def claim(self, call_id: str, make_owner: Callable[[CallMachine], CallOwner]
+              ) -> CallOwner | None:
+        """The shell's owner of a restored call (built by ``make_owner``), or None."""
+
+
 class Adoption(Inbound):
     """Reconciles the engine's calls with Asterisk after a drop, adopts them after a restart."""
+
+    #: Calls the engine's records put back on their agents at start (None: no records).
+    restored: _RestoredCalls | None = None
 
     async def _reconcile(self) -> None:
         """After a websocket drop: end what vanished, pick up what happened, drop leftovers."""
@@ -92,11 +114,17 @@ class Adoption(Inbound):
             queued[channel_id] = await self._queued_var(channel_id)
         plan = plan_adoption(snap, queued)
         for talk in plan.talks:
-            self._adopt_talk(talk, QueueSlot.decode(queued.get(talk.caller.id) or ""))
+            talking = await self._var(talk.caller.id, TALK_VAR) or ""
+            agent, _, answered = talking.partition("|")
+            agent = agent or await self._var(talk.agent_leg, AGENT_VAR) or ""
+            self._adopt_talk(talk, QueueSlot.decode(queued.get(talk.caller.id) or ""), agent,
+                             _epoch(answered))
         now, wall = self.service.now(), self.wall_clock()
         for item in plan.requeue:
             call = self._new_call(item.channel)
             call.hold_bridge = item.hold_bridge
+            if self._claim_ring(call, item.slot):
+                continue
             arrived_at = now - max(0.0, wall - item.arrived_epoch)
             await self._queue(call, item.slot, arrived_at)
         for channel in plan.restart_ivr:
@@ -112,20 +140,69 @@ class Adoption(Inbound):
             log.info("ari cold start adopted %d queued, %d talking, %d in ivr",
                      len(plan.requeue), len(plan.talks), len(plan.restart_ivr))
 
-    def _adopt_talk(self, talk: Talk, slot: QueueSlot | None) -> None:
-        """A conversation found in progress: watched by a machine in TALKING until it ends.
-
-        Asterisk does not say which agent talks; the leg's channel id stands for them (the
-        new router does not know this call, so it ignores the final report anyway).
-        """
+    def _adopt_talk(self, talk: Talk, slot: QueueSlot | None, agent: str,
+                    answered_epoch: float | None) -> None:
+        """A conversation found in progress: back on its agent in the router, watched by a
+        machine in TALKING until it ends (unmanaged only when its agent is unknown)."""
         call = self._new_call(talk.caller)
-        call.unmanaged, call.talk_bridge = True, talk.bridge
+        call.talk_bridge = talk.bridge
         call.slot = slot or QueueSlot("", "", "")
-        leg = AgentLeg(talk.agent_leg, talk.agent_leg, call.call_id, answered=True)
+        leg = AgentLeg(talk.agent_leg, agent or talk.agent_leg, call.call_id, answered=True)
         call.leg = leg
         self.legs[leg.channel_id] = leg
+        if self._claim(call):
+            return
         self._machine(call, None)
         self.feed(call, Adopted(CallPhase.TALKING, agent_id=leg.agent_id))
+        call.unmanaged = True
+        if not agent or slot is None:
+            return
+        now, wall = self.service.now(), self.wall_clock()
+        arrived = slot.queued_at_epoch or answered_epoch or wall
+        answered = answered_epoch if answered_epoch is not None else wall
+        try:
+            self.service.adopt_call(call, call.call_id, slot.queue, slot.language,
+                                    slot.country, agent,
+                                    arrived_at=now - max(0.0, wall - arrived),
+                                    answered_at=now - max(0.0, wall - answered))
+        except RoutingError as exc:
+            log.warning("talk %s not put back on agent %s: %s", call.call_id, agent, exc)
+            return
+        call.unmanaged = False
+
+    def _claim(self, call: AriCall) -> bool:
+        """Take over the call from the restart board, if it holds it (its machine already in
+        the phase the engine persisted)."""
+        if self.restored is None:
+            return False
+
+        def take(machine: CallMachine) -> AriCall:
+            machine.policy = self._policy()
+            machine.holding = call.hold_bridge is not None
+            call.machine = machine
+            return call
+
+        return self.restored.claim(call.call_id, take) is call
+
+    def _claim_ring(self, call: AriCall, slot: QueueSlot) -> bool:
+        """A re-queued caller whose ring the board put back: the leg is hung up, so the ring
+        fails (the router re-queues it with its place). False when the board lacks it."""
+        call.slot = slot
+        if not self._claim(call):
+            call.slot = None
+            return False
+        machine = call.machine
+        assert machine is not None
+        agent = machine.agent_id
+        if machine.phase is CallPhase.RINGING and agent is not None:
+            self.feed(call, DialFailed(agent, "unavailable"))
+        return True
+
+    async def _var(self, channel_id: str, name: str) -> str | None:
+        try:
+            return await retry(lambda: self.client.get_channel_var(channel_id, name))
+        except AriError:
+            return None
 
     async def _queued_var(self, channel_id: str) -> str | None:
         try:
@@ -133,3 +210,10 @@ class Adoption(Inbound):
         except AriError:
             return None
 
+
+
+def _epoch(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -8,6 +8,11 @@ with its Q.850 reason, an answered one's :class:`~acd.core.call.AgentGone`. Acti
 reports and callback storage are done at once; the medium's work (music, originate, bridge,
 the question, the hand-back, the final clean-up) runs in order in one task per call, so two
 steps of the same call never overlap in Asterisk.
+
+For a restarted engine the call's ids stay on its channels: the agent leg is originated with
+``ACD_CALL_ID`` and ``ACD_AGENT``, and once connected the caller's channel gets
+``ACD_TALKING=<agent>|<answer epoch>``, so a cold start rebuilds the conversation in the router
+with its agent (:mod:`acd.asterisk.ari.adoption`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,10 @@ from ivr.channel import CallerHungUp
 
 log = logging.getLogger(__name__)
 
+#: Channel variables a restarted engine reads: on the agent leg, and on a connected caller.
+CALL_VAR = "ACD_CALL_ID"
+AGENT_VAR = "ACD_AGENT"
+TALK_VAR = "ACD_TALKING"
 #: Q.850 causes of an unanswered agent leg, as the router's offer_failed reason.
 _FAIL_REASONS = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
 #: The prompts of the callback question on hold and of its confirmation.
@@ -246,6 +255,7 @@ class CallCommands(AppState):
                 caller_id=_caller_id(call.caller_number),
                 timeout=dial.ring_timeout_s,
                 channel_id=leg.channel_id,
+                variables={CALL_VAR: call.call_id, AGENT_VAR: dial.agent_id},
             ))
         except AriConflict:
             pass  # our channel id exists: an earlier, timed-out try got through
@@ -282,6 +292,8 @@ class CallCommands(AppState):
                 await quietly(partial(self.client.destroy_bridge, hold))
             await retry(lambda: self.client.add_channel(
                 call.talk_bridge or "", [call.call_id, leg.channel_id]))
+            talking = f"{agent_id}|{self.wall_clock():.3f}"
+            await quietly(partial(self.client.set_channel_var, call.call_id, TALK_VAR, talking))
         except AriError as exc:
             if call.leg is leg:
                 log.warning("bridging %s failed (%s); ending the call", call.call_id, exc)
