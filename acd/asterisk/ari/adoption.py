@@ -107,6 +107,7 @@ class Adoption(Inbound):
 
     async def _adopt(self) -> None:
         """Cold start: take over the calls Asterisk kept while no engine was running."""
+        self._start_watchdog()
         snap = await take_snapshot(self.client)
         callers = [c for c in snap.in_stasis if c in snap.channels and not c.startswith("acd-")]
         queued: dict[str, str | None] = {}
