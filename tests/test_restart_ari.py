@@ -1,0 +1,162 @@
+"""Restarts in ARI mode: talks go back on their agents, held callers never wait on a dead engine.
+
+The fake ARI keeps every channel and bridge across the engine's death, as Asterisk does, and
+honours ``TIMEOUT(absolute)`` the way Asterisk's PBX does (the channel leaves Stasis and
+continues at ``T``). The restarted engine gets the database the first one wrote, restores
+from it (:mod:`acd.service.state`) and then adopts what Asterisk holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from arikit import Rig, eventually, reference_center
+
+from acd.asterisk.ari.app import StasisApp
+from acd.asterisk.ari.client import AriClient
+from acd.asterisk.ari.commands import CallCommands
+from acd.core.model import AgentState, CallOffered, CallState, Output
+from acd.runtime.records import CallRecords, open_database
+from acd.runtime.router_service import RouterService
+from acd.service.state import AgentStateStore, RestartBoard, restore
+from acd.testing.fake_ari import AgentScript, FakeAri
+
+AGENT, AGENT_EP = "msk-tech-ru-001", "PJSIP/1001"
+RINGER, RINGER_EP = "msk-tech-ru-002", "PJSIP/1002"
+SPARE = "msk-tech-ru-003"
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    async with Rig() as r:
+        yield r
+
+
+def persist(rig: Rig, db: sqlite3.Connection) -> tuple[CallRecords, AgentStateStore]:
+    """The service's database observers, as ``acd serve`` wires them."""
+    records, store = CallRecords(db), AgentStateStore(db)
+    rig.service.observe(records)
+    rig.service.observe(store)
+    return records, store
+
+
+async def restart_from(rig: Rig, db: sqlite3.Connection) -> tuple[CallRecords, RestartBoard]:
+    """A new engine: restore from the database, then connect to ARI and adopt (as serve)."""
+    service = RouterService(reference_center(), rig.clock)
+    rig.outputs.clear()
+    service.observe(lambda o, _wall: rig.outputs.append(o))
+    records, store = CallRecords(db), AgentStateStore(db)
+    service.observe(records)
+    service.observe(store)
+    board = RestartBoard(service, records)
+    restore(service, store.saved(), board)
+    rig.service = service
+    rig.client = AriClient(rig.fake.url, rig.fake.username, rig.fake.password,
+                           request_timeout=2.0, backoff_initial=0.01, backoff_max=0.05,
+                           heartbeat=None)
+    rig.app = StasisApp(service, rig.client, rig.setup)
+    rig.app.restored = board
+    rig._task = asyncio.create_task(rig.app.run())
+    await asyncio.wait_for(rig.app.ready.wait(), 3.0)
+    await rig.app.idle()
+    return records, board
+
+
+def offered_to(outputs: list[Output], agents: set[str]) -> list[str]:
+    """Calls offered to any of ``agents``."""
+    return [o.call_id for o in outputs if isinstance(o, CallOffered) and o.agent_id in agents]
+
+
+async def test_restart_puts_the_talk_back_and_requeues_ringing_and_held_calls(
+        rig: Rig, tmp_path: Path) -> None:
+    """After a restart the talking agent is on its call until the hangup, which writes one
+    answered record and starts wrap-up; the ringing and held callers wait again with their
+    places; neither busy agent is offered a call."""
+    db = open_database(tmp_path / "acd.sqlite3")
+    persist(rig, db)
+    rig.fake.script_agent(RINGER_EP, AgentScript(answer_after=None))
+    rig.service.login(AGENT)
+    talking = await rig.to_queue()
+    await eventually(lambda: rig.talking(talking), what="talking")
+    rig.service.login(RINGER)
+    ringing = await rig.to_queue("+79031234567")
+    await eventually(lambda: rig.leg_of(ringing) in rig.fake.channels, what="ringing")
+    held = await rig.to_queue("+79037654321")
+    await eventually(lambda: rig.in_router(held), what="held")
+    talk_leg = rig.leg_of(talking) or ""
+    await rig.stop_app()
+    await eventually(lambda: not rig.fake._subscribers, what="old websocket closed")
+
+    records, board = await restart_from(rig, db)
+    router = rig.service.router
+    assert router.agent_state(AGENT) is AgentState.ON_CALL
+    assert router.call_state(talking) is CallState.TALKING
+    assert not rig.app.calls[talking].unmanaged and board.calls == {}
+    # The ring was cut by the restart: a ring-no-answer, the caller keeps the place.
+    assert router.agent_state(RINGER) is AgentState.PAUSED
+    assert router.call_state(ringing) is CallState.QUEUED
+    assert router.call_state(held) is CallState.QUEUED
+    waiting = {q.queue: q for q in rig.service.queue_snapshot()}["tech"]
+    assert waiting.waiting == 2
+    rig.fake.hangup(talk_leg)
+    await eventually(lambda: talking not in rig.fake.channels, what="caller hung up")
+    assert router.agent_state(AGENT) is AgentState.WRAP_UP
+    rows = db.execute("SELECT call_id, outcome, agent_id FROM calls").fetchall()
+    assert rows == [(talking, "answered", AGENT)]
+    assert offered_to(rig.outputs, {AGENT, RINGER}) == []
+    # The next agent takes the caller who was ringing (first in line), then the held one.
+    rig.service.login(SPARE)
+    await eventually(lambda: router.call_state(ringing) is not CallState.QUEUED,
+                     what="ringing caller offered first")
+    assert router.call_state(held) is CallState.QUEUED
+    assert records.written == 1
+
+
+async def test_held_caller_reaches_the_fallback_within_the_grace_when_the_engine_dies(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the engine runs a held caller stays in Stasis; once it dies the caller continues
+    at the dialplan's T extension (the fallback) within the hold grace."""
+    grace = 1.0  # whole seconds, as TIMEOUT(absolute) is given
+    monkeypatch.setattr(CallCommands, "hold_grace_s", grace)
+    fake = FakeAri(speed=1.0)  # real time: the engine's refreshes and Asterisk's timeout
+    await fake.start()
+    async with Rig(fake=fake) as rig:
+        try:
+            held = await rig.to_queue()
+            await eventually(lambda: rig.in_router(held), what="held")
+            await asyncio.sleep(3 * grace)  # refreshed meanwhile: still holding
+            assert rig.fake.channels[held].in_stasis and rig.fake.timed_out == []
+            loop = asyncio.get_running_loop()
+            died = loop.time()
+            await rig.stop_app()
+            await eventually(lambda: rig.fake.timed_out == [held], timeout=3 * grace,
+                             what="caller at T")
+            assert loop.time() - died <= grace + 0.3
+            chan = rig.fake.channels[held]
+            assert not chan.in_stasis and chan.exten == "T"
+        finally:
+            await rig.fake.stop()
+
+
+async def test_a_connected_caller_is_never_cut_by_the_hold_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connecting the caller to an agent clears the timeout: the talk outlives the engine."""
+    grace = 1.0  # whole seconds, as TIMEOUT(absolute) is given
+    monkeypatch.setattr(CallCommands, "hold_grace_s", grace)
+    fake = FakeAri(speed=1.0)  # real time: the engine's refreshes and Asterisk's timeout
+    await fake.start()
+    async with Rig(fake=fake) as rig:
+        try:
+            rig.fake.script_agent(AGENT_EP, AgentScript(answer_after=0.1, talk_time=None))
+            rig.service.login(AGENT)
+            talking = await rig.to_queue()
+            await eventually(lambda: rig.talking(talking), what="talking")
+            await rig.stop_app()
+            await asyncio.sleep(3 * grace)
+            assert rig.fake.timed_out == [] and rig.talking(talking)
+        finally:
+            await rig.fake.stop()
