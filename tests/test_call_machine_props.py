@@ -12,10 +12,11 @@ FastAGI driver has: sessions on hold die with the engine (the dialplan takes tho
 dials and talks survive and are adopted by a new machine; a ringing or talking call is put back
 on its agent in the new router (``Router.adopt_call``, as the persisted call rows allow), a
 dial the router had withdrawn keeps its agent out of the new router until it is over; an
-adopted call may later be ``Lost`` (Asterisk says its channel is gone). Invariants after every step: no agent is connected to two
-calls, music is never started twice or stopped when off, no action follows a call's end, and
-the machine's view matches the router's. At teardown every caller hangs up and every call must
-have ended exactly once, with no music left playing.
+adopted call may later be ``Lost`` (Asterisk says its channel is gone). Invariants after
+every step: no agent is connected to two calls, music is never started twice or stopped
+when off, no action follows a call's end, and the machine's view matches the router's. At
+teardown every caller hangs up and every call must have ended exactly once, with no music
+left playing.
 """
 
 from __future__ import annotations

@@ -254,6 +254,7 @@ class Runtime:
         self._ari_client = AriClient(s.ari.url, s.ari_user, s.ari_password, s.ari.app)
         self.stasis = StasisApp(self.service, self._ari_client, self.setup, s.ari.app)
         self.stasis.restored = self.restart
+        self.stasis.hold_grace_s = float(s.ari.hold_grace_s)
         self._ari_task = asyncio.get_running_loop().create_task(self.stasis.run())
 
 

@@ -59,6 +59,9 @@ class AriSettings(_Strict):
     app: str = "acd"
     user_env: str = "ACD_ARI_USER"
     password_env: str = "ACD_ARI_PASSWORD"
+    #: A queued caller outlives a dead engine by at most this long, then the dialplan's T
+    #: extension takes them to the fallback (whole seconds of TIMEOUT(absolute)).
+    hold_grace_s: Annotated[int, Field(ge=5, le=600)] = 60
 
 
 class RecordSettings(_Strict):
