@@ -11,11 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_ami_callbacks import SECRET as AMI_SECRET
+from test_ami_callbacks import USER as AMI_USER
+from test_ami_callbacks import FakeAmi
 
-from acd.core.model import AgentState, CallOffered, CallState, Output
+from acd.asterisk.ami import AmiChannelProbe, AmiTarget
+from acd.config.load import load_center
+from acd.config.policy import center_policy
+from acd.core.model import (
+    AgentAlreadyLoggedIn,
+    AgentState,
+    CallEnded,
+    CallOffered,
+    CallState,
+    CancelOffer,
+    DuplicateCall,
+    Outcome,
+    Output,
+)
+from acd.core.router import Router
 from acd.service.app import Runtime
 from acd.service.settings import load_settings
 from acd.service.state import RestartBounds
@@ -23,6 +41,7 @@ from acd.testing.clock import ManualClock
 from acd.testing.fake_agi import DialInProgress, FakeAsterisk, FakeChannels, environment_block
 
 ROOT = Path(__file__).resolve().parents[1]
+CENTER = load_center(ROOT / "config" / "center.yaml")
 TALKER, RINGER, WRAPPER, SPARE = ("msk-tech-ru-001", "msk-tech-ru-002", "msk-tech-ru-003",
                                   "msk-tech-ru-004")
 
@@ -245,3 +264,85 @@ async def test_a_restored_call_nobody_reports_on_is_ended_by_asking_asterisk(
         assert records(second)[talking.call_id] == [("answered", TALKER, None)]
     finally:
         await second.stop()
+
+
+# ---------------------------------------------------------------- asking the Manager
+
+
+@dataclass
+class ChannelListingAmi(FakeAmi):
+    """The fake Manager, also answering CoreShowChannels with its channels, as Asterisk does:
+    a Success response with EventList start, one CoreShowChannel event per channel, then
+    CoreShowChannelsComplete, all with the action's ActionID."""
+
+    uniqueids: tuple[str, ...] = ()
+
+    def _reply(self, headers: dict[str, str]) -> str:
+        if headers.get("Action") != "CoreShowChannels":
+            return super()._reply(headers)
+        action_id = headers.get("ActionID", "")
+        parts = [f"Response: Success\r\nEventList: start\r\nMessage: Channels will follow\r\n"
+                 f"ActionID: {action_id}\r\n\r\n"]
+        for uniqueid in self.uniqueids:
+            parts.append(f"Event: CoreShowChannel\r\nActionID: {action_id}\r\n"
+                         f"Channel: PJSIP/trunk-{uniqueid}\r\nUniqueid: {uniqueid}\r\n"
+                         f"Linkedid: {uniqueid}\r\nApplication: Dial\r\n\r\n")
+        parts.append(f"Event: CoreShowChannelsComplete\r\nActionID: {action_id}\r\n"
+                     f"EventList: Complete\r\nListItems: {len(self.uniqueids)}\r\n\r\n")
+        return "".join(parts)
+
+
+@pytest.mark.filterwarnings(r"ignore::DeprecationWarning:asterisk\.manager")
+async def test_the_manager_says_whether_a_restored_call_still_exists() -> None:
+    """The AMI probe reads CoreShowChannels: a listed uniqueid exists, an unlisted one does
+    not, and a generated call id or a Manager that refuses the login cannot be told."""
+    server = ChannelListingAmi(uniqueids=("1795609297.41",))
+    await server.start()
+    try:
+        probe = AmiChannelProbe(AmiTarget("127.0.0.1", server.port, AMI_USER, AMI_SECRET,
+                                          connect_timeout_s=1.0))
+        assert await probe.channel_exists("1795609297.41") is True
+        assert await probe.channel_exists("1795609297.42") is False
+        assert await probe.channel_exists("acd-1795609297-3") is None
+        assert len(server.named("CoreShowChannels")) == 2  # the generated id was not asked
+        server.accept_login = False
+        assert await probe.channel_exists("1795609297.41") is None
+        probe.close()
+    finally:
+        await server.stop()
+
+
+# ---------------------------------------------------------------- the router's entry points
+
+
+def test_adopt_call_puts_a_call_back_on_a_logged_out_agent_only() -> None:
+    """A restored call lands on its agent (ringing with a ring timeout, or talking since its
+    answer); a logged-in agent or a call already in the router is refused."""
+    router = Router(center_policy(CENTER.config), CENTER.agents)
+    router.adopt_call(100.0, "talk", "tech", "ru", "RU", TALKER, arrived_at=40.0,
+                      answered_at=60.0)
+    router.adopt_call(100.0, "ring", "tech", "ru", "RU", RINGER, arrived_at=90.0)
+    assert router.agent_state(TALKER) is AgentState.ON_CALL
+    assert router.agent_state(RINGER) is AgentState.RINGING
+    with pytest.raises(AgentAlreadyLoggedIn):
+        router.adopt_call(101.0, "other", "tech", "ru", "RU", TALKER, arrived_at=100.0)
+    with pytest.raises(DuplicateCall):
+        router.adopt_call(101.0, "talk", "tech", "ru", "RU", SPARE, arrived_at=100.0)
+    out = router.advance(100.0 + 15.0)  # the tech queue's ring timeout
+    assert any(isinstance(o, CancelOffer) and o.call_id == "ring" for o in out)
+    assert router.call_state("ring") is CallState.QUEUED
+    ended = [o for o in router.hangup(200.0, "talk") if isinstance(o, CallEnded)]
+    assert ended[0].outcome is Outcome.ANSWERED and ended[0].agent_id == TALKER
+    assert (ended[0].wait_s, ended[0].talk_s) == (20.0, 140.0)
+    assert router.agent_state(TALKER) is AgentState.WRAP_UP
+
+
+def test_adopt_wrap_up_keeps_the_agent_out_for_the_rest_of_it() -> None:
+    """An agent restored into wrap-up takes no call until its remaining wrap-up is over."""
+    router = Router(center_policy(CENTER.config), CENTER.agents)
+    router.adopt_wrap_up(0.0, WRAPPER, 10.0)
+    router.call_arrived(1.0, "c1", "tech", "ru", "RU")
+    assert router.agent_state(WRAPPER) is AgentState.WRAP_UP
+    assert router.call_state("c1") is CallState.QUEUED
+    out = router.advance(10.0)
+    assert any(isinstance(o, CallOffered) and o.agent_id == WRAPPER for o in out)
