@@ -226,6 +226,45 @@ async def test_a_restored_ringing_call_keeps_its_place_after_no_answer(tmp_path:
         await second.stop()
 
 
+async def test_a_restored_ring_nobody_reports_is_not_offered_to_anyone_else(
+        tmp_path: Path) -> None:
+    """A Dial() that ended while no engine listened (its report lost) keeps its agent and is
+    offered to no one else; once Asterisk says the caller is gone it ends as abandoned and
+    its agent is free."""
+    settings = load_settings(settings_file(tmp_path), {})
+    channels = FakeChannels()
+    first = Runtime(settings, clock=ManualClock())
+    await first.start()
+    try:
+        first.service.login(RINGER)
+        ringing = await route_to_dial(FakeAsterisk(first.agi_port), "1795609297.51",
+                                      channels)
+    finally:
+        await crash(first)
+    clock = ManualClock()
+    second = Runtime(settings, clock=clock)
+    await second.start()
+    second.restart.probe = channels
+    seen: list[Output] = []
+    second.service.observe(lambda o, wall: seen.append(o))
+    try:
+        s = second.service
+        s.login(SPARE)
+        await clock.advance_and_settle(16.0)  # past the tech queue's ring timeout
+        assert s.router.call_state(ringing.call_id) is CallState.RINGING
+        assert s.router.agent_state(RINGER) is AgentState.RINGING
+        await clock.advance_and_settle(30.0)  # first check: the caller is still there
+        assert channels.asked == [ringing.call_id]
+        channels.live.discard(ringing.uniqueid)  # the caller leaves the fallback queue
+        await clock.advance_and_settle(RestartBounds().check_every_s)
+        assert s.router.call_state(ringing.call_id) is None
+        assert s.router.agent_state(RINGER) is AgentState.READY
+        assert offers_to(seen, {SPARE, RINGER}) == []
+        assert records(second)[ringing.call_id] == [("abandoned", None, None)]
+    finally:
+        await second.stop()
+
+
 @pytest.mark.parametrize(("reachable", "reason"), [(True, "gone_after_restart"),
                                                     (False, "unknown_after_restart")])
 async def test_a_restored_call_nobody_reports_on_is_ended_by_asking_asterisk(

@@ -137,15 +137,16 @@ class Router:
     def adopt_call(self, now: float, call_id: str, queue: str, language: str, country: str,
                    agent_id: str, *, arrived_at: float, answered_at: float | None = None,
                    priority: int = 0, customer_id: str | None = None,
-                   endpoint: str | None = None) -> list[Output]:
+                   endpoint: str | None = None, ring_timeout_s: float | None = None
+                   ) -> list[Output]:
         """After a restart: a call found ringing ``agent_id`` (``answered_at`` None) or
         talking to them since ``answered_at``; the agent, logged out as every agent is at
         start, is put straight back on it (no offer goes out: the phone already rings).
 
         The call then ends through the usual entry points (``offer_failed``,
         ``offer_answered``, ``hangup``), so its record and the agent's wrap-up follow. A
-        ringing call gets a fresh ring timeout. Refused when the call is already in the
-        router or the agent is not logged out.
+        ringing call gets a fresh ring timeout (``ring_timeout_s``, else the queue's).
+        Refused when the call is already in the router or the agent is not logged out.
         """
         out = self._begin(now)
         agent = self._agent(agent_id)
@@ -167,7 +168,8 @@ class Router:
             call.state = CallState.RINGING
             call.q.calls[call_id] = call
             set_state(f, now, agent, ADOPT, AgentState.RINGING, None)
-            f.timer(now + call.q.ring_timeout_s, RING_TIMER, call)
+            ring = call.q.ring_timeout_s if ring_timeout_s is None else ring_timeout_s
+            f.timer(now + ring, RING_TIMER, call)
         else:
             call.state = CallState.TALKING
             call.answered_at = min(answered_at, now)

@@ -148,13 +148,14 @@ class RouterService:
 
     def adopt_call(self, owner: CallOwner, call_id: str, queue: str, language: str,
                    country: str, agent_id: str, *, arrived_at: float,
-                   answered_at: float | None = None, endpoint: str | None = None) -> None:
+                   answered_at: float | None = None, endpoint: str | None = None,
+                   ring_timeout_s: float | None = None) -> None:
         """After a restart: put a ringing (``answered_at`` None) or talking call back on its
         logged-out agent; its commands go to ``owner`` (see ``Router.adopt_call``)."""
         now, t0 = self.now(), time.perf_counter()
         out = self.router.adopt_call(now, call_id, queue, language, country, agent_id,
                                      arrived_at=arrived_at, answered_at=answered_at,
-                                     endpoint=endpoint)
+                                     endpoint=endpoint, ring_timeout_s=ring_timeout_s)
         self._owners[call_id] = owner
         self._done("adopt_call", t0, out)
 

@@ -12,7 +12,8 @@ over.**
    until a shell claims it (:meth:`RestartBoard.claim`: FastAGI at the call's next
    ``dialresult``/``answered``/``ended`` script, ARI at cold-start adoption from the channel
    variables) and carries on with it: hangup, record and wrap-up as usual.
-2. A call nobody claims is checked: from ``first_check_s`` after start (plus the ring time for
+2. A call nobody claims is checked (a ring too: it has no router ring timeout, since its dial
+   began before the restart): from ``first_check_s`` after start (plus the ring time for
    a ringing call) and every ``check_every_s`` after, Asterisk is asked whether the channel
    still exists (:class:`ChannelProbe`). Gone: the call ends now (``Lost``,
    ``gone_after_restart``). Cannot be asked: it ends at ``max_talk_s`` after start
@@ -231,9 +232,13 @@ class RestartBoard:
         answered_at = now - max(0.0, wall - live.answered) \
             if talking and live.answered is not None else (now if talking else None)
         try:
+            # A restored ring gets no router ring timeout: its dial's own timeout started
+            # before the restart, so a ring nobody reports ended while no engine listened
+            # (fallback taken, or answered and connected by the dialplan). Re-offering the
+            # call would ring a second agent for it; the checks below end it instead.
             s.adopt_call(restored, live.call_id, live.queue, live.language, live.country,
                          live.agent_id, arrived_at=arrived_at, answered_at=answered_at,
-                         endpoint=endpoint)
+                         endpoint=endpoint, ring_timeout_s=self.bounds.max_talk_s)
         except RoutingError as exc:
             log.warning("call_not_restored", call_id=live.call_id, agent_id=live.agent_id,
                         why=str(exc))
@@ -287,6 +292,9 @@ class RestartBoard:
 
     def feed(self, restored: RestoredCall, event: CallEvent) -> None:
         """Give ``event`` to an unclaimed call's machine and make its router reports."""
+        self._run(restored, event)
+
+    def _run(self, restored: RestoredCall, event: CallEvent) -> None:
         s, call_id = self.service, restored.call_id
         for action in restored.machine.handle(event):
             if isinstance(action, ReportHangup):
