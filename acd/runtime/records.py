@@ -184,6 +184,8 @@ class CallRecords:
         self.open: dict[str, OpenCall] = {}
         self.written = 0
         self.failures = 0
+        #: Agents whose last call's row is kept until they leave wrap-up.
+        self._wrapping: set[str] = set()
 
     def __call__(self, output: Output, wall: float) -> None:
         """Track ``output``; on ``CallEnded`` write and commit the call's row."""
@@ -221,7 +223,9 @@ class CallRecords:
         elif isinstance(output, CallEnded):
             self._write(output, wall)
             self._live_ended(output, wall)
-        elif isinstance(output, AgentStateChanged) and output.state is not AgentState.WRAP_UP:
+        elif isinstance(output, AgentStateChanged) and output.state is not AgentState.WRAP_UP \
+                and output.agent_id in self._wrapping:
+            self._wrapping.discard(output.agent_id)
             self._execute("DELETE FROM live_calls WHERE agent_id = ? AND state = 'wrap_up'",
                           (output.agent_id,))
 
@@ -236,6 +240,10 @@ class CallRecords:
     def resume(self, live: LiveCall, router_now: float, wall: float) -> None:
         """Follow a call the last run left in progress, so its end writes one full row."""
         self.open[live.call_id] = live.open_call(router_now, wall)
+
+    def wrapping(self, agent_id: str) -> None:
+        """An agent restored into wrap-up: its call's row goes when the wrap-up ends."""
+        self._wrapping.add(agent_id)
 
     def forget_live(self, call_id: str) -> None:
         """Drop a call's ``live_calls`` row (a wrap-up that is over, a call no one holds)."""
@@ -265,6 +273,7 @@ class CallRecords:
             # Kept until the agent leaves wrap-up: a restart meanwhile restores the wrap-up.
             self._execute("UPDATE live_calls SET state = 'wrap_up', ended = ?, agent_id = ?"
                           " WHERE call_id = ?", (wall, e.agent_id, e.call_id))
+            self._wrapping.add(e.agent_id)
         else:
             self.forget_live(e.call_id)
 

@@ -387,16 +387,18 @@ def restore(service: RouterService, saved: list[SavedAgent],
             who = call.agent_id
             if call.state != "wrap_up" or who is None:
                 continue
-            board.records.forget_live(call.call_id)
             if who not in roster or who in taken:
+                board.records.forget_live(call.call_id)
                 continue
             queue = config.queues.get(call.queue)
             wrap_s = queue.wrap_up_s if queue is not None else 0.0
             remaining = wrap_s - max(0.0, wall - (call.ended or wall))
+            board.records.wrapping(who)
             try:
                 service.adopt_wrap_up(who, remaining, endpoints.get(who))
             except RoutingError as exc:
                 log.warning("wrap_up_not_restored", agent_id=who, why=str(exc))
+                board.records.forget_live(call.call_id)
                 continue
             taken.add(who)
             summary.agents += 1
