@@ -160,3 +160,26 @@ async def test_a_connected_caller_is_never_cut_by_the_hold_timeout(
             assert rig.fake.timed_out == [] and rig.talking(talking)
         finally:
             await rig.fake.stop()
+
+
+async def test_a_talk_that_ended_while_the_engine_was_down_is_closed_by_asking_ari(
+        rig: Rig, tmp_path: Path) -> None:
+    """A talk whose caller hung up while no engine ran is not in Stasis to adopt: ARI says
+    the channel is gone, so the call ends with its answered record and the agent wraps up."""
+    db = open_database(tmp_path / "acd.sqlite3")
+    persist(rig, db)
+    rig.service.login(AGENT)
+    talking = await rig.to_queue()
+    await eventually(lambda: rig.talking(talking), what="talking")
+    await rig.stop_app()
+    await eventually(lambda: not rig.fake._subscribers, what="old websocket closed")
+    rig.fake.hangup(talking)
+    _, board = await restart_from(rig, db)
+    board.probe = rig.app
+    assert rig.service.router.agent_state(AGENT) is AgentState.ON_CALL  # not guessed over
+    rig.clock.advance(board.bounds.first_check_s + 0.1)
+    await eventually(lambda: rig.service.router.call_state(talking) is None, what="ended")
+    assert board.endings == {talking: "gone_after_restart"}
+    assert rig.service.router.agent_state(AGENT) is AgentState.WRAP_UP
+    rows = db.execute("SELECT call_id, outcome, agent_id FROM calls").fetchall()
+    assert rows == [(talking, "answered", AGENT)]

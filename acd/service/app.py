@@ -229,7 +229,7 @@ class Runtime:
 
     def _channel_probe(self) -> Any:
         """Who can say whether a restored call's channel still exists: the Manager when its
-        credentials are set, else nobody (ARI claims its calls from channel variables)."""
+        credentials are set (else ARI, once it starts; else nobody)."""
         s = self.settings
         if not s.ami_user or not s.ami_secret:
             return None
@@ -254,6 +254,8 @@ class Runtime:
         self._ari_client = AriClient(s.ari.url, s.ari_user, s.ari_password, s.ari.app)
         self.stasis = StasisApp(self.service, self._ari_client, self.setup, s.ari.app)
         self.stasis.restored = self.restart
+        if self.restart.probe is None:
+            self.restart.probe = self.stasis  # ARI can say whether a channel still exists
         self.stasis.hold_grace_s = float(s.ari.hold_grace_s)
         self._ari_task = asyncio.get_running_loop().create_task(self.stasis.run())
 

@@ -199,6 +199,18 @@ class Adoption(Inbound):
             self.feed(call, DialFailed(agent, "unavailable"))
         return True
 
+    async def channel_exists(self, call_id: str) -> bool | None:
+        """Whether a restored call's channel still exists in Asterisk (the restart board's
+        :class:`~acd.service.state.ChannelProbe` in ARI mode); None when ARI cannot say."""
+        try:
+            await self.client.get_channel(call_id)
+        except AriNotFound:
+            return False
+        except AriError as exc:
+            log.warning("cannot ask ARI about call %s: %s", call_id, exc)
+            return None
+        return True
+
     async def _var(self, channel_id: str, name: str) -> str | None:
         try:
             return await retry(lambda: self.client.get_channel_var(channel_id, name))
