@@ -23,6 +23,7 @@ from acd.core.model import AgentState, CallOffered, CallState, Output
 from acd.runtime.records import CallRecords, open_database
 from acd.runtime.router_service import RouterService
 from acd.service.state import AgentStateStore, RestartBoard, restore
+from acd.testing.ari_objects import MEDIA_SECONDS
 from acd.testing.fake_ari import AgentScript, FakeAri
 
 AGENT, AGENT_EP = "msk-tech-ru-001", "PJSIP/1001"
@@ -32,6 +33,7 @@ SPARE = "msk-tech-ru-003"
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
+    """A rig at the usual speed for tests that need no long ring."""
     async with Rig() as r:
         yield r
 
@@ -71,49 +73,61 @@ def offered_to(outputs: list[Output], agents: set[str]) -> list[str]:
     return [o.call_id for o in outputs if isinstance(o, CallOffered) and o.agent_id in agents]
 
 
-async def test_restart_puts_the_talk_back_and_requeues_ringing_and_held_calls(
-        rig: Rig, tmp_path: Path) -> None:
-    """After a restart the talking agent is on its call until the hangup, which writes one
-    answered record and starts wrap-up; the ringing and held callers wait again with their
-    places; neither busy agent is offered a call."""
-    db = open_database(tmp_path / "acd.sqlite3")
-    persist(rig, db)
-    rig.fake.script_agent(RINGER_EP, AgentScript(answer_after=None))
-    rig.service.login(AGENT)
-    talking = await rig.to_queue()
-    await eventually(lambda: rig.talking(talking), what="talking")
-    rig.service.login(RINGER)
-    ringing = await rig.to_queue("+79031234567")
-    await eventually(lambda: rig.leg_of(ringing) in rig.fake.channels, what="ringing")
-    held = await rig.to_queue("+79037654321")
-    await eventually(lambda: rig.in_router(held), what="held")
-    talk_leg = rig.leg_of(talking) or ""
-    await rig.stop_app()
-    await eventually(lambda: not rig.fake._subscribers, what="old websocket closed")
+async def test_restart_puts_the_talk_and_the_ring_back_and_requeues_the_held_call(
+        tmp_path: Path) -> None:
+    """After a restart the talking agent is on its call until the hangup (one answered record,
+    then wrap-up), the ringing agent's phone goes on ringing and its answer connects, the held
+    caller waits again with their place, and neither busy agent is offered another call."""
+    # Prompts short, rings long (15 s / 2): the ring outlives the restart, as on a real PBX.
+    fake = FakeAri(speed=2.0, media_seconds=dict.fromkeys(MEDIA_SECONDS, 0.05),
+                   default_media_s=0.05)
+    await fake.start()
+    try:
+        async with Rig(fake=fake) as rig:
+            db = open_database(tmp_path / "acd.sqlite3")
+            persist(rig, db)
+            fake.script_agent(RINGER_EP, AgentScript(answer_after=None))
+            rig.service.login(AGENT)
+            talking = await rig.to_queue()
+            await eventually(lambda: rig.talking(talking), what="talking")
+            rig.service.login(RINGER)
+            ringing = await rig.to_queue("+79031234567")
+            await eventually(lambda: rig.leg_of(ringing) in fake.channels, what="ringing")
+            held = await rig.to_queue("+79037654321")
+            await eventually(lambda: rig.in_router(held), what="held")
+            talk_leg, ring_leg = rig.leg_of(talking) or "", rig.leg_of(ringing) or ""
+            await rig.stop_app()
+            await eventually(lambda: not fake._subscribers, what="old websocket closed")
 
-    records, board = await restart_from(rig, db)
-    router = rig.service.router
-    assert router.agent_state(AGENT) is AgentState.ON_CALL
-    assert router.call_state(talking) is CallState.TALKING
-    assert not rig.app.calls[talking].unmanaged and board.calls == {}
-    # The ring was cut by the restart: a ring-no-answer, the caller keeps the place.
-    assert router.agent_state(RINGER) is AgentState.PAUSED
-    assert router.call_state(ringing) is CallState.QUEUED
-    assert router.call_state(held) is CallState.QUEUED
-    waiting = {q.queue: q for q in rig.service.queue_snapshot()}["tech"]
-    assert waiting.waiting == 2
-    rig.fake.hangup(talk_leg)
-    await eventually(lambda: talking not in rig.fake.channels, what="caller hung up")
-    assert router.agent_state(AGENT) is AgentState.WRAP_UP
-    rows = db.execute("SELECT call_id, outcome, agent_id FROM calls").fetchall()
-    assert rows == [(talking, "answered", AGENT)]
-    assert offered_to(rig.outputs, {AGENT, RINGER}) == []
-    # The next agent takes the caller who was ringing (first in line), then the held one.
-    rig.service.login(SPARE)
-    await eventually(lambda: router.call_state(ringing) is not CallState.QUEUED,
-                     what="ringing caller offered first")
-    assert router.call_state(held) is CallState.QUEUED
-    assert records.written == 1
+            records, board = await restart_from(rig, db)
+            router = rig.service.router
+            assert router.agent_state(AGENT) is AgentState.ON_CALL
+            assert router.call_state(talking) is CallState.TALKING
+            assert not rig.app.calls[talking].unmanaged and board.calls == {}
+            assert router.agent_state(RINGER) is AgentState.RINGING
+            assert ring_leg in fake.channels and rig.leg_of(ringing) == ring_leg
+            assert router.call_state(held) is CallState.QUEUED
+            fake.agent_answers(ring_leg)
+            await eventually(lambda: rig.talking(ringing), what="ring answered after restart")
+            assert router.agent_state(RINGER) is AgentState.ON_CALL
+            fake.hangup(talk_leg)
+            await eventually(lambda: talking not in fake.channels, what="caller hung up")
+            assert router.agent_state(AGENT) is AgentState.WRAP_UP
+            rows = db.execute("SELECT call_id, outcome, agent_id FROM calls").fetchall()
+            assert rows == [(talking, "answered", AGENT)]
+            fake.hangup(ring_leg)
+            await eventually(lambda: router.agent_state(RINGER) is AgentState.WRAP_UP,
+                             what="second talk over")
+            assert offered_to(rig.outputs, {AGENT, RINGER}) == []
+            # The next agent free takes the held caller, who kept their place.
+            rig.service.login(SPARE)
+            await eventually(lambda: rig.talking(held), what="held caller offered")
+            rows = db.execute("SELECT call_id, outcome, agent_id FROM calls").fetchall()
+            assert sorted(rows) == sorted([(talking, "answered", AGENT),
+                                           (ringing, "answered", RINGER)])
+            assert records.written == 2
+    finally:
+        await fake.stop()
 
 
 async def test_held_caller_reaches_the_fallback_within_the_grace_when_the_engine_dies(

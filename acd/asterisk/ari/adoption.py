@@ -12,8 +12,9 @@ it is claimed from there; without those records the agent and answer time are re
 channel variables the engine set (``ACD_TALKING`` on the caller, ``ACD_AGENT`` on the leg) and
 the call is adopted into the router (``adopt_call``). Either way the hangup ends it with its
 record and the agent's wrap-up. Only a talk whose agent is unknown is left unmanaged (watched
-and cleaned up). A caller whose agent was ringing is re-queued with its place (the leg is hung
-up); when the board had put that ring back, it fails as a ring-no-answer.
+and cleaned up). A ring the board put back goes on: its leg (found by its ``ACD_CALL_ID``) is
+watched again, its answer connects, its end unanswered is a ring-no-answer. Without the board
+the leg is hung up and the caller re-queued with its place.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Protocol
 
 from acd.asterisk.ari.calls import QUEUED_VAR, AgentLeg, AriCall, Phase, QueueSlot, quietly, retry
 from acd.asterisk.ari.client import AriError, AriNotFound
-from acd.asterisk.ari.commands import AGENT_VAR, TALK_VAR
+from acd.asterisk.ari.commands import AGENT_VAR, CALL_VAR, TALK_VAR
 from acd.asterisk.ari.inbound import Inbound
 from acd.asterisk.ari.reconcile import (
     Snapshot,
@@ -120,11 +121,12 @@ class Adoption(Inbound):
             agent = agent or await self._var(talk.agent_leg, AGENT_VAR) or ""
             self._adopt_talk(talk, QueueSlot.decode(queued.get(talk.caller.id) or ""), agent,
                              _epoch(answered))
+        rings = await self._ringing_legs(plan.hangup_legs)
         now, wall = self.service.now(), self.wall_clock()
         for item in plan.requeue:
             call = self._new_call(item.channel)
             call.hold_bridge = item.hold_bridge
-            if self._claim_ring(call, item.slot):
+            if self._claim_ring(call, item.slot, rings.get(call.call_id), snap):
                 continue
             arrived_at = now - max(0.0, wall - item.arrived_epoch)
             await self._queue(call, item.slot, arrived_at)
@@ -134,7 +136,8 @@ class Adoption(Inbound):
                 await quietly(partial(self.client.remove_channel, bridge.id, channel.id))
             self._spawn(call, self._inbound(call, channel.dialplan.exten, answer=True))
         for channel_id in plan.hangup_legs:
-            self._spawn(None, quietly(partial(self.client.hangup, channel_id)))
+            if channel_id not in self.legs:  # a restored ring goes on
+                self._spawn(None, quietly(partial(self.client.hangup, channel_id)))
         for bridge_id in plan.destroy_bridges:
             self._spawn(None, quietly(partial(self.client.destroy_bridge, bridge_id)))
         if plan.requeue or plan.talks or plan.restart_ivr:
@@ -185,9 +188,11 @@ class Adoption(Inbound):
 
         return self.restored.claim(call.call_id, take) is call
 
-    def _claim_ring(self, call: AriCall, slot: QueueSlot) -> bool:
-        """A re-queued caller whose ring the board put back: the leg is hung up, so the ring
-        fails (the router re-queues it with its place). False when the board lacks it."""
+    def _claim_ring(self, call: AriCall, slot: QueueSlot, ring: tuple[str, str] | None,
+                    snap: Snapshot) -> bool:
+        """A held caller whose ring the board put back: the agent leg (``ring``: its channel
+        and agent, from its variables) keeps ringing, or its answer is taken; without the leg
+        the ring failed. False when the board does not hold the call."""
         call.slot = slot
         if not self._claim(call):
             call.slot = None
@@ -195,9 +200,30 @@ class Adoption(Inbound):
         machine = call.machine
         assert machine is not None
         agent = machine.agent_id
-        if machine.phase is CallPhase.RINGING and agent is not None:
+        if machine.phase is not CallPhase.RINGING or agent is None:
+            return True
+        if ring is None or ring[1] != agent:
             self.feed(call, DialFailed(agent, "unavailable"))
+            return True
+        leg = AgentLeg(ring[0], agent, call.call_id)
+        call.leg = leg
+        self.legs[leg.channel_id] = leg
+        channel = snap.channels.get(leg.channel_id)
+        if channel is not None and leg.channel_id in snap.in_stasis:
+            self._agent_answered(channel)  # answered while no engine ran
         return True
+
+    async def _ringing_legs(self, legs: list[str]) -> dict[str, tuple[str, str]]:
+        """Agent legs left over, by the call id they ring for: (leg channel id, agent)."""
+        if self.restored is None:
+            return {}
+        found: dict[str, tuple[str, str]] = {}
+        for leg in legs:
+            call_id = await self._var(leg, CALL_VAR)
+            agent = await self._var(leg, AGENT_VAR)
+            if call_id and agent:
+                found[call_id] = (leg, agent)
+        return found
 
     async def channel_exists(self, call_id: str) -> bool | None:
         """Whether a restored call's channel still exists in Asterisk (the restart board's
