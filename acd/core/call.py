@@ -68,6 +68,13 @@ Ports
     for the AGI session that has the caller, which feeds :class:`Idle` when it runs dry.
     ``answered`` replies ``ok`` on :class:`Connect`, ``refused`` on :class:`RefuseAnswer`.
 
+    Restarts (:mod:`acd.service.state`, every port): a call the engine had ringing or talking
+    is put back on its agent in the router (``adopt_call``) with a machine
+    ``Adopted(RINGING|TALKING, agent)`` that waits on the restart board until a shell claims
+    it (FastAGI: its next ``answered``/``dialresult``/``ended``; ARI: cold start) and carries
+    on; a call nobody claims gets :class:`Lost` once Asterisk says its channel is gone, or at
+    the board's bound when Asterisk cannot be asked.
+
     ARI (:mod:`acd.asterisk.ari.commands`): policy ``hold_while_ringing=True``; feed
     :class:`Queued`, then :class:`HoldStarted` once the holding bridge plays music; router
     reports and callback storage at once, the medium's work in order in one task per call.
@@ -84,8 +91,10 @@ Ports
     music (after the callback question) comes after a :class:`StartHold`, so the agent always
     rings with the caller on hold. Cold start (:mod:`acd.asterisk.ari.adoption`): a requeued
     caller is ``Adopted(QUEUED, holding=True)`` before ``call_arrived(arrived_at=...)``; a
-    talking one ``Adopted(TALKING, agent)`` with the agent leg's channel id standing for the
-    agent; reconcile feeds the facts it finds (caller gone, leg gone, leg answered). Settled
+    talking one is claimed from the restart board (below) or ``Adopted(TALKING, agent)`` with
+    the agent read from the channel variables and ``adopt_call`` in the router; a ring the
+    board put back keeps its leg; reconcile feeds the facts it finds (caller gone, leg gone,
+    leg answered). Settled
     as on FastAGI: an offer (or overflow) made during the callback question waits for the
     answer (at most the question's timeout), and a caller without a number is asked too
     (nothing is stored, an ``Ignored`` says why).
