@@ -20,8 +20,10 @@ from acd.asterisk.ari.app import StasisApp
 from acd.asterisk.ari.client import AriClient
 from acd.asterisk.ari.commands import CallCommands
 from acd.core.model import AgentState, CallOffered, CallState, Output
+from acd.errors import ConfigError
 from acd.runtime.records import CallRecords, open_database
 from acd.runtime.router_service import RouterService
+from acd.service.settings import load_settings
 from acd.service.state import AgentStateStore, RestartBoard, restore
 from acd.testing.ari_objects import MEDIA_SECONDS
 from acd.testing.fake_ari import AgentScript, FakeAri
@@ -197,3 +199,14 @@ async def test_a_talk_that_ended_while_the_engine_was_down_is_closed_by_asking_a
     assert rig.service.router.agent_state(AGENT) is AgentState.WRAP_UP
     rows = db.execute("SELECT call_id, outcome, agent_id FROM calls").fetchall()
     assert rows == [(talking, "answered", AGENT)]
+
+
+def test_the_hold_grace_keeps_the_waiting_bound(tmp_path: Path) -> None:
+    """The grace is 60 s by default and refused above 60 s, which would break the promise of
+    the queue's maximum wait plus ring time plus 60 s."""
+    path = tmp_path / "service.yaml"
+    path.write_text("ari:\n  url: http://127.0.0.1:8088\n")
+    assert load_settings(path, {}).ari.hold_grace_s == 60
+    path.write_text("ari:\n  url: http://127.0.0.1:8088\n  hold_grace_s: 120\n")
+    with pytest.raises(ConfigError, match="hold_grace_s"):
+        load_settings(path, {})
