@@ -186,7 +186,8 @@ async def test_foreign_leftovers_are_removed_on_reconnect(rig: Rig) -> None:
 
 
 async def test_cold_start_adopts_held_and_talking_calls(rig: Rig) -> None:
-    """A restarted engine re-queues held callers with their old arrival time and keeps talks."""
+    """A restarted engine re-queues held callers with their old arrival time and puts talks
+    back on their agents (from the channel variables), so the hangup ends them with wrap-up."""
     rig.service.login(AGENT)
     talking = await rig.to_queue()
     await eventually(lambda: rig.talking(talking))
@@ -201,10 +202,15 @@ async def test_cold_start_adopts_held_and_talking_calls(rig: Rig) -> None:
     queued = [o for o in rig.outputs if isinstance(o, CallQueued)]
     assert [q.call_id for q in queued] == [waiting]
     assert rig.app.calls[waiting].hold_bridge in rig.fake.bridges
-    assert rig.app.calls[talking].phase is Phase.TALKING and rig.app.calls[talking].unmanaged
+    assert rig.app.calls[talking].phase is Phase.TALKING
+    assert not rig.app.calls[talking].unmanaged
+    assert rig.agent_state(AGENT) is AgentState.ON_CALL
     assert any(b.startswith(TALK_PREFIX) for b in rig.fake.bridges)
     rig.fake.hangup(rig.leg_of(talking) or "")  # the adopted talk still cleans up
     await eventually(lambda: talking not in rig.fake.channels, what="caller hung up")
+    ended = rig.ended(talking)
+    assert ended is not None and ended.outcome is Outcome.ANSWERED and ended.agent_id == AGENT
+    assert rig.agent_state(AGENT) is AgentState.WRAP_UP
     rig.service.login(AGENT2)
     await eventually(lambda: rig.talking(waiting), what="adopted caller offered")
     await eventually(lambda: not any(b.startswith(HOLD_PREFIX) for b in rig.fake.bridges))

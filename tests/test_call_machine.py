@@ -31,6 +31,7 @@ from acd.core.call import (
     HoldStarted,
     Idle,
     LocalCallError,
+    Lost,
     Phase,
     Queued,
     RefuseAnswer,
@@ -70,6 +71,7 @@ EVENTS: dict[type, object] = {
     CallerGone: CallerGone(),
     AgentGone: AgentGone(),
     CallbackAnswer: CallbackAnswer(True),
+    Lost: Lost("unknown_after_restart"),
 }
 
 
@@ -145,6 +147,12 @@ LEGAL: dict[tuple[Phase, type], tuple[Phase, list[object]]] = {
     (A, Answered): (A, [RefuseAnswer("a"), ig("answer")]),
     (A, DialFailed): (A, [ig("DialFailed")]),
     (A, AgentGone): (A, [ig("AgentGone")]),
+    (A, Lost): (E, [ReportHangup(), Finished("unknown_after_restart")]),
+    (Q, Lost): (E, [ReportHangup(), Finished("unknown_after_restart")]),
+    (R, Lost): (E, [ReleaseAgent("a"), ReportHangup(), Finished("unknown_after_restart")]),
+    (X, Lost): (E, [ReportHangup(), Finished("unknown_after_restart")]),
+    (T, Lost): (E, [ReleaseAgent("a"), ReportHangup(), Finished("unknown_after_restart")]),
+    (E, Lost): (E, [ig("Lost")]),
 
     (R, Answered): (T, [ReportAnswered("a"), Connect("a")]),
     (R, DialFailed): (Q, [ReportFailed("a", "no_answer")]),

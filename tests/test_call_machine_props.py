@@ -9,11 +9,14 @@ arrivals, idle hold sessions, answers (current and stale), dial failures, hang-u
 side, callback answers, agent logins, readies and pauses, time jumps (ring timeouts, callback
 offers, overflows), shutdown drains and engine restarts. A restart is modelled as the facts a
 FastAGI driver has: sessions on hold die with the engine (the dialplan takes those callers),
-dials and talks survive and are adopted by a new machine; their agents stay out of the new
-router until their call is over. Invariants after every step: no agent is connected to two
-calls, music is never started twice or stopped when off, no action follows a call's end, and
-the machine's view matches the router's. At teardown every caller hangs up and every call must
-have ended exactly once, with no music left playing.
+dials and talks survive and are adopted by a new machine; a ringing or talking call is put back
+on its agent in the new router (``Router.adopt_call``, as the persisted call rows allow), a
+dial the router had withdrawn keeps its agent out of the new router until it is over; an
+adopted call may later be ``Lost`` (Asterisk says its channel is gone). Invariants after
+every step: no agent is connected to two calls, music is never started twice or stopped
+when off, no action follows a call's end, and the machine's view matches the router's. At
+teardown every caller hangs up and every call must have ended exactly once, with no music
+left playing.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from acd.core.call import (
     Finished,
     HandBack,
     Idle,
+    Lost,
     Phase,
     Queued,
     RefuseAnswer,
@@ -126,8 +130,8 @@ class CallsAndRouter(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ the driver
 
-    def _router(self, name: str, *args: object) -> None:
-        out: list[Output] = getattr(self.router, name)(self.now, *args)
+    def _router(self, name: str, *args: object, **kwargs: object) -> None:
+        out: list[Output] = getattr(self.router, name)(self.now, *args, **kwargs)
         self.pending.append(out)
         if self.dispatching:
             return
@@ -224,7 +228,8 @@ class CallsAndRouter(RuleBasedStateMachine):
                 for a in (m.dialling, m.connected) if a is not None}
         for agent in sorted(self.held_out - busy):
             self.held_out.discard(agent)
-            self._router("login", agent, None, None)
+            if self.router.agent_state(agent) is AgentState.LOGGED_OUT:  # else adopted
+                self._router("login", agent, None, None)
 
     def _live(self) -> list[Medium]:
         return [m for m in self.media.values() if m.over is None]
@@ -353,6 +358,7 @@ class CallsAndRouter(RuleBasedStateMachine):
             return
         self.router = self._new_router()
         self.held_out = set()
+        adopted: set[str] = set()
         for medium in self._live():
             agent = medium.dialling or medium.connected
             if agent is None:
@@ -367,11 +373,28 @@ class CallsAndRouter(RuleBasedStateMachine):
             phase = self.machines[medium.call_id].phase
             self.machines[medium.call_id] = machine
             self._step(medium.call_id, Adopted(phase, agent, holding=medium.holding))
-            self.held_out.add(agent)
+            if phase in (Phase.RINGING, Phase.TALKING):
+                self._router("adopt_call", medium.call_id, "tech", "ru", "RU", agent,
+                             arrived_at=self.now - 1.0,
+                             answered_at=self.now if phase is Phase.TALKING else None)
+                adopted.add(agent)
+                want = AgentState.ON_CALL if phase is Phase.TALKING else AgentState.RINGING
+                assert self.router.agent_state(agent) is want
+            else:
+                self.held_out.add(agent)
         for agent in AGENTS:
-            if agent not in self.held_out:
+            if agent not in self.held_out and agent not in adopted:
                 self._router("login", agent, None, None)
         self._drain_deferred()
+
+    @rule(data=st.data(), rarely=st.integers(0, 3))
+    def lost(self, data: st.DataObject, rarely: int) -> None:
+        """After a restart, Asterisk says a call's channel is gone (now and then)."""
+        live = [m for m in self._live() if self.machines[m.call_id].phase is not Phase.NEW]
+        if rarely or not live:
+            return
+        medium = data.draw(st.sampled_from(live))
+        self._step(medium.call_id, Lost("gone_after_restart"))
 
     # ------------------------------------------------------------------ invariants
 

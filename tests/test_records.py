@@ -176,7 +176,8 @@ def test_callback_store_is_a_callback_sink(db: sqlite3.Connection) -> None:
 
 
 async def test_agent_states_persist_and_restore(center: LoadedCenter, tmp_path: Path) -> None:
-    """A restart brings paused agents back paused, ready ones ready, busy ones ready."""
+    """A restart brings paused agents back paused, ready ones ready, and an agent on a call
+    the engine cannot see (no call records) paused for attention, never ready."""
     db = open_database(tmp_path / "acd.sqlite3")
     store = AgentStateStore(db)
     before = RouterService(center)
@@ -197,7 +198,9 @@ async def test_agent_states_persist_and_restore(center: LoadedCenter, tmp_path: 
     state = after.router.agent_state
     assert state("msk-tech-ru-001") is AgentState.READY
     assert state("msk-tech-ru-002") is AgentState.PAUSED
-    assert state("msk-orders-ru-001") is AgentState.READY
+    assert state("msk-orders-ru-001") is AgentState.PAUSED
+    busy = [a for a in after.router.agent_snapshot() if a.agent_id == "msk-orders-ru-001"]
+    assert busy[0].reason == center.config.rona.pause_reason
     assert state("msk-repair-ru-001") is AgentState.LOGGED_OUT
     assert store.endpoint("kyi-tech-uk-001") == "PJSIP/softphone-7"
     paused = [a for a in after.router.agent_snapshot() if a.agent_id == "msk-tech-ru-002"]

@@ -1,4 +1,5 @@
-"""Callbacks for AGI-only deployments: originate through the Asterisk Manager Interface.
+"""The Asterisk Manager Interface for AGI-only deployments: callbacks, and asking whether a
+channel still exists after a restart.
 
 Without ARI the engine cannot hold a channel of its own, so it asks Asterisk to ring the
 customer with AMI ``Originate`` (pyst2's :class:`asterisk.manager.Manager`) into the dialplan
@@ -15,6 +16,12 @@ attempt uses a connection of its own (connect, log in with events off, originate
 pyst2 matches replies to actions by order, so one connection must never carry two actions
 at once. Its sockets get a deadline, so a silent Manager cannot hold a thread forever.
 
+After a restart, :class:`AmiChannelProbe` asks the Manager (``CoreShowChannels``, one
+connection per question, same deadlines) whether a restored call's channel still exists, so a
+call the engine lost track of is ended when Asterisk says it is gone rather than guessed at
+(:mod:`acd.service.state`). Only our own call ids (Asterisk uniqueids) are compared; nothing
+is sent but the action.
+
 What reaches the Manager is built only from configuration and the task id: the dial string
 from the trunk template and a checked E.164 number, the context, the center's caller id, and
 the variable ``ACD_CALLBACK_TASK=<id>``. Caller names, customer ids and recordings never do.
@@ -26,7 +33,9 @@ import asyncio
 import contextlib
 import logging
 import queue
+import re
 import socket
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -140,6 +149,75 @@ def originate_blocking(target: AmiTarget, request: OriginateRequest,
         # is known by now and must not be turned into a failure.
         with contextlib.suppress(ManagerException, OSError, ValueError):
             manager.close()
+
+
+#: An Asterisk uniqueid (``<epoch>.<sequence>``): the only call ids the Manager can check.
+_UNIQUEID_RE = re.compile(r"[0-9]{1,20}\.[0-9]{1,20}")
+
+
+def channels_blocking(target: AmiTarget,
+                      manager_factory: Callable[[float], Manager] = TimedManager) -> set[str]:
+    """Log in, list the channels (``CoreShowChannels``), log off: their uniqueids.
+
+    Runs in a worker thread. Raises :class:`AmiError` when the Manager cannot be reached,
+    refuses the login, or does not finish the list within the connect deadline.
+    """
+    manager = manager_factory(target.connect_timeout_s)
+    seen: set[str] = set()
+    complete = threading.Event()
+
+    def on_channel(event: Any, _manager: Any) -> None:
+        seen.add(str(event.get_header("Uniqueid", "")))
+
+    def on_complete(event: Any, _manager: Any) -> None:
+        complete.set()
+
+    manager.register_event("CoreShowChannel", on_channel)
+    manager.register_event("CoreShowChannelsComplete", on_complete)
+    try:
+        manager.connect(target.host, target.port)
+        login = manager.send_action({"Action": "Login", "Username": target.username,
+                                     "Secret": target.secret, "Events": "off"})
+        if login.get_header("Response") != "Success":
+            raise AmiError(f"the Manager refused the login of {target.username!r}")
+        reply = manager.send_action({"Action": "CoreShowChannels"})
+        if reply.get_header("Response") != "Success":
+            raise AmiError(f"the Manager refused CoreShowChannels: {reply.get_header('Message')}")
+        if not complete.wait(target.connect_timeout_s):
+            raise AmiError("the Manager did not finish the channel list in time")
+        return seen
+    except ManagerException as exc:
+        raise AmiError(f"Manager at {target.host}:{target.port}: {exc}") from None
+    finally:
+        with contextlib.suppress(ManagerException, OSError, ValueError):
+            manager.close()
+
+
+class AmiChannelProbe:
+    """Whether a restored call's channel still exists, asked of the Manager (a
+    :class:`~acd.service.state.ChannelProbe`)."""
+
+    def __init__(self, target: AmiTarget,
+                 list_channels: Callable[[AmiTarget], set[str]] = channels_blocking) -> None:
+        self.target = target
+        self._list = list_channels
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="acd-ami-probe")
+
+    async def channel_exists(self, call_id: str) -> bool | None:
+        """True or False; None for a call id that is not a uniqueid or a Manager that fails."""
+        if not _UNIQUEID_RE.fullmatch(call_id):
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            channels = await loop.run_in_executor(self._pool, self._list, self.target)
+        except AmiError as exc:
+            log.warning("cannot ask the Manager about call %s: %s", call_id, exc)
+            return None
+        return call_id in channels
+
+    def close(self) -> None:
+        """Stop the worker thread."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ CALL_ENDED: Final = "call_ended"
 WRAP_UP_ENDED: Final = "wrap_up_ended"
 #: The ring-no-answer pause ran out (``rona_auto_ready_after_s``).
 AUTO_READY: Final = "auto_ready"
+#: After a restart: a logged-out agent is put straight back on the call (ringing, talking)
+#: or the wrap-up it had, so it is never offered a call before that call is over.
+ADOPT: Final = "adopt"
 
 _LOGGED_OUT = AgentState.LOGGED_OUT
 _READY = AgentState.READY
@@ -41,6 +44,7 @@ _PAUSED = AgentState.PAUSED
 #: (state, event) -> the states the agent may go to. A pair not listed is an illegal move.
 AGENT_TRANSITIONS: Final[dict[tuple[AgentState, str], frozenset[AgentState]]] = {
     (_LOGGED_OUT, LOGIN): frozenset({_READY, _PAUSED}),
+    (_LOGGED_OUT, ADOPT): frozenset({_RINGING, _ON_CALL, _WRAP_UP}),
     (_READY, OFFER): frozenset({_RINGING}),
     (_READY, PAUSE): frozenset({_PAUSED}),
     (_READY, LOGOUT): frozenset({_LOGGED_OUT}),

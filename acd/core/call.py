@@ -21,8 +21,10 @@ Events in
     call to the router), :class:`Refused` (the router refused it), :class:`Idle` (the medium is
     with the caller and has nothing to do; carries ``now`` for the hold deadline),
     :class:`Drain` (the service shuts down), :class:`Adopted` (a call found alive after a
-    restart or reconnect). Telephony facts: :class:`HoldStarted`, :class:`Answered`,
-    :class:`DialFailed`, :class:`CallerGone`, :class:`AgentGone`, :class:`CallbackAnswer`.
+    restart or reconnect), :class:`Lost` (after a restart, the medium will never report on the
+    call again: its channel is gone, or nothing came and Asterisk cannot be asked).
+    Telephony facts: :class:`HoldStarted`, :class:`Answered`, :class:`DialFailed`,
+    :class:`CallerGone`, :class:`AgentGone`, :class:`CallbackAnswer`.
 
 Actions out (small frozen records, executed by the driver in order)
     Medium: :class:`StartHold`, :class:`StopHold`, :class:`Dial` (agent, endpoint, whole-second
@@ -66,6 +68,13 @@ Ports
     for the AGI session that has the caller, which feeds :class:`Idle` when it runs dry.
     ``answered`` replies ``ok`` on :class:`Connect`, ``refused`` on :class:`RefuseAnswer`.
 
+    Restarts (:mod:`acd.service.state`, every port): a call the engine had ringing or talking
+    is put back on its agent in the router (``adopt_call``) with a machine
+    ``Adopted(RINGING|TALKING, agent)`` that waits on the restart board until a shell claims
+    it (FastAGI: its next ``answered``/``dialresult``/``ended``; ARI: cold start) and carries
+    on; a call nobody claims gets :class:`Lost` once Asterisk says its channel is gone, or at
+    the board's bound when Asterisk cannot be asked.
+
     ARI (:mod:`acd.asterisk.ari.commands`): policy ``hold_while_ringing=True``; feed
     :class:`Queued`, then :class:`HoldStarted` once the holding bridge plays music; router
     reports and callback storage at once, the medium's work in order in one task per call.
@@ -82,8 +91,10 @@ Ports
     music (after the callback question) comes after a :class:`StartHold`, so the agent always
     rings with the caller on hold. Cold start (:mod:`acd.asterisk.ari.adoption`): a requeued
     caller is ``Adopted(QUEUED, holding=True)`` before ``call_arrived(arrived_at=...)``; a
-    talking one ``Adopted(TALKING, agent)`` with the agent leg's channel id standing for the
-    agent; reconcile feeds the facts it finds (caller gone, leg gone, leg answered). Settled
+    talking one is claimed from the restart board (below) or ``Adopted(TALKING, agent)`` with
+    the agent read from the channel variables and ``adopt_call`` in the router; a ring the
+    board put back keeps its leg; reconcile feeds the facts it finds (caller gone, leg gone,
+    leg answered). Settled
     as on FastAGI: an offer (or overflow) made during the callback question waits for the
     answer (at most the question's timeout), and a caller without a number is asked too
     (nothing is stored, an ``Ignored`` says why).
@@ -188,6 +199,15 @@ class Adopted:
 
 
 @dataclass(frozen=True, slots=True)
+class Lost:
+    """Nothing more will come from the medium about this call (``reason``, e.g.
+    ``gone_after_restart`` or ``unknown_after_restart``): end it as if the caller left, so
+    the router ends it with its outcome (answered after talk) and the agent wraps up."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class HoldStarted:
     """The medium put the caller on hold by itself (ARI's holding bridge with music)."""
 
@@ -226,7 +246,7 @@ class CallbackAnswer:
 
 
 CallEvent = (Offer | CancelOffer | Overflow | OfferCallback | Queued | Refused | Idle | Drain
-             | Adopted | HoldStarted | Answered | DialFailed | CallerGone | AgentGone
+             | Adopted | Lost | HoldStarted | Answered | DialFailed | CallerGone | AgentGone
              | CallbackAnswer)
 #: Events only the telephony side originates (an impossible one is a remote error).
 _REMOTE_EVENTS: Final = frozenset({HoldStarted, Answered, DialFailed, CallerGone, AgentGone})
@@ -626,6 +646,15 @@ def _caller_gone(m: CallMachine, e: object) -> list[Action]:
     return m._end(out, how)
 
 
+def _lost(m: CallMachine, e: object) -> list[Action]:
+    assert isinstance(e, Lost)
+    out: list[Action] = []
+    if m.offer is not None and m.phase is not Phase.RING_CANCELLED:
+        out.append(ReleaseAgent(m.offer.agent_id))
+    m._report_hangup(out)
+    return m._end(out, e.reason)
+
+
 def _stale_answer(m: CallMachine, e: object) -> list[Action]:
     assert isinstance(e, Answered)
     return [RefuseAnswer(e.agent_id),
@@ -786,7 +815,7 @@ def _talking_answered(m: CallMachine, e: object) -> list[Action]:
 
 _ASKING_LIKE = {
     Offer: _defer_offer, CancelOffer: _deferred_cancel, Overflow: _defer_overflow,
-    Drain: _drain_later, CallerGone: _caller_gone,
+    Drain: _drain_later, CallerGone: _caller_gone, Lost: _lost,
 }
 
 #: The transition table: (phase, event type) -> handler. Missing pairs are errors.
@@ -804,6 +833,7 @@ TRANSITIONS: Final[dict[tuple[Phase, type], Handler]] = {
     (Phase.QUEUED, OfferCallback): _queued_offer_callback,
     (Phase.QUEUED, Drain): _drain_now,
     (Phase.QUEUED, CallerGone): _caller_gone,
+    (Phase.QUEUED, Lost): _lost,
     (Phase.QUEUED, Answered): _stale_answer,
     (Phase.QUEUED, DialFailed): _stale_report,
     (Phase.QUEUED, AgentGone): _stale_report,
@@ -823,6 +853,7 @@ TRANSITIONS: Final[dict[tuple[Phase, type], Handler]] = {
     (Phase.RINGING, HoldStarted): _hold_started,
     (Phase.RINGING, Drain): _drain_later,
     (Phase.RINGING, CallerGone): _caller_gone,
+    (Phase.RINGING, Lost): _lost,
 
     **{(Phase.RING_CANCELLED, t): h for t, h in _ASKING_LIKE.items()},
     (Phase.RING_CANCELLED, OfferCallback): _defer_callback,
@@ -834,11 +865,13 @@ TRANSITIONS: Final[dict[tuple[Phase, type], Handler]] = {
     (Phase.TALKING, AgentGone): _talk_ended,
     (Phase.TALKING, DialFailed): _talk_ended,
     (Phase.TALKING, CallerGone): _caller_gone,
+    (Phase.TALKING, Lost): _lost,
     (Phase.TALKING, Answered): _talking_answered,
     (Phase.TALKING, CancelOffer): _talking_cancel,
     (Phase.TALKING, Drain): _stale_report,
 
     (Phase.ENDED, CallerGone): _stale_report,
+    (Phase.ENDED, Lost): _stale_report,
     (Phase.ENDED, AgentGone): _stale_report,
     (Phase.ENDED, DialFailed): _stale_report,
     (Phase.ENDED, CallbackAnswer): _stale_report,

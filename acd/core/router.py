@@ -25,6 +25,7 @@ from heapq import heappop
 from typing import NoReturn
 
 from acd.core.agent_states import (
+    ADOPT,
     ANSWER,
     AUTO_READY,
     CALL_ENDED,
@@ -128,6 +129,80 @@ class Router:
         Calls restored together must be restored in their original arrival order.
         """
         out = self._begin(now)
+        call = self._new_call(now, call_id, queue, language, country, priority, customer_id,
+                              arrived_at, out)
+        enter_queue(self._f, now, call, call.q, call.arrived)
+        return out
+
+    def adopt_call(self, now: float, call_id: str, queue: str, language: str, country: str,
+                   agent_id: str, *, arrived_at: float, answered_at: float | None = None,
+                   priority: int = 0, customer_id: str | None = None,
+                   endpoint: str | None = None, ring_timeout_s: float | None = None
+                   ) -> list[Output]:
+        """After a restart: a call found ringing ``agent_id`` (``answered_at`` None) or
+        talking to them since ``answered_at``; the agent, logged out as every agent is at
+        start, is put straight back on it (no offer goes out: the phone already rings).
+
+        The call then ends through the usual entry points (``offer_failed``,
+        ``offer_answered``, ``hangup``), so its record and the agent's wrap-up follow. A
+        ringing call gets a fresh ring timeout (``ring_timeout_s``, else the queue's).
+        Refused when the call is already in the router or the agent is not logged out.
+        """
+        out = self._begin(now)
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.LOGGED_OUT:
+            self._refuse(AgentAlreadyLoggedIn(
+                f"agent {agent_id!r} is already {agent.state.value}; a restored call needs "
+                "its agent logged out"))
+        f = self._f
+        call = self._new_call(now, call_id, queue, language, country, priority, customer_id,
+                              arrived_at, out)
+        call.entered = call.arrived
+        call.agent = agent
+        agent.call = call
+        agent.endpoint = endpoint or agent.profile.endpoint
+        agent.login_at = now
+        agent.busy_s = 0.0
+        agent.pending = None
+        if answered_at is None:
+            call.state = CallState.RINGING
+            call.q.calls[call_id] = call
+            set_state(f, now, agent, ADOPT, AgentState.RINGING, None)
+            ring = call.q.ring_timeout_s if ring_timeout_s is None else ring_timeout_s
+            f.timer(now + ring, RING_TIMER, call)
+        else:
+            call.state = CallState.TALKING
+            call.answered_at = min(answered_at, now)
+            set_state(f, now, agent, ADOPT, AgentState.ON_CALL, None)
+            agent.busy_since = now
+        return out
+
+    def adopt_wrap_up(self, now: float, agent_id: str, remaining_s: float,
+                      endpoint: str | None = None) -> list[Output]:
+        """After a restart: a logged-out agent goes back into the wrap-up it was in, for the
+        ``remaining_s`` it had left; then ready, as after any wrap-up."""
+        out = self._begin(now)
+        agent = self._agent(agent_id)
+        if agent.state is not AgentState.LOGGED_OUT:
+            self._refuse(AgentAlreadyLoggedIn(
+                f"agent {agent_id!r} is already {agent.state.value}; a restored wrap-up needs "
+                "its agent logged out"))
+        agent.endpoint = endpoint or agent.profile.endpoint
+        agent.login_at = now
+        agent.busy_s = 0.0
+        agent.pending = None
+        set_state(self._f, now, agent, ADOPT, AgentState.WRAP_UP, None)
+        agent.busy_since = now
+        if remaining_s > 0:
+            self._f.timer(now + remaining_s, WRAP_TIMER, agent)
+        else:
+            self._leave_wrap_up(now, agent, WRAP_UP_ENDED, None, None)
+        return out
+
+    def _new_call(self, now: float, call_id: str, queue: str, language: str, country: str,
+                  priority: int, customer_id: str | None, arrived_at: float | None,
+                  out: list[Output]) -> CallRt:
+        """A new call record, with unknown queue, language or country defaulted."""
         if call_id in self._calls:
             self._refuse(DuplicateCall(f"call {call_id!r} is already in the router"))
         q = self._queues.get(queue)
@@ -152,10 +227,9 @@ class Router:
         f.seq += 1
         since = now if arrived_at is None else min(arrived_at, now)
         call = CallRt(call_id, q, language, country, home_site, fallbacks,
-                     q.priority + priority, since, f.seq, customer_id)
+                      q.priority + priority, since, f.seq, customer_id)
         self._calls[call_id] = call
-        enter_queue(f, now, call, q, since)
-        return out
+        return call
 
     def offer_answered(self, now: float, call_id: str, agent_id: str | None = None
                        ) -> list[Output]:

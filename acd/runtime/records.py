@@ -6,6 +6,11 @@ transaction: once the row is written, killing the process (``kill -9``) cannot l
 per call; ``FULL`` adds an fsync per call so a power cut cannot lose it either. Writes are
 tens of microseconds with NORMAL, small enough to stay on the event loop.
 
+Calls still in progress are kept in ``live_calls`` (one row per call, rewritten at each step:
+queued, ringing, talking, then wrap-up until the agent leaves it), so a restarted engine knows
+which agent is on which call (:mod:`acd.service.state`). Tables are only ever added
+(``CREATE TABLE IF NOT EXISTS``), so a database from an older version opens as it is.
+
 The schema is documented in docs/operations.md; :func:`export_call_log` writes the
 simulator's call-log CSV (docs/traffic.md) so recorded traffic can be replayed.
 """
@@ -24,10 +29,13 @@ from typing import Any
 import structlog
 
 from acd.core.model import (
+    AgentState,
+    AgentStateChanged,
     CallAnswered,
     CallEnded,
     CallOffered,
     CallQueued,
+    CallRequeued,
     Outcome,
     Output,
     Overflow,
@@ -72,6 +80,21 @@ CREATE TABLE IF NOT EXISTS callbacks (
     recording   TEXT,
     customer_id TEXT,
     status      TEXT NOT NULL DEFAULT 'open'
+);
+CREATE TABLE IF NOT EXISTS live_calls (
+    call_id     TEXT PRIMARY KEY,
+    state       TEXT NOT NULL,
+    entry_queue TEXT NOT NULL,
+    queue       TEXT NOT NULL,
+    language    TEXT NOT NULL,
+    country     TEXT NOT NULL,
+    arrival     REAL NOT NULL,
+    queued      REAL NOT NULL,
+    offered     REAL,
+    answered    REAL,
+    agent_id    TEXT,
+    offers      INTEGER NOT NULL DEFAULT 0,
+    ended       REAL
 );
 CREATE TABLE IF NOT EXISTS agent_states (
     agent_id TEXT PRIMARY KEY,
@@ -120,25 +143,61 @@ class OpenCall:
     overflow: tuple[str, str] | None = None
 
 
+@dataclass(frozen=True)
+class LiveCall:
+    """A call the engine had in progress, as ``live_calls`` keeps it (wall times, Unix s).
+
+    ``state``: queued, ringing, talking, or wrap_up (ended; its agent still wraps up).
+    """
+
+    call_id: str
+    state: str
+    entry_queue: str
+    queue: str
+    language: str
+    country: str
+    arrival: float
+    queued: float
+    offered: float | None
+    answered: float | None
+    agent_id: str | None
+    offers: int
+    ended: float | None
+
+    def open_call(self, router_now: float, wall: float) -> OpenCall:
+        """The records' view of this call for a router whose clock reads ``router_now``."""
+        return OpenCall(self.call_id, self.entry_queue, self.queue, self.language, self.country,
+                        router_now - max(0.0, wall - self.arrival), self.arrival, self.queued,
+                        self.offered, self.answered, self.agent_id, self.offers)
+
+
+_LIVE_COLUMNS = ("call_id, state, entry_queue, queue, language, country, arrival, queued, "
+                 "offered, answered, agent_id, offers, ended")
+
+
 class CallRecords:
-    """A service observer: follows each call and writes its row when it ends."""
+    """A service observer: follows each call, keeps it in ``live_calls`` while it lasts and
+    writes its row to ``calls`` when it ends."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self.open: dict[str, OpenCall] = {}
         self.written = 0
         self.failures = 0
+        #: Agents whose last call's row is kept until they leave wrap-up.
+        self._wrapping: set[str] = set()
 
     def __call__(self, output: Output, wall: float) -> None:
         """Track ``output``; on ``CallEnded`` write and commit the call's row."""
         if isinstance(output, CallQueued):
             call = self.open.get(output.call_id)
             if call is None:
-                self.open[output.call_id] = OpenCall(
+                call = self.open[output.call_id] = OpenCall(
                     output.call_id, output.queue, output.queue, output.language, output.country,
                     output.at, wall, wall)
             else:
                 call.queue = output.queue
+            self._keep(call, "queued")
         elif isinstance(output, CallOffered):
             call = self.open.get(output.call_id)
             if call is not None:
@@ -146,17 +205,84 @@ class CallRecords:
                 call.agent_id = output.agent_id
                 if call.offered is None:
                     call.offered = wall
+                self._keep(call, "ringing")
         elif isinstance(output, CallAnswered):
             call = self.open.get(output.call_id)
             if call is not None:
                 call.answered = wall
                 call.agent_id = output.agent_id
+                self._keep(call, "talking")
+        elif isinstance(output, CallRequeued):
+            call = self.open.get(output.call_id)
+            if call is not None:
+                self._keep(call, "queued", agent_id=None)
         elif isinstance(output, Overflow):
             call = self.open.get(output.call_id)
             if call is not None:
                 call.overflow = (output.target, output.reason)
         elif isinstance(output, CallEnded):
             self._write(output, wall)
+            self._live_ended(output, wall)
+        elif isinstance(output, AgentStateChanged) and output.state is not AgentState.WRAP_UP \
+                and output.agent_id in self._wrapping:
+            self._wrapping.discard(output.agent_id)
+            self._execute("DELETE FROM live_calls WHERE agent_id = ? AND state = 'wrap_up'",
+                          (output.agent_id,))
+
+    # --- calls in progress
+
+    def live_calls(self) -> list[LiveCall]:
+        """Every call ``live_calls`` holds (at start: what the last run left), oldest first."""
+        rows = self.db.execute(f"SELECT {_LIVE_COLUMNS} FROM live_calls ORDER BY arrival"
+                               ).fetchall()
+        return [LiveCall(*row) for row in rows]
+
+    def resume(self, live: LiveCall, router_now: float, wall: float) -> None:
+        """Follow a call the last run left in progress, so its end writes one full row."""
+        self.open[live.call_id] = live.open_call(router_now, wall)
+
+    def wrapping(self, agent_id: str) -> None:
+        """An agent restored into wrap-up: its call's row goes when the wrap-up ends."""
+        self._wrapping.add(agent_id)
+
+    def forget_live(self, call_id: str) -> None:
+        """Drop a call's ``live_calls`` row (a wrap-up that is over, a call no one holds)."""
+        self._execute("DELETE FROM live_calls WHERE call_id = ?", (call_id,))
+
+    def write_lost(self, live: LiveCall, wall: float, reason: str) -> None:
+        """Write the row of a call the last run left waiting that no one took back (the
+        dialplan's fallback has the caller): overflowed, with ``reason``."""
+        self.open.pop(live.call_id, None)
+        row = (live.call_id, Outcome.OVERFLOWED.value, live.entry_queue, live.queue,
+               live.language, live.country, None, None, live.arrival, live.queued,
+               live.offered, None, wall, max(0.0, wall - live.arrival), 0.0, live.offers,
+               None, reason)
+        if self._insert(row, live.call_id):
+            self.forget_live(live.call_id)
+
+    def _keep(self, call: OpenCall, state: str, agent_id: str | None = None) -> None:
+        agent = call.agent_id if state != "queued" else agent_id
+        self._execute(
+            f"INSERT OR REPLACE INTO live_calls ({_LIVE_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            (call.call_id, state, call.entry_queue, call.queue, call.language, call.country,
+             call.arrival, call.queued, call.offered, call.answered, agent, call.offers))
+
+    def _live_ended(self, e: CallEnded, wall: float) -> None:
+        if e.outcome is Outcome.ANSWERED and e.agent_id is not None:
+            # Kept until the agent leaves wrap-up: a restart meanwhile restores the wrap-up.
+            self._execute("UPDATE live_calls SET state = 'wrap_up', ended = ?, agent_id = ?"
+                          " WHERE call_id = ?", (wall, e.agent_id, e.call_id))
+            self._wrapping.add(e.agent_id)
+        else:
+            self.forget_live(e.call_id)
+
+    def _execute(self, sql: str, args: tuple[object, ...]) -> None:
+        try:
+            self.db.execute(sql, args)
+        except sqlite3.Error as exc:
+            self.failures += 1
+            log.error("live_call_write_failed", error=str(exc))
 
     def _write(self, e: CallEnded, wall: float) -> None:
         call = self.open.pop(e.call_id, None)
@@ -175,14 +301,18 @@ class CallRecords:
                call.queued if call else None, call.offered if call else None, answered, wall,
                wait, talk, call.offers if call else 0,
                overflow[0] if overflow else None, overflow[1] if overflow else None)
+        self._insert(row, e.call_id)
+
+    def _insert(self, row: tuple[object, ...], call_id: str) -> bool:
         try:
             self.db.execute(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
                             f"VALUES ({', '.join('?' * len(CALL_COLUMNS))})", row)
         except sqlite3.Error as exc:
             self.failures += 1
-            log.error("call_record_failed", call_id=e.call_id, error=str(exc))
-            return
+            log.error("call_record_failed", call_id=call_id, error=str(exc))
+            return False
         self.written += 1
+        return True
 
 
 #: Columns the dialler added to ``callbacks``; databases written before it gain them at open.

@@ -46,7 +46,8 @@ _COMMANDS = (Offer, CancelOffer, Overflow, OfferCallback)
 Observer = Callable[[Output, float], None]
 #: The router's entry points the service calls (the label of the latency metric).
 EntryPoint = Literal["call_arrived", "offer_answered", "offer_failed", "hangup", "withdraw",
-                     "callback_accepted", "login", "logout", "pause", "ready", "advance"]
+                     "callback_accepted", "login", "logout", "pause", "ready", "advance",
+                     "adopt_call", "adopt_wrap_up"]
 ENTRY_POINTS: frozenset[str] = frozenset(get_args(EntryPoint))
 LatencyObserver = Callable[[EntryPoint, float], None]
 
@@ -144,6 +145,26 @@ class RouterService:
         now, t0 = self.now(), time.perf_counter()
         self._done("call_arrived", t0, self.router.call_arrived(
             now, call_id, queue, language, country, priority, customer_id, arrived_at))
+
+    def adopt_call(self, owner: CallOwner, call_id: str, queue: str, language: str,
+                   country: str, agent_id: str, *, arrived_at: float,
+                   answered_at: float | None = None, endpoint: str | None = None,
+                   ring_timeout_s: float | None = None) -> None:
+        """After a restart: put a ringing (``answered_at`` None) or talking call back on its
+        logged-out agent; its commands go to ``owner`` (see ``Router.adopt_call``)."""
+        now, t0 = self.now(), time.perf_counter()
+        out = self.router.adopt_call(now, call_id, queue, language, country, agent_id,
+                                     arrived_at=arrived_at, answered_at=answered_at,
+                                     endpoint=endpoint, ring_timeout_s=ring_timeout_s)
+        self._owners[call_id] = owner
+        self._done("adopt_call", t0, out)
+
+    def adopt_wrap_up(self, agent_id: str, remaining_s: float,
+                      endpoint: str | None = None) -> None:
+        """After a restart: a logged-out agent goes back into its wrap-up for ``remaining_s``."""
+        now, t0 = self.now(), time.perf_counter()
+        self._done("adopt_wrap_up", t0,
+                   self.router.adopt_wrap_up(now, agent_id, remaining_s, endpoint))
 
     def offer_answered(self, call_id: str, agent_id: str | None = None) -> None:
         """The agent answered the offer (give ``agent_id`` so a late answer is not misread)."""

@@ -36,7 +36,7 @@ from acd.service.logs import EventLog, configure_logging
 from acd.service.metrics import ServiceMetrics, add_process_metrics
 from acd.service.reload import ObserverGate, rebuild
 from acd.service.settings import Settings
-from acd.service.state import AgentStateStore, restore_agents
+from acd.service.state import AgentStateStore, RestartBoard, restore
 
 log = structlog.get_logger("acd.serve")
 
@@ -50,6 +50,7 @@ class Runtime:
     records: CallRecords
     callbacks: CallbackStore
     agent_states: AgentStateStore
+    restart: RestartBoard
     metrics: ServiceMetrics
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
@@ -161,7 +162,13 @@ class Runtime:
         service.observe_latency(self.metrics.observe_latency)
         self.metrics.collect_from(lambda: self.service)
         self.metrics.hours_from(lambda: business_hours(self.setup))  # follows reloads
-        restored = restore_agents(service, self.agent_states.saved())
+        self.restart = RestartBoard(service, self.records, probe=self._channel_probe())
+        summary = restore(service, self.agent_states.saved(), self.restart)
+        restored = summary.agents
+        if summary.calls_ringing or summary.calls_talking or summary.wrap_ups:
+            log.info("calls_restored", ringing=summary.calls_ringing,
+                     talking=summary.calls_talking, wrap_ups=summary.wrap_ups,
+                     waiting_followed=summary.waiting_followed)
         self._lookup = self._agi_handlers()
         self.agi = FastAgiServer(self._handler_for, s.agi.host, s.agi.port,
                                  header_timeout=s.agi.header_timeout_s,
@@ -210,6 +217,8 @@ class Runtime:
             await self._stop_step("http", self._http.cleanup())
         if self._service is not None:
             await self._stop_step("router", _sync(self._service.close))
+        if getattr(self, "restart", None) is not None:
+            await self._stop_step("restart_board", _sync(self.restart.close))
         db: sqlite3.Connection | None = getattr(self, "db", None)
         if db is not None:
             await self._stop_step("database", _sync(_close_database, db))
@@ -242,7 +251,20 @@ class Runtime:
             log.warning("fastagi_call_path_missing", error=str(exc))
             return lambda script: None
         self.call_path = CallPath(self.service, self.setup)
+        self.call_path.restored = self.restart
         return self.call_path.handler_for
+
+    def _channel_probe(self) -> Any:
+        """Who can say whether a restored call's channel still exists: the Manager when its
+        credentials are set (else ARI, once it starts; else nobody)."""
+        s = self.settings
+        if not s.ami_user or not s.ami_secret:
+            return None
+        from acd.asterisk.ami import AmiChannelProbe, AmiTarget
+
+        cfg = s.callbacks.ami
+        return AmiChannelProbe(AmiTarget(cfg.host, cfg.port, s.ami_user, s.ami_secret,
+                                         cfg.connect_timeout_s))
 
     def _handler_for(self, script: str) -> Handler | None:
         handler: Handler | None = self._lookup(script)
@@ -258,6 +280,10 @@ class Runtime:
         assert s.ari.url is not None
         self._ari_client = AriClient(s.ari.url, s.ari_user, s.ari_password, s.ari.app)
         self.stasis = StasisApp(self.service, self._ari_client, self.setup, s.ari.app)
+        self.stasis.restored = self.restart
+        if self.restart.probe is None:
+            self.restart.probe = self.stasis  # ARI can say whether a channel still exists
+        self.stasis.hold_grace_s = float(s.ari.hold_grace_s)
         self._ari_task = asyncio.get_running_loop().create_task(self._run_ari())
 
     async def _run_ari(self) -> None:

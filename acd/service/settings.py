@@ -59,6 +59,10 @@ class AriSettings(_Strict):
     app: str = "acd"
     user_env: str = "ACD_ARI_USER"
     password_env: str = "ACD_ARI_PASSWORD"
+    #: A queued caller outlives a dead engine by at most this long, then the dialplan's T
+    #: extension takes them to the fallback (whole seconds of TIMEOUT(absolute)); at most 60,
+    #: so no caller waits longer than the queue's max wait plus ring time plus 60 s.
+    hold_grace_s: Annotated[int, Field(ge=5, le=60)] = 60
 
 
 class RecordSettings(_Strict):

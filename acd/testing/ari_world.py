@@ -57,6 +57,9 @@ class AriWorld:
         self.media_seconds = {**MEDIA_SECONDS, **(media_seconds or {})}
         self.default_media_s = default_media_s
         self.default_agent = default_agent or AgentScript()
+        #: Channels' absolute timeouts (``TIMEOUT(absolute)``), and those that fired (in order).
+        self.absolute_timers: dict[str, Any] = {}
+        self.timed_out: list[str] = []
         self.asterisk_id = "02:fc:00:00:00:01"
         self._rng = random.Random(seed)
         self._epoch = 1795609000
@@ -390,8 +393,31 @@ class AriWorld:
                 partner.state = "Up"
 
     def _set_var_on(self, chan: FakeChannel, variable: str, value: str) -> None:
+        if variable == "TIMEOUT(absolute)":
+            self._absolute_timeout(chan, float(value or 0))
+            return
         chan.variables[variable] = value
         self._emit("ChannelVarset", variable=variable, value=value, channel=chan.json())
+
+    def _absolute_timeout(self, chan: FakeChannel, seconds: float) -> None:
+        """Not recorded (Asterisk's TIMEOUT() documentation and pbx.c): a dialplan function,
+        so no ChannelVarset; a new value replaces the old, 0 clears it. When it fires the
+        channel leaves Stasis and the dialplan continues at ``T`` of its context."""
+        old = self.absolute_timers.pop(chan.id, None)
+        if old is not None:
+            old.cancel()
+        if seconds > 0:
+            self.absolute_timers[chan.id] = self.scheduler.call_later(
+                seconds / self.speed, self._timed_out, chan.id)
+
+    def _timed_out(self, channel_id: str) -> None:
+        self.absolute_timers.pop(channel_id, None)
+        chan = self.channels.get(channel_id)
+        if chan is None or not chan.in_stasis:
+            return
+        chan.exten, chan.priority = "T", 1
+        self.timed_out.append(channel_id)
+        self._leave_stasis(chan)
 
     def _create_bridge_named(self, bridge_id: str, bridge_type: str, name: str) -> FakeBridge:
         bridge = FakeBridge(bridge_id, bridge_type, name, stamp())

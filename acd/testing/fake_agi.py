@@ -263,3 +263,93 @@ class FakeAsterisk:
         finally:
             await call.close()
         return call.commands
+
+
+# --- the dialplan's side of a call, which outlives the engine ----------------------------
+
+
+async def run_script(fake: FakeAsterisk, script: str, args: Sequence[str], *, uniqueid: str,
+                     extension: str = "s", reply: ReplyFunction = default_reply,
+                     timeout: float = 10.0) -> dict[str, str] | None:
+    """Run one AGI script as the dialplan does; the variables the engine set (None when no
+    engine listens: Asterisk's ``AGI()`` fails and the dialplan goes on)."""
+    try:
+        call = await fake.connect()
+    except OSError:
+        return None
+    variables: dict[str, str] = {}
+    try:
+        await call.send_environment(environment_block(script, args=args, uniqueid=uniqueid,
+                                                      extension=extension))
+        while (command := await call.read_command(timeout)) is not None:
+            m = re.fullmatch(r"SET VARIABLE (\w+) (.*)", command)
+            if m:
+                variables[m.group(1)] = m.group(2).strip('"')
+            answer = reply(command)
+            await call.reply(*([answer] if isinstance(answer, str) else answer))
+    finally:
+        await call.close()
+    return variables
+
+
+@dataclass
+class FakeChannels:
+    """The channels Asterisk holds, by uniqueid; answers the engine's "does it still exist?"
+    (a :class:`~acd.service.state.ChannelProbe`), or cannot be asked (``reachable`` False)."""
+
+    live: set[str] = field(default_factory=set)
+    reachable: bool = True
+    asked: list[str] = field(default_factory=list)
+
+    async def channel_exists(self, call_id: str) -> bool | None:
+        """True while the channel lives; None when the Manager cannot be reached."""
+        self.asked.append(call_id)
+        return (call_id in self.live) if self.reachable else None
+
+
+@dataclass
+class DialInProgress:
+    """A caller in ``[acd-dispatch]``'s ``Dial()`` (config/asterisk/extensions.conf).
+
+    The channel lives in Asterisk, not in the engine: when the engine dies the Dial() goes on,
+    and what happens next reaches whichever engine listens at the AGI address then, with the
+    channel variables the engine set before (``ACD_CALL_ID``, ``ACD_AGENT``). Each method plays
+    the dialplan's next steps and returns the variables the engine set.
+    """
+
+    uniqueid: str
+    call_id: str
+    agent: str
+    channels: FakeChannels = field(default_factory=FakeChannels)
+
+    def __post_init__(self) -> None:
+        self.channels.live.add(self.uniqueid)
+
+    async def answer(self, fake: FakeAsterisk) -> str:
+        """The agent picks up: ``U(acd-answered)``; ``ok``/``refused``, or ``""`` when no
+        engine answers (the dialplan then connects rather than drop the caller)."""
+        result = await run_script(fake, "answered", (self.call_id, self.agent),
+                                  uniqueid=self.uniqueid)
+        return "" if result is None else result.get("ACD_ANSWER", "")
+
+    async def agent_hangs_up(self, fake: FakeAsterisk) -> dict[str, str] | None:
+        """Talk ends from the agent's side: ``ended,<call>,<agent>``; on ``ended`` the
+        dialplan hangs up and runs ``h`` (a second ``ended``, which the engine ignores)."""
+        result = await run_script(fake, "ended", (self.call_id, self.agent),
+                                  uniqueid=self.uniqueid)
+        if result is None or result.get("ACD_RESULT") == "ended":
+            await self.caller_hangs_up(fake)
+        return result
+
+    async def no_answer(self, fake: FakeAsterisk, status: str = "NOANSWER",
+                        reply: ReplyFunction = default_reply) -> dict[str, str] | None:
+        """Dial() gave up: ``dialresult,<call>,<status>,<agent>``, then the engine holds the
+        caller again in that session until its next decision."""
+        return await run_script(fake, "dialresult", (self.call_id, status, self.agent),
+                                uniqueid=self.uniqueid, reply=reply)
+
+    async def caller_hangs_up(self, fake: FakeAsterisk) -> None:
+        """The caller's channel ends: the ``h`` extension reports ``ended,<call>``."""
+        self.channels.live.discard(self.uniqueid)
+        await run_script(fake, "ended", (self.call_id,), uniqueid=self.uniqueid,
+                         extension="h")

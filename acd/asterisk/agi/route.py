@@ -15,6 +15,13 @@ Scripts (``AGI(agi://127.0.0.1:4573/<script>,<args>)``, see ``config/asterisk/ex
 - ``agent,<action>[,<n>]``: agent feature codes (`acd.asterisk.agi.agent_codes`).
 - ``callback,<task id>``: a customer called back through AMI (`acd.asterisk.agi.callback`).
 
+After a restart (:mod:`acd.service.state`): a call the last run had ringing or talking on an
+agent is still in its ``Dial()`` (it survives the engine) and comes back through
+``answered``, ``dialresult`` or ``ended`` with its call id. The first such script claims the
+restored call from the :class:`~acd.service.state.RestartBoard` (its machine already in the
+phase the engine persisted) and carries on as for any call: a ring-no-answer holds the caller
+again with their place, the end of talk ends the call with its record and starts wrap-up.
+
 Every decision about a call after the router's is made by its
 :class:`~acd.core.call.CallMachine`: this module only turns scripts and router commands into
 the machine's events, and its actions into AGI commands and router calls. A call's `AgiCall`
@@ -32,6 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
+from typing import Protocol
 
 from acd.asterisk.agi import commands
 from acd.asterisk.agi.agent_codes import AgentCodes, AgentPrompts
@@ -81,7 +89,7 @@ from acd.core.call import (
 from acd.core.dialstring import is_dial_string
 from acd.core.model import DuplicateCall, Ignored, RoutingError
 from acd.runtime.ivrsetup import IvrSetup
-from acd.runtime.router_service import Command, RouterService
+from acd.runtime.router_service import CallOwner, Command, RouterService
 from ivr.actions import CallbackTask
 from ivr.actions import Outcome as IvrOutcome
 from ivr.caller import normalize_number
@@ -202,6 +210,8 @@ class CallPath:
         self._ids = count(1)
         self._id_prefix = f"acd-{int(time.time())}"
         self._policy: tuple[object, CallPolicy] | None = None
+        #: Calls put back on their agents at start, claimed here when Asterisk reports on them.
+        self.restored: _RestoredCalls | None = None
         self.agents = AgentCodes(service, self.settings.agent_prompts,
                                  self.settings.deadlines.command_s)
         # Imported here: the callback script builds on this module (AgiCall, hold).
@@ -307,6 +317,24 @@ class CallPath:
             return None
         self.stats.calls_queued += 1
         return call
+
+    def _claim(self, call_id: str) -> AgiCall | None:
+        """A call the last run left ringing or talking, now reported on: ours from here."""
+        if self.restored is None or not call_id:
+            return None
+
+        def owner(machine: CallMachine) -> AgiCall:
+            config = self.service.center.config.queues.get(machine.queue)
+            max_wait = config.max_wait_s + config.ring_timeout_s if config is not None \
+                else 3600.0
+            machine.policy = self._policy_now()
+            machine.hold_until = self.service.now() + max_wait + self.settings.hold_margin_s
+            call = AgiCall(self, machine)
+            self.calls[call_id] = call
+            return call
+
+        claimed = self.restored.claim(call_id, owner)
+        return claimed if isinstance(claimed, AgiCall) else None
 
     def release(self, call: AgiCall) -> None:
         """The session that had the caller is gone without handing them over: the caller is
@@ -476,7 +504,7 @@ class CallPath:
     async def dial_result(self, session: AgiSession) -> None:
         """Dial returned without an answer: report it (ring-no-answer) and hold again."""
         call_id, status, agent = _arg(session, 0), _arg(session, 1), _arg(session, 2)
-        call = self.calls.get(call_id)
+        call = self.calls.get(call_id) or self._claim(call_id)
         if call is None:
             return  # unknown or already ended: the dialplan falls back
         if status == "CANCEL" or session.hung_up:
@@ -491,7 +519,7 @@ class CallPath:
         if not call_id:
             return
         in_h = session.env.extension == "h" or session.hung_up
-        call = self.calls.get(call_id)
+        call = self.calls.get(call_id) or self._claim(call_id)
         actions = self._report(call_id, CallerGone() if in_h else AgentGone())
         if in_h:
             return
@@ -504,7 +532,7 @@ class CallPath:
 
     def _report(self, call_id: str, event: CallEvent) -> list[Action]:
         """A telephony report for ``call_id``: to its machine, or answered as for no call."""
-        call = self.calls.get(call_id)
+        call = self.calls.get(call_id) or self._claim(call_id)
         if call is not None:
             return self.feed(call, event)
         actions = without_call(call_id, event)
@@ -520,6 +548,14 @@ class CallPath:
 
     async def _set(self, session: AgiSession, name: str, value: str) -> None:
         await self._command(session, commands.set_variable(name, value))
+
+
+class _RestoredCalls(Protocol):
+    """Where restored calls wait to be claimed (:class:`acd.service.state.RestartBoard`)."""
+
+    def claim(self, call_id: str, make_owner: Callable[[CallMachine], CallOwner]
+              ) -> CallOwner | None:
+        """The shell's owner of a restored call (built by ``make_owner``), or None."""
 
 
 def _dialable(agent_id: str, endpoint: str) -> bool:

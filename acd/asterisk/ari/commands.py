@@ -8,16 +8,29 @@ with its Q.850 reason, an answered one's :class:`~acd.core.call.AgentGone`. Acti
 reports and callback storage are done at once; the medium's work (music, originate, bridge,
 the question, the hand-back, the final clean-up) runs in order in one task per call, so two
 steps of the same call never overlap in Asterisk.
+
+For a restarted engine the call's ids stay on its channels: the agent leg is originated with
+``ACD_CALL_ID`` and ``ACD_AGENT``, and once connected the caller's channel gets
+``ACD_TALKING=<agent>|<answer epoch>``, so a cold start rebuilds the conversation in the router
+with its agent (:mod:`acd.asterisk.ari.adoption`).
+
+No caller waits on a dead engine: every queued caller who is not talking carries an
+absolute timeout (``TIMEOUT(absolute)``, :attr:`CallCommands.hold_grace_s`) that the engine
+refreshes every third of it while it lives. When the engine dies the refreshes stop, the
+timeout fires, the caller leaves Stasis and the dialplan continues at its ``T`` extension,
+which takes the fallback (config/asterisk/extensions-stasis.conf). The timeout is cleared when
+the caller is connected to an agent and before the engine hands the caller back itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
 from functools import partial
 
-from acd.asterisk.ari.calls import TALK_PREFIX, AgentLeg, AriCall, quietly, retry
+from acd.asterisk.ari.calls import TALK_PREFIX, AgentLeg, AriCall, Phase, quietly, retry
 from acd.asterisk.ari.channel import AriIvrChannel
 from acd.asterisk.ari.client import AriConflict, AriError
 from acd.asterisk.ari.models import Channel
@@ -55,6 +68,15 @@ from ivr.channel import CallerHungUp
 
 log = logging.getLogger(__name__)
 
+#: Channel variables a restarted engine reads: on the agent leg, and on a connected caller.
+CALL_VAR = "ACD_CALL_ID"
+AGENT_VAR = "ACD_AGENT"
+TALK_VAR = "ACD_TALKING"
+#: The caller's absolute timeout: refreshed while the engine lives, 0 once it is not needed.
+GRACE_VAR = "TIMEOUT(absolute)"
+#: Where a queued caller waits on the engine (hold, the question, ringing): the watchdog keeps
+#: their timeout. Every way out of these goes through Connect or HandBack, which clear it.
+_WAITING = (Phase.HOLD, Phase.RINGING)
 #: Q.850 causes of an unanswered agent leg, as the router's offer_failed reason.
 _FAIL_REASONS = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
 #: The prompts of the callback question on hold and of its confirmation.
@@ -74,6 +96,38 @@ class CallCommands(AppState):
     """Feeds each queued call's machine and carries out what it asks of Asterisk."""
 
     _policy_cache: tuple[object, CallPolicy] | None = None
+    #: Seconds a caller outlives a dead engine before the dialplan's ``T`` extension takes
+    #: them to the fallback (None: no watchdog).
+    hold_grace_s: float | None = 60.0
+    _watchdog: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ the hold watchdog
+
+    def _start_watchdog(self) -> None:
+        """Keep every waiting caller's absolute timeout fresh while the task that calls this
+        (the application's run) lives; it is not a call task, so ``idle()`` ignores it."""
+        if self.hold_grace_s is None or (self._watchdog is not None
+                                         and not self._watchdog.done()):
+            return
+        watchdog = asyncio.create_task(self._guard(self._keep_callers(self.hold_grace_s)))
+        self._watchdog = watchdog
+        owner = asyncio.current_task()
+        if owner is not None:
+            owner.add_done_callback(lambda _task: watchdog.cancel())
+
+    async def _keep_callers(self, grace: float) -> None:
+        value = f"{max(1, math.ceil(grace))}"
+        while True:
+            for call in list(self.calls.values()):
+                if call.phase in _WAITING and not call.hung_up:
+                    await quietly(partial(self.client.set_channel_var, call.call_id,
+                                          GRACE_VAR, value))
+            await asyncio.sleep(grace / 3)
+
+    async def _no_timeout(self, call: AriCall) -> None:
+        """The caller no longer waits on the engine (talking, or handed back): no timeout."""
+        if self.hold_grace_s is not None:
+            await quietly(partial(self.client.set_channel_var, call.call_id, GRACE_VAR, "0"))
 
     def _policy(self) -> CallPolicy:
         """The machines' policy: ring with the caller on hold; the question's languages."""
@@ -246,6 +300,7 @@ class CallCommands(AppState):
                 caller_id=_caller_id(call.caller_number),
                 timeout=dial.ring_timeout_s,
                 channel_id=leg.channel_id,
+                variables={CALL_VAR: call.call_id, AGENT_VAR: dial.agent_id},
             ))
         except AriConflict:
             pass  # our channel id exists: an earlier, timed-out try got through
@@ -282,6 +337,9 @@ class CallCommands(AppState):
                 await quietly(partial(self.client.destroy_bridge, hold))
             await retry(lambda: self.client.add_channel(
                 call.talk_bridge or "", [call.call_id, leg.channel_id]))
+            talking = f"{agent_id}|{self.wall_clock():.3f}"
+            await quietly(partial(self.client.set_channel_var, call.call_id, TALK_VAR, talking))
+            await self._no_timeout(call)
         except AriError as exc:
             if call.leg is leg:
                 log.warning("bridging %s failed (%s); ending the call", call.call_id, exc)
@@ -303,6 +361,7 @@ class CallCommands(AppState):
         """The dialplan takes the caller: after ``Stasis()`` (None), in the overflow context
         (a target), or not at all (``ended``: hang up; an accepted callback: confirm first)."""
         call_id = call.call_id
+        await self._no_timeout(call)
         if action.result is None:
             if not await quietly(partial(self.client.continue_in_dialplan, call_id)):
                 await quietly(partial(self.client.hangup, call_id))
