@@ -23,7 +23,8 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 #: The modules compiled, and the one shared library they are grouped into (keep in step with
 #: acd/native.py).
-COMPILED = ["acd/core/model.py", "acd/core/policy.py", "acd/core/router.py", "sim/engine.py"]
+COMPILED = ["acd/core/model.py", "acd/core/policy.py", "acd/core/router.py", "acd/core/call.py",
+            "sim/recorder.py", "sim/engine.py"]
 GROUP = "acd_native"
 STAMP = "acd/native_build.txt"
 

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from types import ModuleType
 
 #: The modules setup.py compiles (all or none: they call each other natively).
-COMPILED = ("acd.core.model", "acd.core.policy", "acd.core.router", "sim.engine")
+COMPILED = ("acd.core.model", "acd.core.policy", "acd.core.router", "acd.core.call",
+            "sim.recorder", "sim.engine")
 ENV = "ACD_PURE_PYTHON"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _STAMP = os.path.join(_ROOT, "acd", "native_build.txt")

@@ -103,7 +103,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, NoReturn
 
-from acd.core.errors import RoutingError
+# Re-exported: the errors are part of the machine's vocabulary.
+from acd.core.errors import CallMachineError, LocalCallError, RemoteCallError  # noqa: F401
 from acd.core.model import CancelOffer, Ignored, Offer, OfferCallback, Overflow
 
 # --- rounding ----------------------------------------------------------------------------
@@ -117,16 +118,8 @@ def ring_seconds(ring_timeout_s: float) -> int:
 # --- errors ------------------------------------------------------------------------------
 
 
-class CallMachineError(RoutingError):
-    """An event that cannot happen in the call's phase."""
-
-
-class LocalCallError(CallMachineError):
-    """The driver misused the machine (a command or fact fed in the wrong phase)."""
-
-
-class RemoteCallError(CallMachineError):
-    """The telephony side reported something impossible for the call's phase."""
+# CallMachineError, LocalCallError and RemoteCallError live in acd.core.errors (imported
+# above): a class compiled with mypyc cannot derive from a built-in exception.
 
 
 # --- phases ------------------------------------------------------------------------------

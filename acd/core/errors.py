@@ -39,3 +39,15 @@ class AgentNotLoggedIn(RoutingError):
 
 class InvalidPauseReason(RoutingError):
     """The pause reason is not one of the configured reasons."""
+
+
+class CallMachineError(RoutingError):
+    """An event that cannot happen in the call's phase (:mod:`acd.core.call`)."""
+
+
+class LocalCallError(CallMachineError):
+    """The driver misused the call machine (a command or fact fed in the wrong phase)."""
+
+
+class RemoteCallError(CallMachineError):
+    """The telephony side reported something impossible for the call's phase."""
