@@ -145,18 +145,24 @@ class Queued:
     """The driver is about to give the call to the router; the caller is at the engine."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Refused:
     """The router refused the call (``call_arrived`` raised): the dialplan takes it back."""
 
     reason: str
 
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class Idle:
     """The medium is with the caller and has nothing to do (FastAGI's hold session)."""
 
     now: float
+
+    def __init__(self, now: float) -> None:
+        self.now = now
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +170,7 @@ class Drain:
     """The service shuts down: hand the caller back as soon as the medium has them."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Adopted:
     """A call found alive after a restart or reconnect, in ``phase`` (queued, ringing,
     ring_cancelled or talking: the phase the engine persisted, not what the medium shows, since
@@ -172,8 +178,13 @@ class Adopted:
     ``holding`` when music plays."""
 
     phase: Phase
-    agent_id: str | None = None
-    holding: bool = False
+    agent_id: str | None
+    holding: bool
+
+    def __init__(self, phase: Phase, agent_id: str | None = None, holding: bool = False) -> None:
+        self.phase = phase
+        self.agent_id = agent_id
+        self.holding = holding
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,20 +192,27 @@ class HoldStarted:
     """The medium put the caller on hold by itself (ARI's holding bridge with music)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Answered:
     """``agent_id`` answered the dial."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class DialFailed:
     """The dial to ``agent_id`` ended unanswered (``reason``: no_answer, busy, unavailable);
     the caller is back at the engine."""
 
     agent_id: str
     reason: str
+
+    def __init__(self, agent_id: str, reason: str) -> None:
+        self.agent_id = agent_id
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +225,14 @@ class AgentGone:
     """The agent's side ended after an answer: talk is over, the caller is still there."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class CallbackAnswer:
     """The caller's reply to the callback question (``accepted``: pressed the accept key)."""
 
     accepted: bool
+
+    def __init__(self, accepted: bool) -> None:
+        self.accepted = accepted
 
 
 CallEvent = (Offer | CancelOffer | Overflow | OfferCallback | Queued | Refused | Idle | Drain
@@ -234,7 +255,7 @@ class StopHold:
     """Stop the music on hold."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Dial:
     """Ring ``agent_id`` at ``endpoint`` for at most ``ring_timeout_s`` whole seconds."""
 
@@ -242,36 +263,53 @@ class Dial:
     endpoint: str
     ring_timeout_s: int
 
+    def __init__(self, agent_id: str, endpoint: str, ring_timeout_s: int) -> None:
+        self.agent_id = agent_id
+        self.endpoint = endpoint
+        self.ring_timeout_s = ring_timeout_s
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class ReleaseAgent:
     """Stop ringing ``agent_id`` or hang up their leg, if the medium can."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class Connect:
     """``agent_id``'s answer is accepted: connect caller and agent."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class RefuseAnswer:
     """``agent_id``'s answer is stale: drop their leg, the caller is not theirs."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class AskCallback:
     """Ask the callback question (one key) in ``language``."""
 
     language: str
 
+    def __init__(self, language: str) -> None:
+        self.language = language
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class StoreCallback:
     """Store the callback promise for this caller."""
 
@@ -282,38 +320,64 @@ class StoreCallback:
     priority: int
     customer_id: str | None
 
+    def __init__(self, queue: str, language: str, country: str, number: str, priority: int,
+                 customer_id: str | None) -> None:
+        self.queue = queue
+        self.language = language
+        self.country = country
+        self.number = number
+        self.priority = priority
+        self.customer_id = customer_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class HandBack:
     """The dialplan takes the caller: ``result`` for it (``None``: its fallback), ``reason``
     why, and the ``queue``/``language`` variables to set (``None``: leave unset)."""
 
     result: str | None
     reason: str
-    queue: str | None = None
-    language: str | None = None
+    queue: str | None
+    language: str | None
+
+    def __init__(self, result: str | None, reason: str, queue: str | None = None,
+                 language: str | None = None) -> None:
+        self.result = result
+        self.reason = reason
+        self.queue = queue
+        self.language = language
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Finished:
     """The call is over for the engine (``how``); the last action, exactly once."""
 
     how: str
 
+    def __init__(self, how: str) -> None:
+        self.how = how
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class ReportAnswered:
     """Call ``offer_answered(call_id, agent_id=agent_id)``."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class ReportFailed:
     """Call ``offer_failed(call_id, reason, agent_id=agent_id)``."""
 
     agent_id: str
     reason: str
+
+    def __init__(self, agent_id: str, reason: str) -> None:
+        self.agent_id = agent_id
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,11 +385,14 @@ class ReportHangup:
     """Call ``hangup(call_id)``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class ReportWithdrawn:
     """Call ``withdraw(call_id, reason)``."""
 
     reason: str
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +410,10 @@ _START_HOLD: Final = StartHold()
 _STOP_HOLD: Final = StopHold()
 _HANGUP: Final = ReportHangup()
 _CALLBACK: Final = ReportCallback()
+_TALK_ENDED: Final = HandBack("ended", "talk_ended")
+#: One shared Finished per way a call ends (built once, not once per call).
+_FINISHED: Final = {how: Finished(how) for how in (
+    "answered", "abandoned", "overflowed", "callback", "handed_back", "refused")}
 
 
 # --- policy ------------------------------------------------------------------------------
@@ -447,7 +518,7 @@ class CallMachine:
         self.phase = Phase.ENDED
         self.offer = self.next_offer = self.overflow = None
         self.holding = False
-        out.append(Finished(how))
+        out.append(_FINISHED[how])
         return out
 
     def _report_hangup(self, out: list[Action]) -> None:
@@ -740,7 +811,7 @@ def _cancelled_dial_over(m: CallMachine, e: object) -> list[Action]:
 def _talk_ended(m: CallMachine, e: object) -> list[Action]:
     out: list[Action] = []
     m._report_hangup(out)
-    out.append(HandBack("ended", "talk_ended"))
+    out.append(_TALK_ENDED)
     return m._end(out, "answered")
 
 
@@ -851,5 +922,5 @@ def without_call(call_id: str, event: CallEvent) -> list[Action]:
     if isinstance(event, CallerGone):
         return [_HANGUP]
     if isinstance(event, AgentGone):
-        return [_HANGUP, HandBack("ended", "talk_ended")]
+        return [_HANGUP, _TALK_ENDED]
     return [Ignored(call_id, type(event).__name__, "the call is not in the engine")]
