@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 #: acd/native.py).
 COMPILED = ["acd/core/model.py", "acd/core/policy.py", "acd/core/floor.py",
             "acd/core/agent_states.py", "acd/core/selection.py", "acd/core/expansion.py",
-            "acd/core/router.py", "sim/engine.py"]
+            "acd/core/router.py", "acd/core/call.py", "sim/recorder.py", "sim/engine.py"]
 GROUP = "acd_native"
 STAMP = "acd/native_build.txt"
 

@@ -25,7 +25,8 @@ from types import ModuleType
 
 #: The modules setup.py compiles (all or none: they call each other natively).
 COMPILED = ("acd.core.model", "acd.core.policy", "acd.core.floor", "acd.core.agent_states",
-            "acd.core.selection", "acd.core.expansion", "acd.core.router", "sim.engine")
+            "acd.core.selection", "acd.core.expansion", "acd.core.router", "acd.core.call",
+            "sim.recorder", "sim.engine")
 ENV = "ACD_PURE_PYTHON"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _STAMP = os.path.join(_ROOT, "acd", "native_build.txt")

@@ -1,9 +1,32 @@
-"""The SimPy engine: callers, agents and the real router in simulated time.
+"""The SimPy engine: callers, agents, the real router and the real call machine in simulated time.
 
-The router is the production :class:`acd.core.router.Router`; this module only does what
-Asterisk and people do around it: callers arrive, spend time in the IVR, wait with finite
+The router is the production :class:`acd.core.router.Router` and every call runs the production
+:class:`acd.core.call.CallMachine`, the lifecycle FastAGI and ARI run; this module only does what
+Asterisk and people do around them: callers arrive, spend time in the IVR, wait with finite
 patience, agents answer after a short ring (or not: ring-no-answer), talk, and work shifts with
 breaks. The router is woken at its ``next_deadline()`` exactly as the live service wakes it.
+What happens is written down by :class:`sim.recorder.Recorder`.
+
+The simulator as a driver of the call machine (policy ``hold_while_ringing``: the simulated
+caller stays at the engine while the agent rings, as in ARI's holding bridge; there is no music
+to model, so no hold is ever started or fed):
+
+- a caller reaching the queue is :class:`~acd.core.call.Queued`, then ``call_arrived``;
+  patience over is :class:`~acd.core.call.CallerGone` (only while not talking: patience is
+  about waiting);
+- the router's commands go to the call's machine; its :class:`~acd.core.call.Dial` draws the
+  agent's behaviour: an answer after the answer delay (:class:`~acd.core.call.Answered`), or
+  none (ring-no-answer, or a delay past the dial's timeout). An agent who lets it ring is taken
+  back by the router's own ring timer (it never runs later than the dial's whole-second
+  timeout): ``CancelOffer`` -> :class:`~acd.core.call.ReleaseAgent`, on which the simulator
+  drops the pending answer and reports the leg's end at once
+  (:class:`~acd.core.call.DialFailed`), so the call waits again;
+- :class:`~acd.core.call.Connect` starts the talk; talk over is
+  :class:`~acd.core.call.AgentGone`, whose ``ReportHangup`` carries the call's own wrap-up;
+- :class:`~acd.core.call.AskCallback` draws the caller's reply
+  (:class:`~acd.core.call.CallbackAnswer`), given once the router's current outputs are dealt
+  with, as an answer at once is (the order today's results depend on);
+- ``Report*`` actions call the router at once, and its outputs are acted on in turn.
 
 Callbacks on SimPy timeouts are used instead of one process per call: a month of traffic is
 150,000 calls, and a process per call would cost more than the routing itself.
@@ -17,57 +40,71 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import simpy
 
 from acd.config.load import LoadedCenter
 from acd.config.policy import center_policy
+from acd.core.call import (
+    Action,
+    AgentGone,
+    Answered,
+    AskCallback,
+    CallbackAnswer,
+    CallerGone,
+    CallEvent,
+    CallMachine,
+    CallPolicy,
+    Connect,
+    Dial,
+    DialFailed,
+    Finished,
+    Phase,
+    Queued,
+    ReleaseAgent,
+    ReportAnswered,
+    ReportCallback,
+    ReportFailed,
+    ReportHangup,
+    ReportWithdrawn,
+)
 from acd.core.model import (
     AgentState,
     AgentStateChanged,
-    CallAnswered,
     CallEnded,
     CancelOffer,
     Offer,
     OfferCallback,
-    Outcome,
     Output,
     Overflow,
     RoutingError,
 )
-from acd.core.router import OTHER, Router
+from acd.core.router import Router
 from sim.ivrsim import QUEUED, IvrCallers, estimate_from, load_sim_flow
-from sim.records import (
-    ABANDONED,
-    AGENT_TIME,
-    ANSWERED,
-    BUSY,
-    CALLBACK,
-    IVR_ABANDONED,
-    IVR_HANGUP,
-    NO_SITE,
-    OVERFLOWED,
-    PAUSED,
-    READY,
-    VOICEMAIL,
-    AgentTime,
-    CallLog,
-    RunResult,
-)
+from sim.recorder import DEPTH_SAMPLE_S, Recorder
+from sim.records import CALLBACK, IVR_ABANDONED, IVR_HANGUP, VOICEMAIL, RunResult
 from sim.scenario import Behaviour, DistSpec
 from sim.staffing import StaffAction
 from sim.traffic import Arrival
 
+__all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "Simulation", "draw", "sampler"]
+
 #: After the last arrival the run goes on this long so calls in progress can finish.
 DRAIN_S = 3 * 3600.0
-#: How often queue depth is sampled (simulated seconds).
-DEPTH_SAMPLE_S = 60.0
 #: How calls that end in the IVR are recorded (they never enter a queue).
 _IVR_END = {"voicemail": VOICEMAIL, "callback": CALLBACK, "abandoned": IVR_ABANDONED}
 #: States in which a logout waits for the call (and wrap-up) to end.
 _LOGOUT_DEFERRED = frozenset({AgentState.ON_CALL, AgentState.WRAP_UP})
+#: The simulated medium: the caller holds at the engine until connected.
+_POLICY: Final = CallPolicy(hold_while_ringing=True)
+# Events without data, shared by every call (the machine keeps no reference to its events).
+_QUEUED: Final = Queued()
+_CALLER_GONE: Final = CallerGone()
+_AGENT_GONE: Final = AgentGone()
+_ACCEPTED: Final = CallbackAnswer(True)
+_DECLINED: Final = CallbackAnswer(False)
 
 
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
@@ -102,15 +139,24 @@ def draw(spec: DistSpec, rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.gamma(shape, mean / shape, n)
 
 
-class _Call:
-    __slots__ = ("arrival", "index", "offer_token", "talking", "target")
+class _Call(CallMachine):
+    """A simulated caller in the queue: the call's machine, plus the arrival and a token that a
+    pending answer must still match (a released ring invalidates it; ``answer_token`` is the
+    ring an answer at once is for).
+
+    A subclass rather than a holder of the machine: one object per call instead of two, which
+    the collector and the allocator notice at 150,000 calls a month (see bench_sim).
+    """
+
+    __slots__ = ("answer_token", "arrival", "ring_token")
 
     def __init__(self, arrival: Arrival, index: int) -> None:
+        super().__init__(str(index), arrival.queue, arrival.language, arrival.country,
+                         arrival.priority, arrival.caller_number, arrival.customer_id, math.inf,
+                         _POLICY)
         self.arrival = arrival
-        self.index = index
-        self.offer_token = 0
-        self.talking = False
-        self.target: str | None = None
+        self.ring_token = 0
+        self.answer_token = -1
 
 
 class Simulation:
@@ -147,38 +193,32 @@ class Simulation:
             self.ivr = IvrCallers(load_sim_flow(behaviour.ivr_flow, center.config),
                                   start.timestamp(), np.random.default_rng(seed).spawn(5)[4],
                                   estimate_from(self.router.ewt_new))
+        #: What the run records (calls, agent time, queue depths).
+        self.recorder = Recorder(center.config, center.agents, horizon_s, interval_s)
         self._wake_at: float | None = None
+        #: Calls the router has, by id (until it ends them).
         self._calls: dict[str, _Call] = {}
-        self.queues = tuple(self.config.queues)
-        self.languages = tuple(self.config.languages)
-        self.countries = (*self.config.countries, OTHER)
-        self.sites = tuple(self.config.sites)
-        self._code_q = {n: i for i, n in enumerate(self.queues)}
-        self._code_l = {n: i for i, n in enumerate(self.languages)}
-        self._code_c = {n: i for i, n in enumerate(self.countries)}
-        self._code_s = {n: i for i, n in enumerate(self.sites)}
-        n_cat = len(AGENT_TIME)
-        # Agent state log: (time, agent index, site x category key or -1 when logged out);
-        # turned into seconds per interval, site and category at the end, vectorised.
-        self._agent_index = {a.id: i for i, a in enumerate(center.agents)}
-        #: Per agent index: the first key of its site (site x category keys).
-        self._site_base = [self._code_s[a.site] * n_cat for a in center.agents]
-        # Agent time is accrued as states change: seconds per (interval, site x category) in a
-        # flat list, and each agent's current key (-1 = logged out) and since when.
-        self._n_int = math.ceil(horizon_s / interval_s)
-        self._n_keys = len(self.sites) * n_cat
-        self._acc = [0.0] * (self._n_int * self._n_keys)
-        self._ag_key = [-1] * len(center.agents)
-        self._ag_since = [0.0] * len(center.agents)
-        self._follow_up: list[str] = []
-        self._entries: list[tuple[float, _Call]] = []
+        # Callers due in the queue, in order of entry: time, arrival and index (parallel lists:
+        # a caller's _Call (its machine) exists only from its entry, so no per-caller object waits
+        # in the collector's young generations for hours of simulated time).
+        self._entry_t: list[float] = []
+        self._entry_arrival: list[Arrival] = []
+        self._entry_index: list[int] = []
         self._next_entry = 0
         self._rona_p = float(behaviour.rona_probability)
-        self._depth_samples: list[list[int]] = []
-        self._follow_answer: list[str] = []
-        # Call rows.
-        self._rows: list[tuple[float, float, float, float, int, int, int, int, int]] = []
+        # Replies given once the router's current outputs are dealt with.
+        self._follow_answer: list[_Call] = []
+        self._follow_up: list[tuple[_Call, bool]] = []
         self.routing_errors = 0
+        # Timer callbacks bound once (a bound method per timer would be one more object).
+        self._talk_over = self._talk_over_at
+        self._on_patience_over = self._patience_over
+        self._on_answer = self._answer
+        #: Calls whose machine finished (``Finished``): each call that reached the router once.
+        self.calls_finished = 0
+        #: Rings the simulator stopped for the machine (``ReleaseAgent``): ring-no-answer, a
+        #: caller gone while the agent rang, an offer the router withdrew.
+        self.rings_released = 0
 
     # ------------------------------------------------------------------------- running
 
@@ -215,9 +255,13 @@ class Simulation:
                 progress(t / end)
         # Calls the drain did not see out (a patient caller with a long maximum wait, a very
         # long talk) end with the run, so every offered call keeps its row in the call log.
-        for call_id in list(self._calls):
-            self._handle(self.router.hangup(env.now, call_id), env.now)
-        return self._result(time.perf_counter() - t_wall)
+        now = env.now
+        for call in list(self._calls.values()):
+            if call.phase is not Phase.ENDED:
+                self._feed(call, _CALLER_GONE, now)
+        self._sync(now)
+        return self.recorder.result(self.seed, self.start, now,
+                                    time.perf_counter() - t_wall)
 
     def _start_arrivals(self) -> None:
         """Callers reach the queue after their IVR time; those who hang up in the IVR don't."""
@@ -229,33 +273,36 @@ class Simulation:
         ivr = draw(self.behaviour.ivr_time, self._rng_ivr, n)
         gone = self._rng_ivr.random(n) < self.behaviour.ivr_abandon_probability
         entry = np.array([a.t for a in arrivals]) + ivr if n else np.zeros(0)
+        recorder = self.recorder
         for i in np.flatnonzero(gone):
             a = arrivals[i]
-            self._rows.append((a.t, math.nan, 0.0, 0.0, self._q(a.queue), self._l(a.language),
-                               self._c(a.country), NO_SITE, IVR_ABANDONED))
+            recorder.ivr_ended(a.t, a.queue, a.language, a.country, IVR_ABANDONED)
         # Callers reach the queue in order of queue entry; each entry's timeout schedules the
         # next (a chain of callbacks costs less than resuming a process for every caller).
         entry_s: list[float] = entry.tolist()
         gone_l: list[bool] = gone.tolist()
         order: list[int] = np.argsort(entry, kind="stable").tolist()
-        self._entries = [(entry_s[i], _Call(arrivals[i], i)) for i in order if not gone_l[i]]
+        kept = [i for i in order if not gone_l[i]]
+        self._entry_t = [entry_s[i] for i in kept]
+        self._entry_arrival = [arrivals[i] for i in kept]
+        self._entry_index = kept
         self._next_entry = 0
         self._enter_due(None)
 
     def _enter_due(self, _ev: object) -> None:
         """Queue every caller whose entry time has come; wake up again for the next one."""
-        entries = self._entries
+        entry_t = self._entry_t
         env = self.env
         now = env.now
         k = self._next_entry
-        while k < len(entries):
-            t, call = entries[k]
+        while k < len(entry_t):
+            t = entry_t[k]
             if t > now:
                 ev = env.timeout(t - now)
                 ev.callbacks.append(self._enter_due)
                 break
             k += 1
-            self._enter_queue(call, now)
+            self._enter_queue(_Call(self._entry_arrival[k - 1], self._entry_index[k - 1]), now)
         self._next_entry = k
 
     def _ivr_arrival_process(self, arrivals: list[Arrival], ivr: IvrCallers) -> Any:
@@ -272,9 +319,8 @@ class Simulation:
                 ev = env.timeout(r.elapsed_s)
                 ev.callbacks.append(functools.partial(self._queue_after_ivr, call))
             else:
-                self._rows.append((a.t, math.nan, 0.0, 0.0, self._q(r.queue),
-                                   self._l(r.language), self._c(a.country), NO_SITE,
-                                   _IVR_END.get(r.status, IVR_HANGUP)))
+                self.recorder.ivr_ended(a.t, r.queue, r.language, a.country,
+                                        _IVR_END.get(r.status, IVR_HANGUP))
 
     def _queue_after_ivr(self, call: _Call, _ev: object) -> None:
         self._enter_queue(call, self.env.now)
@@ -310,9 +356,9 @@ class Simulation:
         """Sample every queue's waiting calls once a simulated minute over the horizon."""
         env = self.env
         depths = self.router.queue_depths
-        samples = self._depth_samples
+        recorder = self.recorder
         while env.now < self.horizon_s:
-            samples.append(depths())
+            recorder.depths(depths())
             yield env.timeout(DEPTH_SAMPLE_S)
 
     # ----------------------------------------------------------------------- the router
@@ -339,212 +385,120 @@ class Simulation:
         self._sync(now)
 
     def _act(self, out: list[Output], now: float) -> None:
-        """Act on the router's outputs at ``now`` (the current simulated time)."""
+        """Act on the router's outputs at ``now`` (the current simulated time): commands go to
+        their call's machine, events to the recorder."""
+        calls = self._calls
         # An isinstance chain, most frequent first: compiled, it is a pointer comparison each.
         for o in out:
             if isinstance(o, AgentStateChanged):
-                self._agent_state(o)
+                self.recorder.agent_state(o)
             elif isinstance(o, Offer):
-                self._offer(o)
-            elif isinstance(o, CallAnswered):
-                self._answered(o)
+                call = calls.get(o.call_id)
+                if call is not None:
+                    self._feed(call, o, now)
             elif isinstance(o, CallEnded):
-                self._ended(o)
-            elif isinstance(o, CancelOffer):
-                self._cancel_offer(o)
-            elif isinstance(o, Overflow):
-                self._overflowed(o)
-            elif isinstance(o, OfferCallback):
-                self._callback_offered(o)
+                ended = calls.pop(o.call_id, None)
+                if ended is not None:
+                    self.recorder.call_ended(ended.arrival.t, o)
+            # Three isinstance calls, not one with a tuple: compiled, each is a pointer test.
+            elif isinstance(o, CancelOffer) or isinstance(o, Overflow) \
+                    or isinstance(o, OfferCallback):  # noqa: SIM101
+                call = calls.get(o.call_id)
+                if call is not None:
+                    self._feed(call, o, now)
         if self._follow_answer:
             answers, self._follow_answer = self._follow_answer, []
-            for call_id in answers:
-                if call_id in self._calls:
-                    self._act(self.router.offer_answered(now, call_id), now)
+            for call in answers:
+                agent_id = call.agent_id
+                if call.answer_token == call.ring_token and agent_id is not None:
+                    call.answer_token = -1  # once, even if the call is listed twice
+                    self._feed(call, Answered(agent_id), now)
         if self._follow_up:
-            follow_up, self._follow_up = self._follow_up, []
-            for call_id in follow_up:
-                if call_id in self._calls:
-                    self._act(self.router.callback_accepted(now, call_id), now)
+            replies, self._follow_up = self._follow_up, []
+            for call, accepted in replies:
+                self._feed(call, _ACCEPTED if accepted else _DECLINED, now)
 
-    def _cancel_offer(self, o: CancelOffer) -> None:
-        call = self._calls.get(o.call_id)
-        if call is not None:
-            call.offer_token += 1
+    # ------------------------------------------------------------------ the call machine
 
-    def _overflowed(self, o: Overflow) -> None:
-        call = self._calls.get(o.call_id)
-        if call is not None:
-            call.target = o.target
+    def _feed(self, call: _Call, event: CallEvent, now: float) -> None:
+        """Give ``event`` to the call's machine and carry out its actions in order."""
+        for action in call.handle(event):
+            self._carry_out(call, action, now)
 
-    def _callback_offered(self, o: OfferCallback) -> None:
-        if self._rng_caller.random() < self.behaviour.callback_accept_probability:
-            self._follow_up.append(o.call_id)
+    def _carry_out(self, call: _Call, a: Action, now: float) -> None:
+        """One of the machine's actions, in simulated time and through the router."""
+        # Most frequent first. Hold, hand-back, callback storage, a refused answer and
+        # Ignored reports have nothing to simulate (the router records the outcome).
+        if isinstance(a, Dial):
+            self._dial(call, a)
+        elif isinstance(a, ReportAnswered):
+            self._act(self.router.offer_answered(now, call.call_id, a.agent_id), now)
+        elif isinstance(a, Connect):
+            ev = self.env.timeout(call.arrival.talk_s)
+            ev.callbacks.append(functools.partial(self._talk_over, call))
+        elif isinstance(a, ReportHangup):
+            self._act(self.router.hangup(now, call.call_id, call.arrival.wrap_s), now)
+        elif isinstance(a, Finished):
+            self.calls_finished += 1
+        elif isinstance(a, ReleaseAgent):
+            self.rings_released += 1
+            call.ring_token += 1  # the agent's pending answer, if any, never comes
+            self._feed(call, DialFailed(a.agent_id, "no_answer"), now)
+        elif isinstance(a, ReportFailed):
+            self._act(self.router.offer_failed(now, call.call_id, a.reason, a.agent_id), now)
+        elif isinstance(a, AskCallback):
+            accepted = self._rng_caller.random() < self.behaviour.callback_accept_probability
+            self._follow_up.append((call, bool(accepted)))
+        elif isinstance(a, ReportCallback):
+            self._act(self.router.callback_accepted(now, call.call_id), now)
+        elif isinstance(a, ReportWithdrawn):
+            self._act(self.router.withdraw(now, call.call_id, a.reason), now)
+
+    def _talk_over_at(self, call: _Call, _ev: object) -> None:
+        """Talk over: the agent's side ends."""
+        now = self.env.now
+        self._feed(call, _AGENT_GONE, now)
+        self._sync(now)
 
     # -------------------------------------------------------------------------- callers
 
     def _enter_queue(self, call: _Call, now: float) -> None:
-        a = call.arrival
-        call_id = str(call.index)
+        call_id = call.call_id
         self._calls[call_id] = call
-        self._handle(self.router.call_arrived(now, call_id, a.queue, a.language, a.country,
-                                              a.priority, a.customer_id), now)
-        patience = a.patience_s
+        self._feed(call, _QUEUED, now)
+        # The machine's copy of the call's fields: compiled, a native read each.
+        self._handle(self.router.call_arrived(now, call_id, call.queue, call.language,
+                                              call.country, call.priority, call.customer_id),
+                     now)
+        patience = call.arrival.patience_s
         if patience < math.inf and call_id in self._calls:
             ev = self.env.timeout(patience)
-            ev.callbacks.append(lambda _e: self._patience_over(call_id))
+            ev.callbacks.append(functools.partial(self._on_patience_over, call))
 
-    def _patience_over(self, call_id: str) -> None:
-        call = self._calls.get(call_id)
-        if call is not None and not call.talking:
+    def _patience_over(self, call: _Call, _ev: object) -> None:
+        phase = call.phase
+        if phase is not Phase.TALKING and phase is not Phase.ENDED:
             now = self.env.now
-            self._handle(self.router.hangup(now, call_id), now)
+            self._feed(call, _CALLER_GONE, now)
+            self._sync(now)
 
-    def _offer(self, o: Offer) -> None:
-        call = self._calls.get(o.call_id)
-        if call is None:
-            return
-        call.offer_token += 1
+    def _dial(self, call: _Call, d: Dial) -> None:
+        """The agent rings: they answer after their delay, or let it ring (ring-no-answer)."""
+        call.ring_token += 1
         if self._rona_p > 0 and self._rng_rona.random() < self._rona_p:
             return  # the agent lets it ring; the router's ring timer takes it back
         if self._answers_at_once:
-            self._follow_answer.append(o.call_id)
+            call.answer_token = call.ring_token
+            self._follow_answer.append(call)
             return
         delay = self._answer_delay()
-        if delay >= o.ring_timeout_s:
+        if delay >= d.ring_timeout_s:
             return
-        token = call.offer_token
         ev = self.env.timeout(delay)
-        ev.callbacks.append(lambda _e: self._answer(o.call_id, token))
+        ev.callbacks.append(functools.partial(self._on_answer, call, call.ring_token, d.agent_id))
 
-    def _answer(self, call_id: str, token: int) -> None:
-        call = self._calls.get(call_id)
-        if call is None or call.offer_token != token or call.talking:
-            return
-        now = self.env.now
-        self._handle(self.router.offer_answered(now, call_id), now)
-
-    def _answered(self, o: CallAnswered) -> None:
-        call = self._calls[o.call_id]
-        call.talking = True
-        ev = self.env.timeout(call.arrival.talk_s)
-        ev.callbacks.append(lambda _e: self._talk_over(o.call_id, call.arrival.wrap_s))
-
-    def _talk_over(self, call_id: str, wrap_s: float | None) -> None:
-        now = self.env.now
-        self._handle(self.router.hangup(now, call_id, wrap_s), now)
-
-    def _ended(self, o: CallEnded) -> None:
-        call = self._calls.pop(o.call_id, None)
-        if call is None:
-            return
-        a = call.arrival
-        if o.outcome is Outcome.ANSWERED:
-            code, site = ANSWERED, self._code_s[o.site] if o.site else NO_SITE
-        elif o.outcome is Outcome.ABANDONED:
-            code, site = ABANDONED, NO_SITE
-        elif o.outcome is Outcome.CALLBACK:
-            code, site = CALLBACK, NO_SITE
-        else:
-            code, site = OVERFLOWED, NO_SITE
-        self._rows.append((a.t, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
-                           self._l(o.language), self._c(o.country), site, code))
-
-    # --------------------------------------------------------------------------- agents
-
-    def _agent_state(self, o: AgentStateChanged) -> None:
-        # Identity tests on the state, not a dict: an Enum member hashes in Python code.
-        state = o.state
-        if state is AgentState.READY:
-            category = READY
-        elif state is AgentState.PAUSED:
-            category = PAUSED
-        elif state is AgentState.LOGGED_OUT:
-            category = -1
-        else:  # ringing, on a call, wrapping up
-            category = BUSY
-        i = self._agent_index[o.agent_id]
-        key = self._ag_key[i]
-        if key >= 0:
-            self._accrue(key, self._ag_since[i], o.at)
-        self._ag_since[i] = o.at
-        self._ag_key[i] = self._site_base[i] + category if category >= 0 else -1
-
-    def _accrue(self, key: int, t0: float, t1: float) -> None:
-        """Add one agent's span [t0, t1) in ``key`` to the intervals it covers."""
-        interval = self.interval_s
-        k = int(t0 // interval)
-        acc = self._acc
-        n_keys = self._n_keys
-        n_int = self._n_int
-        while t0 < t1 and k < n_int:
-            end = min((k + 1) * interval, t1)
-            acc[k * n_keys + key] += end - t0
-            t0 = end
-            k += 1
-
-    # -------------------------------------------------------------------------- records
-
-    def _q(self, name: str) -> int:
-        return self._code_q.get(name, -1)
-
-    def _l(self, name: str) -> int:
-        return self._code_l.get(name, -1)
-
-    def _c(self, name: str) -> int:
-        return self._code_c.get(name, len(self.countries) - 1)
-
-    def _agent_seconds(self) -> np.ndarray:
-        """Seconds per (interval, site, category), the spans still open ending now."""
-        now = self.env.now
-        for i, key in enumerate(self._ag_key):
-            if key >= 0:
-                self._accrue(key, self._ag_since[i], now)
-                self._ag_since[i] = now
-        return np.array(self._acc, dtype=float).reshape(self._n_int, len(self.sites),
-                                                        len(AGENT_TIME))
-
-    def _depth_per_interval(self) -> tuple[np.ndarray, np.ndarray]:
-        n_int = math.ceil(self.horizon_s / self.interval_s)
-        mean = np.zeros((n_int, len(self.queues)))
-        top = np.zeros((n_int, len(self.queues)))
-        if self._depth_samples:
-            samples = np.asarray(self._depth_samples, dtype=float)
-            cell = (np.arange(len(samples)) * DEPTH_SAMPLE_S // self.interval_s).astype(int)
-            counts = np.bincount(cell, minlength=n_int)[:n_int]
-            for q in range(samples.shape[1]):
-                sums = np.bincount(cell, weights=samples[:, q], minlength=n_int)[:n_int]
-                mean[:, q] = np.divide(sums, counts, out=np.zeros(n_int), where=counts > 0)
-                np.maximum.at(top[:, q], cell[cell < n_int], samples[cell < n_int, q])
-        return mean, top
-
-    def _result(self, wall_s: float) -> RunResult:
-        rows = self._rows
-        cols = list(zip(*rows, strict=True)) if rows else [()] * 9
-        n = len(rows)
-
-        def col(i: int, dtype: type) -> np.ndarray:
-            return np.fromiter(cols[i], dtype=dtype, count=n)
-
-        calls = CallLog(
-            arrival_s=col(0, np.float64), queued_s=col(1, np.float64), wait_s=col(2, np.float64),
-            talk_s=col(3, np.float64), queue=col(4, np.int16), language=col(5, np.int16),
-            country=col(6, np.int16), site=col(7, np.int16), outcome=col(8, np.int8),
-            queues=self.queues, languages=self.languages, countries=self.countries,
-            sites=self.sites)
-        order = np.argsort(calls.arrival_s, kind="stable")
-        calls = CallLog(**{f: (getattr(calls, f)[order] if isinstance(getattr(calls, f),
-                                                                         np.ndarray)
-                               else getattr(calls, f))
-                           for f in calls.__dataclass_fields__})
-        depth_mean, depth_max = self._depth_per_interval()
-        sl = self.config.center.service_level
-        return RunResult(
-            seed=self.seed, calls=calls,
-            agent_time=AgentTime(self._agent_seconds(), self.sites, self.interval_s),
-            start_iso=self.start.isoformat(), duration_s=self.horizon_s,
-            interval_s=self.interval_s, threshold_s=sl.threshold_s, target=sl.target,
-            queue_sl=tuple((self.config.sl_for(q).threshold_s, self.config.sl_for(q).target)
-                           for q in self.queues),
-            short_abandon_s=self.config.center.short_abandon_s, wall_s=wall_s,
-            queue_depth_mean=depth_mean, queue_depth_max=depth_max)
+    def _answer(self, call: _Call, token: int, agent_id: str, _ev: object) -> None:
+        if call.ring_token == token:
+            now = self.env.now
+            self._feed(call, Answered(agent_id), now)
+            self._sync(now)

@@ -16,10 +16,10 @@ from sim.engine import DRAIN_S, Simulation
 from sim.erlang import ErlangA, service_level_c
 from sim.kpi import estimate, kpis
 from sim.mmc import simulate_mmc
-from sim.records import ABANDONED, ANSWERED, PAUSED, READY, RunResult
-from sim.run import RunSpec, default_scenario, run_one, run_replications
-from sim.scenario import Behaviour
-from sim.staffing import StaffAction
+from sim.records import ABANDONED, ANSWERED, BUSY, PAUSED, READY, RunResult
+from sim.run import RunSpec, arrivals_for, default_scenario, run_one, run_replications
+from sim.scenario import Behaviour, load_scenario
+from sim.staffing import StaffAction, build_timeline
 from sim.traffic.arrival import Arrival
 
 #: A Monday, midnight in Moscow (the reference scenario's start).
@@ -205,3 +205,46 @@ def test_engine_records_calls_still_waiting_when_the_run_ends() -> None:
     assert result.calls.outcome.tolist() == [ABANDONED]
     assert result.calls.wait_s.tolist() == [1800.0 + DRAIN_S]
     assert kpis(result).overall["offered"] == 1
+
+
+# ------------------------- the simulator runs the production call machine
+
+
+def test_engine_ring_no_answer_passes_through_the_call_machine() -> None:
+    """An agent who lets it ring is taken back by the router's ring timer at 15 s, and the call's
+    machine releases that ring and hears the leg end (DialFailed), so it is back in the queue
+    and dials the next agent: two rings released, 15 s each, before the caller gives up."""
+    loaded = center_from_data(center_data([agent("a"), agent("b")]), "test-center.yaml")
+    a, b = (p.id for p in loaded.agents)
+    behaviour = _quiet_behaviour().model_copy(
+        update={"answer_delay": Behaviour.model_validate(
+            {"answer_delay": {"dist": "constant", "value": 20}}).answer_delay})
+    calls = [Arrival(0.0, "tech", "ru", "RU", None, 0, talk_s=50.0, patience_s=100.0)]
+    timeline = [StaffAction(0.0, "login", a), StaffAction(50.0, "login", b)]
+    sim = Simulation(loaded, calls, timeline, behaviour, MONDAY, 1800.0, 1800.0, seed=1)
+    result = sim.run()
+    assert result.calls.outcome.tolist() == [ABANDONED]
+    assert result.calls.wait_s.tolist() == [100.0]
+    # Without the DialFailed the machine would still wait for the first leg to end, and the
+    # router's offer to b would never be dialled (nor released).
+    assert sim.rings_released == 2
+    assert sim.calls_finished == 1
+    assert result.agent_time.seconds[0, :, BUSY].sum() == 30.0
+
+
+def test_engine_every_call_that_reaches_the_router_ends_through_its_machine() -> None:
+    """A reference day's calls (ring-no-answer, abandons, callbacks included) each end through
+    their call machine's Finished exactly once, and the records agree with the machines."""
+    scenario = load_scenario(default_scenario(), days=0.2, start="2026-03-02T08:00:00+03:00")
+    traffic, staffing, engine = np.random.SeedSequence(5).spawn(3)
+    arrivals, start, horizon = arrivals_for(scenario, None, np.random.default_rng(traffic))
+    s = scenario.spec
+    timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing, start,
+                              horizon + DRAIN_S, np.random.default_rng(staffing))
+    sim = Simulation(scenario.center, arrivals, timeline, s.behaviour, start, horizon,
+                     s.interval_minutes * 60.0, int(engine.generate_state(1)[0]))
+    result = sim.run()
+    reached_router = int((~np.isnan(result.calls.queued_s)).sum())
+    assert reached_router > 500
+    assert sim.calls_finished == reached_router
+    assert sim.rings_released > 0  # the reference agents let 1% of offers ring out

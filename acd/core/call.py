@@ -26,7 +26,7 @@ Events in
     Telephony facts: :class:`HoldStarted`, :class:`Answered`, :class:`DialFailed`,
     :class:`CallerGone`, :class:`AgentGone`, :class:`CallbackAnswer`.
 
-Actions out (small frozen records, executed by the driver in order)
+Actions out (small records, executed by the driver in order; read-only by convention)
     Medium: :class:`StartHold`, :class:`StopHold`, :class:`Dial` (agent, endpoint, whole-second
     ring timeout from :func:`ring_seconds`), :class:`ReleaseAgent` (stop ringing or hang up the
     agent's leg), :class:`Connect` (the answer is accepted: bridge caller and agent),
@@ -38,6 +38,13 @@ Actions out (small frozen records, executed by the driver in order)
     own guard refuses a report for an offer it has moved on from), :class:`ReportHangup`,
     :class:`ReportWithdrawn`, :class:`ReportCallback`. Stale reports come out as
     :class:`~acd.core.model.Ignored` with the reason, never as errors.
+
+    Events and actions that carry data are plain slotted dataclasses with their ``__init__``
+    written out, like the router's records in :mod:`acd.core.model`: this module is compiled
+    with mypyc (``setup.py``), which compiles such an ``__init__`` but leaves a frozen
+    dataclass's generated one interpreted (0.5-0.8 us per record, several per call). Actions
+    without data, :class:`Finished` and the end-of-talk :class:`HandBack` are shared instances.
+    Treat all of them as read-only.
 
 Transitions are one table, :data:`TRANSITIONS`, keyed by (phase, event type). An event with no
 entry raises :class:`LocalCallError` when the driver misused the machine (a router command or a
@@ -99,15 +106,19 @@ Ports
     answer (at most the question's timeout), and a caller without a number is asked too
     (nothing is stored, an ``Ignored`` says why).
 
-    Simulator (``sim/engine.py``): default policy without ``dialable``; feed :class:`Queued`
-    and :class:`HoldStarted` (no music to model, no :class:`Idle` needed). :class:`Dial`
-    schedules the agent's answer (:class:`Answered`) or a ring to the dial's timeout
-    (:class:`DialFailed` ``no_answer``); the router's own ring timer comes first as
-    ``CancelOffer`` -> :class:`ReleaseAgent`, on which the simulator drops its pending answer
-    and feeds :class:`DialFailed` at once. Patience over is :class:`CallerGone`, talk over is
-    :class:`AgentGone` (pass the call's own wrap-up to ``hangup`` when executing
-    :class:`ReportHangup`), an accepted or declined offer is :class:`CallbackAnswer`. A simple
-    lifecycle costs about 7 us of pure Python (no allocation but the actions).
+    Simulator (``sim/engine.py``): policy ``hold_while_ringing`` without ``dialable`` (the
+    simulated caller stays at the engine while the agent rings); feed :class:`Queued` before
+    ``call_arrived`` (no music to model: no :class:`HoldStarted`, no :class:`Idle`).
+    :class:`Dial` schedules the agent's answer (:class:`Answered`) or nothing when the agent
+    lets it ring: the router's own ring timer (never later than the dial's whole-second
+    timeout) comes as ``CancelOffer`` -> :class:`ReleaseAgent`, on which the simulator drops
+    its pending answer and feeds :class:`DialFailed` at once, so the call waits again exactly
+    when it did before the port. Patience over is :class:`CallerGone` (while not talking),
+    talk over is :class:`AgentGone` (the call's own wrap-up goes to ``hangup`` when executing
+    :class:`ReportHangup`), an accepted or declined offer is :class:`CallbackAnswer`, given
+    once the router's current outputs are dealt with. A simple lifecycle costs about 7 us of
+    pure Python and about 2 us compiled (no allocation but the machine, its lists and the
+    actions with data).
 """
 
 from __future__ import annotations
@@ -118,7 +129,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, NoReturn
 
-from acd.core.errors import RoutingError
+# Re-exported: the errors are part of the machine's vocabulary.
+from acd.core.errors import CallMachineError, LocalCallError, RemoteCallError  # noqa: F401
 from acd.core.model import CancelOffer, Ignored, Offer, OfferCallback, Overflow
 
 # --- rounding ----------------------------------------------------------------------------
@@ -132,16 +144,8 @@ def ring_seconds(ring_timeout_s: float) -> int:
 # --- errors ------------------------------------------------------------------------------
 
 
-class CallMachineError(RoutingError):
-    """An event that cannot happen in the call's phase."""
-
-
-class LocalCallError(CallMachineError):
-    """The driver misused the machine (a command or fact fed in the wrong phase)."""
-
-
-class RemoteCallError(CallMachineError):
-    """The telephony side reported something impossible for the call's phase."""
+# CallMachineError, LocalCallError and RemoteCallError live in acd.core.errors (imported
+# above): a class compiled with mypyc cannot derive from a built-in exception.
 
 
 # --- phases ------------------------------------------------------------------------------
@@ -167,18 +171,24 @@ class Queued:
     """The driver is about to give the call to the router; the caller is at the engine."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Refused:
     """The router refused the call (``call_arrived`` raised): the dialplan takes it back."""
 
     reason: str
 
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class Idle:
     """The medium is with the caller and has nothing to do (FastAGI's hold session)."""
 
     now: float
+
+    def __init__(self, now: float) -> None:
+        self.now = now
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +196,7 @@ class Drain:
     """The service shuts down: hand the caller back as soon as the medium has them."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Adopted:
     """A call found alive after a restart or reconnect, in ``phase`` (queued, ringing,
     ring_cancelled or talking: the phase the engine persisted, not what the medium shows, since
@@ -194,8 +204,13 @@ class Adopted:
     ``holding`` when music plays."""
 
     phase: Phase
-    agent_id: str | None = None
-    holding: bool = False
+    agent_id: str | None
+    holding: bool
+
+    def __init__(self, phase: Phase, agent_id: str | None = None, holding: bool = False) -> None:
+        self.phase = phase
+        self.agent_id = agent_id
+        self.holding = holding
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,20 +227,27 @@ class HoldStarted:
     """The medium put the caller on hold by itself (ARI's holding bridge with music)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Answered:
     """``agent_id`` answered the dial."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class DialFailed:
     """The dial to ``agent_id`` ended unanswered (``reason``: no_answer, busy, unavailable);
     the caller is back at the engine."""
 
     agent_id: str
     reason: str
+
+    def __init__(self, agent_id: str, reason: str) -> None:
+        self.agent_id = agent_id
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,11 +260,14 @@ class AgentGone:
     """The agent's side ended after an answer: talk is over, the caller is still there."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class CallbackAnswer:
     """The caller's reply to the callback question (``accepted``: pressed the accept key)."""
 
     accepted: bool
+
+    def __init__(self, accepted: bool) -> None:
+        self.accepted = accepted
 
 
 CallEvent = (Offer | CancelOffer | Overflow | OfferCallback | Queued | Refused | Idle | Drain
@@ -265,7 +290,7 @@ class StopHold:
     """Stop the music on hold."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Dial:
     """Ring ``agent_id`` at ``endpoint`` for at most ``ring_timeout_s`` whole seconds."""
 
@@ -273,36 +298,53 @@ class Dial:
     endpoint: str
     ring_timeout_s: int
 
+    def __init__(self, agent_id: str, endpoint: str, ring_timeout_s: int) -> None:
+        self.agent_id = agent_id
+        self.endpoint = endpoint
+        self.ring_timeout_s = ring_timeout_s
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class ReleaseAgent:
     """Stop ringing ``agent_id`` or hang up their leg, if the medium can."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class Connect:
     """``agent_id``'s answer is accepted: connect caller and agent."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class RefuseAnswer:
     """``agent_id``'s answer is stale: drop their leg, the caller is not theirs."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class AskCallback:
     """Ask the callback question (one key) in ``language``."""
 
     language: str
 
+    def __init__(self, language: str) -> None:
+        self.language = language
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class StoreCallback:
     """Store the callback promise for this caller."""
 
@@ -313,38 +355,64 @@ class StoreCallback:
     priority: int
     customer_id: str | None
 
+    def __init__(self, queue: str, language: str, country: str, number: str, priority: int,
+                 customer_id: str | None) -> None:
+        self.queue = queue
+        self.language = language
+        self.country = country
+        self.number = number
+        self.priority = priority
+        self.customer_id = customer_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class HandBack:
     """The dialplan takes the caller: ``result`` for it (``None``: its fallback), ``reason``
     why, and the ``queue``/``language`` variables to set (``None``: leave unset)."""
 
     result: str | None
     reason: str
-    queue: str | None = None
-    language: str | None = None
+    queue: str | None
+    language: str | None
+
+    def __init__(self, result: str | None, reason: str, queue: str | None = None,
+                 language: str | None = None) -> None:
+        self.result = result
+        self.reason = reason
+        self.queue = queue
+        self.language = language
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Finished:
     """The call is over for the engine (``how``); the last action, exactly once."""
 
     how: str
 
+    def __init__(self, how: str) -> None:
+        self.how = how
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class ReportAnswered:
     """Call ``offer_answered(call_id, agent_id=agent_id)``."""
 
     agent_id: str
 
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class ReportFailed:
     """Call ``offer_failed(call_id, reason, agent_id=agent_id)``."""
 
     agent_id: str
     reason: str
+
+    def __init__(self, agent_id: str, reason: str) -> None:
+        self.agent_id = agent_id
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,11 +420,14 @@ class ReportHangup:
     """Call ``hangup(call_id)``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class ReportWithdrawn:
     """Call ``withdraw(call_id, reason)``."""
 
     reason: str
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +445,10 @@ _START_HOLD: Final = StartHold()
 _STOP_HOLD: Final = StopHold()
 _HANGUP: Final = ReportHangup()
 _CALLBACK: Final = ReportCallback()
+_TALK_ENDED: Final = HandBack("ended", "talk_ended")
+#: One shared Finished per way a call ends (built once, not once per call).
+_FINISHED: Final = {how: Finished(how) for how in (
+    "answered", "abandoned", "overflowed", "callback", "handed_back", "refused")}
 
 
 # --- policy ------------------------------------------------------------------------------
@@ -478,7 +553,7 @@ class CallMachine:
         self.phase = Phase.ENDED
         self.offer = self.next_offer = self.overflow = None
         self.holding = False
-        out.append(Finished(how))
+        out.append(_FINISHED[how])
         return out
 
     def _report_hangup(self, out: list[Action]) -> None:
@@ -784,7 +859,7 @@ def _cancelled_dial_over(m: CallMachine, e: object) -> list[Action]:
 def _talk_ended(m: CallMachine, e: object) -> list[Action]:
     out: list[Action] = []
     m._report_hangup(out)
-    out.append(HandBack("ended", "talk_ended"))
+    out.append(_TALK_ENDED)
     return m._end(out, "answered")
 
 
@@ -899,5 +974,5 @@ def without_call(call_id: str, event: CallEvent) -> list[Action]:
     if isinstance(event, CallerGone):
         return [_HANGUP]
     if isinstance(event, AgentGone):
-        return [_HANGUP, HandBack("ended", "talk_ended")]
+        return [_HANGUP, _TALK_ENDED]
     return [Ignored(call_id, type(event).__name__, "the call is not in the engine")]

@@ -44,3 +44,15 @@ class InvalidPauseReason(RoutingError):
 class IllegalAgentMove(RuntimeError):
     """A bug, not a refusal: the router tried an agent state change its transition table
     (:data:`acd.core.agent_states.AGENT_TRANSITIONS`) does not allow; names the state and event."""
+
+
+class CallMachineError(RoutingError):
+    """An event that cannot happen in the call's phase (:mod:`acd.core.call`)."""
+
+
+class LocalCallError(CallMachineError):
+    """The driver misused the call machine (a command or fact fed in the wrong phase)."""
+
+
+class RemoteCallError(CallMachineError):
+    """The telephony side reported something impossible for the call's phase."""

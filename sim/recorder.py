@@ -1,0 +1,202 @@
+"""What a replication writes down while it runs: call rows, agent time, queue depth samples.
+
+:mod:`sim.engine` decides what happens (callers, agents, the router and each call's machine);
+this module only records it and turns the record into a :class:`~sim.records.RunResult` at the
+end. It reads the router's domain events (``CallEnded``, ``AgentStateChanged``) and a few facts
+the router never sees (calls that end in the IVR, queue depth samples).
+
+It is called for every agent state change and every call, so it is compiled with the engine
+(``setup.py``): plain lists while the run goes, numpy only at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+
+from acd.config.schema import CenterConfig
+from acd.core.model import AgentProfile, AgentState, AgentStateChanged, CallEnded, Outcome
+from acd.core.router import OTHER
+from sim.records import (
+    ABANDONED,
+    AGENT_TIME,
+    ANSWERED,
+    BUSY,
+    CALLBACK,
+    NO_SITE,
+    OVERFLOWED,
+    PAUSED,
+    READY,
+    AgentTime,
+    CallLog,
+    RunResult,
+)
+
+#: How often queue depth is sampled (simulated seconds).
+DEPTH_SAMPLE_S = 60.0
+
+# A call row: arrival, queued, wait, talk, queue, language, country, site, outcome codes.
+_Row = tuple[float, float, float, float, int, int, int, int, int]
+
+
+class Recorder:
+    """One replication's record: a row per offered call, agent seconds per interval, site and
+    category, and queue depths once a simulated minute."""
+
+    def __init__(self, config: CenterConfig, agents: Sequence[AgentProfile], horizon_s: float,
+                 interval_s: float) -> None:
+        self.config = config
+        self.horizon_s = horizon_s
+        self.interval_s = interval_s
+        self.queues = tuple(config.queues)
+        self.languages = tuple(config.languages)
+        self.countries = (*config.countries, OTHER)
+        self.sites = tuple(config.sites)
+        self._code_q = {n: i for i, n in enumerate(self.queues)}
+        self._code_l = {n: i for i, n in enumerate(self.languages)}
+        self._code_c = {n: i for i, n in enumerate(self.countries)}
+        self._code_s = {n: i for i, n in enumerate(self.sites)}
+        n_cat = len(AGENT_TIME)
+        self._agent_index = {a.id: i for i, a in enumerate(agents)}
+        #: Per agent index: the first key of its site (site x category keys).
+        self._site_base = [self._code_s[a.site] * n_cat for a in agents]
+        # Agent time is accrued as states change: seconds per (interval, site x category) in a
+        # flat list, and each agent's current key (-1 = logged out) and since when.
+        self._n_int = math.ceil(horizon_s / interval_s)
+        self._n_keys = len(self.sites) * n_cat
+        self._acc = [0.0] * (self._n_int * self._n_keys)
+        self._ag_key = [-1] * len(agents)
+        self._ag_since = [0.0] * len(agents)
+        self._depth_samples: list[list[int]] = []
+        self._rows: list[_Row] = []
+
+    # ------------------------------------------------------------------------- calls
+
+    def ivr_ended(self, arrival_s: float, queue: str, language: str, country: str,
+                  outcome: int) -> None:
+        """A caller who never reached the router (hung up or left in the IVR)."""
+        self._rows.append((arrival_s, math.nan, 0.0, 0.0, self._q(queue), self._l(language),
+                           self._c(country), NO_SITE, outcome))
+
+    def call_ended(self, arrival_s: float, o: CallEnded) -> None:
+        """The router ended a call that reached the IVR at ``arrival_s``."""
+        if o.outcome is Outcome.ANSWERED:
+            code, site = ANSWERED, self._code_s[o.site] if o.site else NO_SITE
+        elif o.outcome is Outcome.ABANDONED:
+            code, site = ABANDONED, NO_SITE
+        elif o.outcome is Outcome.CALLBACK:
+            code, site = CALLBACK, NO_SITE
+        else:
+            code, site = OVERFLOWED, NO_SITE
+        self._rows.append((arrival_s, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
+                           self._l(o.language), self._c(o.country), site, code))
+
+    # ------------------------------------------------------------------------ agents
+
+    def agent_state(self, o: AgentStateChanged) -> None:
+        """An agent changed state: close the span of the previous one."""
+        # Identity tests on the state, not a dict: an Enum member hashes in Python code.
+        state = o.state
+        if state is AgentState.READY:
+            category = READY
+        elif state is AgentState.PAUSED:
+            category = PAUSED
+        elif state is AgentState.LOGGED_OUT:
+            category = -1
+        else:  # ringing, on a call, wrapping up
+            category = BUSY
+        i = self._agent_index[o.agent_id]
+        key = self._ag_key[i]
+        if key >= 0:
+            self._accrue(key, self._ag_since[i], o.at)
+        self._ag_since[i] = o.at
+        self._ag_key[i] = self._site_base[i] + category if category >= 0 else -1
+
+    def _accrue(self, key: int, t0: float, t1: float) -> None:
+        """Add one agent's span [t0, t1) in ``key`` to the intervals it covers."""
+        interval = self.interval_s
+        k = int(t0 // interval)
+        acc = self._acc
+        n_keys = self._n_keys
+        n_int = self._n_int
+        while t0 < t1 and k < n_int:
+            end = min((k + 1) * interval, t1)
+            acc[k * n_keys + key] += end - t0
+            t0 = end
+            k += 1
+
+    # ------------------------------------------------------------------------ queues
+
+    def depths(self, depths: list[int]) -> None:
+        """Every queue's waiting calls, sampled every :data:`DEPTH_SAMPLE_S` from the start."""
+        self._depth_samples.append(depths)
+
+    # ------------------------------------------------------------------------ result
+
+    def _q(self, name: str) -> int:
+        return self._code_q.get(name, -1)
+
+    def _l(self, name: str) -> int:
+        return self._code_l.get(name, -1)
+
+    def _c(self, name: str) -> int:
+        return self._code_c.get(name, len(self.countries) - 1)
+
+    def _agent_seconds(self, now: float) -> np.ndarray:
+        """Seconds per (interval, site, category), the spans still open ending ``now``."""
+        for i, key in enumerate(self._ag_key):
+            if key >= 0:
+                self._accrue(key, self._ag_since[i], now)
+                self._ag_since[i] = now
+        return np.array(self._acc, dtype=float).reshape(self._n_int, len(self.sites),
+                                                        len(AGENT_TIME))
+
+    def _depth_per_interval(self) -> tuple[np.ndarray, np.ndarray]:
+        n_int = math.ceil(self.horizon_s / self.interval_s)
+        mean = np.zeros((n_int, len(self.queues)))
+        top = np.zeros((n_int, len(self.queues)))
+        if self._depth_samples:
+            samples = np.asarray(self._depth_samples, dtype=float)
+            cell = (np.arange(len(samples)) * DEPTH_SAMPLE_S // self.interval_s).astype(int)
+            counts = np.bincount(cell, minlength=n_int)[:n_int]
+            for q in range(samples.shape[1]):
+                sums = np.bincount(cell, weights=samples[:, q], minlength=n_int)[:n_int]
+                mean[:, q] = np.divide(sums, counts, out=np.zeros(n_int), where=counts > 0)
+                np.maximum.at(top[:, q], cell[cell < n_int], samples[cell < n_int, q])
+        return mean, top
+
+    def result(self, seed: int, start: datetime, now: float, wall_s: float) -> RunResult:
+        """The replication's records, agent spans still open closed at ``now``."""
+        rows = self._rows
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 9
+        n = len(rows)
+
+        def col(i: int, dtype: type) -> np.ndarray:
+            return np.fromiter(cols[i], dtype=dtype, count=n)
+
+        calls = CallLog(
+            arrival_s=col(0, np.float64), queued_s=col(1, np.float64), wait_s=col(2, np.float64),
+            talk_s=col(3, np.float64), queue=col(4, np.int16), language=col(5, np.int16),
+            country=col(6, np.int16), site=col(7, np.int16), outcome=col(8, np.int8),
+            queues=self.queues, languages=self.languages, countries=self.countries,
+            sites=self.sites)
+        order = np.argsort(calls.arrival_s, kind="stable")
+        calls = CallLog(**{f: (getattr(calls, f)[order] if isinstance(getattr(calls, f),
+                                                                         np.ndarray)
+                               else getattr(calls, f))
+                           for f in calls.__dataclass_fields__})
+        depth_mean, depth_max = self._depth_per_interval()
+        config = self.config
+        sl = config.center.service_level
+        return RunResult(
+            seed=seed, calls=calls,
+            agent_time=AgentTime(self._agent_seconds(now), self.sites, self.interval_s),
+            start_iso=start.isoformat(), duration_s=self.horizon_s,
+            interval_s=self.interval_s, threshold_s=sl.threshold_s, target=sl.target,
+            queue_sl=tuple((config.sl_for(q).threshold_s, config.sl_for(q).target)
+                           for q in self.queues),
+            short_abandon_s=config.center.short_abandon_s, wall_s=wall_s,
+            queue_depth_mean=depth_mean, queue_depth_max=depth_max)
