@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from acd.core.agent_states import occupancy
 from acd.core.floor import AgentRt, CallRt, Floor, QueueRt
+from acd.core.model import AgentState, CallState
 from acd.core.policy import AgentSelection
 
 # Newcomer tiers a call looks at, in order (each a tuple of ``newcomer`` flags).
@@ -169,9 +170,126 @@ def ahead(call: CallRt) -> int:
     return bisect_left(call.q.line, (-call.priority, call.seq))
 
 
-def ewt_for(f: Floor, q: QueueRt, ahead: int) -> float:
-    """Estimated wait behind ``ahead`` calls: calls ahead x AHT / staffed agents."""
-    staffed = f.staffed[q.skill]
-    if staffed == 0:
-        return float("inf")
-    return (ahead + 1) * q.aht_s / staffed
+#: An on-call agent's remaining talk is taken as at least this share of the mean talk: talk
+#: times vary widely, so a call past its mean is not about to end (a lognormal talk's mean
+#: remaining life even grows with the time already talked).
+RESIDUAL_FLOOR = 0.5
+
+
+def ewt_for(f: Floor, now: float, call: CallRt) -> float:
+    """Estimated remaining wait of a waiting ``call`` at ``now``, from the floor's live state.
+
+    Zero when an agent eligible for the call is ready (or the call already rings one);
+    infinite when no logged-in agent could ever take it. Otherwise the call is served at its
+    ``ahead + 1``-th *service opportunity* among the agents who may take it: an agent in
+    wrap-up frees at its wrap-up's known end, a ready agent that only a later expansion step
+    makes eligible frees at that step, and an agent ringing or on a call frees at a rate of
+    one over its expected remaining handle time (mean talk less the talk elapsed, floored at
+    :data:`RESIDUAL_FLOOR` of the mean, plus wrap-up). Agents become part of the pool at the
+    expansion step that makes them eligible. ``ahead`` counts the calls waiting before this
+    one in the buckets it waits in (its queue x the languages it accepts now). The estimate
+    never exceeds the time left until the queue's maximum wait.
+    """
+    if call.state is not CallState.QUEUED:
+        return 0.0
+    q = call.q
+    left = call.entered + q.max_wait_s - now
+    # The routing rule now and after each expansion step still to come: (from, level,
+    # all sites, fallback languages, newcomers). Steps past the maximum wait never apply.
+    rules = [(now, call.min_level, call.all_sites, call.accept_fallback, call.newcomers_ok)]
+    level, sites, fallback, novices = rules[0][1:]
+    step_after = q.step_after
+    for j in range(call.step, len(step_after)):
+        at = call.entered + step_after[j]
+        if at >= call.entered + q.max_wait_s:
+            break
+        step = q.expansion[j]
+        if step.min_level is not None:
+            level = min(level, step.min_level)
+        sites = sites or step.add_sites
+        fallback = fallback or step.accept_fallback_languages
+        novices = novices or step.include_newcomers
+        rules.append((max(at, now), level, sites, fallback, novices))
+    skill = q.skill
+    lang = call.language
+    fallbacks = call.fallbacks
+    home = call.home_site
+    country = call.country
+    #: Service opportunities at known times, and (from, rate) of agents freeing at a rate.
+    fixed: list[float] = []
+    rates: list[tuple[float, float]] = []
+    for agent in f.skilled.get(skill, ()):
+        st = agent.state
+        if st is AgentState.LOGGED_OUT or st is AgentState.PAUSED:
+            continue
+        p = agent.profile
+        speaks = lang in p.languages
+        if not speaks and not (fallbacks and any(fb in p.languages for fb in fallbacks)):
+            continue
+        if p.countries is not None and country not in p.countries:
+            continue
+        have = p.skills[skill]
+        since = -1.0
+        for at, lvl, all_sites, fb, nov in rules:
+            if have >= lvl and (speaks or fb) and (all_sites or p.site == home) \
+                    and (nov or not p.newcomer):
+                since = at
+                break
+        if since < 0:
+            continue
+        if st is AgentState.READY:
+            if since <= now:
+                return 0.0
+            fixed.append(since)
+        elif st is AgentState.WRAP_UP:
+            fixed.append(max(since, agent.free_at))
+        else:
+            busy = agent.call
+            bq = busy.q if busy is not None else q
+            talk = bq.aht_s - bq.wrap_up_s
+            if st is AgentState.ON_CALL:
+                talk = max(talk - (now - agent.since), RESIDUAL_FLOOR * talk)
+            rates.append((since, 1.0 / max(1.0, talk + bq.wrap_up_s)))
+    key = (-call.priority, call.seq)
+    need = 1.0 + _waiting_before(f, q.name, lang, key)
+    if call.accept_fallback:
+        for fb in fallbacks:
+            need += _waiting_before(f, q.name, fb, key)
+    wait = _opportunity(now, need, fixed, rates, 1.0 / max(1.0, q.aht_s))
+    return min(wait, max(0.0, left))
+
+
+def _waiting_before(f: Floor, queue: str, language: str, key: tuple[int, int]) -> int:
+    """Calls waiting in bucket ``(queue, language)`` before a call with ``key``."""
+    b = f.buckets.get((queue, language))
+    return bisect_left(b, key) if b else 0
+
+
+def _opportunity(now: float, need: float, fixed: list[float],
+                 rates: list[tuple[float, float]], rerate: float) -> float:
+    """Seconds from ``now`` until ``need`` service opportunities have come.
+
+    ``fixed`` opportunities come at known times (and each agent then serves a call and frees
+    again at ``rerate``); ``rates`` agents join at a time and free at a steady rate.
+    """
+    events = [(t, 0.0) for t in fixed]
+    events.extend(rates)
+    events.sort()
+    got = 0.0
+    rate = 0.0
+    t = now
+    for at, r in events:
+        if rate > 0.0 and got + rate * (at - t) >= need:
+            return t + (need - got) / rate - now
+        got += rate * (at - t)
+        t = at
+        if r == 0.0:
+            got += 1.0
+            if got >= need:
+                return at - now
+            rate += rerate
+        else:
+            rate += r
+    if rate > 0.0:
+        return t + (need - got) / rate - now
+    return float("inf")
