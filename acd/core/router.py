@@ -382,7 +382,7 @@ class Router:
             language = c[2] if c is not None else self._default_language
         fallbacks = tuple(fb for fb in fallbacks if fb != language)
         f = self._f
-        return CallRt("", q, language, country if c is not None else OTHER, home_site,
+        return CallRt("", q, language, country if c is not None and country else OTHER, home_site,
                       fallbacks, q.priority, self._now if now is None else now, f.seq + 1,
                       None)
 

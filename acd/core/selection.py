@@ -206,7 +206,7 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
         step = q.expansion[j]
         if step.min_level is not None:
             level = min(level, step.min_level)
-        sites = sites or step.add_sites
+        sites = sites or bool(step.add_sites)
         fallback = fallback or step.accept_fallback_languages
         novices = novices or step.include_newcomers
         rules.append((max(at, now), level, sites, fallback, novices))
@@ -253,10 +253,10 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
     key = (-call.priority, call.seq)
     need = 1.0 + _waiting_before(f, q.name, lang, key)
     if call.accept_fallback:
-        for fb in fallbacks:
-            need += _waiting_before(f, q.name, fb, key)
+        for other in fallbacks:
+            need += _waiting_before(f, q.name, other, key)
     wait = _opportunity(now, need, fixed, rates, 1.0 / max(1.0, q.aht_s))
-    return min(wait, max(0.0, left))
+    return wait if wait == float("inf") else min(wait, max(0.0, left))
 
 
 def _waiting_before(f: Floor, queue: str, language: str, key: tuple[int, int]) -> int:
