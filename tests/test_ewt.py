@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from routerkit import agent, build, center_data, drive, queue, small_router
 
+from acd.callbacks.dialler import AttemptResult, CallbackDialer, DialPolicy, StoredCallback
 from acd.core.model import AgentState, CallState, OfferCallback
 from acd.core.selection import RESIDUAL_FLOOR
+from acd.runtime.records import CallbackStore, open_database
 from acd.testing.switchboard import Rules, Switchboard
+from ivr.actions import CallbackTask
 
 CALLBACK_AT_150 = queue(aht_hint_s=300, expansion=[{"after_s": 150, "offer_callback": True}])
 
@@ -137,6 +141,34 @@ def test_queue_snapshot_reports_the_new_call_estimate() -> None:
     router.offer_answered(0, "c1")
     (snap,) = router.queue_snapshot(50)
     assert snap.ewt_s == pytest.approx(router.ewt_new("tech", now=50)) and snap.ewt_s > 0
+
+
+class NoOutbound:
+    """An Outbound for plans only: dialling it is a test failure."""
+
+    async def call_back(self, callback: StoredCallback) -> AttemptResult:
+        raise AssertionError("the test only plans")
+
+
+def test_callback_pacing_follows_the_customers_own_pool(tmp_path: Path) -> None:
+    """With three agents staffed, a Russian customer is called back while a Russian speaker is
+    ready, and a Kazakh customer waits while the one Kazakh speaker talks."""
+    queues = {"tech": queue(aht_hint_s=420)}
+    router = small_router(center_data(
+        [agent("ru1"), agent("ru2"), agent("kk", languages=["kk"])], queues,
+        countries=["RU", "KZ"]))
+    for a in ("ru1", "ru2", "kk"):
+        router.login(0, a)
+    for cid, lang, country in (("b1", "ru", "RU"), ("b2", "kk", "KZ")):
+        router.call_arrived(0, cid, "tech", lang, country)
+        router.offer_answered(0, cid)
+    store = CallbackStore(open_database(tmp_path / "acd.sqlite3"))
+    ru = store.insert(CallbackTask("tech", "ru", "RU", "+79161234567", 0, "voicemail"), 0.0)
+    kk = store.insert(CallbackTask("tech", "kk", "KZ", "+77011234567", 0, "voicemail"), 0.0)
+    dialer = CallbackDialer(store, NoOutbound(), DialPolicy(max_ewt_s=120.0, concurrency=5),
+                            ewt=lambda q, lang, country: router.ewt_new(q, lang, country, 10))
+    assert [cb.id for cb in dialer.plan(10.0)] == [ru]
+    assert dialer.stats.held_by_pacing == 1 and kk != ru
 
 
 CENTER = center_data(

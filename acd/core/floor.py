@@ -157,8 +157,9 @@ class AgentRt(Timed):
 class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
-    __slots__ = ("agent_buckets", "agents", "buckets", "calls", "out", "queues", "queues_by_skill",
-                 "ready", "seq", "site_tiers", "sites", "skilled", "staffed", "timers")
+    __slots__ = ("agent_buckets", "agents", "buckets", "calls", "out", "pools", "queues",
+                 "queues_by_skill", "ready", "seq", "site_tiers", "sites", "skilled", "staffed",
+                 "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
@@ -174,6 +175,8 @@ class Floor:
         for a in self.agents.values():
             for s in a.profile.skills:
                 self.skilled.setdefault(s, []).append(a)
+        #: Wait-estimate pools by (queue, language, country, steps applied), built on first use.
+        self.pools: dict[tuple[str, str, str, int], list[tuple[AgentRt, int]]] = {}
         # Per agent: the buckets it must look at when freed (its skills' queues x its languages).
         self.agent_buckets: dict[str, list[tuple[str, str]]] = {
             a.profile.id: [(q.name, lang) for s in a.profile.skills
