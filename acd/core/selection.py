@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Sequence
+from heapq import heapify, heappop
+from typing import Final
 
 from acd.core.agent_states import occupancy
 from acd.core.floor import AgentRt, CallRt, Floor, QueueRt
 from acd.core.model import AgentState, CallState
 from acd.core.policy import AgentSelection
+
+# Enum members as module constants: compiled, reading ``AgentState.READY`` is a lookup each time.
+_LOGGED_OUT: Final = AgentState.LOGGED_OUT
+_PAUSED: Final = AgentState.PAUSED
+_READY: Final = AgentState.READY
+_WRAP_UP: Final = AgentState.WRAP_UP
+_ON_CALL: Final = AgentState.ON_CALL
+_QUEUED: Final = CallState.QUEUED
+_INF: Final = float("inf")
 
 # Newcomer tiers a call looks at, in order (each a tuple of ``newcomer`` flags).
 _TENURED_ONLY: tuple[tuple[bool, ...], ...] = ((False,),)
@@ -173,7 +184,7 @@ def ahead(call: CallRt) -> int:
 #: An on-call agent's remaining talk is taken as at least this share of the mean talk: talk
 #: times vary widely, so a call past its mean is not about to end (a lognormal talk's mean
 #: remaining life even grows with the time already talked).
-RESIDUAL_FLOOR = 0.5
+RESIDUAL_FLOOR: Final = 0.5
 
 
 def ewt_for(f: Floor, now: float, call: CallRt) -> float:
@@ -193,7 +204,7 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
     It walks the pool once (a few microseconds compiled for a pool of 200), so it is computed
     when asked (announcements, a callback offer, the dialler's pacing), never per event.
     """
-    if call.state is not CallState.QUEUED:
+    if call.state is not _QUEUED:
         return 0.0
     q = call.q
     entered = call.entered
@@ -201,11 +212,12 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
     applied = call.step
     step_after = q.step_after
     fixed: list[float] = []
-    #: Rate at which busy agents free, by the number of steps after which they are eligible.
-    rates = [0.0] * (len(step_after) + 1)
+    #: Rate at which the busy agents eligible now free; (from, rate) of those eligible later.
+    rate_now = 0.0
+    later: list[tuple[float, float]] = []
     for agent, steps in pool_for(f, call):
         st = agent.state
-        if st is AgentState.LOGGED_OUT or st is AgentState.PAUSED:
+        if st is _LOGGED_OUT or st is _PAUSED:
             continue
         since = now
         if steps > applied:
@@ -213,32 +225,40 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
             if since >= deadline:
                 continue
             since = max(since, now)
-        if st is AgentState.READY:
+        if st is _READY:
             if steps <= applied:
                 return 0.0
             fixed.append(since)
-        elif st is AgentState.WRAP_UP:
+        elif st is _WRAP_UP:
             fixed.append(max(since, agent.free_at))
         else:
             busy = agent.call
             bq = busy.q if busy is not None else q
             talk = bq.aht_s - bq.wrap_up_s
-            if st is AgentState.ON_CALL:
-                talk = max(talk - (now - agent.since), RESIDUAL_FLOOR * talk)
-            rates[max(steps, applied)] += 1.0 / max(1.0, talk + bq.wrap_up_s)
+            if st is _ON_CALL:
+                left = talk - (now - agent.since)
+                talk = left if left > RESIDUAL_FLOOR * talk else RESIDUAL_FLOOR * talk
+            handle = talk + bq.wrap_up_s
+            rate = 1.0 / handle if handle > 1.0 else 1.0
+            if steps <= applied:
+                rate_now += rate
+            else:
+                later.append((since, rate))
     key = (-call.priority, call.seq)
     need = 1.0 + _waiting_before(f, q.name, call.language, key)
     if call.accept_fallback:
         for other in call.fallbacks:
             need += _waiting_before(f, q.name, other, key)
-    events = [(t, 0.0) for t in fixed]
-    for steps in range(applied, len(rates)):
-        rate = rates[steps]
-        if rate > 0.0:
-            at = now if steps == applied else max(now, entered + step_after[steps - 1])
-            events.append((at, rate))
-    wait = _opportunity(now, need, events, 1.0 / max(1.0, q.aht_s))
-    return wait if wait == float("inf") else min(wait, max(0.0, deadline - now))
+    joins = [now]
+    joined = [rate_now]
+    if later:
+        later.sort()
+        for at, rate in later:
+            joins.append(at)
+            joined.append(rate)
+    heapify(fixed)  # usually only the first few are needed: cheaper than a sort
+    wait = _opportunity(now, need, fixed, joins, joined, 1.0 / max(1.0, q.aht_s))
+    return wait if wait == _INF else min(wait, max(0.0, deadline - now))
 
 
 def pool_for(f: Floor, call: CallRt) -> list[tuple[AgentRt, int]]:
@@ -283,30 +303,35 @@ def _waiting_before(f: Floor, queue: str, language: str, key: tuple[int, int]) -
     return bisect_left(b, key) if b else 0
 
 
-def _opportunity(now: float, need: float, events: list[tuple[float, float]],
-                 rerate: float) -> float:
+def _opportunity(now: float, need: float, fixed: list[float], joins: list[float],
+                 joined: list[float], rerate: float) -> float:
     """Seconds from ``now`` until ``need`` service opportunities have come.
 
-    Each event is ``(time, rate)``: a rate of 0 is one opportunity at a known time (the agent
-    then serves a call and frees again at ``rerate``); otherwise agents freeing at ``rate``
-    join at that time.
+    ``fixed`` (a heap, consumed) are single opportunities at known times; each such agent then
+    serves a call and frees again at ``rerate``. At ``joins[i]`` (sorted) agents freeing at a total
+    rate ``joined[i]`` join.
     """
-    events.sort()
     got = 0.0
     rate = 0.0
     t = now
-    for at, r in events:
+    j = 0
+    n_joins = len(joins)
+    while fixed or j < n_joins:
+        one = j >= n_joins or (len(fixed) > 0 and fixed[0] <= joins[j])
+        at = fixed[0] if one else joins[j]
         if rate > 0.0 and got + rate * (at - t) >= need:
             return t + (need - got) / rate - now
         got += rate * (at - t)
         t = at
-        if r == 0.0:
+        if one:
+            heappop(fixed)
             got += 1.0
             if got >= need:
                 return at - now
             rate += rerate
         else:
-            rate += r
+            rate += joined[j]
+            j += 1
     if rate > 0.0:
         return t + (need - got) / rate - now
-    return float("inf")
+    return _INF
