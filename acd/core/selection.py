@@ -212,9 +212,13 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
     applied = call.step
     step_after = q.step_after
     fixed: list[float] = []
-    #: Rate at which the busy agents eligible now free; (from, rate) of those eligible later.
-    rate_now = 0.0
-    later: list[tuple[float, float]] = []
+    # Busy agents free at a rate; the pool is in step order, so the rates of the agents a step
+    # admits are summed in ``rate`` and pass to ``joins``/``joined`` when the step changes.
+    joins: list[float] = []
+    joined: list[float] = []
+    rate = 0.0
+    group = applied
+    group_at = now
     for agent, steps in pool_for(f, call):
         st = agent.state
         if st is _LOGGED_OUT or st is _PAUSED:
@@ -239,23 +243,20 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
                 left = talk - (now - agent.since)
                 talk = left if left > RESIDUAL_FLOOR * talk else RESIDUAL_FLOOR * talk
             handle = talk + bq.wrap_up_s
-            rate = 1.0 / handle if handle > 1.0 else 1.0
-            if steps <= applied:
-                rate_now += rate
-            else:
-                later.append((since, rate))
+            if steps != group:
+                if rate > 0.0:
+                    joins.append(group_at)
+                    joined.append(rate)
+                rate, group, group_at = 0.0, steps, since
+            rate += 1.0 / handle if handle > 1.0 else 1.0
+    if rate > 0.0:
+        joins.append(group_at)
+        joined.append(rate)
     key = (-call.priority, call.seq)
     need = 1.0 + _waiting_before(f, q.name, call.language, key)
     if call.accept_fallback:
         for other in call.fallbacks:
             need += _waiting_before(f, q.name, other, key)
-    joins = [now]
-    joined = [rate_now]
-    if later:
-        later.sort()
-        for at, rate in later:
-            joins.append(at)
-            joined.append(rate)
     heapify(fixed)  # usually only the first few are needed: cheaper than a sort
     wait = _opportunity(now, need, fixed, joins, joined, 1.0 / max(1.0, q.aht_s))
     return wait if wait == _INF else min(wait, max(0.0, deadline - now))
@@ -264,7 +265,8 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
 def pool_for(f: Floor, call: CallRt) -> list[tuple[AgentRt, int]]:
     """The agents who may ever take ``call`` in its queue, each with the number of the
     queue's expansion steps after which it may (at most the steps already applied when it
-    may now). Built once per queue, language, country and step, from the roster alone."""
+    may now), in that order. Built once per queue, language, country and step, from the
+    roster alone."""
     q = call.q
     key = (q.name, call.language, call.country, call.step)
     pool = f.pools.get(key)
@@ -293,8 +295,13 @@ def pool_for(f: Floor, call: CallRt) -> list[tuple[AgentRt, int]]:
                     and (nov or not p.newcomer):
                 pool.append((agent, max(steps, call.step)))
                 break
+    pool.sort(key=_steps)  # stable: roster order within a step
     f.pools[key] = pool
     return pool
+
+
+def _steps(entry: tuple[AgentRt, int]) -> int:
+    return entry[1]
 
 
 def _waiting_before(f: Floor, queue: str, language: str, key: tuple[int, int]) -> int:
