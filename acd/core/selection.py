@@ -234,7 +234,10 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
                 return 0.0
             fixed.append(since)
         elif st is _WRAP_UP:
-            fixed.append(max(since, agent.free_at))
+            # free_at is set as a wrap-up starts; one that began another way (restored after
+            # a restart) is taken to last the queue's configured wrap-up.
+            free = agent.free_at if agent.free_at >= agent.since else agent.since + q.wrap_up_s
+            fixed.append(free if free > since else since)
         else:
             busy = agent.call
             bq = busy.q if busy is not None else q
