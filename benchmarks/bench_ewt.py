@@ -1,19 +1,25 @@
 """Wait-estimate benchmark: predicted EWT at queue entry against the realised wait, per call.
 
-Run: ``python benchmarks/bench_ewt.py [--days 1] [--seed 1] [--scenario PATH]``
+Run: ``python benchmarks/bench_ewt.py [--days 1] [--seed 1] [--scenario PATH]
+[--volume-scale X]``
 
 The reference day goes through the simulator (``sim.engine.Simulation``) as ``acd sim run``
 builds it. The router the engine drives is wrapped (the engine itself is untouched): right
 after each ``call_arrived`` the wrapper asks the router for that call's EWT (``Router.ewt``,
 the live-state estimate) and works out what the former formula, ``(ahead + 1) x AHT /
-staffed``, said from the same state. Each call's realised wait is the ``wait_s`` of its
-``CallAnswered`` (queue entry to answer, ring time included). Only answered calls count: an
-abandoned, overflowed or called-back call's wait is censored, not realised.
+staffed``, said from the same state. Only answered calls count: an abandoned, overflowed or
+called-back call's wait is censored, not realised.
 
-It prints the mean absolute error of both estimates over all answered calls and by decile of
-the realised wait (calls sorted by realised wait, ten groups of equal size). The wrapper needs
-the pure-Python build (a compiled engine only accepts the compiled router), so this benchmark
-always runs pure Python: it measures accuracy, not speed.
+The realised wait runs from queue entry to the offer the agent answered (what an EWT
+estimates: the wait for an agent; the ring that follows is the agent's answer delay, part of
+neither estimate). Three tables: all answered calls; those that found no agent at entry; and
+all answered calls with the wait measured to the answer (ring included), for reference. Each
+prints the mean absolute error of both estimates over the calls and by decile of the realised
+wait (calls sorted by realised wait, ten groups of equal size). The exit status is 1 when the
+new estimate is not better in every decile of the first two tables.
+
+The wrapper needs the pure-Python build (a compiled engine only accepts the compiled router),
+so this benchmark always runs pure Python: it measures accuracy, not speed.
 """
 
 from __future__ import annotations
