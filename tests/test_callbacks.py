@@ -116,7 +116,7 @@ async def test_pacing_holds_tasks_of_a_queue_with_a_long_wait(store: CallbackSto
     busy = store.insert(task("tech"), T0)
     quiet = store.insert(task("orders"), T0)
     dialer = CallbackDialer(store, ScriptedOutbound(), DialPolicy(max_ewt_s=60.0),
-                            ewt=ewt.__getitem__, clock=Clock(T0))
+                            ewt=lambda queue, _language, _country: ewt[queue], clock=Clock(T0))
     assert dialer.start_due() == [quiet]
     assert dialer.stats.held_by_pacing == 1
     await settle(dialer)

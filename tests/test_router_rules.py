@@ -260,7 +260,8 @@ def test_offer_callback_step_emits_offer_callback_with_ewt() -> None:
     router.call_arrived(1, "c1", "tech", "ru", "RU")
     out = router.advance(91)
     cb = one(out, OfferCallback)
-    assert cb.call_id == "c1" and cb.ewt_s == pytest.approx(300.0)
+    # The one agent has talked 91 s of a 300 s handle time: 209 s are left.
+    assert cb.call_id == "c1" and cb.ewt_s == pytest.approx(300.0 - 91.0)
     end = ended(router.callback_accepted(100, "c1"))
     assert end.outcome is Outcome.CALLBACK and end.wait_s == pytest.approx(99.0)
 
@@ -528,9 +529,13 @@ def test_wait_estimate_learns_each_calls_own_wrap_up() -> None:
         router.call_arrived(0, "c1", "tech", "ru", "RU")
         router.offer_answered(0, "c1")
         router.hangup(100, "c1", wrap_up_s)
+        router.ready(100, "a")  # wrap-up cut short: the agent takes the next call at once
+        router.call_arrived(100, "c2", "tech", "ru", "RU")
+        router.offer_answered(100, "c2")
         return router.ewt_new("tech")
 
-    # One agent, nobody waiting: the estimate is the learned handle time itself.
+    # One agent who has just answered, nobody waiting: the estimate is the learned handle
+    # time itself.
     assert estimate_after(None) == pytest.approx(100 + 0.02 * (100 + 10 - 100))
     assert estimate_after(300) == pytest.approx(100 + 0.02 * (100 + 300 - 100))
 

@@ -14,8 +14,9 @@ Rules, in the order they are applied to each due task:
   never put into a dial string);
 - the task's queue must be open (business hours of the ``main`` flow, in the site's zone,
   holidays of the task's country); a closed queue defers the task to its next opening;
-- pacing: the queue's estimated wait for a new call must be below ``max_ewt_s`` (an
-  unstaffed queue has an infinite wait, so nobody is called back into it);
+- pacing: the estimated wait of the customer's call (its queue, language and country, from
+  the router's live state) must be below ``max_ewt_s``: zero while an agent who may take it
+  is ready; infinite when no logged-in agent could, so nobody is called back into it;
 - at most ``concurrency`` attempts run at once.
 
 An attempt that reaches the customer and queues the call ends the task (``done``). No
@@ -127,7 +128,7 @@ class CallbackDialer:
         outbound: Outbound,
         policy: DialPolicy | None = None,
         *,
-        ewt: Callable[[str], float] | None = None,
+        ewt: Callable[[str, str, str], float] | None = None,
         hours: Callable[[str, float, str], OpenState] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -168,7 +169,8 @@ class CallbackDialer:
                                      now)
                     continue
             limit = self.policy.max_ewt_s
-            if self.ewt is not None and limit is not None and self.ewt(task.queue) >= limit:
+            if self.ewt is not None and limit is not None \
+                    and self.ewt(task.queue, task.language, task.country) >= limit:
                 self.stats.held_by_pacing += 1
                 continue
             chosen.append(cb)

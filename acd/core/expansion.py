@@ -30,7 +30,7 @@ from acd.core.model import (
     Overflow,
     StepApplied,
 )
-from acd.core.selection import agent_for, ahead, bucket_in, bucket_out, ewt_for
+from acd.core.selection import agent_for, bucket_in, bucket_out, ewt_for
 
 _OUT_TARGETS = frozenset({"voicemail", "callback"})
 
@@ -60,7 +60,9 @@ def wait(f: Floor, now: float, call: CallRt) -> None:
         return
     # Steps whose time has passed (e.g. while the call was ringing) apply at once.
     step_after = q.step_after
+    ask = False
     while call.step < len(step_after) and call.entered + step_after[call.step] <= now:
+        ask = ask or q.expansion[call.step].offer_callback
         if not apply_step_rules(f, now, call):
             return
     # Route first: a call that finds an agent at once never touches the buckets.
@@ -70,6 +72,8 @@ def wait(f: Floor, now: float, call: CallRt) -> None:
             else (call.language,)
         bucket_in(f, call, langs)
         arm(f, call)
+        if ask:
+            offer_callback(f, now, call)
 
 
 def arm(f: Floor, call: CallRt) -> None:
@@ -90,6 +94,7 @@ def call_timer(f: Floor, now: float, call: CallRt) -> None:
         overflow(f, now, call, q.overflow, "max_wait")
         return
     had_fallback = call.accept_fallback
+    ask = q.expansion[call.step].offer_callback
     if not apply_step_rules(f, now, call):
         return
     if call.accept_fallback and not had_fallback and call.fallbacks:
@@ -97,6 +102,8 @@ def call_timer(f: Floor, now: float, call: CallRt) -> None:
     match_call(f, now, call)
     if call.state is CallState.QUEUED:
         arm(f, call)
+        if ask:
+            offer_callback(f, now, call)
 
 
 def apply_step_rules(f: Floor, now: float, call: CallRt) -> bool:
@@ -114,12 +121,19 @@ def apply_step_rules(f: Floor, now: float, call: CallRt) -> bool:
     if step.include_newcomers:
         call.newcomers_ok = True
     f.out.append(StepApplied(call.id, q.name, index, now))
-    if step.offer_callback:
-        f.out.append(OfferCallback(call.id, ewt_for(f, q, ahead(call))))
     if step.overflow:
         overflow(f, now, call, step.overflow, f"step_{index}")
         return False
     return True
+
+
+def offer_callback(f: Floor, now: float, call: CallRt) -> None:
+    """Ask a still-waiting caller whether they want a callback, with their wait estimate.
+
+    Only after the step's routing ran: a call that a widened rule just offered to a ready
+    agent is never asked (the caller would be offered a callback with an agent free).
+    """
+    f.out.append(OfferCallback(call.id, ewt_for(f, now, call)))
 
 
 def overflow(f: Floor, now: float, call: CallRt, target: str, reason: str,

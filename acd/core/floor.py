@@ -129,8 +129,9 @@ class CallRt(Timed):
 class AgentRt(Timed):
     """An agent's runtime state."""
 
-    __slots__ = ("busy_s", "busy_since", "call", "endpoint", "idle_since", "index", "login_at",
-                 "pending", "pending_reason", "profile", "ready_keys", "reason", "since", "state")
+    __slots__ = ("busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since", "index",
+                 "login_at", "pending", "pending_reason", "profile", "ready_keys", "reason",
+                 "since", "state")
 
     def __init__(self, profile: AgentProfile, index: int,
                  ready_keys: list[ReadyKey]) -> None:
@@ -148,14 +149,17 @@ class AgentRt(Timed):
         self.login_at = 0.0
         self.busy_s = 0.0
         self.busy_since: float | None = None
+        #: When the agent's wrap-up ends (set as it starts; for wait estimates).
+        self.free_at = 0.0
         self.version = 0
 
 
 class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
-    __slots__ = ("agent_buckets", "agents", "buckets", "calls", "out", "queues", "queues_by_skill",
-                 "ready", "seq", "site_tiers", "sites", "staffed", "timers")
+    __slots__ = ("agent_buckets", "agents", "buckets", "calls", "out", "pools", "queues",
+                 "queues_by_skill", "ready", "seq", "site_tiers", "sites", "skilled", "staffed",
+                 "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
@@ -166,6 +170,13 @@ class Floor:
         for i, p in enumerate(agents):
             keys = [(s, lang, p.site, p.newcomer) for s in p.skills for lang in p.languages]
             self.agents[p.id] = AgentRt(p, i, keys)
+        #: Agents on the roster with each skill, in roster order (for wait estimates).
+        self.skilled: dict[str, list[AgentRt]] = {s: [] for s in policy.skills}
+        for a in self.agents.values():
+            for s in a.profile.skills:
+                self.skilled.setdefault(s, []).append(a)
+        #: Wait-estimate pools by (queue, language, country, steps applied), built on first use.
+        self.pools: dict[tuple[str, str, str, int], list[tuple[AgentRt, int]]] = {}
         # Per agent: the buckets it must look at when freed (its skills' queues x its languages).
         self.agent_buckets: dict[str, list[tuple[str, str]]] = {
             a.profile.id: [(q.name, lang) for s in a.profile.skills

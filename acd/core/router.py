@@ -74,7 +74,7 @@ from acd.core.model import (
     UnknownCall,
 )
 from acd.core.policy import CenterPolicy
-from acd.core.selection import ahead, call_for, ewt_for
+from acd.core.selection import call_for, ewt_for
 
 __all__ = ["OTHER", "Router"]
 
@@ -98,6 +98,8 @@ class Router:
         self._languages = frozenset(policy.languages)
         self._default_language = policy.default_language
         self._default_queue = policy.default_queue
+        #: The ``now`` of the latest entry point: the default time of wait estimates.
+        self._now = 0.0
 
     # ----------------------------------------------------------------------------- driver API
 
@@ -429,15 +431,34 @@ class Router:
 
     # --------------------------------------------------------------------------- queries
 
-    def ewt(self, call_id: str) -> float:
-        """Estimated remaining wait for a queued call: calls ahead x AHT / staffed agents."""
-        call = self._call(call_id)
-        return ewt_for(self._f, call.q, ahead(call))
+    def ewt(self, call_id: str, now: float | None = None) -> float:
+        """Estimated remaining wait of a call at ``now`` (default: the time of the latest
+        entry point), from live state: 0 while it rings or an eligible agent is ready; see
+        :func:`~acd.core.selection.ewt_for`. Computed when asked, never per event."""
+        return ewt_for(self._f, self._now if now is None else now, self._call(call_id))
 
-    def ewt_new(self, queue: str) -> float:
-        """Estimated wait for a call that would arrive now at ``queue`` with base priority."""
+    def ewt_new(self, queue: str, language: str | None = None, country: str | None = None,
+                now: float | None = None) -> float:
+        """Estimated wait of a call that would arrive at ``now`` at ``queue`` (unknown: the
+        default queue) in ``language`` from ``country``, with base priority, behind every
+        call waiting. Without a language the center's default is used; without a (known)
+        country the call has no home site."""
+        return ewt_for(self._f, self._now if now is None else now,
+                       self._probe(queue, language, country, now))
+
+    def _probe(self, queue: str, language: str | None, country: str | None,
+               now: float | None) -> CallRt:
+        """A call that is not in the router, as it would stand on arrival (for estimates)."""
         q = self._queues.get(queue) or self._queues[self._default_queue]
-        return ewt_for(self._f, q, len(q.line))
+        c = self._country_rt.get(country) if country is not None else None
+        home_site, fallbacks = (c[0], c[1]) if c is not None else (None, ())
+        if language is None or language not in self._languages:
+            language = c[2] if c is not None else self._default_language
+        fallbacks = tuple(fb for fb in fallbacks if fb != language)
+        f = self._f
+        return CallRt("", q, language, country if c is not None and country else OTHER, home_site,
+                      fallbacks, q.priority, self._now if now is None else now, f.seq + 1,
+                      None)
 
     def queue_snapshot(self, now: float) -> list[QueueSnapshot]:
         """Every queue's depth, oldest wait and staffing at ``now``."""
@@ -453,7 +474,7 @@ class Router:
             snaps.append(QueueSnapshot(
                 q.name, len(waiting), ringing, talking, oldest,
                 len(staffed), sum(1 for a in staffed if a.state is AgentState.READY),
-                ewt_for(self._f, q, len(waiting))))
+                self.ewt_new(q.name, now=now)))
         return snaps
 
     def queue_depths(self) -> list[int]:
@@ -495,6 +516,7 @@ class Router:
         # list, so a refusal never swallows e.g. a ring-timeout CancelOffer.
         out: list[Output] = self._carry
         self._carry = []
+        self._now = now
         self._f.out = out
         timers = self._f.timers
         if timers and timers[0][0] <= now:
@@ -588,6 +610,7 @@ class Router:
 
     def _start_wrap_up(self, now: float, agent: AgentRt, wrap_up_s: float) -> None:
         agent.call = None
+        agent.free_at = now + wrap_up_s
         set_state(self._f, now, agent, CALL_ENDED, AgentState.WRAP_UP, None)
         if wrap_up_s > 0:
             self._f.timer(now + wrap_up_s, WRAP_TIMER, agent)

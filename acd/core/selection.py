@@ -8,10 +8,22 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Sequence
+from heapq import heapify, heappop
+from typing import Final
 
 from acd.core.agent_states import occupancy
 from acd.core.floor import AgentRt, CallRt, Floor, QueueRt
+from acd.core.model import AgentState, CallState
 from acd.core.policy import AgentSelection
+
+# Enum members as module constants: compiled, reading ``AgentState.READY`` is a lookup each time.
+_LOGGED_OUT: Final = AgentState.LOGGED_OUT
+_PAUSED: Final = AgentState.PAUSED
+_READY: Final = AgentState.READY
+_WRAP_UP: Final = AgentState.WRAP_UP
+_ON_CALL: Final = AgentState.ON_CALL
+_QUEUED: Final = CallState.QUEUED
+_INF: Final = float("inf")
 
 # Newcomer tiers a call looks at, in order (each a tuple of ``newcomer`` flags).
 _TENURED_ONLY: tuple[tuple[bool, ...], ...] = ((False,),)
@@ -169,9 +181,167 @@ def ahead(call: CallRt) -> int:
     return bisect_left(call.q.line, (-call.priority, call.seq))
 
 
-def ewt_for(f: Floor, q: QueueRt, ahead: int) -> float:
-    """Estimated wait behind ``ahead`` calls: calls ahead x AHT / staffed agents."""
-    staffed = f.staffed[q.skill]
-    if staffed == 0:
-        return float("inf")
-    return (ahead + 1) * q.aht_s / staffed
+#: An on-call agent's remaining talk is taken as at least this share of the mean talk: talk
+#: times vary widely, so a call past its mean is not about to end (a lognormal talk's mean
+#: remaining life even grows with the time already talked).
+RESIDUAL_FLOOR: Final = 0.5
+
+
+def ewt_for(f: Floor, now: float, call: CallRt) -> float:
+    """Estimated remaining wait of a waiting ``call`` at ``now``, from the floor's live state.
+
+    Zero when an agent eligible for the call is ready (or the call already rings one);
+    infinite when no logged-in agent could ever take it. Otherwise the call is served at its
+    ``ahead + 1``-th *service opportunity* among the agents who may take it: an agent in
+    wrap-up frees at its wrap-up's known end, a ready agent that only a later expansion step
+    makes eligible frees at that step, and an agent ringing or on a call frees at a rate of
+    one over its expected remaining handle time (mean talk less the talk elapsed, floored at
+    :data:`RESIDUAL_FLOOR` of the mean, plus wrap-up). Agents join the pool at the expansion
+    step that makes them eligible (:func:`pool_for`). ``ahead`` counts the calls waiting
+    before this one in the buckets it waits in (its queue x the languages it accepts now).
+    The estimate never exceeds the time left until the queue's maximum wait.
+
+    It walks the pool once (a few microseconds compiled for a pool of 200), so it is computed
+    when asked (announcements, a callback offer, the dialler's pacing), never per event.
+    """
+    if call.state is not _QUEUED:
+        return 0.0
+    q = call.q
+    entered = call.entered
+    deadline = entered + q.max_wait_s
+    applied = call.step
+    step_after = q.step_after
+    fixed: list[float] = []
+    # Busy agents free at a rate; the pool is in step order, so the rates of the agents a step
+    # admits are summed in ``rate`` and pass to ``joins``/``joined`` when the step changes.
+    joins: list[float] = []
+    joined: list[float] = []
+    rate = 0.0
+    group = applied
+    group_at = now
+    for agent, steps in pool_for(f, call):
+        st = agent.state
+        if st is _LOGGED_OUT or st is _PAUSED:
+            continue
+        since = now
+        if steps > applied:
+            since = entered + step_after[steps - 1]
+            if since >= deadline:
+                continue
+            since = max(since, now)
+        if st is _READY:
+            if steps <= applied:
+                return 0.0
+            fixed.append(since)
+        elif st is _WRAP_UP:
+            # free_at is set as a wrap-up starts; one that began another way (restored after
+            # a restart) is taken to last the queue's configured wrap-up.
+            free = agent.free_at if agent.free_at >= agent.since else agent.since + q.wrap_up_s
+            fixed.append(free if free > since else since)
+        else:
+            busy = agent.call
+            bq = busy.q if busy is not None else q
+            talk = bq.aht_s - bq.wrap_up_s
+            if st is _ON_CALL:
+                left = talk - (now - agent.since)
+                talk = left if left > RESIDUAL_FLOOR * talk else RESIDUAL_FLOOR * talk
+            handle = talk + bq.wrap_up_s
+            if steps != group:
+                if rate > 0.0:
+                    joins.append(group_at)
+                    joined.append(rate)
+                rate, group, group_at = 0.0, steps, since
+            rate += 1.0 / handle if handle > 1.0 else 1.0
+    if rate > 0.0:
+        joins.append(group_at)
+        joined.append(rate)
+    key = (-call.priority, call.seq)
+    need = 1.0 + _waiting_before(f, q.name, call.language, key)
+    if call.accept_fallback:
+        for other in call.fallbacks:
+            need += _waiting_before(f, q.name, other, key)
+    heapify(fixed)  # usually only the first few are needed: cheaper than a sort
+    wait = _opportunity(now, need, fixed, joins, joined, 1.0 / max(1.0, q.aht_s))
+    return wait if wait == _INF else min(wait, max(0.0, deadline - now))
+
+
+def pool_for(f: Floor, call: CallRt) -> list[tuple[AgentRt, int]]:
+    """The agents who may ever take ``call`` in its queue, each with the number of the
+    queue's expansion steps after which it may (at most the steps already applied when it
+    may now), in that order. Built once per queue, language, country and step, from the
+    roster alone."""
+    q = call.q
+    key = (q.name, call.language, call.country, call.step)
+    pool = f.pools.get(key)
+    if pool is not None:
+        return pool
+    pool = []
+    level, sites = q.min_level, q.all_sites or call.home_site is None
+    fallback, novices = False, q.newcomers_ok
+    rules = [(level, sites, fallback, novices)]
+    for step in q.expansion:
+        if step.min_level is not None:
+            level = min(level, step.min_level)
+        sites = sites or bool(step.add_sites)
+        fallback = fallback or step.accept_fallback_languages
+        novices = novices or step.include_newcomers
+        rules.append((level, sites, fallback, novices))
+    skill = q.skill
+    for agent in f.skilled.get(skill, ()):
+        p = agent.profile
+        speaks = call.language in p.languages
+        other = any(lang in p.languages for lang in call.fallbacks)
+        for steps, (lvl, all_sites, fb, nov) in enumerate(rules):
+            if p.skills[skill] >= lvl and (speaks or (fb and other)) \
+                    and (all_sites or p.site == call.home_site) \
+                    and (p.countries is None or call.country in p.countries) \
+                    and (nov or not p.newcomer):
+                pool.append((agent, max(steps, call.step)))
+                break
+    pool.sort(key=_steps)  # stable: roster order within a step
+    f.pools[key] = pool
+    return pool
+
+
+def _steps(entry: tuple[AgentRt, int]) -> int:
+    return entry[1]
+
+
+def _waiting_before(f: Floor, queue: str, language: str, key: tuple[int, int]) -> int:
+    """Calls waiting in bucket ``(queue, language)`` before a call with ``key``."""
+    b = f.buckets.get((queue, language))
+    return bisect_left(b, key) if b else 0
+
+
+def _opportunity(now: float, need: float, fixed: list[float], joins: list[float],
+                 joined: list[float], rerate: float) -> float:
+    """Seconds from ``now`` until ``need`` service opportunities have come.
+
+    ``fixed`` (a heap, consumed) are single opportunities at known times; each such agent then
+    serves a call and frees again at ``rerate``. At ``joins[i]`` (sorted) agents freeing at a total
+    rate ``joined[i]`` join.
+    """
+    got = 0.0
+    rate = 0.0
+    t = now
+    j = 0
+    n_joins = len(joins)
+    while fixed or j < n_joins:
+        one = j >= n_joins or (len(fixed) > 0 and fixed[0] <= joins[j])
+        at = fixed[0] if one else joins[j]
+        if rate > 0.0 and got + rate * (at - t) >= need:
+            return t + (need - got) / rate - now
+        got += rate * (at - t)
+        t = at
+        if one:
+            heappop(fixed)
+            got += 1.0
+            if got >= need:
+                return at - now
+            rate += rerate
+        else:
+            rate += joined[j]
+            j += 1
+    if rate > 0.0:
+        return t + (need - got) / rate - now
+    return _INF

@@ -222,12 +222,14 @@ class RouterService:
         return self.router.queue_snapshot(self.now())
 
     def ewt(self, call_id: str) -> float:
-        """Estimated remaining wait of a queued call."""
-        return self.router.ewt(call_id)
+        """Estimated remaining wait of a queued call, now."""
+        return self.router.ewt(call_id, self.now())
 
-    def ewt_new(self, queue: str) -> float:
-        """Estimated wait for a call arriving now at ``queue``."""
-        return self.router.ewt_new(queue)
+    def ewt_new(self, queue: str, language: str | None = None, country: str | None = None
+                ) -> float:
+        """Estimated wait for a call arriving now at ``queue`` in ``language`` from
+        ``country`` (zero while an agent eligible for it is ready)."""
+        return self.router.ewt_new(queue, language, country, self.now())
 
     def replace_router(self, center: LoadedCenter, router: Router) -> None:
         """Swap in a router built from ``center`` (config reload); its timer is re-armed."""

@@ -382,9 +382,15 @@ class Switchboard:
             view.steps += 1
             self._rules_changed(view)
         elif isinstance(o, OfferCallback):
+            # Asked after the routing of the steps that fell due together, so the step that
+            # offers a callback need not be the last one applied.
             view = self._view(o.call_id)
-            if not self.config.queues[view.queue].expansion[view.steps - 1].offer_callback:
+            steps = self.config.queues[view.queue].expansion[:view.steps]
+            if view.state is not CallState.QUEUED or not any(s.offer_callback for s in steps):
                 self._fail(f"{o} without an offer_callback step")
+            if not view.eligible.isdisjoint(self.ready):
+                self._fail(f"{o} while eligible agents {sorted(view.eligible & self.ready)} "
+                           f"are ready")
         elif isinstance(o, AgentStateChanged):
             self._agent_changed(o)
         elif isinstance(o, CallOffered):

@@ -59,7 +59,7 @@ class AgiChannel:
         session: AgiSession,
         setup: IvrSetup,
         call_id: str,
-        estimate_wait: Callable[[str], float],
+        estimate_wait: Callable[[str, str], float],
         deadlines: Deadlines = Deadlines(),
         voicemail_dir: str = "acd-voicemail",
     ) -> None:
@@ -119,8 +119,8 @@ class AgiChannel:
         return None
 
     async def estimate_wait(self, queue: str, language: str) -> float:
-        """The router's estimated wait for a call arriving now."""
-        return self._estimate_wait(queue)
+        """The router's estimated wait for a call arriving now in ``language``."""
+        return self._estimate_wait(queue, language)
 
     async def voicemail(self, queue: str, language: str, max_seconds: float) -> str | None:
         """``RECORD FILE`` named after the call id; None when nothing was recorded."""

@@ -160,7 +160,7 @@ class AriIvrChannel:
     async def estimate_wait(self, queue: str, language: str) -> float:
         """Expected wait for a new call in `queue`, from the router."""
         try:
-            return float(self.service.ewt_new(queue))
+            return float(self.service.ewt_new(queue, language))
         except KeyError:
             return 0.0
 
