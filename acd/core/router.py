@@ -195,6 +195,7 @@ class Router:
         agent.pending = None
         set_state(self._f, now, agent, ADOPT, AgentState.WRAP_UP, None)
         agent.busy_since = now
+        agent.free_at = now + remaining_s  # the wait estimate knows when it ends
         if remaining_s > 0:
             self._f.timer(now + remaining_s, WRAP_TIMER, agent)
         else:
