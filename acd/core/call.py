@@ -553,7 +553,8 @@ class CallMachine:
         self.phase = Phase.ENDED
         self.offer = self.next_offer = self.overflow = None
         self.holding = False
-        out.append(_FINISHED[how])
+        finished = _FINISHED.get(how)  # shared for the usual endings; rare ones built here
+        out.append(finished if finished is not None else Finished(how))
         return out
 
     def _report_hangup(self, out: list[Action]) -> None:
