@@ -334,7 +334,7 @@ class CallPath:
             why = self.admission.refuse(None if started is None else time.monotonic() - started)
             if why is not None:  # late already: hand back now, keep admitted calls on time
                 self.stats.turned_away += 1
-                log.warning("Call %r turned away to the dialplan fallback: overloaded (%s).",
+                log.info("Call %r turned away to the dialplan fallback: overloaded (%s).",
                             session.env.uniqueid[:64], why)
                 return
         env = session.env

@@ -342,7 +342,7 @@ class Admission:
     Two signals, both cheap: the event loop's lag, measured by a periodic timer that notes
     how late it fires (and, between firings, how overdue the next one already is); and the
     time to first command, the time from a connection's accept to its first command, as
-    reported by each session (the worst of the last two ``window_s`` windows) and, for the
+    reported by each session (the mean over the last two ``window_s`` windows) and, for the
     call being judged, the time it has already waited. A bound of None switches a signal off.
     """
 
@@ -358,7 +358,8 @@ class Admission:
         self.shed: dict[str, int] = {}
         self._due: float | None = None
         self._probe: asyncio.TimerHandle | None = None
-        self._ttfc: deque[tuple[float, float]] = deque()  # (window start, worst TTFC in it)
+        # Per window: (start, sum of TTFC, calls).
+        self._ttfc: deque[tuple[float, float, int]] = deque()
 
     def start(self) -> None:
         """Start the loop-lag probe on the running loop."""
@@ -392,18 +393,23 @@ class Admission:
         """A session sent its first command ``ttfc_s`` after its connection was accepted."""
         now = time.monotonic()
         if self._ttfc and now - self._ttfc[-1][0] < self.window_s:
-            start, worst = self._ttfc[-1]
-            self._ttfc[-1] = (start, max(worst, ttfc_s))
+            start, total, count = self._ttfc[-1]
+            self._ttfc[-1] = (start, total + ttfc_s, count + 1)
         else:
-            self._ttfc.append((now, ttfc_s))
+            self._ttfc.append((now, ttfc_s, 1))
             while len(self._ttfc) > 2:
                 self._ttfc.popleft()
 
     def recent_ttfc(self) -> float:
-        """The worst time to first command of the current and the previous window."""
+        """The mean time to first command over the current and the previous window (0 when
+        no call was admitted lately, so a guard that turned everyone away tries again)."""
         now = time.monotonic()
-        return max((worst for start, worst in self._ttfc if now - start < 2 * self.window_s),
-                   default=0.0)
+        total = count = 0.0
+        for start, window_total, window_count in self._ttfc:
+            if now - start < 2 * self.window_s:
+                total += window_total
+                count += window_count
+        return total / count if count else 0.0
 
     def refuse(self, waited_s: float | None = None) -> str | None:
         """Why a new call should be turned away now (``loop_lag`` or ``ttfc``), or None.
