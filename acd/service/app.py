@@ -245,7 +245,12 @@ class Runtime:
         pending: set[asyncio.Task[Any]] = set()
 
         async def connect(conn: Any) -> None:
-            transport, _ = await loop.connect_accepted_socket(server, sock=conn)
+            try:
+                transport, _ = await loop.connect_accepted_socket(server, sock=conn)
+            except OSError as exc:
+                conn.close()
+                log.info("http_connection_failed", error=str(exc))
+                return
             guard.connected(transport)
 
         def on_socket(conn: Any) -> None:

@@ -335,7 +335,7 @@ class CallPath:
             if why is not None:  # late already: hand back now, keep admitted calls on time
                 self.stats.turned_away += 1
                 log.info("Call %r turned away to the dialplan fallback: overloaded (%s).",
-                            session.env.uniqueid[:64], why)
+                         session.env.uniqueid[:64], why)
                 return
         env = session.env
         call_id = self._call_id(env.uniqueid)

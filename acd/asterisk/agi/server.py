@@ -226,7 +226,9 @@ class Listener:
         self.log_every_s = log_every_s
         self.refused_no_fd = 0
         self.refused_over_budget = 0
-        self._sock = socket.create_server((host, port), backlog=backlog)
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]
+        self._sock = socket.create_server((host, port), family=family, backlog=backlog)
         self._sock.setblocking(False)
         self._spare: int | None = _open_spare()
         self._loop = asyncio.get_running_loop()
