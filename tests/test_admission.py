@@ -106,7 +106,7 @@ async def test_a_blocked_loop_hands_the_next_call_back_and_keeps_the_admitted_on
     assert rig.service.router.calls_in_router == 1
     call, unblocked = await blocked_arrival(rig, 2)
     assert await call.wait_closed(timeout=1.0)
-    assert time.perf_counter() - unblocked < 0.05
+    assert time.perf_counter() - unblocked < 0.25  # at once: no IVR, no queue
     assert rig.shed("loop_lag") == 1.0 and rig.path.stats.turned_away == 1
     assert rig.service.router.calls_in_router == 1
     await asyncio.sleep(0.1)  # the probe fires on time again: calls are admitted again
@@ -149,12 +149,12 @@ async def test_loop_lag_probe_measures_its_own_lateness() -> None:
     admission.start()
     try:
         await asyncio.sleep(0.05)
-        assert admission.loop_lag() < 0.03
+        assert admission.loop_lag() < 0.1
         time.sleep(0.15)  # a blocked loop is what is measured
         assert admission.loop_lag() >= 0.13  # overdue already, before the probe fires
         await asyncio.sleep(0.001)  # the overdue probe fires first
         assert admission.lag_s >= 0.13
         await asyncio.sleep(0.05)
-        assert admission.loop_lag() < 0.03
+        assert admission.loop_lag() < 0.1
     finally:
         admission.stop()
