@@ -411,3 +411,14 @@ async def test_a_2000_character_script_name_is_cut_in_the_reply_and_the_log(
     assert server.stats.unknown_scripts == 1 and server.stats.handler_errors == 0
     assert caplog.records and all(len(r.getMessage()) < 300 for r in caplog.records)
     assert "\x1b" not in caplog.text
+
+
+async def test_a_host_name_binds_its_ipv4_address(servers: list[FastAgiServer]) -> None:
+    """``localhost`` listens on 127.0.0.1 (where Asterisk connects), whatever the resolver
+    lists first."""
+    server = FastAgiServer({}.get, host="localhost", port=0)
+    await server.start()
+    servers.append(server)
+    call = await FakeAsterisk(server.port, "127.0.0.1").connect()
+    await call.send_environment(environment_block("nosuch"))
+    assert (await call.read_command() or "").startswith("VERBOSE ")

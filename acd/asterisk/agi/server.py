@@ -226,8 +226,10 @@ class Listener:
         self.log_every_s = log_every_s
         self.refused_no_fd = 0
         self.refused_over_budget = 0
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                    flags=socket.AI_PASSIVE)[0][0]
+        # IPv4 when the host has an IPv4 address (``localhost`` included), else IPv6.
+        families = {info[0] for info in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)}
+        family = socket.AF_INET if socket.AF_INET in families else socket.AF_INET6
         self._sock = socket.create_server((host, port), family=family, backlog=backlog)
         self._sock.setblocking(False)
         self._spare: int | None = _open_spare()
