@@ -393,3 +393,32 @@ def test_percentile_uses_nearest_rank() -> None:
         100.0,
     )
     assert percentile([], 50) != percentile([], 50)
+
+
+async def test_a_2000_character_script_name_is_cut_in_the_reply_and_the_log(
+    servers: list[FastAgiServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ~2,000-character unknown script name is repeated cut to 64 characters: the VERBOSE
+    reply stays far below the 2,046-byte command cap and no log line carries the whole name."""
+    server, fake = await start({})
+    servers.append(server)
+    name = "s" * 1990 + "\x1b[2J"
+    with caplog.at_level(logging.INFO):
+        result = await fake.call(name)
+    assert len(result.commands) == 1 and result.commands[0].startswith("VERBOSE ")
+    assert len(result.commands[0]) < 200 and "s" * 64 + "..." in result.commands[0]
+    assert result.closed_by_server
+    assert server.stats.unknown_scripts == 1 and server.stats.handler_errors == 0
+    assert caplog.records and all(len(r.getMessage()) < 300 for r in caplog.records)
+    assert "\x1b" not in caplog.text
+
+
+async def test_a_host_name_binds_its_ipv4_address(servers: list[FastAgiServer]) -> None:
+    """``localhost`` listens on 127.0.0.1 (where Asterisk connects), whatever the resolver
+    lists first."""
+    server = FastAgiServer({}.get, host="localhost", port=0)
+    await server.start()
+    servers.append(server)
+    call = await FakeAsterisk(server.port, "127.0.0.1").connect()
+    await call.send_environment(environment_block("nosuch"))
+    assert (await call.read_command() or "").startswith("VERBOSE ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -211,3 +212,59 @@ async def test_reload_keeps_agents(api: tuple[Runtime, aiohttp.ClientSession]) -
     assert state("msk-tech-ru-001") is AgentState.READY
     assert state("msk-tech-ru-002") is AgentState.PAUSED
     assert (await call(http, "POST", "/v1/reload"))[0] == 401
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """Send raw bytes (headers aiohttp's client would refuse) and read the whole answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    try:
+        async with asyncio.timeout(5):
+            return await reader.read(65536)
+    finally:
+        writer.close()
+
+
+async def test_non_ascii_authorization_is_401_not_500(
+        api: tuple[Runtime, aiohttp.ClientSession]) -> None:
+    """An Authorization header in UTF-8 or in bytes that are not UTF-8 is refused with 401."""
+    runtime, _ = api
+    for token in ("Bearer сек".encode(), b"Bearer \xff\xfe", b"\xff \xff"):
+        answer = await _raw(runtime.http_port,
+                            b"POST /v1/agents/msk-tech-ru-001/logout HTTP/1.1\r\nHost: acd\r\n"
+                            b"Authorization: " + token + b"\r\nContent-Length: 0\r\n"
+                            b"Connection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert b'"unauthorised"' in answer
+
+
+async def test_json_nested_8000_deep_is_400(tmp_path: Path) -> None:
+    """A body nested 8,000 deep (within the default 16 KB cap) is refused as bad JSON."""
+    path = tmp_path / "service.yaml"
+    path.write_text(f"center: {ROOT / 'config' / 'center.yaml'}\n"
+                    f"flows: {ROOT / 'config' / 'ivr'}\n"
+                    "agi: {port: 0}\nhttp: {port: 0}\n"
+                    "records: {database: acd.sqlite3}\nshutdown_grace_s: 1\n")
+    runtime = Runtime(load_settings(path, {"ACD_API_TOKEN": TOKEN}))
+    await runtime.start()
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{runtime.http_port}") as http:
+            for body in (b"[" * 8000 + b"]" * 8000,
+                         b'{"endpoint": ' + b"[" * 7000 + b"]" * 7000 + b"}"):
+                status, answer = await call(http, "POST", "/v1/agents/msk-tech-ru-001/login",
+                                            headers=AUTH, data=body)
+                assert (status, answer["error"]) == (400, "bad_json")
+    finally:
+        await runtime.stop()
+
+
+async def test_login_refuses_chained_and_multi_line_endpoints(
+        api: tuple[Runtime, aiohttp.ClientSession]) -> None:
+    """Endpoints that would dial a second target or carry a newline are refused (422)."""
+    runtime, http = api
+    url = "/v1/agents/msk-tech-ru-001/login"
+    for bad in ("PJSIP/1001&Local/900@outbound", "PJSIP/1001\nLocal/900@outbound",
+                "PJSIP/1001\r", "PJSIP/1001 ", "PJSIP/10\x0001"):
+        status, body = await call(http, "POST", url, headers=AUTH, json={"endpoint": bad})
+        assert (status, body["error"]) == (422, "bad_endpoint"), repr(bad)
+    assert runtime.service.router.agent_state("msk-tech-ru-001") is AgentState.LOGGED_OUT

@@ -19,6 +19,7 @@ capped, and every error is JSON: ``{"error": "...", "message": "...", ...}``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import json
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from acd.asterisk.ari.models import MalformedEvent, loads_bounded
 from acd.core.dialstring import dial_string_problem
 from acd.core.model import (
     AgentAlreadyLoggedIn,
@@ -68,6 +70,63 @@ class Control(Protocol):
 CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 MAX_ID_LENGTH = 64
+
+
+class HttpGuard:
+    """Deadlines for HTTP peers: a request's headers must arrive within ``header_timeout_s``
+    of the connection (or of the end of the previous request on the connection), and its
+    body within ``body_timeout_s``; a peer that misses one is disconnected.
+
+    :meth:`connected` arms the header deadline of a new connection; the middleware
+    (:meth:`middleware`) disarms it when a request's headers are in, and arms it again once
+    the handler is done (which also bounds an idle keep-alive connection).
+    """
+
+    def __init__(self, header_timeout_s: float = 10.0, body_timeout_s: float = 10.0) -> None:
+        self.header_timeout_s = header_timeout_s
+        self.body_timeout_s = body_timeout_s
+        self.dropped = 0
+        self._timers: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
+
+    def connected(self, transport: asyncio.BaseTransport) -> None:
+        """Arm the header deadline of a connection."""
+        self._disarm(transport)
+        loop = asyncio.get_running_loop()
+        self._timers[transport] = loop.call_later(self.header_timeout_s, self._late, transport)
+
+    def _disarm(self, transport: asyncio.BaseTransport) -> None:
+        timer = self._timers.pop(transport, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _late(self, transport: asyncio.BaseTransport) -> None:
+        self._timers.pop(transport, None)
+        if not transport.is_closing():
+            self.dropped += 1
+            _abort(transport)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Headers are in: stop their deadline; arm it again when the handler is done."""
+        transport = request.transport
+        if transport is not None:
+            self._disarm(transport)
+        try:
+            return await handler(request)
+        finally:
+            if transport is not None and not transport.is_closing():
+                self.connected(transport)
+
+
+def _abort(transport: asyncio.BaseTransport) -> None:
+    abort = getattr(transport, "abort", None)
+    if abort is not None:
+        abort()
+    else:
+        transport.close()
+
+
+GUARD: web.AppKey[HttpGuard] = web.AppKey("guard", HttpGuard)
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -144,8 +203,11 @@ def _authorise(request: web.Request) -> web.Response | None:
                       "ACD_API_TOKEN (or http.token in the service settings) and restart")
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
-                                                             token.encode()):
+    try:  # a header that is not UTF-8 arrives with surrogates: it can never match
+        offered = value.strip().encode()
+    except UnicodeError:
+        offered = b""
+    if scheme.lower() != "bearer" or not hmac.compare_digest(offered, token.encode()):
         resp = _error(401, "unauthorised", "send 'Authorization: Bearer <token>'")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="acd"'
         return resp
@@ -155,13 +217,25 @@ def _authorise(request: web.Request) -> web.Response | None:
 async def _body(request: web.Request) -> dict[str, Any] | web.Response:
     if not request.can_read_body:
         return {}
-    raw = await request.read()
+    limit = request.app[MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    guard = request.app[GUARD]
+    try:
+        async with asyncio.timeout(guard.body_timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        if request.transport is not None:  # the peer is not sending: drop it now
+            guard.dropped += 1
+            _abort(request.transport)
+        return _error(408, "body_timeout",
+                      f"the request body did not arrive within {guard.body_timeout_s} s")
     if not raw.strip():
         return {}
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "bad_json", "the request body is not valid JSON")
+        data = loads_bounded(raw.decode(), "the request body", limit)
+    except (MalformedEvent, UnicodeDecodeError):
+        return _error(400, "bad_json", "the request body is not valid JSON (or nests too deep)")
     if not isinstance(data, dict):
         return _error(400, "bad_json", "the request body must be a JSON object")
     return data
@@ -301,10 +375,15 @@ async def reload(request: web.Request) -> web.StreamResponse:
     return _json({"status": "reloaded", **result})
 
 
-def build_api(control: Control, max_body_bytes: int = 16_384) -> web.Application:
-    """The aiohttp application for ``control``."""
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors])
+def build_api(control: Control, max_body_bytes: int = 16_384,
+              guard: HttpGuard | None = None) -> web.Application:
+    """The aiohttp application for ``control``; ``guard`` holds the read deadlines (give
+    every new connection to its `HttpGuard.connected` to bound the first headers)."""
+    guard = guard if guard is not None else HttpGuard()
+    app = web.Application(client_max_size=max_body_bytes,
+                          middlewares=[guard.middleware, _errors])
     app[CONTROL] = control
+    app[GUARD] = guard
     app[MAX_BODY] = max_body_bytes
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)

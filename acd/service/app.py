@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from acd.asterisk.agi.server import FastAgiServer, Handler, _cancel_and_wait
+from acd.asterisk.agi.server import Admission, FastAgiServer, Handler, Listener, _cancel_and_wait
 from acd.callbacks.dialler import business_hours
 from acd.config.load import load_center
 from acd.core.model import RoutingError
@@ -31,7 +31,8 @@ from acd.errors import InputError, Problem
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.records import CallbackStore, CallRecords, open_database
 from acd.runtime.router_service import Clock, RouterService
-from acd.service.api import build_api
+from acd.service.api import HttpGuard, build_api
+from acd.service.limits import check_fd_budget
 from acd.service.logs import EventLog, configure_logging
 from acd.service.metrics import ServiceMetrics, add_process_metrics
 from acd.service.reload import ObserverGate, rebuild
@@ -72,6 +73,7 @@ class Runtime:
         self.dialer: Any = None
         self._dialer_task: asyncio.Task[None] | None = None
         self._http: web.AppRunner | None = None
+        self._http_listener: Listener | None = None
         self.http_port = 0
         self.agi_port = 0
         self.started = False
@@ -148,6 +150,7 @@ class Runtime:
     async def start(self) -> None:
         """Load everything, restore agents, and start listening."""
         s = self.settings
+        nofile = check_fd_budget(s)  # raises InputError (exit 2) when the budget cannot fit
         center = load_center(s.center)
         self.db = open_database(s.database, s.records.synchronous)
         self.records = CallRecords(self.db)
@@ -170,18 +173,17 @@ class Runtime:
                      talking=summary.calls_talking, wrap_ups=summary.wrap_ups,
                      waiting_followed=summary.waiting_followed)
         self._lookup = self._agi_handlers()
+        admission = Admission(s.agi.max_loop_lag_s, s.agi.max_ttfc_s,
+                              on_shed=lambda why: self.metrics.shed.labels(why).inc())
+        if self.call_path is not None:
+            self.call_path.admission = admission
         self.agi = FastAgiServer(self._handler_for, s.agi.host, s.agi.port,
                                  header_timeout=s.agi.header_timeout_s,
                                  command_timeout=s.agi.command_timeout_s,
-                                 max_sessions=s.agi.max_sessions)
+                                 max_sessions=s.agi.max_sessions, admission=admission)
         await self.agi.start()
         self.agi_port = self.agi.port
-        runner = web.AppRunner(build_api(self, s.http.max_body_bytes), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, s.http.host, s.http.port)
-        await site.start()
-        self._http = runner
-        self.http_port = _bound_port(runner)
+        await self._start_http()
         if s.ari.url:
             await self._start_ari()
         from acd.service.dialler import build_dialer
@@ -194,7 +196,7 @@ class Runtime:
         log.info("acd_serving", agi_host=s.agi.host, agi_port=self.agi_port,
                  http_host=s.http.host, http_port=self.http_port, agents_restored=restored,
                  database=str(s.database), ari=bool(s.ari.url),
-                 mutations_enabled=bool(self.token))
+                 mutations_enabled=bool(self.token), nofile=nofile)
 
     async def stop(self) -> None:
         """Stop accepting calls, let sessions end within the grace period, close everything.
@@ -213,6 +215,8 @@ class Runtime:
             await self._stop_step("ari_app", _cancel_and_wait(self._ari_task))
         if self._ari_client is not None:
             await self._stop_step("ari_client", self._ari_client.close())
+        if self._http_listener is not None:
+            self._http_listener.close()
         if self._http is not None:
             await self._stop_step("http", self._http.cleanup())
         if self._service is not None:
@@ -235,6 +239,39 @@ class Runtime:
                       exc_info=exc)
 
     # ------------------------------------------------------------------ parts
+
+    async def _start_http(self) -> None:
+        """The HTTP API on its own listener: at most ``http.max_connections`` at once (the
+        rest are reset at once), header and body deadlines from `HttpGuard`."""
+        h = self.settings.http
+        guard = HttpGuard(h.header_timeout_s, h.body_timeout_s)
+        runner = web.AppRunner(build_api(self, h.max_body_bytes, guard), access_log=None)
+        await runner.setup()
+        self._http = runner
+        loop = asyncio.get_running_loop()
+        server = runner.server
+        assert server is not None
+        pending: set[asyncio.Task[Any]] = set()
+
+        async def connect(conn: Any) -> None:
+            try:
+                transport, _ = await loop.connect_accepted_socket(server, sock=conn)
+            except OSError as exc:
+                conn.close()
+                log.info("http_connection_failed", error=str(exc))
+                return
+            guard.connected(transport)
+
+        def on_socket(conn: Any) -> None:
+            task = loop.create_task(connect(conn))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        def admit() -> bool:
+            return len(server.connections) + len(pending) < h.max_connections
+
+        self._http_listener = Listener(on_socket, h.host, h.port, admit=admit, name="HTTP")
+        self.http_port = self._http_listener.port
 
     def _load_ivr(self, center: Any) -> IvrSetup:
         customers = None
@@ -316,14 +353,6 @@ def _close_database(db: sqlite3.Connection) -> None:
 def _ari_problem(s: Settings) -> Problem:
     return Problem(s.file or "<defaults>", "ari", s.ari.url,
                    f"ARI is configured but {s.ari.user_env} / {s.ari.password_env} are not set")
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
-    return 0
 
 
 async def serve(settings: Settings) -> None:

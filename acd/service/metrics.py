@@ -132,6 +132,11 @@ class ServiceMetrics:
                                   ("queue", "target"), registry=r)
         self.callbacks = Counter("acd_callbacks", "Callers who accepted a callback instead of "
                                  "waiting.", call_labels, registry=r)
+        self.shed = Counter("acd_calls_shed", "New calls handed to the dialplan fallback at "
+                            "once by admission control, by reason (loop_lag, ttfc).",
+                            ("reason",), registry=r)
+        for why in ("loop_lag", "ttfc"):  # exported at 0 from the start
+            self.shed.labels(why)
         self.ended = Counter("acd_calls_ended", "Calls that left the router, by outcome.",
                              ("queue", "outcome"), registry=r)
         self.offer_failures = Counter("acd_offer_failures", "Offers to an agent that were not "

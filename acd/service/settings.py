@@ -39,6 +39,11 @@ class AgiSettings(_Strict):
     header_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     command_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     max_sessions: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    #: Admission control: new calls go to the dialplan fallback at once while the event
+    #: loop is later than this (null: off) ...
+    max_loop_lag_s: Annotated[float | None, Field(gt=0, le=60)] = 0.02
+    #: ... or while time to first command (accept to first AGI command) is above this.
+    max_ttfc_s: Annotated[float | None, Field(gt=0, le=60)] = 0.02
 
 
 class HttpSettings(_Strict):
@@ -47,6 +52,12 @@ class HttpSettings(_Strict):
     host: str = "127.0.0.1"
     port: Port = 8080
     max_body_bytes: Annotated[int, Field(ge=256, le=1_048_576)] = 16_384
+    #: HTTP connections at once (its own budget: HTTP can never take FastAGI's descriptors).
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 256
+    #: Deadline for a request's headers (from the connection, or the end of the last request).
+    header_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    #: Deadline for reading a request body.
+    body_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     #: Bearer token for mutating endpoints; the variable named by ``token_env`` overrides it.
     token: str | None = None
     token_env: str = "ACD_API_TOKEN"

@@ -55,7 +55,7 @@ from acd.asterisk.agi.channel import (
     Deadlines,
 )
 from acd.asterisk.agi.codec import Reply
-from acd.asterisk.agi.server import AgiSession, Handler
+from acd.asterisk.agi.server import Admission, AgiSession, Handler
 from acd.core.call import (
     Action,
     AgentGone,
@@ -207,6 +207,8 @@ class CallPath:
         self.stats = RouteStats()
         self.calls: dict[str, AgiCall] = {}
         self.draining = False
+        #: Latency-based admission control (`acd.asterisk.agi.server.Admission`), if any.
+        self.admission: Admission | None = None
         self._ids = count(1)
         self._id_prefix = f"acd-{int(time.time())}"
         self._policy: tuple[object, CallPolicy] | None = None
@@ -355,6 +357,14 @@ class CallPath:
                         if self.draining else f"no IVR flow {self.settings.flow!r}"
                         if flow is None else f"{len(self.calls)} calls held (max_calls)")
             return
+        if self.admission is not None:
+            started = session.accepted_at
+            why = self.admission.refuse(None if started is None else time.monotonic() - started)
+            if why is not None:  # late already: hand back now, keep admitted calls on time
+                self.stats.turned_away += 1
+                log.info("Call %r turned away to the dialplan fallback: overloaded (%s).",
+                         session.env.uniqueid[:64], why)
+                return
         env = session.env
         call_id = self._call_id(env.uniqueid)
         args = env.args

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
+import socket
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -37,6 +42,10 @@ from acd.asterisk.agi.codec import (
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 65536
+#: Longest script name a log line or a reply repeats (the rest is cut, marked with "...").
+MAX_SCRIPT_SHOWN = 64
+#: errno values of ``accept()`` that mean "no file descriptor (or memory) for a new socket".
+_OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class SessionClosed(Exception):
@@ -57,6 +66,8 @@ class AgiSession:
         connection: AgiConnection,
         *,
         command_timeout: float = 120.0,
+        accepted_at: float | None = None,
+        on_first_command: Callable[[float], None] | None = None,
     ) -> None:
         if connection.environment is None:
             raise ValueError("An AgiSession needs a connection whose environment was read.")
@@ -70,6 +81,9 @@ class AgiSession:
         self._hangup = asyncio.Event()
         self._closed_reason: str | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        #: ``time.monotonic()`` when the connection was accepted (None: not measured).
+        self.accepted_at = accepted_at
+        self._on_first_command = on_first_command
 
     @property
     def hung_up(self) -> bool:
@@ -108,6 +122,10 @@ class AgiSession:
             if self._closed_reason is not None:
                 raise SessionClosed(f"The AGI session is closed: {self._closed_reason}")
             wire = self._conn.send_command(command)
+            if self._on_first_command is not None:
+                first, self._on_first_command = self._on_first_command, None
+                if self.accepted_at is not None:
+                    first(time.monotonic() - self.accepted_at)
             future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
             self._pending = future
             completed = False
@@ -186,6 +204,235 @@ class AgiSession:
                 return True
 
 
+class Listener:
+    """A listening TCP socket with its own accept loop, kept within a file-descriptor budget.
+
+    asyncio's own accept loop, when ``accept()`` fails for want of a file descriptor, logs
+    "socket.accept() out of system resource" for every attempt and leaves the connections in
+    the kernel backlog, where callers wait with no answer. Here one descriptor is kept spare:
+    when ``accept()`` fails with EMFILE/ENFILE, the spare is closed, the waiting connection
+    accepted and reset at once (so Asterisk takes the dialplan fallback now), and the spare
+    opened again; one warning per ``log_every_s`` counts the connections closed that way.
+    ``admit()`` is asked before each accepted socket is handed to ``on_socket``; when it says
+    no, the socket is reset at once as well.
+    """
+
+    def __init__(self, on_socket: Callable[[socket.socket], None], host: str, port: int, *,
+                 admit: Callable[[], bool] = lambda: True, name: str = "listener",
+                 backlog: int = 4096, log_every_s: float = 10.0) -> None:
+        self.on_socket = on_socket
+        self.admit = admit
+        self.name = name
+        self.log_every_s = log_every_s
+        self.refused_no_fd = 0
+        self.refused_over_budget = 0
+        # IPv4 when the host has an IPv4 address (``localhost`` included), else IPv6.
+        families = {info[0] for info in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)}
+        family = socket.AF_INET if socket.AF_INET in families else socket.AF_INET6
+        self._sock = socket.create_server((host, port), family=family, backlog=backlog)
+        self._sock.setblocking(False)
+        self._spare: int | None = _open_spare()
+        self._loop = asyncio.get_running_loop()
+        self._paused: asyncio.TimerHandle | None = None
+        self._logged_at = -float("inf")
+        self._unlogged = 0
+        self._loop.add_reader(self._sock.fileno(), self._accept_ready)
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._sock.getsockname()[1])
+
+    def close(self) -> None:
+        """Stop accepting and close the socket and the spare descriptor (safe twice)."""
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        if self._paused is not None:
+            self._paused.cancel()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+
+    def _accept_ready(self) -> None:
+        for _ in range(256):  # then let the other callbacks of this loop turn run
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_FDS:
+                    log.warning("%s: accept() failed: %s", self.name, exc)
+                    return
+                if not self._refuse_without_fd():
+                    return
+                continue
+            if not self.admit():
+                self.refused_over_budget += 1
+                _reset(conn)
+                continue
+            conn.setblocking(False)
+            self.on_socket(conn)
+
+    def _refuse_without_fd(self) -> bool:
+        """Out of descriptors: reset the next waiting connection with the spare one.
+        False when that is impossible (accepting pauses briefly rather than spinning)."""
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                # Linux wants a free descriptor before it looks at the backlog: empty.
+                self._spare = _open_spare()
+                return False
+            except OSError:
+                conn = None
+            if conn is not None:
+                _reset(conn)
+                self._note_refusal()
+            self._spare = _open_spare()
+            if conn is not None:
+                return True
+        # No spare descriptor to be had: stop reading for a moment instead of spinning.
+        self._loop.remove_reader(self._sock.fileno())
+        self._paused = self._loop.call_later(0.1, self._resume)
+        return False
+
+    def _resume(self) -> None:
+        self._paused = None
+        if self._sock.fileno() >= 0:
+            self._loop.add_reader(self._sock.fileno(), self._accept_ready)
+
+    def _note_refusal(self) -> None:
+        self.refused_no_fd += 1
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at >= self.log_every_s:
+            soft = _nofile_soft()
+            log.warning("%s: out of file descriptors (nofile limit %s): %d connection(s) "
+                        "closed at once, so the dialplan takes its fallback", self.name, soft,
+                        self._unlogged)
+            self._logged_at = now
+            self._unlogged = 0
+
+
+def _open_spare() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _nofile_soft() -> int | str:
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return "unknown"
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close at once: the peer reads end-of-file (or a reset, if it had already sent data)."""
+    conn.close()
+
+
+class Admission:
+    """Latency-based admission control: turn new calls away while the service is late.
+
+    Two signals, both cheap: the event loop's lag, measured by a periodic timer that notes
+    how late it fires (and, between firings, how overdue the next one already is); and the
+    time to first command, the time from a connection's accept to its first command, as
+    reported by each session (the mean over the last two ``window_s`` windows) and, for the
+    call being judged, the time it has already waited. A bound of None switches a signal off.
+    """
+
+    def __init__(self, max_loop_lag_s: float | None = 0.05, max_ttfc_s: float | None = 0.05,
+                 *, probe_interval_s: float = 0.02, window_s: float = 0.5,
+                 on_shed: Callable[[str], None] | None = None) -> None:
+        self.max_loop_lag_s = max_loop_lag_s
+        self.max_ttfc_s = max_ttfc_s
+        self.probe_interval_s = probe_interval_s
+        self.window_s = window_s
+        self.on_shed = on_shed
+        self.lag_s = 0.0
+        self.shed: dict[str, int] = {}
+        self._due: float | None = None
+        self._probe: asyncio.TimerHandle | None = None
+        # Per window: (start, sum of TTFC, calls).
+        self._ttfc: deque[tuple[float, float, int]] = deque()
+
+    def start(self) -> None:
+        """Start the loop-lag probe on the running loop."""
+        if self._probe is None and self.max_loop_lag_s is not None:
+            self._schedule(asyncio.get_running_loop())
+
+    def stop(self) -> None:
+        """Stop the probe."""
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
+            self._due = None
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._due = loop.time() + self.probe_interval_s
+        self._probe = loop.call_at(self._due, self._fired, loop)
+
+    def _fired(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._due is not None
+        self.lag_s = max(0.0, loop.time() - self._due)
+        self._schedule(loop)
+
+    def loop_lag(self) -> float:
+        """The loop's lag now: the last probe's lateness, or how overdue the next one is."""
+        if self._due is None:
+            return self.lag_s
+        overdue = asyncio.get_running_loop().time() - self._due
+        return max(self.lag_s, overdue)
+
+    def first_command(self, ttfc_s: float) -> None:
+        """A session sent its first command ``ttfc_s`` after its connection was accepted."""
+        now = time.monotonic()
+        if self._ttfc and now - self._ttfc[-1][0] < self.window_s:
+            start, total, count = self._ttfc[-1]
+            self._ttfc[-1] = (start, total + ttfc_s, count + 1)
+        else:
+            self._ttfc.append((now, ttfc_s, 1))
+            while len(self._ttfc) > 2:
+                self._ttfc.popleft()
+
+    def recent_ttfc(self) -> float:
+        """The mean time to first command over the current and the previous window (0 when
+        no call was admitted lately, so a guard that turned everyone away tries again)."""
+        now = time.monotonic()
+        total = count = 0.0
+        for start, window_total, window_count in self._ttfc:
+            if now - start < 2 * self.window_s:
+                total += window_total
+                count += window_count
+        return total / count if count else 0.0
+
+    def refuse(self, waited_s: float | None = None) -> str | None:
+        """Why a new call should be turned away now (``loop_lag`` or ``ttfc``), or None.
+        ``waited_s``: how long this call has waited since its connection was accepted."""
+        if self.max_loop_lag_s is not None and self.loop_lag() > self.max_loop_lag_s:
+            return self._count("loop_lag")
+        if self.max_ttfc_s is not None and (
+                (waited_s is not None and waited_s > self.max_ttfc_s)
+                or self.recent_ttfc() > self.max_ttfc_s):
+            return self._count("ttfc")
+        return None
+
+    def _count(self, reason: str) -> str:
+        self.shed[reason] = self.shed.get(reason, 0) + 1
+        if self.on_shed is not None:
+            self.on_shed(reason)
+        return reason
+
+
 Handler = Callable[[AgiSession], Awaitable[None]]
 HandlerLookup = Callable[[str], Handler | None]
 
@@ -221,6 +468,7 @@ class FastAgiServer:
         command_timeout: float = 120.0,
         max_sessions: int = 2000,
         limits: Limits = DEFAULT_LIMITS,
+        admission: Admission | None = None,
     ) -> None:
         self.handler_for_script = handler_for_script
         self.host = host
@@ -228,42 +476,54 @@ class FastAgiServer:
         self.command_timeout = command_timeout
         self.max_sessions = max_sessions
         self.limits = limits
+        #: Latency-based admission control; the call path asks it before admitting a call.
+        self.admission = admission
         self.stats = ServerStats()
         self._requested_port = port
-        self._server: asyncio.Server | None = None
+        self._listener: Listener | None = None
+        self._stopped: asyncio.Event | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
     def port(self) -> int:
         """The bound port (useful with ``port=0``)."""
-        if self._server is None or not self._server.sockets:
+        if self._listener is None:
             raise RuntimeError("The FastAGI server is not listening; call start() first.")
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._listener.port
 
     @property
     def active_sessions(self) -> int:
         """Connections being served right now."""
         return len(self._sessions)
 
+    @property
+    def refused_no_fd(self) -> int:
+        """Connections reset at once because no file descriptor was left."""
+        return self._listener.refused_no_fd if self._listener is not None else 0
+
     async def start(self) -> None:
         """Bind and start accepting connections."""
-        self._server = await asyncio.start_server(
-            self._on_connect, self.host, self._requested_port, backlog=4096
-        )
+        self._stopped = asyncio.Event()
+        self._listener = Listener(self._on_socket, self.host, self._requested_port,
+                                  admit=self._has_room, name="FastAGI")
+        if self.admission is not None:
+            self.admission.start()
 
     async def serve_forever(self) -> None:
         """Start if needed and serve until cancelled."""
-        if self._server is None:
+        if self._listener is None:
             await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
+        assert self._stopped is not None
+        await self._stopped.wait()
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop accepting, give running sessions ``grace`` seconds, then cancel the rest."""
         self._closing = True
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
+        if self.admission is not None:
+            self.admission.stop()
         running = set(self._sessions)
         if running:
             _, late = await asyncio.wait(running, timeout=grace)
@@ -271,10 +531,8 @@ class FastAgiServer:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=2.0)
-        if self._server is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await self._server.wait_closed()
+        if self._stopped is not None:
+            self._stopped.set()
 
     async def __aenter__(self) -> FastAgiServer:
         await self.start()
@@ -288,24 +546,34 @@ class FastAgiServer:
     ) -> None:
         await self.close()
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _has_room(self) -> bool:
         if self._closing or len(self._sessions) >= self.max_sessions:
-            # Close at once so the dialplan's fallback runs now rather than after a timeout.
+            # Reset at once so the dialplan's fallback runs now rather than after a timeout.
             self.stats.sessions_rejected += 1
-            writer.transport.abort()
-            return
-        task = asyncio.current_task()
-        assert task is not None
+            return False
+        return True
+
+    def _on_socket(self, conn: socket.socket) -> None:
+        task = asyncio.get_running_loop().create_task(self._session(conn, time.monotonic()))
         self._sessions.add(task)
         self.stats.sessions_started += 1
         self.stats.peak_sessions = max(self.stats.peak_sessions, len(self._sessions))
+        task.add_done_callback(self._sessions.discard)
+
+    async def _session(self, conn: socket.socket, accepted_at: float) -> None:
         try:
-            await self._serve(reader, writer)
+            reader, writer = await asyncio.open_connection(sock=conn, limit=_READ_CHUNK)
+        except OSError as exc:
+            conn.close()
+            log.info("A FastAGI connection failed at once: %s", exc)
+            return
+        try:
+            await self._serve(reader, writer, accepted_at)
         finally:
-            self._sessions.discard(task)
             await _close_writer(writer)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     accepted_at: float | None = None) -> None:
         connection = AgiConnection(self.limits)
         peer = writer.get_extra_info("peername")
         try:
@@ -326,7 +594,10 @@ class FastAgiServer:
             return
         if env is None:
             return
-        session = AgiSession(reader, writer, connection, command_timeout=self.command_timeout)
+        session = AgiSession(
+            reader, writer, connection, command_timeout=self.command_timeout,
+            accepted_at=accepted_at,
+            on_first_command=self.admission.first_command if self.admission else None)
         session.start()
         try:
             await self._run_handler(env, session)
@@ -338,8 +609,9 @@ class FastAgiServer:
             handler = self.handler_for_script(env.script)
             if handler is None:
                 self.stats.unknown_scripts += 1
-                log.warning("No FastAGI handler for script %r (%s).", env.script, env.channel)
-                notice = f"acd: no FastAGI script named {env.script!r}; the dialplan continues"
+                shown = shorten(env.script)
+                log.warning("No FastAGI handler for script %r (%s).", shown, env.channel)
+                notice = f"acd: no FastAGI script named {shown!r}; the dialplan continues"
                 await session.command(commands.verbose(_printable(notice)), timeout=2.0)
                 return
             await handler(session)
@@ -347,7 +619,8 @@ class FastAgiServer:
             log.info("AGI session for %s ended early: %s", env.channel, exc)
         except Exception:
             self.stats.handler_errors += 1
-            log.exception("FastAGI handler for %r failed on %s.", env.script, env.channel)
+            log.exception("FastAGI handler for %r failed on %s.", shorten(env.script),
+                          env.channel)
 
 
 async def _read_environment(
@@ -364,6 +637,13 @@ async def _read_environment(
             connection.receive_data(await reader.read(_READ_CHUNK))
         else:
             raise RemoteProtocolError(f"Expected the environment block first, got {event!r}.")
+
+
+def shorten(text: str, limit: int = MAX_SCRIPT_SHOWN) -> str:
+    """``text`` cut to ``limit`` characters (marked with "...") and made printable, for a log
+    line or a reply that repeats something the peer sent."""
+    cut = text if len(text) <= limit else text[:limit] + "..."
+    return _printable(cut)
 
 
 def _printable(text: str) -> str:
