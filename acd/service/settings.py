@@ -41,9 +41,11 @@ class AgiSettings(_Strict):
     max_sessions: Annotated[int, Field(ge=1, le=100_000)] = 2000
     #: Admission control: new calls go to the dialplan fallback at once while the event
     #: loop is later than this (null: off) ...
-    max_loop_lag_s: Annotated[float | None, Field(gt=0, le=60)] = 0.02
+    #: The defaults shed only when the service is seriously late (a caller does not notice a
+    #: quarter second); a box sized for tight latency sets both near 0.02 (docs/performance.md).
+    max_loop_lag_s: Annotated[float | None, Field(gt=0, le=60)] = 0.25
     #: ... or while time to first command (accept to first AGI command) is above this.
-    max_ttfc_s: Annotated[float | None, Field(gt=0, le=60)] = 0.02
+    max_ttfc_s: Annotated[float | None, Field(gt=0, le=60)] = 0.5
 
 
 class HttpSettings(_Strict):
