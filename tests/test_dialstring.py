@@ -11,10 +11,10 @@ from configkit import REFERENCE, check_broken, line_after, reference_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acd.asterisk.agi.route import _dialable
 from acd.callbacks.dialler import dial_string, trunk_problem
 from acd.config.load import center_from_data, load_center
 from acd.core.dialstring import DIAL_STRING, MAX_LENGTH, dial_string_problem, is_dial_string
+from acd.core.dialstring import offer_dialable as _dialable
 from acd.service.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -89,3 +89,13 @@ def dial_string_problem(value: str) -> str | None:
 def is_dial_string(value: str) -> bool:
     """Whether ``value`` is one dial string of the grammar (see the module docstring)."""
     return len(value) <= MAX_LENGTH and DIAL_STRING.fullmatch(value) is not None
+
+
+#: An agent id a driver may put into a channel variable next to the dial string.
+_AGENT_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
+
+
+def offer_dialable(agent_id: str, endpoint: str) -> bool:
+    """Whether a driver may dial an offer: ``endpoint`` is one dial string of the grammar and
+    ``agent_id`` a plain id (the call machine's ``CallPolicy.dialable`` for every medium)."""
+    return is_dial_string(endpoint) and _AGENT_ID.fullmatch(agent_id) is not None

@@ -86,7 +86,7 @@ from acd.core.call import (
     StoreCallback,
     without_call,
 )
-from acd.core.dialstring import is_dial_string
+from acd.core.dialstring import offer_dialable
 from acd.core.model import DuplicateCall, Ignored, RoutingError
 from acd.runtime.ivrsetup import IvrSetup
 from acd.runtime.router_service import CallOwner, Command, RouterService
@@ -102,7 +102,6 @@ log = logging.getLogger(__name__)
 _UNIQUEID_RE = re.compile(r"[0-9.]{1,40}")
 #: Ids the dialplan hands back (ours): generated or uniqueid, never caller text.
 _CALL_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_AGENT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _DIALLED_RE = re.compile(r"[0-9*#+]{1,32}")
 #: DIALSTATUS -> the router's offer-failure reason.
 _DIAL_REASONS = {"NOANSWER": "no_answer", "BUSY": "busy", "CONGESTION": "unavailable",
@@ -293,7 +292,7 @@ class CallPath:
             hold_while_ringing=False,
             callback_languages=frozenset(known.languages) if known is not None else None,
             default_language=self.setup.known.default_language,
-            dialable=_dialable)
+            dialable=offer_dialable)
         self._policy = (flow, policy)
         return policy
 
@@ -566,12 +565,6 @@ class _RestoredCalls(Protocol):
     def claim(self, call_id: str, make_owner: Callable[[CallMachine], CallOwner]
               ) -> CallOwner | None:
         """The shell's owner of a restored call (built by ``make_owner``), or None."""
-
-
-def _dialable(agent_id: str, endpoint: str) -> bool:
-    """One dial string of the grammar ``acd check`` applies (:mod:`acd.core.dialstring`: no
-    Dial() separators or expressions) and a plain agent id."""
-    return is_dial_string(endpoint) and _AGENT_ID_RE.fullmatch(agent_id) is not None
 
 
 def _arg(session: AgiSession, index: int) -> str:

@@ -62,6 +62,7 @@ from acd.core.call import (
     StoreCallback,
     without_call,
 )
+from acd.core.dialstring import offer_dialable
 from acd.core.model import Command, Ignored
 from ivr.actions import CallbackTask
 from ivr.channel import CallerHungUp
@@ -124,13 +125,19 @@ class CallCommands(AppState):
                                           GRACE_VAR, value))
             await asyncio.sleep(grace / 3)
 
+    async def _mark_talking(self, call: AriCall, talking: str) -> None:
+        """Note the conversation on the caller's channel (for adoption) and lift its timeout."""
+        await quietly(partial(self.client.set_channel_var, call.call_id, TALK_VAR, talking))
+        await self._no_timeout(call)
+
     async def _no_timeout(self, call: AriCall) -> None:
         """The caller no longer waits on the engine (talking, or handed back): no timeout."""
         if self.hold_grace_s is not None:
             await quietly(partial(self.client.set_channel_var, call.call_id, GRACE_VAR, "0"))
 
     def _policy(self) -> CallPolicy:
-        """The machines' policy: ring with the caller on hold; the question's languages."""
+        """The machines' policy: ring with the caller on hold; only dial strings of the grammar
+        ``acd check`` applies; the question's languages."""
         flow = self.setup.flows.get(self.flow)
         cached = self._policy_cache
         if cached is not None and cached[0] is flow:
@@ -138,6 +145,7 @@ class CallCommands(AppState):
         known = flow.prompts.prompts.get(CALLBACK_PROMPT) if flow is not None else None
         policy = CallPolicy(
             hold_while_ringing=True,
+            dialable=offer_dialable,
             callback_languages=frozenset(known.languages) if known is not None else None,
             default_language=self.setup.known.default_language)
         self._policy_cache = (flow, policy)
@@ -338,8 +346,9 @@ class CallCommands(AppState):
             await retry(lambda: self.client.add_channel(
                 call.talk_bridge or "", [call.call_id, leg.channel_id]))
             talking = f"{agent_id}|{self.wall_clock():.3f}"
-            await quietly(partial(self.client.set_channel_var, call.call_id, TALK_VAR, talking))
-            await self._no_timeout(call)
+            # Beside the call's own work, not in it: retried through a REST outage, these two
+            # must never hold back the clean-up of a conversation that ends meanwhile.
+            self._spawn(None, self._mark_talking(call, talking))
         except AriError as exc:
             if call.leg is leg:
                 log.warning("bridging %s failed (%s); ending the call", call.call_id, exc)

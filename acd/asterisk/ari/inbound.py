@@ -129,6 +129,11 @@ class Inbound(CallCommands):
                                                             self.moh_class))
                 await quietly(lambda: self.client.set_channel_var(
                     call.call_id, QUEUED_VAR, slot.encode()))
+                if slot.language in self.setup.known.languages:
+                    # What Asterisk plays itself from here (the fallback queue, VoiceMail)
+                    # speaks the caller's language: only a configured one, never caller text.
+                    await quietly(lambda: self.client.set_channel_var(
+                        call.call_id, "CHANNEL(language)", slot.language))
         except AriError as exc:
             if not call.hung_up:
                 log.warning("hold for %s failed (%s); continuing in the dialplan",
