@@ -133,7 +133,8 @@ class DaskExecutor:
     """
 
     def __init__(self, address: str, workers: int | None = None,
-                 retries: int = DASK_RETRIES) -> None:
+                 retries: int = DASK_RETRIES, connect_timeout_s: float = CONNECT_TIMEOUT_S
+                 ) -> None:
         from distributed import Client, LocalCluster
 
         self.address = address
@@ -146,7 +147,7 @@ class DaskExecutor:
             self.client: Any = Client(self._cluster)
         else:
             try:
-                self.client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+                self.client = Client(address, timeout=f"{connect_timeout_s}s")
             except (OSError, ValueError, TypeError) as exc:
                 raise UsageError([usage("--dask", address, f"cannot reach a Dask scheduler "
                                         f"there: {exc}")]) from None

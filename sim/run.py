@@ -116,7 +116,11 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """Run one replication."""
     scenario = load_run_scenario(spec)
-    traffic_ss, staffing_ss, engine_ss = seed_seq.spawn(3)
+    # spawn() counts its children: a fresh copy gives the same three whatever ran before, so
+    # one seed sequence object can serve every point of a sweep in one process.
+    fresh = np.random.SeedSequence(seed_seq.entropy, spawn_key=seed_seq.spawn_key,
+                                   pool_size=seed_seq.pool_size)
+    traffic_ss, staffing_ss, engine_ss = fresh.spawn(3)
     s = scenario.spec
     if spec.queue_log_path is not None:
         plan = load_plan(spec.queue_log_path, scenario.center.config, scenario.center.agents,
