@@ -20,7 +20,7 @@ from typing import Any
 
 from acd.config import yamlsafe
 from acd.config.messages import unknown
-from acd.errors import Problem, UsageError, usage
+from acd.errors import ConfigError, Problem, UsageError, usage
 from sim.executor import Executor
 from sim.kpi import summarise
 from sim.run import RunSpec, load_run_scenario, run_specs
@@ -232,8 +232,14 @@ def run_sweep(base: RunSpec, varies: Sequence[Vary], replications: int, seed: in
     check_varies(scenario, varies)
     points = grid(varies)
     specs = [point_spec(base, scenario, p) for p in points]
-    loaded = [load_run_scenario(s) for s in specs]  # a bad point fails here, exit 2
     labels = [", ".join(f"{k}={v:g}" for k, v in p.items()) for p in points]
+    loaded = []
+    for spec, label in zip(specs, labels, strict=True):
+        try:
+            loaded.append(load_run_scenario(spec))  # a bad point fails here, exit 2
+        except ConfigError as exc:
+            raise UsageError([usage("--vary", label, f"makes the scenario invalid: {p.path}: "
+                                    f"{p.message}") for p in exc.problems]) from None
     results = run_specs(specs, replications, seed, jobs, executor=executor, labels=labels)
     rows = []
     for point, sc, res in zip(points, loaded, results, strict=True):

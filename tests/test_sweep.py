@@ -109,3 +109,14 @@ def test_cli_sweep_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 0
     assert "scale" in out and "agent-h" in out
     assert {p.name for p in tmp_path.iterdir()} == {"sweep.csv", "sweep.json", "sweep.png"}
+
+
+def test_a_value_the_center_refuses_is_blamed_on_vary(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """An expansion step moved past the next one exits 2 naming --vary and the point."""
+    code = main(["sim", "sweep", SCENARIO, "--days", "0.02", "--vary", f"{EXPANSION}=4,20",
+                 "--out", str(tmp_path)])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert len(err) == 2
+    assert "--vary" in err[1] and f"{EXPANSION}=20" in err[1] and "increasing" in err[1]
