@@ -24,7 +24,7 @@ from acd.errors import (
     Problem,
     UsageError,
 )
-from sim.cli import MAX_REPLICATIONS, scenario_overrides
+from sim.cli import MAX_JOBS, MAX_REPLICATIONS, add_dask_option, scenario_overrides
 
 if TYPE_CHECKING:
     from sim.qlreplay import QueueLogOptions
@@ -41,8 +41,6 @@ EXIT_CODES = f"""exit status:
   {EXIT_BAD_INPUT}   bad input or usage: one line per problem, naming the file (or
       {COMMAND_LINE} and the option) and the value; nothing is written
   {EXIT_BUG}  anything else is a bug: the traceback is printed, please report it"""
-#: Most processes one run accepts (bounds memory, catches a slipped digit).
-MAX_JOBS = 256
 #: Files ``acd sim run`` writes into ``--out`` (the CSV tables are named by the report).
 SIM_OUTPUTS = ("summary.json", "report.html")
 #: Where runs without ``--out`` go, each in a directory of its own.
@@ -66,6 +64,7 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
 def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from sim.executor import executor_for
     from sim.kpi import summarise
     from sim.report import Provenance, print_summary, write_csv, write_html, write_json
     from sim.run import PlainProgress, RunSpec, run_replications
@@ -106,7 +105,12 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
             if log is not None:
                 log(sum(done.values()))
 
-        results = run_replications(spec, args.replications, args.seed, args.jobs, on_progress)
+        executor = executor_for(args.dask, args.jobs)
+        try:
+            results = run_replications(spec, args.replications, args.seed, args.jobs,
+                                       on_progress, executor)
+        finally:
+            executor.close()
     config = scenario.center.config
     summary = summarise(results, answer_rate_target=config.center.answer_rate_target,
                         min_offered=config.center.verdict_min_offered,
@@ -260,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="base seed, >= 0 (same seed = same callers)")
     p.add_argument("-j", "--jobs", type=int,
                    help=f"processes, 1 to {MAX_JOBS} (default: one per core)")
+    add_dask_option(p)
     p.add_argument("--out", help=f"directory for JSON, CSV and HTML results (default: a new "
                                  f"{DEFAULT_SIM_OUT}/<run id>/, with {DEFAULT_SIM_OUT}/latest "
                                  "pointing at it); one holding an earlier run's results is "
@@ -278,10 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     from acd.service.cli import register as register_service
     from ivr.cli import register as register_ivr
     from sim.cli import register as register_erlang
-    from sim.cli import register_compare, register_sim, register_traffic
+    from sim.cli import register_compare, register_sim, register_sweep, register_traffic
 
     register_sim(sim_sub)
     register_compare(sim_sub)
+    register_sweep(sim_sub)
     register_erlang(sub)
     register_traffic(sub)
     register_ivr(sub)

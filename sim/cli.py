@@ -28,6 +28,8 @@ MAX_WAITING = 1_000_000.0
 MAX_AGENTS = 1_000_000
 #: Most replications one run accepts (bounds memory, catches a slipped digit).
 MAX_REPLICATIONS = 1000
+#: Most processes one run accepts (bounds memory, catches a slipped digit).
+MAX_JOBS = 256
 #: Most intervals per queue ``acd sim staff --busiest`` confirms by simulation.
 MAX_BUSIEST = 1000
 _UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hour": 3600.0, "day": 86400.0}
@@ -149,6 +151,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
+    from sim.executor import executor_for
     from sim.scenario import load_scenario
     from sim.staff import POOLING_NOTE, plan, write_csv
 
@@ -160,8 +163,13 @@ def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
               f"({args.replications} replication(s) each)", file=sys.stderr, flush=True)
     with console.status("sizing staffing" + (" and confirming by simulation"
                                              if mode != "none" else "")):
-        staff = plan(scenario, args.days, args.model, mode, args.busiest, args.replications,
-                     args.seed)
+        executor = executor_for(args.dask, args.jobs) if mode != "none" else None
+        try:
+            staff = plan(scenario, args.days, args.model, mode, args.busiest,
+                         args.replications, args.seed, executor)
+        finally:
+            if executor is not None:
+                executor.close()
     _print_staff(staff, console)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +224,7 @@ def _check_staff_args(args: argparse.Namespace) -> list[Problem]:
     return [*input_file("scenario", args.scenario), *scenario_overrides(args.days),
             *int_range("--busiest", args.busiest, 1, MAX_BUSIEST),
             *int_range("--replications", args.replications, 1, MAX_REPLICATIONS),
-            *int_range("--seed", args.seed, 0),
+            *int_range("--seed", args.seed, 0), *int_range("--jobs", args.jobs, 1, MAX_JOBS),
             *output_dir("--out", args.out, ("staff.csv",))]
 
 
@@ -236,6 +244,9 @@ def register_sim(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("-r", "--replications", type=int, default=3,
                    help="replications per confirmation run (3)")
     p.add_argument("--seed", type=int, default=1, help="base seed, >= 0 (1)")
+    p.add_argument("-j", "--jobs", type=int,
+                   help="processes for --confirm (default: one per core)")
+    add_dask_option(p)
     p.add_argument("--out", default="out/staff", help="directory for staff.csv")
     p.set_defaults(func=_cmd_staff, validate=_check_staff_args)
 
@@ -291,7 +302,8 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     import json
 
     from sim.compare import compare, comparison_to_dict, print_comparison
-    from sim.run import RunSpec, load_run_scenario, run_replications
+    from sim.executor import executor_for
+    from sim.run import RunSpec, load_run_scenario, run_specs
 
     overrides = {k: v for k, v in (("days", args.days), ("start", args.start),
                                    ("volume_scale", args.scale)) if v is not None}
@@ -310,8 +322,12 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
         f", {agents_b} agents)"
     with console.status(f"simulating A and B, {args.replications} replication(s) each, "
                         f"seed {args.seed}"):
-        a = run_replications(spec_a, args.replications, args.seed, args.jobs)
-        b = run_replications(spec_b, args.replications, args.seed, args.jobs)
+        executor = executor_for(args.dask, args.jobs)
+        try:
+            a, b = run_specs([spec_a, spec_b], args.replications, args.seed, args.jobs,
+                             executor=executor, labels=["A", "B"])
+        finally:
+            executor.close()
     center = scenario_a.center.config.center
     comparison = compare(a, b, min_offered=center.verdict_min_offered)
     print_comparison(comparison, console, a_name, b_name)
@@ -335,7 +351,7 @@ def _check_compare_args(args: argparse.Namespace) -> list[Problem]:
     if args.scenario_b is not None:
         problems += input_file("B", args.scenario_b)
     if args.jobs is not None:
-        problems += int_range("--jobs", args.jobs, 1, 256)
+        problems += int_range("--jobs", args.jobs, 1, MAX_JOBS)
     if args.out is not None:
         problems += output_dir("--out", args.out, ("compare.json",))
     return problems
@@ -360,5 +376,104 @@ def register_compare(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser
                    help="paired replications, 2 to 1000 (5)")
     p.add_argument("--seed", type=int, default=1, help="base seed of both sides, >= 0 (1)")
     p.add_argument("-j", "--jobs", type=int, help="processes (default: one per core)")
+    add_dask_option(p)
     p.add_argument("--out", help="directory for compare.json (default: print only)")
     p.set_defaults(func=_cmd_compare, validate=_check_compare_args)
+
+
+def add_dask_option(p: argparse.ArgumentParser) -> None:
+    """``--dask ADDRESS``: run the replications on a Dask cluster instead of local processes."""
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run on the Dask scheduler at ADDRESS (tcp://host:8786), or 'local' for "
+                        "a LocalCluster of -j workers here; needs pip install "
+                        "'acd-engine[dask]'")
+
+
+def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+    from sim.executor import executor_for
+    from sim.run import RunSpec
+    from sim.sweep import parse_vary, run_sweep, write_outputs
+
+    varies = [parse_vary(text) for text in args.vary]
+    overrides = {k: v for k, v in (("days", args.days), ("start", args.start),
+                                   ("volume_scale", args.scale)) if v is not None}
+    base = RunSpec(str(args.scenario), overrides)
+    points = math.prod(len(v.values) for v in varies)
+    executor = None
+    try:
+        with console.status(f"sweeping {points} point(s), {args.replications} replication(s) "
+                            f"each, seed {args.seed}"):
+            executor = executor_for(args.dask, args.jobs)
+            sweep = run_sweep(base, varies, args.replications, args.seed, executor)
+    finally:
+        if executor is not None:
+            executor.close()
+    _print_sweep(sweep, console)
+    out = Path(args.out)
+    write_outputs(sweep, out)
+    console.print(f"table in {out / 'sweep.csv'} and {out / 'sweep.json'}, plot in "
+                  f"{out / 'sweep.png'}")
+    return 0
+
+
+def _print_sweep(sweep: object, console: Console) -> None:
+    from sim.sweep import Sweep
+
+    assert isinstance(sweep, Sweep)
+    table = Table(*sweep.keys, "agents", "agent-h", "SL offered", "answer rate", "targets",
+                  title=f"sweep of {sweep.scenario} ({sweep.replications} replications, "
+                        f"seed {sweep.seed}; 95% CI)")
+    for r in sweep.rows:
+        table.add_row(*(f"{r.point[k]:g}" for k in sweep.keys), str(r.agents),
+                      f"{r.agent_hours:.0f}", f"{_pct(r.sl_offered)} ± {_pct(r.sl_half_width)}",
+                      f"{_pct(r.answer_rate)} ± {_pct(r.answer_rate_half_width)}",
+                      ("MET, cheapest" if r.cheapest else "MET") if r.meets_target
+                      else "missed")
+    console.print(table)
+    if not any(r.cheapest for r in sweep.rows):
+        console.print("[yellow]note[/yellow]: no point meets every target")
+
+
+def _check_sweep_args(args: argparse.Namespace) -> list[Problem]:
+    """Every bad value and path of ``acd sim sweep`` found before the scenario is loaded
+    (the --vary keys are checked against it once loaded)."""
+    from sim.sweep import SWEEP_OUTPUTS, parse_vary
+
+    problems = [*input_file("scenario", args.scenario),
+                *scenario_overrides(args.days, args.scale),
+                *int_range("--replications", args.replications, 2, MAX_REPLICATIONS),
+                *int_range("--seed", args.seed, 0),
+                *int_range("--jobs", args.jobs, 1, MAX_JOBS),
+                *output_dir("--out", args.out, SWEEP_OUTPUTS)]
+    for text in args.vary:
+        try:
+            parse_vary(text)
+        except UsageError as exc:
+            problems += exc.problems
+    return problems
+
+
+def register_sweep(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``acd sim sweep`` to the ``acd sim`` subcommands."""
+    from acd.cliargs import iso_time
+
+    p = sim_sub.add_parser(
+        "sweep", help="replicate a grid of scenario overrides on the same seeds; one table, a "
+                      "plot, the cheapest point meeting every target marked")
+    p.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO),
+                   help="scenario YAML (default: the reference center's)")
+    p.add_argument("--vary", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="a varied key and its values: scale (traffic), scale_agents (agents), "
+                        "or a number in the center config by its dotted path, e.g. "
+                        "queues.tech.expansion.0.after_s=8,20; repeat for a grid")
+    p.add_argument("--days", type=float, help="simulated days at every point (overrides)")
+    p.add_argument("--start", type=iso_time, help="start, ISO 8601 with UTC offset")
+    p.add_argument("--scale", type=float, help="volume multiplier where scale is not varied")
+    p.add_argument("-r", "--replications", type=int, default=5,
+                   help="replications per point, 2 to 1000 (5)")
+    p.add_argument("--seed", type=int, default=1, help="base seed of every point, >= 0 (1)")
+    p.add_argument("-j", "--jobs", type=int, help="processes (default: one per core)")
+    add_dask_option(p)
+    p.add_argument("--out", default="out/sweep",
+                   help="directory for sweep.csv, sweep.json and sweep.png (out/sweep)")
+    p.set_defaults(func=_cmd_sweep, validate=_check_sweep_args)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,6 +23,7 @@ import numpy as np
 from acd import shipped
 from acd.config.schema import CenterConfig
 from sim.engine import DRAIN_S, Simulation
+from sim.executor import Executor, LocalExecutor
 from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
 from sim.records import RunResult
 from sim.scenario import Scenario, deep_merge, load_scenario
@@ -84,7 +84,7 @@ def load_run_scenario(spec: RunSpec) -> Scenario:
         return scenario
     groups = scaled_agent_groups(scenario.center.config, spec.agent_scale)
     merged = deep_merge(scenario.spec.center_overrides, {"agent_groups": groups})
-    return load_scenario(spec.scenario_path, **spec.overrides, center_overrides=merged)
+    return load_scenario(spec.scenario_path, **{**spec.overrides, "center_overrides": merged})
 
 
 def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
@@ -116,7 +116,11 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """Run one replication."""
     scenario = load_run_scenario(spec)
-    traffic_ss, staffing_ss, engine_ss = seed_seq.spawn(3)
+    # spawn() counts its children: a fresh copy gives the same three whatever ran before, so
+    # one seed sequence object can serve every point of a sweep in one process.
+    fresh = np.random.SeedSequence(seed_seq.entropy, spawn_key=seed_seq.spawn_key,
+                                   pool_size=seed_seq.pool_size)
+    traffic_ss, staffing_ss, engine_ss = fresh.spawn(3)
     s = scenario.spec
     if spec.queue_log_path is not None:
         plan = load_plan(spec.queue_log_path, scenario.center.config, scenario.center.agents,
@@ -134,51 +138,51 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
     return sim.run(progress)
 
 
-_progress_queue: Any = None
-
-
-def _init_worker(queue: Any) -> None:
-    global _progress_queue
-    _progress_queue = queue
-
-
-def _worker(args: tuple[RunSpec, np.random.SeedSequence, int]) -> RunResult:
-    spec, seed_seq, index = args
-    queue = _progress_queue
-
-    def progress(fraction: float) -> None:
-        if queue is not None:
-            queue.put((index, fraction))
-
+def _replication(task: tuple[RunSpec, np.random.SeedSequence],
+                 progress: Callable[[float], None]) -> RunResult:
+    """One replication as an executor task (module level, so that it pickles by name)."""
+    spec, seed_seq = task
     return run_one(spec, seed_seq, progress)
 
 
+def replication_name(index: int, base_seed: int) -> str:
+    """How a failed replication is named: ``--seed base_seed -r index+1`` reruns it (last)."""
+    return f"replication {index} (0-based) of seed {base_seed}"
+
+
+def portable(spec: RunSpec) -> RunSpec:
+    """``spec`` with absolute file paths, valid on a worker whatever its working directory."""
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else os.path.abspath(path)
+
+    return replace(spec, scenario_path=os.path.abspath(spec.scenario_path),
+                   replay_path=absolute(spec.replay_path),
+                   queue_log_path=absolute(spec.queue_log_path))
+
+
 def run_replications(spec: RunSpec, replications: int, base_seed: int, jobs: int | None = None,
-                     on_progress: Callable[[int, float], None] | None = None
-                     ) -> list[RunResult]:
-    """Run ``replications`` replications, in ``jobs`` processes; results in replication order."""
+                     on_progress: Callable[[int, float], None] | None = None,
+                     executor: Executor | None = None) -> list[RunResult]:
+    """Run ``replications`` replications, in ``jobs`` local processes or on ``executor``;
+    results in replication order, the same whichever ran them."""
+    return run_specs([spec], replications, base_seed, jobs, on_progress, executor)[0]
+
+
+def run_specs(specs: Sequence[RunSpec], replications: int, base_seed: int,
+              jobs: int | None = None, on_progress: Callable[[int, float], None] | None = None,
+              executor: Executor | None = None, labels: Sequence[str] | None = None
+              ) -> list[list[RunResult]]:
+    """The replications of several specs, all submitted at once, on the same seeds (common
+    random numbers); per spec, its results in replication order. ``on_progress`` gets the
+    index of a task in spec-major order; ``labels`` name the specs in a failure."""
     seeds = replication_seeds(base_seed, replications)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, replications))
-    if jobs == 1:
-        results = []
-        for i, ss in enumerate(seeds):
-            def progress(fraction: float, i: int = i) -> None:
-                if on_progress is not None:
-                    on_progress(i, fraction)
-            results.append(run_one(spec, ss, progress))
-        return results
-    ctx = mp.get_context("spawn")
-    queue = ctx.Manager().Queue() if on_progress is not None else None
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(queue,)) as pool:
-        pending = pool.map_async(_worker, [(spec, ss, i) for i, ss in enumerate(seeds)])
-        while not pending.ready():
-            pending.wait(0.2)
-            while queue is not None and not queue.empty():
-                i, fraction = queue.get()
-                if on_progress is not None:
-                    on_progress(i, fraction)
-        results = pending.get()
-    return list(results)
+    runner = executor if executor is not None else LocalExecutor(
+        max(1, jobs or os.cpu_count() or 1))
+    tasks = [(portable(spec), ss) for spec in specs for ss in seeds]
+    names = [(f"{labels[k]}: " if labels else "") + replication_name(i, base_seed)
+             for k in range(len(specs)) for i in range(replications)]
+    flat = runner.map(_replication, tasks, names, on_progress)
+    return [flat[k * replications:(k + 1) * replications] for k in range(len(specs))]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ import numpy as np
 from acd.config.load import LoadedCenter, center_from_data
 from sim.engine import Simulation
 from sim.erlang import ErlangA, agents_for_service_level, service_level_c
+from sim.executor import Executor, LocalExecutor
 from sim.mmc import START
 from sim.records import ANSWERED
 from sim.scenario import Behaviour, DistSpec, Scenario
@@ -234,13 +235,18 @@ def confirm(rate: float, handling: QueueHandling, wrap_s: float, seed_agents: in
     return n, current
 
 
+#: The arguments of one :func:`confirm` search.
+ConfirmArgs = tuple[float, QueueHandling, float, int, float, float, Sequence[int]]
+
+
 def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
          confirm_mode: Literal["none", "busiest", "all"] = "none", busiest: int = 3,
-         replications: int = 3, seed: int = 1) -> StaffPlan:
+         replications: int = 3, seed: int = 1, executor: Executor | None = None
+         ) -> StaffPlan:
     """The staffing table: Erlang per interval and queue, scheduled staffing, confirmations.
 
     ``busiest`` intervals per queue are confirmed by simulation (``confirm_mode="busiest"``),
-    or every interval with calls (``"all"``).
+    or every interval with calls (``"all"``), on ``executor`` (default: in this process).
     """
     d = demand(scenario, days)
     have = scheduled(scenario, d)
@@ -252,7 +258,8 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
             order = np.argsort(-d.calls[:, k], kind="stable")
             chosen = order if confirm_mode == "all" else order[:busiest]
             to_confirm |= {(int(i), k) for i in chosen if d.calls[i, k] > 0}
-    rows = []
+    rows: list[StaffRow] = []
+    searches: list[tuple[int, ConfirmArgs]] = []
     for i, start in enumerate(d.starts):
         for k, q in enumerate(d.queues):
             sl_def = cfg.sl_for(q)
@@ -267,11 +274,22 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
                            sched, erlang_sl(rate, aht, int(sched), sl_def.threshold_s, use,
                                             patience) if sched >= 1 or rate == 0 else 0.0)
             if (i, k) in to_confirm:
-                n, sl = confirm(rate, d.handling[q], d.wrap_s[q], need, sl_def.threshold_s,
-                                sl_def.target, seeds)
-                row = StaffRow(**{**row.__dict__, "confirmed_agents": n, "confirmed_sl": sl})
+                searches.append((len(rows), (rate, d.handling[q], d.wrap_s[q], need,
+                                             sl_def.threshold_s, sl_def.target, seeds)))
             rows.append(row)
+    # Each confirmation is a search of its own: they run side by side on the executor.
+    runner = executor if executor is not None else LocalExecutor(1)
+    found = runner.map(_confirm_task, [args for _, args in searches],
+                       [f"confirmation of {rows[at].queue} at {rows[at].interval_start} "
+                        f"(seed {seed})" for at, _ in searches])
+    for (at, _), (n, sl) in zip(searches, found, strict=True):
+        rows[at] = StaffRow(**{**rows[at].__dict__, "confirmed_agents": n, "confirmed_sl": sl})
     return StaffPlan(scenario.path, model, rows, d.interval_s)
+
+
+def _confirm_task(args: ConfirmArgs, progress: Callable[[float], None]) -> tuple[int, float]:
+    """:func:`confirm` as an executor task (module level, so that it pickles by name)."""
+    return confirm(*args)
 
 
 def write_csv(path: str | Path, staff: StaffPlan) -> None:

@@ -1,0 +1,163 @@
+"""The executors: local processes and a real two-worker Dask LocalCluster give the same numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sim.executor import DaskExecutor, LocalExecutor, TaskFailed
+from sim.run import RunSpec, run_replications, run_specs
+from sim.sweep import parse_vary, run_sweep
+
+distributed = pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = str(ROOT / "config" / "scenarios" / "reference.yaml")
+#: A busy morning hour and a bit: a few hundred calls, well under a second per replication.
+SMALL = RunSpec(SCENARIO, {"days": 0.05, "start": "2026-03-02T09:00:00+03:00"})
+GRID = [parse_vary("scale_agents=0.8,1.2"), parse_vary("queues.tech.expansion.0.after_s=4,8")]
+
+pytestmark = pytest.mark.slow
+
+
+def same(a: Any, b: Any, path: str = "result") -> None:
+    """Assert two results equal bit for bit, field by field (the wall-clock time aside)."""
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        assert type(a) is type(b), path
+        for f in dataclasses.fields(a):
+            if f.name != "wall_s":
+                same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        assert a.tobytes() == b.tobytes(), path
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """Two single-threaded worker processes, as a real two-machine cluster would have."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture()
+def dask(cluster: Any) -> Iterator[DaskExecutor]:
+    """A client of the module's cluster."""
+    executor = DaskExecutor(cluster.scheduler_address)
+    yield executor
+    executor.close()
+
+
+def test_importing_sim_and_the_cli_does_not_import_dask() -> None:
+    """Dask is optional: the simulator and the command line load without it."""
+    code = ("import sys, sim.run, sim.sweep, sim.executor, sim.compare, sim.staff, acd.cli; "
+            "acd.cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_replications_on_a_cluster_equal_local_processes(dask: DaskExecutor) -> None:
+    """Three replications on two Dask workers equal, bit for bit, those run in this process."""
+    local = run_replications(SMALL, 3, 7, executor=LocalExecutor(1))
+    remote = run_replications(SMALL, 3, 7, executor=dask)
+    assert len(local[0].calls) > 100
+    same(local, remote)
+
+
+def test_a_2x2_sweep_on_a_cluster_equals_local_processes(dask: DaskExecutor) -> None:
+    """Every point of a 2x2 sweep has the same numbers on two Dask workers as on local ones."""
+    local = run_sweep(SMALL, GRID, 2, 3, LocalExecutor(2))
+    remote = run_sweep(SMALL, GRID, 2, 3, dask)
+    assert [r.point for r in local.rows] == [
+        {"scale_agents": 0.8, "queues.tech.expansion.0.after_s": 4.0},
+        {"scale_agents": 0.8, "queues.tech.expansion.0.after_s": 8.0},
+        {"scale_agents": 1.2, "queues.tech.expansion.0.after_s": 4.0},
+        {"scale_agents": 1.2, "queues.tech.expansion.0.after_s": 8.0}]
+    assert local == remote
+
+
+def test_a_sweep_survives_a_worker_killed_mid_run(cluster: Any) -> None:
+    """A worker that dies while running a replication is replaced and the sweep's numbers are
+    unchanged."""
+    local = run_sweep(SMALL, GRID, 2, 5, LocalExecutor(1))
+    executor = DaskExecutor(cluster.scheduler_address)
+    killed: list[str] = []
+
+    def kill_a_busy_worker() -> None:
+        # Wait until a worker holds a replication, then end its process as a crash would.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            busy = [w for w, tasks in executor.client.processing().items() if tasks]
+            if busy:
+                killed.append(busy[0])
+                executor.client.run(os._exit, 1, workers=[busy[0]], on_error="ignore")
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_busy_worker)
+    killer.start()
+    try:
+        remote = run_sweep(SMALL, GRID, 2, 5, executor)
+    finally:
+        killer.join()
+        executor.close()
+    assert killed
+    assert killed[0] not in cluster.scheduler_info["workers"]
+    assert local == remote
+
+
+def test_a_failed_replication_is_named_with_its_seed(dask: DaskExecutor, tmp_path: Path) -> None:
+    """A replication that raises on a worker is reported by index and base seed, the cause
+    chained, on Dask as locally."""
+    missing = RunSpec(str(tmp_path / "gone.yaml"), {})
+    for executor in (LocalExecutor(1), dask):
+        with pytest.raises(TaskFailed, match=r"replication 0 \(0-based\) of seed 11") as info:
+            run_replications(missing, 2, 11, executor=executor)
+        assert "gone.yaml" in str(info.value)
+
+
+def test_labels_name_the_spec_of_a_failed_task(tmp_path: Path) -> None:
+    """With several specs, the failure names the spec's label too."""
+    missing = RunSpec(str(tmp_path / "gone.yaml"), {})
+    with pytest.raises(TaskFailed, match=r"^B: replication 0"):
+        run_specs([SMALL, missing], 1, 1, executor=LocalExecutor(1), labels=["A", "B"])
+
+
+def test_an_unreachable_scheduler_is_a_usage_error_naming_it() -> None:
+    """A --dask address where no scheduler answers exits 2 with one line naming the address."""
+    from acd.errors import UsageError
+
+    with pytest.raises(UsageError) as info:
+        DaskExecutor("tcp://127.0.0.1:9", connect_timeout_s=1.0)
+    (problem,) = info.value.problems
+    assert "--dask" in str(problem) and "tcp://127.0.0.1:9" in str(problem)
+
+
+def test_cli_exits_2_for_a_dask_address_it_cannot_use(capsys: pytest.CaptureFixture[str],
+                                                      tmp_path: Path) -> None:
+    """``acd sim run --dask`` with an address of no known scheme exits 2, naming it."""
+    from acd.cli import main
+
+    code = main(["sim", "run", SCENARIO, "--days", "0.05", "-r", "1", "--dask", "foo://bar",
+                 "--out", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--dask" in err and "foo://bar" in err
+    assert not (tmp_path / "out" / "summary.json").exists()
