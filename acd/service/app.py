@@ -37,6 +37,7 @@ from acd.service.metrics import ServiceMetrics, add_process_metrics
 from acd.service.reload import ObserverGate, rebuild
 from acd.service.settings import Settings
 from acd.service.state import AgentStateStore, restore_agents
+from acd.service.wallboard import Wallboard, add_wallboard
 
 log = structlog.get_logger("acd.serve")
 
@@ -74,6 +75,7 @@ class Runtime:
         self.http_port = 0
         self.agi_port = 0
         self.started = False
+        self.wallboard: Wallboard | None = None
 
     # ------------------------------------------------------------------ Control (api.py)
 
@@ -169,7 +171,12 @@ class Runtime:
                                  max_sessions=s.agi.max_sessions)
         await self.agi.start()
         self.agi_port = self.agi.port
-        runner = web.AppRunner(build_api(self, s.http.max_body_bytes), access_log=None)
+        api = build_api(self, s.http.max_body_bytes)
+        if s.http.wallboard.enabled:
+            self.wallboard = Wallboard(lambda: self.service, s.http.wallboard)
+            service.observe(self.gate.wrap(self.wallboard.observe))  # type: ignore[arg-type]
+            add_wallboard(api, self.wallboard)
+        runner = web.AppRunner(api, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, s.http.host, s.http.port)
         await site.start()
