@@ -101,8 +101,11 @@ class Subscriber:
 
     async def next(self, timeout: float) -> bytes | None:
         """The next snapshot, or None after ``timeout`` seconds (time for a keep-alive)."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+        # that arrives as the event is set, and the stream would never end.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
         self._ready.clear()
         message, self.latest = self.latest, None
         return message
@@ -267,7 +270,8 @@ class Wallboard:
         gap = 1.0 / self.settings.max_updates_per_s
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self.settings.refresh_s)
+                async with asyncio.timeout(self.settings.refresh_s):
+                    await self._changed.wait()
             self._changed.clear()
             if self.subscribers:
                 try:
@@ -286,10 +290,14 @@ class Wallboard:
         for sub in list(self.subscribers):
             sub.close()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being cancelled ourselves: never swallow that
 
 
 def _level(config: CenterConfig, queue: str) -> ServiceLevel:
@@ -334,7 +342,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         while not sub.closed:
             message = await sub.next(board.settings.keepalive_s)
             chunk = message if message is not None else b": keep-alive\n\n"
-            await asyncio.wait_for(resp.write(chunk), board.settings.write_timeout_s)
+            async with asyncio.timeout(board.settings.write_timeout_s):
+                await resp.write(chunk)
     except (ConnectionResetError, TimeoutError):
         pass  # the page went away or stopped reading: free its place
     finally:
