@@ -67,8 +67,10 @@ function drawStates(id, rows) {
         }
       }
       const td = el("td", n || "·", {class: "n", "data-state": s});
-      if (reasons.length) td.title = reasons.join(", ");
-      if (reasons.length) td.textContent = `${n} (${reasons.join(", ")})`;
+      if (reasons.length) {
+        td.title = reasons.join(", ");
+        td.append(el("small", reasons.join(", "), {class: "reasons"}));
+      }
       tr.append(td);
     }
     return tr;
@@ -94,8 +96,17 @@ function drawAgents(elapsed) {
 }
 
 function drawAlerts() {
+  // One line per queue below target; the languages nobody can take share one line.
   const box = document.getElementById("alerts");
-  box.replaceChildren(...board.alerts.map((a) => el("p", a.text, {"data-kind": a.kind})));
+  const lines = board.alerts.filter((a) => a.kind !== "language")
+    .map((a) => el("p", a.text, {"data-kind": a.kind}));
+  const silent = board.alerts.filter((a) => a.kind === "language");
+  if (silent.length) {
+    const p = el("p", "No agent logged in for: ", {"data-kind": "language"});
+    for (const a of silent) p.append(el("span", a.language, {class: "chip", title: a.text}));
+    lines.push(p);
+  }
+  box.replaceChildren(...lines);
 }
 
 function draw() {
