@@ -126,6 +126,8 @@ class Wallboard:
         self.subscribers: set[Subscriber] = set()
         self.snapshots = 0
         self._task: asyncio.Task[None] | None = None
+        self._roster: object = None
+        self._spoken: dict[str, list[str]] = {}
 
     # ------------------------------------------------------------------ router observer
 
@@ -160,6 +162,13 @@ class Wallboard:
             for q in self._queues.values():
                 q.today = _Tally()
 
+    def _languages(self, service: RouterService) -> dict[str, list[str]]:
+        """Each agent's languages, from the roster (kept until a reload brings a new one)."""
+        if self._roster is not service.center.agents:
+            self._roster = service.center.agents
+            self._spoken = {a.id: list(a.languages) for a in self._roster}
+        return self._spoken
+
     def _config(self) -> CenterConfig:
         return self._source().center.config
 
@@ -179,23 +188,25 @@ class Wallboard:
         queues = [self._queue_row(s.queue, s.waiting, s.oldest_wait_s, s.ewt_s,
                                   s.agents_logged_in, s.agents_ready, wall, config)
                   for s in service.queue_snapshot()]
-        languages = {a.id: a.languages for a in service.center.agents}
+        languages = self._languages(service)
         agents = []
-        groups: dict[str, dict[str, dict[str, int]]] = {"site": {}, "group": {}, "language": {}}
-        for a in service.router.agent_snapshot():
+        by_site: dict[str, dict[str, int]] = {}
+        by_group: dict[str, dict[str, int]] = {}
+        by_language: dict[str, dict[str, int]] = {}
+        for a in sorted(service.router.agent_snapshot(),
+                        key=lambda a: (a.site, a.group, a.agent_id)):
             if a.state is AgentState.LOGGED_OUT:
                 continue
             label = STATE_LABELS[a.state]
             key = f"paused:{a.reason}" if a.state is AgentState.PAUSED else label
+            spoken = languages.get(a.agent_id, [])
             agents.append({"agent_id": a.agent_id, "site": a.site, "group": a.group,
-                           "languages": list(languages.get(a.agent_id, ())), "state": label,
-                           "reason": a.reason, "in_state_s": round(max(0.0, now - a.since), 1)})
-            for dim, values in (("site", (a.site,)), ("group", (a.group,)),
-                                ("language", languages.get(a.agent_id, ()))):
-                for value in values:
-                    counts = groups[dim].setdefault(value, {})
-                    counts[key] = counts.get(key, 0) + 1
-        agents.sort(key=lambda r: (str(r["site"]), str(r["group"]), str(r["agent_id"])))
+                           "languages": spoken, "state": label, "reason": a.reason,
+                           "in_state_s": round(max(0.0, now - a.since), 1)})
+            for counts in (by_site.setdefault(a.site, {}), by_group.setdefault(a.group, {}),
+                           *(by_language.setdefault(lang, {}) for lang in spoken)):
+                counts[key] = counts.get(key, 0) + 1
+        groups = {"site": by_site, "group": by_group, "language": by_language}
         return {"at": wall, "center": config.center.name, "queues": queues,
                 "agents_by": {dim: [{"name": k, "states": v} for k, v in sorted(rows.items())]
                               for dim, rows in groups.items()},
