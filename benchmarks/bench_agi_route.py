@@ -132,7 +132,8 @@ async def _pages(port: int, count: int) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     print(json.dumps({"pages": count, "messages_min": min(received),
-                      "messages_max": max(received)}), flush=True)
+                      "messages_max": max(received),
+                      "cpu_seconds": round(time.process_time(), 3)}), flush=True)
 
 
 # ------------------------------------------------------------------ load (this process)
