@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from acd.init import register as register_init
     from acd.service.cli import register as register_service
+    from acd.service.report import register as register_report
     from ivr.cli import register as register_ivr
     from sim.cli import register as register_erlang
     from sim.cli import register_compare, register_sim, register_sweep, register_traffic
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_traffic(sub)
     register_ivr(sub)
     register_service(sub)
+    register_report(sub)
     register_init(sub)
     return parser
 

@@ -38,6 +38,7 @@ from acd.service.metrics import ServiceMetrics, add_process_metrics
 from acd.service.reload import ObserverGate, rebuild
 from acd.service.settings import Settings
 from acd.service.state import AgentStateStore, RestartBoard, restore
+from acd.service.wallboard import Wallboard, add_wallboard
 
 log = structlog.get_logger("acd.serve")
 
@@ -77,6 +78,7 @@ class Runtime:
         self.http_port = 0
         self.agi_port = 0
         self.started = False
+        self.wallboard: Wallboard | None = None
 
     # ------------------------------------------------------------------ Control (api.py)
 
@@ -245,7 +247,12 @@ class Runtime:
         rest are reset at once), header and body deadlines from `HttpGuard`."""
         h = self.settings.http
         guard = HttpGuard(h.header_timeout_s, h.body_timeout_s)
-        runner = web.AppRunner(build_api(self, h.max_body_bytes, guard), access_log=None)
+        api = build_api(self, h.max_body_bytes, guard)
+        if h.wallboard.enabled:
+            self.wallboard = Wallboard(lambda: self.service, h.wallboard)
+            self.service.observe(self.gate.wrap(self.wallboard.observe))  # type: ignore[arg-type]
+            add_wallboard(api, self.wallboard)
+        runner = web.AppRunner(api, access_log=None)
         await runner.setup()
         self._http = runner
         loop = asyncio.get_running_loop()

@@ -48,6 +48,23 @@ class AgiSettings(_Strict):
     max_ttfc_s: Annotated[float | None, Field(gt=0, le=60)] = 0.5
 
 
+class WallboardSettings(_Strict):
+    """The live wallboard (``/wallboard``): how often it updates and how many pages it serves."""
+
+    enabled: bool = True
+    #: Open event streams at most; the next page gets 503.
+    max_subscribers: Annotated[int, Field(ge=1, le=10_000)] = 100
+    #: Snapshots per second at most, however busy the router is (changes are coalesced).
+    max_updates_per_s: Annotated[float, Field(gt=0, le=20)] = 4.0
+    #: A snapshot at least this often, so waits and times in state keep moving on screen.
+    refresh_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    #: A page that has not taken a snapshot for this long is disconnected.
+    write_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    keepalive_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+    #: The rolling service-level window ("last 15 minutes").
+    sl_window_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+
+
 class HttpSettings(_Strict):
     """The HTTP API and ``/metrics``."""
 
@@ -63,6 +80,7 @@ class HttpSettings(_Strict):
     #: Bearer token for mutating endpoints; the variable named by ``token_env`` overrides it.
     token: str | None = None
     token_env: str = "ACD_API_TOKEN"
+    wallboard: WallboardSettings = WallboardSettings()
 
 
 class AriSettings(_Strict):

@@ -1,0 +1,276 @@
+"""``acd report summary``: the shift summary for management, from the service's call records.
+
+For the calls that arrived in ``[since, until)``: service level (``sl_offered``: answered
+within the threshold / offered), answer rate, ASA, AHT (talk time of answered calls) and
+abandon rate for the center and by queue (the call's first queue), language, country, site
+(of the answering agent; ``-`` for calls no agent answered) and interval in the center's local
+time; the intervals that missed the SL target and the SL consistency (share of intervals with
+at least ``min_calls`` offered calls that met it). Text, HTML (jinja2) or JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from acd.cliargs import input_file, iso_time, output_file
+from acd.config.schema import CenterConfig
+from acd.errors import COMMAND_LINE, ConfigError, Problem, usage
+from acd.runtime.records import read_calls
+
+DIMENSIONS = ("queue", "language", "country", "site")
+
+
+@dataclass
+class Tally:
+    """Calls of one group and what became of them."""
+
+    offered: int = 0
+    answered: int = 0
+    within: int = 0
+    abandoned: int = 0
+    wait_answered_s: float = 0.0
+    talk_s: float = 0.0
+
+    def add(self, row: Mapping[str, object], threshold_s: float) -> None:
+        """Count one call record."""
+        self.offered += 1
+        wait = float(row["wait_s"] or 0.0)  # type: ignore[arg-type]
+        if row["outcome"] == "answered":
+            self.answered += 1
+            self.within += wait <= threshold_s
+            self.wait_answered_s += wait
+            self.talk_s += float(row["talk_s"] or 0.0)  # type: ignore[arg-type]
+        elif row["outcome"] == "abandoned":
+            self.abandoned += 1
+
+    def figures(self) -> dict[str, float | int | None]:
+        """SL, answer rate, ASA, AHT and abandon rate (None where nothing counts)."""
+        return {"offered": self.offered, "answered": self.answered,
+                "sl": _share(self.within, self.offered),
+                "answer_rate": _share(self.answered, self.offered),
+                "asa_s": _mean(self.wait_answered_s, self.answered),
+                "aht_s": _mean(self.talk_s, self.answered),
+                "abandon_rate": _share(self.abandoned, self.offered)}
+
+
+@dataclass
+class Summary:
+    """The figures of one period."""
+
+    since: datetime
+    until: datetime
+    target: float
+    threshold_s: float
+    answer_rate_target: float
+    interval_min: int
+    min_calls: int
+    center: Tally = field(default_factory=Tally)
+    by: dict[str, dict[str, Tally]] = field(
+        default_factory=lambda: {d: {} for d in DIMENSIONS})
+    intervals: dict[str, Tally] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for JSON and the templates."""
+        intervals: list[dict[str, Any]] = [{"start": k, **t.figures()}
+                                           for k, t in sorted(self.intervals.items())]
+        judged = [i for i in intervals if i["offered"] >= self.min_calls]
+        missed = [i for i in judged if i["sl"] is not None and i["sl"] < self.target]
+        return {"since": self.since.isoformat(), "until": self.until.isoformat(),
+                "target": {"sl": self.target, "threshold_s": self.threshold_s,
+                           "answer_rate": self.answer_rate_target},
+                "center": self.center.figures(),
+                "by": {d: {k: t.figures() for k, t in sorted(rows.items())}
+                       for d, rows in self.by.items()},
+                "interval_min": self.interval_min, "intervals": intervals,
+                "intervals_missed": [i["start"] for i in missed],
+                "sl_consistency": _share(len(judged) - len(missed), len(judged)),
+                "intervals_judged": len(judged), "min_calls": self.min_calls}
+
+
+def summarize(rows: Iterable[Mapping[str, object]], config: CenterConfig, since: datetime,
+              until: datetime, interval_min: int = 30, min_calls: int = 10) -> Summary:
+    """The summary of the call records ``rows`` (as :func:`read_calls` yields them)."""
+    sl = config.center.service_level
+    zone = ZoneInfo(next(iter(config.sites.values())).timezone) if config.sites else None
+    summary = Summary(since, until, sl.target, sl.threshold_s,
+                      config.center.answer_rate_target, interval_min, min_calls)
+    for row in rows:
+        queue = str(row["entry_queue"])
+        threshold = (config.sl_for(queue) if queue in config.queues else sl).threshold_s
+        summary.center.add(row, threshold)
+        keys = {"queue": queue, "language": row["language"], "country": row["country"],
+                "site": row["site"] or "-"}
+        for dim, key in keys.items():
+            summary.by[dim].setdefault(str(key), Tally()).add(row, threshold)
+        arrival = datetime.fromtimestamp(float(row["arrival"]), zone)  # type: ignore[arg-type]
+        minute = arrival.hour * 60 + arrival.minute
+        start = arrival.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
+            minutes=minute - minute % interval_min)
+        summary.intervals.setdefault(start.isoformat(timespec="minutes"), Tally()).add(
+            row, threshold)
+    return summary
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _mean(total: float, count: int) -> float | None:
+    return total / count if count else None
+
+
+# ---------------------------------------------------------------------- rendering
+
+def _pct(value: object) -> str:
+    return "-" if value is None else f"{float(value):.1%}"  # type: ignore[arg-type]
+
+
+def _sec(value: object) -> str:
+    return "-" if value is None else f"{float(value):.1f} s"  # type: ignore[arg-type]
+
+
+_ENV = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True),
+                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV.filters["pct"] = _pct
+_ENV.filters["sec"] = _sec
+_ROW = ("<td>{{ f.offered }}</td><td>{{ f.sl|pct }}</td><td>{{ f.answer_rate|pct }}</td>"
+        "<td>{{ f.asa_s|sec }}</td><td>{{ f.aht_s|sec }}</td><td>{{ f.abandon_rate|pct }}</td>")
+HTML = _ENV.from_string("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Shift summary {{ s.since }}</title>
+<style>body{font-family:system-ui,sans-serif;margin:1.5rem}table{border-collapse:collapse;
+margin-bottom:1.2rem}td,th{border-bottom:1px solid #ccc;padding:.2rem .6rem;text-align:right}
+td:first-child,th:first-child{text-align:left}.miss{color:#b00;font-weight:600}</style>
+</head><body>
+<h1>Shift summary</h1>
+<p>Calls that arrived from {{ s.since }} until {{ s.until }}. Target: {{ s.target.sl|pct }}
+answered within {{ s.target.threshold_s }} s, answer rate {{ s.target.answer_rate|pct }}.</p>
+{% set f = s.center %}
+<table><tr><th></th><th>offered</th><th>SL</th><th>answer rate</th><th>ASA</th><th>AHT</th>
+<th>abandon rate</th></tr><tr><td>center</td>""" + _ROW + """</tr></table>
+<p>SL consistency: {{ s.sl_consistency|pct }} of {{ s.intervals_judged }} intervals with at
+least {{ s.min_calls }} calls met the target.
+{% if s.intervals_missed %}<span class="miss">Missed: {{ s.intervals_missed|join(", ") }}
+</span>{% endif %}</p>
+{% for dim, rows in s.by.items() %}
+<h2>By {{ dim }}</h2>
+<table><tr><th>{{ dim }}</th><th>offered</th><th>SL</th><th>answer rate</th><th>ASA</th>
+<th>AHT</th><th>abandon rate</th></tr>
+{% for name, f in rows.items() %}<tr><td>{{ name }}</td>""" + _ROW + """</tr>
+{% endfor %}</table>
+{% endfor %}
+<h2>By interval ({{ s.interval_min }} min)</h2>
+<table><tr><th>start</th><th>offered</th><th>SL</th><th>answer rate</th><th>ASA</th>
+<th>AHT</th><th>abandon rate</th></tr>
+{% for f in s.intervals %}<tr{% if f.start in s.intervals_missed %} class="miss"{% endif %}>
+<td>{{ f.start }}</td>""" + _ROW + """</tr>
+{% endfor %}</table>
+</body></html>
+""")
+
+
+def render_text(data: Mapping[str, Any]) -> str:
+    """The summary as plain text (for a terminal or an e-mail body)."""
+    head = f"{'':24} {'offered':>8} {'SL':>7} {'answer':>7} {'ASA':>8} {'AHT':>8} {'aband.':>7}"
+
+    def line(name: str, f: Mapping[str, Any]) -> str:
+        return (f"{name[:24]:24} {f['offered']:>8} {_pct(f['sl']):>7} "
+                f"{_pct(f['answer_rate']):>7} {_sec(f['asa_s']):>8} {_sec(f['aht_s']):>8} "
+                f"{_pct(f['abandon_rate']):>7}")
+
+    t = data["target"]
+    out = [f"Shift summary: calls that arrived from {data['since']} until {data['until']}",
+           f"Target: {_pct(t['sl'])} answered within {t['threshold_s']:g} s, answer rate "
+           f"{_pct(t['answer_rate'])}", "", head, line("center", data["center"])]
+    for dim, rows in data["by"].items():
+        out += ["", f"by {dim}"] + [line(name, f) for name, f in rows.items()]
+    out += ["", f"by interval ({data['interval_min']} min)"]
+    out += [line(i["start"], i) + ("  MISSED" if i["start"] in data["intervals_missed"] else "")
+            for i in data["intervals"]]
+    out += ["", f"SL consistency: {_pct(data['sl_consistency'])} of {data['intervals_judged']} "
+            f"intervals with at least {data['min_calls']} calls met the target"]
+    return "\n".join(out) + "\n"
+
+
+def render(summary: Summary, form: str) -> str:
+    """The summary as ``text``, ``html`` or ``json``."""
+    data = summary.as_json()
+    if form == "json":
+        return json.dumps(data, indent=2) + "\n"
+    if form == "html":
+        return HTML.render(s=data)
+    return render_text(data)
+
+
+# ---------------------------------------------------------------------- command line
+
+def _cmd_summary(args: argparse.Namespace, console: Any) -> int:
+    from acd.config.load import load_center
+    from acd.service.cli import _database_problems
+    from acd.service.settings import load_settings
+
+    settings = load_settings(args.config)
+    db_path, source, key = ((Path(args.db), COMMAND_LINE, "--db") if args.db else
+                            (settings.database, settings.file or "<defaults>",
+                             "records.database"))
+    problems = _database_problems(db_path, source, key, must_exist=True)
+    if problems:
+        raise ConfigError(problems)
+    center = load_center(settings.center)
+    db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        summary = summarize(read_calls(db, args.since.timestamp(), args.until.timestamp()),
+                            center.config, args.since, args.until, args.interval, args.min_calls)
+    except sqlite3.Error as exc:
+        raise ConfigError([Problem(str(db_path), "calls", None,
+                                   f"cannot read call records: {exc}")]) from None
+    finally:
+        db.close()
+    text = render(summary, args.format)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        console.print(f"summary written to {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _check_summary(args: argparse.Namespace) -> list[Problem]:
+    problems = output_file("--out", args.out) if args.out else []
+    if args.config is not None:
+        problems += input_file("--config", args.config)
+    if args.until <= args.since:
+        problems.append(usage("--until", args.until.isoformat(),
+                              f"must be after --since {args.since.isoformat()}"))
+    if not 1 <= args.interval <= 1440 or 1440 % args.interval:
+        problems.append(usage("--interval", str(args.interval),
+                              "must divide a day in whole minutes (15, 30, 60, ...)"))
+    return problems
+
+
+def register(sub: Any) -> None:
+    """Add ``report summary`` to the ``acd`` subparsers."""
+    report = sub.add_parser("report", help="reports from the service's call records")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    p = report_sub.add_parser("summary", help="the shift summary: SL, answer rate, ASA, AHT, "
+                              "abandons by queue, language, country, site and interval")
+    p.add_argument("--since", type=iso_time, required=True,
+                   help="first arrival, ISO 8601 with UTC offset, e.g. 2026-03-02T08:00+03:00")
+    p.add_argument("--until", type=iso_time, required=True, help="arrivals before this time")
+    p.add_argument("--db", help="records database (default: the one in the settings)")
+    p.add_argument("--config", help="service settings YAML (database and center config)")
+    p.add_argument("--format", choices=("text", "html", "json"), default="text")
+    p.add_argument("--out", help="write to this file instead of standard output")
+    p.add_argument("--interval", type=int, default=30, help="interval length in minutes")
+    p.add_argument("--min-calls", type=int, default=10,
+                   help="calls an interval needs to count for SL consistency")
+    p.set_defaults(func=_cmd_summary, validate=_check_summary)
