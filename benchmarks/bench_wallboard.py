@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -33,13 +32,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acd.testing.fake_agi import environment_block  # noqa: E402
-from acd.testing.loadgen import LoadResult, session_rate  # noqa: E402
-from acd.testing.loadgen import open_loop as loadgen_open_loop  # noqa: E402
+# The callers and the load phases are the route benchmark's own (this script sits beside it).
+from bench_agi_route import HOST, held, open_loop, rate  # noqa: E402
 
-HOST = "127.0.0.1"
-COUNTRIES = ("+79161234567", "+380441234567", "+77012345678", "+995322123456", "+37122123456")
-
+from acd.testing.loadgen import LoadResult  # noqa: E402
 
 # ------------------------------------------------------------------ server (child process)
 
@@ -138,83 +134,6 @@ async def _pages(port: int, count: int) -> None:
 
 
 # ------------------------------------------------------------------ load (this process)
-
-class _Caller:
-    """One fake Asterisk call on the route script."""
-
-    def __init__(self, port: int, n: int, timeout: float) -> None:
-        self.port, self.timeout = port, timeout
-        self.env = environment_block("route", args=("100",), callerid=COUNTRIES[n % 5],
-                                     uniqueid=f"1795609297.{n}")
-        self.writer: asyncio.StreamWriter | None = None
-        self.reader: asyncio.StreamReader | None = None
-
-    async def answer_first_command(self) -> float:
-        """Connect, get queued and put on hold; returns the time to first command."""
-        started = time.perf_counter()
-        async with asyncio.timeout(self.timeout):
-            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
-            self.writer.write(self.env)
-            first = await self.reader.readline()
-            ttfc = time.perf_counter() - started
-            if not first.startswith(b"SET VARIABLE ACD_CALL_ID "):
-                raise ConnectionError(f"unexpected first command {first!r}")
-            self.writer.write(b"200 result=1\n")
-            line = await self.reader.readline()
-            if line.startswith(b"SET VARIABLE CHANNEL(language) "):  # not a ru caller
-                self.writer.write(b"200 result=1\n")
-                line = await self.reader.readline()
-            if line != b"SET MUSIC ON default\n":
-                raise ConnectionError("no music on hold")
-            self.writer.write(b"200 result=0\n")
-        return ttfc
-
-    async def hang_up(self) -> None:
-        assert self.reader is not None and self.writer is not None
-        self.writer.write(b"HANGUP\n")
-        async with asyncio.timeout(self.timeout):
-            while await self.reader.read(4096):
-                pass
-        self.writer.close()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-async def held(port: int, count: int, first: int) -> LoadResult:
-    result = LoadResult("held")
-    gate = asyncio.Semaphore(100)
-    callers = [_Caller(port, first + n, 30.0) for n in range(count)]
-
-    async def one(c: _Caller) -> None:
-        try:
-            async with gate:
-                result.ttfc.append(await c.answer_first_command())
-        except (OSError, TimeoutError):
-            result.failures += 1
-            c.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(c) for c in callers))
-    result.peak_held = len(result.ttfc)
-    for c in callers:
-        with contextlib.suppress(OSError, TimeoutError, AssertionError):
-            await c.hang_up()
-            result.sessions += 1
-    result.seconds = time.perf_counter() - started
-    return result
-
-
-async def rate(port: int, total: int, first: int, concurrency: int = 32) -> LoadResult:
-    return await session_rate(HOST, port, total, concurrency=concurrency, first=first,
-                              make_call=lambda n: _Caller(port, n, 10.0))
-
-
-async def open_loop(port: int, per_s: float, duration: float, first: int) -> LoadResult:
-    return await loadgen_open_loop(HOST, port, per_s, duration, seed=20, first=first,
-                                   make_call=lambda n: _Caller(port, n, 10.0))
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
