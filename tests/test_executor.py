@@ -125,10 +125,10 @@ def test_a_sweep_survives_a_worker_killed_mid_run(cluster: Any) -> None:
 
 def test_a_failed_replication_is_named_with_its_seed(dask: DaskExecutor, tmp_path: Path) -> None:
     """A replication that raises on a worker is reported by index and base seed, the cause
-    chained, on Dask as locally."""
+    chained, on Dask as locally (both replications fail here: either may be reported first)."""
     missing = RunSpec(str(tmp_path / "gone.yaml"), {})
     for executor in (LocalExecutor(1), dask):
-        with pytest.raises(TaskFailed, match=r"replication 0 \(0-based\) of seed 11") as info:
+        with pytest.raises(TaskFailed, match=r"replication [01] \(0-based\) of seed 11") as info:
             run_replications(missing, 2, 11, executor=executor)
         assert "gone.yaml" in str(info.value)
 
