@@ -18,6 +18,8 @@ import pytest
 from test_ami_callbacks import SECRET as AMI_SECRET
 from test_ami_callbacks import USER as AMI_USER
 from test_ami_callbacks import FakeAmi
+from test_serve import ivr_reply
+from test_serve import settings_file as serve_settings
 
 from acd.asterisk.ami import AmiChannelProbe, AmiTarget
 from acd.config.load import load_center
@@ -48,23 +50,7 @@ TALKER, RINGER, WRAPPER, SPARE = ("msk-tech-ru-001", "msk-tech-ru-002", "msk-tec
 
 def settings_file(tmp_path: Path) -> Path:
     """Settings on ephemeral ports, records in ``tmp_path`` (kept across restarts)."""
-    path = tmp_path / "service.yaml"
-    path.write_text(f"center: {ROOT / 'config' / 'center.yaml'}\n"
-                    f"flows: {ROOT / 'config' / 'ivr'}\n"
-                    "agi: {port: 0}\nhttp: {port: 0}\nrecords: {database: acd.sqlite3}\n"
-                    "shutdown_grace_s: 0.2\nlogs: {format: json}\n")
-    return path
-
-
-def ivr_reply(command: str) -> str:
-    """The caller in the reference IVR: menu 1 (technical support), prompts play through."""
-    if command.startswith("STREAM FILE"):
-        return "200 result=0 endpos=8000"
-    if command.startswith("GET DATA acd/ru/main_menu"):
-        return "200 result=1"
-    if command.startswith("GET DATA"):
-        return "200 result= (timeout)"
-    return "200 result=1"
+    return serve_settings(tmp_path, grace_s=0.2)
 
 
 async def route_to_dial(fake: FakeAsterisk, uniqueid: str,

@@ -40,13 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CALLER = "+79161234567"
 
 
-def settings_file(tmp_path: Path, center: Path | None = None) -> Path:
-    """Settings on ephemeral ports, records in ``tmp_path``."""
+def settings_file(tmp_path: Path, center: Path | None = None, grace_s: float = 1) -> Path:
+    """Settings on ephemeral ports, records in ``tmp_path``; ``grace_s`` to drain at stop."""
     path = tmp_path / "service.yaml"
     path.write_text(f"center: {center or ROOT / 'config' / 'center.yaml'}\n"
                     f"flows: {ROOT / 'config' / 'ivr'}\n"
                     "agi: {port: 0}\nhttp: {port: 0}\nrecords: {database: acd.sqlite3}\n"
-                    "shutdown_grace_s: 1\nlogs: {format: json}\n")
+                    f"shutdown_grace_s: {grace_s}\nlogs: {{format: json}}\n")
     return path
 
 
