@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,9 +44,9 @@ COUNTRIES = ("+79161234567", "+380441234567", "+77012345678", "+995322123456", "
 
 # ------------------------------------------------------------------ server (child process)
 
-async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None:
+def bench_call_path() -> Any:
+    """The reference center's call path with a one-node IVR and unbounded queues."""
     from acd.asterisk.agi.route import CallPath
-    from acd.asterisk.agi.server import Admission, AgiSession, FastAgiServer
     from acd.config.load import load_center
     from acd.runtime.ivrsetup import IvrSetup, load_ivr
     from acd.runtime.router_service import RouterService
@@ -59,7 +60,14 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
     service = RouterService(center)
     for queue in service.router._queues.values():  # benchmark only: hold every call
         queue.max_length = 10**7
-    path = CallPath(service, setup)
+    return CallPath(service, setup)
+
+
+async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None:
+    from acd.asterisk.agi.server import Admission, AgiSession, FastAgiServer
+
+    path = bench_call_path()
+    service = path.service
     admission = Admission(max_loop_lag_s, max_ttfc_s)
     # Benchmark only: the server's own view (accept to first command, accept to hand-back),
     # free of the load generator's lateness on a shared machine.

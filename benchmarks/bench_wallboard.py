@@ -33,29 +33,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The callers and the load phases are the route benchmark's own (this script sits beside it).
-from bench_agi_route import HOST, held, open_loop, rate  # noqa: E402
+from bench_agi_route import HOST, bench_call_path, held, open_loop, rate  # noqa: E402
 
 from acd.testing.loadgen import LoadResult  # noqa: E402
 
 # ------------------------------------------------------------------ server (child process)
 
 async def _serve(wallboards: bool) -> None:
-    from acd.asterisk.agi.route import CallPath
     from acd.asterisk.agi.server import FastAgiServer
-    from acd.config.load import load_center
-    from acd.runtime.ivrsetup import IvrSetup, load_ivr
-    from acd.runtime.router_service import RouterService
-    from ivr.testing import compile_flow, prompts
 
-    center = load_center(ROOT / "config" / "center.yaml")
-    base = load_ivr(center, ROOT / "config" / "ivr")
-    flow = compile_flow({"flow": "bench", "start": "q", "default_queue": "tech",
-                         "prompts": prompts(), "nodes": {"q": {"type": "queue"}}})
-    setup = IvrSetup(center, base.known, {"main": flow})
-    service = RouterService(center)
-    for queue in service.router._queues.values():  # benchmark only: hold every call
-        queue.max_length = 10**7
-    path = CallPath(service, setup)
+    path = bench_call_path()
+    service = path.service
     decisions: list[float] = []
     service.observe_latency(lambda _entry, seconds: decisions.append(seconds))
     server = FastAgiServer(path.handler_for, HOST, 0, max_sessions=10_000)
