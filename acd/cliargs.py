@@ -14,24 +14,13 @@ import stat
 from datetime import datetime
 from pathlib import Path
 
+from acd.config.files import file_kind
 from acd.errors import Problem, usage
 
 #: Bytes read at a time when checking that an input file is UTF-8 text.
 _CHUNK = 1 << 20
 #: A date without a time and offset is refused with this example of what to write instead.
 TIME_EXAMPLE = "2026-03-02T00:00+03:00"
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
 
 
 def input_file(option: str, path: str | os.PathLike[str], text: bool = True) -> list[Problem]:
@@ -53,7 +42,7 @@ def input_file(option: str, path: str | os.PathLike[str], text: bool = True) -> 
     except OSError as exc:
         return bad(f"cannot read file: {exc.strerror}")
     if not stat.S_ISREG(mode):
-        return bad(f"cannot read file: it is {_kind(mode)}")
+        return bad(f"cannot read file: it is {file_kind(mode)}")
     try:
         with open(path, "rb") as f:
             decoder = codecs.getincrementaldecoder("utf-8")()

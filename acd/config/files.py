@@ -31,7 +31,8 @@ CSV_FIELD_MAX_BYTES = 128 * 1024
 _CHUNK = 1 << 20
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words (``a FIFO (named pipe)``, ...)."""
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):
@@ -63,14 +64,14 @@ def open_regular(path: str | os.PathLike[str], cap: int) -> BinaryIO:
     try:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):  # refused before open: opening a socket or a tape is not free
-            raise _refuse(path, f"cannot read file: it is {_kind(mode)}")
+            raise _refuse(path, f"cannot read file: it is {file_kind(mode)}")
         fd = os.open(path, flags)
     except FileNotFoundError as exc:
         raise _refuse(path, f"cannot read file: {exc.strerror}") from exc
     try:
         st = os.fstat(fd)  # the file we opened, not the one stat() saw: it may have been swapped
         if not stat.S_ISREG(st.st_mode):
-            raise _refuse(path, f"cannot read file: it is {_kind(st.st_mode)}")
+            raise _refuse(path, f"cannot read file: it is {file_kind(st.st_mode)}")
         if st.st_size > cap:
             raise _too_large(path, cap, st.st_size)
         if hasattr(os, "set_blocking"):
