@@ -139,12 +139,12 @@ class StasisApp(Adoption):
         takes back the callers still in Stasis by then). Returns how many calls ended."""
         calls = list(self.calls.values())
         for call in calls:
+            for task in list(call.tasks):  # its IVR, its steps waiting on the PBX
+                task.cancel()
             if call.machine is not None:
                 call.mark_hung_up()
                 self.feed(call, Lost(SITE_DOWN))
-            call.todo.clear()
-            for task in list(call.tasks):
-                task.cancel()
+            call.todo.clear()  # a worker the feed started finds nothing to ask the PBX
             if self.calls.get(call.call_id) is call:
                 del self.calls[call.call_id]
             if call.leg is not None:

@@ -1,0 +1,222 @@
+"""Two sites, two PBXs, one router: a Moscow caller answered by a Kyiv agent through the
+inter-site trunk, and a Kyiv outage moving the queue to Moscow (two fake ARI servers)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arikit import RU_CALLER, CallbackList, eventually, reference_center
+from prometheus_client import CollectorRegistry
+
+from acd.core.model import AgentState, CallEnded, Output
+from acd.runtime.ivrsetup import load_ivr
+from acd.runtime.router_service import RouterService
+from acd.service.metrics import ServiceMetrics
+from acd.service.pbx_links import PbxLinks
+from acd.service.settings import load_settings
+from acd.testing.ari_objects import AgentScript
+from acd.testing.clock import ManualClock
+from acd.testing.fake_ari import FakeAri
+
+ROOT = Path(__file__).resolve().parents[1]
+#: A Kyiv agent who takes Russian tech calls (extension 2301), and a Moscow one (1001).
+KYIV_AGENT, KYIV_EXT = "kyi-support-ru-001", "2301"
+MOSCOW_AGENT = "msk-tech-ru-001"
+#: After 12 s the tech queue opens every site to a Moscow caller (config/center.yaml).
+ADD_SITES_S = 12.0
+
+SETTINGS = """\
+center: {center}
+flows: {flows}
+pbxs:
+  - name: msk
+    site: moscow
+    ari: {{url: "{msk}", user_env: ARI_USER, password_env: ARI_PASSWORD_MSK}}
+    trunks: {{kyiv: "PJSIP/{{ext}}@kyiv"}}
+    down_after_s: 0.2
+  - name: kyiv
+    site: kyiv
+    ari: {{url: "{kyiv}", user_env: ARI_USER, password_env: ARI_PASSWORD_KYIV}}
+    trunks: {{msk: "PJSIP/{{ext}}@moscow"}}
+    down_after_s: 0.2
+"""
+
+
+class TwoSites:
+    """Two fake PBXs (channel ids apart by ``systemname``), one router on a manual clock, and
+    the service's PBX links: a client, a Stasis application and a watch per PBX."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.msk = FakeAri(speed=20.0, system_name="msk", password="m-secret")
+        self.kyiv = FakeAri(speed=20.0, system_name="kyiv", password="k-secret")
+        self.tmp_path = tmp_path
+        self.clock = ManualClock()
+        self.outputs: list[Output] = []
+        self.registry = CollectorRegistry()
+        self.links: PbxLinks
+
+    async def start(self) -> None:
+        await self.msk.start()
+        await self.kyiv.start()
+        path = self.tmp_path / "service.yaml"
+        path.write_text(SETTINGS.format(center=ROOT / "config" / "center.yaml",
+                                        flows=ROOT / "config" / "ivr", msk=self.msk.url,
+                                        kyiv=self.kyiv.url), encoding="utf-8")
+        settings = load_settings(path, {"ARI_USER": "acd", "ARI_PASSWORD_MSK": "m-secret",
+                                        "ARI_PASSWORD_KYIV": "k-secret"})
+        center = reference_center()
+        self.service = RouterService(center, self.clock)
+        self.service.observe(lambda o, _wall: self.outputs.append(o))
+        setup = load_ivr(center, ROOT / "config" / "ivr", callbacks=CallbackList())
+        self.metrics = ServiceMetrics(center.config, self.registry)
+        self.links = PbxLinks(self.service, setup, settings.pbxs, settings.file)
+        self.links.listen(lambda pbx, site, up: self.metrics.pbx_up.labels(pbx, site).set(up))
+        await self.links.start()
+        for watch in self.links.watches.values():
+            watch.poll_s = 0.02
+        for app in self.links.apps.values():
+            await asyncio.wait_for(app.ready.wait(), 3.0)
+
+    async def stop(self) -> None:
+        await self.links.stop()
+        self.service.close()
+        await self.msk.stop()
+        await self.kyiv.stop()
+
+    def pbx_up(self, pbx: str, site: str) -> float | None:
+        return self.registry.get_sample_value("acd_pbx_up", {"pbx": pbx, "site": site})
+
+    def state(self, agent_id: str) -> AgentState:
+        return self.service.router.agent_state(agent_id)
+
+    def reason(self, agent_id: str) -> str | None:
+        return next(a.reason for a in self.service.router.agent_snapshot()
+                    if a.agent_id == agent_id)
+
+    def ended(self, call_id: str) -> CallEnded | None:
+        return next((o for o in self.outputs
+                     if isinstance(o, CallEnded) and o.call_id == call_id), None)
+
+    async def queue_caller(self, fake: FakeAri, pbx: str) -> str:
+        """A Russian caller on ``fake`` presses 1 (tech) and declines a callback: queued."""
+        call_id = fake.inject_call(RU_CALLER, "Olga", ("8800100",))
+        app = self.links.apps[pbx]
+
+        def played(prompt: str) -> bool:
+            return any(e["type"] == "PlaybackStarted"
+                       and e["playback"]["target_uri"] == f"channel:{call_id}"
+                       and e["playback"]["media_uri"].endswith("/" + prompt)
+                       for e in fake.event_log)
+
+        await eventually(lambda: played("main_menu"), what="main menu")
+        await fake.send_dtmf(call_id, "1")
+        await eventually(lambda: self.service.router.call_state(call_id) is not None
+                         or played("callback_offer"), what="queued or asked")
+        if self.service.router.call_state(call_id) is None:
+            await fake.send_dtmf(call_id, "2")
+        await eventually(lambda: self.service.router.call_state(call_id) is not None
+                         and app.calls[call_id].machine is not None, what="queued")
+        return call_id
+
+    def originates(self, fake: FakeAri) -> list[dict[str, Any]]:
+        """The agent legs the engine originated on ``fake``, as request parameters."""
+        return [dict(r.params) for r in fake.requests
+                if r.method == "POST" and r.path.startswith("/channels") and r.status < 300
+                and "endpoint" in r.params]
+
+
+@pytest.fixture
+async def sites(tmp_path: Path) -> AsyncIterator[TwoSites]:
+    rig = TwoSites(tmp_path)
+    await rig.start()
+    try:
+        yield rig
+    finally:
+        await rig.stop()
+
+
+async def test_moscow_caller_is_answered_by_a_kyiv_agent_through_the_trunk(
+        sites: TwoSites) -> None:
+    """The agent leg is originated on the Moscow PBX with Moscow's trunk to Kyiv and the Kyiv
+    agent's extension, and the caller talks to the Kyiv agent through it."""
+    sites.service.login(KYIV_AGENT)
+    call_id = await sites.queue_caller(sites.msk, "msk")
+    assert call_id.startswith("msk-")
+    assert sites.service.pbx_of(call_id) == "msk"
+    assert sites.state(KYIV_AGENT) is AgentState.READY  # home site only, for now
+    await sites.clock.advance_and_settle(ADD_SITES_S + 0.5)
+    await eventually(lambda: sites.state(KYIV_AGENT) is AgentState.ON_CALL, what="answered")
+    (leg,) = sites.originates(sites.msk)
+    assert leg["endpoint"] == f"PJSIP/{KYIV_EXT}@kyiv"
+    assert sites.originates(sites.kyiv) == []  # nothing is originated on the agent's PBX
+    app = sites.links.apps["msk"]
+    assert app.calls[call_id].leg is not None
+    leg_id = app.calls[call_id].leg.channel_id
+    await eventually(lambda: any(b.bridge_type == "mixing" and call_id in b.channels
+                                 and leg_id in b.channels for b in sites.msk.bridges.values()),
+                     what="caller and trunk leg bridged on the Moscow PBX")
+
+
+async def test_a_kyiv_caller_rings_a_kyiv_agent_at_the_agents_own_endpoint(
+        sites: TwoSites) -> None:
+    """Same PBX: the agent leg is originated on Kyiv at the agent's endpoint, no trunk."""
+    sites.service.login(KYIV_AGENT)
+    call_id = await sites.queue_caller(sites.kyiv, "kyiv")
+    assert sites.service.pbx_of(call_id) == "kyiv"
+    await sites.clock.advance_and_settle(ADD_SITES_S + 0.5)
+    await eventually(lambda: sites.state(KYIV_AGENT) is AgentState.ON_CALL, what="answered")
+    (leg,) = sites.originates(sites.kyiv)
+    assert leg["endpoint"] == f"PJSIP/{KYIV_EXT}"
+    assert sites.originates(sites.msk) == []
+
+
+async def test_kyiv_outage_moves_its_queue_to_moscow_and_kyiv_returns(sites: TwoSites) -> None:
+    """Kyiv's ARI down past its grace: its agents pause ``site_down`` (the ring through the
+    trunk is withdrawn and the Moscow caller goes to a Moscow agent), the Kyiv caller it held
+    leaves the router, acd_pbx_up says kyiv is 0; when Kyiv returns its agent is ready again
+    and the caller still in Stasis there is adopted back."""
+    sites.msk.script_agent(f"PJSIP/{KYIV_EXT}@kyiv", AgentScript(answer_after=None))
+    sites.service.login(KYIV_AGENT)
+    sites.service.login(MOSCOW_AGENT, paused_reason="break")
+    moscow_call = await sites.queue_caller(sites.msk, "msk")
+    await sites.clock.advance_and_settle(ADD_SITES_S + 0.5)
+    await eventually(lambda: sites.state(KYIV_AGENT) is AgentState.RINGING, what="ringing")
+    (leg,) = sites.originates(sites.msk)
+    assert leg["endpoint"] == f"PJSIP/{KYIV_EXT}@kyiv"
+    kyiv_call = await sites.queue_caller(sites.kyiv, "kyiv")
+    assert sites.pbx_up("kyiv", "kyiv") == 1.0
+
+    sites.kyiv.fail_requests(503)
+    await sites.kyiv.drop_websocket(refuse_next=10_000)
+    await eventually(lambda: sites.state(KYIV_AGENT) is AgentState.PAUSED, what="site down")
+    assert sites.reason(KYIV_AGENT) == "site_down"
+    assert sites.pbx_up("kyiv", "kyiv") == 0.0
+    assert sites.pbx_up("msk", "moscow") == 1.0
+    # The ring through the trunk is withdrawn; the Moscow caller waits again, its place kept.
+    await eventually(lambda: sites.links.apps["msk"].calls[moscow_call].leg is None,
+                     what="trunk leg released")
+    assert sites.service.router.call_state(moscow_call) is not None
+    # The Kyiv caller is no longer the engine's: it leaves the router and its app.
+    ended = sites.ended(kyiv_call)
+    assert ended is not None
+    assert kyiv_call not in sites.links.apps["kyiv"].calls
+    # A Moscow agent takes the Moscow caller.
+    sites.msk.script_agent("PJSIP/1001", AgentScript(answer_after=0.0))
+    sites.service.ready(MOSCOW_AGENT)
+    await eventually(lambda: sites.state(MOSCOW_AGENT) is AgentState.ON_CALL,
+                     what="moscow agent talking")
+    assert [o["endpoint"] for o in sites.originates(sites.msk)] == [
+        f"PJSIP/{KYIV_EXT}@kyiv", "PJSIP/1001"]
+
+    sites.kyiv.stop_failing()
+    sites.kyiv.accept_websocket()
+    await eventually(lambda: sites.state(KYIV_AGENT) is AgentState.READY, timeout=5.0,
+                     what="kyiv agent ready again")
+    assert sites.pbx_up("kyiv", "kyiv") == 1.0
+    await eventually(lambda: sites.service.router.call_state(kyiv_call) is not None,
+                     timeout=5.0, what="kyiv caller adopted back")
+    assert sites.service.pbx_of(kyiv_call) == "kyiv"
