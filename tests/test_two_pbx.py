@@ -220,3 +220,71 @@ async def test_kyiv_outage_moves_its_queue_to_moscow_and_kyiv_returns(sites: Two
     await eventually(lambda: sites.service.router.call_state(kyiv_call) is not None,
                      timeout=5.0, what="kyiv caller adopted back")
     assert sites.service.pbx_of(kyiv_call) == "kyiv"
+
+
+# --- FastAGI: the PBX is the connection's source address ---------------------------------
+
+
+def _ivr_reply(command: str) -> str:
+    """The reference IVR answered as a Russian caller choosing tech (1), no callback."""
+    if command.startswith("STREAM FILE"):
+        return "200 result=0 endpos=8000"
+    if command.startswith("GET DATA acd/ru/main_menu"):
+        return "200 result=1"
+    if command.startswith("GET DATA"):
+        return "200 result= (timeout)"
+    return "200 result=1"
+
+
+async def test_fastagi_call_from_the_moscow_pbx_dials_a_kyiv_agent_through_the_trunk(
+        ) -> None:
+    """A FastAGI call from Moscow's address gets ACD_TARGET = Moscow's trunk to Kyiv with the
+    Kyiv agent's extension; one from Kyiv's address the agent's own endpoint; one from an
+    address of no PBX is handed to the dialplan fallback at once."""
+    from acd.asterisk.agi.route import CallPath
+    from acd.asterisk.agi.server import FastAgiServer
+    from acd.service.pbxs import PbxSettings, pbx_map, pbx_of_address
+    from acd.testing.fake_agi import FakeAsterisk, environment_block
+
+    center = reference_center()
+    pbxs = [PbxSettings(name="msk", site="moscow", agi_sources=["127.0.0.1"],
+                        trunks={"kyiv": "PJSIP/{ext}@kyiv"}),
+            PbxSettings(name="kyiv", site="kyiv", agi_sources=["127.0.0.2"],
+                        trunks={"msk": "PJSIP/{ext}@moscow"})]
+    clock = ManualClock()
+    service = RouterService(center, clock)
+    service.pbx_map = pbx_map(pbxs, center.agents)
+    path = CallPath(service, load_ivr(center, ROOT / "config" / "ivr"))
+    path.pbx_of_peer = lambda host: pbx_of_address(pbxs, host)
+    server = FastAgiServer(path.handler_for, port=0, header_timeout=2.0)
+    await server.start()
+    try:
+        service.login(KYIV_AGENT)
+        targets: dict[str, str] = {}
+        for source, uniqueid in (("127.0.0.1", "1795609297.11"), ("127.0.0.2", "1795609297.12")):
+            call = await FakeAsterisk(server.port, source=source).connect()
+            await call.send_environment(environment_block("route", args=("100",),
+                                                          uniqueid=uniqueid))
+            while (command := await call.read_command(5.0)) != "SET MUSIC ON default":
+                assert command is not None
+                await call.reply(_ivr_reply(command))
+            await call.reply("200 result=0")
+            await clock.advance_and_settle(ADD_SITES_S + 0.5)
+            command = await call.read_command(5.0)
+            assert command is not None and command.startswith("SET VARIABLE ACD_TARGET ")
+            targets[source] = command
+            await call.close()
+            service.offer_failed(uniqueid, "no_answer", KYIV_AGENT)
+            service.hangup(uniqueid)
+            service.ready(KYIV_AGENT)
+        assert targets == {"127.0.0.1": f'SET VARIABLE ACD_TARGET "PJSIP/{KYIV_EXT}@kyiv"',
+                           "127.0.0.2": f"SET VARIABLE ACD_TARGET PJSIP/{KYIV_EXT}"}
+        stranger = await FakeAsterisk(server.port, source="127.0.0.3").connect()
+        await stranger.send_environment(environment_block("route", args=("100",),
+                                                          uniqueid="1795609297.13"))
+        assert await stranger.read_command(5.0) is None  # closed: the dialplan falls back
+        assert path.stats.turned_away == 1
+        await stranger.close()
+    finally:
+        await server.close(grace=0.5)
+        service.close()
