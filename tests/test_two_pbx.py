@@ -288,3 +288,45 @@ async def test_fastagi_call_from_the_moscow_pbx_dials_a_kyiv_agent_through_the_t
     finally:
         await server.close(grace=0.5)
         service.close()
+
+
+async def test_acd_serve_with_two_pbxs_reports_each_pbx_and_which_site_is_down(
+        tmp_path: Path) -> None:
+    """`acd serve` with a pbxs list opens one Stasis application per PBX, reports each PBX in
+    /health and acd_pbx_up, and says which site is down when one PBX's ARI goes away."""
+    from acd.service.app import Runtime
+
+    msk = FakeAri(speed=20.0, system_name="msk", password="m-secret")
+    kyiv = FakeAri(speed=20.0, system_name="kyiv", password="k-secret")
+    await msk.start()
+    await kyiv.start()
+    path = tmp_path / "service.yaml"
+    path.write_text(SETTINGS.format(center=ROOT / "config" / "center.yaml",
+                                    flows=ROOT / "config" / "ivr", msk=msk.url, kyiv=kyiv.url)
+                    + "agi: {port: 0}\nhttp: {port: 0}\nrecords: {database: acd.sqlite3}\n"
+                    "shutdown_grace_s: 1\nlogs: {format: json}\n", encoding="utf-8")
+    env = {"ARI_USER": "acd", "ARI_PASSWORD_MSK": "m-secret", "ARI_PASSWORD_KYIV": "k-secret"}
+    runtime = Runtime(load_settings(path, env))
+    await runtime.start()
+    try:
+        links = runtime.pbx_links
+        assert links is not None and set(links.apps) == {"msk", "kyiv"}
+        for app in links.apps.values():
+            await asyncio.wait_for(app.ready.wait(), 3.0)
+
+        def up(pbx: str, site: str) -> float | None:
+            return runtime.registry.get_sample_value("acd_pbx_up", {"pbx": pbx, "site": site})
+
+        assert (up("msk", "moscow"), up("kyiv", "kyiv")) == (1.0, 1.0)
+        assert runtime.health()["pbxs"] == {
+            "msk": {"site": "moscow", "up": True, "ari_connected": True},
+            "kyiv": {"site": "kyiv", "up": True, "ari_connected": True}}
+        await kyiv.drop_websocket(refuse_next=10_000)
+        await eventually(lambda: up("kyiv", "kyiv") == 0.0, timeout=5.0, what="kyiv down")
+        assert up("msk", "moscow") == 1.0
+        health = runtime.health()["pbxs"]
+        assert isinstance(health, dict) and health["kyiv"]["up"] is False
+    finally:
+        await runtime.stop()
+        await msk.stop()
+        await kyiv.stop()
