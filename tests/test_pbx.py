@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 
 from acd.cli import main
+from acd.config.load import load_center
 from acd.core.dialstring import is_dial_string
+from acd.core.model import CallEnded, Offer
 from acd.core.pbx import PbxMap, choose_dial_string, trunk_template_problem
 from acd.errors import EXIT_BAD_INPUT, ConfigError
-from acd.service.pbxs import pbx_of_address
+from acd.runtime.router_service import RouterService
+from acd.service.pbxs import PbxSettings, pbx_map, pbx_of_address
 from acd.service.settings import load_settings
+from acd.testing.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUNKS = {("msk", "kyiv"): "PJSIP/{ext}@kyiv", ("kyiv", "msk"): "PJSIP/{ext}@moscow"}
@@ -181,9 +185,6 @@ def test_an_agent_group_can_be_placed_on_the_other_sites_pbx(tmp_path: Path) -> 
     text = TWO_PBXS.replace("    agi_sources: [10.1.0.5]\n",
                             "    agi_sources: [10.1.0.5]\n    agents: [kyi-voc]\n")
     settings = load_settings(_write(tmp_path, text), ENV)
-    from acd.config.load import load_center
-    from acd.service.pbxs import pbx_map
-
     center = load_center(settings.center)
     m = pbx_map([p.settings for p in settings.pbxs], center.agents)
     assert m is not None
@@ -214,3 +215,60 @@ def test_acd_check_with_service_settings_exits_2_on_an_unreachable_agent(
         == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "pbxs[0].trunks" in err and "cannot reach the agents on PBX 'kyiv'" in err
+
+
+# --- the router service ------------------------------------------------------------------
+
+
+class _Owner:
+    """A call owner that keeps the commands it is given."""
+
+    def __init__(self) -> None:
+        self.commands: list[object] = []
+
+    def handle_command(self, command: object) -> None:
+        self.commands.append(command)
+
+
+def _service(trunks: dict[str, dict[str, str]]) -> RouterService:
+    center = load_center(ROOT / "config" / "center.yaml")
+    pbxs = [PbxSettings(name="msk", site="moscow", agi_sources=["10.1.0.5"],
+                        trunks=trunks.get("msk", {})),
+            PbxSettings(name="kyiv", site="kyiv", agi_sources=["10.2.0.5"],
+                        trunks=trunks.get("kyiv", {}))]
+    service = RouterService(center, ManualClock())
+    service.pbx_map = pbx_map(pbxs, center.agents)
+    return service
+
+
+def test_router_service_gives_each_offer_the_dial_string_of_the_callers_pbx() -> None:
+    """The owner of a Moscow call gets the trunk string for a Kyiv agent, of a Kyiv call the
+    agent's endpoint; the call's PBX is known to observers of its end, then forgotten."""
+    service = _service({"msk": {"kyiv": "PJSIP/{ext}@kyiv"}})
+    seen_at_end: list[str | None] = []
+    service.observe(lambda o, _w: seen_at_end.append(service.pbx_of(o.call_id))
+                    if isinstance(o, CallEnded) else None)
+    service.login("kyi-support-ru-001")
+    moscow, kyiv = _Owner(), _Owner()
+    service.call_arrived(moscow, "m1", "tech", "uk", "UA", pbx="msk")
+    (offer,) = [c for c in moscow.commands if isinstance(c, Offer)]
+    assert offer.endpoint == "PJSIP/2301@kyiv"
+    assert service.pbx_of("m1") == "msk"
+    service.offer_answered("m1", "kyi-support-ru-001")
+    service.hangup("m1")
+    assert seen_at_end == ["msk"] and service.pbx_of("m1") is None
+    service.ready("kyi-support-ru-001")
+    service.call_arrived(kyiv, "k1", "tech", "uk", "UA", pbx="kyiv")
+    (offer,) = [c for c in kyiv.commands if isinstance(c, Offer)]
+    assert offer.endpoint == "PJSIP/2301"
+
+
+def test_an_offer_with_no_trunk_for_the_pair_has_no_dial_string() -> None:
+    """Without a trunk (a configuration the check refuses) the offer carries an empty dial
+    string, which every driver reports undialable instead of ringing a wrong phone."""
+    service = _service({})
+    service.login("kyi-support-ru-001")
+    owner = _Owner()
+    service.call_arrived(owner, "m1", "tech", "uk", "UA", pbx="msk")
+    (offer,) = [c for c in owner.commands if isinstance(c, Offer)]
+    assert offer.endpoint == "" and not is_dial_string(offer.endpoint)
