@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: A Kyiv agent who takes Russian tech calls (extension 2301), and a Moscow one (1001).
 KYIV_AGENT, KYIV_EXT = "kyi-support-ru-001", "2301"
 MOSCOW_AGENT = "msk-tech-ru-001"
+LATE_KYIV_AGENT = "kyi-support-ru-002"
 #: After 12 s the tech queue opens every site to a Moscow caller (config/center.yaml).
 ADD_SITES_S = 12.0
 
@@ -176,9 +177,9 @@ async def test_a_kyiv_caller_rings_a_kyiv_agent_at_the_agents_own_endpoint(
 
 async def test_kyiv_outage_moves_its_queue_to_moscow_and_kyiv_returns(sites: TwoSites) -> None:
     """Kyiv's ARI down past its grace: its agents pause ``site_down`` (the ring through the
-    trunk is withdrawn and the Moscow caller goes to a Moscow agent), the Kyiv caller it held
-    leaves the router, acd_pbx_up says kyiv is 0; when Kyiv returns its agent is ready again
-    and the caller still in Stasis there is adopted back."""
+    trunk is withdrawn and the Moscow caller goes to a Moscow agent; one logging in meanwhile
+    is paused at once), the Kyiv caller it held leaves the router, acd_pbx_up says kyiv is 0;
+    when Kyiv returns its agents are back and the caller still in Stasis there is adopted."""
     sites.msk.script_agent(f"PJSIP/{KYIV_EXT}@kyiv", AgentScript(answer_after=None))
     sites.service.login(KYIV_AGENT)
     sites.service.login(MOSCOW_AGENT, paused_reason="break")
@@ -196,6 +197,9 @@ async def test_kyiv_outage_moves_its_queue_to_moscow_and_kyiv_returns(sites: Two
     assert sites.reason(KYIV_AGENT) == "site_down"
     assert sites.pbx_up("kyiv", "kyiv") == 0.0
     assert sites.pbx_up("msk", "moscow") == 1.0
+    # A Kyiv agent logging in meanwhile is paused at once: their phone cannot ring.
+    sites.service.login(LATE_KYIV_AGENT)
+    assert sites.reason(LATE_KYIV_AGENT) == "site_down"
     # The ring through the trunk is withdrawn; the Moscow caller waits again, its place kept.
     await eventually(lambda: sites.links.apps["msk"].calls[moscow_call].leg is None,
                      what="trunk leg released")
@@ -217,6 +221,7 @@ async def test_kyiv_outage_moves_its_queue_to_moscow_and_kyiv_returns(sites: Two
     await eventually(lambda: sites.state(KYIV_AGENT) is AgentState.READY, timeout=5.0,
                      what="kyiv agent ready again")
     assert sites.pbx_up("kyiv", "kyiv") == 1.0
+    assert sites.state(LATE_KYIV_AGENT) is not AgentState.PAUSED
     await eventually(lambda: sites.service.router.call_state(kyiv_call) is not None,
                      timeout=5.0, what="kyiv caller adopted back")
     assert sites.service.pbx_of(kyiv_call) == "kyiv"

@@ -117,6 +117,8 @@ class RouterService:
         self.pbx_map: PbxMap | None = None
         #: The PBX each call arrived on (multi-PBX setups), while it is in the router.
         self._pbx_of_call: dict[str, str] = {}
+        #: PBXs that are down (site outage): no offer rings an agent whose phone is there.
+        self.pbxs_down: set[str] = set()
 
     # ----------------------------------------------------------------------- wiring
 
@@ -314,6 +316,11 @@ class RouterService:
         agent's endpoint on the same PBX, the inter-site trunk otherwise (empty when there is
         none: the call machine then reports the offer undialable)."""
         assert self.pbx_map is not None
+        if self.pbx_map.agent_pbx.get(offer.agent_id) in self.pbxs_down:
+            # The agent is being paused site_down in this same fan-out (a login or an
+            # auto-ready while the PBX was down): ring nothing.
+            offer.endpoint = ""
+            return
         dial = self.pbx_map.dial_string(offer.agent_id, offer.endpoint,
                                         self._pbx_of_call.get(offer.call_id))
         if dial is None:

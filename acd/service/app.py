@@ -128,6 +128,8 @@ class Runtime:
         async with self._reload_lock:
             try:
                 center = load_center(self.settings.center)
+                if self.pbx_links is not None:
+                    self.pbx_links.check(center)  # every agent still reachable
                 setup = self._load_ivr(center)
                 summary = rebuild(self.service, center, self.records.open, self.gate,
                                   self.agent_states.endpoint)
@@ -140,6 +142,8 @@ class Runtime:
             for shell in (self.call_path, self.stasis):
                 if shell is not None:
                     shell.setup = setup
+            if self.pbx_links is not None:
+                self.pbx_links.reconfigure(center, setup)
             if self.dialer is not None:
                 self.dialer.hours = business_hours(setup)
             self.metrics.reloads.labels("ok").inc()

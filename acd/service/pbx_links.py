@@ -19,10 +19,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from acd.errors import InputError, Problem
+from acd.config.load import LoadedCenter
+from acd.core.agent_states import SITE_DOWN
+from acd.core.model import AgentState, AgentStateChanged, Output
+from acd.errors import ConfigError, InputError, Problem
 from acd.runtime.ivrsetup import IvrSetup
 from acd.runtime.router_service import RouterService
-from acd.service.pbxs import Pbx, agent_pbxs, pbx_map, pbx_of_address
+from acd.service.pbxs import Pbx, agent_pbxs, pbx_map, pbx_of_address, pbx_problems
 from acd.service.sites import PbxWatch, SiteOutage, ami_probe, ari_probe
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,30 @@ class PbxLinks:
         self.watches: dict[str, PbxWatch] = {}
         self._tasks: list[asyncio.Task[None]] = []
         service.pbx_map = pbx_map(settings, service.center.agents)
+        service.observe(self._agent_ready)
+
+    def check(self, center: LoadedCenter) -> None:
+        """Refuse (ConfigError) a center whose roster the PBX list cannot reach (a reload)."""
+        problems = pbx_problems([p.settings for p in self.pbxs], center, self.file)
+        if problems:
+            raise ConfigError(problems)
+
+    def reconfigure(self, center: LoadedCenter, setup: IvrSetup) -> None:
+        """After a reload: the new roster's PBXs and dial strings, the new IVR for every PBX."""
+        settings = [p.settings for p in self.pbxs]
+        self.service.pbx_map = pbx_map(settings, center.agents)
+        self.outage.agent_pbx = agent_pbxs(settings, center.agents)
+        self.setup = setup
+        for app in self.apps.values():
+            app.setup = setup
+
+    def _agent_ready(self, output: Output, _wall: float) -> None:
+        """An agent of a PBX that is down who becomes ready (a login, the end of a pause) is
+        paused ``site_down`` at once: a ring to a phone on a dead PBX could only fail."""
+        if isinstance(output, AgentStateChanged) and output.state is AgentState.READY:
+            pbx = self.outage.agent_pbx.get(output.agent_id)
+            if pbx is not None and not self.outage.up.get(pbx, True):
+                self.service.pause(output.agent_id, SITE_DOWN)
 
     def pbx_of_peer(self, host: str | None) -> str | None:
         """The PBX a FastAGI connection from ``host`` is on (None: none of them)."""

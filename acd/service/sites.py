@@ -76,6 +76,7 @@ class SiteOutage:
         if not self.up.get(pbx, False):
             return
         self.up[pbx] = False
+        self.service.pbxs_down.add(pbx)
         lost = sum(end_calls() for end_calls in self._call_holders.get(pbx, ()))
         router = self.service.router
         paused = 0
@@ -96,6 +97,7 @@ class SiteOutage:
         if self.up.get(pbx, True):
             return
         self.up[pbx] = True
+        self.service.pbxs_down.discard(pbx)
         ready = 0
         agents = set(self.agents_of(pbx))
         for snap in self.service.router.agent_snapshot():
