@@ -272,3 +272,37 @@ def test_an_offer_with_no_trunk_for_the_pair_has_no_dial_string() -> None:
     service.call_arrived(owner, "m1", "tech", "uk", "UA", pbx="msk")
     (offer,) = [c for c in owner.commands if isinstance(c, Offer)]
     assert offer.endpoint == "" and not is_dial_string(offer.endpoint)
+
+
+def test_a_reload_that_leaves_agents_without_a_pbx_is_refused_and_a_good_one_applies(
+        tmp_path: Path) -> None:
+    """A new site with agents but no PBX refuses the reload (file, path, value); a new group
+    on a site with its PBX is dialled through the trunk after the reload."""
+    from configkit import reference_data
+
+    from acd.config.load import center_from_data
+    from acd.runtime.ivrsetup import load_ivr
+    from acd.service.pbx_links import PbxLinks
+
+    settings = load_settings(_write(tmp_path, TWO_PBXS), ENV)
+    center = load_center(ROOT / "config" / "center.yaml")
+    service = RouterService(center, ManualClock())
+    setup = load_ivr(center, ROOT / "config" / "ivr")
+    links = PbxLinks(service, setup, settings.pbxs, settings.file)
+    data = reference_data()
+    data["sites"]["spb"] = {"name": "Saint Petersburg", "timezone": "Europe/Moscow",
+                            "country": "RU"}
+    group = dict(data["agent_groups"]["kyi-voc"], site="spb", first_extension=7001)
+    data["agent_groups"]["spb-voc"] = group
+    with pytest.raises(ConfigError) as info:
+        links.check(center_from_data(data, "center.yaml"))
+    (problem,) = info.value.problems
+    assert (problem.path, problem.value) == ("pbxs", "spb")
+    assert "site 'spb' has no PBX" in problem.message
+    group["site"] = "kyiv"
+    grown = center_from_data(data, "center.yaml")
+    links.check(grown)
+    links.reconfigure(grown, setup)
+    assert service.pbx_map is not None
+    assert service.pbx_map.dial_string("spb-voc-001", "PJSIP/7001", "msk") == "PJSIP/7001@kyiv"
+    assert links.outage.agent_pbx["spb-voc-001"] == "kyiv"
