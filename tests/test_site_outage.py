@@ -139,3 +139,34 @@ async def test_the_ami_probe_wants_asterisks_greeting() -> None:
     watch = PbxWatch(outage, "msk", ami_probe("127.0.0.1", port, 1.0), down_after_s=0.0)
     await watch.check()  # connection refused: down
     assert outage.up["msk"] is False
+
+
+def test_after_a_restart_the_first_sight_of_the_pbx_readies_agents_left_site_down() -> None:
+    """Agents restored paused ``site_down`` are ready once their PBX is first seen up, a
+    lunch pause is kept, and nothing is announced as a return (the PBX was never down here)."""
+    service, outage = _outage()
+    service.login(KYIV[0], paused_reason="site_down")  # as the restart board restores it
+    service.login(KYIV[1], paused_reason="lunch")
+    changes: list[tuple[str, str, bool]] = []
+    outage.listen(lambda pbx, site, up: changes.append((pbx, site, up)))
+    outage.pbx_up("kyiv")
+    assert service.router.agent_state(KYIV[0]) is AgentState.READY
+    assert _reason(service, KYIV[1]) == (AgentState.PAUSED, "lunch")
+    assert changes == [("msk", "moscow", True), ("kyiv", "kyiv", True)]
+    service.pause(KYIV[0], "site_down")
+    outage.pbx_up("kyiv")  # seen before and still up: nothing more
+    assert _reason(service, KYIV[0]) == (AgentState.PAUSED, "site_down")
+
+
+def test_site_down_survives_a_restart_and_a_config_reload() -> None:
+    """An agent paused ``site_down`` comes back so after a restart (not as ``rona``) and keeps
+    it across a reload, so the PBX's return can ready them."""
+    from acd.service.reload import ObserverGate, rebuild
+    from acd.service.state import SavedAgent, restore
+
+    service, _ = _outage()
+    saved = [SavedAgent(KYIV[0], AgentState.PAUSED, "site_down", None, 0.0)]
+    assert restore(service, saved).agents == 1
+    assert _reason(service, KYIV[0]) == (AgentState.PAUSED, "site_down")
+    rebuild(service, reference_center(), {}, ObserverGate(), lambda _a: None)
+    assert _reason(service, KYIV[0]) == (AgentState.PAUSED, "site_down")

@@ -56,6 +56,8 @@ class SiteOutage:
         #: Per PBX: what ends the calls it held when it goes down (its ARI application).
         self._call_holders: dict[str, list[Callable[[], int]]] = {}
         self._listeners: list[Callable[[str, str, bool], None]] = []
+        #: PBXs seen up at least once (the first sight readies agents a restart left paused).
+        self._seen_up: set[str] = set()
 
     def holds_calls(self, pbx: str, end_calls: Callable[[], int]) -> None:
         """Call ``end_calls()`` (it returns how many it ended) when ``pbx`` goes down."""
@@ -93,9 +95,13 @@ class SiteOutage:
         self._tell(pbx, False)
 
     def pbx_up(self, pbx: str) -> None:
-        """``pbx`` is back: its agents paused ``site_down`` are ready again."""
-        if self.up.get(pbx, True):
+        """``pbx`` is back (or seen up for the first time): its agents paused ``site_down`` are
+        ready again (after a restart during an outage they come back paused so)."""
+        first = pbx not in self._seen_up
+        self._seen_up.add(pbx)
+        if self.up.get(pbx, True) and not first:
             return
+        was_down = not self.up.get(pbx, True)
         self.up[pbx] = True
         self.service.pbxs_down.discard(pbx)
         ready = 0
@@ -105,9 +111,13 @@ class SiteOutage:
                     and snap.reason == SITE_DOWN:
                 self.service.ready(snap.agent_id)
                 ready += 1
-        log.warning("PBX %s (site %s) is back: %d agents ready again", pbx, self.sites[pbx],
-                    ready)
-        self._tell(pbx, True)
+        if was_down:
+            log.warning("PBX %s (site %s) is back: %d agents ready again", pbx,
+                        self.sites[pbx], ready)
+            self._tell(pbx, True)
+        elif ready:
+            log.warning("PBX %s (site %s) is up: %d agents paused %s before a restart are "
+                        "ready again", pbx, self.sites[pbx], ready, SITE_DOWN)
 
     def _tell(self, pbx: str, up: bool) -> None:
         for listener in self._listeners:
