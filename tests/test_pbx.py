@@ -306,3 +306,20 @@ def test_a_reload_that_leaves_agents_without_a_pbx_is_refused_and_a_good_one_app
     assert service.pbx_map is not None
     assert service.pbx_map.dial_string("spb-voc-001", "PJSIP/7001", "msk") == "PJSIP/7001@kyiv"
     assert links.outage.agent_pbx["spb-voc-001"] == "kyiv"
+
+
+def test_a_duplicate_call_id_from_the_other_pbx_does_not_take_over_the_calls_pbx() -> None:
+    """Two PBXs without distinct systemnames can send the same id: the router refuses the
+    second, and the first call's offers still go to its own owner with its PBX's dial
+    strings."""
+    from acd.core.model import DuplicateCall
+
+    service = _service({"msk": {"kyiv": "PJSIP/{ext}@kyiv"}})
+    first = _Owner()
+    service.call_arrived(first, "1795609000.1", "tech", "uk", "UA", pbx="msk")
+    with pytest.raises(DuplicateCall):
+        service.call_arrived(_Owner(), "1795609000.1", "tech", "uk", "UA", pbx="kyiv")
+    assert service.pbx_of("1795609000.1") == "msk"
+    service.login("kyi-support-ru-001")
+    (offer,) = [c for c in first.commands if isinstance(c, Offer)]
+    assert offer.endpoint == "PJSIP/2301@kyiv"

@@ -159,12 +159,14 @@ class RouterService:
                      arrived_at: float | None = None, pbx: str | None = None) -> None:
         """Queue a call owned by ``owner``; its commands will be sent to that owner. ``pbx``:
         the PBX it arrived on, whose dial strings its offers carry (kept when None)."""
+        now, t0 = self.now(), time.perf_counter()
+        out = self.router.call_arrived(now, call_id, queue, language, country, priority,
+                                       customer_id, arrived_at)
+        # Only once the router took it: a refused duplicate leaves the first call's owner.
         self._owners[call_id] = owner
         if pbx is not None:
             self._pbx_of_call[call_id] = pbx
-        now, t0 = self.now(), time.perf_counter()
-        self._done("call_arrived", t0, self.router.call_arrived(
-            now, call_id, queue, language, country, priority, customer_id, arrived_at))
+        self._done("call_arrived", t0, out)
 
     def adopt_call(self, owner: CallOwner, call_id: str, queue: str, language: str,
                    country: str, agent_id: str, *, arrived_at: float,
@@ -172,13 +174,13 @@ class RouterService:
                    ring_timeout_s: float | None = None, pbx: str | None = None) -> None:
         """After a restart: put a ringing (``answered_at`` None) or talking call back on its
         logged-out agent; its commands go to ``owner`` (see ``Router.adopt_call``)."""
-        if pbx is not None:
-            self._pbx_of_call[call_id] = pbx
         now, t0 = self.now(), time.perf_counter()
         out = self.router.adopt_call(now, call_id, queue, language, country, agent_id,
                                      arrived_at=arrived_at, answered_at=answered_at,
                                      endpoint=endpoint, ring_timeout_s=ring_timeout_s)
         self._owners[call_id] = owner
+        if pbx is not None:
+            self._pbx_of_call[call_id] = pbx
         self._done("adopt_call", t0, out)
 
     def adopt_wrap_up(self, agent_id: str, remaining_s: float,
