@@ -111,12 +111,14 @@ class PbxLinks:
                 self.clients[p.name], self.apps[p.name] = client, app
                 self.outage.holds_calls(p.name, app.pbx_down)
                 self._tasks.append(loop.create_task(self._run(p.name, app, client)))
-                probe = ari_probe(client.connected)
+                probe, poll_s = ari_probe(client.connected), 0.5  # reads a flag: cheap
             elif s.ami is not None:
-                probe = ami_probe(s.ami.host, s.ami.port)
+                # A connection per look: every few seconds, not every half second.
+                probe, poll_s = ami_probe(s.ami.host, s.ami.port), 5.0
             else:
                 continue
-            watch = self.watches[p.name] = PbxWatch(self.outage, p.name, probe, s.down_after_s)
+            watch = self.watches[p.name] = PbxWatch(self.outage, p.name, probe, s.down_after_s,
+                                                    poll_s=poll_s)
             self._tasks.append(loop.create_task(watch.run()))
 
     async def _run(self, pbx: str, app: Any, client: Any) -> None:
