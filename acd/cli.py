@@ -58,6 +58,13 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     center = load_center(args.config)
     print_summary(center, console)
     console.print(f"[green]ok[/green]: {args.config}")
+    if args.service is not None:
+        from acd.service.settings import load_settings
+
+        # Its PBXs are checked against the center it names (every agent reachable).
+        settings = load_settings(args.service)
+        pbxs = ", ".join(f"{p.name} ({p.site})" for p in settings.pbxs) or "one implicit PBX"
+        console.print(f"[green]ok[/green]: {args.service}: {pbxs}")
     return 0
 
 
@@ -233,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_subparsers(dest="command", required=True)  # type: ignore[assignment]
     p = sub.add_parser("check", help="validate a center config and print its coverage summary")
     p.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG), help="center YAML")
-    p.set_defaults(func=_cmd_check, validate=lambda a: input_file("config", a.config))
+    p.add_argument("--service", help="service settings YAML to check too (its PBXs, trunks)")
+    p.set_defaults(func=_cmd_check, validate=lambda a: input_file("config", a.config)
+                   + (input_file("--service", a.service) if a.service is not None else []))
 
     sim = sub.add_parser("sim", help="simulate the center through the real router")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)

@@ -124,3 +124,46 @@ def test_an_unanswered_dial_reports_the_status_and_redials_the_next_offer() -> N
     assert _dispatch_from("dial", {"DIALSTATUS": "NOANSWER", "ACD_TARGET": "PJSIP/1002"},
                           ran) == "dial"
     assert ran == ["AGI(${ACD_AGI}/dialresult,${ACD_CALL_ID},${DIALSTATUS},${ACD_AGENT})"]
+
+
+# ------------------------------- two sites: the inter-site trunk samples
+
+ASTERISK = ROOT / "config" / "asterisk"
+
+
+def _sections(path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """(section, type) -> its settings, of an Asterisk config file with repeated sections."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    name, body = "", {}
+    for raw in [*path.read_text(encoding="utf-8").splitlines(), "[]"]:
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("["):
+            if name:
+                out[name, body.get("type", "")] = body
+            name, body = line[1:-1], {}
+        elif "=" in line:
+            key, _, value = line.partition("=")
+            body[key.strip()] = value.strip()
+    return out
+
+
+def test_the_two_site_samples_agree_on_the_trunk() -> None:
+    """The Moscow PBX's trunk template names the endpoint of the pjsip sample, whose calls
+    enter a context that only rings a local extension; the two-site settings pass the check."""
+    from acd.service.settings import load_settings
+
+    env = {f"ACD_ARI_{kind}_{site}": "x" for kind in ("USER", "PASSWORD")
+           for site in ("MSK", "KYIV")}
+    settings = load_settings(ROOT / "config" / "service-two-sites.yaml", env)
+    msk = next(p for p in settings.pbxs if p.name == "msk")
+    endpoint = msk.settings.trunks["kyiv"].partition("@")[2]
+    pjsip = _sections(ASTERISK / "pjsip-intersite.conf")
+    assert pjsip[endpoint, "endpoint"]["context"] == "acd-intersite"
+    assert pjsip[endpoint, "aor"]["contact"].startswith("sip:")
+    assert pjsip[endpoint, "identify"]["endpoint"] == endpoint
+    dialplan = [line.split(";", 1)[0].strip() for line in
+                (ASTERISK / "extensions-intersite.conf").read_text(encoding="utf-8").splitlines()]
+    body = dialplan[dialplan.index("[acd-intersite]") + 1:]
+    assert [line for line in body if line.startswith("exten")] == [
+        "exten => _X.,1,NoOp(ACD: agent ${EXTEN} rung from the other site)"]
+    assert "same => n,Dial(PJSIP/${EXTEN})" in body

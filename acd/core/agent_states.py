@@ -34,6 +34,11 @@ AUTO_READY: Final = "auto_ready"
 #: or the wrap-up it had, so it is never offered a call before that call is over.
 ADOPT: Final = "adopt"
 
+#: The pause reason of agents whose PBX is down (given by the engine, valid without config).
+SITE_DOWN: Final = "site_down"
+#: Pause reasons the engine gives by itself: always valid, whatever the config lists.
+SYSTEM_PAUSE_REASONS: Final = frozenset({SITE_DOWN})
+
 _LOGGED_OUT = AgentState.LOGGED_OUT
 _READY = AgentState.READY
 _RINGING = AgentState.RINGING

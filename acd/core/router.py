@@ -35,6 +35,7 @@ from acd.core.agent_states import (
     NO_ANSWER,
     PAUSE,
     READY,
+    SYSTEM_PAUSE_REASONS,
     WRAP_UP_ENDED,
     enter_ready,
     leave_wrap_up,
@@ -90,7 +91,7 @@ class Router:
         self._agents = f.agents
         self._calls = f.calls
         self._carry: list[Output] = []
-        self._pause_reasons = frozenset(policy.pause_reasons)
+        self._pause_reasons = frozenset(policy.pause_reasons) | SYSTEM_PAUSE_REASONS
         #: Per country: home site, fallback languages, native language (plain, for speed).
         self._country_rt: dict[str, tuple[str | None, tuple[str, ...], str]] = {
             code: (c.home_site, tuple(c.fallback_languages), c.language)

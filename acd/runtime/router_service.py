@@ -35,6 +35,7 @@ from acd.core.model import (
     Overflow,
     QueueSnapshot,
 )
+from acd.core.pbx import PbxMap
 from acd.core.router import Router
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,12 @@ class RouterService:
         self._timer_at: float | None = None
         self._pending: deque[list[Output]] = deque()
         self._dispatching = False
+        #: Where the agents' phones are and the trunks between PBXs (None: one PBX).
+        self.pbx_map: PbxMap | None = None
+        #: The PBX each call arrived on (multi-PBX setups), while it is in the router.
+        self._pbx_of_call: dict[str, str] = {}
+        #: PBXs that are down (site outage): no offer rings an agent whose phone is there.
+        self.pbxs_down: set[str] = set()
 
     # ----------------------------------------------------------------------- wiring
 
@@ -135,21 +142,36 @@ class RouterService:
         """The owner registered for a call still in the router."""
         return self._owners.get(call_id)
 
+    def arrived_on(self, call_id: str, pbx: str) -> None:
+        """Note that a call in the router is held by ``pbx`` (a call restored before its PBX
+        was known): its next offers carry dial strings from there."""
+        if self.router.call_state(call_id) is not None:
+            self._pbx_of_call[call_id] = pbx
+
+    def pbx_of(self, call_id: str) -> str | None:
+        """The PBX a call still in the router arrived on (None: unknown, or one PBX)."""
+        return self._pbx_of_call.get(call_id)
+
     # ----------------------------------------------------------------------- calls
 
     def call_arrived(self, owner: CallOwner, call_id: str, queue: str, language: str,
                      country: str, priority: int = 0, customer_id: str | None = None,
-                     arrived_at: float | None = None) -> None:
-        """Queue a call owned by ``owner``; its commands will be sent to that owner."""
-        self._owners[call_id] = owner
+                     arrived_at: float | None = None, pbx: str | None = None) -> None:
+        """Queue a call owned by ``owner``; its commands will be sent to that owner. ``pbx``:
+        the PBX it arrived on, whose dial strings its offers carry (kept when None)."""
         now, t0 = self.now(), time.perf_counter()
-        self._done("call_arrived", t0, self.router.call_arrived(
-            now, call_id, queue, language, country, priority, customer_id, arrived_at))
+        out = self.router.call_arrived(now, call_id, queue, language, country, priority,
+                                       customer_id, arrived_at)
+        # Only once the router took it: a refused duplicate leaves the first call's owner.
+        self._owners[call_id] = owner
+        if pbx is not None:
+            self._pbx_of_call[call_id] = pbx
+        self._done("call_arrived", t0, out)
 
     def adopt_call(self, owner: CallOwner, call_id: str, queue: str, language: str,
                    country: str, agent_id: str, *, arrived_at: float,
                    answered_at: float | None = None, endpoint: str | None = None,
-                   ring_timeout_s: float | None = None) -> None:
+                   ring_timeout_s: float | None = None, pbx: str | None = None) -> None:
         """After a restart: put a ringing (``answered_at`` None) or talking call back on its
         logged-out agent; its commands go to ``owner`` (see ``Router.adopt_call``)."""
         now, t0 = self.now(), time.perf_counter()
@@ -157,6 +179,8 @@ class RouterService:
                                      arrived_at=arrived_at, answered_at=answered_at,
                                      endpoint=endpoint, ring_timeout_s=ring_timeout_s)
         self._owners[call_id] = owner
+        if pbx is not None:
+            self._pbx_of_call[call_id] = pbx
         self._done("adopt_call", t0, out)
 
     def adopt_wrap_up(self, agent_id: str, remaining_s: float,
@@ -266,6 +290,8 @@ class RouterService:
                 batch = self._pending.popleft()
                 wall = time.time()
                 for o in batch:
+                    if isinstance(o, Offer) and self.pbx_map is not None:
+                        self._dial_from_callers_pbx(o)
                     if isinstance(o, _COMMANDS):
                         owner = self._owners.get(o.call_id)
                         if owner is None:
@@ -282,9 +308,27 @@ class RouterService:
                             log.exception("observer failed on %r", o)
                     if isinstance(o, CallEnded):
                         self._owners.pop(o.call_id, None)
+                        self._pbx_of_call.pop(o.call_id, None)
         finally:
             self._dispatching = False
         self._reschedule()
+
+    def _dial_from_callers_pbx(self, offer: Offer) -> None:
+        """Give the offer the dial string that rings its agent from the caller's PBX: the
+        agent's endpoint on the same PBX, the inter-site trunk otherwise (empty when there is
+        none: the call machine then reports the offer undialable)."""
+        assert self.pbx_map is not None
+        if self.pbx_map.agent_pbx.get(offer.agent_id) in self.pbxs_down:
+            # The agent is being paused site_down in this same fan-out (a login or an
+            # auto-ready while the PBX was down): ring nothing.
+            offer.endpoint = ""
+            return
+        dial = self.pbx_map.dial_string(offer.agent_id, offer.endpoint,
+                                        self._pbx_of_call.get(offer.call_id))
+        if dial is None:
+            log.warning("no dial string for agent %s from the PBX of call %s (%s)",
+                        offer.agent_id, offer.call_id, self._pbx_of_call.get(offer.call_id))
+        offer.endpoint = dial or ""
 
     def _reschedule(self) -> None:
         deadline = self.router.next_deadline()

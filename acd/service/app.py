@@ -79,6 +79,7 @@ class Runtime:
         self.agi_port = 0
         self.started = False
         self.wallboard: Wallboard | None = None
+        self.pbx_links: Any = None  # acd.service.pbx_links.PbxLinks, with a pbxs list
 
     # ------------------------------------------------------------------ Control (api.py)
 
@@ -101,6 +102,7 @@ class Runtime:
                 "fastagi": {"port": self.agi_port,
                             "active_sessions": self.agi.active_sessions if self.agi else 0},
                 "ari": ari,
+                **({"pbxs": self.pbx_links.health()} if self.pbx_links is not None else {}),
                 "records": {"written": self.records.written, "failed": self.records.failures},
                 "problems": problems}
 
@@ -126,6 +128,8 @@ class Runtime:
         async with self._reload_lock:
             try:
                 center = load_center(self.settings.center)
+                if self.pbx_links is not None:
+                    self.pbx_links.check(center)  # every agent still reachable
                 setup = self._load_ivr(center)
                 summary = rebuild(self.service, center, self.records.open, self.gate,
                                   self.agent_states.endpoint)
@@ -138,6 +142,8 @@ class Runtime:
             for shell in (self.call_path, self.stasis):
                 if shell is not None:
                     shell.setup = setup
+            if self.pbx_links is not None:
+                self.pbx_links.reconfigure(center, setup)
             if self.dialer is not None:
                 self.dialer.hours = business_hours(setup)
             self.metrics.reloads.labels("ok").inc()
@@ -188,6 +194,8 @@ class Runtime:
         await self._start_http()
         if s.ari.url:
             await self._start_ari()
+        if s.pbxs:
+            await self._start_pbxs()
         from acd.service.dialler import build_dialer
 
         self.dialer = build_dialer(s, self.callbacks, service, self.setup, stasis=self.stasis,
@@ -213,6 +221,8 @@ class Runtime:
             await self._stop_step("fastagi", self.agi.close(grace))
         if self._dialer_task is not None:
             await self._stop_step("dialer", _cancel_and_wait(self._dialer_task))
+        if self.pbx_links is not None:
+            await self._stop_step("pbxs", self.pbx_links.stop())
         if self._ari_task is not None:
             await self._stop_step("ari_app", _cancel_and_wait(self._ari_task))
         if self._ari_client is not None:
@@ -329,6 +339,22 @@ class Runtime:
             self.restart.probe = self.stasis  # ARI can say whether a channel still exists
         self.stasis.hold_grace_s = float(s.ari.hold_grace_s)
         self._ari_task = asyncio.get_running_loop().create_task(self._run_ari())
+
+    async def _start_pbxs(self) -> None:
+        """Multi-PBX: one ARI application per PBX, the watches, the FastAGI peer map; the
+        first PBX's application also serves the dialler (acd.service.pbx_links)."""
+        from acd.service.pbx_links import PbxLinks
+
+        links = self.pbx_links = PbxLinks(self.service, self.setup, self.settings.pbxs,
+                                          self.settings.file)
+        links.listen(lambda pbx, site, up: self.metrics.pbx_up.labels(pbx, site).set(int(up)))
+        if self.call_path is not None:
+            self.call_path.pbx_of_peer = links.pbx_of_peer
+        await links.start(self.restart)
+        if links.apps and self.stasis is None:
+            self.stasis = next(iter(links.apps.values()))
+        if links.apps and self.restart.probe is None:
+            self.restart.probe = links  # asks every PBX whether a restored call still exists
 
     async def _run_ari(self) -> None:
         """The Stasis application, supervised: it restarts its own event stream after any

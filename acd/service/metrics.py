@@ -29,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from acd.config.schema import CenterConfig
+from acd.core.agent_states import SYSTEM_PAUSE_REASONS
 from acd.core.model import (
     AgentState,
     CallAnswered,
@@ -72,7 +73,7 @@ class _Vocabulary:
         self.languages = frozenset(config.languages)
         self.countries = frozenset(config.countries)
         self.sites = tuple(config.sites)
-        self.pause_reasons = frozenset(config.pause_reasons)
+        self.pause_reasons = frozenset(config.pause_reasons) | SYSTEM_PAUSE_REASONS
         default = config.center.default_language
         #: (language, country) pairs a call can carry: the country's language, its fallback
         #: languages and the center's default (the IVR's "press 9 for Russian").
@@ -159,6 +160,9 @@ class ServiceMetrics:
         self.build_info = Info("acd_build", "The running engine: version and router build "
                                "(compiled with mypyc or pure Python).", registry=r)
         self.build_info.info({"version": _version(), "router": build()})
+        self.pbx_up = Gauge("acd_pbx_up", "1 while the engine can reach the PBX (its ARI "
+                            "websocket, or AMI), 0 once it has been down past its grace.",
+                            ("pbx", "site"), registry=r)
         self._collector: _SnapshotCollector | None = None
         self._hours: Callable[[], Hours | None] = lambda: None
         self._zero_series()

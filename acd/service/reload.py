@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from acd.config.load import LoadedCenter
 from acd.config.policy import center_policy
+from acd.core.agent_states import SYSTEM_PAUSE_REASONS
 from acd.core.model import AgentState, CallEnded, CallState, Offer, RoutingError
 from acd.core.router import Router
 from acd.runtime.records import OpenCall
@@ -162,7 +163,7 @@ def rebuild(service: RouterService, center: LoadedCenter, open_calls: dict[str, 
             talking += answer
             ringing += not answer
         agents = talking + ringing
-        reasons = set(center.config.pause_reasons)
+        reasons = set(center.config.pause_reasons) | SYSTEM_PAUSE_REASONS
         for a in sorted(snaps, key=lambda a: a.since):
             if a.state is AgentState.PAUSED and a.agent_id in roster:
                 reason = a.reason if a.reason in reasons else center.config.rona.pause_reason

@@ -8,6 +8,7 @@ Secrets (the API token, ARI credentials) come from environment variables named i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from acd.callbacks.dialler import trunk_problem
 from acd.config import yamlsafe
 from acd.config.load import validate_strict
 from acd.errors import ConfigError, Problem
+from acd.service.pbxs import Pbx, PbxSettings, pbx_problems, resolve_pbxs
 
 #: The shipped config directory (the reference center and its IVR flows).
 CONFIG_DIR = shipped.config_dir()
@@ -176,6 +178,8 @@ class ServiceFile(_Strict):
     logs: LogSettings = LogSettings()
     metrics: MetricSettings = MetricSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    #: The PBXs of a multi-site center (empty: one implicit PBX, the ``ari`` settings').
+    pbxs: list[PbxSettings] = []
     shutdown_grace_s: Annotated[float, Field(ge=0, le=600)] = 10.0
 
 
@@ -201,6 +205,8 @@ class Settings:
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     ami_user: str | None = None
     ami_secret: str | None = None
+    #: The PBXs with their credentials (empty: one implicit PBX; see acd.service.pbxs).
+    pbxs: tuple[Pbx, ...] = ()
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
@@ -223,7 +229,23 @@ def load_settings(path: str | Path | None = None,
         raise ConfigError([Problem(file, "<root>", type(data).__name__,
                                    "the service settings must be a mapping", 1)])
     parsed = validate_strict(ServiceFile, data, file, lambda loc: yamlsafe.line_of(text, loc))
-    return resolve(parsed, file, Path(path).resolve().parent, env)
+    settings = resolve(parsed, file, Path(path).resolve().parent, env)
+    if parsed.pbxs:
+        _check_pbxs(parsed, settings, file, text)
+    return settings
+
+
+def _check_pbxs(parsed: ServiceFile, settings: Settings, file: str, text: str) -> None:
+    """The ``pbxs`` list against the center it serves (see acd.service.pbxs)."""
+    from acd.config.load import load_center
+
+    problems = pbx_problems(parsed.pbxs, load_center(settings.center), file)
+    if parsed.ari.url:
+        problems.append(Problem(file, "ari.url", parsed.ari.url,
+                                "with a pbxs list each PBX has its own ari settings"))
+    if problems:
+        raise ConfigError([dataclasses.replace(p, line=yamlsafe.line_of_path(text, p.path))
+                           for p in problems])
 
 
 def resolve(parsed: ServiceFile, file: str | None, base: Path,
@@ -255,4 +277,5 @@ def resolve(parsed: ServiceFile, file: str | None, base: Path,
         ari_password=env.get(parsed.ari.password_env) or None,
         callbacks=parsed.callbacks,
         ami_user=env.get(parsed.callbacks.ami.user_env) or None,
-        ami_secret=env.get(parsed.callbacks.ami.secret_env) or None)
+        ami_secret=env.get(parsed.callbacks.ami.secret_env) or None,
+        pbxs=resolve_pbxs(parsed.pbxs, env))

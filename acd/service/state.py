@@ -41,6 +41,7 @@ from typing import Protocol
 
 import structlog
 
+from acd.core.agent_states import SYSTEM_PAUSE_REASONS
 from acd.core.call import (
     Adopted,
     CallEvent,
@@ -418,7 +419,7 @@ def restore(service: RouterService, saved: list[SavedAgent],
             # A reason dropped from the config still leaves the agent paused, as needing
             # attention (the RONA reason), rather than suddenly taking calls.
             reason = (agent.reason if agent.reason in config.pause_reasons
-                      else config.rona.pause_reason)
+                      or agent.reason in SYSTEM_PAUSE_REASONS else config.rona.pause_reason)
         elif agent.state in busy:
             # Its call is unknown: never ready before someone says it is over.
             reason = config.rona.pause_reason

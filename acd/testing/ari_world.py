@@ -49,6 +49,7 @@ class AriWorld:
         media_seconds: Mapping[str, float] | None = None,
         default_media_s: float = 1.0,
         default_agent: AgentScript | None = None,
+        system_name: str | None = None,
         scheduler: Scheduler,
     ) -> None:
         self.scheduler = scheduler
@@ -61,6 +62,9 @@ class AriWorld:
         self.absolute_timers: dict[str, Any] = {}
         self.timed_out: list[str] = []
         self.asterisk_id = "02:fc:00:00:00:01"
+        #: ``systemname`` of asterisk.conf: Asterisk prefixes every unique id with it, which
+        #: keeps the channel ids of two PBXs apart (None: no prefix, as by default).
+        self.system_name = system_name
         self._rng = random.Random(seed)
         self._epoch = 1795609000
         self._seq = 0
@@ -181,6 +185,8 @@ class AriWorld:
 
     def _uniqueid(self) -> str:
         self._seq += 1
+        if self.system_name:
+            return f"{self.system_name}-{self._epoch}.{self._seq}"
         return f"{self._epoch}.{self._seq}"
 
     def _uuid(self) -> str:

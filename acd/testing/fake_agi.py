@@ -185,13 +185,16 @@ class FakeCall:
 class FakeAsterisk:
     """Places fake calls on a FastAGI server at ``host:port``."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", source: str | None = None) -> None:
         self.host = host
         self.port = port
+        #: The address connections come from (``127.0.0.2``: a second PBX on loopback).
+        self.source = source
 
     async def connect(self) -> FakeCall:
         """Open a connection without sending anything yet."""
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        local = (self.source, 0) if self.source is not None else None
+        reader, writer = await asyncio.open_connection(self.host, self.port, local_addr=local)
         return FakeCall(reader, writer)
 
     async def call(

@@ -90,10 +90,12 @@ class FakeAri(AriResources):
         media_seconds: Mapping[str, float] | None = None,
         default_media_s: float = 1.0,
         default_agent: AgentScript | None = None,
+        system_name: str | None = None,
     ) -> None:
         super().__init__(
             app=app, speed=speed, seed=seed, media_seconds=media_seconds,
             default_media_s=default_media_s, default_agent=default_agent,
+            system_name=system_name,
             scheduler=_RunningLoop(),
         )
         self.username = username

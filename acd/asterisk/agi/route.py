@@ -213,6 +213,9 @@ class CallPath:
         self._policy: tuple[object, CallPolicy] | None = None
         #: Calls put back on their agents at start, claimed here when Asterisk reports on them.
         self.restored: _RestoredCalls | None = None
+        #: Multi-PBX setups: the PBX of a connection's peer address (None: not one of them);
+        #: None here: one PBX, every connection is on it.
+        self.pbx_of_peer: Callable[[str | None], str | None] | None = None
         self.agents = AgentCodes(service, self.settings.agent_prompts,
                                  self.settings.deadlines.command_s)
         # Imported here: the callback script builds on this module (AgiCall, hold).
@@ -297,7 +300,8 @@ class CallPath:
         return policy
 
     def admit(self, call_id: str, queue: str, language: str, country: str, priority: int,
-              number: str | None, customer_id: str | None, what: str = "call") -> AgiCall | None:
+              number: str | None, customer_id: str | None, what: str = "call",
+              pbx: str | None = None) -> AgiCall | None:
         """Give a call to the router with its machine; None when the router refuses it."""
         config = self.service.center.config.queues.get(queue)
         max_wait = config.max_wait_s + config.ring_timeout_s if config is not None else 3600.0
@@ -309,7 +313,7 @@ class CallPath:
         self.feed(call, Queued())
         try:
             self.service.call_arrived(call, call_id, queue, language, country, priority,
-                                      customer_id)
+                                      customer_id, pbx=pbx)
         except (DuplicateCall, RoutingError) as exc:
             self.feed(call, Refused(type(exc).__name__))
             self.calls.pop(call_id, None)
@@ -364,6 +368,14 @@ class CallPath:
                 log.info("Call %r turned away to the dialplan fallback: overloaded (%s).",
                          session.env.uniqueid[:64], why)
                 return
+        pbx = None
+        if self.pbx_of_peer is not None:
+            pbx = self.pbx_of_peer(session.peer_host)
+            if pbx is None:  # its offers would carry dial strings for no known PBX
+                self.stats.turned_away += 1
+                log.warning("Call %r turned away to the dialplan fallback: %s is not in any "
+                            "PBX's agi_sources.", session.env.uniqueid[:64], session.peer_host)
+                return
         env = session.env
         call_id = self._call_id(env.uniqueid)
         args = env.args
@@ -376,7 +388,7 @@ class CallPath:
         if session.hung_up:
             return  # gone between the last prompt and the queue: never reached the router
         if outcome.status in ("queued", "hop_limit") and outcome.queue is not None:
-            await self._queue(session, call_id, outcome)
+            await self._queue(session, call_id, outcome, pbx)
 
     def _call_id(self, uniqueid: str) -> str:
         if _UNIQUEID_RE.fullmatch(uniqueid) and uniqueid not in self.calls \
@@ -384,12 +396,13 @@ class CallPath:
             return uniqueid
         return f"{self._id_prefix}-{next(self._ids)}"
 
-    async def _queue(self, session: AgiSession, call_id: str, outcome: IvrOutcome) -> None:
+    async def _queue(self, session: AgiSession, call_id: str, outcome: IvrOutcome,
+                     pbx: str | None = None) -> None:
         assert outcome.queue is not None
         number, _ = normalize_number(session.env.callerid, self.setup.known.national_region)
         customer = outcome.variables.get("customer_id") or None
         call = self.admit(call_id, outcome.queue, outcome.language, outcome.country,
-                          outcome.priority, number, customer)
+                          outcome.priority, number, customer, pbx=pbx)
         if call is None:
             return
         try:

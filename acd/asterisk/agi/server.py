@@ -86,6 +86,12 @@ class AgiSession:
         self._on_first_command = on_first_command
 
     @property
+    def peer_host(self) -> str | None:
+        """The address the connection comes from (the PBX's), None when unknown."""
+        peer = self._writer.get_extra_info("peername")
+        return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+    @property
     def hung_up(self) -> bool:
         """True once Asterisk said HANGUP, answered 511, or the connection ended."""
         return self._hangup.is_set()

@@ -170,7 +170,8 @@ class Adoption(Inbound):
             self.service.adopt_call(call, call.call_id, slot.queue, slot.language,
                                     slot.country, agent,
                                     arrived_at=now - max(0.0, wall - arrived),
-                                    answered_at=now - max(0.0, wall - answered))
+                                    answered_at=now - max(0.0, wall - answered),
+                                    pbx=self.pbx)
         except RoutingError as exc:
             log.warning("talk %s not put back on agent %s: %s", call.call_id, agent, exc)
             return
@@ -183,6 +184,8 @@ class Adoption(Inbound):
             return False
 
         def take(machine: CallMachine) -> AriCall:
+            if self.pbx is not None:
+                self.service.arrived_on(call.call_id, self.pbx)
             machine.policy = self._policy()
             machine.holding = call.hold_bridge is not None
             call.machine = machine

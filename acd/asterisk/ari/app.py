@@ -37,6 +37,8 @@ from acd.asterisk.ari.models import (
     describe,
 )
 from acd.asterisk.ari.state import OVERFLOW_CONTEXT, OutboundLegs
+from acd.core.agent_states import SITE_DOWN
+from acd.core.call import Lost
 
 __all__ = ["OVERFLOW_CONTEXT", "OutboundLegs", "StasisApp"]
 
@@ -129,6 +131,25 @@ class StasisApp(Adoption):
                     self._spawn(None, self._reconcile_later())
             case _:
                 pass
+
+    def pbx_down(self) -> int:
+        """The PBX is down (site outage): every call it held is lost to the engine. A queued
+        call ends in the router (``Lost``), a caller in the IVR is dropped; nothing is asked of
+        the PBX (its bridges and legs are left to the adoption after the reconnect, which also
+        takes back the callers still in Stasis by then). Returns how many calls ended."""
+        calls = list(self.calls.values())
+        for call in calls:
+            for task in list(call.tasks):  # its IVR, its steps waiting on the PBX
+                task.cancel()
+            if call.machine is not None:
+                call.mark_hung_up()
+                self.feed(call, Lost(SITE_DOWN))
+            call.todo.clear()  # a worker the feed started finds nothing to ask the PBX
+            if self.calls.get(call.call_id) is call:
+                del self.calls[call.call_id]
+            if call.leg is not None:
+                self.legs.pop(call.leg.channel_id, None)
+        return len(calls)
 
     def _unknown(self, kind: str, raw: Any) -> None:
         """Recording results are not modelled events; anything else is only logged."""

@@ -151,7 +151,8 @@ class Inbound(CallCommands):
             self.feed(call, Adopted(CallPhase.QUEUED, holding=True))
         try:
             self.service.call_arrived(call, call.call_id, slot.queue, slot.language,
-                                      slot.country, slot.priority, slot.customer_id, arrived_at)
+                                      slot.country, slot.priority, slot.customer_id, arrived_at,
+                                      pbx=self.pbx)
         except (DuplicateCall, RoutingError) as exc:
             log.warning("The router refused call %s: %s; continuing in the dialplan.",
                         call.call_id, exc)

@@ -44,6 +44,10 @@ class OutboundLegs(Protocol):
 class AppState:
     """The Stasis application's shared state and its call tasks."""
 
+    #: The PBX this application's client speaks to (multi-PBX setups): the calls it queues
+    #: arrived there, and their offers carry dial strings from there. None: the one PBX.
+    pbx: str | None = None
+
     def __init__(
         self,
         service: RouterService,
