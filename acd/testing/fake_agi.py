@@ -265,6 +265,82 @@ class FakeAsterisk:
         return call.commands
 
 
+# --- what a command does to the channel's variables --------------------------------------
+
+
+def _agi_words(line: str) -> list[str]:
+    """res_agi's ``parse_args``: words split on spaces and tabs, ``"`` toggles quoting and
+    ``\\`` makes the next character literal."""
+    words: list[str] = []
+    word: list[str] = []
+    quoted = escaped = started = False
+    for char in line:
+        if escaped:
+            word.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = started = True
+        elif char == '"':
+            quoted, started = not quoted, True
+        elif char in " \t" and not quoted:
+            if started:
+                words.append("".join(word))
+                word, started = [], False
+        else:
+            word.append(char)
+            started = True
+    if started:
+        words.append("".join(word))
+    return words
+
+
+def _app_args(text: str) -> list[str]:
+    """``AST_STANDARD_APP_ARGS`` (app.c): split on commas outside quotes, parentheses and
+    brackets; quotes and backslashes removed; a trailing comma leaves one empty argument."""
+    args: list[str] = []
+    current: list[str] = []
+    paren = bracket = 0
+    quote = False
+    chars = iter(text)
+    for char in chars:
+        if char == "(":
+            paren += 1
+        elif char == ")":
+            paren = max(0, paren - 1)
+        elif char == "[":
+            bracket += 1
+        elif char == "]":
+            bracket = max(0, bracket - 1)
+        elif char == '"':
+            quote = not quote
+            continue
+        elif char == "\\":
+            char = next(chars, "")
+        elif char == "," and not (paren or quote or bracket):
+            args.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if current or text.endswith(","):
+        args.append("".join(current))
+    return args
+
+
+def variables_set(command: str) -> dict[str, str]:
+    """The channel variables (or functions, such as ``CHANNEL(language)``) a command sets in
+    Asterisk 22, in order: ``SET VARIABLE <name> <value>`` sets one; a name
+    ``ARRAY(n1,n2,...)`` sets each name to the value's comma-separated field (func_strings.c
+    ``array()``: names beyond the values get ""). Any other command sets nothing."""
+    words = _agi_words(command)
+    if words[:2] != ["SET", "VARIABLE"] or len(words) != 4:
+        return {}
+    name, value = words[2], words[3]
+    if name.startswith("ARRAY(") and name.endswith(")"):
+        names, values = _app_args(name[6:-1]), _app_args(value)
+        return {n: values[i] if i < len(values) else "" for i, n in enumerate(names)}
+    return {name: value}
+
+
 # --- the dialplan's side of a call, which outlives the engine ----------------------------
 
 
@@ -282,9 +358,7 @@ async def run_script(fake: FakeAsterisk, script: str, args: Sequence[str], *, un
         await call.send_environment(environment_block(script, args=args, uniqueid=uniqueid,
                                                       extension=extension))
         while (command := await call.read_command(timeout)) is not None:
-            m = re.fullmatch(r"SET VARIABLE (\w+) (.*)", command)
-            if m:
-                variables[m.group(1)] = m.group(2).strip('"')
+            variables.update(variables_set(command))
             answer = reply(command)
             await call.reply(*([answer] if isinstance(answer, str) else answer))
     finally:
