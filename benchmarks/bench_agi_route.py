@@ -83,7 +83,7 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
     admission = Admission(max_loop_lag_s, max_ttfc_s)
     # Benchmark only: the server's own view (accept to first command, accept to hand-back),
     # free of the load generator's lateness on a shared machine.
-    seen: dict[str, list[float]] = {"ttfc": [], "back": []}
+    seen: dict[str, list[float]] = {"ttfc": [], "back": [], "routed": [], "thinnest": []}
     note_first = admission.first_command
 
     def first_command(ttfc_s: float) -> None:
@@ -95,6 +95,8 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
 
     async def timed_route(session: AgiSession) -> None:
         await route(session)
+        if session.accepted_at is not None and path.admission is None:
+            seen["routed"].append(time.monotonic() - session.accepted_at)
         sent_nothing = session._on_first_command is not None
         if sent_nothing and path.admission is not None and session.accepted_at is not None:
             seen["back"].append(time.monotonic() - session.accepted_at)
@@ -106,6 +108,8 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
     async def one_variable(session: AgiSession) -> None:
         """The thinnest FastAGI router: one SET VARIABLE, then close."""
         await session.set_variable("ACD_TARGET", "PJSIP/1001")
+        if session.accepted_at is not None:
+            seen["thinnest"].append(time.monotonic() - session.accepted_at)
 
     thinnest = FastAgiServer(lambda _script: one_variable, HOST, 0, max_sessions=10_000)
     await thinnest.start()
@@ -116,6 +120,12 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
                 for agent in service.center.agents:
                     service.login(agent.id)
                 print(f"ok {len(service.center.agents)}", flush=True)
+            elif line.startswith("routed "):  # accept to handler return, last n sessions
+                n = int(line.split()[1])
+                us = {k: [round(percentile(seen[k][-n:], q) * 1e6, 1) for q in (50, 99)]
+                      for k in ("routed", "thinnest")}
+                print(json.dumps({"route_p50_p99_us": us["routed"],
+                                  "thinnest_p50_p99_us": us["thinnest"]}), flush=True)
             elif line.strip() == "logout":
                 for agent in service.center.agents:
                     service.logout(agent.id)
@@ -297,6 +307,7 @@ class Routed:
         self.commands: Counter[int] = Counter()
         self.examples: dict[int, str] = {}
         self.held = 0
+        self.server: dict[str, object] = {}
 
     def summary(self) -> dict[str, object]:
         ms = lambda v: round(v * 1000, 3)  # noqa: E731
@@ -425,6 +436,9 @@ def main() -> int:
             proc.stdin.flush()
             assert proc.stdout.readline().startswith("ok")
             routed_r = asyncio.run(routed(port, thinnest_port, args.routed, 400_000))
+            proc.stdin.write(f"routed {len(routed_r.routed)}\n")
+            proc.stdin.flush()
+            routed_r.server = json.loads(proc.stdout.readline())
             proc.stdin.write("logout\n")  # the overload phases hold every call again
             proc.stdin.flush()
             assert proc.stdout.readline().startswith("ok")
@@ -452,6 +466,8 @@ def main() -> int:
         print("  " + "  ".join(f"{k}={v}" for k, v in routed_r.summary().items()))
         for n, example in sorted(routed_r.examples.items()):
             print(f"    {n} AGI command(s) per routed call, e.g.: {example}")
+        print("    server view (accept to handler return): " + "  ".join(
+            f"{k}={v}" for k, v in routed_r.server.items()))
     for phase in over:
         print("  " + "  ".join(f"{k}={v}" for k, v in phase.summary().items()))
         print("    server view: " + "  ".join(f"{k}={v}" for k, v in phase.server.items()))

@@ -401,15 +401,18 @@ class CallPath:
         hold the caller until the router decides. When an agent was free at once the offer
         is already waiting: those variables go with the dial variables in one command, and
         the caller never hears music."""
-        if call.todo and isinstance(call.todo[0], Dial):
-            await self.hold(session, call, variables)
-            return
+        todo = call.todo
+        at_once = len(todo) == 1 and isinstance(todo[0], Dial)
         try:
-            await self._set_all(session, variables)
+            if at_once:  # nothing to wait for: no hold loop, no hang-up watch
+                await self._dial(session, todo.popleft(), variables)
+            else:
+                await self._set_all(session, variables)
         except BaseException:
             self.release(call)  # the dialplan cannot report this call: never leave it queued
             raise
-        await self.hold(session, call)
+        if not at_once or call.todo:  # (after the dial: whatever came meanwhile, if any)
+            await self.hold(session, call, handed_over=at_once)
 
     def language_pairs(self, session: AgiSession, language: str) -> list[tuple[str, str]]:
         """``CHANNEL(language)`` for the call's language, so what Asterisk plays itself after
@@ -427,15 +430,15 @@ class CallPath:
 
     # ------------------------------------------------------------------ holding
 
-    async def hold(self, session: AgiSession, call: AgiCall,
-                   unsent: list[tuple[str, str]] | None = None) -> None:
+    async def hold(self, session: AgiSession, call: AgiCall, handed_over: bool = False
+                   ) -> None:
         """Carry out the machine's work while this session has the caller: music on hold,
-        the callback question, then the dial variables or the hand-back that end it.
-        ``unsent``: variables not yet set, which go with the first dial variables."""
+        the callback question, then the dial variables or the hand-back that end it
+        (``handed_over``: the dial variables were set already)."""
         loop = asyncio.get_running_loop()
         hangup: asyncio.Future[bool] = loop.create_task(session.wait_for_hangup())
         machine = call.machine
-        handed_over = False  # dial variables or the hand-back given: the dialplan goes on
+        # True once the dial variables or the hand-back are given: the dialplan goes on.
         try:
             while True:
                 if session.hung_up:
@@ -443,12 +446,7 @@ class CallPath:
                         self.stats.abandoned_holding += 1
                     return
                 if call.todo:
-                    action = call.todo.popleft()
-                    if unsent and isinstance(action, Dial):
-                        handed_over |= await self._dial(session, action, unsent)
-                        unsent = None
-                    else:
-                        handed_over |= await self._perform(session, call, action)
+                    handed_over |= await self._perform(session, call, call.todo.popleft())
                     continue
                 if handed_over or machine.phase is Phase.ENDED:
                     return
