@@ -401,11 +401,12 @@ class CallPath:
         hold the caller until the router decides. When an agent was free at once the offer
         is already waiting: those variables go with the dial variables in one command, and
         the caller never hears music."""
-        todo = call.todo
-        at_once = len(todo) == 1 and isinstance(todo[0], Dial)
+        dial = call.todo[0] if len(call.todo) == 1 else None
+        at_once = isinstance(dial, Dial)
         try:
-            if at_once:  # nothing to wait for: no hold loop, no hang-up watch
-                await self._dial(session, todo.popleft(), variables)
+            if isinstance(dial, Dial):  # nothing to wait for: no hold loop, no hang-up watch
+                call.todo.popleft()
+                await self._dial(session, dial, variables)
             else:
                 await self._set_all(session, variables)
         except BaseException:
