@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from acd.testing.app_args import array_writes
+
 ReplyFunction = Callable[[str], "str | Sequence[str]"]
 
 
@@ -294,38 +296,6 @@ def _agi_words(line: str) -> list[str]:
     return words
 
 
-def _app_args(text: str) -> list[str]:
-    """``AST_STANDARD_APP_ARGS`` (app.c): split on commas outside quotes, parentheses and
-    brackets; quotes and backslashes removed; a trailing comma leaves one empty argument."""
-    args: list[str] = []
-    current: list[str] = []
-    paren = bracket = 0
-    quote = False
-    chars = iter(text)
-    for char in chars:
-        if char == "(":
-            paren += 1
-        elif char == ")":
-            paren = max(0, paren - 1)
-        elif char == "[":
-            bracket += 1
-        elif char == "]":
-            bracket = max(0, bracket - 1)
-        elif char == '"':
-            quote = not quote
-            continue
-        elif char == "\\":
-            char = next(chars, "")
-        elif char == "," and not (paren or quote or bracket):
-            args.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    if current or text.endswith(","):
-        args.append("".join(current))
-    return args
-
-
 def variables_set(command: str) -> dict[str, str]:
     """The channel variables (or functions, such as ``CHANNEL(language)``) a command sets in
     Asterisk 22, in order: ``SET VARIABLE <name> <value>`` sets one; a name
@@ -335,10 +305,7 @@ def variables_set(command: str) -> dict[str, str]:
     if words[:2] != ["SET", "VARIABLE"] or len(words) != 4:
         return {}
     name, value = words[2], words[3]
-    if name.startswith("ARRAY(") and name.endswith(")"):
-        names, values = _app_args(name[6:-1]), _app_args(value)
-        return {n: values[i] if i < len(values) else "" for i, n in enumerate(names)}
-    return {name: value}
+    return dict(array_writes(name, value) or [(name, value)])
 
 
 # --- the dialplan's side of a call, which outlives the engine ----------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from acd.asterisk import variables
 from acd.asterisk.agi.codec import LocalProtocolError, RemoteProtocolError, Reply
 
 #: res_agi reads a command into a 2048-byte buffer with fgets: longer lines are split in two.
@@ -197,39 +198,14 @@ def set_variable(name: str, value: str) -> bytes:
     return encode_command("SET VARIABLE", _variable_name(name), value)
 
 
-#: A name ``ARRAY()`` may set: a variable, or ``CHANNEL(language)``-style function whose
-#: argument holds no separator.
-_ARRAY_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\([A-Za-z0-9_.-]*\))?")
-#: Characters ``ARRAY()`` would read as structure in a value (its separator, quotes, escapes,
-#: parentheses); brackets are allowed only in balanced pairs (an IPv6 host in a dial string).
-_ARRAY_UNSAFE = frozenset(',"\\()')
-
-
-def _array_value(value: str) -> str:
-    depth = 0
-    for char in value:
-        if char in _ARRAY_UNSAFE:
-            raise LocalProtocolError(f"{value[:80]!r} cannot be one value of ARRAY(): "
-                                     f"{char!r} would split or change it.")
-        depth += (char == "[") - (char == "]")
-        if depth < 0:
-            break
-    if depth:
-        raise LocalProtocolError(f"{value[:80]!r} cannot be one value of ARRAY(): "
-                                 "unbalanced brackets would swallow its separators.")
-    return value
-
-
 def set_variables(pairs: Sequence[tuple[str, str]]) -> bytes:
     """Set every ``(name, value)`` in one command: a plain ``SET VARIABLE`` for one pair,
     else ``SET VARIABLE ARRAY(n1,n2,...) "v1,v2,..."``.
 
-    res_agi's SET VARIABLE hands a name ending in ``)`` to the function's writer; Asterisk's
-    ``ARRAY()`` (func_strings.c) splits names and values on commas (honouring quotes,
-    backslashes, parentheses and brackets) and sets each name in order. So each value must be
-    free of ``,`` ``"`` ``\\`` ``(`` ``)`` and have balanced brackets; dial strings, agent and
-    call ids, numbers and language codes are. A bad name or value raises
-    `LocalProtocolError` rather than set the wrong variables.
+    res_agi's SET VARIABLE hands a name ending in ``)`` to the function's writer, and
+    Asterisk's ``ARRAY()`` sets each name in order (`acd.asterisk.variables`: what a value may
+    hold). A bad name or value raises `LocalProtocolError` rather than set the wrong
+    variables.
     """
     if not pairs:
         raise LocalProtocolError("set_variables needs at least one (name, value) pair.")
@@ -237,12 +213,11 @@ def set_variables(pairs: Sequence[tuple[str, str]]) -> bytes:
         name, value = pairs[0]
         return encode_command("SET VARIABLE", _variable_name(name, readable=name.endswith(")")),
                               value)
-    for name, _ in pairs:
-        if not _ARRAY_NAME_RE.fullmatch(name):
-            raise LocalProtocolError(f"{name[:80]!r} is not a name ARRAY() can set.")
-    names = ",".join(name for name, _ in pairs)
-    values = ",".join(_array_value(value) for _, value in pairs)
-    return encode_command("SET VARIABLE", f"ARRAY({names})", values)
+    try:
+        name, value = variables.array(pairs)
+    except ValueError as exc:
+        raise LocalProtocolError(str(exc)) from None
+    return encode_command("SET VARIABLE", name, value)
 
 
 #: A language Asterisk can name a sound directory after: a letter, then letters, digits, ``_``
