@@ -2,12 +2,15 @@
 
 Scripts (``AGI(agi://127.0.0.1:4573/<script>,<args>)``, see ``config/asterisk/extensions.conf``):
 
-- ``route``: runs the ``main`` IVR flow, queues the call with the router, sets the channel's
-  ``CHANNEL(language)`` to the call's (configured) language and holds the caller
-  on music until the router's command: ``Offer`` sets ``ACD_TARGET`` (the dial string, built
-  only from the roster's endpoint), ``ACD_AGENT``, ``ACD_CALL_ID``, ``ACD_RING_TIMEOUT`` and ends
-  the session so the dialplan dials; ``Overflow`` sets ``ACD_RESULT`` (voicemail / callback).
-  An empty ``ACD_TARGET`` with an empty ``ACD_RESULT`` means "take your fallback".
+- ``route``: runs the ``main`` IVR flow, queues the call with the router, sets
+  ``ACD_CALL_ID`` and the channel's ``CHANNEL(language)`` to the call's (configured) language
+  and holds the caller on music until the router's command: ``Offer`` sets ``ACD_TARGET``
+  (the dial string, built only from the roster's endpoint), ``ACD_AGENT``,
+  ``ACD_RING_TIMEOUT`` and ends the session so the dialplan dials; ``Overflow`` sets
+  ``ACD_RESULT`` (voicemail / callback). An empty ``ACD_TARGET`` with an empty ``ACD_RESULT``
+  means "take your fallback". Variables set at one moment go in one command
+  (`commands.set_variables`, Asterisk's ``ARRAY()``), and a call that finds an agent free
+  at once hears no music: after the IVR its session is that one command.
 - ``answered,<call>,<agent>``: from Dial's ``U()`` subroutine on the agent's channel.
 - ``dialresult,<call>,<DIALSTATUS>,<agent>``: the dial failed; the router requeues the call
   (ring-no-answer) and the same hold runs again until the next offer.
