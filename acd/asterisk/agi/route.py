@@ -427,11 +427,6 @@ class CallPath:
             return []
         return [("CHANNEL(language)", language)]
 
-    async def set_language(self, session: AgiSession, language: str) -> None:
-        """Give the channel the call's language (see `language_pairs`)."""
-        if pairs := self.language_pairs(session, language):
-            await self._set_all(session, pairs)
-
     # ------------------------------------------------------------------ holding
 
     async def hold(self, session: AgiSession, call: AgiCall, handed_over: bool = False
