@@ -616,3 +616,16 @@ def test_fake_reads_set_variable_as_the_recorded_asterisk_did() -> None:
     read_back = re.fullmatch(r"200 result=1 \((.*)\)\n", reply)
     assert read_back is not None
     assert variables_set(str(texts[set_at][1])) == {"ACD_NOTE": read_back.group(1)}
+
+
+async def test_free_agent_call_lost_during_its_one_command_frees_the_agent(rig: Rig) -> None:
+    """If Asterisk goes away while the one command is in flight, the call ends as abandoned
+    and the agent it rang is ready again (the dialplan can never report on it)."""
+    rig.service.login("msk-tech-ru-001")
+    call = await start_call(rig, callerid=CALLER)
+    await answer_until(call, f"{FIRST_DIAL_VARIABLES} {UNIQUEID},PJSIP/1001,msk-tech-ru-001,15")
+    await call.close()
+    await until(lambda: rig.ended())
+    assert [e.outcome for e in rig.ended()] == [Outcome.ABANDONED]
+    assert rig.service.router.agent_state("msk-tech-ru-001") is AgentState.READY
+    assert not rig.path.calls
