@@ -432,12 +432,12 @@ class CallPath:
     async def hold(self, session: AgiSession, call: AgiCall, handed_over: bool = False
                    ) -> None:
         """Carry out the machine's work while this session has the caller: music on hold,
-        the callback question, then the dial variables or the hand-back that end it
-        (``handed_over``: the dial variables were set already)."""
+        the callback question, then the dial variables or the hand-back that end it.
+        ``handed_over`` (True once the dial variables or the hand-back are given: the dialplan
+        goes on) starts True when the dial variables were set before the loop."""
         loop = asyncio.get_running_loop()
         hangup: asyncio.Future[bool] = loop.create_task(session.wait_for_hangup())
         machine = call.machine
-        # True once the dial variables or the hand-back are given: the dialplan goes on.
         try:
             while True:
                 if session.hung_up:
