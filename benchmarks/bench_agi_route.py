@@ -4,15 +4,21 @@ A child process serves the call path (``python benchmarks/bench_agi_route.py ser
 reference center and a one-node IVR flow (straight to the queue, so the IVR costs nothing and
 nothing waits on prompts); queues are made unbounded and no agent is logged in, so every call
 is queued and held on music. This process is the fake Asterisk: each call connects, sends the
-environment, times the first command (``SET VARIABLE ACD_CALL_ID``), answers it, the channel
-language (callers other than Russian) and the ``SET MUSIC ON``, and finally hangs up (an
-abandon for the router).
+environment, times the first command (the one that sets ``ACD_CALL_ID``, with the channel
+language for callers other than Russian), answers it and the ``SET MUSIC ON``, and finally
+hangs up (an abandon for the router).
 Phases: held sessions at once, closed-loop new sessions/s, open-loop Poisson at 300 calls/s
-(the rated arrivals); then admission control is switched on (``agi.max_loop_lag_s`` and
+(the rated arrivals); then every agent of the roster logs in and the routed phase times calls
+that find an agent free at once (AGI commands per routed call, and arrival to the session's
+close with its target) against the thinnest FastAGI router, a session that sets one variable
+and closes, served by the same process on another port, the two alternating (each routed
+call's caller then hangs up while the agent rings, an ``h``-extension ``ended`` that frees
+the agent at once, untimed); then admission control is switched on (``agi.max_loop_lag_s`` and
 ``agi.max_ttfc_s`` at 0.02 s, the 20 ms target, tighter than the service's defaults) and
 the overload phases offer 2x and 3x the rated arrivals: p50/p99 time to first command of the
 admitted calls, the share handed back to the dialplan fallback and how fast (connect to close).
-Usage: ``python benchmarks/bench_agi_route.py [--held 1000] [--rated 300] [--check]``.
+Usage: ``python benchmarks/bench_agi_route.py [--held 1000] [--rated 300] [--routed 2000]
+[--routed-only] [--check]``.
 """
 
 from __future__ import annotations
@@ -28,13 +34,19 @@ import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from acd.testing.fake_agi import environment_block  # noqa: E402
+from acd.testing.fake_agi import (  # noqa: E402
+    FakeAsterisk,
+    environment_block,
+    run_script,
+    variables_set,
+)
 from acd.testing.loadgen import LoadResult, percentile, session_rate  # noqa: E402
 from acd.testing.loadgen import open_loop as loadgen_open_loop  # noqa: E402
 
@@ -71,7 +83,7 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
     admission = Admission(max_loop_lag_s, max_ttfc_s)
     # Benchmark only: the server's own view (accept to first command, accept to hand-back),
     # free of the load generator's lateness on a shared machine.
-    seen: dict[str, list[float]] = {"ttfc": [], "back": []}
+    seen: dict[str, list[float]] = {"ttfc": [], "back": [], "routed": [], "thinnest": []}
     note_first = admission.first_command
 
     def first_command(ttfc_s: float) -> None:
@@ -83,6 +95,8 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
 
     async def timed_route(session: AgiSession) -> None:
         await route(session)
+        if session.accepted_at is not None and path.admission is None:
+            seen["routed"].append(time.monotonic() - session.accepted_at)
         sent_nothing = session._on_first_command is not None
         if sent_nothing and path.admission is not None and session.accepted_at is not None:
             seen["back"].append(time.monotonic() - session.accepted_at)
@@ -90,10 +104,33 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
     path._scripts["route"] = timed_route
     server = FastAgiServer(path.handler_for, HOST, 0, max_sessions=10_000, admission=admission)
     await server.start()
-    print(f"PORT {server.port}", flush=True)
+
+    async def one_variable(session: AgiSession) -> None:
+        """The thinnest FastAGI router: one SET VARIABLE, then close."""
+        await session.set_variable("ACD_TARGET", "PJSIP/1001")
+        if session.accepted_at is not None:
+            seen["thinnest"].append(time.monotonic() - session.accepted_at)
+
+    thinnest = FastAgiServer(lambda _script: one_variable, HOST, 0, max_sessions=10_000)
+    await thinnest.start()
+    print(f"PORT {server.port} {thinnest.port}", flush=True)
     try:
         while line := await asyncio.to_thread(sys.stdin.readline):
-            if line.strip() == "admission":
+            if line.strip() == "login":
+                for agent in service.center.agents:
+                    service.login(agent.id)
+                print(f"ok {len(service.center.agents)}", flush=True)
+            elif line.startswith("routed "):  # accept to handler return, last n sessions
+                n = int(line.split()[1])
+                us = {k: [round(percentile(seen[k][-n:], q) * 1e6, 1) for q in (50, 99)]
+                      for k in ("routed", "thinnest")}
+                print(json.dumps({"route_p50_p99_us": us["routed"],
+                                  "thinnest_p50_p99_us": us["thinnest"]}), flush=True)
+            elif line.strip() == "logout":
+                for agent in service.center.agents:
+                    service.logout(agent.id)
+                print("ok", flush=True)
+            elif line.strip() == "admission":
                 path.admission = admission
                 seen["ttfc"].clear()
                 print("ok", flush=True)
@@ -116,6 +153,7 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
                          "cpu_seconds": round(time.process_time(), 3)}
                 print(json.dumps(stats), flush=True)
     finally:
+        await thinnest.close(grace=2.0)
         await server.close(grace=2.0)
 
 
@@ -149,13 +187,10 @@ class _Caller:
             ttfc = time.perf_counter() - started
             if not first:
                 raise HandedBack(ttfc)
-            if not first.startswith(b"SET VARIABLE ACD_CALL_ID "):
+            if "ACD_CALL_ID" not in variables_set(first.decode().rstrip("\n")):
                 raise ConnectionError(f"unexpected first command {first!r}")
             self.writer.write(b"200 result=1\n")
             line = await self.reader.readline()
-            if line.startswith(b"SET VARIABLE CHANNEL(language) "):  # not a ru caller
-                self.writer.write(b"200 result=1\n")
-                line = await self.reader.readline()
             if line != b"SET MUSIC ON default\n":
                 raise ConnectionError("no music on hold")
             self.writer.write(b"200 result=0\n")
@@ -263,6 +298,79 @@ async def overload(port: int, per_s: float, duration: float, first: int) -> Over
     return result
 
 
+class Routed:
+    """The routed phase: calls that find an agent free at once, against the thinnest router."""
+
+    def __init__(self) -> None:
+        self.routed: list[float] = []
+        self.thinnest: list[float] = []
+        self.commands: Counter[int] = Counter()
+        self.examples: dict[int, str] = {}
+        self.held = 0
+        self.server: dict[str, object] = {}
+
+    def summary(self) -> dict[str, object]:
+        ms = lambda v: round(v * 1000, 3)  # noqa: E731
+        r50, r99 = percentile(self.routed, 50), percentile(self.routed, 99)
+        t50, t99 = percentile(self.thinnest, 50), percentile(self.thinnest, 99)
+        return {"phase": "routed (agent free at once)", "calls": len(self.routed),
+                "held_instead": self.held,
+                "agi_commands_per_call": dict(sorted(self.commands.items())),
+                "arrival_to_close_p50_ms": ms(r50), "arrival_to_close_p99_ms": ms(r99),
+                "thinnest_p50_ms": ms(t50), "thinnest_p99_ms": ms(t99),
+                "ratio_p50": round(r50 / t50, 2), "ratio_p99": round(r99 / t99, 2)}
+
+
+async def _session(port: int, env: bytes, timeout: float = 10.0) -> tuple[float, list[str]]:
+    """One FastAGI session as Asterisk runs it: connect, send ``env``, answer every command
+    with success until the server closes. Returns connect-to-close seconds and the commands.
+    A caller put on music hangs up at once (the call was not routed at once)."""
+    started = time.perf_counter()
+    sent: list[str] = []
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            writer.write(env)
+            while line := await reader.readline():
+                sent.append(line.decode().rstrip("\n"))
+                writer.write(b"200 result=0\nHANGUP\n" if line.startswith(b"SET MUSIC ON")
+                             else b"200 result=1\n")
+            elapsed = time.perf_counter() - started
+        finally:
+            writer.close()
+    return elapsed, sent
+
+
+async def routed(port: int, thinnest_port: int, count: int, first: int,
+                 warm_up: int = 100) -> Routed:
+    """``count`` routed calls, each after a session on the thinnest router (same caller, same
+    environment), one at a time; the first ``warm_up`` pairs are not counted."""
+    result = Routed()
+    fake = FakeAsterisk(port)
+    for n in range(warm_up + count):
+        k = first + n
+        uniqueid = f"1795609297.{k}"
+        env = environment_block("route", args=("100",), callerid=COUNTRIES[k % 5],
+                                uniqueid=uniqueid)
+        thin_s, _ = await _session(thinnest_port, env)
+        route_s, sent = await _session(port, env)
+        variables: dict[str, str] = {}
+        for command in sent:
+            variables.update(variables_set(command))
+        if "ACD_TARGET" not in variables:
+            result.held += 1
+            continue
+        if n >= warm_up:
+            result.thinnest.append(thin_s)
+            result.routed.append(route_s)
+            result.commands[len(sent)] += 1
+            result.examples.setdefault(len(sent), " | ".join(sent))
+        # The caller hangs up while the agent rings: the agent is ready again at once.
+        await run_script(fake, "ended", (variables["ACD_CALL_ID"],), uniqueid=uniqueid,
+                         extension="h")
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "serve"))
@@ -277,6 +385,11 @@ def main() -> int:
                         help="agi.max_ttfc_s for the overload phases (0.02)")
     parser.add_argument("--overload-only", action="store_true",
                         help="skip the held, rate and rated open-loop phases")
+    parser.add_argument("--routed", type=int, default=2000,
+                        help="routed calls (agent free at once) timed against the thinnest "
+                        "router (0: skip)")
+    parser.add_argument("--routed-only", action="store_true",
+                        help="run only the routed phase")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -295,10 +408,11 @@ def main() -> int:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             env=env)
     assert proc.stdin is not None and proc.stdout is not None
-    port = int(proc.stdout.readline().split()[1])
+    _, port_text, thin_text = proc.stdout.readline().split()
+    port, thinnest_port = int(port_text), int(thin_text)
 
     async def phases() -> list[LoadResult]:
-        if args.overload_only:
+        if args.overload_only or args.routed_only:
             return []
         return [await held(port, args.held, 0), await rate(port, 3000, 100_000),
                 await open_loop(port, args.rated, args.seconds, 200_000)]
@@ -316,10 +430,24 @@ def main() -> int:
 
     try:
         results = asyncio.run(phases())
-        proc.stdin.write("admission\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().strip() == "ok"
-        over = asyncio.run(overloads())
+        routed_r: Routed | None = None
+        if args.routed > 0:
+            proc.stdin.write("login\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().startswith("ok")
+            routed_r = asyncio.run(routed(port, thinnest_port, args.routed, 400_000))
+            proc.stdin.write(f"routed {len(routed_r.routed)}\n")
+            proc.stdin.flush()
+            routed_r.server = json.loads(proc.stdout.readline())
+            proc.stdin.write("logout\n")  # the overload phases hold every call again
+            proc.stdin.flush()
+            assert proc.stdout.readline().startswith("ok")
+        over: list[Overload] = []
+        if not args.routed_only:
+            proc.stdin.write("admission\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "ok"
+            over = asyncio.run(overloads())
         proc.stdin.write("stats\n")
         proc.stdin.flush()
         stats = json.loads(proc.stdout.readline())
@@ -334,6 +462,12 @@ def main() -> int:
           f"{os.cpu_count()} CPUs")
     for result in results:
         print("  " + "  ".join(f"{k}={v}" for k, v in result.summary().items()))
+    if routed_r is not None:
+        print("  " + "  ".join(f"{k}={v}" for k, v in routed_r.summary().items()))
+        for n, example in sorted(routed_r.examples.items()):
+            print(f"    {n} AGI command(s) per routed call, e.g.: {example}")
+        print("    server view (accept to handler return): " + "  ".join(
+            f"{k}={v}" for k, v in routed_r.server.items()))
     for phase in over:
         print("  " + "  ".join(f"{k}={v}" for k, v in phase.summary().items()))
         print("    server view: " + "  ".join(f"{k}={v}" for k, v in phase.server.items()))
@@ -347,10 +481,18 @@ def main() -> int:
             f"p99 TTFC <= 20 ms at {args.rated:g}/s":
                 steady.summary()["ttfc_p99_ms"] <= 20.0,  # type: ignore[operator]
         }
+    if routed_r is not None:
+        checks["routed p50 arrival-to-close within 1.3x of the thinnest router"] = (
+            percentile(routed_r.routed, 50) <= 1.3 * percentile(routed_r.thinnest, 50))
+        checks["one AGI command per routed call (agent free at once)"] = (
+            set(routed_r.commands) == {1})
+    if over:
+        checks |= {
+            "admitted p99 TTFC <= 20 ms at 2x": percentile(over[0].ttfc, 99) <= 0.020,
+            "excess handed back within 50 ms at 2x":
+                max(over[0].handed_back, default=0.0) <= 0.050,
+        }
     checks |= {
-        "admitted p99 TTFC <= 20 ms at 2x": percentile(over[0].ttfc, 99) <= 0.020,
-        "excess handed back within 50 ms at 2x":
-            max(over[0].handed_back, default=0.0) <= 0.050,
         "no failures": all(r.failures == 0 for r in results)
         and all(o.failures == 0 for o in over),
         "every call left the router": stats["calls_in_router"] == 0,

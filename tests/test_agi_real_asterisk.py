@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from acd.asterisk.agi import commands
 from acd.asterisk.agi.route import CallPath
 from acd.asterisk.agi.server import AgiSession, FastAgiServer, Handler
 from acd.config.load import load_center
@@ -86,3 +87,45 @@ async def test_real_asterisk_queues_and_holds_the_caller() -> None:
     finally:
         await server.close(grace=2.0)
         service.close()
+
+
+async def test_real_asterisk_sets_every_variable_of_one_array_write() -> None:
+    """One ``SET VARIABLE ARRAY(...)`` (how the engine sets a routed call's call id, language
+    and dial variables at once) sets each name in Asterisk, read back with GET VARIABLE."""
+    pairs = [("ACD_CALL_ID", "1795609297.11"), ("CHANNEL(language)", "uk"),
+             ("ACD_TARGET", "PJSIP/kyiv/sip:1001@[2001:db8::5]:5060"),
+             ("ACD_AGENT", "kyi-tech-uk-001"), ("ACD_RING_TIMEOUT", "15")]
+    read_back: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+
+    async def array_then_read(session: AgiSession) -> None:
+        reply = await session.command(commands.set_variables(pairs))
+        assert reply.code == 200
+        values = {}
+        for name, _ in pairs:
+            got = await session.command(commands.get_variable(name))
+            values[name] = got.data or ""
+        # Nothing to dial: the dialplan hangs up.
+        await session.command(commands.set_variables([("ACD_TARGET", ""), ("ACD_RESULT",
+                                                                           "hangup")]))
+        read_back.put_nowait(values)
+
+    host, _, port = AGI_BIND.rpartition(":")
+    server = FastAgiServer(lambda _script: array_then_read, host, int(port))
+    await server.start()
+    base_url = f"http://{HOST}:{ARI_PORT}/ari"
+    auth = aiohttp.BasicAuth(USER, PASSWORD)
+    try:
+        async with aiohttp.ClientSession(auth=auth) as http, http.ws_connect(
+                f"{base_url}/events", params={"app": APP}):
+            async with http.post(f"{base_url}/channels", params={
+                    "endpoint": "Local/100@acd-inbound", "app": APP}) as response:
+                assert response.status == 200, await response.text()
+                channel_id = (await response.json())["id"]
+            try:
+                values = await asyncio.wait_for(read_back.get(), 10.0)
+            finally:
+                async with http.delete(f"{base_url}/channels/{channel_id}"):
+                    pass
+        assert values == dict(pairs)
+    finally:
+        await server.close(grace=2.0)

@@ -28,7 +28,13 @@ from acd.core.model import (
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.router_service import RouterService
 from acd.testing.clock import ManualClock
-from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
+from acd.testing.fake_agi import (
+    FakeAsterisk,
+    FakeCall,
+    environment_block,
+    load_transcript,
+    variables_set,
+)
 from ivr.actions import CallbackTask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +42,9 @@ CENTER = ROOT / "config" / "center.yaml"
 DIALPLAN = ROOT / "config" / "asterisk" / "extensions.conf"
 CALLER = "+79161234567"
 UNIQUEID = "1795609297.11"
+#: The dial variables in one command (a held caller), and with the call id (an agent was free).
+DIAL_VARIABLES = "SET VARIABLE ARRAY(ACD_TARGET,ACD_AGENT,ACD_RING_TIMEOUT)"
+FIRST_DIAL_VARIABLES = "SET VARIABLE ARRAY(ACD_CALL_ID,ACD_TARGET,ACD_AGENT,ACD_RING_TIMEOUT)"
 
 
 @dataclass
@@ -164,9 +173,7 @@ async def test_call_flows_from_ivr_to_wrap_up(rig: Rig) -> None:
     # The agent logs in with *51 from their phone: the router offers them the waiting call.
     assert await script(rig, "agent", "login", channel="PJSIP/1001-0000002a") == [
         "SET VARIABLE ACD_AGENT_RESULT ok", "STREAM FILE agent-loginok \"\""]
-    await expect_all(call, "SET VARIABLE ACD_TARGET PJSIP/1001",
-                     "SET VARIABLE ACD_AGENT msk-tech-ru-001",
-                     "SET VARIABLE ACD_RING_TIMEOUT 15", "SET MUSIC OFF")
+    await expect_all(call, f"{DIAL_VARIABLES} PJSIP/1001,msk-tech-ru-001,15", "SET MUSIC OFF")
     assert await call.wait_closed(2.0)
     assert rig.service.router.agent_state("msk-tech-ru-001") is AgentState.RINGING
     # Dial's U() subroutine on the agent's channel reports the answer.
@@ -189,15 +196,12 @@ async def test_ring_no_answer_reoffers_on_the_next_hold(rig: Rig) -> None:
     rig.service.login("msk-tech-ru-001")
     rig.service.login("msk-tech-ru-002")
     call = await start_call(rig, callerid=CALLER)
-    await answer_until(call, f"SET VARIABLE ACD_CALL_ID {UNIQUEID}")
+    # The offer was waiting already: no music, the call id with the dial variables.
+    await answer_until(call, f"{FIRST_DIAL_VARIABLES} {UNIQUEID},PJSIP/1001,msk-tech-ru-001,15")
     await call.reply("200 result=1")
-    # The offer was waiting already: no music, straight to the dial variables.
-    await expect_all(call, "SET VARIABLE ACD_TARGET PJSIP/1001",
-                     "SET VARIABLE ACD_AGENT msk-tech-ru-001", "SET VARIABLE ACD_RING_TIMEOUT 15")
     assert await call.wait_closed(2.0)
     again = await start_call(rig, "dialresult", args=(UNIQUEID, "NOANSWER", "msk-tech-ru-001"))
-    await expect_all(again, "SET VARIABLE ACD_TARGET PJSIP/1002",
-                     "SET VARIABLE ACD_AGENT msk-tech-ru-002", "SET VARIABLE ACD_RING_TIMEOUT 15")
+    await expect_all(again, f"{DIAL_VARIABLES} PJSIP/1002,msk-tech-ru-002,15")
     assert await again.wait_closed(2.0)
     assert rig.service.router.agent_state("msk-tech-ru-001") is AgentState.PAUSED
     snapshot = {a.agent_id: a for a in rig.service.router.agent_snapshot()}
@@ -212,16 +216,15 @@ async def test_dial_result_after_the_routers_ring_timeout_is_not_reported_twice(
     rig.service.login("msk-tech-ru-001")
     rig.service.login("msk-tech-ru-002")
     call = await start_call(rig, callerid=CALLER)
-    await answer_until(call, f"SET VARIABLE ACD_RING_TIMEOUT {ring_timeout:.0f}")
+    await answer_until(call, f"{FIRST_DIAL_VARIABLES} {UNIQUEID},PJSIP/1001,msk-tech-ru-001,"
+                             f"{ring_timeout:.0f}")
     await call.reply("200 result=1")
     assert await call.wait_closed(2.0)
     # The router's ring timer fires while Asterisk still rings: the next offer waits.
     rig.clock.advance(ring_timeout)
     await until(lambda: rig.service.router.agent_state("msk-tech-ru-002") is AgentState.RINGING)
     again = await start_call(rig, "dialresult", args=(UNIQUEID, "NOANSWER", "msk-tech-ru-001"))
-    await expect_all(again, "SET VARIABLE ACD_TARGET PJSIP/1002",
-                     "SET VARIABLE ACD_AGENT msk-tech-ru-002",
-                     f"SET VARIABLE ACD_RING_TIMEOUT {ring_timeout:.0f}")
+    await expect_all(again, f"{DIAL_VARIABLES} PJSIP/1002,msk-tech-ru-002,{ring_timeout:.0f}")
     assert await again.wait_closed(2.0)
     requeued = [o for o in rig.outputs if type(o).__name__ == "CallRequeued"]
     assert len(requeued) == 1
@@ -251,8 +254,8 @@ async def test_overflow_sets_the_result_for_the_dialplan(rig: Rig) -> None:
     await call.expect("GET DATA acd/ru/callback_offer 6000 1", "200 result= (timeout)")
     await call.expect("SET MUSIC ON default", "200 result=0")
     rig.clock.advance(tech.max_wait_s - rig.clock.now())
-    await expect_all(call, "SET MUSIC OFF", "SET VARIABLE ACD_QUEUE tech",
-                     "SET VARIABLE ACD_LANGUAGE ru", "SET VARIABLE ACD_RESULT voicemail")
+    await expect_all(call, "SET MUSIC OFF",
+                     "SET VARIABLE ARRAY(ACD_QUEUE,ACD_LANGUAGE,ACD_RESULT) tech,ru,voicemail")
     assert await call.wait_closed(2.0)
     assert [e.outcome for e in rig.ended()] == [Outcome.OVERFLOWED]
 
@@ -263,8 +266,7 @@ async def test_callback_offer_accepted_while_holding(rig: Rig) -> None:
     rig.path.calls[UNIQUEID].handle_command(OfferCallback(UNIQUEID, 300.0))
     await call.expect("SET MUSIC OFF", "200 result=0")
     await call.expect("GET DATA acd/ru/callback_offer 6000 1", "200 result=1")
-    await expect_all(call, "SET VARIABLE ACD_QUEUE tech", "SET VARIABLE ACD_LANGUAGE ru",
-                     "SET VARIABLE ACD_RESULT callback")
+    await expect_all(call, "SET VARIABLE ARRAY(ACD_QUEUE,ACD_LANGUAGE,ACD_RESULT) tech,ru,callback")
     assert await call.wait_closed(2.0)
     assert [e.outcome for e in rig.ended()] == [Outcome.CALLBACK]
     assert [(t.number, t.queue, t.reason) for t in rig.callbacks.tasks] == [
@@ -419,7 +421,7 @@ async def test_caller_gone_while_the_agent_rings_frees_the_agent(rig: Rig) -> No
     rig.service.login("msk-tech-ru-001")
     rig.service.login("msk-tech-ru-002")
     call = await start_call(rig, callerid=CALLER)
-    await answer_until(call, "SET VARIABLE ACD_RING_TIMEOUT 15")
+    await answer_until(call, f"{FIRST_DIAL_VARIABLES} {UNIQUEID},PJSIP/1001,msk-tech-ru-001,15")
     await call.reply("200 result=1")
     assert await call.wait_closed(2.0)
     assert await script(rig, "ended", UNIQUEID, extension="h") == []
@@ -428,8 +430,8 @@ async def test_caller_gone_while_the_agent_rings_frees_the_agent(rig: Rig) -> No
 
 
 @pytest.mark.parametrize(("template", "target"), [
-    ("Local/{ext}@agents/n", '"Local/1001@agents/n"'),
-    ("PJSIP/moscow/sip:{ext}@10.0.0.5:5060", '"PJSIP/moscow/sip:1001@10.0.0.5:5060"')])
+    ("Local/{ext}@agents/n", "Local/1001@agents/n"),
+    ("PJSIP/moscow/sip:{ext}@10.0.0.5:5060", "PJSIP/moscow/sip:1001@10.0.0.5:5060")])
 async def test_endpoints_acd_check_accepts_are_dialled(template: str, target: str) -> None:
     """A roster template `acd check` accepts (Local with /n, PJSIP with a SIP URI) is dialled:
     the offer reaches the dialplan instead of pausing the agent `rona`."""
@@ -440,12 +442,13 @@ async def test_endpoints_acd_check_accepts_are_dialled(template: str, target: st
     try:
         r.service.login("msk-tech-ru-001")
         call = await start_call(r, callerid=CALLER)
-        await answer_until(call, f"SET VARIABLE ACD_CALL_ID {UNIQUEID}")
+        sent = await answer_until(
+            call, f'{FIRST_DIAL_VARIABLES} "{UNIQUEID},{target},msk-tech-ru-001,15"')
         await call.reply("200 result=1")
-        await expect_all(call, f"SET VARIABLE ACD_TARGET {target}",
-                         "SET VARIABLE ACD_AGENT msk-tech-ru-001",
-                         "SET VARIABLE ACD_RING_TIMEOUT 15")
         assert await call.wait_closed(2.0)
+        assert variables_set(sent[-1]) == {"ACD_CALL_ID": UNIQUEID, "ACD_TARGET": target,
+                                           "ACD_AGENT": "msk-tech-ru-001",
+                                           "ACD_RING_TIMEOUT": "15"}
         assert r.service.router.agent_state("msk-tech-ru-001") is AgentState.RINGING
     finally:
         await r.server.close(grace=0.5)
@@ -456,19 +459,19 @@ UA_CALLER = "+380441234567"
 
 
 async def ivr_to_queue(call: FakeCall, press: dict[str, str] | None = None) -> list[str]:
-    """Answer the IVR (``press``: replies for GET DATA prompts) up to ACD_CALL_ID; the rest
-    of the session's commands up to the music on hold, each answered with success."""
+    """Answer the IVR (``press``: replies for GET DATA prompts) up to the command that sets
+    ACD_CALL_ID; that command and the rest up to the music on hold, answered with success."""
     press = press or {}
     while True:
         command = await call.read_command(5.0)
         assert command is not None
-        if command.startswith("SET VARIABLE ACD_CALL_ID"):
+        if "ACD_CALL_ID" in variables_set(command):
             break
         prompt = command.split(" ")[2] if command.startswith("GET DATA") else ""
         await call.reply(f"200 result={press[prompt]}" if prompt in press
                          else ivr_reply(command))
     await call.reply("200 result=1")
-    after: list[str] = []
+    after: list[str] = [command]
     while (command := await call.read_command(5.0)) is not None:
         after.append(command)
         await call.reply("200 result=0" if command.startswith("SET MUSIC") else "200 result=1")
@@ -481,8 +484,9 @@ async def test_channel_language_follows_the_callers_country(rig: Rig) -> None:
     """A Ukrainian caller on an English channel: after queueing, CHANNEL(language) is uk, so
     VoiceMail and the fallback queue speak Ukrainian; then music on hold as before."""
     call = await start_call(rig, callerid=UA_CALLER, language="en")
-    assert await ivr_to_queue(call) == ["SET VARIABLE CHANNEL(language) uk",
-                                        "SET MUSIC ON default"]
+    assert await ivr_to_queue(call) == [
+        f"SET VARIABLE ARRAY(ACD_CALL_ID,CHANNEL(language)) {UNIQUEID},uk",
+        "SET MUSIC ON default"]
     assert rig.path.calls[UNIQUEID].language == "uk"
     await call.hangup()
     assert await call.wait_closed(2.0)
@@ -492,7 +496,8 @@ async def test_channel_language_follows_the_ivr_choice(rig: Rig) -> None:
     """A Ukrainian caller who presses 9 for Russian gets CHANNEL(language) ru, not uk."""
     call = await start_call(rig, callerid=UA_CALLER, language="en")
     sent = await ivr_to_queue(call, {"acd/uk/choose_russian": "9"})
-    assert sent == ["SET VARIABLE CHANNEL(language) ru", "SET MUSIC ON default"]
+    assert sent == [f"SET VARIABLE ARRAY(ACD_CALL_ID,CHANNEL(language)) {UNIQUEID},ru",
+                    "SET MUSIC ON default"]
     assert rig.path.calls[UNIQUEID].language == "ru"
     await call.hangup()
     assert await call.wait_closed(2.0)
@@ -501,7 +506,8 @@ async def test_channel_language_follows_the_ivr_choice(rig: Rig) -> None:
 async def test_channel_already_in_the_calls_language_costs_no_command(rig: Rig) -> None:
     """A Russian caller on a channel whose language is ru already: no extra round trip."""
     call = await start_call(rig, callerid=CALLER, language="ru")
-    assert await ivr_to_queue(call) == ["SET MUSIC ON default"]
+    assert await ivr_to_queue(call) == [f"SET VARIABLE ACD_CALL_ID {UNIQUEID}",
+                                        "SET MUSIC ON default"]
     await call.hangup()
     assert await call.wait_closed(2.0)
 
@@ -512,3 +518,114 @@ def test_language_command_takes_only_language_codes(bad: str) -> None:
     assert commands.set_language("en_GB") == b"SET VARIABLE CHANNEL(language) en_GB\n"
     with pytest.raises(LocalProtocolError):
         commands.set_language(bad)
+
+
+# ------------------------------------------------------------------ round trips per routed call
+
+async def test_free_agent_takes_the_call_in_one_command_after_the_ivr(rig: Rig) -> None:
+    """With an agent free at once, the session sends exactly one command after the IVR (the
+    call id and the dial variables in one SET VARIABLE ARRAY, no music) and closes."""
+    rig.service.login("msk-tech-ru-001")
+    call = await start_call(rig, callerid=CALLER)
+    sent = await answer_until(call, re.compile(r"SET VARIABLE .*"))
+    await call.reply("200 result=1")
+    assert await call.wait_closed(2.0)
+    assert sent == ['STREAM FILE acd/ru/welcome ""', "GET DATA acd/ru/main_menu 5000 1",
+                    f"{FIRST_DIAL_VARIABLES} {UNIQUEID},PJSIP/1001,msk-tech-ru-001,15"]
+    assert variables_set(sent[-1]) == {"ACD_CALL_ID": UNIQUEID, "ACD_TARGET": "PJSIP/1001",
+                                       "ACD_AGENT": "msk-tech-ru-001",
+                                       "ACD_RING_TIMEOUT": "15"}
+    assert rig.service.router.agent_state("msk-tech-ru-001") is AgentState.RINGING
+    assert rig.path.stats.offers_delivered == 1
+
+
+async def test_free_agent_and_channel_language_share_the_one_command(rig: Rig) -> None:
+    """A Ukrainian caller on an English channel with a free agent: CHANNEL(language) goes in
+    the same single command as the call id and the dial variables."""
+    rig.service.login("kyi-tech-uk-001")
+    call = await start_call(rig, callerid=UA_CALLER, language="en")
+    sent = await answer_until(call, re.compile(r"SET VARIABLE .*"))
+    await call.reply("200 result=1")
+    assert await call.wait_closed(2.0)
+    assert all(c.startswith(("STREAM FILE", "GET DATA")) for c in sent[:-1])
+    assert sent[-1] == ("SET VARIABLE ARRAY(ACD_CALL_ID,CHANNEL(language),ACD_TARGET,"
+                        f"ACD_AGENT,ACD_RING_TIMEOUT) {UNIQUEID},uk,PJSIP/2001,"
+                        "kyi-tech-uk-001,15")
+    assert variables_set(sent[-1])["CHANNEL(language)"] == "uk"
+
+
+async def test_held_caller_gets_the_agent_in_two_commands(rig: Rig) -> None:
+    """A held caller's whole session after the IVR is: call id, music on, then (agent ready)
+    the dial variables in one command and music off, and the session closes."""
+    call = await start_call(rig, callerid=CALLER)
+    sent = await answer_until(call, re.compile(r"SET VARIABLE .*"))
+    await call.reply("200 result=1")
+    await call.expect("SET MUSIC ON default", "200 result=0")
+    rig.service.login("msk-tech-ru-001")
+    await expect_all(call, f"{DIAL_VARIABLES} PJSIP/1001,msk-tech-ru-001,15", "SET MUSIC OFF")
+    assert await call.wait_closed(2.0)
+    assert call.commands[len(sent) - 1:] == [
+        f"SET VARIABLE ACD_CALL_ID {UNIQUEID}", "SET MUSIC ON default",
+        f"{DIAL_VARIABLES} PJSIP/1001,msk-tech-ru-001,15", "SET MUSIC OFF"]
+
+
+@pytest.mark.parametrize("pairs", [
+    [("ACD_TARGET", "PJSIP/1001"), ("ACD_AGENT", "msk-tech-ru-001"), ("ACD_RING_TIMEOUT", "15")],
+    [("ACD_CALL_ID", "acd-1795609297-3"), ("CHANNEL(language)", "en_GB"),
+     ("ACD_TARGET", "PJSIP/kyiv/sip:1001@[2001:db8::5]:5060;transport=tcp"),
+     ("ACD_AGENT", "kyi.tech_uk-001"), ("ACD_RING_TIMEOUT", "20")],
+    [("ACD_QUEUE", "tech"), ("ACD_LANGUAGE", "ru"), ("ACD_RESULT", "")],
+    [("ACD_TARGET", "Local/1001@agents/n")],
+])
+def test_set_variables_sets_exactly_the_pairs_in_asterisk(pairs: list[tuple[str, str]]) -> None:
+    """One command sets every pair, as Asterisk's SET VARIABLE and ARRAY() read it (the fake's
+    model of res_agi's parse_args and app.c's argument splitting)."""
+    line = commands.set_variables(pairs).decode()
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert variables_set(line[:-1]) == dict(pairs)
+    assert line.startswith("SET VARIABLE ARRAY(" if len(pairs) > 1 else "SET VARIABLE ACD_")
+
+
+@pytest.mark.parametrize("value", ["a,b", 'say "hi"', "back\\slash", "Dial(x)", "x(", "[::1",
+                                   "]["])
+def test_set_variables_refuses_values_array_would_split(value: str) -> None:
+    """A value holding ARRAY()'s separator, quotes, escapes, parentheses or unbalanced brackets
+    is refused rather than set the wrong variables."""
+    with pytest.raises(LocalProtocolError):
+        commands.set_variables([("ACD_A", "1"), ("ACD_B", value)])
+
+
+@pytest.mark.parametrize("name", ["ACD X", "FOO(a,b)", "1ACD", "ARRAY(A,B)", ""])
+def test_set_variables_refuses_names_array_cannot_set(name: str) -> None:
+    """Only variable names and argument-free-of-commas functions go into ARRAY()."""
+    with pytest.raises(LocalProtocolError):
+        commands.set_variables([("ACD_A", "1"), (name, "2")])
+    with pytest.raises(LocalProtocolError):
+        commands.set_variables([])
+
+
+def test_fake_reads_set_variable_as_the_recorded_asterisk_did() -> None:
+    """The fake's model of SET VARIABLE yields the value a real Asterisk 22 read back after
+    the recorded quoted, escaped SET VARIABLE (agi-basic.jsonl)."""
+    rows = load_transcript(ROOT / "tests" / "recordings" / "asterisk" / "agi-basic.jsonl")
+    texts = [(r.direction, r.text) for r in rows]
+    set_at = next(i for i, (d, t) in enumerate(texts)
+                  if d == ">" and str(t).startswith("SET VARIABLE ACD_NOTE "))
+    get_at = texts.index((">", "GET VARIABLE ACD_NOTE"))
+    reply = str(texts[get_at + 1][1])
+    read_back = re.fullmatch(r"200 result=1 \((.*)\)\n", reply)
+    assert read_back is not None
+    assert variables_set(str(texts[set_at][1])) == {"ACD_NOTE": read_back.group(1)}
+
+
+async def test_free_agent_call_lost_during_its_one_command_frees_the_agent(rig: Rig) -> None:
+    """If Asterisk goes away while the one command is in flight, the call ends as abandoned
+    and the agent it rang is ready again (the dialplan can never report on it)."""
+    rig.service.login("msk-tech-ru-001")
+    call = await start_call(rig, callerid=CALLER)
+    await answer_until(call, f"{FIRST_DIAL_VARIABLES} {UNIQUEID},PJSIP/1001,msk-tech-ru-001,15")
+    await call.close()
+    await until(lambda: rig.ended())
+    assert [e.outcome for e in rig.ended()] == [Outcome.ABANDONED]
+    assert rig.service.router.agent_state("msk-tech-ru-001") is AgentState.READY
+    assert not rig.path.calls

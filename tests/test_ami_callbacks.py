@@ -337,8 +337,8 @@ async def test_ami_callback_runs_the_flow_and_queues_with_priority(
     assert agi.service.router.call_state("1795609400.5") is CallState.QUEUED
     await call.expect("SET MUSIC ON default", "200 result=0")
     agi.service.login("kyi-tech-uk-001")
-    await call.expect("SET VARIABLE ACD_TARGET PJSIP/2001", "200 result=1")
-    await call.expect("SET VARIABLE ACD_AGENT kyi-tech-uk-001", "200 result=1")
+    await call.expect("SET VARIABLE ARRAY(ACD_TARGET,ACD_AGENT,ACD_RING_TIMEOUT) "
+                      "PJSIP/2001,kyi-tech-uk-001,15", "200 result=1")
     stored = store.get(task_id)
     assert stored is not None and stored.status == "done"
     outbound.close()

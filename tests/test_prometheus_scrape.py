@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from acd.testing.fake_agi import FakeAsterisk, environment_block
+from acd.testing.fake_agi import FakeAsterisk, environment_block, variables_set
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
                                 reason="the prometheus binary is not installed "
@@ -136,8 +136,7 @@ async def drive_calls(agi: int) -> None:
     await call.send_environment(environment_block("route", args=("100",), uniqueid="100.1"))
     agent = None
     while (command := await call.read_command(10.0)) is not None:
-        if command.startswith("SET VARIABLE ACD_AGENT "):
-            agent = command.split()[-1]
+        agent = variables_set(command).get("ACD_AGENT", agent)
         await call.reply(ivr_reply(command))
     await call.close()
     assert agent == "msk-tech-ru-001"

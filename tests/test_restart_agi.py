@@ -10,7 +10,6 @@ after ``kill -9``); a SIGTERM is the ordinary stop.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,13 @@ from acd.service.app import Runtime
 from acd.service.settings import load_settings
 from acd.service.state import RestartBounds
 from acd.testing.clock import ManualClock
-from acd.testing.fake_agi import DialInProgress, FakeAsterisk, FakeChannels, environment_block
+from acd.testing.fake_agi import (
+    DialInProgress,
+    FakeAsterisk,
+    FakeChannels,
+    environment_block,
+    variables_set,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CENTER = load_center(ROOT / "config" / "center.yaml")
@@ -60,8 +65,7 @@ async def route_to_dial(fake: FakeAsterisk, uniqueid: str,
     await call.send_environment(environment_block("route", args=("100",), uniqueid=uniqueid))
     variables: dict[str, str] = {}
     while (command := await call.read_command(10.0)) is not None:
-        if m := re.fullmatch(r"SET VARIABLE (\w+) (.*)", command):
-            variables[m.group(1)] = m.group(2)
+        variables.update(variables_set(command))
         await call.reply(ivr_reply(command))
     await call.close()
     assert variables.get("ACD_TARGET"), variables

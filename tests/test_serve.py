@@ -34,7 +34,7 @@ from acd.service.logs import EventLog, configure_logging
 from acd.service.reload import ReloadRefused
 from acd.service.settings import CONFIG_DIR, load_settings
 from acd.testing.clock import ManualClock
-from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
+from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block, variables_set
 
 ROOT = Path(__file__).resolve().parents[1]
 CALLER = "+79161234567"
@@ -81,9 +81,7 @@ async def route_until_offer(fake: FakeAsterisk, uniqueid: str, callerid: str = C
                                                   uniqueid=uniqueid))
     variables: dict[str, str] = {}
     while (command := await call.read_command(10.0)) is not None:
-        m = re.fullmatch(r"SET VARIABLE (\w+) (.*)", command)
-        if m:
-            variables[m.group(1)] = m.group(2)
+        variables.update(variables_set(command))
         await call.reply(ivr_reply(command))
     await call.close()
     return call, variables
@@ -336,7 +334,7 @@ async def test_shutdown_hands_held_callers_back_to_the_dialplan(tmp_path: Path) 
         await stopping
         stopped = True
         assert time.monotonic() - t0 < 2.0
-        assert not any(c.startswith("SET VARIABLE ACD_TARGET") for c in later)
+        assert not any("ACD_TARGET" in variables_set(c) for c in later)
         await call.close()
     finally:
         if not stopped:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from acd.service.app import Runtime
 from acd.service.settings import CONFIG_DIR, WallboardSettings, load_settings
 from acd.service.wallboard import Subscriber, Wallboard
 from acd.testing.clock import ManualClock
-from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block
+from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block, variables_set
 
 AGENT = "msk-tech-ru-001"
 
@@ -36,9 +35,7 @@ class HeldCall:
 
     async def _until_offer(self) -> None:
         while (command := await self.call.read_command(30.0)) is not None:
-            m = re.fullmatch(r"SET VARIABLE (\w+) (.*)", command)
-            if m:
-                self.variables[m.group(1)] = m.group(2)
+            self.variables.update(variables_set(command))
             await self.call.reply(ivr_reply(command))
         await self.call.close()
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from acd.testing.app_args import array_writes
 from acd.testing.ari_objects import (
     CAUSE_TEXT,
     MEDIA_SECONDS,
@@ -399,6 +400,11 @@ class AriWorld:
                 partner.state = "Up"
 
     def _set_var_on(self, chan: FakeChannel, variable: str, value: str) -> None:
+        writes = array_writes(variable, value)
+        if writes is not None:  # ARRAY(): each name in turn; no event for the function itself
+            for name, part in writes:
+                self._set_var_on(chan, name, part)
+            return
         if variable == "TIMEOUT(absolute)":
             self._absolute_timeout(chan, float(value or 0))
             return

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from acd.testing.app_args import array_writes
+
 ReplyFunction = Callable[[str], "str | Sequence[str]"]
 
 
@@ -268,6 +270,47 @@ class FakeAsterisk:
         return call.commands
 
 
+# --- what a command does to the channel's variables --------------------------------------
+
+
+def _agi_words(line: str) -> list[str]:
+    """res_agi's ``parse_args``: words split on spaces and tabs, ``"`` toggles quoting and
+    ``\\`` makes the next character literal."""
+    words: list[str] = []
+    word: list[str] = []
+    quoted = escaped = started = False
+    for char in line:
+        if escaped:
+            word.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = started = True
+        elif char == '"':
+            quoted, started = not quoted, True
+        elif char in " \t" and not quoted:
+            if started:
+                words.append("".join(word))
+                word, started = [], False
+        else:
+            word.append(char)
+            started = True
+    if started:
+        words.append("".join(word))
+    return words
+
+
+def variables_set(command: str) -> dict[str, str]:
+    """The channel variables (or functions, such as ``CHANNEL(language)``) a command sets in
+    Asterisk 22, in order: ``SET VARIABLE <name> <value>`` sets one; a name
+    ``ARRAY(n1,n2,...)`` sets each name to the value's comma-separated field (func_strings.c
+    ``array()``: names beyond the values get ""). Any other command sets nothing."""
+    words = _agi_words(command)
+    if words[:2] != ["SET", "VARIABLE"] or len(words) != 4:
+        return {}
+    name, value = words[2], words[3]
+    return dict(array_writes(name, value) or [(name, value)])
+
+
 # --- the dialplan's side of a call, which outlives the engine ----------------------------
 
 
@@ -285,9 +328,7 @@ async def run_script(fake: FakeAsterisk, script: str, args: Sequence[str], *, un
         await call.send_environment(environment_block(script, args=args, uniqueid=uniqueid,
                                                       extension=extension))
         while (command := await call.read_command(timeout)) is not None:
-            m = re.fullmatch(r"SET VARIABLE (\w+) (.*)", command)
-            if m:
-                variables[m.group(1)] = m.group(2).strip('"')
+            variables.update(variables_set(command))
             answer = reply(command)
             await call.reply(*([answer] if isinstance(answer, str) else answer))
     finally:

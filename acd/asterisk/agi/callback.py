@@ -68,12 +68,7 @@ class CallbackScript:
                 if call is not None:
                     result = AttemptResult.QUEUED
                     self.board.report(claimed.id, result)
-                    try:
-                        await self._set(session, CALL_ID, call_id)
-                    except BaseException:
-                        self.path.release(call)  # the dialplan cannot report it: never leave
-                        raise
-                    await self.path.hold(session, call)
+                    await self.path.start(session, call, [(CALL_ID, call_id)])
         finally:
             self.board.report(claimed.id, result)
 

@@ -10,7 +10,9 @@ CR, LF and NUL can never be sent (they would end or truncate the command).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+from acd.asterisk import variables
 from acd.asterisk.agi.codec import LocalProtocolError, RemoteProtocolError, Reply
 
 #: res_agi reads a command into a 2048-byte buffer with fgets: longer lines are split in two.
@@ -194,6 +196,28 @@ def get_full_variable(expression: str) -> bytes:
 def set_variable(name: str, value: str) -> bytes:
     """``SET VARIABLE``: set a channel variable; the value may be anything but CR, LF, NUL."""
     return encode_command("SET VARIABLE", _variable_name(name), value)
+
+
+def set_variables(pairs: Sequence[tuple[str, str]]) -> bytes:
+    """Set every ``(name, value)`` in one command: a plain ``SET VARIABLE`` for one pair,
+    else ``SET VARIABLE ARRAY(n1,n2,...) "v1,v2,..."``.
+
+    res_agi's SET VARIABLE hands a name ending in ``)`` to the function's writer, and
+    Asterisk's ``ARRAY()`` sets each name in order (`acd.asterisk.variables`: what a value may
+    hold). A bad name or value raises `LocalProtocolError` rather than set the wrong
+    variables.
+    """
+    if not pairs:
+        raise LocalProtocolError("set_variables needs at least one (name, value) pair.")
+    if len(pairs) == 1:
+        name, value = pairs[0]
+        return encode_command("SET VARIABLE", _variable_name(name, readable=name.endswith(")")),
+                              value)
+    try:
+        name, value = variables.array(pairs)
+    except ValueError as exc:
+        raise LocalProtocolError(str(exc)) from None
+    return encode_command("SET VARIABLE", name, value)
 
 
 #: A language Asterisk can name a sound directory after: a letter, then letters, digits, ``_``

@@ -2,12 +2,15 @@
 
 Scripts (``AGI(agi://127.0.0.1:4573/<script>,<args>)``, see ``config/asterisk/extensions.conf``):
 
-- ``route``: runs the ``main`` IVR flow, queues the call with the router, sets the channel's
-  ``CHANNEL(language)`` to the call's (configured) language and holds the caller
-  on music until the router's command: ``Offer`` sets ``ACD_TARGET`` (the dial string, built
-  only from the roster's endpoint), ``ACD_AGENT``, ``ACD_CALL_ID``, ``ACD_RING_TIMEOUT`` and ends
-  the session so the dialplan dials; ``Overflow`` sets ``ACD_RESULT`` (voicemail / callback).
-  An empty ``ACD_TARGET`` with an empty ``ACD_RESULT`` means "take your fallback".
+- ``route``: runs the ``main`` IVR flow, queues the call with the router, sets
+  ``ACD_CALL_ID`` and the channel's ``CHANNEL(language)`` to the call's (configured) language
+  and holds the caller on music until the router's command: ``Offer`` sets ``ACD_TARGET``
+  (the dial string, built only from the roster's endpoint), ``ACD_AGENT``,
+  ``ACD_RING_TIMEOUT`` and ends the session so the dialplan dials; ``Overflow`` sets
+  ``ACD_RESULT`` (voicemail / callback). An empty ``ACD_TARGET`` with an empty ``ACD_RESULT``
+  means "take your fallback". Variables set at one moment go in one command
+  (`commands.set_variables`, Asterisk's ``ARRAY()``), and a call that finds an agent free
+  at once hears no music: after the IVR its session is that one command.
 - ``answered,<call>,<agent>``: from Dial's ``U()`` subroutine on the agent's channel.
 - ``dialresult,<call>,<DIALSTATUS>,<agent>``: the dial failed; the router requeues the call
   (ring-no-answer) and the same hold runs again until the next offer.
@@ -405,32 +408,49 @@ class CallPath:
                           outcome.priority, number, customer, pbx=pbx)
         if call is None:
             return
+        await self.start(session, call, [(CALL_ID, call_id), *self.language_pairs(
+            session, call.language)])
+
+    async def start(self, session: AgiSession, call: AgiCall,
+                    variables: list[tuple[str, str]]) -> None:
+        """The call is queued: set its first ``variables`` (the call id, the language) and
+        hold the caller until the router decides. When an agent was free at once the offer
+        is already waiting: those variables go with the dial variables in one command, and
+        the caller never hears music."""
+        dial = call.todo[0] if len(call.todo) == 1 else None
+        at_once = isinstance(dial, Dial)
         try:
-            await self._set(session, CALL_ID, call_id)
-            await self.set_language(session, call.language)
+            if isinstance(dial, Dial):  # nothing to wait for: no hold loop, no hang-up watch
+                call.todo.popleft()
+                await self._dial(session, dial, variables)
+            else:
+                await self._set_all(session, variables)
         except BaseException:
             self.release(call)  # the dialplan cannot report this call: never leave it queued
             raise
-        await self.hold(session, call)
+        if not at_once or call.todo:  # (after the dial: whatever came meanwhile, if any)
+            await self.hold(session, call, handed_over=at_once)
 
-    async def set_language(self, session: AgiSession, language: str) -> None:
-        """Give the channel the call's language (``CHANNEL(language)``), so what Asterisk
-        plays itself after the IVR (VoiceMail, the fallback queue) speaks it too: only a
-        configured language, and nothing to send when the channel has it already."""
+    def language_pairs(self, session: AgiSession, language: str) -> list[tuple[str, str]]:
+        """``CHANNEL(language)`` for the call's language, so what Asterisk plays itself after
+        the IVR (VoiceMail, the fallback queue) speaks it too: only a configured language,
+        and nothing when the channel has it already."""
         if (language == session.env.language or language not in self.setup.known.languages
                 or not commands.LANGUAGE_RE.fullmatch(language)):
-            return
-        await self._command(session, commands.set_language(language))
+            return []
+        return [("CHANNEL(language)", language)]
 
     # ------------------------------------------------------------------ holding
 
-    async def hold(self, session: AgiSession, call: AgiCall) -> None:
+    async def hold(self, session: AgiSession, call: AgiCall, handed_over: bool = False
+                   ) -> None:
         """Carry out the machine's work while this session has the caller: music on hold,
-        the callback question, then the dial variables or the hand-back that end it."""
+        the callback question, then the dial variables or the hand-back that end it.
+        ``handed_over`` (True once the dial variables or the hand-back are given: the dialplan
+        goes on) starts True when the dial variables were set before the loop."""
         loop = asyncio.get_running_loop()
         hangup: asyncio.Future[bool] = loop.create_task(session.wait_for_hangup())
         machine = call.machine
-        handed_over = False  # dial variables or the hand-back given: the dialplan goes on
         try:
             while True:
                 if session.hung_up:
@@ -464,16 +484,21 @@ class CallPath:
         elif isinstance(action, StopHold):
             await self._command(session, commands.set_music(False))
         elif isinstance(action, Dial):
-            await self._set(session, TARGET, action.endpoint)
-            await self._set(session, AGENT, action.agent_id)
-            await self._set(session, RING_TIMEOUT, str(action.ring_timeout_s))
-            self.stats.offers_delivered += 1
-            return True
+            return await self._dial(session, action, [])
         elif isinstance(action, AskCallback):
             await self._ask_callback(session, call, action.language)
         elif isinstance(action, HandBack):
             return await self._hand_back(session, call.call_id, action)
         return False
+
+    async def _dial(self, session: AgiSession, action: Dial,
+                    before: list[tuple[str, str]]) -> bool:
+        """The dial variables (after ``before``) in one command: the dialplan dials next."""
+        await self._set_all(session, [*before, (TARGET, action.endpoint),
+                                      (AGENT, action.agent_id),
+                                      (RING_TIMEOUT, str(action.ring_timeout_s))])
+        self.stats.offers_delivered += 1
+        return True
 
     async def _hand_back(self, session: AgiSession, call_id: str, action: HandBack) -> bool:
         if action.result is None:
@@ -485,11 +510,10 @@ class CallPath:
             self.stats.callbacks_accepted += 1
         elif action.result != "ended":
             self.stats.overflows_delivered += 1
-        if action.queue is not None:
-            await self._set(session, QUEUE, action.queue)
+        variables = [(QUEUE, action.queue)] if action.queue is not None else []
         if action.language is not None:
-            await self._set(session, LANGUAGE, action.language)
-        await self._set(session, RESULT, action.result)
+            variables.append((LANGUAGE, action.language))
+        await self._set_all(session, [*variables, (RESULT, action.result)])
         return True
 
     async def _ask_callback(self, session: AgiSession, call: AgiCall, language: str) -> None:
@@ -570,6 +594,10 @@ class CallPath:
 
     async def _set(self, session: AgiSession, name: str, value: str) -> None:
         await self._command(session, commands.set_variable(name, value))
+
+    async def _set_all(self, session: AgiSession, variables: list[tuple[str, str]]) -> None:
+        """Every variable in one command (`commands.set_variables`): one round trip."""
+        await self._command(session, commands.set_variables(variables))
 
 
 class _RestoredCalls(Protocol):

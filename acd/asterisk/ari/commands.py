@@ -30,6 +30,7 @@ import math
 import re
 from functools import partial
 
+from acd.asterisk import variables
 from acd.asterisk.ari.calls import TALK_PREFIX, AgentLeg, AriCall, Phase, quietly, retry
 from acd.asterisk.ari.channel import AriIvrChannel
 from acd.asterisk.ari.client import AriConflict, AriError
@@ -125,10 +126,19 @@ class CallCommands(AppState):
                                           GRACE_VAR, value))
             await asyncio.sleep(grace / 3)
 
+    async def set_vars(self, channel_id: str, pairs: list[tuple[str, str]]) -> None:
+        """Set every ``(name, value)`` on the channel in one request (``ARRAY()`` for two or
+        more, see `acd.asterisk.variables`)."""
+        name, value = pairs[0] if len(pairs) == 1 else variables.array(pairs)
+        await self.client.set_channel_var(channel_id, name, value)
+
     async def _mark_talking(self, call: AriCall, talking: str) -> None:
-        """Note the conversation on the caller's channel (for adoption) and lift its timeout."""
-        await quietly(partial(self.client.set_channel_var, call.call_id, TALK_VAR, talking))
-        await self._no_timeout(call)
+        """Note the conversation on the caller's channel (for adoption) and lift its timeout,
+        in one request."""
+        marks = [(TALK_VAR, talking)]
+        if self.hold_grace_s is not None:
+            marks.append((GRACE_VAR, "0"))
+        await quietly(partial(self.set_vars, call.call_id, marks))
 
     async def _no_timeout(self, call: AriCall) -> None:
         """The caller no longer waits on the engine (talking, or handed back): no timeout."""
@@ -278,7 +288,9 @@ class CallCommands(AppState):
                 await quietly(partial(self.client.start_moh, hold, self.moh_class))
         elif isinstance(action, StopHold):
             hold = call.hold_bridge
-            if hold is not None:
+            # Before a Connect the holding bridge is destroyed, its music with it: the caller
+            # hears music until the agent's bridge is ready, and one request is saved.
+            if hold is not None and not (call.todo and isinstance(call.todo[0], Connect)):
                 await quietly(partial(self.client.stop_moh, hold))
         elif isinstance(action, Dial):
             await self._originate(call, action)
@@ -370,7 +382,8 @@ class CallCommands(AppState):
         """The dialplan takes the caller: after ``Stasis()`` (None), in the overflow context
         (a target), or not at all (``ended``: hang up; an accepted callback: confirm first)."""
         call_id = call.call_id
-        await self._no_timeout(call)
+        if action.result != "ended":  # (``ended`` hangs the caller up: no timeout to lift)
+            await self._no_timeout(call)
         if action.result is None:
             if not await quietly(partial(self.client.continue_in_dialplan, call_id)):
                 await quietly(partial(self.client.hangup, call_id))
