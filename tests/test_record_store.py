@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,16 @@ async def test_two_routers_see_each_others_rows(pg_url: str) -> None:
     service.close()
     active.close()
     standby.close()
+
+
+def test_two_routers_starting_at_once_create_the_tables_once(pg_url: str) -> None:
+    """Two stores opening one empty database at the same moment both start: the schema is
+    created and migrated under a lock, never twice at once."""
+    with ThreadPoolExecutor(2) as pool:
+        stores = list(pool.map(lambda _: open_store(pg_url), range(2)))
+    for store in stores:
+        assert set(READ_COLUMNS) <= store.columns("calls")
+        store.close()
 
 
 def _terminate_backends(server: PgServer, url: str) -> int:

@@ -3,11 +3,11 @@
 They are kept in a :class:`~acd.runtime.store.RecordStore`: SQLite by default, or PostgreSQL
 when two routers share them. Every statement commits before the observer returns, so once a
 finished call's row is written, killing the process (``kill -9``) cannot lose it. SQLite runs
-in WAL mode with autocommit;
-``synchronous=NORMAL`` (the default) keeps that promise for process crashes without an fsync
-per call; ``FULL`` adds an fsync per call so a power cut cannot lose it either. Writes are
-tens of microseconds with NORMAL, small enough to stay on the event loop; on PostgreSQL each
-is a round trip to the server (docs/operations.md has the figures).
+in WAL mode with autocommit; ``synchronous=NORMAL`` (the default) keeps that promise for
+process crashes without an fsync per call; ``FULL`` adds an fsync per call so a power cut
+cannot lose it either. Writes are tens of microseconds with NORMAL, small enough to stay on
+the event loop; on PostgreSQL each is a round trip to the server (docs/operations.md has the
+figures).
 
 Calls still in progress are kept in ``live_calls`` (one row per call, rewritten at each step:
 queued, ringing, talking, then wrap-up until the agent leaves it), so a restarted engine knows
