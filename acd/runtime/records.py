@@ -1,15 +1,19 @@
-"""Call records and callback tasks in SQLite: one row per call, written when the call ends.
+"""Call records and callback tasks: one row per call, written when the call ends.
 
-The database runs in WAL mode with autocommit, so each finished call is its own committed
-transaction: once the row is written, killing the process (``kill -9``) cannot lose it.
+They are kept in a :class:`~acd.runtime.store.RecordStore`: SQLite by default, or PostgreSQL
+when two routers share them. Every statement commits before the observer returns, so once a
+finished call's row is written, killing the process (``kill -9``) cannot lose it. SQLite runs
+in WAL mode with autocommit;
 ``synchronous=NORMAL`` (the default) keeps that promise for process crashes without an fsync
 per call; ``FULL`` adds an fsync per call so a power cut cannot lose it either. Writes are
-tens of microseconds with NORMAL, small enough to stay on the event loop.
+tens of microseconds with NORMAL, small enough to stay on the event loop; on PostgreSQL each
+is a round trip to the server (docs/operations.md has the figures).
 
 Calls still in progress are kept in ``live_calls`` (one row per call, rewritten at each step:
 queued, ringing, talking, then wrap-up until the agent leaves it), so a restarted engine knows
-which agent is on which call (:mod:`acd.service.state`). Tables are only ever added
-(``CREATE TABLE IF NOT EXISTS``), so a database from an older version opens as it is.
+which agent is on which call (:mod:`acd.service.state`). Tables and columns are only ever
+added (``CREATE TABLE IF NOT EXISTS``, ``ALTER TABLE ... ADD COLUMN`` at open), so a database
+from an older version opens as it is.
 
 The schema is documented in docs/operations.md; :func:`export_call_log` writes the
 simulator's call-log CSV (docs/traffic.md) so recorded traffic can be replayed.
@@ -20,7 +24,7 @@ from __future__ import annotations
 import csv
 import sqlite3
 import statistics
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -39,6 +43,14 @@ from acd.core.model import (
     Outcome,
     Output,
     Overflow,
+)
+from acd.runtime.store import (
+    PostgresStore,
+    RecordStore,
+    SqliteStore,
+    as_store,
+    is_postgres_url,
+    open_sqlite,
 )
 from ivr.actions import CallbackTask
 
@@ -64,7 +76,11 @@ CREATE TABLE IF NOT EXISTS calls (
     talk_s          REAL NOT NULL,
     offers          INTEGER NOT NULL,
     overflow_target TEXT,
-    overflow_reason TEXT
+    overflow_reason TEXT,
+    caller          TEXT,
+    customer_id     TEXT,
+    pbx             TEXT,
+    survey_score    INTEGER
 );
 CREATE INDEX IF NOT EXISTS calls_by_arrival ON calls (arrival);
 CREATE INDEX IF NOT EXISTS calls_by_call_id ON calls (call_id);
@@ -105,23 +121,44 @@ CREATE TABLE IF NOT EXISTS agent_states (
 );
 """
 
+#: The columns :class:`CallRecords` writes when a call ends.
 CALL_COLUMNS = ("call_id", "outcome", "entry_queue", "queue", "language", "country", "agent_id",
                 "site", "arrival", "queued", "offered", "answered", "ended", "wait_s", "talk_s",
                 "offers", "overflow_target", "overflow_reason")
+#: Columns added to ``calls`` later (all nullable); databases written before gain them at open.
+CALL_ADDED_COLUMNS = (
+    ("caller", "TEXT"),  # the caller's number as Asterisk gave it, sanitised
+    ("customer_id", "TEXT"),  # the IVR's identified customer
+    ("pbx", "TEXT"),  # the PBX the call arrived on (multi-PBX setups)
+    ("survey_score", "INTEGER"),  # post-call survey score 1..5
+)
+#: Every column :func:`read_calls` returns, in order.
+READ_COLUMNS = CALL_COLUMNS + tuple(name for name, _ in CALL_ADDED_COLUMNS)
+
+
+def prepare(store: RecordStore) -> RecordStore:
+    """Create the tables ``store`` lacks and add the columns newer versions added."""
+    store.create(SCHEMA)
+    store.add_columns("calls", CALL_ADDED_COLUMNS)
+    store.add_columns("callbacks", CALLBACK_DIAL_COLUMNS)
+    store.create("CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (status, next_attempt)")
+    return store
 
 
 def open_database(path: str | Path, synchronous: str = "normal") -> sqlite3.Connection:
-    """Open (creating if needed) the service database in WAL mode with autocommit."""
-    if synchronous not in ("normal", "full"):
-        raise ValueError(f"synchronous must be 'normal' or 'full', got {synchronous!r}")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: every statement commits on its own; nothing waits in a buffer.
-    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-    db.execute("PRAGMA busy_timeout=2000")
-    db.executescript(SCHEMA)
+    """Open (creating if needed) the SQLite service database in WAL mode with autocommit."""
+    db = open_sqlite(path, synchronous)
+    prepare(SqliteStore(db))
     return db
+
+
+def open_store(where: str | Path, synchronous: str = "normal",
+               password: str | None = None) -> RecordStore:
+    """Open the records: a ``postgresql://`` URL (psycopg 3; ``password`` from the
+    environment) or an SQLite file's path; tables are created and migrated."""
+    if isinstance(where, str) and is_postgres_url(where):
+        return prepare(PostgresStore(where, password, synchronous))
+    return SqliteStore(open_database(where, synchronous))
 
 
 @dataclass
@@ -173,14 +210,19 @@ class LiveCall:
 
 _LIVE_COLUMNS = ("call_id, state, entry_queue, queue, language, country, arrival, queued, "
                  "offered, answered, agent_id, offers, ended")
+_KEEP_LIVE = (f"INSERT INTO live_calls ({_LIVE_COLUMNS})"
+              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (call_id) DO UPDATE"
+              " SET " + ", ".join(f"{c} = excluded.{c}" for c in _LIVE_COLUMNS.split(", ")[1:]))
+_INSERT_CALL = (f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(CALL_COLUMNS))})")
 
 
 class CallRecords:
     """A service observer: follows each call, keeps it in ``live_calls`` while it lasts and
     writes its row to ``calls`` when it ends."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, db: RecordStore | sqlite3.Connection) -> None:
+        self.db = as_store(db)
         self.open: dict[str, OpenCall] = {}
         self.written = 0
         self.failures = 0
@@ -221,8 +263,7 @@ class CallRecords:
             if call is not None:
                 call.overflow = (output.target, output.reason)
         elif isinstance(output, CallEnded):
-            self._write(output, wall)
-            self._live_ended(output, wall)
+            self._end(output, wall)
         elif isinstance(output, AgentStateChanged) and output.state is not AgentState.WRAP_UP \
                 and output.agent_id in self._wrapping:
             self._wrapping.discard(output.agent_id)
@@ -262,29 +303,38 @@ class CallRecords:
 
     def _keep(self, call: OpenCall, state: str, agent_id: str | None = None) -> None:
         agent = call.agent_id if state != "queued" else agent_id
-        self._execute(
-            f"INSERT OR REPLACE INTO live_calls ({_LIVE_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            (call.call_id, state, call.entry_queue, call.queue, call.language, call.country,
-             call.arrival, call.queued, call.offered, call.answered, agent, call.offers))
-
-    def _live_ended(self, e: CallEnded, wall: float) -> None:
-        if e.outcome is Outcome.ANSWERED and e.agent_id is not None:
-            # Kept until the agent leaves wrap-up: a restart meanwhile restores the wrap-up.
-            self._execute("UPDATE live_calls SET state = 'wrap_up', ended = ?, agent_id = ?"
-                          " WHERE call_id = ?", (wall, e.agent_id, e.call_id))
-            self._wrapping.add(e.agent_id)
-        else:
-            self.forget_live(e.call_id)
+        self._execute(_KEEP_LIVE,
+                      (call.call_id, state, call.entry_queue, call.queue, call.language,
+                       call.country, call.arrival, call.queued, call.offered, call.answered,
+                       agent, call.offers))
 
     def _execute(self, sql: str, args: tuple[object, ...]) -> None:
         try:
             self.db.execute(sql, args)
-        except sqlite3.Error as exc:
+        except self.db.errors as exc:
             self.failures += 1
             log.error("live_call_write_failed", error=str(exc))
 
-    def _write(self, e: CallEnded, wall: float) -> None:
+    def _end(self, e: CallEnded, wall: float) -> None:
+        """Write the call's row and update its ``live_calls`` row, as one transaction."""
+        row = self._row(e, wall)
+        if e.outcome is Outcome.ANSWERED and e.agent_id is not None:
+            # Kept until the agent leaves wrap-up: a restart meanwhile restores the wrap-up.
+            live: tuple[str, Sequence[object]] = (
+                "UPDATE live_calls SET state = 'wrap_up', ended = ?, agent_id = ?"
+                " WHERE call_id = ?", (wall, e.agent_id, e.call_id))
+            self._wrapping.add(e.agent_id)
+        else:
+            live = ("DELETE FROM live_calls WHERE call_id = ?", (e.call_id,))
+        try:
+            self.db.execute_batch([(_INSERT_CALL, row), live])
+        except self.db.errors as exc:
+            self.failures += 1
+            log.error("call_record_failed", call_id=e.call_id, error=str(exc))
+            return
+        self.written += 1
+
+    def _row(self, e: CallEnded, wall: float) -> tuple[object, ...]:
         call = self.open.pop(e.call_id, None)
         # A call queued with an earlier arrival (adopted after a restart) waited before it
         # was queued here: move the wall-clock arrival back by that much.
@@ -301,13 +351,12 @@ class CallRecords:
                call.queued if call else None, call.offered if call else None, answered, wall,
                wait, talk, call.offers if call else 0,
                overflow[0] if overflow else None, overflow[1] if overflow else None)
-        self._insert(row, e.call_id)
+        return row
 
     def _insert(self, row: tuple[object, ...], call_id: str) -> bool:
         try:
-            self.db.execute(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
-                            f"VALUES ({', '.join('?' * len(CALL_COLUMNS))})", row)
-        except sqlite3.Error as exc:
+            self.db.execute(_INSERT_CALL, row)
+        except self.db.errors as exc:
             self.failures += 1
             log.error("call_record_failed", call_id=call_id, error=str(exc))
             return False
@@ -358,14 +407,12 @@ class CallbackStore:
     ``failed``. Every change is one committed statement, so tasks survive a restart.
     """
 
-    def __init__(self, db: sqlite3.Connection, clock: type[datetime] = datetime) -> None:
-        self.db = db
+    def __init__(self, db: RecordStore | sqlite3.Connection,
+                 clock: type[datetime] = datetime) -> None:
+        self.db = as_store(db)
         self._clock = clock
-        have = {row[1] for row in db.execute("PRAGMA table_info(callbacks)")}
-        for name, kind in CALLBACK_DIAL_COLUMNS:
-            if name not in have:
-                db.execute(f"ALTER TABLE callbacks ADD COLUMN {name} {kind}")
-        db.execute("CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (status, next_attempt)")
+        if self.db.dialect == "sqlite":  # a connection opened without open_database
+            prepare(self.db)
 
     def _now(self) -> float:
         return self._clock.now(UTC).timestamp()
@@ -377,13 +424,12 @@ class CallbackStore:
     def insert(self, task: CallbackTask, due: float | None = None) -> int:
         """Store one callback task, committed at once, due now (or at ``due``); return its id."""
         now = self._now()
-        cursor = self.db.execute(
+        return self.db.insert_id(
             "INSERT INTO callbacks (created, queue, language, country, number, priority, reason,"
             " recording, customer_id, next_attempt, updated)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (now, task.queue, task.language, task.country, task.number, task.priority,
              task.reason, task.recording, task.customer_id, now if due is None else due, now))
-        return int(cursor.lastrowid or 0)
 
     def open_tasks(self) -> list[CallbackTask]:
         """Callback tasks not yet done, oldest first."""
@@ -450,15 +496,20 @@ class CallbackStore:
         return cursor.rowcount
 
 
-def read_calls(db: sqlite3.Connection, since: float | None = None,
+def read_calls(db: RecordStore | sqlite3.Connection, since: float | None = None,
                until: float | None = None) -> Iterator[dict[str, object]]:
-    """Call rows in arrival order, optionally within ``[since, until)`` (Unix seconds)."""
-    sql = f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE arrival >= ? AND arrival < ?"
-    cursor = db.execute(sql + " ORDER BY arrival, id",
-                        (since if since is not None else float("-inf"),
-                         until if until is not None else float("inf")))
-    for row in cursor:
-        yield dict(zip(CALL_COLUMNS, row, strict=True))
+    """Call rows (every column of :data:`READ_COLUMNS`) in arrival order, optionally within
+    ``[since, until)`` (Unix seconds)."""
+    store = as_store(db)
+    have = store.columns("calls")
+    # A database opened read-only may predate the added columns: they read as None.
+    picked = [c if c in have else f"NULL AS {c}" for c in READ_COLUMNS]
+    sql = f"SELECT {', '.join(picked)} FROM calls WHERE arrival >= ? AND arrival < ?"
+    rows = store.execute(sql + " ORDER BY arrival, id",
+                         (since if since is not None else float("-inf"),
+                          until if until is not None else float("inf")))
+    for row in rows:
+        yield dict(zip(READ_COLUMNS, row, strict=True))
 
 
 #: Talk time given to replayed calls that were never answered nor abandoned (overflowed)
@@ -466,8 +517,9 @@ def read_calls(db: sqlite3.Connection, since: float | None = None,
 FALLBACK_TALK_S = 180.0
 
 
-def export_call_log(db: sqlite3.Connection, out: str | Path, since: float | None = None,
-                    until: float | None = None, tz: tzinfo = UTC) -> tuple[int, int]:
+def export_call_log(db: RecordStore | sqlite3.Connection, out: str | Path,
+                    since: float | None = None, until: float | None = None,
+                    tz: tzinfo = UTC) -> tuple[int, int]:
     """Write the simulator's call-log CSV (docs/traffic.md); return (written, skipped).
 
     Answered calls replay with their talk time; abandoned calls and accepted callbacks with

@@ -12,9 +12,7 @@ nothing left to flush.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,8 +27,9 @@ from acd.config.load import load_center
 from acd.core.model import RoutingError
 from acd.errors import InputError, Problem
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
-from acd.runtime.records import CallbackStore, CallRecords, open_database
+from acd.runtime.records import CallbackStore, CallRecords, open_store
 from acd.runtime.router_service import Clock, RouterService
+from acd.runtime.store import RecordStore, redact
 from acd.service.api import HttpGuard, build_api
 from acd.service.limits import check_fd_budget
 from acd.service.logs import EventLog, configure_logging
@@ -48,7 +47,7 @@ class Runtime:
 
     # Set by start().
     setup: IvrSetup
-    db: sqlite3.Connection
+    db: RecordStore
     records: CallRecords
     callbacks: CallbackStore
     agent_states: AgentStateStore
@@ -156,7 +155,7 @@ class Runtime:
         s = self.settings
         nofile = check_fd_budget(s)  # raises InputError (exit 2) when the budget cannot fit
         center = load_center(s.center)
-        self.db = open_database(s.database, s.records.synchronous)
+        self.db = _open_records(s)
         self.records = CallRecords(self.db)
         self.callbacks = CallbackStore(self.db)
         self.agent_states = AgentStateStore(self.db)
@@ -199,7 +198,8 @@ class Runtime:
         self.started = True
         log.info("acd_serving", agi_host=s.agi.host, agi_port=self.agi_port,
                  http_host=s.http.host, http_port=self.http_port, agents_restored=restored,
-                 database=str(s.database), ari=bool(s.ari.url),
+                 database=self.db.where if s.records.url else str(s.database),
+                 ari=bool(s.ari.url),
                  mutations_enabled=bool(self.token), nofile=nofile)
 
     def fence(self) -> None:
@@ -234,9 +234,9 @@ class Runtime:
             await self._stop_step("router", _sync(self._service.close))
         if getattr(self, "restart", None) is not None:
             await self._stop_step("restart_board", _sync(self.restart.close))
-        db: sqlite3.Connection | None = getattr(self, "db", None)
+        db: RecordStore | None = getattr(self, "db", None)
         if db is not None:
-            await self._stop_step("database", _sync(_close_database, db))
+            await self._stop_step("database", _sync(db.close))
         self.started = False
         log.info("acd_stopped", records_written=self.records.written if db else 0)
 
@@ -359,11 +359,22 @@ async def _sync(function: Callable[..., object], *args: object) -> None:
     function(*args)
 
 
-def _close_database(db: sqlite3.Connection) -> None:
-    # Fold the WAL into the main file so a copied database is complete on its own.
-    with contextlib.suppress(sqlite3.Error):
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
+def _open_records(s: Settings) -> RecordStore:
+    """The SQLite file, or the PostgreSQL database of ``records.url`` (exit 2 if it cannot
+    be opened: a router that cannot keep records must not take calls)."""
+    if not s.records.url:
+        return open_store(s.database, s.records.synchronous)
+    try:
+        import psycopg
+    except ImportError:
+        why = "needs psycopg 3: pip install 'acd-engine[postgres]'"
+    else:
+        try:
+            return open_store(s.records.url, s.records.synchronous, s.records_password)
+        except psycopg.Error as exc:
+            why = f"cannot open the records database: {str(exc).strip().splitlines()[0]}"
+    raise InputError([Problem(s.file or "<defaults>", "records.url", redact(s.records.url),
+                              why)])
 
 
 def _ari_problem(s: Settings) -> Problem:

@@ -3,7 +3,8 @@
 Every field has an embedded default, so ``acd serve`` starts on a fresh clone with no file:
 FastAGI on 127.0.0.1:4573, HTTP on 127.0.0.1:8080, records in ``var/acd.sqlite3`` under the
 working directory. Relative paths in a settings file are relative to that file's directory.
-Secrets (the API token, ARI credentials) come from environment variables named in the file.
+Secrets (the API token, ARI credentials, the records database's password) come from
+environment variables named in the file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,6 +22,7 @@ from acd.callbacks.dialler import trunk_problem
 from acd.config import yamlsafe
 from acd.config.load import validate_strict
 from acd.errors import ConfigError, Problem
+from acd.runtime.store import redact
 
 #: The shipped config directory (the reference center and its IVR flows).
 CONFIG_DIR = shipped.config_dir()
@@ -97,12 +100,35 @@ class AriSettings(_Strict):
 
 
 class RecordSettings(_Strict):
-    """Call records, callback tasks and agent states (one SQLite file)."""
+    """Call records, callback tasks and agent states: one SQLite file, or PostgreSQL."""
 
     database: str = "var/acd.sqlite3"
     #: ``normal``: a commit survives the process being killed (the WAL is in the OS page
-    #: cache); ``full``: it also survives a power cut, at one fsync per call.
+    #: cache; on PostgreSQL, ``synchronous_commit`` off); ``full``: it also survives a power
+    #: cut, at one fsync per call (PostgreSQL's default).
     synchronous: Literal["normal", "full"] = "normal"
+    #: A PostgreSQL database instead of the SQLite file (routers sharing state), e.g.
+    #: ``postgresql://acd@db.example:5432/acd``; its password comes from ``password_env``.
+    url: str | None = None
+    password_env: str = "ACD_RECORDS_PASSWORD"
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL (or leave it out: the SQLite "
+                             "file records.database)")
+        if not parts.hostname or not parts.path.strip("/"):
+            raise ValueError("must name a host and a database, e.g. "
+                             "postgresql://acd@127.0.0.1:5432/acd")
+        try:
+            parts.port  # noqa: B018 (raises on a bad port)
+        except ValueError as exc:
+            raise ValueError(f"has a bad port: {exc}") from None
+        return value
 
 
 class LogSettings(_Strict):
@@ -237,13 +263,14 @@ class Settings:
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     ami_user: str | None = None
     ami_secret: str | None = None
+    records_password: str | None = None
     standby: StandbySettings = field(default_factory=StandbySettings)
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
         return (f"Settings(file={self.file!r}, center={str(self.center)!r}, "
                 f"agi={self.agi.host}:{self.agi.port}, http={self.http.host}:{self.http.port}, "
-                f"database={str(self.database)!r}, ari={self.ari.url!r})")
+                f"database={self.records.url or str(self.database)!r}, ari={self.ari.url!r})")
 
 
 def load_settings(path: str | Path | None = None,
@@ -279,6 +306,12 @@ def resolve(parsed: ServiceFile, file: str | None, base: Path,
     if not flows.is_dir():
         problems.append(Problem(file or "<defaults>", "flows", str(flows),
                                 "the IVR flow directory does not exist"))
+    url = parsed.records.url
+    if url is not None and urlsplit(url).password is not None:
+        # Shown without the password: this message goes to logs.
+        problems.append(Problem(file or "<defaults>", "records.url", redact(url),
+                                "must not hold a password; set the variable named by "
+                                f"records.password_env ({parsed.records.password_env}) instead"))
     if problems:
         raise ConfigError(problems)
     customers = (base / parsed.customers).resolve() if parsed.customers else None
@@ -293,4 +326,5 @@ def resolve(parsed: ServiceFile, file: str | None, base: Path,
         callbacks=parsed.callbacks,
         ami_user=env.get(parsed.callbacks.ami.user_env) or None,
         ami_secret=env.get(parsed.callbacks.ami.secret_env) or None,
+        records_password=env.get(parsed.records.password_env) or None,
         standby=parsed.standby)

@@ -1,4 +1,4 @@
-"""What survives a restart: agent states and calls in progress, kept in SQLite.
+"""What survives a restart: agent states and calls in progress, kept in the record store.
 
 Every ``AgentStateChanged`` is written (one committed upsert) by :class:`AgentStateStore`;
 the call records keep each call in progress in ``live_calls``
@@ -58,6 +58,7 @@ from acd.core.call import (
 from acd.core.model import AgentState, AgentStateChanged, Command, Output, RoutingError
 from acd.runtime.records import CallRecords, LiveCall
 from acd.runtime.router_service import CallOwner, RouterService, TimerHandle
+from acd.runtime.store import RecordStore, as_store
 
 log = structlog.get_logger("acd.state")
 _log = logging.getLogger(__name__)
@@ -77,21 +78,29 @@ class SavedAgent:
 class AgentStateStore:
     """A service observer that persists agent states; also remembers login endpoints."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, db: RecordStore | sqlite3.Connection) -> None:
+        self.db = as_store(db)
+        #: State changes that could not be written (each logged).
+        self.failures = 0
 
     def __call__(self, output: Output, wall: float) -> None:
-        """Persist an ``AgentStateChanged`` (other outputs are ignored)."""
+        """Persist an ``AgentStateChanged`` (other outputs are ignored); a failed write is
+        logged and counted, never raised into the call path."""
         if isinstance(output, AgentStateChanged):
-            self.db.execute(
-                "INSERT INTO agent_states (agent_id, state, reason, since) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (agent_id) DO UPDATE SET state = excluded.state,"
-                " reason = excluded.reason, since = excluded.since,"
-                # An API login's endpoint ends with that login; the API sets it again after
-                # its own login, any other login uses the roster's endpoint.
-                " endpoint = CASE WHEN excluded.state = 'logged_out' THEN NULL"
-                " ELSE agent_states.endpoint END",
-                (output.agent_id, output.state.value, output.reason, wall))
+            try:
+                self.db.execute(
+                    "INSERT INTO agent_states (agent_id, state, reason, since)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET"
+                    " state = excluded.state, reason = excluded.reason, since = excluded.since,"
+                    # An API login's endpoint ends with that login; the API sets it again
+                    # after its own login, any other login uses the roster's endpoint.
+                    " endpoint = CASE WHEN excluded.state = 'logged_out' THEN NULL"
+                    " ELSE agent_states.endpoint END",
+                    (output.agent_id, output.state.value, output.reason, wall))
+            except self.db.errors as exc:
+                self.failures += 1
+                log.error("agent_state_write_failed", agent_id=output.agent_id,
+                          state=output.state.value, error=str(exc))
 
     def set_endpoint(self, agent_id: str, endpoint: str | None) -> None:
         """Remember the endpoint an agent logged in from (None: the roster's default)."""
