@@ -191,9 +191,8 @@ class CallbackSettings(_Strict):
 class StandbySettings(_Strict):
     """Two routers, one active (``acd.service.leader``): off unless enabled.
 
-    The lock lives in the PostgreSQL database the records are kept in (``records.database``
-    as a ``postgresql://`` URL), or in ``url`` when set; libpq's own ``PGPASSWORD`` /
-    ``PGPASSFILE`` give the password, so no secret sits in the file.
+    The lock lives in the PostgreSQL database the records are kept in (``records.url``, with
+    the password from ``records.password_env``), or in ``url`` when set.
     """
 
     enabled: bool = False

@@ -39,14 +39,15 @@ ROLES = ("active", "standby")
 
 
 def lock_url(settings: Settings) -> str:
-    """The PostgreSQL URL the lock lives in: ``standby.url``, else the records database."""
+    """The PostgreSQL URL the lock lives in: ``standby.url``, else ``records.url`` (the
+    records must be shared by both routers anyway)."""
     s = settings.standby
-    url = s.url or settings.records.database
-    if urlsplit(url).scheme not in ("postgresql", "postgres"):
-        where = "standby.url" if s.url else "records.database"
+    url = s.url or settings.records.url
+    if url is None or urlsplit(url).scheme not in ("postgresql", "postgres"):
+        where = "standby.url" if s.url else "records.url"
         raise ConfigError([Problem(settings.file or "<defaults>", where, url,
-                                   "a standby router needs the records in PostgreSQL: give a"
-                                   " postgresql:// URL")])
+                                   "a standby router needs the records in PostgreSQL: give"
+                                   " records.url as a postgresql:// URL")])
     return url
 
 
@@ -91,7 +92,8 @@ class StandbyRouter:
         self.settings = settings
         self.make_runtime = make_runtime
         self.leadership = Leadership(lock_url(settings), settings.standby.lock_key,
-                                     lock_timing(settings.standby))
+                                     lock_timing(settings.standby),
+                                     password=settings.records_password)
         self.role = "standby"
         #: The running service once active (None while standby).
         self.runtime: ActiveRuntime | None = None
