@@ -1,4 +1,5 @@
-"""Call records, callback tasks and agent states in SQLite; export to the simulator's replay."""
+"""Call records, callback tasks and agent states, on SQLite and on PostgreSQL; export to the
+simulator's replay."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ from acd.runtime.records import (
     CallRecords,
     export_call_log,
     open_database,
+    open_store,
     read_calls,
 )
 from acd.runtime.router_service import Command, RouterService
+from acd.runtime.store import RecordStore
 from acd.service.state import AgentStateStore, restore_agents
 from ivr.actions import CallbackTask
 from sim.traffic import load_call_log
@@ -56,8 +59,9 @@ def db(tmp_path: Path) -> sqlite3.Connection:
 
 
 async def test_one_row_per_call_with_every_timestamp(center: LoadedCenter,
-                                                     db: sqlite3.Connection) -> None:
+                                                     record_store: RecordStore) -> None:
     """Answered and abandoned calls each get one row with timestamps, outcome, wait and talk."""
+    db = record_store
     service = RouterService(center)
     records = CallRecords(db)
     service.observe(records)
@@ -79,19 +83,22 @@ async def test_one_row_per_call_with_every_timestamp(center: LoadedCenter,
     assert c2["outcome"] == "abandoned" and c2["answered"] is None
     assert c2["country"] == "KZ" and c2["language"] == "kk"
     assert 0.04 <= c2["wait_s"] < 1.0  # type: ignore[operator]
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (c1["caller"], c1["customer_id"], c1["pbx"], c1["survey_score"]) == (None,) * 4
+    if db.dialect == "sqlite":
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert records.written == 2 and records.failures == 0
     service.close()
 
 
-def test_rows_survive_kill_9(tmp_path: Path) -> None:
+def test_rows_survive_kill_9(records_where: str) -> None:
     """Calls that ended before the process was SIGKILLed are all in the database."""
-    path = tmp_path / "acd.sqlite3"
+    path = records_where
     child = textwrap.dedent(f"""
         import asyncio, sys, time
         from acd.config.load import load_center
         from acd.core.model import Offer
         from acd.runtime.router_service import RouterService
-        from acd.runtime.records import CallRecords, open_database
+        from acd.runtime.records import CallRecords, open_store
 
         class Owner:
             def __init__(self, s): self.s = s
@@ -100,14 +107,14 @@ def test_rows_survive_kill_9(tmp_path: Path) -> None:
 
         async def main():
             s = RouterService(load_center({str(CENTER)!r}))
-            s.observe(CallRecords(open_database({str(path)!r})))
+            s.observe(CallRecords(open_store({path!r})))
             s.login("msk-tech-ru-001")
             for i in range(50):
                 s.call_arrived(Owner(s), f"k{{i}}", "tech", "ru", "RU")
                 s.hangup(f"k{{i}}")
                 s.ready("msk-tech-ru-001")
-            print("ended 50", flush=True)
             s.call_arrived(Owner(s), "open", "tech", "ru", "RU")  # still talking when killed
+            print("ended 50", flush=True)
             time.sleep(60)
 
         asyncio.run(main())
@@ -124,14 +131,19 @@ def test_rows_survive_kill_9(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
-    db = sqlite3.connect(path)
+    db = open_store(path)
     ids = [r[0] for r in db.execute("SELECT call_id FROM calls ORDER BY id")]
     assert ids == [f"k{i}" for i in range(50)]
+    live = db.execute("SELECT call_id, state FROM live_calls").fetchall()
+    assert [tuple(r) for r in live] == [("open", "talking")]
+    db.close()
 
 
-async def test_export_replays_in_the_simulator(center: LoadedCenter, db: sqlite3.Connection,
+async def test_export_replays_in_the_simulator(center: LoadedCenter,
+                                               record_store: RecordStore,
                                                tmp_path: Path) -> None:
     """An exported call log loads with load_call_log: answered keep talk, abandons patience."""
+    db = record_store
     service = RouterService(center)
     service.observe(CallRecords(db))
     service.login("msk-tech-ru-001")
@@ -165,9 +177,9 @@ def test_cli_export_and_bad_database(db: sqlite3.Connection, tmp_path: Path) -> 
     assert service_cli(["records", "export", "--db", str(missing), "--out", str(out)]) == 2
 
 
-def test_callback_store_is_a_callback_sink(db: sqlite3.Connection) -> None:
+def test_callback_store_is_a_callback_sink(record_store: RecordStore) -> None:
     """Callback tasks are stored durably and read back open, oldest first."""
-    store = CallbackStore(db)
+    store = CallbackStore(record_store)
     first = CallbackTask("repair", "uk", "UA", "+380441234567", 0, "voicemail", "vm/1.wav")
     second = CallbackTask("tech", "ru", "RU", "+79161234567", 1, "offer", None, "cust-7")
     store.add(first)
@@ -175,10 +187,11 @@ def test_callback_store_is_a_callback_sink(db: sqlite3.Connection) -> None:
     assert store.open_tasks() == [first, second]
 
 
-async def test_agent_states_persist_and_restore(center: LoadedCenter, tmp_path: Path) -> None:
+async def test_agent_states_persist_and_restore(center: LoadedCenter,
+                                                record_store: RecordStore) -> None:
     """A restart brings paused agents back paused, ready ones ready, and an agent on a call
     the engine cannot see (no call records) paused for attention, never ready."""
-    db = open_database(tmp_path / "acd.sqlite3")
+    db = record_store
     store = AgentStateStore(db)
     before = RouterService(center)
     before.observe(store)
@@ -211,10 +224,10 @@ async def test_agent_states_persist_and_restore(center: LoadedCenter, tmp_path: 
 # --------------------------------------------------- login endpoints
 
 
-async def test_an_api_endpoint_does_not_outlive_the_login(tmp_path: Path) -> None:
+async def test_an_api_endpoint_does_not_outlive_the_login(record_store: RecordStore) -> None:
     """A login from the phone after a logout uses the roster endpoint, not the endpoint an
     earlier API login gave (which reload and restart would otherwise ring)."""
-    db: sqlite3.Connection = open_database(tmp_path / "acd.sqlite3")
+    db = record_store
     store = AgentStateStore(db)
     service = RouterService(load_center(CENTER))
     service.observe(store)
@@ -225,7 +238,6 @@ async def test_an_api_endpoint_does_not_outlive_the_login(tmp_path: Path) -> Non
     service.login(AGENT)  # *51 from the agent's own phone
     assert store.endpoint(AGENT) is None
     service.close()
-    db.close()
 
 
 # ----------------------------------------------------- adopted calls
@@ -238,10 +250,10 @@ class _Owner:
         """Nothing to carry out."""
 
 
-async def test_an_adopted_call_keeps_its_wait_in_the_record(tmp_path: Path) -> None:
+async def test_an_adopted_call_keeps_its_wait_in_the_record(record_store: RecordStore) -> None:
     """A caller re-queued with its original arrival (ARI cold start) is recorded with that
     arrival and the whole wait, as the router counts it."""
-    db = open_database(tmp_path / "acd.sqlite3")
+    db = record_store
     records = CallRecords(db)
     service = RouterService(load_center(CENTER))
     service.observe(records)
@@ -255,4 +267,3 @@ async def test_an_adopted_call_keeps_its_wait_in_the_record(tmp_path: Path) -> N
     assert wait_s == pytest.approx(100.0, abs=1.0)
     assert answered - arrival == pytest.approx(100.0, abs=1.0)
     service.close()
-    db.close()

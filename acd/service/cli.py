@@ -34,12 +34,13 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
 
     settings = load_settings(args.config)
     source = settings.file or _DEFAULTS
+    sqlite = settings.records.url is None  # else PostgreSQL, checked when it is opened
     problems = _database_problems(settings.database, source, "records.database",
-                                  must_exist=False)
+                                  must_exist=False) if sqlite else []
     problems += _listen_problems(settings, source)
     if problems:
         raise ConfigError(problems)
-    if not settings.database.exists():
+    if sqlite and not settings.database.exists():
         # Said out loud: a mistyped path would otherwise start an empty history unnoticed.
         print(f"acd serve: no records database at {settings.database} ({source}: "
               "records.database); creating a new one", file=sys.stderr, flush=True)
