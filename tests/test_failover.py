@@ -89,6 +89,13 @@ class Router:
         raise AssertionError(f"{self.name}: no {event} within {timeout} s:\n"
                              f"{self.log.read_text()[-3000:]}")
 
+    async def wait_for_in_log(self, event: str) -> dict[str, Any]:
+        """The first log event named ``event`` of a process that may have ended."""
+        for e in self.events():
+            if e.get("event") == event:
+                return e
+        raise AssertionError(f"{self.name}: no {event}:\n{self.log.read_text()[-3000:]}")
+
     async def get(self, path: str) -> tuple[int, str]:
         """GET ``path`` on the HTTP API."""
         async with aiohttp.ClientSession() as http, \
@@ -291,3 +298,55 @@ async def answer_and_end(fake: FakeAsterisk, uniqueid: str, agent: str,
     answer = await call.answer(fake)
     await call.agent_hangs_up(fake)
     return answer
+
+
+@pytest.mark.slow
+async def test_an_active_router_that_loses_its_lock_stops_before_the_standby_starts(
+        tmp_path: Path, pg_url: str) -> None:
+    """When the server ends the active router's lock session (here: an administrator
+    terminates it), the active router stops routing before the standby holds the lock,
+    exits with status 75, and its held caller re-enters at the new router with one record."""
+    import psycopg
+
+    a, b = Router(tmp_path, "a", pg_url), Router(tmp_path, "b", pg_url)
+    try:
+        a.start()
+        await a.wait_for("acd_active")
+        b.start()
+        await b.wait_for("acd_standby")
+        fake_a, fake_b = FakeAsterisk(a.agi_port), FakeAsterisk(b.agi_port)
+        held, _ = await hold(fake_a, "1795609297.41")
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            [(terminated,)] = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'acd-leader' AND pid IN"
+                " (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"
+            ).fetchall()
+        assert terminated
+        # Fenced: the held caller is handed back at once (nothing decided), the process ends.
+        assert await asyncio.wait_for(held, 5.0) == {"ACD_CALL_ID": "1795609297.41"}
+        assert a.proc is not None and a.proc.wait(10) == 75
+        lost = await a.wait_for_in_log("leader_lock_lost")
+        taken = await b.wait_for("leader_lock_acquired")
+        assert lost["timestamp"] < taken["timestamp"], (lost, taken)
+        await b.wait_for("acd_active")
+        entry = asyncio.create_task(reenter([fake_a, fake_b], "1795609297.41",
+                                            "1795609297.41", str(int(time.time()))))
+
+        async def queued_again() -> bool:
+            return any(e.get("event") == "call_queued" and e.get("call_id") == "1795609297.41"
+                       for e in b.events())
+
+        await until(queued_again, 10.0, "the re-entry was not queued at the new router")
+        entry.cancel()  # the caller hangs up while waiting
+        await asyncio.gather(entry, return_exceptions=True)
+
+        async def written() -> bool:
+            return "1795609297.41" in call_rows(pg_url)
+
+        await until(written, 10.0, "no record")
+        assert [r[0] for r in call_rows(pg_url)["1795609297.41"]] == ["abandoned"]
+    finally:
+        for router in (a, b):
+            if router.proc is not None and router.proc.poll() is None:
+                router.stop()

@@ -167,12 +167,38 @@ class Leadership:
         return True
 
     async def watch(self) -> None:
-        """Return as soon as the lock may be lost (the caller must stop routing then)."""
-        while await self.alive():
-            await asyncio.sleep(self.timing.poll_interval_s)
+        """Return as soon as the lock may be lost (the caller must stop routing then).
+
+        Between two checks the idle lock connection is watched for input: the server says
+        nothing on it unasked except when it ends the session (terminated, shutting down),
+        so any input, or EOF, is taken as the lock lost, at once rather than at the next
+        check.
+        """
+        while await self._quiet(self.timing.poll_interval_s) and await self.alive():
+            pass
         self.held = False
         log.critical("leader_lock_lost", key=self.key)
         await self._drop()
+
+    async def _quiet(self, seconds: float) -> bool:
+        """True when the lock connection stayed silent for ``seconds``."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return False
+        loop = asyncio.get_running_loop()
+        spoke = asyncio.Event()
+        fd = conn.fileno()
+        # psycopg waits on this descriptor itself while a query runs: watch it only between.
+        loop.add_reader(fd, spoke.set)
+        try:
+            async with asyncio.timeout(seconds):
+                await spoke.wait()
+        except TimeoutError:
+            return True
+        finally:
+            loop.remove_reader(fd)
+        log.error("leader_lock_connection_spoke", why="the server ends the lock session")
+        return False
 
     async def release(self) -> None:
         """Give the lock up (closing the session frees it) so the standby can take over."""
