@@ -186,9 +186,9 @@ def call_rows(pg_url: str) -> dict[str, list[tuple[Any, ...]]]:
 async def test_standby_takes_over_with_calls_held_ringing_and_talking(
         tmp_path: Path, pg_url: str, record_property: Callable[[str, object], None]) -> None:
     """The active router is SIGKILLed with two callers held, one ringing and one talking:
-    the standby is active within 5 s, the held callers re-enter with their place (first
-    come, first offered), the ringing and talking calls finish on their agents, no call is
-    offered twice and every call has exactly one record."""
+    the standby is active within 5 s, the held callers re-enter (the one who came and
+    re-entered first is offered first), the ringing and talking calls finish on their agents,
+    no call is offered twice and every call has exactly one record, with its first arrival."""
     a, b = Router(tmp_path, "a", pg_url), Router(tmp_path, "b", pg_url)
     try:
         a.start()
