@@ -26,7 +26,9 @@ import pytest
 from test_restart_agi import route_to_dial
 from test_serve import ivr_reply
 
+from acd.testing.ari_objects import MEDIA_SECONDS, AgentScript
 from acd.testing.fake_agi import FakeAsterisk, FakeChannels, environment_block, run_script
+from acd.testing.fake_ari import FakeAri
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "failover-test-token"
@@ -45,8 +47,10 @@ def free_port() -> int:
 class Router:
     """One ``acd serve`` process with the standby on."""
 
-    def __init__(self, tmp_path: Path, name: str, pg_url: str) -> None:
+    def __init__(self, tmp_path: Path, name: str, pg_url: str, extra: str = "",
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
+        self.env = env or {}
         self.agi_port, self.http_port = free_port(), free_port()
         self.config = tmp_path / f"{name}.yaml"
         self.config.write_text(
@@ -57,7 +61,7 @@ class Router:
             f"http: {{port: {self.http_port}}}\n"
             f"records: {{url: '{pg_url}'}}\n"
             "standby: {enabled: true, poll_interval_s: 0.25, check_timeout_s: 1.0}\n"
-            "shutdown_grace_s: 0.2\nlogs: {format: json}\n")
+            "shutdown_grace_s: 0.2\nlogs: {format: json}\n" + extra)
         self.log = tmp_path / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -67,7 +71,8 @@ class Router:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "acd", "serve", "--config", str(self.config)],
                 stdout=out, stderr=subprocess.STDOUT, cwd=self.config.parent,
-                env={**os.environ, "PYTHONPATH": str(ROOT), "ACD_API_TOKEN": TOKEN})
+                env={**os.environ, "PYTHONPATH": str(ROOT), "ACD_API_TOKEN": TOKEN,
+                     **self.env})
 
     def events(self) -> list[dict[str, Any]]:
         """The JSON log lines so far."""
@@ -350,3 +355,143 @@ async def test_an_active_router_that_loses_its_lock_stops_before_the_standby_sta
         for router in (a, b):
             if router.proc is not None and router.proc.poll() is None:
                 router.stop()
+
+
+# ------------------------------------------------------------------ ARI (Stasis) mode
+
+
+def prompt_started(fake: FakeAri, channel_id: str, prompt: str) -> bool:
+    """True once the fake started ``prompt`` on the channel."""
+    return any(e["type"] == "PlaybackStarted"
+               and e["playback"]["target_uri"] == f"channel:{channel_id}"
+               and e["playback"]["media_uri"].endswith("/" + prompt) for e in fake.event_log)
+
+
+def held(fake: FakeAri, channel_id: str) -> bool:
+    """True while the caller is in a holding bridge."""
+    return any(b.bridge_type == "holding" and channel_id in b.channels
+               for b in fake.bridges.values())
+
+
+def agent_leg(fake: FakeAri, endpoint: str) -> str | None:
+    """The agent leg ringing or talking at ``endpoint``."""
+    legs = [c.id for c in fake.channels.values() if c.kind == "agent" and c.endpoint == endpoint]
+    return legs[-1] if legs else None
+
+
+def talking(fake: FakeAri, channel_id: str, leg: str | None) -> bool:
+    """True while caller and agent leg share a mixing bridge."""
+    return leg is not None and any(
+        b.bridge_type == "mixing" and channel_id in b.channels and leg in b.channels
+        for b in fake.bridges.values())
+
+
+async def stasis_call(fake: FakeAri, number: str) -> str:
+    """A caller enters Stasis, chooses technical support and declines the callback offer."""
+    call_id = fake.inject_call(number, "Olga", ("8800100",))
+
+    async def at_menu() -> bool:
+        return prompt_started(fake, call_id, "main_menu")
+
+    await until(at_menu, 10.0, "main menu")
+    await fake.send_dtmf(call_id, "1")
+
+    async def queued_or_asked() -> bool:
+        return held(fake, call_id) or prompt_started(fake, call_id, "callback_offer") \
+            or any(c.kind == "agent" for c in fake.channels.values())
+
+    await until(queued_or_asked, 10.0, "queue")
+    if prompt_started(fake, call_id, "callback_offer"):
+        await fake.send_dtmf(call_id, "2")
+    return call_id
+
+
+@pytest.mark.slow
+async def test_standby_takes_over_the_stasis_application(
+        tmp_path: Path, pg_url: str, record_property: Callable[[str, object], None]) -> None:
+    """ARI mode: the active router is SIGKILLed with one caller held in the holding bridge,
+    one ringing an agent and one talking; the standby takes over within 5 s and adopts all
+    three from Asterisk: the ring is answered and connected, the held caller is offered to
+    the next agent, each call is offered once and ends with exactly one record."""
+    fake = FakeAri(speed=2.0, media_seconds=dict.fromkeys(MEDIA_SECONDS, 0.05),
+                   default_media_s=0.05)
+    await fake.start()
+    ari = (f"ari: {{url: '{fake.url}', hold_grace_s: 60}}\n")
+    env = {"ACD_ARI_USER": fake.username, "ACD_ARI_PASSWORD": fake.password}
+    a, b = Router(tmp_path, "a", pg_url, ari, env), Router(tmp_path, "b", pg_url, ari, env)
+    try:
+        fake.script_agent("PJSIP/1002", AgentScript(answer_after=None))
+        a.start()
+        await a.wait_for("acd_active")
+        b.start()
+        await b.wait_for("acd_standby")
+        await a.login(TALKER)
+        talker = await stasis_call(fake, "+79161230001")
+
+        async def talks() -> bool:
+            return talking(fake, talker, agent_leg(fake, "PJSIP/1001"))
+
+        await until(talks, 10.0, "talking")
+        await a.login(RINGER)
+        ringer = await stasis_call(fake, "+79161230002")
+
+        async def rings() -> bool:
+            return agent_leg(fake, "PJSIP/1002") is not None
+
+        await until(rings, 10.0, "ringing")
+        waiting = await stasis_call(fake, "+79161230003")
+
+        async def on_hold() -> bool:
+            return held(fake, waiting)
+
+        await until(on_hold, 10.0, "held")
+        talk_leg, ring_leg = agent_leg(fake, "PJSIP/1001"), agent_leg(fake, "PJSIP/1002")
+        assert talk_leg is not None and ring_leg is not None
+
+        assert a.proc is not None
+        t_kill = time.monotonic()
+        a.proc.kill()
+        a.proc.wait(10)
+
+        async def adopted() -> bool:
+            return fake.websocket_connections >= 2 and any(
+                e.get("event") == "acd_serving" for e in b.events())
+
+        await until(adopted, 10.0, "the standby never took over ARI")
+        takeover_s = time.monotonic() - t_kill
+        record_property("ari_takeover_s", round(takeover_s, 3))
+        print(f"\nfailover (ARI): standby serving and subscribed {takeover_s:.2f} s after "
+              "SIGKILL")
+        assert takeover_s < 5.0
+
+        fake.agent_answers(ring_leg)
+
+        async def ring_connected() -> bool:
+            return talking(fake, ringer, ring_leg)
+
+        await until(ring_connected, 10.0, "the ring answered after takeover was not connected")
+        await b.login(SPARE)
+
+        async def held_connected() -> bool:
+            return talking(fake, waiting, agent_leg(fake, "PJSIP/1004"))
+
+        await until(held_connected, 10.0, "the held caller was not offered to the next agent")
+        for leg in (talk_leg, ring_leg, agent_leg(fake, "PJSIP/1004")):
+            assert leg is not None
+            fake.hangup(leg)
+
+        async def all_written() -> bool:
+            return len(call_rows(pg_url)) == 3
+
+        await until(all_written, 10.0, f"rows: {call_rows(pg_url)}")
+        rows = call_rows(pg_url)
+        assert {k: [(r[0], r[1], r[2]) for r in v] for k, v in rows.items()} == {
+            talker: [("answered", TALKER, 1)],
+            ringer: [("answered", RINGER, 1)],
+            waiting: [("answered", SPARE, 1)],
+        }
+    finally:
+        for router in (a, b):
+            if router.proc is not None and router.proc.poll() is None:
+                router.stop()
+        await fake.stop()
