@@ -277,6 +277,15 @@ def test_a_re_entry_nobody_takes_ends_in_the_fallback() -> None:
     assert unknown == "acd-fallback" and len(ran) == 1
 
 
+def test_without_a_standby_a_held_caller_of_a_dead_router_goes_to_the_fallback() -> None:
+    """With one router (``ACD_AGI_STANDBY`` empty) a caller whose router died holding them
+    takes the fallback at once, with no re-entry, as before there were two routers."""
+    ran: list[str] = []
+    held = {"ACD_CALL_ID": "1795609297.13", "ACD_ARRIVAL": "1795609290", "ACD_REENTRY": "0"}
+    assert _dispatch_from("", held, ran, lambda address, request: {}) == "acd-fallback"
+    assert ran == []
+
+
 def test_inbound_calls_carry_their_arrival_into_route() -> None:
     """``[acd-inbound]`` sets ``ACD_ARRIVAL`` (the call's entry into the ACD) and the re-entry
     counter before the first ``route`` request, which goes through ``[acd-agi]``."""
