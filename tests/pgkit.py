@@ -97,8 +97,10 @@ class PgServer:
 class LocalPgServer(PgServer):
     """A throwaway server in a temporary directory (see the module docstring)."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, durable: bool = False) -> None:
         self.bin = bin_dir
+        #: False (tests): no fsync, as nothing outlives the session; True (benchmarks): fsync.
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="acd-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -122,7 +124,9 @@ class LocalPgServer(PgServer):
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
                   "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}"
-                   " -c fsync=off -c full_page_writes=off -c max_connections=100")
+                   " -c max_connections=100")
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
                   str(self.root / "server.log"), "-o", options, "-w", "-t", "60", "start")
 

@@ -19,7 +19,8 @@ from acd.callbacks.dialler import (
 )
 from acd.config.load import load_center
 from acd.errors import ConfigError
-from acd.runtime.records import CallbackStore, StoredCallback, open_database
+from acd.runtime.records import CallbackStore, StoredCallback, open_store
+from acd.runtime.store import RecordStore
 from acd.service.settings import load_settings
 from ivr.actions import CallbackTask
 from ivr.known import known_from_center
@@ -69,8 +70,9 @@ def at(year: int, month: int, day: int, hour: int, minute: int = 0) -> float:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> CallbackStore:
-    return CallbackStore(open_database(tmp_path / "acd.sqlite3"))
+def store(record_store: RecordStore) -> CallbackStore:
+    """A callback store on each record store (SQLite, PostgreSQL)."""
+    return CallbackStore(record_store)
 
 
 async def settle(dialer: CallbackDialer) -> list[AttemptResult]:
@@ -185,10 +187,9 @@ async def test_declined_and_failed_attempts_are_retried(store: CallbackStore) ->
     assert done is not None and done.status == "done" and done.attempts == 3
 
 
-async def test_tasks_and_attempts_survive_a_restart(tmp_path: Path) -> None:
-    """A stop mid-attempt leaves the task in SQLite; the next start dials it again."""
-    path = tmp_path / "acd.sqlite3"
-    db = open_database(path)
+async def test_tasks_and_attempts_survive_a_restart(records_where: str) -> None:
+    """A stop mid-attempt leaves the task in the store; the next start dials it again."""
+    db = open_store(records_where)
     first = CallbackStore(db)
     task_id = first.insert(task(), T0)
     waiting = first.insert(task(queue="repair"), T0)
@@ -201,7 +202,7 @@ async def test_tasks_and_attempts_survive_a_restart(tmp_path: Path) -> None:
     await asyncio.gather(run, return_exceptions=True)
     db.close()
 
-    again = CallbackStore(open_database(path))
+    again = CallbackStore(open_store(records_where))
     interrupted = again.get(task_id)
     assert interrupted is not None and interrupted.status == "open"
     assert interrupted.attempts == 1 and interrupted.last_result == "interrupted"
@@ -214,18 +215,24 @@ async def test_tasks_and_attempts_survive_a_restart(tmp_path: Path) -> None:
     assert sorted(outbound2.dialled) == sorted([task_id, waiting])
     finished = again.get(task_id)
     assert finished is not None and finished.status == "done" and finished.attempts == 2
+    again.db.close()
 
 
-async def test_a_task_is_never_dialled_twice_at_once(store: CallbackStore) -> None:
-    """Two dialers on one database: each open task is claimed by exactly one of them."""
+async def test_a_task_is_never_dialled_twice_at_once(records_where: str) -> None:
+    """Two dialers on one database (each with its own connection, as two routers have):
+    each open task is claimed by exactly one of them."""
+    store = CallbackStore(open_store(records_where))
+    other = CallbackStore(open_store(records_where))
     ids = [store.insert(task(), T0) for _ in range(3)]
     one = ScriptedOutbound(result=None)
     two = ScriptedOutbound(result=None)
     first = CallbackDialer(store, one, DialPolicy(concurrency=3), clock=Clock(T0))
-    second = CallbackDialer(store, two, DialPolicy(concurrency=3), clock=Clock(T0))
+    second = CallbackDialer(other, two, DialPolicy(concurrency=3), clock=Clock(T0))
     assert first.start_due() == ids
     assert second.start_due() == []
     await first.close()
+    store.db.close()
+    other.db.close()
 
 
 async def test_attempt_board_hands_out_each_attempt_once() -> None:

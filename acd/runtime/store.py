@@ -292,10 +292,11 @@ class PostgresStore(RecordStore):
             raise
 
     def execute_batch(self, statements: Sequence[tuple[str, Params]]) -> None:
-        """Send the statements in one pipeline: one round trip, one implicit transaction."""
+        """Send the statements in one pipeline: one round trip, and (no Sync between them)
+        one implicit transaction: a failing statement rolls back the ones before it."""
         conn = self._connection()
         try:
-            with conn.transaction(), conn.pipeline():
+            with conn.pipeline():
                 for sql, params in statements:
                     conn.execute(self._translate(sql), params)
         except self._psycopg.Error as exc:

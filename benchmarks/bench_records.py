@@ -1,0 +1,131 @@
+"""Record-store benchmark: what keeping records costs the call path, SQLite against PostgreSQL.
+
+Drives the router service through answered calls (arrive, offer answered, hang up, agent
+ready again) with the service's two writing observers attached (call records with
+``live_calls``, agent states) and prints, per store: the store's time per call (the same run
+without a store subtracted), the statements per call, and p50/p99/max of one step's store time
+(what one router event blocks the event loop for). PostgreSQL runs on loopback: the server
+``--pg-url`` names, else a throwaway one started like the tests' (tests/pgkit.py) but with
+fsync on, so ``synchronous: full`` pays its WAL flush.
+Usage: ``python benchmarks/bench_records.py [--calls 2000] [--pg-url postgresql://...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from acd.config.load import load_center  # noqa: E402
+from acd.core.model import Offer  # noqa: E402
+from acd.runtime.records import CallRecords, open_store  # noqa: E402
+from acd.runtime.router_service import Command, RouterService  # noqa: E402
+from acd.runtime.store import RecordStore  # noqa: E402
+from acd.service.state import AgentStateStore  # noqa: E402
+
+AGENT = "msk-tech-ru-001"
+
+
+class Owner:
+    """Answers every offer at once."""
+
+    def __init__(self, service: RouterService) -> None:
+        self.service = service
+
+    def handle_command(self, command: Command) -> None:
+        if isinstance(command, Offer):
+            self.service.offer_answered(command.call_id)
+
+
+def timed(spent: list[float], function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, adding each call's duration to ``spent``."""
+    def run(*args: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            spent.append(time.perf_counter() - t0)
+    return run
+
+
+async def run_calls(store: RecordStore | None, calls: int) -> tuple[float, list[float]]:
+    """Seconds per call, and every store statement's duration."""
+    service = RouterService(load_center(ROOT / "config" / "center.yaml"))
+    spent: list[float] = []
+    if store is not None:
+        store.execute = timed(spent, store.execute)  # type: ignore[method-assign]
+        store.execute_batch = timed(spent, store.execute_batch)  # type: ignore[method-assign]
+        service.observe(CallRecords(store))
+        service.observe(AgentStateStore(store))
+    service.login(AGENT)
+    owner = Owner(service)
+    t0 = time.perf_counter()
+    for n in range(calls):
+        call_id = f"bench-{n}"
+        service.call_arrived(owner, call_id, "tech", "ru", "RU")
+        service.hangup(call_id)
+        service.ready(AGENT)
+    per_call = (time.perf_counter() - t0) / calls
+    service.close()
+    return per_call, spent
+
+
+def report(name: str, per_call: float, base: float, spent: list[float], calls: int) -> None:
+    """One line of the table."""
+    steps = sorted(spent)
+    q = statistics.quantiles(steps, n=100)
+    print(f"{name:<24} {(per_call - base) * 1e6:9.0f} {len(steps) / calls:6.1f} "
+          f"{q[49] * 1e6:8.0f} {q[98] * 1e6:8.0f} {steps[-1] * 1e6:8.0f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--pg-url", help="a PostgreSQL database to write into (emptied first)")
+    args = parser.parse_args()
+    server = None
+    url = args.pg_url
+    if url is None:
+        from pgkit import LocalPgServer, bindir
+
+        found = bindir()
+        if found is None:
+            sys.exit("no PostgreSQL binaries (initdb) found; give --pg-url")
+        server = LocalPgServer(found, durable=True)
+        server.start()
+        url = server.url(server.create_database())
+    try:
+        base, _ = await run_calls(None, args.calls)
+        print(f"router alone: {base * 1e6:.0f} us per call ({args.calls} calls)")
+        print(f"{'store':<24} {'us/call':>9} {'stmts':>6} {'p50 us':>8} {'p99 us':>8} "
+              f"{'max us':>8}")
+        with tempfile.TemporaryDirectory() as tmp:
+            for sync in ("normal", "full"):
+                store = open_store(Path(tmp) / f"{sync}.sqlite3", sync)
+                per_call, spent = await run_calls(store, args.calls)
+                store.close()
+                report(f"sqlite {sync}", per_call, base, spent, args.calls)
+        for sync in ("normal", "full"):
+            store = open_store(url, sync)
+            for table in ("calls", "live_calls", "agent_states"):
+                store.execute(f"DELETE FROM {table}")
+            per_call, spent = await run_calls(store, args.calls)
+            store.close()
+            report(f"postgresql {sync}", per_call, base, spent, args.calls)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
