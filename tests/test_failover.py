@@ -287,6 +287,8 @@ async def test_standby_takes_over_with_calls_held_ringing_and_talking(
         # The held callers kept their arrival from before the failover.
         assert rows["1795609297.33"][0][3] <= int(arrival_first) + 1
         assert rows["1795609297.34"][0][3] <= int(arrival_second) + 1
+        b.stop()  # SIGTERM: an ordinary stop of the router now active
+        assert b.proc is not None and b.proc.returncode == 0
     finally:
         for router in (a, b):
             if router.proc is not None and router.proc.poll() is None:

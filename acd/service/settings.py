@@ -198,7 +198,7 @@ class StandbySettings(_Strict):
     enabled: bool = False
     url: str | None = None
     #: The advisory lock's key: the same on both routers of one center, different for two
-    #: centers sharing a database server.
+    #: centers sharing a database server ("acd" and 2; the record store's schema lock is 1).
     lock_key: Annotated[int, Field(ge=-(2**63), lt=2**63)] = 0x61636402
     #: Standby: how often the lock is asked for; active: how often the lock connection is
     #: checked.

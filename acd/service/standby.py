@@ -111,11 +111,10 @@ class StandbyRouter:
         log.info("acd_standby", http_port=site.addresses[0][1],
                  lock_key=self.settings.standby.lock_key)
         try:
-            if not await _first(self.leadership.acquire(), stop.wait()):
-                return
+            acquired = await _first(self.leadership.acquire(), stop.wait())
         finally:
             await site.cleanup()
-        if stop.is_set():
+        if not acquired or stop.is_set():
             await self.leadership.release()
             return
         t0 = time.monotonic()
