@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from pgkit import free_port
+from prometheus_client import CollectorRegistry
 from test_serve import settings_file
 
 from acd.errors import ConfigError
 from acd.service.leader import Leadership, LockTiming, connection_options
 from acd.service.settings import load_settings
-from acd.service.standby import lock_url
+from acd.service.standby import StandbyRouter, lock_url
 
 FAST = LockTiming(poll_interval_s=0.1, check_timeout_s=0.5)
 
@@ -86,3 +90,63 @@ def test_standby_settings_need_a_postgresql_store(tmp_path: Path) -> None:
         "standby: {enabled: true}", "standby: {enabled: true, poll_interval_s: 5}"))
     with pytest.raises(ConfigError, match="keepalive"):
         load_settings(path, {})
+
+
+async def test_a_standby_serves_health_and_metrics_only_and_drops_silent_peers(
+        tmp_path: Path, pg_url: str) -> None:
+    """While another router holds the lock the process answers /health (role standby) and
+    /metrics, listens for no FastAGI, and disconnects an HTTP peer that sends no headers
+    within ``http.header_timeout_s``; stopped, it ends without ever starting a runtime."""
+    http_port, agi_port = free_port(), free_port()
+    path = settings_file(tmp_path)
+    path.write_text(path.read_text().replace("agi: {port: 0}", f"agi: {{port: {agi_port}}}")
+                    .replace("http: {port: 0}",
+                             f"http: {{port: {http_port}, header_timeout_s: 0.3}}")
+                    + f"records: {{url: '{pg_url}'}}\nstandby: {{enabled: true}}\n")
+    path.write_text(path.read_text().replace("records: {database: acd.sqlite3}\n", ""))
+    settings = load_settings(path, {})
+    holder = Leadership(pg_url, settings.standby.lock_key, FAST)
+    started: list[CollectorRegistry] = []
+
+    def make_runtime(registry: CollectorRegistry) -> Any:
+        started.append(registry)
+        raise AssertionError("a standby must not start a runtime")
+
+    standby = StandbyRouter(settings, make_runtime)
+    stop = asyncio.Event()
+    assert await holder.try_acquire()
+    running = asyncio.create_task(standby.run(stop))
+    try:
+        async def up() -> bool:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", http_port)
+            except OSError:
+                return False
+            writer.close()
+            return True
+
+        for _ in range(200):
+            if await up():
+                break
+            await asyncio.sleep(0.02)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{http_port}/health") as response:
+                assert response.status == 200
+                assert (await response.json())["role"] == "standby"
+            async with http.get(f"http://127.0.0.1:{http_port}/metrics") as response:
+                text = await response.text()
+                assert 'acd_router_role{role="standby"} 1.0' in text
+            async with http.get(f"http://127.0.0.1:{http_port}/v1/queues") as response:
+                assert response.status == 404  # no router while standby
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", agi_port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+        t0 = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 5.0) == b""  # dropped, no headers
+        assert time.monotonic() - t0 < 2.0
+        writer.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 5.0)
+        await holder.release()
+    assert started == [] and standby.role == "standby"

@@ -17,6 +17,7 @@ again as a standby.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -26,7 +27,9 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
+from acd.asterisk.agi.server import Listener
 from acd.errors import ConfigError, Problem
+from acd.service.api import HttpGuard
 from acd.service.leader import Leadership, LockTiming
 from acd.service.metrics import add_process_metrics
 from acd.service.settings import Settings, StandbySettings
@@ -108,7 +111,7 @@ class StandbyRouter:
         registry = role_registry("standby")
         add_process_metrics(registry)
         site = await self._standby_http(registry)
-        log.info("acd_standby", http_port=site.addresses[0][1],
+        log.info("acd_standby", http_port=site.port,
                  lock_key=self.settings.standby.lock_key)
         try:
             acquired = await _first(self.leadership.acquire(), stop.wait())
@@ -138,8 +141,9 @@ class StandbyRouter:
         if lost:
             raise SystemExit(EXIT_FENCED)
 
-    async def _standby_http(self, registry: CollectorRegistry) -> web.AppRunner:
-        """``/health`` and ``/metrics`` while standby (the runtime's API replaces them)."""
+    async def _standby_http(self, registry: CollectorRegistry) -> StandbyHttp:
+        """``/health`` and ``/metrics`` while standby (the runtime's API replaces them), with
+        the API's bounds: ``http.max_connections`` at once, header and body deadlines."""
         h = self.settings.http
 
         async def health(request: web.Request) -> web.StreamResponse:
@@ -150,14 +154,52 @@ class StandbyRouter:
             return web.Response(body=generate_latest(registry),
                                 headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-        app = web.Application(client_max_size=h.max_body_bytes)
+        guard = HttpGuard(h.header_timeout_s, h.body_timeout_s)
+        app = web.Application(client_max_size=h.max_body_bytes, middlewares=[guard.middleware])
         app.router.add_get("/health", health)
         app.router.add_get("/metrics", metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, h.host, h.port, reuse_address=True)
-        await site.start()
-        return runner
+        server = runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task[None]] = set()
+
+        async def connect(conn: socket.socket) -> None:
+            try:
+                transport, _ = await loop.connect_accepted_socket(server, sock=conn)
+            except OSError as exc:
+                conn.close()
+                log.info("http_connection_failed", error=str(exc))
+                return
+            guard.connected(transport)
+
+        def on_socket(conn: socket.socket) -> None:
+            task = loop.create_task(connect(conn))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        listener = Listener(on_socket, h.host, h.port, name="HTTP", admit=lambda: len(
+            server.connections) + len(pending) < h.max_connections)
+        return StandbyHttp(runner, listener)
+
+
+class StandbyHttp:
+    """The standby's HTTP listener and its aiohttp runner."""
+
+    def __init__(self, runner: web.AppRunner, listener: Listener) -> None:
+        self.runner = runner
+        self.listener = listener
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self.listener.port
+
+    async def cleanup(self) -> None:
+        """Stop listening and close every connection (the runtime binds the port next)."""
+        self.listener.close()
+        await self.runner.cleanup()
 
 
 async def _first(primary: Any, other: Any) -> bool:
