@@ -388,8 +388,16 @@ def talking(fake: FakeAri, channel_id: str, leg: str | None) -> bool:
         for b in fake.bridges.values())
 
 
-async def stasis_call(fake: FakeAri, number: str) -> str:
-    """A caller enters Stasis, chooses technical support and declines the callback offer."""
+def prompt_finished(fake: FakeAri, channel_id: str, prompt: str) -> bool:
+    """True once ``prompt`` stopped playing on the channel (played out or stopped)."""
+    return any(e["type"] == "PlaybackFinished"
+               and e["playback"]["target_uri"] == f"channel:{channel_id}"
+               and e["playback"]["media_uri"].endswith("/" + prompt) for e in fake.event_log)
+
+
+async def stasis_call(fake: FakeAri, router: Router, number: str) -> str:
+    """A caller enters Stasis and chooses technical support (declining a callback if the
+    flow offers one), until the router has queued the call."""
     call_id = fake.inject_call(number, "Olga", ("8800100",))
 
     async def at_menu() -> bool:
@@ -397,14 +405,17 @@ async def stasis_call(fake: FakeAri, number: str) -> str:
 
     await until(at_menu, 10.0, "main menu")
     await fake.send_dtmf(call_id, "1")
+    declined = False
 
-    async def queued_or_asked() -> bool:
-        return held(fake, call_id) or prompt_started(fake, call_id, "callback_offer") \
-            or any(c.kind == "agent" for c in fake.channels.values())
+    async def queued() -> bool:
+        nonlocal declined
+        if not declined and prompt_started(fake, call_id, "callback_offer"):
+            declined = True
+            await fake.send_dtmf(call_id, "2")
+        return any(e.get("event") == "call_queued" and e.get("call_id") == call_id
+                   for e in router.events())
 
-    await until(queued_or_asked, 10.0, "queue")
-    if prompt_started(fake, call_id, "callback_offer"):
-        await fake.send_dtmf(call_id, "2")
+    await until(queued, 10.0, "queued")
     return call_id
 
 
@@ -428,20 +439,20 @@ async def test_standby_takes_over_the_stasis_application(
         b.start()
         await b.wait_for("acd_standby")
         await a.login(TALKER)
-        talker = await stasis_call(fake, "+79161230001")
+        talker = await stasis_call(fake, a, "+79161230001")
 
         async def talks() -> bool:
             return talking(fake, talker, agent_leg(fake, "PJSIP/1001"))
 
         await until(talks, 10.0, "talking")
         await a.login(RINGER)
-        ringer = await stasis_call(fake, "+79161230002")
+        ringer = await stasis_call(fake, a, "+79161230002")
 
         async def rings() -> bool:
             return agent_leg(fake, "PJSIP/1002") is not None
 
         await until(rings, 10.0, "ringing")
-        waiting = await stasis_call(fake, "+79161230003")
+        waiting = await stasis_call(fake, a, "+79161230003")
 
         async def on_hold() -> bool:
             return held(fake, waiting)
