@@ -3,10 +3,10 @@
 Drives the router service through answered calls (arrive, offer answered, hang up, agent
 ready again) with the service's two writing observers attached (call records with
 ``live_calls``, agent states) and prints, per store: the store's time per call (the same run
-without a store subtracted), the statements per call, and p50/p99/max of one step's store time
-(what one router event blocks the event loop for). PostgreSQL runs on loopback: the server
-``--pg-url`` names, else a throwaway one started like the tests' (tests/pgkit.py) but with
-fsync on, so ``synchronous: full`` pays its WAL flush.
+without a store subtracted), the store steps per call (a statement, or a batch sent as one),
+and mean/p50/p99/max of one step's time (what one router event blocks the event loop for).
+PostgreSQL runs on loopback: the server ``--pg-url`` names, else a throwaway one started like
+the tests' (tests/pgkit.py) but with fsync on, so ``synchronous: full`` pays its WAL flush.
 Usage: ``python benchmarks/bench_records.py [--calls 2000] [--pg-url postgresql://...]``.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -84,8 +85,9 @@ def report(name: str, per_call: float, base: float, spent: list[float], calls: i
     """One line of the table."""
     steps = sorted(spent)
     q = statistics.quantiles(steps, n=100)
-    print(f"{name:<24} {(per_call - base) * 1e6:9.0f} {len(steps) / calls:6.1f} "
-          f"{q[49] * 1e6:8.0f} {q[98] * 1e6:8.0f} {steps[-1] * 1e6:8.0f}")
+    print(f"{name:<20} {(per_call - base) * 1e6:9.0f} {len(steps) / calls:6.1f} "
+          f"{statistics.fmean(steps) * 1e6:8.0f} {q[49] * 1e6:8.0f} {q[98] * 1e6:8.0f} "
+          f"{steps[-1] * 1e6:8.0f}")
 
 
 async def main() -> None:
@@ -106,9 +108,10 @@ async def main() -> None:
         url = server.url(server.create_database())
     try:
         base, _ = await run_calls(None, args.calls)
-        print(f"router alone: {base * 1e6:.0f} us per call ({args.calls} calls)")
-        print(f"{'store':<24} {'us/call':>9} {'stmts':>6} {'p50 us':>8} {'p99 us':>8} "
-              f"{'max us':>8}")
+        print(f"router alone: {base * 1e6:.0f} us per call ({args.calls} calls); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(f"{'store':<20} {'us/call':>9} {'steps':>6} {'mean us':>8} {'p50 us':>8} "
+              f"{'p99 us':>8} {'max us':>8}")
         with tempfile.TemporaryDirectory() as tmp:
             for sync in ("normal", "full"):
                 store = open_store(Path(tmp) / f"{sync}.sqlite3", sync)

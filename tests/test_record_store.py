@@ -226,6 +226,9 @@ async def test_an_unreachable_database_never_stalls_or_breaks_the_call_path(
         took = time.monotonic() - started
     assert records.written == 0 and records.failures >= 20 * 3
     assert states.failures >= 20 * 3
+    before = states.failures
+    states.set_endpoint(AGENT, "PJSIP/hotdesk-7")  # an API login's endpoint: counted too
+    assert states.failures == before + 1
     events = {e["event"] for e in logs}
     assert {"call_record_failed", "live_call_write_failed", "agent_state_write_failed"} <= events
     assert took < 2.0  # one failed connect at most; then each write fails at once

@@ -205,7 +205,7 @@ class PostgresStore(RecordStore):
     dialect = "postgresql"
 
     def __init__(self, url: str, password: str | None = None, synchronous: str = "normal",
-                 connect_timeout_s: float = 3.0, statement_timeout_s: float = 5.0,
+                 connect_timeout_s: float = 2.0, statement_timeout_s: float = 5.0,
                  retry_s: float = 5.0) -> None:
         import psycopg
 

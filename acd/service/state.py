@@ -103,9 +103,14 @@ class AgentStateStore:
                           state=output.state.value, error=str(exc))
 
     def set_endpoint(self, agent_id: str, endpoint: str | None) -> None:
-        """Remember the endpoint an agent logged in from (None: the roster's default)."""
-        self.db.execute("UPDATE agent_states SET endpoint = ? WHERE agent_id = ?",
-                        (endpoint, agent_id))
+        """Remember the endpoint an agent logged in from (None: the roster's default); a
+        failed write is logged and counted (the login itself has happened)."""
+        try:
+            self.db.execute("UPDATE agent_states SET endpoint = ? WHERE agent_id = ?",
+                            (endpoint, agent_id))
+        except self.db.errors as exc:
+            self.failures += 1
+            log.error("agent_state_write_failed", agent_id=agent_id, error=str(exc))
 
     def endpoint(self, agent_id: str) -> str | None:
         """The endpoint an agent last logged in from through the API (None: the roster's)."""
