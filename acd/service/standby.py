@@ -51,6 +51,12 @@ def lock_url(settings: Settings) -> str:
         raise ConfigError([Problem(settings.file or "<defaults>", where, url,
                                    "a standby router needs the records in PostgreSQL: give"
                                    " records.url as a postgresql:// URL")])
+    try:
+        import psycopg  # noqa: F401 (only whether it is installed)
+    except ImportError:
+        raise ConfigError([Problem(settings.file or "<defaults>", "standby.enabled", "true",
+                                   "a standby router needs psycopg 3: pip install"
+                                   " 'acd-engine[postgres]'")]) from None
     return url
 
 
