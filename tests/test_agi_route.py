@@ -379,7 +379,8 @@ def test_dialplan_names_only_known_scripts_and_targets() -> None:
     contexts = parse_dialplan(text)
     center = load_center(CENTER)
     path = CallPath(RouterService(center), load_ivr(center, ROOT / "config" / "ivr"))
-    scripts = re.findall(r"AGI\(\$\{ACD_AGI\}/([a-z_]+)", text)
+    # Requests go through the [acd-agi] subroutine (the router, then the standby).
+    scripts = re.findall(r"(?:AGI\(\$\{ACD_AGI\}/|Gosub\(acd-agi,s,1\()([a-z_]+)", text)
     assert set(scripts) >= {"route", "answered", "dialresult", "ended", "agent"}
     assert set(scripts) <= path.scripts
     assert "acd-answered" in contexts and "s" in contexts["acd-answered"]

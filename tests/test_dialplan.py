@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,22 +39,101 @@ def _extension(context: str, exten: str) -> list[tuple[str | None, str]]:
     return lines
 
 
-def _dispatch_from(label: str, variables: dict[str, str], ran: list[str] | None = None) -> str:
+#: An engine's answer to one AGI request: the variables it set (``AGISTATUS`` included,
+#: ``SUCCESS`` unless said), given the address (``${ACD_AGI}`` or ``${ACD_AGI_STANDBY}``) and
+#: the request as the dialplan wrote it.
+Engine = Callable[[str, str], dict[str, str]]
+
+
+def _globals() -> dict[str, str]:
+    """The ``[globals]`` of extensions.conf."""
+    out: dict[str, str] = {}
+    current = ""
+    for raw in DIALPLAN.read_text(encoding="utf-8").splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("["):
+            current = line[1:-1]
+        elif current == "globals" and "=" in line:
+            name, _, value = line.partition("=")
+            out[name.strip()] = value.strip()
+    return out
+
+
+def _expand(text: str, variables: dict[str, str]) -> str:
+    """``${NAME}`` replaced by its value (empty when unset)."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: variables.get(m.group(1), ""), text)
+
+
+def _holds(condition: str, variables: dict[str, str]) -> bool:
+    """A GotoIf condition: ``$["${X}" = "v"]``, ``!=``, or a numeric ``$[${X} > ${Y}]``."""
+    match = _COND_RE.search(condition)
+    if match is not None:
+        var, op, value = match.groups()
+        return (variables.get(var, "") == value) == (op == "=")
+    numeric = re.fullmatch(r"\$\[(.+) > (.+)\]", condition)
+    assert numeric is not None, condition
+    left, right = (int(_expand(side, variables)) for side in numeric.groups())
+    return left > right
+
+
+def _agi_request(address: str, args: list[str]) -> str:
+    """``AGI(<address>/<script>,<args>)`` as Asterisk runs it (trailing empty arguments
+    left out: the engine reads an absent argument as empty)."""
+    while args and args[-1] == "":
+        args = args[:-1]
+    return f"AGI({address}/{','.join(args)})"
+
+
+def _run_agi_subroutine(args: list[str], variables: dict[str, str], ran: list[str] | None,
+                        engine: Engine | None) -> None:
+    """``Gosub(acd-agi,s,1(args))``: run ``[acd-agi]`` with ``ARG1``.. bound."""
+    lines = _extension("acd-agi", "s")
+    labels = {name: i for i, (name, _) in enumerate(lines) if name}
+    local = {**variables, **{f"ARG{n}": a for n, a in enumerate(args, start=1)}}
+    i = 0
+    while True:
+        _, app = lines[i]
+        if app.startswith("AGI("):
+            address, _, _ = app[len("AGI("):].partition("/")
+            request = _agi_request(address, [re.sub(r"\$\{ARG(\d)\}", lambda m: local.get(
+                f"ARG{m.group(1)}", ""), a) for a in app[len("AGI("):-1].partition("/")[2]
+                .split(",")])
+            if ran is not None:
+                ran.append(request)
+            answer = engine(address, request) if engine is not None else {}
+            variables["AGISTATUS"] = local["AGISTATUS"] = "SUCCESS"
+            variables.update(answer)
+            local.update(answer)
+        elif app.startswith("GotoIf("):
+            condition, target = app[len("GotoIf("):-1].split("?", 1)
+            if _holds(condition, local):
+                i = labels[target]
+                continue
+        elif app.startswith("Return("):
+            return
+        i += 1
+
+
+def _dispatch_from(label: str, variables: dict[str, str], ran: list[str] | None = None,
+                   engine: Engine | None = None) -> str:
     """Where ``[acd-dispatch]`` sends the caller from ``label`` on, with these variables set by
     the engine: another context, ``Hangup()``, or ``dial`` (the next Dial()). The AGI
-    applications run on the way are added to ``ran``."""
+    requests made on the way (through ``[acd-agi]``) are added to ``ran``; ``engine`` answers
+    them (by default each answer sets ``variables`` again)."""
+    if engine is None:
+        answer = dict(variables)
+        engine = lambda address, request: answer  # noqa: E731
+    variables = {**_globals(), **variables}
     lines = _extension("acd-dispatch", "s")
     labels = {name: i for i, (name, _) in enumerate(lines) if name}
-    i = labels[label]
-    for step in range(100):
+    i = labels[label] if label else 0
+    for step in range(1000):
         name, app = lines[i]
         if name == "dial" and step > 0:
             return "dial"
         if app.startswith("GotoIf("):
-            var, op, value = _COND_RE.search(app).groups()  # type: ignore[union-attr]
-            holds = (variables.get(var, "") == value) == (op == "=")
-            target = app.split("?", 1)[1].rstrip(")")
-            if holds:
+            condition, target = app[len("GotoIf("):-1].split("?", 1)
+            if _holds(condition, variables):
                 if "," in target:
                     return target.split(",")[0]
                 i = labels[target]
@@ -70,8 +150,15 @@ def _dispatch_from(label: str, variables: dict[str, str], ran: list[str] | None 
         elif app.startswith("Dial(") and variables.get("DIALSTATUS") == "ANSWER" \
                 and "g" not in _dial_options():
             return "h"  # without g, Asterisk hangs the caller up with the agent
-        elif app.startswith("AGI(") and ran is not None:
-            ran.append(app)  # the engine's answer is in ``variables``
+        elif app.startswith("Set("):
+            name_, _, value = app[len("Set("):-1].partition("=")
+            expression = re.fullmatch(r"\$\[(.+) \+ (\d+)\]", value)
+            variables[name_] = (str(int(_expand(expression.group(1), variables))
+                                    + int(expression.group(2)))
+                                if expression else _expand(value, variables))
+        elif app.startswith("Gosub(acd-agi,s,1("):
+            args = app[len("Gosub(acd-agi,s,1("):-2].split(",")
+            _run_agi_subroutine(args, variables, ran, engine)
         i += 1
     raise AssertionError("the dispatch loops")
 
@@ -167,3 +254,86 @@ def test_the_two_site_samples_agree_on_the_trunk() -> None:
     assert [line for line in body if line.startswith("exten")] == [
         "exten => _X.,1,NoOp(ACD: agent ${EXTEN} rung from the other site)"]
     assert "same => n,Dial(PJSIP/${EXTEN})" in body
+
+
+# ------------------------------- two routers: the active one, then the standby
+
+STANDBY = {"ACD_AGI_STANDBY": "agi://10.0.0.2:4573"}
+
+
+def test_a_request_the_router_cannot_take_goes_to_the_standby() -> None:
+    """When nothing answers at ``ACD_AGI`` (AGISTATUS FAILURE) the same request goes to
+    ``ACD_AGI_STANDBY``, and its answer is acted on (here: the next offer is dialled)."""
+    ran: list[str] = []
+
+    def engine(address: str, request: str) -> dict[str, str]:
+        if address == "${ACD_AGI}":
+            return {"AGISTATUS": "FAILURE"}
+        return {"ACD_TARGET": "PJSIP/1002"}
+
+    where = _dispatch_from("dial", {**STANDBY, "DIALSTATUS": "NOANSWER"}, ran, engine)
+    assert where == "dial"
+    assert ran == ["AGI(${ACD_AGI}/dialresult,${ACD_CALL_ID},${DIALSTATUS},${ACD_AGENT})",
+                   "AGI(${ACD_AGI_STANDBY}/dialresult,${ACD_CALL_ID},${DIALSTATUS},"
+                   "${ACD_AGENT})"]
+
+
+def test_an_engine_that_answered_is_never_asked_twice() -> None:
+    """A router that answered and decided nothing (SUCCESS) is not retried at the standby:
+    a call without a call id goes to the fallback."""
+    ran: list[str] = []
+    assert _dispatch_from("", STANDBY, ran, lambda address, request: {}) == "acd-fallback"
+    assert ran == []  # nothing decided, no call id: nothing to re-enter
+
+
+def test_a_held_caller_whose_router_died_re_enters_at_the_standby() -> None:
+    """The router died holding the call (nothing decided, ``ACD_CALL_ID`` set): ``route``
+    is asked again with the call id and arrival, once a second while the standby takes
+    over, and the standby's offer is dialled."""
+    ran: list[str] = []
+    tries = iter(range(100))
+
+    def engine(address: str, request: str) -> dict[str, str]:
+        if address == "${ACD_AGI}" or next(tries) < 2:  # dead; the standby starts up
+            return {"AGISTATUS": "FAILURE"}
+        return {"ACD_TARGET": "PJSIP/1002", "ACD_AGENT": "msk-tech-ru-002"}
+
+    held = {**STANDBY, "ACD_CALL_ID": "1795609297.13", "ACD_ARRIVAL": "1795609290",
+            "ACD_REENTRY": "0"}
+    assert _dispatch_from("", held, ran, engine) == "dial"
+    reentry = "route,,${ACD_CALL_ID},${ACD_ARRIVAL}"
+    assert ran == [f"AGI(${{ACD_AGI}}/{reentry})", f"AGI(${{ACD_AGI_STANDBY}}/{reentry})"] * 3
+
+
+def test_a_re_entry_nobody_takes_ends_in_the_fallback() -> None:
+    """Re-entry is bounded: with neither router answering the caller reaches the fallback
+    after ``ACD_REENTRY_TRIES`` tries; a router that does not know the call empties
+    ``ACD_CALL_ID`` and the caller goes to the fallback at once."""
+    ran: list[str] = []
+    held = {**STANDBY, "ACD_CALL_ID": "1795609297.13", "ACD_ARRIVAL": "1795609290",
+            "ACD_REENTRY": "0"}
+    down = _dispatch_from("", held, ran, lambda address, request: {"AGISTATUS": "FAILURE"})
+    assert down == "acd-fallback"
+    assert len(ran) == 2 * int(_globals()["ACD_REENTRY_TRIES"])
+    ran.clear()
+    unknown = _dispatch_from("", held, ran, lambda address, request: {"ACD_CALL_ID": ""})
+    assert unknown == "acd-fallback" and len(ran) == 1
+
+
+def test_without_a_standby_a_held_caller_of_a_dead_router_goes_to_the_fallback() -> None:
+    """With one router (``ACD_AGI_STANDBY`` empty) a caller whose router died holding them
+    takes the fallback at once, with no re-entry, as before there were two routers."""
+    ran: list[str] = []
+    held = {"ACD_CALL_ID": "1795609297.13", "ACD_ARRIVAL": "1795609290", "ACD_REENTRY": "0"}
+    assert _dispatch_from("", held, ran, lambda address, request: {}) == "acd-fallback"
+    assert ran == []
+
+
+def test_inbound_calls_carry_their_arrival_into_route() -> None:
+    """``[acd-inbound]`` sets ``ACD_ARRIVAL`` (the call's entry into the ACD) and the re-entry
+    counter before the first ``route`` request, which goes through ``[acd-agi]``."""
+    apps = [app for _, app in _extension("acd-inbound", "_X.")]
+    route = apps.index("Gosub(acd-agi,s,1(route,${EXTEN}))")
+    assert "Set(ACD_ARRIVAL=${EPOCH})" in apps[:route]
+    assert "Set(ACD_REENTRY=0)" in apps[:route]
+    assert _globals()["ACD_AGI_STANDBY"] == ""  # one router unless configured

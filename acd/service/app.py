@@ -79,6 +79,8 @@ class Runtime:
         self.started = False
         self.wallboard: Wallboard | None = None
         self.pbx_links: Any = None  # acd.service.pbx_links.PbxLinks, with a pbxs list
+        #: Set by fence(): this router lost the leader lock (acd.service.standby).
+        self.fenced = False
 
     # ------------------------------------------------------------------ Control (api.py)
 
@@ -95,7 +97,7 @@ class Runtime:
         logged_in = sum(1 for a in service.router.agent_snapshot()
                         if a.state.value != "logged_out")
         ari, problems = self._ari_health()
-        return {"uptime_s": round(time.time() - self.started_at, 3),
+        return {"role": "active", "uptime_s": round(time.time() - self.started_at, 3),
                 "calls_in_router": service.router.calls_in_router,
                 "agents_logged_in": logged_in,
                 "fastagi": {"port": self.agi_port,
@@ -208,13 +210,20 @@ class Runtime:
                  ari=bool(s.ari.url),
                  mutations_enabled=bool(self.token), nofile=nofile)
 
+    def fence(self) -> None:
+        """The leader lock may be lost: write nothing more to the shared store (the other
+        router owns it now) and stop with no grace (held callers are handed back at once, for
+        the dialplan to re-enter them at the other router)."""
+        self.fenced = True
+        self.gate.closed = True
+
     async def stop(self) -> None:
         """Stop accepting calls, let sessions end within the grace period, close everything.
 
         Each step runs even if one before it failed (the failure is logged), so a broken part
         never keeps the database from being checkpointed and closed.
         """
-        grace = self.settings.shutdown_grace_s
+        grace = 0.0 if self.fenced else self.settings.shutdown_grace_s
         if self.call_path is not None:
             await self._stop_step("fastagi_drain", _sync(self.call_path.drain))
         if self.agi is not None:
@@ -402,12 +411,16 @@ def _ari_problem(s: Settings) -> Problem:
 async def serve(settings: Settings) -> None:
     """Run the service until SIGTERM/SIGINT; SIGHUP reloads the config (calls are kept)."""
     configure_logging(settings.logs.format, settings.logs.level)
-    runtime = Runtime(settings)
+    standby = None
+    if settings.standby.enabled:  # one of two routers (acd.service.standby)
+        from acd.service.standby import StandbyRouter
+        standby = StandbyRouter(settings, lambda registry: Runtime(settings, registry))
+    runtime = Runtime(settings) if standby is None else None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloads: set[asyncio.Task[Any]] = set()
 
-    async def reload_quietly() -> None:
+    async def reload_quietly(runtime: Runtime) -> None:
         try:
             await runtime.reload()
         except (InputError, RoutingError, OSError) as exc:
@@ -416,10 +429,11 @@ async def serve(settings: Settings) -> None:
             log.exception("config_reload_failed")
 
     def on_hup() -> None:
-        if not runtime.started:
+        current = standby.runtime if standby is not None else runtime
+        if not isinstance(current, Runtime) or not current.started:
             log.warning("config_reload_ignored", why="the service is still starting")
             return
-        task = loop.create_task(reload_quietly())
+        task = loop.create_task(reload_quietly(current))
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -428,10 +442,15 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
-        await runtime.start()
-        await stop.wait()
+        if standby is not None:
+            await standby.run(stop)  # stops its own runtime
+        else:
+            assert runtime is not None
+            await runtime.start()
+            await stop.wait()
         log.info("acd_stopping", grace_s=settings.shutdown_grace_s)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        await runtime.stop()
+        if runtime is not None:
+            await runtime.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from acd import shipped
 from acd.callbacks.dialler import trunk_problem
@@ -190,6 +190,40 @@ class CallbackSettings(_Strict):
         return value
 
 
+class StandbySettings(_Strict):
+    """Two routers, one active (``acd.service.leader``): off unless enabled.
+
+    The lock lives in the PostgreSQL database the records are kept in (``records.url``, with
+    the password from ``records.password_env``), or in ``url`` when set.
+    """
+
+    enabled: bool = False
+    url: str | None = None
+    #: The advisory lock's key: the same on both routers of one center, different for two
+    #: centers sharing a database server ("acd" and 2; the record store's schema lock is 1).
+    lock_key: Annotated[int, Field(ge=-(2**63), lt=2**63)] = 0x61636402
+    #: Standby: how often the lock is asked for; active: how often the lock connection is
+    #: checked.
+    poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    check_timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    #: TCP keepalives of the lock session: how soon a dead router's lock frees.
+    keepalive_idle_s: Annotated[int, Field(ge=1, le=3600)] = 3
+    keepalive_interval_s: Annotated[int, Field(ge=1, le=3600)] = 1
+    keepalive_count: Annotated[int, Field(ge=1, le=100)] = 3
+
+    @model_validator(mode="after")
+    def _fenced_first(self) -> StandbySettings:
+        server = self.keepalive_idle_s + self.keepalive_interval_s * self.keepalive_count
+        holder = self.poll_interval_s + self.check_timeout_s
+        if server <= holder:
+            raise ValueError(
+                f"the server frees a silent router's lock after {server} s (keepalive_idle_s"
+                " + keepalive_interval_s * keepalive_count), which must be longer than the"
+                f" {holder} s the router takes to notice (poll_interval_s + check_timeout_s)")
+        return self
+
+
 class ServiceFile(_Strict):
     """The YAML file's shape (paths still unresolved)."""
 
@@ -206,6 +240,7 @@ class ServiceFile(_Strict):
     callbacks: CallbackSettings = CallbackSettings()
     #: The PBXs of a multi-site center (empty: one implicit PBX, the ``ari`` settings').
     pbxs: list[PbxSettings] = []
+    standby: StandbySettings = StandbySettings()
     shutdown_grace_s: Annotated[float, Field(ge=0, le=600)] = 10.0
 
 
@@ -234,6 +269,7 @@ class Settings:
     #: The PBXs with their credentials (empty: one implicit PBX; see acd.service.pbxs).
     pbxs: tuple[Pbx, ...] = ()
     records_password: str | None = None
+    standby: StandbySettings = field(default_factory=StandbySettings)
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
@@ -312,4 +348,5 @@ def resolve(parsed: ServiceFile, file: str | None, base: Path,
         ami_user=env.get(parsed.callbacks.ami.user_env) or None,
         ami_secret=env.get(parsed.callbacks.ami.secret_env) or None,
         pbxs=resolve_pbxs(parsed.pbxs, env),
-        records_password=env.get(parsed.records.password_env) or None)
+        records_password=env.get(parsed.records.password_env) or None,
+        standby=parsed.standby)

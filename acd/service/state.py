@@ -275,6 +275,14 @@ class RestartBoard:
             s = self.service
             self._settle = s.clock.call_at(s.now() + self.bounds.settle_s, self._settle_due)
 
+    def rejoin(self, call_id: str) -> LiveCall | None:
+        """A call left waiting that is still followed (not queued again, not yet written
+        lost): its stored state, for a FastAGI caller re-entering after a takeover."""
+        for live, followed in self._waiting:
+            if live.call_id == call_id and self.records.open.get(call_id) is followed:
+                return live
+        return None
+
     def _settle_due(self) -> None:
         self.settle()
 

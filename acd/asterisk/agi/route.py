@@ -11,6 +11,12 @@ Scripts (``AGI(agi://127.0.0.1:4573/<script>,<args>)``, see ``config/asterisk/ex
   means "take your fallback". Variables set at one moment go in one command
   (`commands.set_variables`, Asterisk's ``ARRAY()``), and a call that finds an agent free
   at once hears no music: after the IVR its session is that one command.
+  A caller whose router died while holding them comes back as
+  ``route,,<call id>,<arrival>`` (a re-entry, at the standby now active; ``<arrival>`` is
+  the dialplan's ``ACD_ARRIVAL``, the Unix time the call entered the ACD): the call the last
+  run left waiting is queued again, without the IVR, with the arrival the shared store kept
+  for it (never earlier than the dialplan's), so it keeps its place; an unknown call id is
+  turned away (``ACD_CALL_ID`` emptied, so the dialplan takes its fallback).
 - ``answered,<call>,<agent>``: from Dial's ``U()`` subroutine on the agent's channel.
 - ``dialresult,<call>,<DIALSTATUS>,<agent>``: the dial failed; the router requeues the call
   (ring-no-answer) and the same hold runs again until the next offer.
@@ -92,6 +98,7 @@ from acd.core.call import (
 from acd.core.dialstring import offer_dialable
 from acd.core.model import DuplicateCall, Ignored, RoutingError
 from acd.runtime.ivrsetup import IvrSetup
+from acd.runtime.records import LiveCall
 from acd.runtime.router_service import CallOwner, Command, RouterService
 from ivr.actions import CallbackTask
 from ivr.actions import Outcome as IvrOutcome
@@ -106,6 +113,8 @@ _UNIQUEID_RE = re.compile(r"[0-9.]{1,40}")
 #: Ids the dialplan hands back (ours): generated or uniqueid, never caller text.
 _CALL_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _DIALLED_RE = re.compile(r"[0-9*#+]{1,32}")
+#: The dialplan's ``ACD_ARRIVAL`` (``${EPOCH}``) in a re-entry.
+_ARRIVAL_RE = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
 #: DIALSTATUS -> the router's offer-failure reason.
 _DIAL_REASONS = {"NOANSWER": "no_answer", "BUSY": "busy", "CONGESTION": "unavailable",
                  "CHANUNAVAIL": "unavailable"}
@@ -304,7 +313,7 @@ class CallPath:
 
     def admit(self, call_id: str, queue: str, language: str, country: str, priority: int,
               number: str | None, customer_id: str | None, what: str = "call",
-              pbx: str | None = None) -> AgiCall | None:
+              pbx: str | None = None, arrived_at: float | None = None) -> AgiCall | None:
         """Give a call to the router with its machine; None when the router refuses it."""
         config = self.service.center.config.queues.get(queue)
         max_wait = config.max_wait_s + config.ring_timeout_s if config is not None else 3600.0
@@ -316,7 +325,7 @@ class CallPath:
         self.feed(call, Queued())
         try:
             self.service.call_arrived(call, call_id, queue, language, country, priority,
-                                      customer_id, pbx=pbx)
+                                      customer_id, arrived_at, pbx=pbx)
         except (DuplicateCall, RoutingError) as exc:
             self.feed(call, Refused(type(exc).__name__))
             self.calls.pop(call_id, None)
@@ -380,8 +389,11 @@ class CallPath:
                             "PBX's agi_sources.", session.env.uniqueid[:64], session.peer_host)
                 return
         env = session.env
-        call_id = self._call_id(env.uniqueid)
         args = env.args
+        if len(args) >= 3 and args[1]:
+            await self._reenter(session, _arg(session, 1), args[2], pbx)
+            return
+        call_id = self._call_id(env.uniqueid)
         dialled = args[0] if args and _DIALLED_RE.fullmatch(args[0]) else None
         ctx = CallContext(env.callerid, time.time(), dialled=dialled)
         d = self.settings.deadlines
@@ -423,13 +435,46 @@ class CallPath:
             if isinstance(dial, Dial):  # nothing to wait for: no hold loop, no hang-up watch
                 call.todo.popleft()
                 await self._dial(session, dial, variables)
-            else:
+            elif variables:
                 await self._set_all(session, variables)
         except BaseException:
             self.release(call)  # the dialplan cannot report this call: never leave it queued
             raise
         if not at_once or call.todo:  # (after the dial: whatever came meanwhile, if any)
             await self.hold(session, call, handed_over=at_once)
+
+    async def _reenter(self, session: AgiSession, call_id: str, arrival: str,
+                       pbx: str | None = None) -> None:
+        """A caller whose router died while holding them, back with their call id and
+        arrival: queued again with that arrival if the last run left the call waiting."""
+        live = self.restored.rejoin(call_id) \
+            if self.restored is not None and call_id else None
+        if live is None or call_id in self.calls \
+                or self.service.router.call_state(call_id) is not None:
+            self.stats.turned_away += 1
+            log.warning("Re-entry of call %r turned away: not a call the last run left "
+                        "waiting; the dialplan falls back.", call_id)
+            await self._set(session, CALL_ID, "")
+            return
+        config = self.service.center.config.queues.get(live.queue)
+        bound = config.max_wait_s + config.ring_timeout_s if config is not None else 3600.0
+        wall = time.time()
+        # Its place: the queue arrival the store kept, never before the call entered the ACD
+        # (the dialplan's arrival), never longer ago than a hold may last.
+        since = live.arrival
+        if _ARRIVAL_RE.fullmatch(arrival):
+            since = max(since, float(arrival))
+        waited = min(max(0.0, wall - since), bound)
+        number, _ = normalize_number(session.env.callerid, self.setup.known.national_region)
+        call = self.admit(call_id, live.queue, live.language, live.country, 0, number, None,
+                          what="re-entry", pbx=pbx,
+                          arrived_at=self.service.now() - waited)
+        if call is None:
+            await self._set(session, CALL_ID, "")
+            return
+        log.info("Call %s re-entered after %.1f s waiting; queued with its arrival.",
+                 call_id, waited)
+        await self.start(session, call, self.language_pairs(session, call.language))
 
     def language_pairs(self, session: AgiSession, language: str) -> list[tuple[str, str]]:
         """``CHANNEL(language)`` for the call's language, so what Asterisk plays itself after
@@ -606,6 +651,9 @@ class _RestoredCalls(Protocol):
     def claim(self, call_id: str, make_owner: Callable[[CallMachine], CallOwner]
               ) -> CallOwner | None:
         """The shell's owner of a restored call (built by ``make_owner``), or None."""
+
+    def rejoin(self, call_id: str) -> LiveCall | None:
+        """A call the last run left waiting, still followed (its caller may re-enter)."""
 
 
 def _arg(session: AgiSession, index: int) -> str:
