@@ -23,6 +23,8 @@ from acd.errors import ConfigError, Problem, format_path
 
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 Probability = Annotated[float, Field(ge=0, le=1)]
+#: How long a simulated agent stays paused after a ring-no-answer when the center does not say.
+DEFAULT_RONA_RETURN_S = 60.0
 
 
 class _Strict(BaseModel):
@@ -55,6 +57,10 @@ class Behaviour(_Strict):
     answer_delay: DistSpec = DistSpec(dist="constant", value=3.0)
     #: Share of offers that ring out unanswered (ring-no-answer).
     rona_probability: Probability = 0.01
+    #: A simulated agent paused by a ring-no-answer makes itself ready again after this long
+    #: when the center has no ``rona.auto_ready_after_s`` (people come back; a paused agent
+    #: would otherwise sit out the shift). ``null`` leaves them paused, as the config says.
+    rona_return_s: Annotated[float, Field(gt=0, le=86400)] | None = DEFAULT_RONA_RETURN_S
     #: Share of callers who take a callback when offered one.
     callback_accept_probability: Probability = 0.3
     #: Time in the IVR before the call reaches the queue (when no IVR flow is simulated).
@@ -64,6 +70,9 @@ class Behaviour(_Strict):
     #: A call flow (path relative to the scenario file) every arrival walks instead of
     #: ``ivr_time`` / ``ivr_abandon_probability``: time in IVR, abandons, voicemail, callbacks.
     ivr_flow: str | None = None
+    #: Replays (``--replay``, ``--queue-log``) use the log's own timing: no answer delay and no
+    #: ring-no-answer unless this is true (the log's waits already hold its rings).
+    replay_agent_behaviour: bool = False
 
 
 class Shift(_Strict):
@@ -269,3 +278,18 @@ def _with_flow(spec: ScenarioFile, base: Path, file: str, text: str,
     load_sim_flow(path, center.config)  # a bad flow exits 2 with its own file and line
     behaviour = spec.behaviour.model_copy(update={"ivr_flow": str(path)})
     return spec.model_copy(update={"behaviour": behaviour})
+
+
+def rona_warning(scenario: Scenario) -> str | None:
+    """What to tell a planner whose center leaves ring-no-answer pauses to the agent while the
+    scenario lets offers ring out: the live center could leave agents paused for a shift."""
+    if scenario.center.config.rona.auto_ready_after_s is not None or \
+            not scenario.spec.behaviour.rona_probability:
+        return None
+    back = scenario.spec.behaviour.rona_return_s
+    then = (f"simulated agents make themselves ready {back:g} s after it "
+            "(behaviour.rona_return_s)" if back is not None else
+            "simulated agents stay paused for the rest of their shift "
+            "(behaviour.rona_return_s: null)")
+    return (f"the center sets no rona.auto_ready_after_s, so in production an agent who lets an "
+            f"offer ring out stays paused until they make themselves ready; {then}")
