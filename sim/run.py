@@ -24,10 +24,11 @@ from acd import shipped
 from acd.config.schema import CenterConfig
 from sim.engine import DRAIN_S, Simulation
 from sim.executor import Executor, LocalExecutor
+from sim.outage import apply_outages, windows
 from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
 from sim.records import CallLog, RunResult
 from sim.scenario import Scenario, deep_merge, load_scenario
-from sim.staffing import build_timeline
+from sim.staffing import StaffAction, build_timeline
 from sim.traffic import Arrival, load_call_log, load_traffic
 from sim.traffic.censored import fit_patience, redraw_unobserved, scale_calls
 
@@ -156,7 +157,7 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
         days, scale = replay_window(spec)
         calls = replayed(plan.arrivals, np.random.default_rng(traffic_ss), days, scale)
         end = plan.horizon_s if days is None else min(plan.horizon_s, days * 86400.0)
-        timeline = [a for a in plan.timeline if a.t < end]
+        timeline = with_outages(scenario, [a for a in plan.timeline if a.t < end], plan.start)
         sim = Simulation(scenario.center, calls, timeline, replay_behaviour(s.behaviour),
                          plan.start, end, s.interval_minutes * 60.0,
                          int(engine_ss.generate_state(1)[0]))
@@ -176,10 +177,21 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
                                             *replay_window(spec))
     timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
                               start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
+    timeline = with_outages(scenario, timeline, start)
     sim = Simulation(scenario.center, arrivals, timeline, behaviour, start, horizon,
                      s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]))
     result = sim.run(progress)
     return without_warmup(result, spec.warmup_s) if spec.warmup_s else result
+
+
+def with_outages(scenario: Scenario, timeline: list[StaffAction], start: datetime
+                 ) -> list[StaffAction]:
+    """The staffing timeline with the scenario's site outages applied (:mod:`sim.outage`)."""
+    if not scenario.spec.outages:
+        return timeline
+    zones = {name: site.timezone for name, site in scenario.center.config.sites.items()}
+    return apply_outages(timeline, scenario.center.agents,
+                         windows(scenario.spec.outages, zones, start))
 
 
 def warmup_problem(warmup_s: float, interval_minutes: int) -> str | None:

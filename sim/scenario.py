@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import copy
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -105,6 +108,38 @@ class Staffing(_Strict):
     break_stagger_minutes: Annotated[float, Field(ge=0, le=120)] = 20.0
 
 
+class Outage(_Strict):
+    """A site's agents unavailable from ``from`` until ``until``: clock times (``"10:00"``, on the
+    run's first day in the site's time zone) or ISO 8601 times with a UTC offset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    site: str
+    from_: Annotated[str, Field(alias="from")]
+    until: str
+
+
+def _when(text: str, tz: str, start: datetime) -> datetime:
+    """An outage time: ``HH:MM`` on the run's first local day in ``tz``, or an ISO time with a
+    UTC offset. Raises ValueError saying what is wrong."""
+    if re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+        day = start.astimezone(ZoneInfo(tz)).date()
+        return datetime.combine(day, time.fromisoformat(text), ZoneInfo(tz))
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("give a clock time HH:MM (the run's first day, the site's time) or an "
+                         "ISO 8601 time with a UTC offset") from None
+    if when.tzinfo is None:
+        raise ValueError("an ISO time needs a UTC offset such as +03:00")
+    return when
+
+
+def outage_window(outage: Outage, tz: str, start: datetime) -> tuple[datetime, datetime]:
+    """When ``outage`` begins and ends (checked by :func:`load_scenario`)."""
+    return _when(outage.from_, tz, start), _when(outage.until, tz, start)
+
+
 class ScenarioFile(_Strict):
     """The scenario YAML."""
 
@@ -119,6 +154,8 @@ class ScenarioFile(_Strict):
     center_overrides: dict[str, Any] = {}
     behaviour: Behaviour = Behaviour()
     staffing: Staffing
+    #: Sites taken down for a while (their agents unavailable), e.g. to size the other's cover.
+    outages: list[Outage] = []
 
 
 @dataclass(frozen=True)
@@ -230,11 +267,39 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
         problems.append(Problem(file, "start", str(spec.start),
                                 "start needs a UTC offset, e.g. 2026-03-02T00:00:00+03:00",
                                 line(("start",))))
+    else:
+        problems += _outage_problems(spec, center, file, line)
     if problems:
         raise ConfigError(problems)
     if spec.behaviour.ivr_flow:
         spec = _with_flow(spec, base, file, text, center)
     return Scenario(file, spec, center, traffic_path)
+
+
+def _outage_problems(spec: ScenarioFile, center: LoadedCenter, file: str,
+                     line: Callable[[tuple[str | int, ...]], int | None]) -> list[Problem]:
+    """Every outage names a configured site and ends after it begins."""
+    problems = []
+    sites = center.config.sites
+    for i, o in enumerate(spec.outages):
+        if o.site not in sites:
+            loc: tuple[str | int, ...] = ("outages", i, "site")
+            problems.append(Problem(file, format_path(loc), o.site,
+                                    unknown("site", o.site, sites, list_all=True), line(loc)))
+            continue
+        tz = sites[o.site].timezone
+        when = {}
+        for key, text in (("from", o.from_), ("until", o.until)):
+            try:
+                when[key] = _when(text, tz, spec.start)
+            except ValueError as exc:
+                loc = ("outages", i, key)
+                problems.append(Problem(file, format_path(loc), text, str(exc), line(loc)))
+        if len(when) == 2 and when["until"] <= when["from"]:
+            loc = ("outages", i, "until")
+            problems.append(Problem(file, format_path(loc), o.until,
+                                    f"must be after from ({o.from_})", line(loc)))
+    return problems
 
 
 def _overrides_locate(center_file: str, center_text: str, file: str, text: str,
