@@ -154,6 +154,12 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     write_json(out / "summary.json", summary, provenance)
     write_csv(out, summary, provenance)
     write_html(out / "report.html", results, summary, provenance)
+    if scenario.spec.outages:
+        from sim.outage import outage_rows, print_outages, write_outages
+
+        rows = outage_rows(scenario, results)
+        print_outages(rows, console)
+        write_outages(out / "outages.csv", rows)
     if args.out is None:
         _point_latest(out)
     walls = [r.wall_s for r in results]

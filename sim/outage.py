@@ -11,12 +11,21 @@ allows: to the other site once a queue's expansion adds it, or they wait, abando
 
 from __future__ import annotations
 
+import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from acd.core.model import AgentProfile
-from sim.scenario import Outage, outage_window
+from sim.kpi import Dimension, Estimate, IntervalTable, estimate, kpis_per_interval
+from sim.records import RunResult
+from sim.scenario import Outage, Scenario, outage_window
 from sim.staffing import StaffAction
 
 
@@ -84,3 +93,81 @@ def apply_outages(timeline: Sequence[StaffAction], agents: Sequence[AgentProfile
         if down.get(site_of.get(act.agent, ""), 0) == 0:
             out.append(act)
     return out
+
+
+@dataclass(frozen=True)
+class OutageRow:
+    """A group's service level during one outage and over the rest of the run (95% CIs).
+
+    Languages are judged on ``sl_offered``; sites, which only answered calls have, on
+    ``sl_answered``, with ``calls`` the calls they answered (per replication, mean).
+    """
+
+    outage: str
+    dimension: str
+    group: str
+    kpi: str
+    calls: float
+    during: Estimate
+    rest: Estimate
+
+
+def outage_rows(scenario: Scenario, results: Sequence[RunResult]) -> list[OutageRow]:
+    """Per outage, the SL of each site and language during it against the rest of the run."""
+    if not scenario.spec.outages or not results:
+        return []
+    zones = {name: site.timezone for name, site in scenario.center.config.sites.items()}
+    start = datetime.fromisoformat(results[0].start_iso)
+    dims: tuple[Dimension, ...] = ("site", "language")
+    tables = {dim: [kpis_per_interval(r, dim) for r in results] for dim in dims}
+    rows = []
+    for outage, w in zip(scenario.spec.outages, windows(scenario.spec.outages, zones, start),
+                         strict=True):
+        label = f"{w.site} {outage.from_}-{outage.until}"
+        for dim, per_run in tables.items():
+            first = per_run[0]
+            inside = (first.start_s + results[0].interval_s > w.from_s) & \
+                (first.start_s < w.until_s)
+            kpi, num, den = (("sl_answered", "answered_within", "answered") if dim == "site"
+                             else ("sl_offered", "answered_within", "offered"))
+            for g, group in enumerate(first.groups):
+                calls = float(np.mean([np.nansum(t.values[den][g][inside]) for t in per_run]))
+                if calls < 1:
+                    continue
+                rows.append(OutageRow(
+                    label, dim, group, kpi, calls,
+                    estimate([_share(t, num, den, g, inside) for t in per_run]),
+                    estimate([_share(t, num, den, g, ~inside) for t in per_run])))
+    return rows
+
+
+def _share(table: IntervalTable, num: str, den: str, group: int, mask: np.ndarray) -> float:
+    """``num / den`` of one group summed over the intervals in ``mask`` (NaN without calls)."""
+    d = float(np.nansum(table.values[den][group][mask]))
+    return float(np.nansum(table.values[num][group][mask])) / d if d else math.nan
+
+
+def print_outages(rows: Sequence[OutageRow], console: Console) -> None:
+    """The table of :func:`outage_rows`: each site and language during each outage."""
+    from sim.report import fmt_ci
+
+    table = Table("outage", "group", "kpi", "calls in it", "SL during ± CI", "SL rest of run",
+                  title="Service level during each outage (sites: of the calls they answered)",
+                  title_justify="left")
+    for r in rows:
+        table.add_row(r.outage, f"{r.dimension} {r.group}", r.kpi, f"{r.calls:.0f}",
+                      fmt_ci(r.kpi, r.during), fmt_ci(r.kpi, r.rest))
+    console.print(table)
+
+
+def write_outages(path: Path, rows: Sequence[OutageRow]) -> None:
+    """The rows of :func:`outage_rows` as CSV (shares; half-widths of 95% CIs)."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(["outage", "dimension", "group", "kpi", "calls", "during", "during_hw",
+                      "rest", "rest_hw"])
+        for r in rows:
+            out.writerow([r.outage, r.dimension, r.group, r.kpi, f"{r.calls:.1f}",
+                          *(f"{v:.6f}" if math.isfinite(v) else "" for v in (
+                              r.during.mean, r.during.half_width, r.rest.mean,
+                              r.rest.half_width))])

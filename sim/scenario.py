@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -109,8 +109,10 @@ class Staffing(_Strict):
 
 
 class Outage(_Strict):
-    """A site's agents unavailable from ``from`` until ``until``: clock times (``"10:00"``, on the
-    run's first day in the site's time zone) or ISO 8601 times with a UTC offset."""
+    """A site's agents unavailable from ``from`` until ``until``: ISO 8601 times with a UTC
+    offset, or clock times in the site's time zone (``from: "10:00"`` is the first 10:00 at or
+    after the run's start there, ``until`` the first of its clock time after ``from``, so
+    ``22:00`` to ``02:00`` spans midnight)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -119,25 +121,32 @@ class Outage(_Strict):
     until: str
 
 
-def _when(text: str, tz: str, start: datetime) -> datetime:
-    """An outage time: ``HH:MM`` on the run's first local day in ``tz``, or an ISO time with a
-    UTC offset. Raises ValueError saying what is wrong."""
+def _when(text: str, tz: str, after: datetime, strictly: bool) -> datetime:
+    """An outage time: a clock time ``HH:MM`` in ``tz`` (its first occurrence at or after
+    ``after``, or strictly after it), or an ISO time with a UTC offset. Raises ValueError."""
     if re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
-        day = start.astimezone(ZoneInfo(tz)).date()
-        return datetime.combine(day, time.fromisoformat(text), ZoneInfo(tz))
+        zone = ZoneInfo(tz)
+        local = after.astimezone(zone)
+        when = datetime.combine(local.date(), time.fromisoformat(text), zone)
+        if when < local or (strictly and when == local):
+            when = datetime.combine(local.date() + timedelta(days=1), time.fromisoformat(text),
+                                    zone)
+        return when
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError("give a clock time HH:MM (the run's first day, the site's time) or an "
-                         "ISO 8601 time with a UTC offset") from None
+        raise ValueError("give a clock time HH:MM (in the site's time zone) or an ISO 8601 "
+                         "time with a UTC offset") from None
     if when.tzinfo is None:
         raise ValueError("an ISO time needs a UTC offset such as +03:00")
     return when
 
 
 def outage_window(outage: Outage, tz: str, start: datetime) -> tuple[datetime, datetime]:
-    """When ``outage`` begins and ends (checked by :func:`load_scenario`)."""
-    return _when(outage.from_, tz, start), _when(outage.until, tz, start)
+    """When ``outage`` begins and ends in a run from ``start`` (checked by
+    :func:`load_scenario`)."""
+    begin = _when(outage.from_, tz, start, strictly=False)
+    return begin, _when(outage.until, tz, begin, strictly=True)
 
 
 class ScenarioFile(_Strict):
@@ -288,10 +297,10 @@ def _outage_problems(spec: ScenarioFile, center: LoadedCenter, file: str,
                                     unknown("site", o.site, sites, list_all=True), line(loc)))
             continue
         tz = sites[o.site].timezone
-        when = {}
+        when: dict[str, datetime] = {}
         for key, text in (("from", o.from_), ("until", o.until)):
             try:
-                when[key] = _when(text, tz, spec.start)
+                when[key] = _when(text, tz, when.get("from", spec.start), strictly=key == "until")
             except ValueError as exc:
                 loc = ("outages", i, key)
                 problems.append(Problem(file, format_path(loc), text, str(exc), line(loc)))

@@ -88,7 +88,8 @@ def test_outage_timeline_logs_out_through_it_and_back_in_as_the_shift_stands() -
 @pytest.mark.parametrize(("outage", "path", "message"), [
     ('{site: lviv, from: "10:00", until: "12:00"}', "outages[0].site", "unknown site"),
     ('{site: kyiv, from: "25:00", until: "12:00"}', "outages[0].from", "clock time"),
-    ('{site: kyiv, from: "12:00", until: "10:00"}', "outages[0].until", "must be after from"),
+    ('{site: kyiv, from: "2026-03-02T12:00+02:00", until: "2026-03-02T10:00+02:00"}',
+     "outages[0].until", "must be after from"),
     ('{site: kyiv, from: "2026-03-02T10:00", until: "12:00"}', "outages[0].from", "utc offset"),
     ('{site: kyiv, from: "10:00"}', "outages[0].until", "required"),
 ])
@@ -101,3 +102,22 @@ def test_bad_outage_exits_2_naming_file_path_and_value(
     assert main(["sim", "run", str(scenario), "-q", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert str(scenario) in err and path in err and message in err.lower(), err
+
+
+def test_sim_run_reports_each_site_and_language_during_the_outage(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`acd sim run` prints the service level of each site and language during the outage
+    against the rest of the run and writes it to outages.csv: Moscow, taking Kyiv's calls,
+    answers fewer of them within 20 s during the outage than outside it."""
+    outage = '\noutages:\n  - {site: kyiv, from: "10:00", until: "12:00"}\n'
+    out = tmp_path / "out"
+    code = main(["sim", "run", str(_scenario(tmp_path, outage)), "-r", "2", "-j", "1", "-q",
+                 "--out", str(out)])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    assert "Service level during each outage" in printed
+    rows = {(r[1], r[2]): r for r in (line.split(",") for line in
+                                       (out / "outages.csv").read_text().splitlines()[1:])}
+    assert {("site", "moscow"), ("language", "ru"), ("language", "uk")} <= set(rows)
+    moscow = rows[("site", "moscow")]
+    assert moscow[3] == "sl_answered" and float(moscow[5]) < float(moscow[7])
