@@ -95,8 +95,10 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     if not (args.replay or args.queue_log) and (rona := rona_warning(scenario)) is not None:
         console.print(f"[yellow]warning[/yellow]: {rona}")
     if args.replay:
-        from sim.run import arrivals_for
-        arrivals_for(scenario, args.replay, None)  # read and check only
+        from sim.run import arrivals_for, replay_note
+        note = replay_note(arrivals_for(scenario, args.replay, None)[0])  # read and check
+        if note:
+            console.print(f"[yellow]note[/yellow]: {note}")
     options = None
     if args.queue_log:
         options = _queue_log_replay(args, scenario, console)

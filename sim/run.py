@@ -133,6 +133,17 @@ def replayed(calls: Sequence[Arrival], rng: np.random.Generator, days: float | N
     return redraw_unobserved(scale_calls(window, scale, rng), rng, patience)
 
 
+def replay_note(calls: Sequence[Arrival]) -> str | None:
+    """What a planner should know before replaying ``calls``: answered calls without a wait
+    cannot be given a patience, and are replayed as patient."""
+    blind = sum(1 for c in calls if math.isinf(c.patience_s) and c.wait_s is None)
+    if not blind:
+        return None
+    return (f"{blind:,} call(s) of the log have no wait_s: their callers are replayed as never "
+            "abandoning (add wait_s, the time each call waited, to draw their patience from "
+            "the log's abandons)")
+
+
 def replay_window(spec: RunSpec) -> tuple[float | None, float]:
     """``--days`` and ``--scale`` of a replay: only values given on the command line count (the
     scenario file's describe its forecast traffic)."""

@@ -166,3 +166,12 @@ def test_replay_days_and_scale_work_from_the_command_line(
     assert 0 < first_half < total
     assert len(result.calls) == pytest.approx(2 * first_half, rel=0.1)
     assert (result.calls.outcome == ANSWERED).any()
+
+
+def test_a_call_log_without_waits_is_noted_before_the_replay(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The sample call log has no wait_s: the run says its answered callers replay as patient."""
+    code = main(["sim", "run", "--replay", str(ROOT / "tests" / "data" / "call_log.sample.csv"),
+                 "-r", "1", "-j", "1", "-q", "--out", str(tmp_path)])
+    assert code == 0
+    assert "4 call(s) of the log have no wait_s" in " ".join(capsys.readouterr().out.split())
