@@ -113,6 +113,8 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     what = f"replay of {args.replay or args.queue_log}" if args.replay or args.queue_log \
         else f"{s.days:g} day(s) from {s.start}"
     replay = bool(args.replay or args.queue_log)
+    if replay and args.start:
+        what += f", from {args.start.isoformat()}"
     if replay and args.days:
         what += f", its first {args.days:g} day(s)"
     if replay and args.scale:
@@ -242,6 +244,10 @@ def _check_sim_run(args: argparse.Namespace) -> list[Problem]:
                 problems.append(Problem(COMMAND_LINE, "--warmup", args.warmup,
                                         f"a replay starts where its log starts; {option} "
                                         "cannot warm up"))
+    if args.queue_log is not None and args.start is not None:
+        problems.append(Problem(COMMAND_LINE, "--start", args.start.isoformat(),
+                                "a queue_log replay starts at its first line (with the staffing "
+                                "it records); cut its end with --days"))
     return problems
 
 

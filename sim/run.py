@@ -97,26 +97,27 @@ def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
 
 
 def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Generator | None,
-                 days: float | None = None, scale: float = 1.0
+                 days: float | None = None, scale: float = 1.0, start: datetime | None = None
                  ) -> tuple[list[Arrival], datetime, float]:
     """The replication's arrivals, start and horizon: forecast traffic, or a replayed call log.
 
     A replayed log with clock times starts the run at its first call and lasts until its last
-    (or ``days``, when asked, whichever comes first); ``scale`` thins or resamples it and what
-    the log did not observe is drawn with ``rng`` (:func:`replayed`). Without ``rng`` the log is
-    only read and checked.
+    (or ``days``, when asked, whichever comes first), or at ``start`` when given (a log in
+    seconds starts at ``start`` anyway); ``scale`` thins or resamples it and what the log did
+    not observe is drawn with ``rng`` (:func:`replayed`). Without ``rng`` the log is only read
+    and checked.
     """
     spec = scenario.spec
     cfg = scenario.center.config
     known = (cfg.queues, cfg.languages, cfg.countries)
     if replay_path is not None:
         log = load_call_log(replay_path, *known, default_language=cfg.center.default_language)
-        start = log.origin or spec.start
-        calls = list(log.arrivals(start, None))
+        begin = (start or log.origin) if log.origin is not None else spec.start
+        calls = list(log.arrivals(begin, None))
         if rng is not None:
             calls = replayed(calls, rng, days, scale)
         horizon = max((c.t for c in calls), default=0.0) + 1.0
-        return calls, start, horizon
+        return calls, begin, horizon
     assert rng is not None
     traffic = load_traffic(scenario.traffic_path, *known)
     calls = list(traffic.arrivals(spec.start, spec.days, rng, spec.volume_scale))
@@ -144,12 +145,14 @@ def replay_note(calls: Sequence[Arrival]) -> str | None:
             "the log's abandons)")
 
 
-def replay_window(spec: RunSpec) -> tuple[float | None, float]:
-    """``--days`` and ``--scale`` of a replay: only values given on the command line count (the
-    scenario file's describe its forecast traffic)."""
+def replay_window(spec: RunSpec) -> tuple[float | None, float, datetime | None]:
+    """``--days``, ``--scale`` and ``--start`` of a replay: only values given on the command
+    line count (the scenario file's describe its forecast traffic)."""
     days = spec.overrides.get("days")
     scale = spec.overrides.get("volume_scale")
-    return (None if days is None else float(days)), (1.0 if scale is None else float(scale))
+    start = spec.overrides.get("start")
+    return (None if days is None else float(days), 1.0 if scale is None else float(scale),
+            start if isinstance(start, datetime) else None)
 
 
 def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
@@ -165,7 +168,7 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
     if spec.queue_log_path is not None:
         plan = load_plan(spec.queue_log_path, scenario.center.config, scenario.center.agents,
                          spec.queue_log_options)
-        days, scale = replay_window(spec)
+        days, scale, _start = replay_window(spec)  # --start: refused by the command line
         calls = replayed(plan.arrivals, np.random.default_rng(traffic_ss), days, scale)
         end = plan.horizon_s if days is None else min(plan.horizon_s, days * 86400.0)
         timeline = with_outages(scenario, [a for a in plan.timeline if a.t < end], plan.start)

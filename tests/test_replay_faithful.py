@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,22 @@ def test_a_call_log_without_waits_is_noted_before_the_replay(
                  "-r", "1", "-j", "1", "-q", "--out", str(tmp_path)])
     assert code == 0
     assert "4 call(s) of the log have no wait_s" in " ".join(capsys.readouterr().out.split())
+
+
+def test_replay_start_picks_the_window_and_a_queue_log_refuses_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--start replays a call log from that time on (the run starts there); a queue_log, whose
+    staffing starts with its first line, refuses --start with exit 2."""
+    scenario = _scenario(tmp_path, days=0.25)
+    _, log = _exported(tmp_path, scenario)
+    later = sum(1 for line in log.open(encoding="utf-8")
+                if line[:4].isdigit() and line >= "2026-03-02T03:00")
+    start = datetime.fromisoformat("2026-03-02T03:00:00+03:00")
+    spec = RunSpec(str(scenario), {"start": start}, replay_path=str(log))
+    result = run_one(spec, np.random.SeedSequence(1))
+    assert result.start_iso == start.isoformat()
+    assert len(result.calls) == later > 0
+    code = main(["sim", "run", "--queue-log", str(ROOT / "tests" / "data" / "queue_log.sample"),
+                 "--start", "2026-03-02T03:00+03:00", "-q", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "--start" in capsys.readouterr().err
