@@ -132,8 +132,8 @@ def outage_rows(scenario: Scenario, results: Sequence[RunResult]) -> list[Outage
                              else ("sl_offered", "answered_within", "offered"))
             for g, group in enumerate(first.groups):
                 calls = float(np.mean([np.nansum(t.values[den][g][inside]) for t in per_run]))
-                if calls < 1:
-                    continue
+                if not any(np.nansum(t.values[den][g]) for t in per_run):
+                    continue  # a group without calls in the whole run (a site down says 0)
                 rows.append(OutageRow(
                     label, dim, group, kpi, calls,
                     estimate([_share(t, num, den, g, inside) for t in per_run]),

@@ -108,7 +108,8 @@ def test_sim_run_reports_each_site_and_language_during_the_outage(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`acd sim run` prints the service level of each site and language during the outage
     against the rest of the run and writes it to outages.csv: Moscow, taking Kyiv's calls,
-    answers fewer of them within 20 s during the outage than outside it."""
+    answers fewer of them within 20 s during the outage than outside it, and Kyiv's row shows it
+    answering almost nothing then."""
     outage = '\noutages:\n  - {site: kyiv, from: "10:00", until: "12:00"}\n'
     out = tmp_path / "out"
     code = main(["sim", "run", str(_scenario(tmp_path, outage)), "-r", "2", "-j", "1", "-q",
@@ -119,5 +120,6 @@ def test_sim_run_reports_each_site_and_language_during_the_outage(
     rows = {(r[1], r[2]): r for r in (line.split(",") for line in
                                        (out / "outages.csv").read_text().splitlines()[1:])}
     assert {("site", "moscow"), ("language", "ru"), ("language", "uk")} <= set(rows)
-    moscow = rows[("site", "moscow")]
+    moscow, kyiv = rows[("site", "moscow")], rows[("site", "kyiv")]
     assert moscow[3] == "sl_answered" and float(moscow[5]) < float(moscow[7])
+    assert float(kyiv[4]) < 0.1 * float(moscow[4])  # Kyiv answers (almost) nothing in it
