@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from acd.errors import (
     InputError,
     Problem,
     UsageError,
+    usage,
 )
 from sim.cli import MAX_JOBS, MAX_REPLICATIONS, add_dask_option, scenario_overrides
 
@@ -51,6 +53,20 @@ DEFAULT_CONFIG = shipped.center_file()
 DEFAULT_SCENARIO = shipped.reference_scenario()
 
 
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h|hours?|d|days?)?\s*$")
+_DURATION_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0,
+                   "hours": 3600.0, "d": 86400.0, "day": 86400.0, "days": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``3600``, ``90min``, ``1.5h`` or ``1d`` (``--warmup``)."""
+    m = _DURATION.match(text.lower())
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r}; give seconds (3600) or with a unit: 90min, 1.5h, 1d")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+
+
 def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     from acd.config.load import load_center
     from acd.config.summary import print_summary
@@ -74,14 +90,22 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     from sim.executor import executor_for
     from sim.kpi import summarise
     from sim.report import Provenance, print_summary, write_csv, write_html, write_json
-    from sim.run import PlainProgress, RunSpec, run_replications
-    from sim.scenario import load_scenario
+    from sim.run import PlainProgress, RunSpec, run_replications, warmup_problem
+    from sim.scenario import load_scenario, rona_warning
 
     overrides = {"days": args.days, "start": args.start, "volume_scale": args.scale}
     scenario = load_scenario(args.scenario, **overrides)  # fail fast on bad input, exit 2
+    warmup = args.warmup or 0.0
+    why = warmup_problem(warmup, scenario.spec.interval_minutes) if warmup else None
+    if why is not None:
+        raise UsageError([usage("--warmup", args.warmup, why)])
+    if not (args.replay or args.queue_log) and (rona := rona_warning(scenario)) is not None:
+        console.print(f"[yellow]warning[/yellow]: {rona}")
     if args.replay:
-        from sim.run import arrivals_for
-        arrivals_for(scenario, args.replay, None)  # type: ignore[arg-type]
+        from sim.run import arrivals_for, replay_note
+        note = replay_note(arrivals_for(scenario, args.replay, None)[0])  # read and check
+        if note:
+            console.print(f"[yellow]note[/yellow]: {note}")
     options = None
     if args.queue_log:
         options = _queue_log_replay(args, scenario, console)
@@ -91,10 +115,19 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
                                    "--queue-map, --strict, --default-language and "
                                    "--default-country need --queue-log FILE")])
     spec = RunSpec(str(args.scenario), {k: v for k, v in overrides.items() if v is not None},
-                   args.replay, args.queue_log, options)
+                   args.replay, args.queue_log, options, warmup_s=warmup)
     s = scenario.spec
     what = f"replay of {args.replay or args.queue_log}" if args.replay or args.queue_log \
         else f"{s.days:g} day(s) from {s.start}"
+    replay = bool(args.replay or args.queue_log)
+    if replay and args.start:
+        what += f", from {args.start.isoformat()}"
+    if replay and args.days:
+        what += f", its first {args.days:g} day(s)"
+    if replay and args.scale:
+        what += f", volume x{args.scale:g}"
+    if warmup:
+        what += f", after a {warmup:g} s warm-up left out"
     console.print(f"[bold]{s.name}[/bold]: {what}, {args.replications} replication(s), "
                   f"seed {args.seed}")
     # On a terminal a live bar; in cron or CI logs a plain line every 10% (or minute).
@@ -132,6 +165,12 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     write_json(out / "summary.json", summary, provenance)
     write_csv(out, summary, provenance)
     write_html(out / "report.html", results, summary, provenance)
+    if scenario.spec.outages:
+        from sim.outage import outage_rows, print_outages, write_outages
+
+        rows = outage_rows(scenario, results)
+        print_outages(rows, console)
+        write_outages(out / "outages.csv", rows)
     if args.out is None:
         _point_latest(out)
     walls = [r.wall_s for r in results]
@@ -208,6 +247,14 @@ def _check_sim_run(args: argparse.Namespace) -> list[Problem]:
     for option, path in (("--replay", args.replay), ("--queue-log", args.queue_log)):
         if path is not None:
             problems += input_file(option, path)
+            if args.warmup:
+                problems.append(Problem(COMMAND_LINE, "--warmup", args.warmup,
+                                        f"a replay starts where its log starts; {option} "
+                                        "cannot warm up"))
+    if args.queue_log is not None and args.start is not None:
+        problems.append(Problem(COMMAND_LINE, "--start", args.start.isoformat(),
+                                "a queue_log replay starts at its first line (with the staffing "
+                                "it records); cut its end with --days"))
     return problems
 
 
@@ -254,7 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=iso_time,
                    help="start, ISO 8601 with UTC offset, e.g. 2026-03-02T00:00+03:00 (a bare "
                         "date is refused: say which zone's midnight) (overrides)")
-    p.add_argument("--scale", type=float, help="volume multiplier, > 0 and <= 100 (overrides)")
+    p.add_argument("--scale", type=float, help="volume multiplier, > 0 and <= 100 (overrides); "
+                   "a replay is thinned below 1 and resampled with jittered copies above")
+    p.add_argument("--warmup", type=parse_duration, metavar="DURATION",
+                   help="simulate this long before the start (3600, 90min, 1h; whole "
+                        "intervals) with the same traffic and leave it out of the results")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--replay", help="replay a call-log CSV instead of forecast traffic")
     source.add_argument("--queue-log", metavar="FILE",

@@ -34,6 +34,7 @@ Callbacks on SimPy timeouts are used instead of one process per call: a month of
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import math
@@ -167,7 +168,11 @@ class Simulation:
                  horizon_s: float, interval_s: float, seed: int) -> None:
         self.center = center
         self.config = center.config
-        self.router = Router(center_policy(center.config), center.agents)
+        policy = center_policy(center.config)
+        if policy.rona_auto_ready_after_s is None and behaviour.rona_return_s is not None:
+            # The center leaves a ring-no-answer pause to the agent: simulated agents end it.
+            policy = dataclasses.replace(policy, rona_auto_ready_after_s=behaviour.rona_return_s)
+        self.router = Router(policy, center.agents)
         self.arrivals = arrivals
         self.staffing = staffing
         self.behaviour = behaviour
@@ -271,6 +276,9 @@ class Simulation:
             return
         n = len(arrivals)
         ivr = draw(self.behaviour.ivr_time, self._rng_ivr, n)
+        for k, a in enumerate(arrivals):
+            if a.ivr_s is not None:
+                ivr[k] = a.ivr_s  # a replayed call spends the IVR time its log shows
         gone = self._rng_ivr.random(n) < self.behaviour.ivr_abandon_probability
         entry = np.array([a.t for a in arrivals]) + ivr if n else np.zeros(0)
         recorder = self.recorder

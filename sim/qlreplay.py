@@ -134,13 +134,19 @@ class MemberMatcher:
 
 
 def replay_behaviour(behaviour: Behaviour) -> Behaviour:
-    """The scenario's behaviour for a queue_log replay: no IVR time, no extra ring-no-answer.
+    """The scenario's behaviour for a replay: the log's own timing, nothing synthetic added.
 
-    ENTERQUEUE is written after the IVR, and the log's hold times already hold its real RONAs.
+    No drawn IVR time or IVR hang-ups (a call enters the queue at its logged time, after the IVR
+    time its log records, if any: queue_log's ENTERQUEUE is written after the IVR), and unless
+    ``replay_agent_behaviour`` asks for them no answer delay and no ring-no-answer (the log's
+    waits already hold its rings and its RONAs).
     """
-    return behaviour.model_copy(update={
-        "ivr_time": DistSpec(dist="constant", value=0.0), "ivr_abandon_probability": 0.0,
-        "ivr_flow": None, "rona_probability": 0.0})
+    update: dict[str, object] = {"ivr_time": DistSpec(dist="constant", value=0.0),
+                                 "ivr_abandon_probability": 0.0, "ivr_flow": None}
+    if not behaviour.replay_agent_behaviour:
+        update.update({"answer_delay": DistSpec(dist="constant", value=0.0),
+                       "rona_probability": 0.0})
+    return behaviour.model_copy(update=update)
 
 
 def _check_options(options: QueueLogOptions, config: CenterConfig) -> None:

@@ -6,7 +6,10 @@ Columns are numpy arrays so that KPIs are vectorised (:mod:`sim.kpi`). Categoric
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
@@ -80,3 +83,39 @@ class RunResult:
     #: Calls waiting per (interval, queue): mean and maximum of one-minute samples.
     queue_depth_mean: np.ndarray | None = None
     queue_depth_max: np.ndarray | None = None
+
+
+#: Columns of :func:`write_call_log`, the call-log replay format (docs/traffic.md).
+CALL_LOG_COLUMNS = ("arrival", "country", "language", "queue", "talk_s", "abandon_s", "wait_s",
+                    "ivr_s", "outcome")
+#: Outcomes of queued calls as the call-log format names them.
+_LOGGED = {ANSWERED: "answered", ABANDONED: "abandoned", OVERFLOWED: "overflowed",
+           CALLBACK: "callback"}
+
+
+def write_call_log(result: RunResult, path: str | Path) -> int:
+    """Write the calls of one replication that reached a queue as a call log that
+    ``acd sim run --replay`` reads; returns how many. Calls that ended in the IVR never
+    reached the router and are left out, as a PBX's queue log leaves them out."""
+    calls = result.calls
+    start = datetime.fromisoformat(result.start_iso)
+    rows = 0
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(CALL_LOG_COLUMNS)
+        for i in np.flatnonzero(~np.isnan(calls.queued_s)).tolist():
+            outcome = int(calls.outcome[i])
+            if outcome not in _LOGGED:
+                continue
+            arrival = start + timedelta(seconds=float(calls.arrival_s[i]))
+            wait = float(calls.wait_s[i])
+            country = calls.countries[calls.country[i]]
+            out.writerow([
+                arrival.isoformat(timespec="microseconds"),
+                country if country in calls.countries[:-1] else "",
+                calls.languages[calls.language[i]], calls.queues[calls.queue[i]],
+                f"{calls.talk_s[i]:.3f}" if outcome == ANSWERED else "",
+                f"{wait:.3f}" if outcome == ABANDONED else "", f"{wait:.3f}",
+                f"{calls.queued_s[i] - calls.arrival_s[i]:.3f}", _LOGGED[outcome]])
+            rows += 1
+    return rows

@@ -136,8 +136,9 @@ def fmt_spread(kpi: str, spread: float) -> str:
 
 
 def fmt_half_width(kpi: str, est: Estimate) -> str:
-    """The 95% CI half-width of an estimate in the KPI's unit."""
-    return fmt_spread(kpi, est.half_width)
+    """The 95% CI half-width of an estimate in the KPI's unit; ``-`` when every replication
+    gave the same value (no spread: a CI of 0 would claim a certainty the runs cannot give)."""
+    return "-" if est.half_width == 0 else fmt_spread(kpi, est.half_width)
 
 
 def ci_bounds(kpi: str, est: Estimate) -> tuple[float, float]:
@@ -150,11 +151,12 @@ def ci_bounds(kpi: str, est: Estimate) -> tuple[float, float]:
 
 def fmt_ci(kpi: str, est: Estimate, sep: str = " ± ") -> str:
     """Mean and CI for people: ``90.9% ± 0.4``, or the clipped range ``66.7% [0.0-100.0]`` when
-    the symmetric interval would leave [0, 100%]; ``-`` when undefined."""
+    the symmetric interval would leave [0, 100%]; the mean alone when the replications do not
+    differ; ``-`` when undefined."""
     if not math.isfinite(est.mean):
         return "-"
-    if not math.isfinite(est.half_width):
-        return fmt(kpi, est.mean)
+    if not math.isfinite(est.half_width) or est.half_width == 0:
+        return fmt(kpi, est.mean)  # one replication, or no spread: no CI to show
     low, high = ci_bounds(kpi, est)
     if math.isclose(low, est.mean - est.half_width) and \
             math.isclose(high, est.mean + est.half_width):

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,11 +24,13 @@ from acd import shipped
 from acd.config.schema import CenterConfig
 from sim.engine import DRAIN_S, Simulation
 from sim.executor import Executor, LocalExecutor
+from sim.outage import apply_outages, windows
 from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
-from sim.records import RunResult
+from sim.records import CallLog, RunResult
 from sim.scenario import Scenario, deep_merge, load_scenario
-from sim.staffing import build_timeline
+from sim.staffing import StaffAction, build_timeline
 from sim.traffic import Arrival, load_call_log, load_traffic
+from sim.traffic.censored import fit_patience, redraw_unobserved, scale_calls
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class RunSpec:
     queue_log_options: QueueLogOptions | None = None
     #: Multiplies every agent group's head count (``1.05`` = 5% more agents).
     agent_scale: float = 1.0
+    #: Seconds simulated before the start with the same traffic, left out of the results.
+    warmup_s: float = 0.0
 
 
 def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[str, Any]]:
@@ -92,24 +96,63 @@ def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
     return list(np.random.SeedSequence(base_seed).spawn(n))
 
 
-def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Generator
+def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Generator | None,
+                 days: float | None = None, scale: float = 1.0, start: datetime | None = None
                  ) -> tuple[list[Arrival], datetime, float]:
     """The replication's arrivals, start and horizon: forecast traffic, or a replayed call log.
 
-    A replayed log with clock times starts the run at its first call and lasts until its last.
+    A replayed log with clock times starts the run at its first call and lasts until its last
+    (or ``days``, when asked, whichever comes first), or at ``start`` when given (a log in
+    seconds starts at ``start`` anyway); ``scale`` thins or resamples it and what the log did
+    not observe is drawn with ``rng`` (:func:`replayed`). Without ``rng`` the log is only read
+    and checked.
     """
     spec = scenario.spec
     cfg = scenario.center.config
     known = (cfg.queues, cfg.languages, cfg.countries)
     if replay_path is not None:
         log = load_call_log(replay_path, *known, default_language=cfg.center.default_language)
-        start = log.origin or spec.start
-        calls = list(log.arrivals(start, None))
+        begin = (start or log.origin) if log.origin is not None else spec.start
+        calls = list(log.arrivals(begin, None))
+        if rng is not None:
+            calls = replayed(calls, rng, days, scale)
         horizon = max((c.t for c in calls), default=0.0) + 1.0
-        return calls, start, horizon
+        return calls, begin, horizon
+    assert rng is not None
     traffic = load_traffic(scenario.traffic_path, *known)
     calls = list(traffic.arrivals(spec.start, spec.days, rng, spec.volume_scale))
     return calls, spec.start, spec.days * 86400.0
+
+
+def replayed(calls: Sequence[Arrival], rng: np.random.Generator, days: float | None = None,
+             scale: float = 1.0) -> list[Arrival]:
+    """One replication's replayed calls: the first ``days`` of the log, thinned or resampled by
+    ``scale``, answered callers' patience and abandoned calls' talk drawn from the log's own
+    distributions (patience fitted on the whole log)."""
+    patience = fit_patience(calls)
+    window = [c for c in calls if days is None or c.t < days * 86400.0]
+    return redraw_unobserved(scale_calls(window, scale, rng), rng, patience)
+
+
+def replay_note(calls: Sequence[Arrival]) -> str | None:
+    """What a planner should know before replaying ``calls``: answered calls without a wait
+    cannot be given a patience, and are replayed as patient."""
+    blind = sum(1 for c in calls if math.isinf(c.patience_s) and c.wait_s is None)
+    if not blind:
+        return None
+    return (f"{blind:,} call(s) of the log have no wait_s: their callers are replayed as never "
+            "abandoning (add wait_s, the time each call waited, to draw their patience from "
+            "the log's abandons)")
+
+
+def replay_window(spec: RunSpec) -> tuple[float | None, float, datetime | None]:
+    """``--days``, ``--scale`` and ``--start`` of a replay: only values given on the command
+    line count (the scenario file's describe its forecast traffic)."""
+    days = spec.overrides.get("days")
+    scale = spec.overrides.get("volume_scale")
+    start = spec.overrides.get("start")
+    return (None if days is None else float(days), 1.0 if scale is None else float(scale),
+            start if isinstance(start, datetime) else None)
 
 
 def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
@@ -125,17 +168,78 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
     if spec.queue_log_path is not None:
         plan = load_plan(spec.queue_log_path, scenario.center.config, scenario.center.agents,
                          spec.queue_log_options)
-        sim = Simulation(scenario.center, plan.arrivals, list(plan.timeline),
-                         replay_behaviour(s.behaviour), plan.start, plan.horizon_s,
-                         s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]))
+        days, scale, _start = replay_window(spec)  # --start: refused by the command line
+        calls = replayed(plan.arrivals, np.random.default_rng(traffic_ss), days, scale)
+        end = plan.horizon_s if days is None else min(plan.horizon_s, days * 86400.0)
+        timeline = with_outages(scenario, [a for a in plan.timeline if a.t < end], plan.start)
+        sim = Simulation(scenario.center, calls, timeline, replay_behaviour(s.behaviour),
+                         plan.start, end, s.interval_minutes * 60.0,
+                         int(engine_ss.generate_state(1)[0]))
         return sim.run(progress)
+    behaviour = s.behaviour
+    if spec.replay_path is not None:
+        behaviour = replay_behaviour(behaviour)
+    if spec.warmup_s:
+        if spec.replay_path is not None:
+            raise ValueError("a replay cannot warm up: it starts where its log starts")
+        # The same traffic from warmup_s earlier; what arrives then is dropped from the result.
+        scenario = replace(scenario, spec=s.model_copy(update={
+            "start": s.start - timedelta(seconds=spec.warmup_s),
+            "days": s.days + spec.warmup_s / 86400.0}))
     arrivals, start, horizon = arrivals_for(scenario, spec.replay_path,
-                                            np.random.default_rng(traffic_ss))
+                                            np.random.default_rng(traffic_ss),
+                                            *replay_window(spec))
     timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
                               start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
-    sim = Simulation(scenario.center, arrivals, timeline, s.behaviour, start, horizon,
+    timeline = with_outages(scenario, timeline, start)
+    sim = Simulation(scenario.center, arrivals, timeline, behaviour, start, horizon,
                      s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]))
-    return sim.run(progress)
+    result = sim.run(progress)
+    return without_warmup(result, spec.warmup_s) if spec.warmup_s else result
+
+
+def with_outages(scenario: Scenario, timeline: list[StaffAction], start: datetime
+                 ) -> list[StaffAction]:
+    """The staffing timeline with the scenario's site outages applied (:mod:`sim.outage`)."""
+    if not scenario.spec.outages:
+        return timeline
+    zones = {name: site.timezone for name, site in scenario.center.config.sites.items()}
+    return apply_outages(timeline, scenario.center.agents,
+                         windows(scenario.spec.outages, zones, start))
+
+
+def warmup_problem(warmup_s: float, interval_minutes: int) -> str | None:
+    """Why a warm-up cannot be used with this interval length, or None when it can."""
+    interval = interval_minutes * 60.0
+    if warmup_s < 0 or not math.isfinite(warmup_s):
+        return "must be a duration >= 0"
+    if warmup_s % interval:
+        return (f"must be whole intervals of the scenario ({interval_minutes} min), so that "
+                "the reported intervals stay on the clock")
+    if warmup_s > 7 * 86400:
+        return "must be at most 7 days"
+    return None
+
+
+def without_warmup(result: RunResult, warmup_s: float) -> RunResult:
+    """``result`` from ``warmup_s`` on: times from the real start, the warm-up's calls (those
+    that reached the queue, or ended in the IVR, before it) and intervals dropped."""
+    calls = result.calls
+    when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
+    keep = when >= warmup_s
+    kept = {f: (getattr(calls, f)[keep] if isinstance(getattr(calls, f), np.ndarray)
+                else getattr(calls, f)) for f in calls.__dataclass_fields__}
+    kept["arrival_s"] = kept["arrival_s"] - warmup_s
+    kept["queued_s"] = kept["queued_s"] - warmup_s
+    k = round(warmup_s / result.interval_s)
+    agent = result.agent_time
+    start = datetime.fromisoformat(result.start_iso) + timedelta(seconds=warmup_s)
+    return replace(
+        result, calls=CallLog(**kept), start_iso=start.isoformat(),
+        duration_s=result.duration_s - warmup_s,
+        agent_time=replace(agent, seconds=agent.seconds[k:]),
+        queue_depth_mean=None if result.queue_depth_mean is None else result.queue_depth_mean[k:],
+        queue_depth_max=None if result.queue_depth_max is None else result.queue_depth_max[k:])
 
 
 def _replication(task: tuple[RunSpec, np.random.SeedSequence],

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import copy
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,6 +26,8 @@ from acd.errors import ConfigError, Problem, format_path
 
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 Probability = Annotated[float, Field(ge=0, le=1)]
+#: How long a simulated agent stays paused after a ring-no-answer when the center does not say.
+DEFAULT_RONA_RETURN_S = 60.0
 
 
 class _Strict(BaseModel):
@@ -55,6 +60,10 @@ class Behaviour(_Strict):
     answer_delay: DistSpec = DistSpec(dist="constant", value=3.0)
     #: Share of offers that ring out unanswered (ring-no-answer).
     rona_probability: Probability = 0.01
+    #: A simulated agent paused by a ring-no-answer makes itself ready again after this long
+    #: when the center has no ``rona.auto_ready_after_s`` (people come back; a paused agent
+    #: would otherwise sit out the shift). ``null`` leaves them paused, as the config says.
+    rona_return_s: Annotated[float, Field(gt=0, le=86400)] | None = DEFAULT_RONA_RETURN_S
     #: Share of callers who take a callback when offered one.
     callback_accept_probability: Probability = 0.3
     #: Time in the IVR before the call reaches the queue (when no IVR flow is simulated).
@@ -64,6 +73,9 @@ class Behaviour(_Strict):
     #: A call flow (path relative to the scenario file) every arrival walks instead of
     #: ``ivr_time`` / ``ivr_abandon_probability``: time in IVR, abandons, voicemail, callbacks.
     ivr_flow: str | None = None
+    #: Replays (``--replay``, ``--queue-log``) use the log's own timing: no answer delay and no
+    #: ring-no-answer unless this is true (the log's waits already hold its rings).
+    replay_agent_behaviour: bool = False
 
 
 class Shift(_Strict):
@@ -96,6 +108,47 @@ class Staffing(_Strict):
     break_stagger_minutes: Annotated[float, Field(ge=0, le=120)] = 20.0
 
 
+class Outage(_Strict):
+    """A site's agents unavailable from ``from`` until ``until``: ISO 8601 times with a UTC
+    offset, or clock times in the site's time zone (``from: "10:00"`` is the first 10:00 at or
+    after the run's start there, ``until`` the first of its clock time after ``from``, so
+    ``22:00`` to ``02:00`` spans midnight)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    site: str
+    from_: Annotated[str, Field(alias="from")]
+    until: str
+
+
+def _when(text: str, tz: str, after: datetime, strictly: bool) -> datetime:
+    """An outage time: a clock time ``HH:MM`` in ``tz`` (its first occurrence at or after
+    ``after``, or strictly after it), or an ISO time with a UTC offset. Raises ValueError."""
+    if re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+        zone = ZoneInfo(tz)
+        local = after.astimezone(zone)
+        when = datetime.combine(local.date(), time.fromisoformat(text), zone)
+        if when < local or (strictly and when == local):
+            when = datetime.combine(local.date() + timedelta(days=1), time.fromisoformat(text),
+                                    zone)
+        return when
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("give a clock time HH:MM (in the site's time zone) or an ISO 8601 "
+                         "time with a UTC offset") from None
+    if when.tzinfo is None:
+        raise ValueError("an ISO time needs a UTC offset such as +03:00")
+    return when
+
+
+def outage_window(outage: Outage, tz: str, start: datetime) -> tuple[datetime, datetime]:
+    """When ``outage`` begins and ends in a run from ``start`` (checked by
+    :func:`load_scenario`)."""
+    begin = _when(outage.from_, tz, start, strictly=False)
+    return begin, _when(outage.until, tz, begin, strictly=True)
+
+
 class ScenarioFile(_Strict):
     """The scenario YAML."""
 
@@ -110,6 +163,8 @@ class ScenarioFile(_Strict):
     center_overrides: dict[str, Any] = {}
     behaviour: Behaviour = Behaviour()
     staffing: Staffing
+    #: Sites taken down for a while (their agents unavailable), e.g. to size the other's cover.
+    outages: list[Outage] = []
 
 
 @dataclass(frozen=True)
@@ -221,11 +276,39 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
         problems.append(Problem(file, "start", str(spec.start),
                                 "start needs a UTC offset, e.g. 2026-03-02T00:00:00+03:00",
                                 line(("start",))))
+    else:
+        problems += _outage_problems(spec, center, file, line)
     if problems:
         raise ConfigError(problems)
     if spec.behaviour.ivr_flow:
         spec = _with_flow(spec, base, file, text, center)
     return Scenario(file, spec, center, traffic_path)
+
+
+def _outage_problems(spec: ScenarioFile, center: LoadedCenter, file: str,
+                     line: Callable[[tuple[str | int, ...]], int | None]) -> list[Problem]:
+    """Every outage names a configured site and ends after it begins."""
+    problems = []
+    sites = center.config.sites
+    for i, o in enumerate(spec.outages):
+        if o.site not in sites:
+            loc: tuple[str | int, ...] = ("outages", i, "site")
+            problems.append(Problem(file, format_path(loc), o.site,
+                                    unknown("site", o.site, sites, list_all=True), line(loc)))
+            continue
+        tz = sites[o.site].timezone
+        when: dict[str, datetime] = {}
+        for key, text in (("from", o.from_), ("until", o.until)):
+            try:
+                when[key] = _when(text, tz, when.get("from", spec.start), strictly=key == "until")
+            except ValueError as exc:
+                loc = ("outages", i, key)
+                problems.append(Problem(file, format_path(loc), text, str(exc), line(loc)))
+        if len(when) == 2 and when["until"] <= when["from"]:
+            loc = ("outages", i, "until")
+            problems.append(Problem(file, format_path(loc), o.until,
+                                    f"must be after from ({o.from_})", line(loc)))
+    return problems
 
 
 def _overrides_locate(center_file: str, center_text: str, file: str, text: str,
@@ -269,3 +352,18 @@ def _with_flow(spec: ScenarioFile, base: Path, file: str, text: str,
     load_sim_flow(path, center.config)  # a bad flow exits 2 with its own file and line
     behaviour = spec.behaviour.model_copy(update={"ivr_flow": str(path)})
     return spec.model_copy(update={"behaviour": behaviour})
+
+
+def rona_warning(scenario: Scenario) -> str | None:
+    """What to tell a planner whose center leaves ring-no-answer pauses to the agent while the
+    scenario lets offers ring out: the live center could leave agents paused for a shift."""
+    if scenario.center.config.rona.auto_ready_after_s is not None or \
+            not scenario.spec.behaviour.rona_probability:
+        return None
+    back = scenario.spec.behaviour.rona_return_s
+    then = (f"simulated agents make themselves ready {back:g} s after it "
+            "(behaviour.rona_return_s)" if back is not None else
+            "simulated agents stay paused for the rest of their shift "
+            "(behaviour.rona_return_s: null)")
+    return (f"the center sets no rona.auto_ready_after_s, so in production an agent who lets an "
+            f"offer ring out stays paused until they make themselves ready; {then}")

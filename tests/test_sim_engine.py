@@ -216,9 +216,12 @@ def test_engine_ring_no_answer_passes_through_the_call_machine() -> None:
     and dials the next agent: two rings released, 15 s each, before the caller gives up."""
     loaded = center_from_data(center_data([agent("a"), agent("b")]), "test-center.yaml")
     a, b = (p.id for p in loaded.agents)
+    # rona_return_s None: an agent who let it ring stays paused (the center sets no
+    # auto-ready), so each agent rings once, as this test counts.
     behaviour = _quiet_behaviour().model_copy(
         update={"answer_delay": Behaviour.model_validate(
-            {"answer_delay": {"dist": "constant", "value": 20}}).answer_delay})
+            {"answer_delay": {"dist": "constant", "value": 20}}).answer_delay,
+            "rona_return_s": None})
     calls = [Arrival(0.0, "tech", "ru", "RU", None, 0, talk_s=50.0, patience_s=100.0)]
     timeline = [StaffAction(0.0, "login", a), StaffAction(50.0, "login", b)]
     sim = Simulation(loaded, calls, timeline, behaviour, MONDAY, 1800.0, 1800.0, seed=1)

@@ -258,3 +258,24 @@ def test_queue_log_options_without_a_queue_log_exit_2(
     """--strict or --queue-map without --queue-log is refused rather than silently ignored."""
     assert main(["sim", "run", "--strict", "-q", "--out", str(tmp_path)]) == 2
     assert "need --queue-log" in capsys.readouterr().err
+
+
+def test_queue_log_replay_takes_days_and_scale(tmp_path: Path, center: LoadedCenter) -> None:
+    """--days 2 hours of a 4-hour queue_log replays its first half; --scale 0.5 about half of its
+    calls, 2 about twice; and each replication draws the unobserved patience afresh."""
+    tenured = [a for a in center.agents if a.group == "msk-tech-ru" and not a.newcomer][:12]
+    log = tmp_path / "queue_log"
+    truth = _synthetic_log(log, [a.endpoint for a in tenured], 4.0, seed=11)
+    options = QueueLogOptions({"support": "tech"})
+
+    def run(overrides: dict[str, float], seed: int = 7) -> RunResult:
+        spec = RunSpec(str(default_scenario()), overrides, queue_log_path=str(log),
+                       queue_log_options=options)
+        return run_one(spec, np.random.SeedSequence(seed))
+
+    half = run({"days": 2 / 24})
+    assert (half.calls.arrival_s < 2 * 3600).all()
+    assert len(half.calls) == pytest.approx(truth["offered"] / 2, rel=0.15)
+    assert len(run({"volume_scale": 0.5}).calls) == pytest.approx(truth["offered"] / 2, rel=0.1)
+    assert len(run({"volume_scale": 2.0}).calls) == pytest.approx(2 * truth["offered"], rel=0.05)
+    assert not np.array_equal(run({}, seed=1).calls.wait_s, run({}, seed=2).calls.wait_s)

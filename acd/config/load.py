@@ -85,6 +85,8 @@ def center_from_data(data: object, file: str, text: str | None = None,
     problems += [problem(loc, value, msg) for loc, value, msg in cover_problems]
     if problems:
         raise ConfigError(problems)
+    if config.rona.auto_ready_after_s is None:
+        warnings.append(RONA_PAUSED_FOREVER)
     return LoadedCenter(file, config, agents, warnings)
 
 
@@ -292,6 +294,12 @@ def _cross_check(cfg: CenterConfig) -> Iterator[Finding]:
     if cfg.rona.pause_reason not in cfg.pause_reasons:
         yield (("rona", "pause_reason"), cfg.rona.pause_reason, _one_of(
             "pause reason", cfg.pause_reasons, cfg.rona.pause_reason))
+
+
+#: Warned when a center leaves ring-no-answer pauses to the agent (``acd check``, ``sim run``).
+RONA_PAUSED_FOREVER = ("rona.auto_ready_after_s is not set: an agent who lets an offer ring out "
+                       "stays paused (rona) until they make themselves ready, possibly for the "
+                       "rest of the shift; set it (e.g. 30) to bring them back automatically")
 
 
 def _coverage(cfg: CenterConfig, agents: list[AgentProfile]) -> tuple[list[Finding], list[str]]:

@@ -23,6 +23,11 @@ class Arrival:
 
     ``talk_s`` is the handle time if answered; ``patience_s`` is how long the caller waits before
     abandoning (``inf`` = never); ``wrap_s`` of ``None`` means the queue's default wrap-up.
+
+    Replayed calls also say what their log observed: ``ivr_s`` the time in the IVR before the
+    queue (``None``: the simulator draws it from the scenario; a replay enters at ``t``),
+    ``wait_s`` the wait in queue until the call was answered, abandoned or let go (``None``:
+    unknown), and ``talk_known`` whether ``talk_s`` was observed (an abandoned call's is not).
     """
 
     t: float
@@ -35,6 +40,9 @@ class Arrival:
     patience_s: float = math.inf
     wrap_s: float | None = None
     customer_id: str | None = None
+    ivr_s: float | None = None
+    wait_s: float | None = None
+    talk_known: bool = True
 
 
 StaffingKind = Literal["login", "logout", "pause", "unpause", "queues"]

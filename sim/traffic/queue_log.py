@@ -252,25 +252,37 @@ def load_queue_log(path: str | Path, mapping: QueueLogMapping, known_queues: Col
 
 def _outcome(call: _OpenCall, event: str, data: list[str], start: float,
              problems: ProblemList, line: int) -> Arrival | None:
-    talk, patience = math.nan, math.inf
+    talk, patience, wait = math.nan, math.inf, None
     if event in ("COMPLETECALLER", "COMPLETEAGENT"):
         value = _float(data[1], problems, f"{event}.calltime", line)
         if value is None:
             return None
         talk = value
+        wait = _held(data[0])
     elif event.endswith("TRANSFER"):
         # holdtime|calltime|origposition are the last three, whatever the transfer target.
         value = _float(data[-2], problems, f"{event}.calltime", line)
         if value is None:
             return None
         talk = value
+        wait = _held(data[-3])
     elif event in ("ABANDON", "EXITWITHKEY"):
         value = _float(data[-1], problems, f"{event}.waittime", line)
         if value is None:
             return None
-        patience = value
+        patience = wait = value
     else:  # EXITWITHTIMEOUT, EXITEMPTY: still waiting when the queue let go
-        if _float(data[-1], problems, f"{event}.waittime", line) is None:
+        wait = _float(data[-1], problems, f"{event}.waittime", line)
+        if wait is None:
             return None
     return Arrival(call.epoch - start, call.queue, call.language, call.country, call.caller, 0,
-                   talk, patience)
+                   talk, patience, wait_s=wait)
+
+
+def _held(text: str) -> float | None:
+    """An answered call's hold time, when the field holds one (it only informs patience)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None

@@ -18,7 +18,11 @@ from sim.traffic.callers import country_of_number
 from sim.traffic.problems import ProblemList
 
 REQUIRED = ("arrival", "language", "talk_s", "abandon_s")
-OPTIONAL = ("caller", "country", "queue", "skill", "priority", "wrap_s", "customer_id")
+OPTIONAL = ("caller", "country", "queue", "skill", "priority", "wrap_s", "customer_id", "ivr_s",
+            "wait_s", "outcome")
+#: Values of the optional ``outcome`` column; without it, a row with ``abandon_s`` is abandoned
+#: and any other answered. Overflowed and callback calls left the queue for another reason.
+OUTCOMES = ("answered", "abandoned", "overflowed", "callback")
 #: Every arrival lies within this many days of the first (a replay is a run, not an era).
 MAX_SPAN_DAYS = 400
 #: ISO arrival times must fall in these years (as command-line times must).
@@ -230,8 +234,21 @@ def _call(
     talk = math.nan
     if row["talk_s"]:
         talk = _number(row["talk_s"], problems, "talk_s", line) or 0.0
-    elif math.isinf(patience):
+    outcome = row.get("outcome") or ("answered" if math.isinf(patience) else "abandoned")
+    if outcome not in OUTCOMES:
+        problems.add("outcome", outcome, unknown("outcome", outcome, OUTCOMES), line)
+    elif (outcome == "abandoned") != (not math.isinf(patience)):
+        problems.add("abandon_s", row["abandon_s"], "give abandon_s for an abandoned call and "
+                     "only for one", line)
+    elif outcome == "answered" and not row["talk_s"]:
         problems.add("talk_s", "", "an answered call (no abandon_s) needs talk_s", line)
+    ivr = _number(row["ivr_s"], problems, "ivr_s", line) if row.get("ivr_s") else None
+    wait = _number(row["wait_s"], problems, "wait_s", line) if row.get("wait_s") else None
+    if wait is None and not math.isinf(patience):
+        wait = patience  # an abandoned caller waited exactly their patience
+    elif wait is not None and not math.isinf(patience) and abs(wait - patience) > 1.0:
+        problems.add("wait_s", row["wait_s"], f"an abandoned call waited its abandon_s "
+                     f"({row['abandon_s']}), within a second", line)
     priority = 0
     if row.get("priority"):
         priority = int(_number(row["priority"], problems, "priority", line, integer=True) or 0)
@@ -240,11 +257,12 @@ def _call(
         return None
     assert country is not None
     return Arrival(t, queue, language, country, caller, priority, talk, patience, wrap,
-                   row.get("customer_id") or None)
+                   row.get("customer_id") or None, ivr, wait)
 
 
 def fill_talk(calls: list[Arrival]) -> list[Arrival]:
-    """Abandoned calls without a talk time get the median talk of answered calls in the queue."""
+    """Calls without a talk time (abandoned) get the median talk of answered calls in the queue,
+    marked ``talk_known=False`` (a replay draws theirs from the answered calls' talk)."""
     by_queue: dict[str, list[float]] = {}
     for c in calls:
         if not math.isnan(c.talk_s):
@@ -252,5 +270,5 @@ def fill_talk(calls: list[Arrival]) -> list[Arrival]:
     everything = [x for xs in by_queue.values() for x in xs]
     overall = float(np.median(everything)) if everything else 0.0
     medians = {q: float(np.median(xs)) for q, xs in by_queue.items()}
-    return [replace(c, talk_s=medians.get(c.queue, overall)) if math.isnan(c.talk_s) else c
-            for c in calls]
+    return [replace(c, talk_s=medians.get(c.queue, overall), talk_known=False)
+            if math.isnan(c.talk_s) else c for c in calls]
