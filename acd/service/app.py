@@ -30,7 +30,7 @@ from acd.core.model import RoutingError
 from acd.errors import InputError, Problem
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.records import CallbackStore, CallRecords, open_database
-from acd.runtime.router_service import Clock, RouterService
+from acd.runtime.router_service import Clock, LoopClock, RouterService
 from acd.service.api import HttpGuard, build_api
 from acd.service.limits import check_fd_budget
 from acd.service.logs import EventLog, configure_logging
@@ -79,6 +79,8 @@ class Runtime:
         self.agi_port = 0
         self.started = False
         self.wallboard: Wallboard | None = None
+        self.mailer: Any = None
+        self._mailer_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ Control (api.py)
 
@@ -194,6 +196,7 @@ class Runtime:
                                    call_path=self.call_path)
         if self.dialer is not None:
             self._dialer_task = asyncio.get_running_loop().create_task(self.dialer.run())
+        self._start_mailer()
         self.started = True
         log.info("acd_serving", agi_host=s.agi.host, agi_port=self.agi_port,
                  http_host=s.http.host, http_port=self.http_port, agents_restored=restored,
@@ -213,6 +216,8 @@ class Runtime:
             await self._stop_step("fastagi", self.agi.close(grace))
         if self._dialer_task is not None:
             await self._stop_step("dialer", _cancel_and_wait(self._dialer_task))
+        if self._mailer_task is not None:
+            await self._stop_step("summary_mail", _cancel_and_wait(self._mailer_task))
         if self._ari_task is not None:
             await self._stop_step("ari_app", _cancel_and_wait(self._ari_task))
         if self._ari_client is not None:
@@ -279,6 +284,19 @@ class Runtime:
 
         self._http_listener = Listener(on_socket, h.host, h.port, admit=admit, name="HTTP")
         self.http_port = self._http_listener.port
+
+    def _start_mailer(self) -> None:
+        """The shift summary by e-mail at its local times, when ``summary_mail`` is enabled."""
+        s = self.settings
+        if not s.summary_mail.enabled:
+            return
+        from acd.service.mailer import SummaryMailer
+
+        self.mailer = SummaryMailer(s.summary_mail, s.database,
+                                    lambda: self.service.center.config,
+                                    self.clock or LoopClock(), user=s.smtp_user,
+                                    password=s.smtp_password)
+        self._mailer_task = asyncio.get_running_loop().create_task(self.mailer.run())
 
     def _load_ivr(self, center: Any) -> IvrSetup:
         customers = None

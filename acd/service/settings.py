@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from acd import shipped
 from acd.callbacks.dialler import trunk_problem
 from acd.config import yamlsafe
 from acd.config.load import validate_strict
 from acd.errors import ConfigError, Problem
+from acd.service.schedule import times_problem, zone_problem
 
 #: The shipped config directory (the reference center and its IVR flows).
 CONFIG_DIR = shipped.config_dir()
@@ -162,6 +163,70 @@ class CallbackSettings(_Strict):
         return value
 
 
+class SmtpSettings(_Strict):
+    """The mail server the shift summary goes through; credentials come from the environment."""
+
+    host: str = "127.0.0.1"
+    port: Port = 25
+    #: ``starttls`` upgrades a plain connection (port 587), ``ssl`` is TLS from the start (465).
+    security: Literal["none", "starttls", "ssl"] = "starttls"
+    user_env: str = "ACD_SMTP_USER"
+    password_env: str = "ACD_SMTP_PASSWORD"
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+
+class SummaryMailSettings(_Strict):
+    """The shift summary by e-mail at local times (:mod:`acd.service.mailer`); off unless
+    enabled. Each mail covers the calls since the previous scheduled time."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    enabled: bool = False
+    #: Local times ``HH:MM`` (quoted in YAML: unquoted 20:00 is a number there).
+    times: Annotated[list[str], Field(min_length=1, max_length=48)] = ["08:00", "20:00"]
+    timezone: str = "Europe/Moscow"
+    sender: str | None = Field(default=None, alias="from")
+    to: list[str] = []
+    smtp: SmtpSettings = SmtpSettings()
+    #: Sending attempts per summary; waits between them double from ``retry_delay_s``.
+    attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    retry_delay_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    max_retry_delay_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    interval_min: Annotated[int, Field(ge=1, le=1440)] = 30
+    min_calls: Annotated[int, Field(ge=1)] = 10
+
+    @field_validator("times", mode="before")
+    @classmethod
+    def _local_times(cls, value: object) -> object:
+        why = times_problem(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        why = zone_problem(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if "@" not in a or any(c in a for c in "\r\n,;<> ")]
+        if bad:
+            raise ValueError(f"not an e-mail address: {bad[0]!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _addressed(self) -> SummaryMailSettings:
+        if self.enabled and (not self.sender or not self.to):
+            raise ValueError("an enabled summary mail needs 'from' and at least one 'to' address")
+        if self.sender and any(c in self.sender for c in "\r\n"):
+            raise ValueError("'from' must be one line")
+        return self
+
+
 class ServiceFile(_Strict):
     """The YAML file's shape (paths still unresolved)."""
 
@@ -176,6 +241,7 @@ class ServiceFile(_Strict):
     logs: LogSettings = LogSettings()
     metrics: MetricSettings = MetricSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    summary_mail: SummaryMailSettings = SummaryMailSettings()
     shutdown_grace_s: Annotated[float, Field(ge=0, le=600)] = 10.0
 
 
@@ -201,6 +267,9 @@ class Settings:
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     ami_user: str | None = None
     ami_secret: str | None = None
+    summary_mail: SummaryMailSettings = field(default_factory=SummaryMailSettings)
+    smtp_user: str | None = None
+    smtp_password: str | None = None
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
@@ -255,4 +324,7 @@ def resolve(parsed: ServiceFile, file: str | None, base: Path,
         ari_password=env.get(parsed.ari.password_env) or None,
         callbacks=parsed.callbacks,
         ami_user=env.get(parsed.callbacks.ami.user_env) or None,
-        ami_secret=env.get(parsed.callbacks.ami.secret_env) or None)
+        ami_secret=env.get(parsed.callbacks.ami.secret_env) or None,
+        summary_mail=parsed.summary_mail,
+        smtp_user=env.get(parsed.summary_mail.smtp.user_env) or None,
+        smtp_password=env.get(parsed.summary_mail.smtp.password_env) or None)
