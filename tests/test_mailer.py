@@ -115,8 +115,8 @@ def database(tmp_path: Path) -> Path:
 
 
 def mailer(settings: SummaryMailSettings, database: Path, clock: ManualClock) -> SummaryMailer:
-    config = load_center(CONFIG_DIR / "center.yaml").config
-    return SummaryMailer(settings, database, lambda: config, clock, wall=clock.now)
+    center = load_center(CONFIG_DIR / "center.yaml")
+    return SummaryMailer(settings, database, lambda: center, clock, wall=clock.now)
 
 
 async def arrived(box: Inbox, sender: SummaryMailer, within_s: float = 10.0) -> None:

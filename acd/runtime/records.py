@@ -18,6 +18,7 @@ simulator's call-log CSV (docs/traffic.md) so recorded traffic can be replayed.
 from __future__ import annotations
 
 import csv
+import re
 import sqlite3
 import statistics
 from collections.abc import Iterator
@@ -108,6 +109,26 @@ CREATE TABLE IF NOT EXISTS agent_states (
 CALL_COLUMNS = ("call_id", "outcome", "entry_queue", "queue", "language", "country", "agent_id",
                 "site", "arrival", "queued", "offered", "answered", "ended", "wait_s", "talk_s",
                 "offers", "overflow_target", "overflow_reason")
+#: What a call's row is written with: the columns above, then who called.
+_WRITTEN = (*CALL_COLUMNS, "caller", "customer_id")
+#: What :func:`read_calls` gives for each row.
+READ_COLUMNS = (*CALL_COLUMNS, "caller", "customer_id", "survey_score")
+
+
+#: Columns added after the first release (docs/operations.md); older databases gain them at
+#: open. ``caller`` and ``customer_id`` come from the drivers (:meth:`CallRecords.identify`),
+#: ``survey_score`` from the post-call survey (:meth:`CallRecords.set_survey_score`).
+CALL_ADDED_COLUMNS = (("caller", "TEXT"), ("customer_id", "TEXT"), ("pbx", "TEXT"),
+                      ("survey_score", "INTEGER"))
+_CALLER_RE = re.compile(r"\+?[0-9]{1,32}")
+#: Calls identified but not yet ended that are kept at most (the oldest go first).
+_MAX_IDENTIFIED = 100_000
+
+
+def sanitize_caller(raw: str | None) -> str | None:
+    """The caller's number as stored: digits with an optional leading ``+``, else None."""
+    value = (raw or "").strip()
+    return value if _CALLER_RE.fullmatch(value) else None
 
 
 def open_database(path: str | Path, synchronous: str = "normal") -> sqlite3.Connection:
@@ -121,6 +142,10 @@ def open_database(path: str | Path, synchronous: str = "normal") -> sqlite3.Conn
     db.execute(f"PRAGMA synchronous={synchronous.upper()}")
     db.execute("PRAGMA busy_timeout=2000")
     db.executescript(SCHEMA)
+    have = {row[1] for row in db.execute("PRAGMA table_info(calls)")}
+    for name, kind in CALL_ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
     return db
 
 
@@ -186,6 +211,29 @@ class CallRecords:
         self.failures = 0
         #: Agents whose last call's row is kept until they leave wrap-up.
         self._wrapping: set[str] = set()
+        #: call id -> (caller, customer id), set by the drivers, written with the call's row.
+        self._identities: dict[str, tuple[str | None, str | None]] = {}
+
+    def identify(self, call_id: str, caller: str | None, customer_id: str | None) -> None:
+        """Who called (number as Asterisk gave it, sanitised here) and the IVR's customer id:
+        stored on the call's row when it is written."""
+        if len(self._identities) >= _MAX_IDENTIFIED:
+            del self._identities[next(iter(self._identities))]
+        self._identities[call_id] = (sanitize_caller(caller), customer_id or None)
+
+    def set_survey_score(self, call_id: str, score: int) -> bool:
+        """Store a post-call survey score (1..5) on the call's latest row; False if no row."""
+        if not 1 <= score <= 5:
+            raise ValueError(f"a survey score is 1 to 5, got {score}")
+        try:
+            cursor = self.db.execute(
+                "UPDATE calls SET survey_score = ? WHERE id = "
+                "(SELECT MAX(id) FROM calls WHERE call_id = ?)", (score, call_id))
+        except sqlite3.Error as exc:
+            self.failures += 1
+            log.error("survey_score_failed", call_id=call_id, error=str(exc))
+            return False
+        return cursor.rowcount == 1
 
     def __call__(self, output: Output, wall: float) -> None:
         """Track ``output``; on ``CallEnded`` write and commit the call's row."""
@@ -256,7 +304,7 @@ class CallRecords:
         row = (live.call_id, Outcome.OVERFLOWED.value, live.entry_queue, live.queue,
                live.language, live.country, None, None, live.arrival, live.queued,
                live.offered, None, wall, max(0.0, wall - live.arrival), 0.0, live.offers,
-               None, reason)
+               None, reason, *self._identities.pop(live.call_id, (None, None)))
         if self._insert(row, live.call_id):
             self.forget_live(live.call_id)
 
@@ -300,13 +348,14 @@ class CallRecords:
                e.language, e.country, e.agent_id, e.site, arrival,
                call.queued if call else None, call.offered if call else None, answered, wall,
                wait, talk, call.offers if call else 0,
-               overflow[0] if overflow else None, overflow[1] if overflow else None)
+               overflow[0] if overflow else None, overflow[1] if overflow else None,
+            *self._identities.pop(e.call_id, (None, None)))
         self._insert(row, e.call_id)
 
     def _insert(self, row: tuple[object, ...], call_id: str) -> bool:
         try:
-            self.db.execute(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
-                            f"VALUES ({', '.join('?' * len(CALL_COLUMNS))})", row)
+            self.db.execute(f"INSERT INTO calls ({', '.join(_WRITTEN)}) "
+                            f"VALUES ({', '.join('?' * len(_WRITTEN))})", row)
         except sqlite3.Error as exc:
             self.failures += 1
             log.error("call_record_failed", call_id=call_id, error=str(exc))
@@ -453,12 +502,12 @@ class CallbackStore:
 def read_calls(db: sqlite3.Connection, since: float | None = None,
                until: float | None = None) -> Iterator[dict[str, object]]:
     """Call rows in arrival order, optionally within ``[since, until)`` (Unix seconds)."""
-    sql = f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE arrival >= ? AND arrival < ?"
+    sql = f"SELECT {', '.join(READ_COLUMNS)} FROM calls WHERE arrival >= ? AND arrival < ?"
     cursor = db.execute(sql + " ORDER BY arrival, id",
                         (since if since is not None else float("-inf"),
                          until if until is not None else float("inf")))
     for row in cursor:
-        yield dict(zip(CALL_COLUMNS, row, strict=True))
+        yield dict(zip(READ_COLUMNS, row, strict=True))
 
 
 #: Talk time given to replayed calls that were never answered nor abandoned (overflowed)

@@ -293,7 +293,7 @@ class Runtime:
         from acd.service.mailer import SummaryMailer
 
         self.mailer = SummaryMailer(s.summary_mail, s.database,
-                                    lambda: self.service.center.config,
+                                    lambda: self.service.center,
                                     self.clock or LoopClock(), user=s.smtp_user,
                                     password=s.smtp_password)
         self._mailer_task = asyncio.get_running_loop().create_task(self.mailer.run())
@@ -314,6 +314,7 @@ class Runtime:
             return lambda script: None
         self.call_path = CallPath(self.service, self.setup)
         self.call_path.restored = self.restart
+        self.call_path.identities = self.records
         return self.call_path.handler_for
 
     def _channel_probe(self) -> Any:
@@ -343,6 +344,7 @@ class Runtime:
         self._ari_client = AriClient(s.ari.url, s.ari_user, s.ari_password, s.ari.app)
         self.stasis = StasisApp(self.service, self._ari_client, self.setup, s.ari.app)
         self.stasis.restored = self.restart
+        self.stasis.identities = self.records
         if self.restart.probe is None:
             self.restart.probe = self.stasis  # ARI can say whether a channel still exists
         self.stasis.hold_grace_s = float(s.ari.hold_grace_s)

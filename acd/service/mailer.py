@@ -37,7 +37,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from acd.config.schema import CenterConfig
+from acd.config.load import LoadedCenter
 from acd.runtime.records import read_calls
 from acd.runtime.router_service import Clock
 from acd.service.report import render, summarize
@@ -54,12 +54,16 @@ _RECHECK_S = 300.0
 
 # ---------------------------------------------------------------------- the mail
 
-def build_message(settings: SummaryMailSettings, config: CenterConfig, rows: Any,
+def build_message(settings: SummaryMailSettings, center: LoadedCenter, rows: Any,
                   since: datetime, until: datetime) -> EmailMessage:
-    """The summary of ``rows`` for ``[since, until)`` as a text mail with an HTML alternative."""
+    """The summary of ``rows`` for ``[since, until)`` (with the earlier calls first-call
+    resolution looks back on) as a text mail with an HTML alternative."""
     zone = ZoneInfo(settings.timezone)
     since, until = since.astimezone(zone), until.astimezone(zone)
-    summary = summarize(rows, config, since, until, settings.interval_min, settings.min_calls)
+    summary = summarize(rows, center.config, since, until, settings.interval_min,
+                        settings.min_calls, groups={a.id: a.group for a in center.agents},
+                        fcr_windows_s=[h * 3600.0 for h in settings.fcr_windows_h],
+                        survey_target=settings.survey_target)
     sl = summary.center.figures()["sl"]
     message = EmailMessage()
     message["Subject"] = (f"Shift summary {since:%Y-%m-%d %H:%M} - {until:%Y-%m-%d %H:%M} "
@@ -108,17 +112,17 @@ class SummaryMailer:
     """Sends the shift summary at each scheduled local time, never on the event loop's time.
 
     ``clock`` schedules the waits (the service's clock: a ``ManualClock`` in tests), ``wall``
-    reads the time of day in Unix seconds; ``config`` gives the center config of the moment
-    (it follows reloads).
+    reads the time of day in Unix seconds; ``center`` gives the center of the moment (it
+    follows reloads).
     """
 
     def __init__(self, settings: SummaryMailSettings, database: Path,
-                 config: Callable[[], CenterConfig], clock: Clock,
+                 center: Callable[[], LoadedCenter], clock: Clock,
                  wall: Callable[[], float] = _time.time, user: str | None = None,
                  password: str | None = None) -> None:
         self.settings = settings
         self.database = database
-        self.config = config
+        self.center = center
         self.clock = clock
         self.wall = wall
         self.user = user
@@ -161,10 +165,10 @@ class SummaryMailer:
         Failures are logged, never raised (the next scheduled summary is still sent).
         """
         s = self.settings
-        config = self.config()
+        center = self.center()
         since, until = since.astimezone(self.zone), until.astimezone(self.zone)
         try:
-            message = await asyncio.to_thread(self._message, config, since, until)
+            message = await asyncio.to_thread(self._message, center, since, until)
         except sqlite3.Error as exc:
             self.failed += 1
             log.error("summary_mail_failed", since=since.isoformat(), until=until.isoformat(),
@@ -196,12 +200,13 @@ class SummaryMailer:
                  subject=str(message["Subject"]))
         return True
 
-    def _message(self, config: CenterConfig, since: datetime, until: datetime
+    def _message(self, center: LoadedCenter, since: datetime, until: datetime
                  ) -> EmailMessage:
         """Read the period's records (own read-only connection) and build the mail."""
+        look_back = max(self.settings.fcr_windows_h) * 3600.0
         db = sqlite3.connect(self.database.resolve().as_uri() + "?mode=ro", uri=True)
         try:
-            rows = list(read_calls(db, since.timestamp(), until.timestamp()))
+            rows = list(read_calls(db, since.timestamp() - look_back, until.timestamp()))
         finally:
             db.close()
-        return build_message(self.settings, config, rows, since, until)
+        return build_message(self.settings, center, rows, since, until)

@@ -193,6 +193,10 @@ class SummaryMailSettings(_Strict):
     max_retry_delay_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
     interval_min: Annotated[int, Field(ge=1, le=1440)] = 30
     min_calls: Annotated[int, Field(ge=1)] = 10
+    #: First-call resolution: a repeat within each of these many hours (24 h and 7 days).
+    fcr_windows_h: Annotated[list[Annotated[float, Field(gt=0, le=8784)]],
+                             Field(min_length=1, max_length=4)] = [24.0, 168.0]
+    survey_target: Annotated[float, Field(ge=1, le=5)] = 4.75
 
     @field_validator("times", mode="before")
     @classmethod

@@ -89,6 +89,7 @@ from acd.core.call import (
 from acd.core.dialstring import offer_dialable
 from acd.core.model import DuplicateCall, Ignored, RoutingError
 from acd.runtime.ivrsetup import IvrSetup
+from acd.runtime.records import CallRecords
 from acd.runtime.router_service import CallOwner, Command, RouterService
 from ivr.actions import CallbackTask
 from ivr.actions import Outcome as IvrOutcome
@@ -213,6 +214,8 @@ class CallPath:
         self._policy: tuple[object, CallPolicy] | None = None
         #: Calls put back on their agents at start, claimed here when Asterisk reports on them.
         self.restored: _RestoredCalls | None = None
+        #: Where the caller's number and customer id go for the call's record, if anywhere.
+        self.identities: CallRecords | None = None
         self.agents = AgentCodes(service, self.settings.agent_prompts,
                                  self.settings.deadlines.command_s)
         # Imported here: the callback script builds on this module (AgiCall, hold).
@@ -388,6 +391,8 @@ class CallPath:
         assert outcome.queue is not None
         number, _ = normalize_number(session.env.callerid, self.setup.known.national_region)
         customer = outcome.variables.get("customer_id") or None
+        if self.identities is not None:
+            self.identities.identify(call_id, session.env.callerid, customer)
         call = self.admit(call_id, outcome.queue, outcome.language, outcome.country,
                           outcome.priority, number, customer)
         if call is None:

@@ -31,6 +31,7 @@ from acd.asterisk.ari.reconcile import is_agent_leg
 from acd.core.call import Adopted, HoldStarted, Queued, Refused
 from acd.core.call import Phase as CallPhase
 from acd.core.model import DuplicateCall, RoutingError
+from acd.runtime.records import CallRecords
 from ivr.caller import resolve_caller
 from ivr.channel import CallerHungUp, run_flow
 from ivr.engine import CallContext
@@ -42,6 +43,9 @@ _DIALLED = re.compile(r"[^0-9+*#]")
 
 class Inbound(CallCommands):
     """New callers: the IVR, the hold and the hand-over to the router."""
+
+    #: Where the caller's number and customer id go for the call's record, if anywhere.
+    identities: CallRecords | None = None
 
     def _new_call(self, channel: Channel) -> AriCall:
         call = AriCall(channel.id, channel.caller_number, self._on_command)
@@ -149,6 +153,8 @@ class Inbound(CallCommands):
             self.feed(call, HoldStarted())
         else:
             self.feed(call, Adopted(CallPhase.QUEUED, holding=True))
+        if self.identities is not None:
+            self.identities.identify(call.call_id, call.caller_number, slot.customer_id)
         try:
             self.service.call_arrived(call, call.call_id, slot.queue, slot.language,
                                       slot.country, slot.priority, slot.customer_id, arrived_at)
