@@ -124,3 +124,16 @@ def test_an_unanswered_dial_reports_the_status_and_redials_the_next_offer() -> N
     assert _dispatch_from("dial", {"DIALSTATUS": "NOANSWER", "ACD_TARGET": "PJSIP/1002"},
                           ran) == "dial"
     assert ran == ["AGI(${ACD_AGI}/dialresult,${ACD_CALL_ID},${DIALSTATUS},${ACD_AGENT})"]
+
+
+def test_the_survey_follows_an_agents_hang_up_when_the_engine_asks() -> None:
+    """With ``ACD_SURVEY=1`` after the ``ended`` report in ``talked`` the caller goes to
+    ``[acd-survey]``, which runs the ``survey`` script with the call id, then hangs up."""
+    ran: list[str] = []
+    assert _dispatch_from("dial", {"DIALSTATUS": "ANSWER", "ACD_RESULT": "ended",
+                                   "ACD_SURVEY": "1"}, ran) == "acd-survey"
+    assert ran == ["AGI(${ACD_AGI}/ended,${ACD_CALL_ID},${ACD_AGENT})"]
+    survey = [app for _, app in _extension("acd-survey", "s")]
+    assert "AGI(${ACD_AGI}/survey,${ACD_CALL_ID})" in survey
+    assert survey[-1] == "Hangup()"
+    assert "Set(ACD_SURVEY=)" in [app for _, app in _extension("acd-inbound", "_X.")]

@@ -314,7 +314,9 @@ class Runtime:
             return lambda script: None
         self.call_path = CallPath(self.service, self.setup)
         self.call_path.restored = self.restart
-        self.call_path.identities = self.records
+        self.call_path.records = self.records
+        if self.settings.survey.enabled:
+            self.call_path.survey.flow = self.settings.survey.flow
         return self.call_path.handler_for
 
     def _channel_probe(self) -> Any:
@@ -344,7 +346,7 @@ class Runtime:
         self._ari_client = AriClient(s.ari.url, s.ari_user, s.ari_password, s.ari.app)
         self.stasis = StasisApp(self.service, self._ari_client, self.setup, s.ari.app)
         self.stasis.restored = self.restart
-        self.stasis.identities = self.records
+        self.stasis.records = self.records
         if self.restart.probe is None:
             self.restart.probe = self.stasis  # ARI can say whether a channel still exists
         self.stasis.hold_grace_s = float(s.ari.hold_grace_s)

@@ -231,6 +231,14 @@ class SummaryMailSettings(_Strict):
         return self
 
 
+class SurveySettings(_Strict):
+    """The post-call survey: after the agent hangs up, the caller rates the call (1 to 5)."""
+
+    enabled: bool = False
+    #: The IVR flow that asks; its ``survey_score`` variable (1..5) goes on the call's record.
+    flow: str = "survey"
+
+
 class ServiceFile(_Strict):
     """The YAML file's shape (paths still unresolved)."""
 
@@ -246,6 +254,7 @@ class ServiceFile(_Strict):
     metrics: MetricSettings = MetricSettings()
     callbacks: CallbackSettings = CallbackSettings()
     summary_mail: SummaryMailSettings = SummaryMailSettings()
+    survey: SurveySettings = SurveySettings()
     shutdown_grace_s: Annotated[float, Field(ge=0, le=600)] = 10.0
 
 
@@ -274,6 +283,7 @@ class Settings:
     summary_mail: SummaryMailSettings = field(default_factory=SummaryMailSettings)
     smtp_user: str | None = None
     smtp_password: str | None = None
+    survey: SurveySettings = field(default_factory=SurveySettings)
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
@@ -331,4 +341,5 @@ def resolve(parsed: ServiceFile, file: str | None, base: Path,
         ami_secret=env.get(parsed.callbacks.ami.secret_env) or None,
         summary_mail=parsed.summary_mail,
         smtp_user=env.get(parsed.summary_mail.smtp.user_env) or None,
-        smtp_password=env.get(parsed.summary_mail.smtp.password_env) or None)
+        smtp_password=env.get(parsed.summary_mail.smtp.password_env) or None,
+        survey=parsed.survey)

@@ -44,8 +44,8 @@ _DIALLED = re.compile(r"[^0-9+*#]")
 class Inbound(CallCommands):
     """New callers: the IVR, the hold and the hand-over to the router."""
 
-    #: Where the caller's number and customer id go for the call's record, if anywhere.
-    identities: CallRecords | None = None
+    #: The call records: the caller's number and customer id (and survey scores) go there.
+    records: CallRecords | None = None
 
     def _new_call(self, channel: Channel) -> AriCall:
         call = AriCall(channel.id, channel.caller_number, self._on_command)
@@ -153,8 +153,8 @@ class Inbound(CallCommands):
             self.feed(call, HoldStarted())
         else:
             self.feed(call, Adopted(CallPhase.QUEUED, holding=True))
-        if self.identities is not None:
-            self.identities.identify(call.call_id, call.caller_number, slot.customer_id)
+        if self.records is not None:
+            self.records.identify(call.call_id, call.caller_number, slot.customer_id)
         try:
             self.service.call_arrived(call, call.call_id, slot.queue, slot.language,
                                       slot.country, slot.priority, slot.customer_id, arrived_at)

@@ -1,0 +1,109 @@
+"""The post-call survey through FastAGI: when the agent hangs up, the engine sends the caller to
+the survey (``ACD_SURVEY=1``), the ``survey`` script plays the survey flow and stores the
+caller's 1-5 on the call's record, which also carries the caller's number."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from test_serve import CALLER, route_until_offer, script, settings_file
+
+from acd.service.app import Runtime
+from acd.service.settings import load_settings
+from acd.testing.fake_agi import FakeAsterisk, environment_block
+
+AGENT = "msk-tech-ru-001"
+
+
+def survey_settings(tmp_path: Path, enabled: bool) -> Path:
+    path = settings_file(tmp_path)
+    path.write_text(path.read_text() + f"survey: {{enabled: {str(enabled).lower()}}}\n")
+    return path
+
+
+async def survey(fake: FakeAsterisk, call_id: str, digit: str | None) -> list[str]:
+    """Run the ``survey`` script as ``[acd-survey]`` does; the caller presses ``digit``."""
+    call = await fake.connect()
+    await call.send_environment(environment_block("survey", args=(call_id,),
+                                                  uniqueid=call_id))
+    commands = []
+    while (command := await call.read_command(5.0)) is not None:
+        commands.append(command)
+        if command.startswith("GET DATA"):
+            await call.reply(f"200 result={digit}" if digit else "200 result= (timeout)")
+        elif command.startswith("STREAM FILE"):
+            await call.reply("200 result=0 endpos=8000")
+        else:
+            await call.reply("200 result=1")
+    await call.close()
+    return commands
+
+
+async def talk(fake: FakeAsterisk, uniqueid: str) -> list[str]:
+    """Route a call to the agent, answer it, and let the agent hang up (``talked``)."""
+    _, variables = await route_until_offer(fake, uniqueid, CALLER)
+    assert variables["ACD_AGENT"] == AGENT
+    await script(fake, "answered", uniqueid, AGENT)
+    return await script(fake, "ended", uniqueid, AGENT)
+
+
+def stored(runtime: Runtime, call_id: str) -> tuple[object, ...]:
+    return tuple(runtime.db.execute(
+        "SELECT outcome, caller, customer_id, survey_score FROM calls WHERE call_id = ?",
+        (call_id,)).fetchone())
+
+
+async def test_the_agent_hangs_up_and_the_callers_score_is_stored(tmp_path: Path) -> None:
+    """The ``ended`` script sets ACD_SURVEY=1 after ACD_RESULT=ended; the survey asks in the
+    call's language, thanks the caller and stores 4 on the answered call's record."""
+    runtime = Runtime(load_settings(survey_settings(tmp_path, True), {}))
+    await runtime.start()
+    try:
+        runtime.service.login(AGENT)
+        fake = FakeAsterisk(runtime.agi_port)
+        ended = await talk(fake, "1795609297.21")
+        assert ended[-2:] == ["SET VARIABLE ACD_RESULT ended", "SET VARIABLE ACD_SURVEY 1"]
+        commands = await survey(fake, "1795609297.21", "4")
+        assert re.match(r"GET DATA acd/ru/survey_question \d+ 1", commands[0])
+        assert commands[1].startswith("STREAM FILE acd/ru/survey_thanks")
+        assert stored(runtime, "1795609297.21") == ("answered", CALLER, None, 4)
+        assert runtime.call_path.survey.answered == 1
+        # Once per call: a second run of the script for the same call asks nothing.
+        assert await survey(fake, "1795609297.21", "1") == []
+        assert stored(runtime, "1795609297.21")[3] == 4
+    finally:
+        await runtime.stop()
+
+
+async def test_no_answer_and_unoffered_calls_store_nothing(tmp_path: Path) -> None:
+    """A caller who presses nothing leaves no score; a call never offered the survey (an
+    unknown id) is refused without a prompt."""
+    runtime = Runtime(load_settings(survey_settings(tmp_path, True), {}))
+    await runtime.start()
+    try:
+        runtime.service.login(AGENT)
+        fake = FakeAsterisk(runtime.agi_port)
+        await talk(fake, "1795609297.22")
+        commands = await survey(fake, "1795609297.22", None)
+        assert commands and all(c.startswith("GET DATA") or "ACD_RESULT" in c
+                                or "ACD_REASON" in c for c in commands)
+        assert stored(runtime, "1795609297.22") == ("answered", CALLER, None, None)
+        assert await survey(fake, "1795609297.99", "5") == []
+    finally:
+        await runtime.stop()
+
+
+async def test_without_the_setting_there_is_no_survey(tmp_path: Path) -> None:
+    """With ``survey.enabled`` false (the default) the talk ends as before: no ACD_SURVEY."""
+    runtime = Runtime(load_settings(survey_settings(tmp_path, False), {}))
+    await runtime.start()
+    try:
+        runtime.service.login(AGENT)
+        fake = FakeAsterisk(runtime.agi_port)
+        ended = await talk(fake, "1795609297.23")
+        assert ended == ["SET VARIABLE ACD_RESULT ended"]
+        assert await survey(fake, "1795609297.23", "5") == []
+        assert stored(runtime, "1795609297.23") == ("answered", CALLER, None, None)
+    finally:
+        await runtime.stop()
