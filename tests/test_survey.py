@@ -1,14 +1,17 @@
-"""The post-call survey through FastAGI: when the agent hangs up, the engine sends the caller to
-the survey (``ACD_SURVEY=1``), the ``survey`` script plays the survey flow and stores the
-caller's 1-5 on the call's record, which also carries the caller's number."""
+"""The post-call survey: when the agent hangs up, FastAGI sends the caller to the survey
+(``ACD_SURVEY=1``, then the ``survey`` script) and ARI moves the caller into the survey flow
+instead of hanging up; the caller's 1-5 is stored on the call's record, which also carries the
+caller's number."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from arikit import RU_CALLER, Rig, eventually
 from test_serve import CALLER, route_until_offer, script, settings_file
 
+from acd.runtime.records import CallRecords, open_database
 from acd.service.app import Runtime
 from acd.service.settings import load_settings
 from acd.testing.fake_agi import FakeAsterisk, environment_block
@@ -107,3 +110,49 @@ async def test_without_the_setting_there_is_no_survey(tmp_path: Path) -> None:
         assert stored(runtime, "1795609297.23") == ("answered", CALLER, None, None)
     finally:
         await runtime.stop()
+
+
+async def test_ari_moves_the_caller_to_the_survey_when_the_agent_hangs_up(
+        tmp_path: Path) -> None:
+    """Over ARI the agent's hang-up does not hang the caller up: the survey asks, the caller
+    presses 5, the score and the caller's number are on the record, then the caller is hung
+    up and no bridge is left."""
+    async with Rig() as rig:
+        records = CallRecords(open_database(tmp_path / "acd.sqlite3"))
+        rig.service.observe(records)
+        rig.app.records = records
+        rig.app.survey_flow = "survey"
+        rig.service.login(AGENT)
+        call_id = await rig.to_queue()
+        await eventually(lambda: rig.talking(call_id), what="caller and agent bridged")
+        leg = rig.leg_of(call_id)
+        assert leg is not None
+        rig.fake.hangup(leg)
+        await eventually(lambda: rig.prompt_started(call_id, "survey_question"),
+                         what="survey question")
+        assert call_id in rig.fake.channels and rig.ended(call_id) is not None
+        await rig.fake.send_dtmf(call_id, "5")
+        await eventually(lambda: call_id not in rig.fake.channels, what="caller hung up")
+        assert rig.prompt_started(call_id, "survey_thanks")
+        row = records.db.execute("SELECT outcome, caller, survey_score FROM calls"
+                                 " WHERE call_id = ?", (call_id,)).fetchone()
+        assert tuple(row) == ("answered", RU_CALLER, 5)
+        assert rig.app.surveys_answered == 1
+        await eventually(lambda: not rig.fake.bridges, what="bridges destroyed")
+
+
+async def test_ari_without_a_survey_hangs_the_caller_up_as_before(tmp_path: Path) -> None:
+    """With no survey flow set, the caller is hung up after the agent and hears no survey;
+    the record still carries the caller's number."""
+    async with Rig() as rig:
+        records = CallRecords(open_database(tmp_path / "acd.sqlite3"))
+        rig.service.observe(records)
+        rig.app.records = records
+        rig.service.login(AGENT)
+        call_id = await rig.to_queue()
+        await eventually(lambda: rig.talking(call_id))
+        rig.fake.hangup(rig.leg_of(call_id) or "")
+        await eventually(lambda: call_id not in rig.fake.channels, what="caller hung up")
+        assert not rig.prompt_started(call_id, "survey_question")
+        row = records.db.execute("SELECT caller, survey_score FROM calls").fetchone()
+        assert tuple(row) == (RU_CALLER, None)

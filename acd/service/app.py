@@ -347,6 +347,8 @@ class Runtime:
         self.stasis = StasisApp(self.service, self._ari_client, self.setup, s.ari.app)
         self.stasis.restored = self.restart
         self.stasis.records = self.records
+        if s.survey.enabled:
+            self.stasis.survey_flow = s.survey.flow
         if self.restart.probe is None:
             self.restart.probe = self.stasis  # ARI can say whether a channel still exists
         self.stasis.hold_grace_s = float(s.ari.hold_grace_s)

@@ -20,6 +20,7 @@ from acd.asterisk.agi.channel import AgiChannel, Deadlines
 from acd.asterisk.agi.server import AgiSession
 from acd.runtime.ivrsetup import IvrSetup
 from acd.runtime.records import CallRecords
+from acd.runtime.survey import survey_score
 from ivr.channel import run_flow
 from ivr.engine import CallContext
 
@@ -27,8 +28,6 @@ log = logging.getLogger(__name__)
 
 #: The channel variable that sends the caller to the survey.
 SURVEY = "ACD_SURVEY"
-#: The flow variable holding the caller's answer.
-SCORE_VARIABLE = "survey_score"
 #: Offers kept waiting for their survey script at most (the oldest go first).
 _MAX_OFFERS = 10_000
 
@@ -54,8 +53,6 @@ class PostCallSurvey:
         #: call id -> language, for calls offered a survey and not yet surveyed.
         self.offered: OrderedDict[str, str] = OrderedDict()
         self.answered = 0
-        #: Called with (call id, score) for each stored answer (the wallboard's average).
-        self.on_score: Callable[[str, int], None] | None = None
 
     def offer(self, call_id: str, language: str) -> bool:
         """Whether the caller of ``call_id`` (whose talk just ended) goes to the survey."""
@@ -78,12 +75,10 @@ class PostCallSurvey:
                              self.voicemail_dir)
         ctx = CallContext(session.env.callerid, time.time(), language=language)
         outcome = await run_flow(flow, ctx, channel)
-        raw = outcome.variables.get(SCORE_VARIABLE, "")
-        if raw not in ("1", "2", "3", "4", "5"):
+        score = survey_score(outcome)
+        if score is None:
             log.info("Survey for %s: no answer (%s).", call_id, outcome.status)
             return
         records = self.path.records
-        if records is not None and records.set_survey_score(call_id, int(raw)):
+        if records is not None and records.set_survey_score(call_id, score):
             self.answered += 1
-            if self.on_score is not None:
-                self.on_score(call_id, int(raw))

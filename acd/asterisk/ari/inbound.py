@@ -31,7 +31,6 @@ from acd.asterisk.ari.reconcile import is_agent_leg
 from acd.core.call import Adopted, HoldStarted, Queued, Refused
 from acd.core.call import Phase as CallPhase
 from acd.core.model import DuplicateCall, RoutingError
-from acd.runtime.records import CallRecords
 from ivr.caller import resolve_caller
 from ivr.channel import CallerHungUp, run_flow
 from ivr.engine import CallContext
@@ -43,9 +42,6 @@ _DIALLED = re.compile(r"[^0-9+*#]")
 
 class Inbound(CallCommands):
     """New callers: the IVR, the hold and the hand-over to the router."""
-
-    #: The call records: the caller's number and customer id (and survey scores) go there.
-    records: CallRecords | None = None
 
     def _new_call(self, channel: Channel) -> AriCall:
         call = AriCall(channel.id, channel.caller_number, self._on_command)
