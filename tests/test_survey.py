@@ -75,8 +75,33 @@ async def test_the_agent_hangs_up_and_the_callers_score_is_stored(tmp_path: Path
         # Once per call: a second run of the script for the same call asks nothing.
         assert await survey(fake, "1795609297.21", "1") == []
         assert stored(runtime, "1795609297.21")[3] == 4
+        assert runtime.wallboard is not None
+        assert runtime.wallboard.snapshot()["survey_today"] == {
+            "answers": 1, "average": 4.0, "target": 4.75}
     finally:
         await runtime.stop()
+
+
+async def test_the_wallboard_survey_average_survives_a_restart(tmp_path: Path) -> None:
+    """A restarted service shows today's survey answers from the records on the wallboard."""
+    settings = load_settings(survey_settings(tmp_path, True), {})
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        runtime.service.login(AGENT)
+        fake = FakeAsterisk(runtime.agi_port)
+        await talk(fake, "1795609297.24")
+        await survey(fake, "1795609297.24", "2")
+    finally:
+        await runtime.stop()
+    again = Runtime(settings)
+    await again.start()
+    try:
+        assert again.wallboard is not None
+        assert again.wallboard.snapshot()["survey_today"] == {
+            "answers": 1, "average": 2.0, "target": 4.75}
+    finally:
+        await again.stop()
 
 
 async def test_no_answer_and_unoffered_calls_store_nothing(tmp_path: Path) -> None:

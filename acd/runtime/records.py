@@ -21,7 +21,7 @@ import csv
 import re
 import sqlite3
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -213,6 +213,8 @@ class CallRecords:
         self._wrapping: set[str] = set()
         #: call id -> (caller, customer id), set by the drivers, written with the call's row.
         self._identities: dict[str, tuple[str | None, str | None]] = {}
+        #: Told of each survey score stored (the wallboard's average of the day).
+        self.on_survey: Callable[[int], None] | None = None
 
     def identify(self, call_id: str, caller: str | None, customer_id: str | None) -> None:
         """Who called (number as Asterisk gave it, sanitised here) and the IVR's customer id:
@@ -233,7 +235,17 @@ class CallRecords:
             self.failures += 1
             log.error("survey_score_failed", call_id=call_id, error=str(exc))
             return False
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        if self.on_survey is not None:
+            self.on_survey(score)
+        return True
+
+    def survey_scores_since(self, since: float) -> tuple[int, int]:
+        """How many survey scores calls arriving from ``since`` on have, and their sum."""
+        row = self.db.execute("SELECT COUNT(survey_score), COALESCE(SUM(survey_score), 0)"
+                              " FROM calls WHERE arrival >= ?", (since,)).fetchone()
+        return int(row[0]), int(row[1])
 
     def __call__(self, output: Output, wall: float) -> None:
         """Track ``output``; on ``CallEnded`` write and commit the call's row."""

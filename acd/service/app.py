@@ -255,6 +255,10 @@ class Runtime:
         api = build_api(self, h.max_body_bytes, guard)
         if h.wallboard.enabled:
             self.wallboard = Wallboard(lambda: self.service, h.wallboard)
+            self.wallboard.survey_target = self.settings.survey.target
+            self.wallboard.start_survey_day(
+                *self.records.survey_scores_since(self.wallboard.day_start()))
+            self.records.on_survey = self.wallboard.survey_answered
             self.service.observe(self.gate.wrap(self.wallboard.observe))  # type: ignore[arg-type]
             add_wallboard(api, self.wallboard)
         runner = web.AppRunner(api, access_log=None)
@@ -295,7 +299,7 @@ class Runtime:
         self.mailer = SummaryMailer(s.summary_mail, s.database,
                                     lambda: self.service.center,
                                     self.clock or LoopClock(), user=s.smtp_user,
-                                    password=s.smtp_password)
+                                    password=s.smtp_password, survey_target=s.survey.target)
         self._mailer_task = asyncio.get_running_loop().create_task(self.mailer.run())
 
     def _load_ivr(self, center: Any) -> IvrSetup:

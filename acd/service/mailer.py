@@ -55,7 +55,8 @@ _RECHECK_S = 300.0
 # ---------------------------------------------------------------------- the mail
 
 def build_message(settings: SummaryMailSettings, center: LoadedCenter, rows: Any,
-                  since: datetime, until: datetime) -> EmailMessage:
+                  since: datetime, until: datetime, survey_target: float = 4.75
+                  ) -> EmailMessage:
     """The summary of ``rows`` for ``[since, until)`` (with the earlier calls first-call
     resolution looks back on) as a text mail with an HTML alternative."""
     zone = ZoneInfo(settings.timezone)
@@ -63,7 +64,7 @@ def build_message(settings: SummaryMailSettings, center: LoadedCenter, rows: Any
     summary = summarize(rows, center.config, since, until, settings.interval_min,
                         settings.min_calls, groups={a.id: a.group for a in center.agents},
                         fcr_windows_s=[h * 3600.0 for h in settings.fcr_windows_h],
-                        survey_target=settings.survey_target)
+                        survey_target=survey_target)
     sl = summary.center.figures()["sl"]
     message = EmailMessage()
     message["Subject"] = (f"Shift summary {since:%Y-%m-%d %H:%M} - {until:%Y-%m-%d %H:%M} "
@@ -119,7 +120,7 @@ class SummaryMailer:
     def __init__(self, settings: SummaryMailSettings, database: Path,
                  center: Callable[[], LoadedCenter], clock: Clock,
                  wall: Callable[[], float] = _time.time, user: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, survey_target: float = 4.75) -> None:
         self.settings = settings
         self.database = database
         self.center = center
@@ -127,6 +128,7 @@ class SummaryMailer:
         self.wall = wall
         self.user = user
         self.password = password
+        self.survey_target = survey_target
         self.zone = ZoneInfo(settings.timezone)
         self.times = parse_times(settings.times)
         self.sent = 0
@@ -209,4 +211,4 @@ class SummaryMailer:
             rows = list(read_calls(db, since.timestamp() - look_back, until.timestamp()))
         finally:
             db.close()
-        return build_message(self.settings, center, rows, since, until)
+        return build_message(self.settings, center, rows, since, until, self.survey_target)

@@ -196,7 +196,6 @@ class SummaryMailSettings(_Strict):
     #: First-call resolution: a repeat within each of these many hours (24 h and 7 days).
     fcr_windows_h: Annotated[list[Annotated[float, Field(gt=0, le=8784)]],
                              Field(min_length=1, max_length=4)] = [24.0, 168.0]
-    survey_target: Annotated[float, Field(ge=1, le=5)] = 4.75
 
     @field_validator("times", mode="before")
     @classmethod
@@ -237,6 +236,8 @@ class SurveySettings(_Strict):
     enabled: bool = False
     #: The IVR flow that asks; its ``survey_score`` variable (1..5) goes on the call's record.
     flow: str = "survey"
+    #: The average score aimed at (wallboard and mailed summary).
+    target: Annotated[float, Field(ge=1, le=5)] = 4.75
 
 
 class ServiceFile(_Strict):
