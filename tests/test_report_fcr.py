@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from acd.cli import main
 from acd.config.load import load_center
@@ -24,6 +25,7 @@ from acd.runtime.records import (
     sanitize_caller,
 )
 from acd.runtime.router_service import Command, RouterService
+from acd.service.repeats import RepeatCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 A, B, K = "msk-tech-ru-001", "msk-tech-ru-002", "kyi-tech-uk-001"
@@ -230,3 +232,25 @@ def test_records_export_has_caller_survey_and_repeat_flags(database: Path,
     header = empty.read_text().splitlines()
     assert header[0].endswith("caller,customer_id,survey_score,repeat_24h,repeat_7d")
     assert len(header) == 1
+
+
+def test_repeat_metrics_count_identified_calls_and_repeats(database: Path) -> None:
+    """Fed the same records, the Prometheus counters find the summary's repeats: 8
+    identified calls, 3 repeats within 24 h and 4 within 7 days, the first call (before the
+    period) seeded, not counted; an unconfigured queue is labelled ``other``."""
+    registry = CollectorRegistry()
+    counter = RepeatCounter(registry, ["tech", "repair"])
+    db = sqlite3.connect(database)
+    since = datetime.fromisoformat("2026-03-02T08:00+03:00").timestamp()
+    counter.seed(read_calls(db, since - counter.longest, since))
+    for r in read_calls(db, since):
+        counter.record(r)
+    get = registry.get_sample_value
+    assert get("acd_calls_identified_total", {"queue": "tech"}) == 7
+    assert get("acd_calls_identified_total", {"queue": "repair"}) == 1
+    assert get("acd_repeat_calls_total", {"queue": "tech", "window": "24h"}) == 3
+    assert get("acd_repeat_calls_total", {"queue": "tech", "window": "7d"}) == 4
+    assert get("acd_repeat_calls_total", {"queue": "other", "window": "24h"}) == 0
+    counter.record({"entry_queue": "sales", "caller": "+7009", "customer_id": None,
+                    "arrival": since})
+    assert get("acd_calls_identified_total", {"queue": "other"}) == 1

@@ -83,7 +83,9 @@ async def test_the_agent_hangs_up_and_the_callers_score_is_stored(tmp_path: Path
 
 
 async def test_the_wallboard_survey_average_survives_a_restart(tmp_path: Path) -> None:
-    """A restarted service shows today's survey answers from the records on the wallboard."""
+    """A restarted service shows today's survey answers from the records on the wallboard,
+    and counts a second call from the same number as a repeat (the records of the last
+    7 days are read at start)."""
     settings = load_settings(survey_settings(tmp_path, True), {})
     runtime = Runtime(settings)
     await runtime.start()
@@ -100,6 +102,11 @@ async def test_the_wallboard_survey_average_survives_a_restart(tmp_path: Path) -
         assert again.wallboard is not None
         assert again.wallboard.snapshot()["survey_today"] == {
             "answers": 1, "average": 2.0, "target": 4.75}
+        again.service.ready(AGENT)  # restored in wrap-up
+        await talk(FakeAsterisk(again.agi_port), "1795609297.25")
+        get = again.registry.get_sample_value
+        assert get("acd_calls_identified_total", {"queue": "tech"}) == 1
+        assert get("acd_repeat_calls_total", {"queue": "tech", "window": "24h"}) == 1
     finally:
         await again.stop()
 

@@ -215,6 +215,8 @@ class CallRecords:
         self._identities: dict[str, tuple[str | None, str | None]] = {}
         #: Told of each survey score stored (the wallboard's average of the day).
         self.on_survey: Callable[[int], None] | None = None
+        #: Told of each call row written, as a column -> value mapping (repeat-call metrics).
+        self.on_written: Callable[[dict[str, object]], None] | None = None
 
     def identify(self, call_id: str, caller: str | None, customer_id: str | None) -> None:
         """Who called (number as Asterisk gave it, sanitised here) and the IVR's customer id:
@@ -373,6 +375,8 @@ class CallRecords:
             log.error("call_record_failed", call_id=call_id, error=str(exc))
             return False
         self.written += 1
+        if self.on_written is not None:
+            self.on_written(dict(zip(_WRITTEN, row, strict=True)))
         return True
 
 

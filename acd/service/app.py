@@ -29,13 +29,14 @@ from acd.config.load import load_center
 from acd.core.model import RoutingError
 from acd.errors import InputError, Problem
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
-from acd.runtime.records import CallbackStore, CallRecords, open_database
+from acd.runtime.records import CallbackStore, CallRecords, open_database, read_calls
 from acd.runtime.router_service import Clock, LoopClock, RouterService
 from acd.service.api import HttpGuard, build_api
 from acd.service.limits import check_fd_budget
 from acd.service.logs import EventLog, configure_logging
 from acd.service.metrics import ServiceMetrics, add_process_metrics
 from acd.service.reload import ObserverGate, rebuild
+from acd.service.repeats import RepeatCounter
 from acd.service.settings import Settings
 from acd.service.state import AgentStateStore, RestartBoard, restore
 from acd.service.wallboard import Wallboard, add_wallboard
@@ -54,6 +55,7 @@ class Runtime:
     agent_states: AgentStateStore
     restart: RestartBoard
     metrics: ServiceMetrics
+    repeats: RepeatCounter
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
                  clock: Clock | None = None) -> None:
@@ -136,6 +138,7 @@ class Runtime:
                 log.warning("config_reload_refused", error=str(exc).splitlines()[0:5])
                 raise
             self.metrics.reconfigure(center.config)
+            self.repeats.configure(center.config.queues)
             self.setup = setup
             for shell in (self.call_path, self.stasis):
                 if shell is not None:
@@ -168,6 +171,9 @@ class Runtime:
             service.observe(self.gate.wrap(observer))  # type: ignore[arg-type]
         service.observe_latency(self.metrics.observe_latency)
         self.metrics.collect_from(lambda: self.service)
+        self.repeats = RepeatCounter(self.registry, center.config.queues)
+        self.repeats.seed(read_calls(self.db, time.time() - self.repeats.longest))
+        self.records.on_written = self.repeats.record
         self.metrics.hours_from(lambda: business_hours(self.setup))  # follows reloads
         self.restart = RestartBoard(service, self.records, probe=self._channel_probe())
         summary = restore(service, self.agent_states.saved(), self.restart)

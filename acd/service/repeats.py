@@ -8,8 +8,10 @@ queue (the call's first queue) arrived at most that long before it.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter
 
 from acd.runtime.records import READ_COLUMNS
 
@@ -62,3 +64,67 @@ def export_records(rows: Iterable[Mapping[str, object]], out: Path, since: float
         if not header:
             writer.writerow([*READ_COLUMNS, *(f"repeat_{n}" for n in names)])
     return written
+
+
+class RepeatCounter:
+    """First-call resolution for Prometheus, counted as each call's record is written:
+    ``acd_calls_identified_total{queue}`` (calls with a number or a customer id) and
+    ``acd_repeat_calls_total{queue,window}`` (those that repeat a call of the same customer to
+    the same queue within the window). FCR over a day is
+    ``1 - increase(acd_repeat_calls_total[1d]) / increase(acd_calls_identified_total[1d])``.
+
+    Labels are configured queues only (anything else is ``other``), never a number. It keeps
+    the last call of each customer to each queue, for the longest window: a few megabytes
+    at the reference center's volume.
+    """
+
+    def __init__(self, registry: CollectorRegistry, queues: Collection[str],
+                 windows_s: Sequence[float] = FCR_WINDOWS_S) -> None:
+        self.identified = Counter("acd_calls_identified", "Calls with a caller number or a "
+                                  "customer id (first-call resolution's base), by first queue.",
+                                  ["queue"], registry=registry)
+        self.repeats = Counter("acd_repeat_calls", "Calls of a customer who called the same "
+                               "queue within the window before.", ["queue", "window"],
+                               registry=registry)
+        self.windows = [(window_name(w), w) for w in windows_s]
+        self.longest = max(windows_s)
+        self.last: dict[tuple[str, str], float] = {}
+        self._prune_at = 10_000
+        self.configure(queues)
+
+    def configure(self, queues: Collection[str]) -> None:
+        """The configured queues (at start and after a reload); their series start at 0."""
+        self.queues = frozenset(queues)
+        for queue in (*self.queues, "other"):
+            self.identified.labels(queue)
+            for name, _ in self.windows:
+                self.repeats.labels(queue, name)
+
+    def seed(self, rows: Iterable[Mapping[str, object]]) -> None:
+        """Earlier calls (the records of the longest window back, at start): remembered as
+        the calls a new call may repeat, not counted."""
+        for row in rows:
+            key = customer_key(row)
+            if key is not None:
+                self.last[key] = float(row["arrival"])  # type: ignore[arg-type]
+
+    def record(self, row: Mapping[str, object]) -> None:
+        """Count one written call record (a ``CallRecords.on_written`` hook)."""
+        key = customer_key(row)
+        if key is None:
+            return
+        arrival = float(row["arrival"])  # type: ignore[arg-type]
+        queue = key[0] if key[0] in self.queues else "other"
+        self.identified.labels(queue).inc()
+        before = self.last.get(key)
+        self.last[key] = arrival if before is None else max(before, arrival)
+        if before is not None:
+            for name, window in self.windows:
+                if 0 <= arrival - before <= window:
+                    self.repeats.labels(queue, name).inc()
+        if len(self.last) >= self._prune_at:
+            self._prune(arrival)
+
+    def _prune(self, now: float) -> None:
+        self.last = {k: t for k, t in self.last.items() if now - t <= self.longest}
+        self._prune_at = max(10_000, 2 * len(self.last))
