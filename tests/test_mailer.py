@@ -9,7 +9,7 @@ import email
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
@@ -99,7 +99,8 @@ def record(n: int, arrival: datetime, outcome: str, wait: float) -> tuple[object
 @pytest.fixture
 def database(tmp_path: Path) -> Path:
     """The night of 1-2 March (20:00-08:00 Moscow): 10 calls, 8 answered within 20 s, 1 in
-    45 s, 1 abandoned; one call at 19:59 and one at 08:00 fall outside the period."""
+    45 s, 1 abandoned; one call at 19:59 and one at 08:00 fall outside the period. The same
+    number made calls c0 (20:30, scored 5) and c4 (00:15, scored 3): one repeat."""
     rows = [record(n, at(f"2026-03-01T{20 + n}:30+03:00"), "answered", 10.0) for n in range(4)]
     rows += [record(4 + n, at(f"2026-03-02T0{n}:15+03:00"), "answered", 5.0) for n in range(4)]
     rows.append(record(8, at("2026-03-02T05:00+03:00"), "answered", 45.0))
@@ -110,6 +111,8 @@ def database(tmp_path: Path) -> Path:
     db = open_database(path)
     db.executemany(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES "
                    f"({', '.join('?' * len(CALL_COLUMNS))})", rows)
+    db.execute("UPDATE calls SET caller = '+79161234567', survey_score = 5 WHERE call_id = 'c0'")
+    db.execute("UPDATE calls SET caller = '+79161234567', survey_score = 3 WHERE call_id = 'c4'")
     db.close()
     return path
 
@@ -160,6 +163,13 @@ async def test_scheduled_summary_arrives_with_the_periods_figures(
     center = next(line for line in text.splitlines() if line.startswith("center"))
     assert center.split()[1:4] == ["10", "80.0%", "90.0%"]
     assert html.startswith("<!doctype html>") and "80.0%" in html
+    lines = text.splitlines()
+    fcr = lines[lines.index(next(x for x in lines if x.startswith("First-call"))) + 2]
+    assert fcr.split() == ["center", "2", "50.0%", "50.0%"]
+    survey = lines[lines.index(next(x for x in lines if x.startswith("Post-call"))) + 2]
+    assert survey.split() == ["center", "2", "4.00", "0", "0", "1", "0", "1", "BELOW",
+                              "TARGET"]
+    assert "<h2>Post-call survey</h2>" in html
     sent = [e for e in logs if e["event"] == "summary_mail_sent"]
     assert len(sent) == 1 and sent[0]["attempts"] == 1
     assert sender.next_slot() == at("2026-03-02T20:00+03:00")
@@ -288,3 +298,37 @@ def test_settings_refuse_unquoted_times_and_missing_addresses(tmp_path: Path) ->
     settings = load_settings(path, {"MAIL_USER": "u", "MAIL_PASSWORD": "secret"})
     assert settings.smtp_user == "u" and settings.smtp_password == "secret"
     assert "secret" not in repr(settings)
+
+
+async def test_the_service_runs_the_mailer_only_when_enabled(tmp_path: Path) -> None:
+    """``acd serve`` schedules the summary mail at the next configured local time when
+    ``summary_mail.enabled`` is set, with the SMTP login from the environment, and stops it
+    at shutdown; without it there is no mailer."""
+    from test_serve import settings_file
+
+    from acd.service.app import Runtime
+
+    path = settings_file(tmp_path)
+    base = path.read_text()
+    path.write_text(base + "summary_mail: {enabled: true, from: acd@center.example, "
+                    "to: [boss@center.example], times: ['08:00', '20:00']}\n")
+    runtime = Runtime(load_settings(path, {"ACD_SMTP_USER": "acd", "ACD_SMTP_PASSWORD": "pw"}))
+    await runtime.start()
+    try:
+        assert runtime.mailer is not None and runtime.mailer.user == "acd"
+        now = datetime.now(UTC)
+        slot = runtime.mailer.next_slot()
+        assert now < slot <= now + timedelta(hours=12)
+        assert slot.astimezone(MSK).strftime("%H:%M") in ("08:00", "20:00")
+        task = runtime._mailer_task
+        assert task is not None and not task.done()
+    finally:
+        await runtime.stop()
+    assert task.done()
+    path.write_text(base)
+    runtime = Runtime(load_settings(path, {}))
+    await runtime.start()
+    try:
+        assert runtime.mailer is None
+    finally:
+        await runtime.stop()
