@@ -88,6 +88,10 @@ class Inbound(CallCommands):
         slot = QueueSlot.from_outcome(outcome, self.wall_clock(),
                                       customer_id=outcome.variables.get("customer_id"))
         if slot is not None:
+            if self.records is not None:
+                # Inbound calls only: a callback the center makes is not the customer calling
+                # again (first-call resolution counts the customer's calls).
+                self.records.identify(call.call_id, call.caller_number, slot.customer_id)
             await self._queue(call, slot, arrived_at=None)
 
     def adopt_outbound(
@@ -149,8 +153,6 @@ class Inbound(CallCommands):
             self.feed(call, HoldStarted())
         else:
             self.feed(call, Adopted(CallPhase.QUEUED, holding=True))
-        if self.records is not None:
-            self.records.identify(call.call_id, call.caller_number, slot.customer_id)
         try:
             self.service.call_arrived(call, call.call_id, slot.queue, slot.language,
                                       slot.country, slot.priority, slot.customer_id, arrived_at)
