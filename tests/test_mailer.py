@@ -122,20 +122,22 @@ def mailer(settings: SummaryMailSettings, database: Path, clock: ManualClock) ->
     return SummaryMailer(settings, database, lambda: center, clock, wall=clock.now)
 
 
-async def arrived(box: Inbox, sender: SummaryMailer, within_s: float = 10.0) -> None:
-    """Wait (real time: the delivery runs on a thread) until a message arrived and the
-    sender has finished with it."""
+async def arrived(box: Inbox, sender: SummaryMailer, count: int = 1,
+                  within_s: float = 10.0) -> None:
+    """Wait (real time: the delivery runs on a thread) until ``count`` messages arrived and
+    the sender has finished with them."""
     for _ in range(int(within_s / 0.02)):
-        if box.messages and sender.sent + sender.failed:
+        if len(box.messages) >= count and sender.sent + sender.failed >= count:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError(f"{len(box.messages)} messages arrived, expected 1")
+    raise AssertionError(f"{len(box.messages)} messages arrived, expected {count}")
 
 
 async def test_scheduled_summary_arrives_with_the_periods_figures(
         inbox: tuple[Inbox, int], database: Path) -> None:
     """At 08:00 Moscow the summary of 20:00-08:00 arrives as text with an HTML alternative,
-    with the period's SL (8 of 10 within 20 s), and nothing is sent a minute before."""
+    with the period's SL (8 of 10 within 20 s), FCR and survey figures, nothing is sent a
+    minute before, and the 20:00 mail covers 08:00-20:00."""
     box, port = inbox
     clock = ManualClock(at("2026-03-02T07:58:00+03:00").timestamp())
     sender = mailer(mail_settings(port), database, clock)
@@ -147,9 +149,14 @@ async def test_scheduled_summary_arrives_with_the_periods_figures(
             assert box.attempts == 0
             await clock.advance_and_settle(60.0)
             await arrived(box, sender)
+            # The next one, at 20:00, covers the day since the morning's (the 08:00 call).
+            await clock.advance_and_settle(12 * 3600.0)
+            await arrived(box, sender, count=2)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+    assert box.messages[1]["Subject"] == ("Shift summary 2026-03-02 08:00 - 2026-03-02 20:00 "
+                                          "(Europe/Moscow): SL 0.0%, 1 call")
     message = box.messages[0]
     assert box.recipients[0] == ["boss@center.example", "shift@center.example"]
     assert message["From"] == "acd@center.example"
@@ -171,8 +178,8 @@ async def test_scheduled_summary_arrives_with_the_periods_figures(
                               "TARGET"]
     assert "<h2>Post-call survey</h2>" in html
     sent = [e for e in logs if e["event"] == "summary_mail_sent"]
-    assert len(sent) == 1 and sent[0]["attempts"] == 1
-    assert sender.next_slot() == at("2026-03-02T20:00+03:00")
+    assert len(sent) == 2 and sent[0]["attempts"] == 1
+    assert sender.next_slot() == at("2026-03-03T08:00+03:00")
 
 
 async def test_a_failing_server_is_retried_until_it_takes_the_mail(

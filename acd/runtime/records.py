@@ -363,7 +363,7 @@ class CallRecords:
                call.queued if call else None, call.offered if call else None, answered, wall,
                wait, talk, call.offers if call else 0,
                overflow[0] if overflow else None, overflow[1] if overflow else None,
-            *self._identities.pop(e.call_id, (None, None)))
+               *self._identities.pop(e.call_id, (None, None)))
         self._insert(row, e.call_id)
 
     def _insert(self, row: tuple[object, ...], call_id: str) -> bool:

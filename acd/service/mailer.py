@@ -70,7 +70,8 @@ def build_message(settings: SummaryMailSettings, center: LoadedCenter, rows: Any
     message["Subject"] = (f"Shift summary {since:%Y-%m-%d %H:%M} - {until:%Y-%m-%d %H:%M} "
                           f"({settings.timezone}): SL "
                           + ("-" if sl is None else f"{sl:.1%}")
-                          + f", {summary.center.offered} calls")
+                          + f", {summary.center.offered} call"
+                          + ("" if summary.center.offered == 1 else "s"))
     message["From"] = settings.sender or ""
     message["To"] = ", ".join(settings.to)
     message["Date"] = formatdate(until.timestamp(), localtime=False)

@@ -384,9 +384,11 @@ class CallCommands(AppState):
             if not await quietly(partial(self.client.continue_in_dialplan, call_id)):
                 await quietly(partial(self.client.hangup, call_id))
         elif action.result == "ended":
-            if call.survey_after and not call.hung_up:
-                await self._survey(call)
-            await quietly(partial(self.client.hangup, call_id))
+            try:
+                if call.survey_after and not call.hung_up:
+                    await self._survey(call)
+            finally:  # whatever became of the survey, the caller is not left in silence
+                await quietly(partial(self.client.hangup, call_id))
         elif action.reason == "callback_accepted":
             await self._confirm_callback(call, action.language or "")
         else:
