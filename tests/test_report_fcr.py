@@ -242,7 +242,7 @@ def test_repeat_metrics_count_identified_calls_and_repeats(database: Path) -> No
     counter = RepeatCounter(registry, ["tech", "repair"])
     db = sqlite3.connect(database)
     since = datetime.fromisoformat("2026-03-02T08:00+03:00").timestamp()
-    counter.seed(read_calls(db, since - counter.longest, since))
+    assert counter.seed_from(db, since - counter.longest, since) == 1
     for r in read_calls(db, since):
         counter.record(r)
     get = registry.get_sample_value

@@ -29,7 +29,7 @@ from acd.config.load import load_center
 from acd.core.model import RoutingError
 from acd.errors import InputError, Problem
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
-from acd.runtime.records import CallbackStore, CallRecords, open_database, read_calls
+from acd.runtime.records import CallbackStore, CallRecords, open_database
 from acd.runtime.router_service import Clock, LoopClock, RouterService
 from acd.service.api import HttpGuard, build_api
 from acd.service.limits import check_fd_budget
@@ -172,7 +172,7 @@ class Runtime:
         service.observe_latency(self.metrics.observe_latency)
         self.metrics.collect_from(lambda: self.service)
         self.repeats = RepeatCounter(self.registry, center.config.queues)
-        self.repeats.seed(read_calls(self.db, time.time() - self.repeats.longest))
+        self.repeats.seed_from(self.db, time.time() - self.repeats.longest)
         self.records.on_written = self.repeats.record
         self.metrics.hours_from(lambda: business_hours(self.setup))  # follows reloads
         self.restart = RestartBoard(service, self.records, probe=self._channel_probe())

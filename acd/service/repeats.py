@@ -8,6 +8,8 @@ queue (the call's first queue) arrived at most that long before it.
 from __future__ import annotations
 
 import csv
+import math
+import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -100,13 +102,20 @@ class RepeatCounter:
             for name, _ in self.windows:
                 self.repeats.labels(queue, name)
 
-    def seed(self, rows: Iterable[Mapping[str, object]]) -> None:
-        """Earlier calls (the records of the longest window back, at start): remembered as
-        the calls a new call may repeat, not counted."""
-        for row in rows:
-            key = customer_key(row)
-            if key is not None:
-                self.last[key] = float(row["arrival"])  # type: ignore[arg-type]
+    def seed_from(self, db: sqlite3.Connection, since: float, until: float = math.inf) -> int:
+        """Remember the calls that arrived in ``[since, until)`` (at start, before calls are taken:
+        the longest window back) as calls a new call may repeat, without counting them;
+        only the columns it needs are read. Return the rows read."""
+        cursor = db.execute("SELECT entry_queue, caller, customer_id, arrival FROM calls"
+                            " WHERE arrival >= ? AND arrival < ? ORDER BY arrival",
+                            (since, until))
+        count = 0
+        for queue, caller, customer, arrival in cursor:
+            who = customer or caller
+            if who:
+                self.last[(str(queue), str(who))] = float(arrival)
+            count += 1
+        return count
 
     def record(self, row: Mapping[str, object]) -> None:
         """Count one written call record (a ``CallRecords.on_written`` hook)."""
