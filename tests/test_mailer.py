@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import trustme
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from structlog.testing import capture_logs
 
 from acd.config.load import load_center
@@ -339,3 +342,77 @@ async def test_the_service_runs_the_mailer_only_when_enabled(tmp_path: Path) -> 
         assert runtime.mailer is None
     finally:
         await runtime.stop()
+
+
+@dataclass
+class Logins:
+    """The SMTP logins a server saw (mechanism, user, password)."""
+
+    seen: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str,
+                 auth_data: Any) -> AuthResult:
+        self.seen.append((mechanism, auth_data.login.decode(), auth_data.password.decode()))
+        return AuthResult(success=auth_data.password == b"s3cret")
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+async def test_tls_and_login_from_the_environment(database: Path, tmp_path: Path,
+                                                  security: str) -> None:
+    """Over STARTTLS (the server refuses anything before it) and over TLS from the start,
+    the certificate is checked against the configured CA and the login is the one the
+    environment gives; the mail arrives."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    box, logins, port = Inbox(), Logins(), free_port()
+    tls = ({"tls_context": server_context, "require_starttls": True}
+           if security == "starttls"
+           # aiosmtpd cannot tell that a TLS-wrapped socket is encrypted: let it offer AUTH.
+           else {"ssl_context": server_context, "server_hostname": "127.0.0.1",
+                 "auth_require_tls": False})
+    controller = Controller(box, hostname="127.0.0.1", port=port, authenticator=logins,
+                            auth_required=True, **tls)
+    controller.start()
+    try:
+        path = tmp_path / "service.yaml"
+        path.write_text(
+            "summary_mail: {enabled: true, from: acd@center.example, to: [boss@center.example],"
+            f" smtp: {{host: 127.0.0.1, port: {port}, security: {security},"
+            f" ca_file: '{ca_file}', user_env: MAIL_USER, password_env: MAIL_PASSWORD}}}}\n")
+        settings = load_settings(path, {"MAIL_USER": "acd", "MAIL_PASSWORD": "s3cret"})
+        center = load_center(CONFIG_DIR / "center.yaml")
+        sender = SummaryMailer(settings.summary_mail, database, lambda: center, ManualClock(),
+                               user=settings.smtp_user, password=settings.smtp_password)
+        ok = await sender.send(at("2026-03-01T20:00+03:00"), at("2026-03-02T08:00+03:00"))
+    finally:
+        controller.stop()
+    assert ok and len(box.messages) == 1
+    assert [(user, password) for _, user, password in logins.seen] == [("acd", "s3cret")]
+
+
+async def test_an_untrusted_certificate_is_refused(database: Path, tmp_path: Path) -> None:
+    """A server whose certificate the configured CAs did not sign gets no mail: the
+    failure is logged (a certificate does not fix itself: no retry)."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_context)
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    box, port = Inbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, tls_context=server_context)
+    controller.start()
+    try:
+        settings = mail_settings(port, smtp={"host": "127.0.0.1", "port": port,
+                                             "security": "starttls", "ca_file": str(other)})
+        sender = mailer(settings, database, ManualClock())
+        with capture_logs() as logs:
+            ok = await sender.send(at("2026-03-01T20:00+03:00"), at("2026-03-02T08:00+03:00"))
+    finally:
+        controller.stop()
+    assert not ok and not box.messages and box.attempts == 0
+    failed = [e for e in logs if e["event"] == "summary_mail_failed"]
+    assert len(failed) == 1 and "CERTIFICATE_VERIFY_FAILED" in failed[0]["error"]
+    assert failed[0]["attempts"] == 1

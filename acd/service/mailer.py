@@ -85,7 +85,7 @@ def deliver(message: EmailMessage, settings: SummaryMailSettings, user: str | No
             password: str | None) -> None:
     """Send ``message`` through the configured SMTP server (blocking: run it on a thread)."""
     smtp = settings.smtp
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=smtp.ca_file)
     client: smtplib.SMTP
     if smtp.security == "ssl":
         client = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout_s, context=context)
@@ -101,6 +101,8 @@ def deliver(message: EmailMessage, settings: SummaryMailSettings, user: str | No
 
 def transient(exc: BaseException) -> bool:
     """Whether another attempt may succeed: no connection, a dropped one, or a 4xx reply."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False  # the certificate will not change by the next attempt
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
     if isinstance(exc, smtplib.SMTPRecipientsRefused):

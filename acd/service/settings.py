@@ -170,6 +170,9 @@ class SmtpSettings(_Strict):
     port: Port = 25
     #: ``starttls`` upgrades a plain connection (port 587), ``ssl`` is TLS from the start (465).
     security: Literal["none", "starttls", "ssl"] = "starttls"
+    #: PEM file of the CAs that sign the server's certificate (absolute path; default: the
+    #: system's CAs), for a mail server with a private CA.
+    ca_file: str | None = None
     user_env: str = "ACD_SMTP_USER"
     password_env: str = "ACD_SMTP_PASSWORD"
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
