@@ -416,3 +416,38 @@ async def test_an_untrusted_certificate_is_refused(database: Path, tmp_path: Pat
     failed = [e for e in logs if e["event"] == "summary_mail_failed"]
     assert len(failed) == 1 and "CERTIFICATE_VERIFY_FAILED" in failed[0]["error"]
     assert failed[0]["attempts"] == 1
+
+
+async def test_a_failure_at_one_time_does_not_end_the_schedule(
+        inbox: tuple[Inbox, int], database: Path) -> None:
+    """An unexpected error while preparing the 08:00 mail is logged, and the 20:00 mail
+    still goes out."""
+    box, port = inbox
+    center = load_center(CONFIG_DIR / "center.yaml")
+    calls = 0
+
+    def flaky() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("center unavailable")
+        return center
+
+    clock = ManualClock(at("2026-03-02T07:59:00+03:00").timestamp())
+    sender = SummaryMailer(mail_settings(port), database, flaky, clock, wall=clock.now)
+    with capture_logs() as logs:
+        task = asyncio.get_running_loop().create_task(sender.run())
+        try:
+            await clock.settle()  # the schedule starts at 07:59
+            await clock.advance_and_settle(60.0)
+            await clock.advance_and_settle(12 * 3600.0)
+            for _ in range(500):  # the delivery runs on a thread: real time
+                if sender.sent:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert [e.get("stage") for e in logs if e["event"] == "summary_mail_failed"] == ["bug"]
+    assert sender.failed == 1 and sender.sent == 1 and len(box.messages) == 1
+    assert "2026-03-02 08:00 - 2026-03-02 20:00" in str(box.messages[0]["Subject"])

@@ -147,7 +147,11 @@ class SummaryMailer:
             slot = self.next_slot()
             log.info("summary_mail_scheduled", at=slot.astimezone(self.zone).isoformat())
             await self._sleep_until(slot.timestamp())
-            await self.send(previous_send(slot, self.times, self.zone), slot)
+            try:
+                await self.send(previous_send(slot, self.times, self.zone), slot)
+            except Exception:  # a bug here must not end the schedule (CancelledError does)
+                self.failed += 1
+                log.exception("summary_mail_failed", stage="bug", until=slot.isoformat())
 
     async def _sleep_until(self, wall_at: float) -> None:
         loop = asyncio.get_running_loop()
