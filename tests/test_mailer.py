@@ -27,8 +27,9 @@ from acd.config.load import load_center
 from acd.errors import ConfigError
 from acd.runtime.records import CALL_COLUMNS, open_database
 from acd.service.mailer import SummaryMailer
+from acd.service.manager_settings import SummaryMailSettings
 from acd.service.schedule import next_send, parse_times, previous_send
-from acd.service.settings import CONFIG_DIR, SummaryMailSettings, load_settings
+from acd.service.settings import CONFIG_DIR, load_settings
 from acd.testing.clock import ManualClock
 
 MSK = ZoneInfo("Europe/Moscow")

@@ -166,10 +166,11 @@ async def test_ari_moves_the_caller_to_the_survey_when_the_agent_hangs_up(
         await rig.fake.send_dtmf(call_id, "5")
         await eventually(lambda: call_id not in rig.fake.channels, what="caller hung up")
         assert rig.prompt_started(call_id, "survey_thanks")
+        # The flow hangs up as it ends; the score is stored right after.
+        await eventually(lambda: rig.app.surveys_answered == 1, what="score stored")
         row = records.db.execute("SELECT outcome, caller, survey_score FROM calls"
                                  " WHERE call_id = ?", (call_id,)).fetchone()
         assert tuple(row) == ("answered", RU_CALLER, 5)
-        assert rig.app.surveys_answered == 1
         await eventually(lambda: not rig.fake.bridges, what="bridges destroyed")
 
 

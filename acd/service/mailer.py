@@ -44,7 +44,7 @@ from acd.service.report import render, summarize
 from acd.service.schedule import next_send, parse_times, previous_send
 
 if TYPE_CHECKING:
-    from acd.service.settings import SummaryMailSettings
+    from acd.service.manager_settings import SummaryMailSettings
 
 log = structlog.get_logger("acd.mailer")
 
