@@ -337,3 +337,16 @@ def test_inbound_calls_carry_their_arrival_into_route() -> None:
     assert "Set(ACD_ARRIVAL=${EPOCH})" in apps[:route]
     assert "Set(ACD_REENTRY=0)" in apps[:route]
     assert _globals()["ACD_AGI_STANDBY"] == ""  # one router unless configured
+
+
+def test_the_survey_follows_an_agents_hang_up_when_the_engine_asks() -> None:
+    """With ``ACD_SURVEY=1`` after the ``ended`` report in ``talked`` the caller goes to
+    ``[acd-survey]``, which runs the ``survey`` script with the call id, then hangs up."""
+    ran: list[str] = []
+    assert _dispatch_from("dial", {"DIALSTATUS": "ANSWER", "ACD_RESULT": "ended",
+                                   "ACD_SURVEY": "1"}, ran) == "acd-survey"
+    assert ran == ["AGI(${ACD_AGI}/ended,${ACD_CALL_ID},${ACD_AGENT})"]
+    survey = [app for _, app in _extension("acd-survey", "s")]
+    assert "Gosub(acd-agi,s,1(survey,${ACD_CALL_ID}))" in survey
+    assert survey[-1] == "Hangup()"
+    assert "Set(ACD_SURVEY=)" in [app for _, app in _extension("acd-inbound", "_X.")]

@@ -100,7 +100,7 @@ async def test_reload_without_the_entry_flow_keeps_the_old_flows(
     assert runtime.registry.get_sample_value("acd_config_reloads_total",
                                              {"result": "refused"}) == 1
     (files.flows / "main.yaml.off").rename(files.flows / "main.yaml")
-    assert (await runtime.reload())["flows"] == ["callback", "main"]
+    assert (await runtime.reload())["flows"] == ["callback", "main", "survey"]
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
@@ -131,7 +131,7 @@ async def test_api_reload_without_the_entry_flow_is_a_json_refusal(
         status, body = resp.status, await resp.json()
     assert status == 422 and body["error"] == "bad_config"
     assert body["problems"] == [f"{files.flows}: <root>: no entry flow 'main' (main.yaml), the "
-                                "flow every inbound call runs; it holds callback"]
+                                "flow every inbound call runs; it holds callback, survey"]
 
 
 def _free_port() -> int:

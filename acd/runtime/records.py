@@ -22,9 +22,10 @@ simulator's call-log CSV (docs/traffic.md) so recorded traffic can be replayed.
 from __future__ import annotations
 
 import csv
+import re
 import sqlite3
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -134,6 +135,20 @@ CALL_ADDED_COLUMNS = (
 )
 #: Every column :func:`read_calls` returns, in order.
 READ_COLUMNS = CALL_COLUMNS + tuple(name for name, _ in CALL_ADDED_COLUMNS)
+#: What a call's row is written with: the columns above, then who called and where.
+#: ``caller`` and ``customer_id`` come from the drivers (:meth:`CallRecords.identify`),
+#: ``pbx`` from the router service, ``survey_score`` later from the post-call survey
+#: (:meth:`CallRecords.set_survey_score`).
+_WRITTEN = (*CALL_COLUMNS, "caller", "customer_id", "pbx")
+_CALLER_RE = re.compile(r"\+?[0-9]{1,32}")
+#: Calls identified but not yet ended that are kept at most (the oldest go first).
+_MAX_IDENTIFIED = 100_000
+
+
+def sanitize_caller(raw: str | None) -> str | None:
+    """The caller's number as stored: digits with an optional leading ``+``, else None."""
+    value = (raw or "").strip()
+    return value if _CALLER_RE.fullmatch(value) else None
 
 
 def prepare(store: RecordStore) -> RecordStore:
@@ -213,8 +228,8 @@ _LIVE_COLUMNS = ("call_id, state, entry_queue, queue, language, country, arrival
 _KEEP_LIVE = (f"INSERT INTO live_calls ({_LIVE_COLUMNS})"
               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (call_id) DO UPDATE"
               " SET " + ", ".join(f"{c} = excluded.{c}" for c in _LIVE_COLUMNS.split(", ")[1:]))
-_INSERT_CALL = (f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(CALL_COLUMNS))})")
+_INSERT_CALL = (f"INSERT INTO calls ({', '.join(_WRITTEN)}) "
+                f"VALUES ({', '.join('?' * len(_WRITTEN))})")
 
 
 class CallRecords:
@@ -228,6 +243,45 @@ class CallRecords:
         self.failures = 0
         #: Agents whose last call's row is kept until they leave wrap-up.
         self._wrapping: set[str] = set()
+        #: call id -> (caller, customer id), set by the drivers, written with the call's row.
+        self._identities: dict[str, tuple[str | None, str | None]] = {}
+        #: Told of each survey score stored (the wallboard's average of the day).
+        self.on_survey: Callable[[int], None] | None = None
+        #: Told of each call row written, as a column -> value mapping (repeat-call metrics).
+        self.on_written: Callable[[dict[str, object]], None] | None = None
+        #: The PBX a call arrived on (the router service's, in multi-PBX setups).
+        self.pbx_of: Callable[[str], str | None] | None = None
+
+    def identify(self, call_id: str, caller: str | None, customer_id: str | None) -> None:
+        """Who called (number as Asterisk gave it, sanitised here) and the IVR's customer id:
+        stored on the call's row when it is written."""
+        if len(self._identities) >= _MAX_IDENTIFIED:
+            del self._identities[next(iter(self._identities))]
+        self._identities[call_id] = (sanitize_caller(caller), customer_id or None)
+
+    def set_survey_score(self, call_id: str, score: int) -> bool:
+        """Store a post-call survey score (1..5) on the call's latest row; False if no row."""
+        if not 1 <= score <= 5:
+            raise ValueError(f"a survey score is 1 to 5, got {score}")
+        try:
+            cursor = self.db.execute(
+                "UPDATE calls SET survey_score = ? WHERE id = "
+                "(SELECT MAX(id) FROM calls WHERE call_id = ?)", (score, call_id))
+        except self.db.errors as exc:
+            self.failures += 1
+            log.error("survey_score_failed", call_id=call_id, error=str(exc))
+            return False
+        if cursor.rowcount != 1:
+            return False
+        if self.on_survey is not None:
+            self.on_survey(score)
+        return True
+
+    def survey_scores_since(self, since: float) -> tuple[int, int]:
+        """How many survey scores calls arriving from ``since`` on have, and their sum."""
+        row = self.db.execute("SELECT COUNT(survey_score), COALESCE(SUM(survey_score), 0)"
+                              " FROM calls WHERE arrival >= ?", (since,)).fetchone()
+        return int(row[0]), int(row[1])
 
     def __call__(self, output: Output, wall: float) -> None:
         """Track ``output``; on ``CallEnded`` write and commit the call's row."""
@@ -297,7 +351,8 @@ class CallRecords:
         row = (live.call_id, Outcome.OVERFLOWED.value, live.entry_queue, live.queue,
                live.language, live.country, None, None, live.arrival, live.queued,
                live.offered, None, wall, max(0.0, wall - live.arrival), 0.0, live.offers,
-               None, reason)
+               None, reason, *self._identities.pop(live.call_id, (None, None)),
+               self._pbx(live.call_id))
         if self._insert(row, live.call_id):
             self.forget_live(live.call_id)
 
@@ -333,6 +388,8 @@ class CallRecords:
             log.error("call_record_failed", call_id=e.call_id, error=str(exc))
             return
         self.written += 1
+        if self.on_written is not None:
+            self.on_written(dict(zip(_WRITTEN, row, strict=True)))
 
     def _row(self, e: CallEnded, wall: float) -> tuple[object, ...]:
         call = self.open.pop(e.call_id, None)
@@ -350,8 +407,12 @@ class CallRecords:
                e.language, e.country, e.agent_id, e.site, arrival,
                call.queued if call else None, call.offered if call else None, answered, wall,
                wait, talk, call.offers if call else 0,
-               overflow[0] if overflow else None, overflow[1] if overflow else None)
+               overflow[0] if overflow else None, overflow[1] if overflow else None,
+               *self._identities.pop(e.call_id, (None, None)), self._pbx(e.call_id))
         return row
+
+    def _pbx(self, call_id: str) -> str | None:
+        return self.pbx_of(call_id) if self.pbx_of is not None else None
 
     def _insert(self, row: tuple[object, ...], call_id: str) -> bool:
         try:
@@ -361,6 +422,8 @@ class CallRecords:
             log.error("call_record_failed", call_id=call_id, error=str(exc))
             return False
         self.written += 1
+        if self.on_written is not None:
+            self.on_written(dict(zip(_WRITTEN, row, strict=True)))
         return True
 
 

@@ -28,13 +28,14 @@ from acd.core.model import RoutingError
 from acd.errors import InputError, Problem
 from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.records import CallbackStore, CallRecords, open_store
-from acd.runtime.router_service import Clock, RouterService
+from acd.runtime.router_service import Clock, LoopClock, RouterService
 from acd.runtime.store import RecordStore, redact
 from acd.service.api import HttpGuard, build_api
 from acd.service.limits import check_fd_budget
 from acd.service.logs import EventLog, configure_logging
 from acd.service.metrics import ServiceMetrics, add_process_metrics
 from acd.service.reload import ObserverGate, rebuild
+from acd.service.repeats import RepeatCounter
 from acd.service.settings import Settings
 from acd.service.state import AgentStateStore, RestartBoard, restore
 from acd.service.wallboard import Wallboard, add_wallboard
@@ -53,6 +54,7 @@ class Runtime:
     agent_states: AgentStateStore
     restart: RestartBoard
     metrics: ServiceMetrics
+    repeats: RepeatCounter
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
                  clock: Clock | None = None) -> None:
@@ -81,6 +83,8 @@ class Runtime:
         self.pbx_links: Any = None  # acd.service.pbx_links.PbxLinks, with a pbxs list
         #: Set by fence(): this router lost the leader lock (acd.service.standby).
         self.fenced = False
+        self.mailer: Any = None
+        self._mailer_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ Control (api.py)
 
@@ -139,6 +143,7 @@ class Runtime:
                 log.warning("config_reload_refused", error=str(exc).splitlines()[0:5])
                 raise
             self.metrics.reconfigure(center.config)
+            self.repeats.configure(center.config.queues)
             self.setup = setup
             for shell in (self.call_path, self.stasis):
                 if shell is not None:
@@ -169,10 +174,14 @@ class Runtime:
         add_process_metrics(self.registry)
         self.setup = self._load_ivr(center)
         service = self._service = RouterService(center, self.clock)
+        self.records.pbx_of = service.pbx_of
         for observer in (self.records, self.agent_states, self.metrics.observe, EventLog()):
             service.observe(self.gate.wrap(observer))  # type: ignore[arg-type]
         service.observe_latency(self.metrics.observe_latency)
         self.metrics.collect_from(lambda: self.service)
+        self.repeats = RepeatCounter(self.registry, center.config.queues)
+        self.repeats.seed_from(self.db, time.time() - self.repeats.longest)
+        self.records.on_written = self.repeats.record
         self.metrics.hours_from(lambda: business_hours(self.setup))  # follows reloads
         self.restart = RestartBoard(service, self.records, probe=self._channel_probe())
         summary = restore(service, self.agent_states.saved(), self.restart)
@@ -203,6 +212,7 @@ class Runtime:
                                    call_path=self.call_path)
         if self.dialer is not None:
             self._dialer_task = asyncio.get_running_loop().create_task(self.dialer.run())
+        self._start_mailer()
         self.started = True
         log.info("acd_serving", agi_host=s.agi.host, agi_port=self.agi_port,
                  http_host=s.http.host, http_port=self.http_port, agents_restored=restored,
@@ -232,6 +242,8 @@ class Runtime:
             await self._stop_step("dialer", _cancel_and_wait(self._dialer_task))
         if self.pbx_links is not None:
             await self._stop_step("pbxs", self.pbx_links.stop())
+        if self._mailer_task is not None:
+            await self._stop_step("summary_mail", _cancel_and_wait(self._mailer_task))
         if self._ari_task is not None:
             await self._stop_step("ari_app", _cancel_and_wait(self._ari_task))
         if self._ari_client is not None:
@@ -269,6 +281,10 @@ class Runtime:
         api = build_api(self, h.max_body_bytes, guard)
         if h.wallboard.enabled:
             self.wallboard = Wallboard(lambda: self.service, h.wallboard)
+            self.wallboard.survey_target = self.settings.survey.target
+            self.wallboard.start_survey_day(
+                *self.records.survey_scores_since(self.wallboard.day_start()))
+            self.records.on_survey = self.wallboard.survey_answered
             self.service.observe(self.gate.wrap(self.wallboard.observe))  # type: ignore[arg-type]
             add_wallboard(api, self.wallboard)
         runner = web.AppRunner(api, access_log=None)
@@ -299,6 +315,20 @@ class Runtime:
         self._http_listener = Listener(on_socket, h.host, h.port, admit=admit, name="HTTP")
         self.http_port = self._http_listener.port
 
+    def _start_mailer(self) -> None:
+        """The shift summary by e-mail at its local times, when ``summary_mail`` is enabled."""
+        s = self.settings
+        if not s.summary_mail.enabled:
+            return
+        from acd.service.mailer import SummaryMailer
+
+        self.mailer = SummaryMailer(s.summary_mail, s.database,
+                                    lambda: self.service.center,
+                                    self.clock or LoopClock(), user=s.smtp_user,
+                                    password=s.smtp_password, survey_target=s.survey.target,
+                                    records_url=s.records.url, records_password=s.records_password)
+        self._mailer_task = asyncio.get_running_loop().create_task(self.mailer.run())
+
     def _load_ivr(self, center: Any) -> IvrSetup:
         customers = None
         if self.settings.customers is not None:
@@ -315,6 +345,9 @@ class Runtime:
             return lambda script: None
         self.call_path = CallPath(self.service, self.setup)
         self.call_path.restored = self.restart
+        self.call_path.records = self.records
+        if self.settings.survey.enabled:
+            self.call_path.survey.flow = self.settings.survey.flow
         return self.call_path.handler_for
 
     def _channel_probe(self) -> Any:
@@ -344,6 +377,9 @@ class Runtime:
         self._ari_client = AriClient(s.ari.url, s.ari_user, s.ari_password, s.ari.app)
         self.stasis = StasisApp(self.service, self._ari_client, self.setup, s.ari.app)
         self.stasis.restored = self.restart
+        self.stasis.records = self.records
+        if s.survey.enabled:
+            self.stasis.survey_flow = s.survey.flow
         if self.restart.probe is None:
             self.restart.probe = self.stasis  # ARI can say whether a channel still exists
         self.stasis.hold_grace_s = float(s.ari.hold_grace_s)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import sqlite3
 import sys
@@ -18,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from acd.cliargs import input_file, iso_time, output_file
 from acd.errors import COMMAND_LINE, ConfigError, Problem, usage
+from acd.service.database import database_problems as _database_problems
 
 if TYPE_CHECKING:
     from acd.service.settings import Settings
 
-#: The first bytes of every SQLite 3 database file.
-_SQLITE_HEADER = b"SQLite format 3\x00"
 #: Where settings come from when ``--config`` is not given.
 _DEFAULTS = "<embedded settings>"
 
@@ -46,33 +44,6 @@ def _cmd_serve(args: argparse.Namespace, console: Any) -> int:
               "records.database); creating a new one", file=sys.stderr, flush=True)
     asyncio.run(serve(settings))
     return 0
-
-
-def _database_problems(path: Path, source: str, key: str, must_exist: bool) -> list[Problem]:
-    """The records database must be an SQLite file, or (for the service) creatable."""
-    shown = str(path)
-    if path.is_dir():
-        return [Problem(source, key, shown, "is a directory; give the database file's path")]
-    if not path.exists():
-        if must_exist:
-            return [Problem(source, key, shown, "no call records database here (a path "
-                                                "that does not exist is never created)")]
-        parent = path.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            return [Problem(source, key, shown, f"cannot create the database in {parent}")]
-        return []
-    if not path.is_file():
-        return [Problem(source, key, shown, "not a regular file; give the database file")]
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(_SQLITE_HEADER))
-    except OSError as exc:
-        return [Problem(source, key, shown, f"cannot read: {exc.strerror}")]
-    if head and head != _SQLITE_HEADER:
-        return [Problem(source, key, shown, "not an SQLite database")]
-    return []
 
 
 def _listen_problems(settings: Settings, source: str) -> list[Problem]:
@@ -116,6 +87,8 @@ def _cmd_records_export(args: argparse.Namespace, console: Any) -> int:
         raise ConfigError(problems)
     db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)
     try:
+        if args.format == "records":
+            return _export_records(db, args, console)
         written, skipped = export_call_log(db, args.out, _stamp(args.since), _stamp(args.until))
     except sqlite3.Error as exc:
         raise ConfigError([Problem(str(db_path), "calls", None,
@@ -124,6 +97,19 @@ def _cmd_records_export(args: argparse.Namespace, console: Any) -> int:
         db.close()
     note = f", {skipped} skipped (unknown country)" if skipped else ""
     console.print(f"{written} call(s) written to {args.out}{note}")
+    return 0
+
+
+def _export_records(db: sqlite3.Connection, args: argparse.Namespace, console: Any) -> int:
+    """Every column of each call with its first-call-resolution flags (``--format records``)."""
+    from acd.runtime.records import read_calls
+    from acd.service.repeats import FCR_WINDOWS_S, export_records
+
+    since = _stamp(args.since)
+    look_back = None if since is None else since - max(FCR_WINDOWS_S)
+    written = export_records(read_calls(db, look_back, _stamp(args.until)), Path(args.out),
+                             since)
+    console.print(f"{written} call record(s) written to {args.out}")
     return 0
 
 
@@ -158,5 +144,8 @@ def register(sub: Any) -> None:
     p.add_argument("--since", type=iso_time,
                    help="first arrival, ISO 8601 with UTC offset, e.g. 2026-03-02T00:00+03:00")
     p.add_argument("--until", type=iso_time, help="arrivals before this time, ISO 8601 with offset")
+    p.add_argument("--format", choices=("call-log", "records"), default="call-log",
+                   help="call-log: the simulator's replay CSV; records: every stored column "
+                   "(caller, customer id, survey score) and repeat flags (24 h, 7 days)")
     p.set_defaults(func=_cmd_records_export, validate=_check_export)
 

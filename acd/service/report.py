@@ -6,6 +6,14 @@ abandon rate for the center and by queue (the call's first queue), language, cou
 (of the answering agent; ``-`` for calls no agent answered) and interval in the center's local
 time; the intervals that missed the SL target and the SL consistency (share of intervals with
 at least ``min_calls`` offered calls that met it). Text, HTML (jinja2) or JSON.
+
+First-call resolution: a call is a *repeat* when the same customer (customer id, else the
+caller's number) called the same queue (the call's first queue) within the window before it
+(24 h and 7 days by default). FCR = 1 - repeats / identified calls, by queue, and by agent and
+group of the call repeated (the earlier call: the one that did not resolve the request; ``-``
+when no agent answered it). Calls before ``since`` count only as the earlier calls. Post-call
+survey: the average score, its distribution and the share of the target (4.75 by default) by
+agent, group and queue, over the calls of the period that have a score.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,8 +34,44 @@ from acd.cliargs import input_file, iso_time, output_file
 from acd.config.schema import CenterConfig
 from acd.errors import COMMAND_LINE, ConfigError, Problem, usage
 from acd.runtime.records import read_calls
+from acd.service.repeats import FCR_WINDOWS_S, customer_key, window_name
 
 DIMENSIONS = ("queue", "language", "country", "site")
+#: Groupings of first-call resolution and survey scores.
+FCR_DIMENSIONS = ("queue", "agent", "group")
+SURVEY_DIMENSIONS = ("agent", "group", "queue")
+SURVEY_TARGET = 4.75
+
+
+@dataclass
+class Resolution:
+    """First-call resolution of one group: identified calls and repeats per window."""
+
+    calls: int = 0
+    repeats: dict[str, int] = field(default_factory=dict)
+
+    def figures(self, windows: Iterable[str]) -> dict[str, Any]:
+        """Calls, repeats and FCR (None without identified calls) per window."""
+        return {"calls": self.calls,
+                "repeats": {w: self.repeats.get(w, 0) for w in windows},
+                "fcr": {w: (None if not self.calls else 1 - self.repeats.get(w, 0) / self.calls)
+                        for w in windows}}
+
+
+@dataclass
+class Scores:
+    """Post-call survey answers of one group."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * 5)
+
+    def figures(self, target: float) -> dict[str, Any]:
+        """Answers, average (None without answers), distribution 1..5 and target met."""
+        answers = sum(self.counts)
+        average = (sum((i + 1) * n for i, n in enumerate(self.counts)) / answers
+                   if answers else None)
+        return {"answers": answers, "average": average,
+                "distribution": {str(i + 1): n for i, n in enumerate(self.counts)},
+                "met": None if average is None else average >= target}
 
 
 @dataclass
@@ -78,6 +122,15 @@ class Summary:
     by: dict[str, dict[str, Tally]] = field(
         default_factory=lambda: {d: {} for d in DIMENSIONS})
     intervals: dict[str, Tally] = field(default_factory=dict)
+    fcr_windows: tuple[str, ...] = ()
+    fcr_center: Resolution = field(default_factory=Resolution)
+    fcr: dict[str, dict[str, Resolution]] = field(
+        default_factory=lambda: {d: {} for d in FCR_DIMENSIONS})
+    unidentified: int = 0
+    survey_target: float = SURVEY_TARGET
+    survey_center: Scores = field(default_factory=Scores)
+    survey: dict[str, dict[str, Scores]] = field(
+        default_factory=lambda: {d: {} for d in SURVEY_DIMENSIONS})
 
     def as_json(self) -> dict[str, Any]:
         """Plain data for JSON and the templates."""
@@ -94,17 +147,41 @@ class Summary:
                 "interval_min": self.interval_min, "intervals": intervals,
                 "intervals_missed": [i["start"] for i in missed],
                 "sl_consistency": _share(len(judged) - len(missed), len(judged)),
-                "intervals_judged": len(judged), "min_calls": self.min_calls}
+                "intervals_judged": len(judged), "min_calls": self.min_calls,
+                "fcr": {"windows": list(self.fcr_windows),
+                        "unidentified_calls": self.unidentified,
+                        "center": self.fcr_center.figures(self.fcr_windows),
+                        "by": {d: {k: r.figures(self.fcr_windows) for k, r in sorted(rows.items())}
+                               for d, rows in self.fcr.items()}},
+                "survey": {"target": self.survey_target,
+                           "center": self.survey_center.figures(self.survey_target),
+                           "by": {d: {k: c.figures(self.survey_target)
+                                      for k, c in sorted(rows.items())}
+                                  for d, rows in self.survey.items()}}}
 
 
 def summarize(rows: Iterable[Mapping[str, object]], config: CenterConfig, since: datetime,
-              until: datetime, interval_min: int = 30, min_calls: int = 10) -> Summary:
-    """The summary of the call records ``rows`` (as :func:`read_calls` yields them)."""
+              until: datetime, interval_min: int = 30, min_calls: int = 10, *,
+              groups: Mapping[str, str] | None = None,
+              fcr_windows_s: Sequence[float] = FCR_WINDOWS_S,
+              survey_target: float = SURVEY_TARGET) -> Summary:
+    """The summary of the call records ``rows`` (as :func:`read_calls` yields them, in arrival
+    order); rows before ``since`` only count as earlier calls for first-call resolution.
+    ``groups``: agent id -> agent group."""
     sl = config.center.service_level
     zone = ZoneInfo(next(iter(config.sites.values())).timezone) if config.sites else None
     summary = Summary(since, until, sl.target, sl.threshold_s,
-                      config.center.answer_rate_target, interval_min, min_calls)
+                      config.center.answer_rate_target, interval_min, min_calls,
+                      fcr_windows=tuple(window_name(w) for w in fcr_windows_s),
+                      survey_target=survey_target)
+    repeats = _Repeats(summary, groups or {}, fcr_windows_s)
+    first = since.timestamp()
     for row in rows:
+        if float(row["arrival"]) < first:  # type: ignore[arg-type]
+            repeats.remember(row)
+            continue
+        repeats.add(row)
+        _add_score(summary, row, groups or {})
         queue = str(row["entry_queue"])
         threshold = (config.sl_for(queue) if queue in config.queues else sl).threshold_s
         summary.center.add(row, threshold)
@@ -119,6 +196,61 @@ def summarize(rows: Iterable[Mapping[str, object]], config: CenterConfig, since:
         summary.intervals.setdefault(start.isoformat(timespec="minutes"), Tally()).add(
             row, threshold)
     return summary
+
+
+class _Repeats:
+    """Finds repeat calls: the last call of each customer to each queue, and who took it."""
+
+    def __init__(self, summary: Summary, groups: Mapping[str, str],
+                 windows_s: Sequence[float]) -> None:
+        self.summary = summary
+        self.groups = groups
+        self.windows = list(zip(summary.fcr_windows, windows_s, strict=True))
+        #: (queue, customer) -> (arrival, agent) of the customer's last call there.
+        self.last: dict[tuple[str, str], tuple[float, str]] = {}
+
+    def remember(self, row: Mapping[str, object]) -> tuple[float, str] | None:
+        """Note the call as the customer's last; return the one before it, if any."""
+        key = customer_key(row)
+        if key is None:
+            return None
+        before = self.last.get(key)
+        self.last[key] = (float(row["arrival"]), str(row["agent_id"] or "-"))  # type: ignore[arg-type]
+        return before
+
+    def add(self, row: Mapping[str, object]) -> None:
+        """Count a call of the period: identified, and a repeat in which windows."""
+        s = self.summary
+        if customer_key(row) is None:
+            s.unidentified += 1
+            return
+        agent = str(row["agent_id"] or "-")
+        before = self.remember(row)
+        groups = (s.fcr_center, s.fcr["queue"].setdefault(str(row["entry_queue"]), Resolution()))
+        for r in (*groups, s.fcr["agent"].setdefault(agent, Resolution()),
+                  s.fcr["group"].setdefault(self.groups.get(agent, "-"), Resolution())):
+            r.calls += 1
+        if before is None:
+            return
+        gap = float(row["arrival"]) - before[0]  # type: ignore[arg-type]
+        first_agent = before[1]
+        blamed = (*groups, s.fcr["agent"].setdefault(first_agent, Resolution()),
+                  s.fcr["group"].setdefault(self.groups.get(first_agent, "-"), Resolution()))
+        for name, window in self.windows:
+            if gap <= window:
+                for r in blamed:
+                    r.repeats[name] = r.repeats.get(name, 0) + 1
+
+
+def _add_score(summary: Summary, row: Mapping[str, object], groups: Mapping[str, str]) -> None:
+    score = row.get("survey_score")
+    if score is None or not 1 <= int(score) <= 5:  # type: ignore[call-overload]
+        return
+    agent = str(row["agent_id"] or "-")
+    keys = {"agent": agent, "group": groups.get(agent, "-"), "queue": str(row["entry_queue"])}
+    summary.survey_center.counts[int(score) - 1] += 1  # type: ignore[call-overload]
+    for dim, key in keys.items():
+        summary.survey[dim].setdefault(key, Scores()).counts[int(score) - 1] += 1  # type: ignore[call-overload]
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -143,6 +275,7 @@ _ENV = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True),
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["pct"] = _pct
 _ENV.filters["sec"] = _sec
+_ENV.filters["score"] = lambda v: "-" if v is None else f"{float(v):.2f}"
 _ROW = ("<td>{{ f.offered }}</td><td>{{ f.sl|pct }}</td><td>{{ f.answer_rate|pct }}</td>"
         "<td>{{ f.asa_s|sec }}</td><td>{{ f.aht_s|sec }}</td><td>{{ f.abandon_rate|pct }}</td>")
 HTML = _ENV.from_string("""<!doctype html>
@@ -174,6 +307,26 @@ least {{ s.min_calls }} calls met the target.
 {% for f in s.intervals %}<tr{% if f.start in s.intervals_missed %} class="miss"{% endif %}>
 <td>{{ f.start }}</td>""" + _ROW + """</tr>
 {% endfor %}</table>
+{% set w = s.fcr.windows %}
+<h2>First-call resolution</h2>
+<p>A repeat: the same customer called the same queue again within {{ w|join(" / ") }}.
+{{ s.fcr.unidentified_calls }} calls without a number or customer id are not counted.</p>
+<table><tr><th></th><th>calls</th>{% for x in w %}<th>FCR {{ x }}</th>{% endfor %}</tr>
+<tr><td>center</td><td>{{ s.fcr.center.calls }}</td>{% for x in w %}
+<td>{{ s.fcr.center.fcr[x]|pct }}</td>{% endfor %}</tr>
+{% for dim, rows in s.fcr.by.items() %}{% for name, r in rows.items() %}
+<tr><td>{{ dim }} {{ name }}</td><td>{{ r.calls }}</td>{% for x in w %}
+<td>{{ r.fcr[x]|pct }}</td>{% endfor %}</tr>
+{% endfor %}{% endfor %}</table>
+<h2>Post-call survey</h2>
+<p>Target: an average of at least {{ s.survey.target }} of 5.</p>
+<table><tr><th></th><th>answers</th><th>average</th><th>1</th><th>2</th><th>3</th><th>4</th>
+<th>5</th></tr>
+{% for name, c in [("center", s.survey.center)] + s.survey.rows %}
+<tr{% if c.met == false %} class="miss"{% endif %}><td>{{ name }}</td><td>{{ c.answers }}</td>
+<td>{{ c.average|score }}</td>{% for k in ["1", "2", "3", "4", "5"] %}
+<td>{{ c.distribution[k] }}</td>{% endfor %}</tr>
+{% endfor %}</table>
 </body></html>
 """)
 
@@ -198,7 +351,38 @@ def render_text(data: Mapping[str, Any]) -> str:
             for i in data["intervals"]]
     out += ["", f"SL consistency: {_pct(data['sl_consistency'])} of {data['intervals_judged']} "
             f"intervals with at least {data['min_calls']} calls met the target"]
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _fcr_text(data["fcr"]) + _survey_text(data["survey"])) + "\n"
+
+
+def _fcr_text(fcr: Mapping[str, Any]) -> list[str]:
+    windows = fcr["windows"]
+
+    def line(name: str, r: Mapping[str, Any]) -> str:
+        return f"{name[:24]:24} {r['calls']:>8} " + " ".join(
+            f"{_pct(r['fcr'][w]):>8}" for w in windows)
+
+    out = ["", f"First-call resolution (repeat: same customer, same queue within "
+           f"{' / '.join(windows)}; {fcr['unidentified_calls']} calls unidentified)",
+           f"{'':24} {'calls':>8} " + " ".join(f"{'FCR ' + w:>8}" for w in windows),
+           line("center", fcr["center"])]
+    for dim, rows in fcr["by"].items():
+        out += [line(f"{dim} {name}", r) for name, r in rows.items()]
+    return out
+
+
+def _survey_text(survey: Mapping[str, Any]) -> list[str]:
+    def line(name: str, c: Mapping[str, Any]) -> str:
+        average = "-" if c["average"] is None else f"{c['average']:.2f}"
+        spread = " ".join(f"{c['distribution'][k]:>4}" for k in "12345")
+        below = "  BELOW TARGET" if c["met"] is False else ""
+        return f"{name[:24]:24} {c['answers']:>8} {average:>8} {spread}{below}"
+
+    out = ["", f"Post-call survey (target: average >= {survey['target']:g} of 5)",
+           f"{'':24} {'answers':>8} {'average':>8} " + " ".join(f"{k:>4}" for k in "12345"),
+           line("center", survey["center"])]
+    for dim in ("agent", "group"):
+        out += [line(f"{dim} {name}", c) for name, c in survey["by"][dim].items()]
+    return out
 
 
 def render(summary: Summary, form: str) -> str:
@@ -207,7 +391,10 @@ def render(summary: Summary, form: str) -> str:
     if form == "json":
         return json.dumps(data, indent=2) + "\n"
     if form == "html":
-        return HTML.render(s=data)
+        survey = data["survey"]
+        rows = [(f"{dim} {name}", c) for dim in ("agent", "group")
+                for name, c in survey["by"][dim].items()]
+        return HTML.render(s={**data, "survey": {**survey, "rows": rows}})
     return render_text(data)
 
 
@@ -215,7 +402,7 @@ def render(summary: Summary, form: str) -> str:
 
 def _cmd_summary(args: argparse.Namespace, console: Any) -> int:
     from acd.config.load import load_center
-    from acd.service.cli import _database_problems
+    from acd.service.database import database_problems as _database_problems
     from acd.service.settings import load_settings
 
     settings = load_settings(args.config)
@@ -227,9 +414,13 @@ def _cmd_summary(args: argparse.Namespace, console: Any) -> int:
         raise ConfigError(problems)
     center = load_center(settings.center)
     db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)
+    windows = [h * 3600.0 for h in (args.fcr_window or (24, 168))]
     try:
-        summary = summarize(read_calls(db, args.since.timestamp(), args.until.timestamp()),
-                            center.config, args.since, args.until, args.interval, args.min_calls)
+        summary = summarize(
+            read_calls(db, args.since.timestamp() - max(windows), args.until.timestamp()),
+            center.config, args.since, args.until, args.interval, args.min_calls,
+            groups={a.id: a.group for a in center.agents}, fcr_windows_s=windows,
+            survey_target=args.survey_target)
     except sqlite3.Error as exc:
         raise ConfigError([Problem(str(db_path), "calls", None,
                                    f"cannot read call records: {exc}")]) from None
@@ -251,6 +442,13 @@ def _check_summary(args: argparse.Namespace) -> list[Problem]:
     if args.until <= args.since:
         problems.append(usage("--until", args.until.isoformat(),
                               f"must be after --since {args.since.isoformat()}"))
+    for hours in args.fcr_window or ():
+        if not 0 < hours <= 24 * 366:
+            problems.append(usage("--fcr-window", f"{hours:g}",
+                                  "must be more than 0 and at most a year in hours"))
+    if not 1 <= args.survey_target <= 5:
+        problems.append(usage("--survey-target", f"{args.survey_target:g}",
+                              "must be a score from 1 to 5"))
     if not 1 <= args.interval <= 1440 or 1440 % args.interval:
         problems.append(usage("--interval", str(args.interval),
                               "must divide a day in whole minutes (15, 30, 60, ...)"))
@@ -273,4 +471,9 @@ def register(sub: Any) -> None:
     p.add_argument("--interval", type=int, default=30, help="interval length in minutes")
     p.add_argument("--min-calls", type=int, default=10,
                    help="calls an interval needs to count for SL consistency")
+    p.add_argument("--fcr-window", type=float, action="append", metavar="HOURS",
+                   help="first-call resolution: a repeat within this many hours (repeat the "
+                   "option for more figures; default 24 and 168)")
+    p.add_argument("--survey-target", type=float, default=SURVEY_TARGET,
+                   help="the post-call survey's target average score (default 4.75)")
     p.set_defaults(func=_cmd_summary, validate=_check_summary)

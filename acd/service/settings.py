@@ -24,6 +24,7 @@ from acd.config import yamlsafe
 from acd.config.load import validate_strict
 from acd.errors import ConfigError, Problem
 from acd.runtime.store import redact
+from acd.service.manager_settings import SummaryMailSettings, SurveySettings
 from acd.service.pbxs import Pbx, PbxSettings, pbx_problems, resolve_pbxs
 
 #: The shipped config directory (the reference center and its IVR flows).
@@ -241,6 +242,8 @@ class ServiceFile(_Strict):
     #: The PBXs of a multi-site center (empty: one implicit PBX, the ``ari`` settings').
     pbxs: list[PbxSettings] = []
     standby: StandbySettings = StandbySettings()
+    summary_mail: SummaryMailSettings = SummaryMailSettings()
+    survey: SurveySettings = SurveySettings()
     shutdown_grace_s: Annotated[float, Field(ge=0, le=600)] = 10.0
 
 
@@ -270,6 +273,10 @@ class Settings:
     pbxs: tuple[Pbx, ...] = ()
     records_password: str | None = None
     standby: StandbySettings = field(default_factory=StandbySettings)
+    summary_mail: SummaryMailSettings = field(default_factory=SummaryMailSettings)
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    survey: SurveySettings = field(default_factory=SurveySettings)
 
     def __repr__(self) -> str:
         # Secrets never reach a log line through a repr.
@@ -349,4 +356,8 @@ def resolve(parsed: ServiceFile, file: str | None, base: Path,
         ami_secret=env.get(parsed.callbacks.ami.secret_env) or None,
         pbxs=resolve_pbxs(parsed.pbxs, env),
         records_password=env.get(parsed.records.password_env) or None,
-        standby=parsed.standby)
+        standby=parsed.standby,
+        summary_mail=parsed.summary_mail,
+        smtp_user=env.get(parsed.summary_mail.smtp.user_env) or None,
+        smtp_password=env.get(parsed.summary_mail.smtp.password_env) or None,
+        survey=parsed.survey)

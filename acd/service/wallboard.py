@@ -4,8 +4,9 @@ The page is plain HTML, CSS and JavaScript from package data (``acd/service/stat
 opens a server-sent event stream and redraws on every message. Each message is one JSON
 snapshot: per queue the calls waiting, oldest wait, EWT, service level of the last 15 minutes
 and of today against the queue's target, answer rate; agents by state per site, group and
-language; the logged-in agents with their state and time in state; and alerts (a queue below
-its SL target, a callers' language with no agent logged in).
+language; the logged-in agents with their state and time in state; today's post-call survey
+average against its target; and alerts (a queue below its SL target, a callers' language with
+no agent logged in).
 
 Fan-out is bounded so open pages never slow routing. The router observer only counts and sets
 a flag. A single :class:`Wallboard` task computes at most ``max_updates_per_s`` snapshots a
@@ -128,6 +129,26 @@ class Wallboard:
         self._task: asyncio.Task[None] | None = None
         self._roster: object = None
         self._spoken: dict[str, list[str]] = {}
+        #: Today's post-call survey answers: how many, their sum; and the target average.
+        self._scores = (0, 0)
+        self.survey_target = 4.75
+
+    def survey_answered(self, score: int, wall: float | None = None) -> None:
+        """Count a post-call survey answer given now (or at ``wall``) into today's average."""
+        self._roll_day(self._clock() if wall is None else wall)
+        count, total = self._scores
+        self._scores = (count + 1, total + score)
+        self._changed.set()
+
+    def start_survey_day(self, count: int, total: int) -> None:
+        """Today's survey answers so far, as the records have them (at start)."""
+        self._roll_day(self._clock())
+        self._scores = (count, total)
+
+    def day_start(self) -> float:
+        """When today began in the center's time zone (Unix seconds)."""
+        local = datetime.fromtimestamp(self._clock(), self._zone())
+        return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
     # ------------------------------------------------------------------ router observer
 
@@ -161,6 +182,7 @@ class Wallboard:
             self._day = today
             for q in self._queues.values():
                 q.today = _Tally()
+            self._scores = (0, 0)
 
     def _languages(self, service: RouterService) -> dict[str, list[str]]:
         """Each agent's languages, from the roster (kept until a reload brings a new one)."""
@@ -210,7 +232,11 @@ class Wallboard:
         return {"at": wall, "center": config.center.name, "queues": queues,
                 "agents_by": {dim: [{"name": k, "states": v} for k, v in sorted(rows.items())]
                               for dim, rows in groups.items()},
-                "agents": agents, "alerts": self._alerts(queues, groups["language"], config)}
+                "agents": agents, "alerts": self._alerts(queues, groups["language"], config),
+                "survey_today": {"answers": self._scores[0],
+                                 "average": (self._scores[1] / self._scores[0]
+                                             if self._scores[0] else None),
+                                 "target": self.survey_target}}
 
     def _queue_row(self, queue: str, waiting: int, oldest: float, ewt: float, logged_in: int,
                    ready: int, wall: float, config: CenterConfig) -> dict[str, object]:

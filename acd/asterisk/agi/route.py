@@ -23,6 +23,8 @@ Scripts (``AGI(agi://127.0.0.1:4573/<script>,<args>)``, see ``config/asterisk/ex
 - ``ended,<call>``: talk ended (or the ``h`` extension ran): the call ends, wrap-up starts.
 - ``agent,<action>[,<n>]``: agent feature codes (`acd.asterisk.agi.agent_codes`).
 - ``callback,<task id>``: a customer called back through AMI (`acd.asterisk.agi.callback`).
+- ``survey,<call>``: the post-call survey, for a call whose ``ended`` set ``ACD_SURVEY=1``
+  (`acd.asterisk.agi.survey`).
 
 After a restart (:mod:`acd.service.state`): a call the last run had ringing or talking on an
 agent is still in its ``Dial()`` (it survives the engine) and comes back through
@@ -65,6 +67,7 @@ from acd.asterisk.agi.channel import (
 )
 from acd.asterisk.agi.codec import Reply
 from acd.asterisk.agi.server import Admission, AgiSession, Handler
+from acd.asterisk.agi.survey import SURVEY, PostCallSurvey
 from acd.core.call import (
     Action,
     AgentGone,
@@ -98,7 +101,7 @@ from acd.core.call import (
 from acd.core.dialstring import offer_dialable
 from acd.core.model import DuplicateCall, Ignored, RoutingError
 from acd.runtime.ivrsetup import IvrSetup
-from acd.runtime.records import LiveCall
+from acd.runtime.records import CallRecords, LiveCall
 from acd.runtime.router_service import CallOwner, Command, RouterService
 from ivr.actions import CallbackTask
 from ivr.actions import Outcome as IvrOutcome
@@ -228,6 +231,8 @@ class CallPath:
         #: Multi-PBX setups: the PBX of a connection's peer address (None: not one of them);
         #: None here: one PBX, every connection is on it.
         self.pbx_of_peer: Callable[[str | None], str | None] | None = None
+        #: The call records: the caller's number and customer id (and survey scores) go there.
+        self.records: CallRecords | None = None
         self.agents = AgentCodes(service, self.settings.agent_prompts,
                                  self.settings.deadlines.command_s)
         # Imported here: the callback script builds on this module (AgiCall, hold).
@@ -235,9 +240,13 @@ class CallPath:
 
         #: The ``callback`` script; AMI callbacks (acd.asterisk.ami) wait on its board.
         self.callback = CallbackScript(self)
+        #: The post-call survey (off until its ``flow`` is set).
+        self.survey = PostCallSurvey(self, self.settings.deadlines, self.settings.voicemail_dir,
+                                     service.ewt_new)
         self._scripts: dict[str, Handler] = {
             "route": self.route, "answered": self.answered, "dialresult": self.dial_result,
             "ended": self.ended, "agent": self.agents.handle, "callback": self.callback.handle,
+            "survey": self.run_survey,
         }
 
     def handler_for(self, script: str) -> Handler | None:
@@ -416,6 +425,8 @@ class CallPath:
         assert outcome.queue is not None
         number, _ = normalize_number(session.env.callerid, self.setup.known.national_region)
         customer = outcome.variables.get("customer_id") or None
+        if self.records is not None:
+            self.records.identify(call_id, session.env.callerid, customer)
         call = self.admit(call_id, outcome.queue, outcome.language, outcome.country,
                           outcome.priority, number, customer, pbx=pbx)
         if call is None:
@@ -611,15 +622,25 @@ class CallPath:
             return
         in_h = session.env.extension == "h" or session.hung_up
         call = self.calls.get(call_id) or self._claim(call_id)
+        talking = call is not None and call.machine.phase is Phase.TALKING
         actions = self._report(call_id, CallerGone() if in_h else AgentGone())
         if in_h:
             return
         if call is not None:
             await self.hold(session, call)  # the result, or the wait goes on (refused answer)
+            if talking and call.machine.phase is Phase.ENDED and not session.hung_up \
+                    and self.survey.offer(call_id, call.language):
+                await self._set(session, SURVEY, "1")  # the agent hung up: the survey next
         else:
             for action in actions:
                 if isinstance(action, HandBack):
                     await self._hand_back(session, call_id, action)
+
+    async def run_survey(self, session: AgiSession) -> None:
+        """``survey,<call>``: the post-call survey of a call whose agent hung up."""
+        call_id = _arg(session, 0)
+        if call_id:
+            await self.survey.handle(session, call_id)
 
     def _report(self, call_id: str, event: CallEvent) -> list[Action]:
         """A telephony report for ``call_id``: to its machine, or answered as for no call."""

@@ -159,6 +159,8 @@ class AriCall:
     #: The machine's medium work not yet done, in order, and the task doing it.
     todo: deque[Action] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
+    #: The agent ended the talk and the caller goes to the post-call survey.
+    survey_after: bool = False
     _seq: int = 0
 
     @property

@@ -65,8 +65,11 @@ from acd.core.call import (
 )
 from acd.core.dialstring import offer_dialable
 from acd.core.model import Command, Ignored
+from acd.runtime.records import CallRecords
+from acd.runtime.survey import survey_score
 from ivr.actions import CallbackTask
-from ivr.channel import CallerHungUp
+from ivr.channel import CallerHungUp, run_flow
+from ivr.engine import CallContext
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,11 @@ class CallCommands(AppState):
     #: them to the fallback (None: no watchdog).
     hold_grace_s: float | None = 60.0
     _watchdog: asyncio.Task[None] | None = None
+    #: The call records: the caller's number and customer id (and survey scores) go there.
+    records: CallRecords | None = None
+    #: The post-call survey flow run when an agent ends a talk (None: no survey).
+    survey_flow: str | None = None
+    surveys_answered: int = 0
 
     # ------------------------------------------------------------ the hold watchdog
 
@@ -245,6 +253,7 @@ class CallCommands(AppState):
             return  # a leg the call already let go of
         call.leg = None
         if leg.answered:
+            call.survey_after = self.survey_flow is not None and self.records is not None
             self.feed(call, AgentGone())
         else:
             self.feed(call, DialFailed(leg.agent_id, _FAIL_REASONS.get(cause, "unavailable")))
@@ -388,7 +397,11 @@ class CallCommands(AppState):
             if not await quietly(partial(self.client.continue_in_dialplan, call_id)):
                 await quietly(partial(self.client.hangup, call_id))
         elif action.result == "ended":
-            await quietly(partial(self.client.hangup, call_id))
+            try:
+                if call.survey_after and not call.hung_up:
+                    await self._survey(call)
+            finally:  # whatever became of the survey, the caller is not left in silence
+                await quietly(partial(self.client.hangup, call_id))
         elif action.reason == "callback_accepted":
             await self._confirm_callback(call, action.language or "")
         else:
@@ -398,6 +411,21 @@ class CallCommands(AppState):
                                          priority=1))
             if not left and not call.hung_up:
                 await quietly(partial(self.client.hangup, call_id))
+
+    async def _survey(self, call: AriCall) -> None:
+        """The agent hung up: the caller hears the survey flow in the call's language, and
+        the score given goes on the call's record (its row is written already)."""
+        flow = self.setup.flows.get(self.survey_flow or "")
+        if flow is None or self.records is None:
+            return
+        language = call.machine.language if call.machine is not None \
+            else self.setup.known.default_language
+        channel = AriIvrChannel(self.client, call, self.setup, self.service)
+        ctx = CallContext(call.caller_number, self.wall_clock(), language=language)
+        outcome = await run_flow(flow, ctx, channel)
+        score = survey_score(outcome)
+        if score is not None and self.records.set_survey_score(call.call_id, score):
+            self.surveys_answered += 1
 
     async def _confirm_callback(self, call: AriCall, language: str) -> None:
         flow = self.setup.flows.get(self.flow)

@@ -89,6 +89,10 @@ class Inbound(CallCommands):
         slot = QueueSlot.from_outcome(outcome, self.wall_clock(),
                                       customer_id=outcome.variables.get("customer_id"))
         if slot is not None:
+            if self.records is not None:
+                # Inbound calls only: a callback the center makes is not the customer calling
+                # again (first-call resolution counts the customer's calls).
+                self.records.identify(call.call_id, call.caller_number, slot.customer_id)
             await self._queue(call, slot, arrived_at=None)
 
     def adopt_outbound(

@@ -109,10 +109,19 @@ function drawAlerts() {
   box.replaceChildren(...lines);
 }
 
+function drawSurvey() {
+  const box = document.getElementById("survey");
+  const s = board.survey_today;
+  if (!s || !s.answers) { box.textContent = ""; return; }
+  box.textContent = `survey today ${s.average.toFixed(2)} / 5 (${s.answers}, target ${s.target})`;
+  box.dataset.state = s.average >= s.target ? "good" : "bad";
+}
+
 function draw() {
   if (!board) return;
   const elapsed = (Date.now() - receivedAt) / 1000;
   document.getElementById("center").textContent = board.center;
+  drawSurvey();
   document.getElementById("clock").textContent = new Date().toLocaleTimeString();
   drawQueues(elapsed);
   drawAgents(elapsed);
