@@ -83,7 +83,7 @@ from acd.core.model import (
 )
 from acd.core.router import Router
 from sim.ivrsim import QUEUED, IvrCallers, estimate_from, load_sim_flow
-from sim.recorder import DEPTH_SAMPLE_S, Recorder
+from sim.recorder import CALL_BATCH, DEPTH_SAMPLE_S, Recorder
 from sim.records import CALLBACK, IVR_ABANDONED, IVR_HANGUP, VOICEMAIL, RunResult
 from sim.scenario import Behaviour, DistSpec
 from sim.staffing import StaffAction
@@ -164,7 +164,8 @@ class Simulation:
 
     def __init__(self, center: LoadedCenter, arrivals: Iterable[Arrival],
                  staffing: list[StaffAction], behaviour: Behaviour, start: datetime,
-                 horizon_s: float, interval_s: float, seed: int) -> None:
+                 horizon_s: float, interval_s: float, seed: int, keep_calls: bool = True,
+                 calls_csv: str | None = None, call_batch: int = CALL_BATCH) -> None:
         self.center = center
         self.config = center.config
         self.router = Router(center_policy(center.config), center.agents)
@@ -193,8 +194,10 @@ class Simulation:
             self.ivr = IvrCallers(load_sim_flow(behaviour.ivr_flow, center.config),
                                   start.timestamp(), np.random.default_rng(seed).spawn(5)[4],
                                   estimate_from(self.router.ewt_new))
-        #: What the run records (calls, agent time, queue depths).
-        self.recorder = Recorder(center.config, center.agents, horizon_s, interval_s)
+        #: What the run records (call tallies, agent time, queue depths; the call log if
+        #: ``keep_calls``, the call rows in the CSV file ``calls_csv`` if given).
+        self.recorder = Recorder(center.config, center.agents, horizon_s, interval_s,
+                                 keep_calls, calls_csv, call_batch)
         self._wake_at: float | None = None
         #: Calls the router has, by id (until it ends them).
         self._calls: dict[str, _Call] = {}

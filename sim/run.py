@@ -28,7 +28,7 @@ from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
 from sim.records import RunResult
 from sim.scenario import Scenario, deep_merge, load_scenario
 from sim.staffing import build_timeline
-from sim.traffic import Arrival, load_call_log, load_traffic
+from sim.traffic import Arrival, ArrivalBatch, load_call_log, load_traffic
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,20 @@ class RunSpec:
     queue_log_options: QueueLogOptions | None = None
     #: Multiplies every agent group's head count (``1.05`` = 5% more agents).
     agent_scale: float = 1.0
+    #: Return each replication's call log (``RunResult.calls``); without it a run keeps only
+    #: per-interval tallies and waits, so its memory grows with intervals, not calls.
+    keep_calls: bool = True
+    #: Write each replication's call rows to this CSV file (see :func:`calls_csv_path`).
+    calls_csv: str | None = None
+
+
+def calls_csv_path(path: str, index: int) -> str:
+    """Where replication ``index`` (0-based) writes its call rows: ``path`` for the first,
+    ``<stem>-r<n>.<suffix>`` beside it for replication n >= 2."""
+    if index == 0:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-r{index + 1}{p.suffix}"))
 
 
 def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[str, Any]]:
@@ -93,8 +107,9 @@ def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
 
 
 def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Generator
-                 ) -> tuple[list[Arrival], datetime, float]:
-    """The replication's arrivals, start and horizon: forecast traffic, or a replayed call log.
+                 ) -> tuple[list[Arrival] | ArrivalBatch, datetime, float]:
+    """The replication's arrivals, start and horizon: forecast traffic (as columns, which the
+    simulation turns into callers a block at a time), or a replayed call log.
 
     A replayed log with clock times starts the run at its first call and lasts until its last.
     """
@@ -108,8 +123,9 @@ def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Gen
         horizon = max((c.t for c in calls), default=0.0) + 1.0
         return calls, start, horizon
     traffic = load_traffic(scenario.traffic_path, *known)
-    calls = list(traffic.arrivals(spec.start, spec.days, rng, spec.volume_scale))
-    return calls, spec.start, spec.days * 86400.0
+    # The draws of traffic.arrivals(), kept as columns: a year is 1.8 million callers.
+    batch = traffic.forecast(spec.start, spec.days).generate(rng, spec.volume_scale)
+    return batch, spec.start, spec.days * 86400.0
 
 
 def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
@@ -122,19 +138,23 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
                                    pool_size=seed_seq.pool_size)
     traffic_ss, staffing_ss, engine_ss = fresh.spawn(3)
     s = scenario.spec
+    index = seed_seq.spawn_key[-1] if seed_seq.spawn_key else 0
+    csv_path = None if spec.calls_csv is None else calls_csv_path(spec.calls_csv, index)
     if spec.queue_log_path is not None:
         plan = load_plan(spec.queue_log_path, scenario.center.config, scenario.center.agents,
                          spec.queue_log_options)
         sim = Simulation(scenario.center, plan.arrivals, list(plan.timeline),
                          replay_behaviour(s.behaviour), plan.start, plan.horizon_s,
-                         s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]))
+                         s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
+                         spec.keep_calls, csv_path)
         return sim.run(progress)
     arrivals, start, horizon = arrivals_for(scenario, spec.replay_path,
                                             np.random.default_rng(traffic_ss))
     timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
                               start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
     sim = Simulation(scenario.center, arrivals, timeline, s.behaviour, start, horizon,
-                     s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]))
+                     s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
+                     spec.keep_calls, csv_path)
     return sim.run(progress)
 
 
@@ -157,7 +177,8 @@ def portable(spec: RunSpec) -> RunSpec:
 
     return replace(spec, scenario_path=os.path.abspath(spec.scenario_path),
                    replay_path=absolute(spec.replay_path),
-                   queue_log_path=absolute(spec.queue_log_path))
+                   queue_log_path=absolute(spec.queue_log_path),
+                   calls_csv=absolute(spec.calls_csv))
 
 
 def run_replications(spec: RunSpec, replications: int, base_seed: int, jobs: int | None = None,
@@ -212,6 +233,35 @@ class PlainProgress:
         self._last_step, self._last_s = max(step, self._last_step), now
         print(f"{self.what}: {100 * done / self.total:3.0f}% ({done:.1f} of {self.total:g}), "
               f"{now - self._start:.0f} s elapsed", file=self.stream, flush=True)
+
+
+@dataclass
+class DayProgress:
+    """Progress of long runs per simulated day: a line on ``stream`` each time a replication
+    has simulated one more whole day of its ``days`` (the drain after the last arrival is not
+    counted). Call it with the replication's index and fraction done, as executors report."""
+
+    days: float
+    stream: TextIO
+    clock: Callable[[], float] = time.monotonic
+    _start: float = field(init=False)
+    _reached: dict[int, int] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._start = self.clock()
+
+    def day(self, fraction: float) -> int:
+        """Whole simulated days behind a replication ``fraction`` done."""
+        simulated = fraction * (self.days * 86400.0 + DRAIN_S)
+        return min(int(simulated // 86400.0), math.ceil(self.days))
+
+    def __call__(self, index: int, fraction: float) -> None:
+        day = self.day(fraction)
+        if day <= self._reached.get(index, 0):
+            return
+        self._reached[index] = day
+        print(f"simulating: replication {index + 1}, day {day} of {self.days:g} done, "
+              f"{self.clock() - self._start:.0f} s elapsed", file=self.stream, flush=True)
 
 
 def default_scenario() -> Path:
