@@ -28,22 +28,26 @@ to model, so no hold is ever started or fed):
   with, as an answer at once is (the order today's results depend on);
 - ``Report*`` actions call the router at once, and its outputs are acted on in turn.
 
-Callbacks on SimPy timeouts are used instead of one process per call: a month of traffic is
-150,000 calls, and a process per call would cost more than the routing itself.
+Simulated time runs on a calendar of timers in this (compiled) module, in SimPy's order: by
+time, then priority (a process's start before timers), then the order they were set, so runs
+are the same, event for event, as on ``simpy.Environment`` with a callback per timeout. A year
+of traffic is 1.8 million calls and about ten million timers: SimPy's interpreted event objects
+and step loop cost more than the routing itself (see docs/performance.md). A timer is a tuple
+on a heap saying what to do (enter callers, wake the router, end a talk, ...) and to which
+call, so nothing but the tuple is allocated per timer.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
+import heapq
 import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
-import simpy
 
 from acd.config.load import LoadedCenter
 from acd.config.policy import center_policy
@@ -87,12 +91,14 @@ from sim.recorder import CALL_BATCH, DEPTH_SAMPLE_S, Recorder
 from sim.records import CALLBACK, IVR_ABANDONED, IVR_HANGUP, VOICEMAIL, RunResult
 from sim.scenario import Behaviour, DistSpec
 from sim.staffing import StaffAction
-from sim.traffic import Arrival
+from sim.traffic import Arrival, ArrivalBatch
 
-__all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "Simulation", "draw", "sampler"]
+__all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "ENTRY_BLOCK", "Simulation", "draw", "sampler"]
 
 #: After the last arrival the run goes on this long so calls in progress can finish.
 DRAIN_S = 3 * 3600.0
+#: Callers built at a time, in order of queue entry (bounds the Arrival objects alive).
+ENTRY_BLOCK = 4096
 #: How calls that end in the IVR are recorded (they never enter a queue).
 _IVR_END = {"voicemail": VOICEMAIL, "callback": CALLBACK, "abandoned": IVR_ABANDONED}
 #: States in which a logout waits for the call (and wrap-up) to end.
@@ -105,6 +111,19 @@ _CALLER_GONE: Final = CallerGone()
 _AGENT_GONE: Final = AgentGone()
 _ACCEPTED: Final = CallbackAnswer(True)
 _DECLINED: Final = CallbackAnswer(False)
+# What a timer does when it is due (the calendar's fourth field).
+_WAKE: Final = 0
+_ENTER: Final = 1
+_PATIENCE: Final = 2
+_TALK_OVER: Final = 3
+_ANSWER: Final = 4
+_DEPTH: Final = 5
+_STAFF: Final = 6
+_AFTER_IVR: Final = 7
+_IVR: Final = 8
+# SimPy's priorities: a process's start (URGENT) before timers (NORMAL) due at the same time.
+_URGENT: Final = 0
+_NORMAL: Final = 1
 
 
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
@@ -159,6 +178,11 @@ class _Call(CallMachine):
         self.answer_token = -1
 
 
+#: A timer: due time, priority, order set, what to do, and for which call (token and agent:
+#: the ring an answer is for).
+_Timer = tuple[float, int, int, int, "_Call | None", int, str]
+
+
 class Simulation:
     """One replication: arrivals and a staffing timeline through the real router."""
 
@@ -186,7 +210,13 @@ class Simulation:
         self._rng_ivr = streams[1]
         self._rng_rona = streams[2]
         self._rng_caller = streams[3]
-        self.env = simpy.Environment()
+        #: Simulated seconds from the start.
+        self.now = 0.0
+        self._timers: list[_Timer] = []
+        self._set = 0  # timers set so far: the tie-break among timers due together
+        self._staff_next = 0
+        self._ivr_arrivals: list[Arrival] = []
+        self._ivr_next = 0
         #: Callers walk this call flow when the behaviour names one (else ivr_time applies).
         self.ivr: IvrCallers | None = None
         if behaviour.ivr_flow:
@@ -201,22 +231,25 @@ class Simulation:
         self._wake_at: float | None = None
         #: Calls the router has, by id (until it ends them).
         self._calls: dict[str, _Call] = {}
-        # Callers due in the queue, in order of entry: time, arrival and index (parallel lists:
-        # a caller's _Call (its machine) exists only from its entry, so no per-caller object waits
-        # in the collector's young generations for hours of simulated time).
-        self._entry_t: list[float] = []
-        self._entry_arrival: list[Arrival] = []
-        self._entry_index: list[int] = []
+        # Callers due in the queue, in order of entry: time, index and position in the traffic
+        # (arrays: a caller's Arrival and _Call exist only from its block's and its entry, so
+        # a year's callers never sit in memory, nor in the collector's young generations).
+        self._entry_t: np.ndarray = np.zeros(0)
+        self._entry_index: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._entry_position: np.ndarray = np.zeros(0, dtype=np.int64)
         self._next_entry = 0
+        self._batch: ArrivalBatch | None = None
+        self._arrival_list: list[Arrival] = []
+        # The block of callers being entered: from _block_start on, time, index and arrival.
+        self._block_start = 0
+        self._block_t: list[float] = []
+        self._block_index: list[int] = []
+        self._block_arrival: list[Arrival] = []
         self._rona_p = float(behaviour.rona_probability)
         # Replies given once the router's current outputs are dealt with.
         self._follow_answer: list[_Call] = []
         self._follow_up: list[tuple[_Call, bool]] = []
         self.routing_errors = 0
-        # Timer callbacks bound once (a bound method per timer would be one more object).
-        self._talk_over = self._talk_over_at
-        self._on_patience_over = self._patience_over
-        self._on_answer = self._answer
         #: Calls whose machine finished (``Finished``): each call that reached the router once.
         self.calls_finished = 0
         #: Rings the simulator stopped for the machine (``ReleaseAgent``): ring-no-answer, a
@@ -244,21 +277,21 @@ class Simulation:
                 gc.unfreeze()
 
     def _run(self, progress: Callable[[float], None] | None, t_wall: float) -> RunResult:
-        env = self.env
         self._start_arrivals()
-        env.process(self._staffing_process())
-        env.process(self._depth_process())
+        # The staffing timeline and the depth samples start as SimPy processes would.
+        self._timer(0.0, _STAFF, None, 0, "", _URGENT)
+        self._timer(0.0, _DEPTH, None, 0, "", _URGENT)
         end = self.horizon_s + DRAIN_S
         step = 3600.0
         t = 0.0
         while t < end:
             t = min(t + step, end)
-            env.run(until=t)
+            self._run_until(self.now + (t - self.now))
             if progress is not None:
                 progress(t / end)
         # Calls the drain did not see out (a patient caller with a long maximum wait, a very
         # long talk) end with the run, so every offered call keeps its row in the call log.
-        now = env.now
+        now = self.now
         for call in list(self._calls.values()):
             if call.phase is not Phase.ENDED:
                 self._feed(call, _CALLER_GONE, now)
@@ -266,75 +299,151 @@ class Simulation:
         return self.recorder.result(self.seed, self.start, now,
                                     time.perf_counter() - t_wall)
 
+    # ----------------------------------------------------------------------- the calendar
+
+    def _timer(self, delay: float, what: int, call: _Call | None = None, token: int = 0,
+               agent_id: str = "", priority: int = _NORMAL) -> None:
+        """Do ``what`` (for ``call``) ``delay`` seconds from now."""
+        self._set += 1
+        heapq.heappush(self._timers,
+                       (self.now + delay, priority, self._set, what, call, token, agent_id))
+
+    def _run_until(self, until: float) -> None:
+        """Carry out every timer due before ``until``, in order; then the clock reads it.
+
+        (Timers due at ``until`` itself wait for the next call, as SimPy's ``run(until)``
+        leaves them.)
+        """
+        timers = self._timers
+        while timers and timers[0][0] < until:
+            t, _priority, _set, what, call, token, agent_id = heapq.heappop(timers)
+            self.now = t
+            if what == _WAKE:
+                self._wake()
+            elif what == _ENTER:
+                self._enter_due()
+            elif call is not None and what == _PATIENCE:
+                self._patience_over(call)
+            elif call is not None and what == _TALK_OVER:
+                self._talk_over(call)
+            elif call is not None and what == _ANSWER:
+                self._answer(call, token, agent_id)
+            elif what == _DEPTH:
+                self._depth_sample()
+            elif what == _STAFF:
+                self._staffing_step(_priority == _NORMAL)
+            elif call is not None and what == _AFTER_IVR:
+                self._enter_queue(call, t)
+            elif what == _IVR:
+                self._ivr_step(_priority == _NORMAL)
+        self.now = until
+
     def _start_arrivals(self) -> None:
         """Callers reach the queue after their IVR time; those who hang up in the IVR don't."""
-        arrivals = [a for a in self.arrivals if a.t < self.horizon_s]
-        if self.ivr is not None:
-            self.env.process(self._ivr_arrival_process(arrivals, self.ivr))
-            return
-        n = len(arrivals)
+        source = self.arrivals
+        if self.ivr is not None or not isinstance(source, ArrivalBatch):
+            arrivals = [a for a in source if a.t < self.horizon_s]
+            if self.ivr is not None:
+                self._ivr_arrivals = arrivals
+                self._timer(0.0, _IVR, None, 0, "", _URGENT)
+                return
+            times = np.array([a.t for a in arrivals], dtype=float)
+            position = np.arange(len(arrivals))
+            self._arrival_list = arrivals
+        else:
+            # Forecast traffic as columns: callers are built a block at a time, on entry.
+            position = np.flatnonzero(source.t < self.horizon_s)
+            times = source.t[position]
+            self._batch = source
+        n = len(times)
         ivr = draw(self.behaviour.ivr_time, self._rng_ivr, n)
         gone = self._rng_ivr.random(n) < self.behaviour.ivr_abandon_probability
-        entry = np.array([a.t for a in arrivals]) + ivr if n else np.zeros(0)
+        entry = times + ivr if n else np.zeros(0)
         recorder = self.recorder
-        for i in np.flatnonzero(gone):
-            a = arrivals[i]
+        for a in self._arrivals_at(position[np.flatnonzero(gone)]):
             recorder.ivr_ended(a.t, a.queue, a.language, a.country, IVR_ABANDONED)
-        # Callers reach the queue in order of queue entry; each entry's timeout schedules the
-        # next (a chain of callbacks costs less than resuming a process for every caller).
-        entry_s: list[float] = entry.tolist()
-        gone_l: list[bool] = gone.tolist()
-        order: list[int] = np.argsort(entry, kind="stable").tolist()
-        kept = [i for i in order if not gone_l[i]]
-        self._entry_t = [entry_s[i] for i in kept]
-        self._entry_arrival = [arrivals[i] for i in kept]
+        # Callers reach the queue in order of queue entry; each entry's timer sets the next.
+        order = np.argsort(entry, kind="stable")
+        kept = order[~gone[order]]
+        self._entry_t = entry[kept]
         self._entry_index = kept
+        self._entry_position = position[kept]
         self._next_entry = 0
-        self._enter_due(None)
+        self._enter_due()
 
-    def _enter_due(self, _ev: object) -> None:
+    def _arrivals_at(self, positions: np.ndarray) -> list[Arrival]:
+        """The arrivals at ``positions`` of the run's traffic."""
+        if self._batch is not None:
+            return self._batch.take(positions)
+        arrivals = self._arrival_list
+        return [arrivals[i] for i in positions.tolist()]
+
+    def _next_block(self, k: int) -> None:
+        """Build the callers entering ``k``-th to ``k + ENTRY_BLOCK``-th (in order of entry)."""
+        end = min(k + ENTRY_BLOCK, len(self._entry_t))
+        self._block_start = k
+        self._block_t = self._entry_t[k:end].tolist()
+        self._block_index = self._entry_index[k:end].tolist()
+        self._block_arrival = self._arrivals_at(self._entry_position[k:end])
+
+    def _enter_due(self) -> None:
         """Queue every caller whose entry time has come; wake up again for the next one."""
-        entry_t = self._entry_t
-        env = self.env
-        now = env.now
+        now = self.now
         k = self._next_entry
-        while k < len(entry_t):
-            t = entry_t[k]
+        n = len(self._entry_t)
+        while k < n:
+            j = k - self._block_start
+            if j >= len(self._block_t):
+                self._next_block(k)
+                j = 0
+            t = self._block_t[j]
             if t > now:
-                ev = env.timeout(t - now)
-                ev.callbacks.append(self._enter_due)
+                self._timer(t - now, _ENTER)
                 break
             k += 1
-            self._enter_queue(_Call(self._entry_arrival[k - 1], self._entry_index[k - 1]), now)
+            self._enter_queue(_Call(self._block_arrival[j], self._block_index[j]), now)
         self._next_entry = k
 
-    def _ivr_arrival_process(self, arrivals: list[Arrival], ivr: IvrCallers) -> Any:
-        """Each caller walks the flow on arrival; the flow says when and where it is queued."""
-        env = self.env
-        for i, a in enumerate(arrivals):
-            if a.t > env.now:
-                yield env.timeout(a.t - env.now)
+    def _ivr_step(self, resumed: bool) -> None:
+        """Each caller walks the flow on arrival; the flow says when and where it is queued.
+        (``resumed``: the timer for the next caller is due, whatever the clock's rounding.)"""
+        ivr = self.ivr
+        arrivals = self._ivr_arrivals
+        i = self._ivr_next
+        while ivr is not None and i < len(arrivals):
+            a = arrivals[i]
+            if not resumed and a.t > self.now:
+                self._ivr_next = i
+                self._timer(a.t - self.now, _IVR)
+                return
+            resumed = False
             r = ivr.walk(a)
             if r.status in QUEUED:
                 call = _Call(Arrival(a.t, r.queue, r.language, a.country, a.caller_number,
                                      r.priority, a.talk_s, a.patience_s, a.wrap_s,
                                      r.customer_id), i)
-                ev = env.timeout(r.elapsed_s)
-                ev.callbacks.append(functools.partial(self._queue_after_ivr, call))
+                self._timer(r.elapsed_s, _AFTER_IVR, call)
             else:
                 self.recorder.ivr_ended(a.t, r.queue, r.language, a.country,
                                         _IVR_END.get(r.status, IVR_HANGUP))
+            i += 1
+        self._ivr_next = i
 
-    def _queue_after_ivr(self, call: _Call, _ev: object) -> None:
-        self._enter_queue(call, self.env.now)
-
-    def _staffing_process(self) -> Any:
-        env = self.env
+    def _staffing_step(self, resumed: bool) -> None:
+        """Agents log in, pause, come back and log out as the timeline says (``resumed``: the
+        timer for the next action is due)."""
         router = self.router
-        for act in self.staffing:
-            if act.t > env.now:
-                yield env.timeout(act.t - env.now)
-            now = env.now
+        staffing = self.staffing
+        k = self._staff_next
+        while k < len(staffing):
+            act = staffing[k]
+            if not resumed and act.t > self.now:
+                self._staff_next = k
+                self._timer(act.t - self.now, _STAFF)
+                return
+            resumed = False
+            k += 1
+            now = self.now
             try:
                 if act.action == "login" and router.agent_state(act.agent) in _LOGOUT_DEFERRED:
                     # Logged out while on a simulated call, the logout still waits for the
@@ -354,15 +463,13 @@ class Simulation:
                 self.routing_errors += 1
                 continue
             self._handle(out, now)
+        self._staff_next = k
 
-    def _depth_process(self) -> Any:
+    def _depth_sample(self) -> None:
         """Sample every queue's waiting calls once a simulated minute over the horizon."""
-        env = self.env
-        depths = self.router.queue_depths
-        recorder = self.recorder
-        while env.now < self.horizon_s:
-            recorder.depths(depths())
-            yield env.timeout(DEPTH_SAMPLE_S)
+        if self.now < self.horizon_s:
+            self.recorder.depths(self.router.queue_depths())
+            self._timer(DEPTH_SAMPLE_S, _DEPTH)
 
     # ----------------------------------------------------------------------- the router
 
@@ -370,11 +477,10 @@ class Simulation:
         deadline = self.router.next_deadline()
         if deadline is not None and (self._wake_at is None or deadline < self._wake_at):
             self._wake_at = deadline
-            ev = self.env.timeout(max(0.0, deadline - now))
-            ev.callbacks.append(self._wake)
+            self._timer(max(0.0, deadline - now), _WAKE)
 
-    def _wake(self, _ev: object) -> None:
-        now = self.env.now
+    def _wake(self) -> None:
+        now = self.now
         wake_at = self._wake_at
         if wake_at is not None and now >= wake_at - 1e-9:
             self._wake_at = None
@@ -437,8 +543,7 @@ class Simulation:
         elif isinstance(a, ReportAnswered):
             self._act(self.router.offer_answered(now, call.call_id, a.agent_id), now)
         elif isinstance(a, Connect):
-            ev = self.env.timeout(call.arrival.talk_s)
-            ev.callbacks.append(functools.partial(self._talk_over, call))
+            self._timer(call.arrival.talk_s, _TALK_OVER, call)
         elif isinstance(a, ReportHangup):
             self._act(self.router.hangup(now, call.call_id, call.arrival.wrap_s), now)
         elif isinstance(a, Finished):
@@ -457,9 +562,9 @@ class Simulation:
         elif isinstance(a, ReportWithdrawn):
             self._act(self.router.withdraw(now, call.call_id, a.reason), now)
 
-    def _talk_over_at(self, call: _Call, _ev: object) -> None:
+    def _talk_over(self, call: _Call) -> None:
         """Talk over: the agent's side ends."""
-        now = self.env.now
+        now = self.now
         self._feed(call, _AGENT_GONE, now)
         self._sync(now)
 
@@ -475,13 +580,12 @@ class Simulation:
                      now)
         patience = call.arrival.patience_s
         if patience < math.inf and call_id in self._calls:
-            ev = self.env.timeout(patience)
-            ev.callbacks.append(functools.partial(self._on_patience_over, call))
+            self._timer(patience, _PATIENCE, call)
 
-    def _patience_over(self, call: _Call, _ev: object) -> None:
+    def _patience_over(self, call: _Call) -> None:
         phase = call.phase
         if phase is not Phase.TALKING and phase is not Phase.ENDED:
-            now = self.env.now
+            now = self.now
             self._feed(call, _CALLER_GONE, now)
             self._sync(now)
 
@@ -497,11 +601,10 @@ class Simulation:
         delay = self._answer_delay()
         if delay >= d.ring_timeout_s:
             return
-        ev = self.env.timeout(delay)
-        ev.callbacks.append(functools.partial(self._on_answer, call, call.ring_token, d.agent_id))
+        self._timer(delay, _ANSWER, call, call.ring_token, d.agent_id)
 
-    def _answer(self, call: _Call, token: int, agent_id: str, _ev: object) -> None:
+    def _answer(self, call: _Call, token: int, agent_id: str) -> None:
         if call.ring_token == token:
-            now = self.env.now
+            now = self.now
             self._feed(call, Answered(agent_id), now)
             self._sync(now)
