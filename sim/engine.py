@@ -230,9 +230,8 @@ class _Uniforms:
         return self._values[k]
 
 
-#: A timer: due time, priority, order set, what to do, and for which call (token and agent:
-#: the ring an answer is for).
-_Timer = tuple[float, int, int, int, "_Call | None", int, str]
+#: A timer: what to do, and for which call (token and agent: the ring an answer is for).
+_Timer = tuple[int, "_Call | None", int, str]
 
 
 class Simulation:
@@ -264,8 +263,12 @@ class Simulation:
         self._caller_draws = _Uniforms(streams[3])
         #: Simulated seconds from the start.
         self.now = 0.0
-        self._timers: list[_Timer] = []
-        self._set = 0  # timers set so far: the tie-break among timers due together
+        # The calendar: a heap of due times (plain floats compare fast) and, per due time, its
+        # timers in the order they were set (SimPy's tie-break); a process's start (URGENT,
+        # only at the start) goes before the timers due with it.
+        self._times: list[float] = []
+        self._due: dict[float, list[_Timer]] = {}
+        self._urgent = 0
         self._staff_next = 0
         self._ivr_arrivals: list[Arrival] = []
         self._ivr_next = 0
@@ -364,38 +367,51 @@ class Simulation:
     def _timer(self, delay: float, what: int, call: _Call | None = None, token: int = 0,
                agent_id: str = "", priority: int = _NORMAL) -> None:
         """Do ``what`` (for ``call``) ``delay`` seconds from now."""
-        self._set += 1
-        heapq.heappush(self._timers,
-                       (self.now + delay, priority, self._set, what, call, token, agent_id))
+        t = self.now + delay
+        timer = (what, call, token, agent_id)
+        due = self._due.get(t)
+        if due is None:
+            self._due[t] = [timer]
+            heapq.heappush(self._times, t)
+            if priority == _URGENT:
+                self._urgent = 1
+        elif priority == _URGENT:
+            due.insert(self._urgent, timer)
+            self._urgent += 1
+        else:
+            due.append(timer)
 
     def _run_until(self, until: float) -> None:
         """Carry out every timer due before ``until``, in order; then the clock reads it.
 
         (Timers due at ``until`` itself wait for the next call, as SimPy's ``run(until)``
-        leaves them.)
+        leaves them. A timer set for the time being carried out goes after those already
+        due then: a new list, its time pushed again.)
         """
-        timers = self._timers
-        while timers and timers[0][0] < until:
-            t, _priority, _set, what, call, token, agent_id = heapq.heappop(timers)
+        times = self._times
+        due = self._due
+        while times and times[0] < until:
+            t = heapq.heappop(times)
             self.now = t
-            if what == _WAKE:
-                self._wake()
-            elif what == _ENTER:
-                self._enter_due()
-            elif call is not None and what == _PATIENCE:
-                self._patience_over(call)
-            elif call is not None and what == _TALK_OVER:
-                self._talk_over(call)
-            elif call is not None and what == _ANSWER:
-                self._answer(call, token, agent_id)
-            elif what == _DEPTH:
-                self._depth_sample()
-            elif what == _STAFF:
-                self._staffing_step(_priority == _NORMAL)
-            elif call is not None and what == _AFTER_IVR:
-                self._enter_queue(call, t)
-            elif what == _IVR:
-                self._ivr_step(_priority == _NORMAL)
+            for what, call, token, agent_id in due.pop(t):
+                if what == _WAKE:
+                    self._wake()
+                elif what == _ENTER:
+                    self._enter_due()
+                elif call is not None and what == _PATIENCE:
+                    self._patience_over(call)
+                elif call is not None and what == _TALK_OVER:
+                    self._talk_over(call)
+                elif call is not None and what == _ANSWER:
+                    self._answer(call, token, agent_id)
+                elif what == _DEPTH:
+                    self._depth_sample()
+                elif what == _STAFF:
+                    self._staffing_step(token == 1)
+                elif call is not None and what == _AFTER_IVR:
+                    self._enter_queue(call, t)
+                elif what == _IVR:
+                    self._ivr_step(token == 1)
         self.now = until
 
     def _start_arrivals(self) -> None:
@@ -508,7 +524,7 @@ class Simulation:
             a = arrivals[i]
             if not resumed and a.t > self.now:
                 self._ivr_next = i
-                self._timer(a.t - self.now, _IVR)
+                self._timer(a.t - self.now, _IVR, None, 1)
                 return
             resumed = False
             r = ivr.walk(a)
@@ -532,7 +548,7 @@ class Simulation:
             act = staffing[k]
             if not resumed and act.t > self.now:
                 self._staff_next = k
-                self._timer(act.t - self.now, _STAFF)
+                self._timer(act.t - self.now, _STAFF, None, 1)
                 return
             resumed = False
             k += 1
