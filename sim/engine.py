@@ -1,4 +1,5 @@
-"""The SimPy engine: callers, agents, the real router and the real call machine in simulated time.
+"""The simulation engine: callers, agents, the real router and the real call machine in
+simulated time.
 
 The router is the production :class:`acd.core.router.Router` and every call runs the production
 :class:`acd.core.call.CallMachine`, the lifecycle FastAGI and ARI run; this module only does what
