@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 from rich.console import Console
 
 from acd import native, shipped
-from acd.cliargs import input_file, int_range, iso_time, output_dir
+from acd.cliargs import input_file, int_range, iso_time, output_dir, output_file
 from acd.errors import (
     COMMAND_LINE,
     EXIT_BAD_INPUT,
@@ -90,7 +90,7 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     from sim.executor import executor_for
     from sim.kpi import summarise
     from sim.report import Provenance, print_summary, write_csv, write_html, write_json
-    from sim.run import PlainProgress, RunSpec, run_replications, warmup_problem
+    from sim.run import DayProgress, PlainProgress, RunSpec, run_replications, warmup_problem
     from sim.scenario import load_scenario, rona_warning
 
     overrides = {"days": args.days, "start": args.start, "volume_scale": args.scale}
@@ -103,7 +103,8 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]warning[/yellow]: {rona}")
     if args.replay:
         from sim.run import arrivals_for, replay_note
-        note = replay_note(arrivals_for(scenario, args.replay, None)[0])  # read and check
+        logged = arrivals_for(scenario, args.replay, None)[0]  # read and check
+        note = replay_note(logged if isinstance(logged, list) else [])
         if note:
             console.print(f"[yellow]note[/yellow]: {note}")
     options = None
@@ -114,8 +115,10 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError([Problem("<command line>", "--queue-log", None,
                                    "--queue-map, --strict, --default-language and "
                                    "--default-country need --queue-log FILE")])
+    # KPIs are counted as calls end: no call log in memory; rows go to --calls-csv if asked.
     spec = RunSpec(str(args.scenario), {k: v for k, v in overrides.items() if v is not None},
-                   args.replay, args.queue_log, options, warmup_s=warmup)
+                   args.replay, args.queue_log, options, warmup_s=warmup, keep_calls=False,
+                   calls_csv=args.calls_csv)
     s = scenario.spec
     what = f"replay of {args.replay or args.queue_log}" if args.replay or args.queue_log \
         else f"{s.days:g} day(s) from {s.start}"
@@ -138,12 +141,18 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
         task = progress.add_task("simulating", total=args.replications)
         done: dict[int, float] = {}
         log = PlainProgress("simulating", args.replications, sys.stderr) if plain else None
+        # Runs of more than a day also say which simulated day each replication has reached.
+        days = DayProgress(s.days, sys.stderr) if s.days > 1 and not args.quiet else None
 
         def on_progress(i: int, fraction: float) -> None:
             done[i] = fraction
-            progress.update(task, completed=sum(done.values()))
+            progress.update(task, completed=sum(done.values()),
+                            description="simulating" if days is None else
+                            f"simulating, day {days.day(min(done.values()))} of {s.days:g}")
             if log is not None:
                 log(sum(done.values()))
+            if days is not None and plain:
+                days(i, fraction)
 
         executor = executor_for(args.dask, args.jobs)
         try:
@@ -175,7 +184,7 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
         _point_latest(out)
     walls = [r.wall_s for r in results]
     console.print(f"results in {out}/ (summary.json, CSV tables, report.html); "
-                  f"{sum(len(r.calls) for r in results):,} calls simulated, "
+                  f"{sum(r.calls_simulated for r in results):,} calls simulated, "
                   f"{max(walls):.1f} s per replication at most ({native.build()} router)")
     if args.check and not summary.meets_target:
         return EXIT_TARGET_MISSED
@@ -255,6 +264,8 @@ def _check_sim_run(args: argparse.Namespace) -> list[Problem]:
         problems.append(Problem(COMMAND_LINE, "--start", args.start.isoformat(),
                                 "a queue_log replay starts at its first line (with the staffing "
                                 "it records); cut its end with --days"))
+    if args.calls_csv is not None:
+        problems += output_file("--calls-csv", args.calls_csv)
     return problems
 
 
@@ -335,8 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 unless the center and every queue, language, country and site "
                         "with enough calls meets its SL and answer-rate targets (MET: the "
                         "whole 95%% CI at or above the target)")
+    p.add_argument("--calls-csv", metavar="PATH",
+                   help="also write one row per call to PATH (replication n >= 2 to "
+                        "PATH-rn beside it); without it no per-call rows are kept")
     p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress (a bar on a terminal, else a line on stderr every 10%%)")
+                   help="no progress (a bar on a terminal, else a line on stderr every 10%% "
+                        "and, past one day, per simulated day)")
     p.set_defaults(func=_cmd_sim_run, validate=_check_sim_run)
 
     from acd.init import register as register_init

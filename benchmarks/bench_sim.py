@@ -1,7 +1,7 @@
 """Simulator benchmark: a month of reference traffic through the full router, and M/M/c ratios.
 
 Run: ``python benchmarks/bench_sim.py [--days 30] [--replications 1] [--mmc-calls 30000]
-[--rounds 5] [--ivr] [--profile] [--no-pure]``
+[--rounds 5] [--ivr] [--profile] [--no-pure] [--no-long] [--long-days 400]``
 
 (a) ``--days`` of the reference scenario (about 5,000 calls a day, 281 agents, two sites,
 shifts and breaks) through the production router, one replication at a time on one core:
@@ -16,6 +16,14 @@ the rest of the machine, as ``timeit`` does); the median round is printed beside
 Both parts run on the build in use (mypyc-compiled where ``setup.py`` could compile) and then,
 unless ``--no-pure``, again in a child process on the pure-Python build (``ACD_PURE_PYTHON=1``),
 so the gain from compiling is measured in the same run.
+
+(d) Long runs, unless ``--no-long``: a year of reference traffic (about 1.8 million calls) in
+one replication (target: <= 15 s on one core); a month of the center ten times larger (2,810
+agents in the same groups, sites and language mix, ten times the traffic: about 1.5 million
+calls; target <= 30 s); and ``acd sim run --days 400 -r 1 -j 1`` in a child process, whose
+peak resident memory (target < 1 GB) and ``summary.json`` size are printed. Times are wall
+seconds of the replication's run (setup apart) with the CPU seconds beside them: on a shared
+machine the CPU time is the steadier figure.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import math
 import os
 import pstats
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +50,7 @@ from acd import native  # noqa: E402
 from sim.baselines import ciw_mmc, simpy_mmc  # noqa: E402
 from sim.engine import DRAIN_S, Simulation  # noqa: E402
 from sim.mmc import simulate_mmc  # noqa: E402
-from sim.run import arrivals_for  # noqa: E402
+from sim.run import RunSpec, arrivals_for, load_run_scenario  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
 from sim.staffing import build_timeline  # noqa: E402
 
@@ -68,11 +78,80 @@ def month(days: float, seed: int, ivr: bool, profile: bool) -> dict[str, float]:
     if prof is not None:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-    out = {"calls": float(len(result.calls)), "setup_s": setup, "run_s": result.wall_s}
+    out = {"calls": float(result.calls_simulated), "setup_s": setup, "run_s": result.wall_s}
     if sim.ivr is not None:
         out["ivr_us_per_call"] = sim.ivr.cost.us_per_call
         out["ivr_s"] = sim.ivr.cost.seconds
     return out
+
+
+def replication(days: float, seed: int, factor: int = 1) -> dict[str, float]:
+    """One replication of the reference scenario, its center and traffic ``factor`` times
+    larger; wall and CPU seconds of the run, calls, and setup seconds."""
+    t0 = time.perf_counter()
+    spec = RunSpec(str(SCENARIOS / "reference.yaml"), {"days": days, "volume_scale": factor},
+                   agent_scale=factor)
+    scenario = load_run_scenario(spec)
+    traffic_ss, staffing_ss, engine_ss = np.random.SeedSequence(seed).spawn(3)
+    arrivals, start, horizon = arrivals_for(scenario, None, np.random.default_rng(traffic_ss))
+    s = scenario.spec
+    timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
+                              start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
+    sim = Simulation(scenario.center, arrivals, timeline, s.behaviour, start, horizon,
+                     s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
+                     keep_calls=False)
+    setup = time.perf_counter() - t0
+    cpu = time.process_time()
+    result = sim.run()
+    return {"calls": float(result.calls_simulated), "run_s": result.wall_s,
+            "cpu_s": time.process_time() - cpu, "setup_s": setup,
+            "agents": float(len(scenario.center.agents))}
+
+
+def long_run_memory(days: float, seed: int) -> dict[str, float]:
+    """``acd sim run --days DAYS -r 1 -j 1`` in a child process: its peak resident memory
+    (MB, the kernel's high-water mark), wall seconds, and the size of its summary.json."""
+    code = ("import resource, sys\n"
+            "from acd.cli import main\n"
+            "status = main(sys.argv[1:])\n"
+            "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            "sys.exit(status)\n")
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-c", code, "sim", "run", "--days", f"{days:g}", "-r", "1",
+               "-j", "1", "-q", "--seed", str(seed), "--out", out]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+        wall = time.perf_counter() - t0
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"acd sim run failed: {done.stderr.strip()[-500:]}")
+        kb = next(int(line.split()[1]) for line in done.stdout.splitlines()
+                  if line.startswith("maxrss_kb"))
+        size = (Path(out) / "summary.json").stat().st_size
+        calls = next((line for line in done.stdout.splitlines() if "calls simulated" in line),
+                     "")
+    return {"maxrss_mb": kb / 1024, "wall_s": wall, "summary_mb": size / 1e6,
+            "calls": float(calls.split(" calls simulated")[0].split()[-1].replace(",", ""))
+            if calls else math.nan}
+
+
+def print_long(args: argparse.Namespace, build: str) -> None:
+    """Part (d): a year, the center at 10x for a month, and a long run's memory."""
+    print(f"(d) long runs ({build}, one core; wall s, CPU s in brackets)")
+    y = replication(365.0, args.seed)
+    print(f"  reference year: {y['calls']:,.0f} calls, run {y['run_s']:.2f} s "
+          f"[{y['cpu_s']:.2f} CPU s], {1e6 * y['cpu_s'] / y['calls']:.1f} CPU us/call "
+          f"(target <= 15 s: {'met' if min(y['run_s'], y['cpu_s']) <= 15 else 'MISSED'}); "
+          f"setup {y['setup_s']:.2f} s")
+    x = replication(30.0, args.seed, factor=10)
+    print(f"  10x center month ({x['agents']:,.0f} agents): {x['calls']:,.0f} calls, run "
+          f"{x['run_s']:.2f} s [{x['cpu_s']:.2f} CPU s], "
+          f"{1e6 * x['cpu_s'] / x['calls']:.1f} CPU us/call (target <= 30 s: "
+          f"{'met' if min(x['run_s'], x['cpu_s']) <= 30 else 'MISSED'}); "
+          f"setup {x['setup_s']:.2f} s")
+    m = long_run_memory(args.long_days, args.seed)
+    print(f"  acd sim run --days {args.long_days:g} -r 1 -j 1: peak RSS {m['maxrss_mb']:.0f} MB "
+          f"(target < 1024: {'met' if m['maxrss_mb'] < 1024 else 'MISSED'}), summary.json "
+          f"{m['summary_mb']:.1f} MB, {m['calls']:,.0f} calls, {m['wall_s']:.1f} s in all")
 
 
 def mmc(calls: int, seed: int, rounds: int) -> dict[str, list[float]]:
@@ -84,7 +163,7 @@ def mmc(calls: int, seed: int, rounds: int) -> dict[str, list[float]]:
         t0 = time.perf_counter()
         routed = simulate_mmc(RATE, AHT, AGENTS, hours, seed)
         router_total = time.perf_counter() - t0
-        n = len(routed.calls)
+        n = routed.calls_simulated
         out["router"].append(1e6 * routed.wall_s / n)
         out["router_total"].append(1e6 * router_total / n)
         out["simpy"].append(1e6 * simpy_mmc(RATE, AHT, AGENTS, n, seed).wall_seconds / n)
@@ -118,6 +197,10 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="cProfile the first replication")
     ap.add_argument("--no-pure", action="store_true",
                     help="skip the comparison run on the pure-Python build")
+    ap.add_argument("--no-long", action="store_true",
+                    help="skip the long runs (a year, the 10x month, a long run's memory)")
+    ap.add_argument("--long-days", type=float, default=400.0,
+                    help="days of the run whose peak memory is measured (400)")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     build = native.build()
@@ -162,8 +245,14 @@ def main() -> None:
           f"{'met' if vs_simpy <= 3 else 'MISSED'})")
     print(f"  ciw / router   = {vs_ciw:.2f}x (target >= 3x: {'met' if vs_ciw >= 3 else 'MISSED'})")
 
-    if args.no_pure or build != "compiled":
-        return
+    if not args.no_pure and build == "compiled":
+        print_pure(args, month_s, best)
+    if not args.no_long:
+        print_long(args, build)
+
+
+def print_pure(args: argparse.Namespace, month_s: list[float], best: dict[str, float]) -> None:
+    """Part (c): parts (a) and (b) again on the pure-Python build."""
     print("(c) the same on the pure-Python build (ACD_PURE_PYTHON=1, child process)")
     p = pure_python_figures(args)
     if p is None:

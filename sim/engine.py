@@ -1,4 +1,5 @@
-"""The SimPy engine: callers, agents, the real router and the real call machine in simulated time.
+"""The simulation engine: callers, agents, the real router and the real call machine in
+simulated time.
 
 The router is the production :class:`acd.core.router.Router` and every call runs the production
 :class:`acd.core.call.CallMachine`, the lifecycle FastAGI and ARI run; this module only does what
@@ -28,23 +29,27 @@ to model, so no hold is ever started or fed):
   with, as an answer at once is (the order today's results depend on);
 - ``Report*`` actions call the router at once, and its outputs are acted on in turn.
 
-Callbacks on SimPy timeouts are used instead of one process per call: a month of traffic is
-150,000 calls, and a process per call would cost more than the routing itself.
+Simulated time runs on a calendar of timers in this (compiled) module, in SimPy's order: by
+time, then priority (a process's start before timers), then the order they were set, so runs
+are the same, event for event, as on ``simpy.Environment`` with a callback per timeout. A year
+of traffic is 1.8 million calls and about ten million timers: SimPy's interpreted event objects
+and step loop cost more than the routing itself (see docs/performance.md). A timer is a tuple
+on a heap saying what to do (enter callers, wake the router, end a talk, ...) and to which
+call, so nothing but the tuple is allocated per timer.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gc
+import heapq
 import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
-import simpy
 
 from acd.config.load import LoadedCenter
 from acd.config.policy import center_policy
@@ -84,16 +89,20 @@ from acd.core.model import (
 )
 from acd.core.router import Router
 from sim.ivrsim import QUEUED, IvrCallers, estimate_from, load_sim_flow
-from sim.recorder import DEPTH_SAMPLE_S, Recorder
+from sim.recorder import CALL_BATCH, DEPTH_SAMPLE_S, Recorder
 from sim.records import CALLBACK, IVR_ABANDONED, IVR_HANGUP, VOICEMAIL, RunResult
 from sim.scenario import Behaviour, DistSpec
 from sim.staffing import StaffAction
-from sim.traffic import Arrival
+from sim.traffic import Arrival, ArrivalBatch
 
-__all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "Simulation", "draw", "sampler"]
+__all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "ENTRY_BLOCK", "Simulation", "draw", "sampler"]
 
 #: After the last arrival the run goes on this long so calls in progress can finish.
 DRAIN_S = 3 * 3600.0
+#: Callers built at a time, in order of queue entry (bounds the Arrival objects alive).
+ENTRY_BLOCK = 4096
+#: Random draws made at a time per behaviour stream.
+_DRAWS: Final = 1024
 #: How calls that end in the IVR are recorded (they never enter a queue).
 _IVR_END = {"voicemail": VOICEMAIL, "callback": CALLBACK, "abandoned": IVR_ABANDONED}
 #: States in which a logout waits for the call (and wrap-up) to end.
@@ -106,6 +115,19 @@ _CALLER_GONE: Final = CallerGone()
 _AGENT_GONE: Final = AgentGone()
 _ACCEPTED: Final = CallbackAnswer(True)
 _DECLINED: Final = CallbackAnswer(False)
+# What a timer does when it is due (the calendar's fourth field).
+_WAKE: Final = 0
+_ENTER: Final = 1
+_PATIENCE: Final = 2
+_TALK_OVER: Final = 3
+_ANSWER: Final = 4
+_DEPTH: Final = 5
+_STAFF: Final = 6
+_AFTER_IVR: Final = 7
+_IVR: Final = 8
+# SimPy's priorities: a process's start (URGENT) before timers (NORMAL) due at the same time.
+_URGENT: Final = 0
+_NORMAL: Final = 1
 
 
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
@@ -141,23 +163,77 @@ def draw(spec: DistSpec, rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 class _Call(CallMachine):
-    """A simulated caller in the queue: the call's machine, plus the arrival and a token that a
-    pending answer must still match (a released ring invalidates it; ``answer_token`` is the
-    ring an answer at once is for).
+    """A simulated caller in the queue: the call's machine, plus what the caller brings (when
+    they reached the IVR, talk, patience and wrap-up) and a token that a pending answer must
+    still match (a released ring invalidates it; ``answer_token`` is the ring an answer at once
+    is for).
 
-    A subclass rather than a holder of the machine: one object per call instead of two, which
-    the collector and the allocator notice at 150,000 calls a month (see bench_sim).
+    A subclass rather than a holder of the machine, with the arrival's fields copied in: one
+    native object per call instead of three, which the collector, the allocator and attribute
+    reads notice at 1.8 million calls a year (see bench_sim).
     """
 
-    __slots__ = ("answer_token", "arrival", "ring_token")
+    __slots__ = ("answer_token", "arrival_t", "patience_s", "ring_token", "talk_s", "wrap_s")
 
-    def __init__(self, arrival: Arrival, index: int) -> None:
-        super().__init__(str(index), arrival.queue, arrival.language, arrival.country,
-                         arrival.priority, arrival.caller_number, arrival.customer_id, math.inf,
-                         _POLICY)
-        self.arrival = arrival
+    def __init__(self, index: int, arrival_t: float, queue: str, language: str, country: str,
+                 caller_number: str | None, priority: int, talk_s: float, patience_s: float,
+                 wrap_s: float | None, customer_id: str | None) -> None:
+        super().__init__(str(index), queue, language, country, priority, caller_number,
+                         customer_id, math.inf, _POLICY)
+        self.arrival_t = arrival_t
+        self.talk_s = talk_s
+        self.patience_s = patience_s
+        self.wrap_s = wrap_s
         self.ring_token = 0
         self.answer_token = -1
+
+
+class _Draws:
+    """Draws of one distribution from one stream, made ``_DRAWS`` at a time: the same values, in
+    the same order, as one call of the generator per draw (numpy fills an array draw by draw),
+    without the cost of a generator call each."""
+
+    __slots__ = ("_k", "_rng", "_spec", "_values")
+
+    def __init__(self, spec: DistSpec, rng: np.random.Generator) -> None:
+        self._spec = spec
+        self._rng = rng
+        self._values: list[float] = []
+        self._k = 0
+
+    def next(self) -> float:
+        """The next draw."""
+        k = self._k
+        if k >= len(self._values):
+            self._values = draw(self._spec, self._rng, _DRAWS).tolist()
+            k = 0
+        self._k = k + 1
+        return self._values[k]
+
+
+class _Uniforms:
+    """Uniform [0, 1) draws from one stream, ``_DRAWS`` at a time (the values of one
+    ``random()`` call per draw)."""
+
+    __slots__ = ("_k", "_rng", "_values")
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._values: list[float] = []
+        self._k = 0
+
+    def next(self) -> float:
+        """The next draw."""
+        k = self._k
+        if k >= len(self._values):
+            self._values = self._rng.random(_DRAWS).tolist()
+            k = 0
+        self._k = k + 1
+        return self._values[k]
+
+
+#: A timer: what to do, and for which call (token and agent: the ring an answer is for).
+_Timer = tuple[int, "_Call | None", int, str]
 
 
 class Simulation:
@@ -165,7 +241,8 @@ class Simulation:
 
     def __init__(self, center: LoadedCenter, arrivals: Iterable[Arrival],
                  staffing: list[StaffAction], behaviour: Behaviour, start: datetime,
-                 horizon_s: float, interval_s: float, seed: int) -> None:
+                 horizon_s: float, interval_s: float, seed: int, keep_calls: bool = True,
+                 calls_csv: str | None = None, call_batch: int = CALL_BATCH) -> None:
         self.center = center
         self.config = center.config
         policy = center_policy(center.config)
@@ -184,13 +261,23 @@ class Simulation:
         # Separate streams so that a change in one behaviour leaves the others' draws alone
         # (common random numbers across scenarios).
         streams = np.random.default_rng(seed).spawn(4)
-        self._answer_delay = sampler(behaviour.answer_delay, streams[0])
+        self._answer_delay = _Draws(behaviour.answer_delay, streams[0])
         self._answers_at_once = (behaviour.answer_delay.dist == "constant"
                                  and not behaviour.answer_delay.value)
         self._rng_ivr = streams[1]
-        self._rng_rona = streams[2]
-        self._rng_caller = streams[3]
-        self.env = simpy.Environment()
+        self._rona_draws = _Uniforms(streams[2])
+        self._caller_draws = _Uniforms(streams[3])
+        #: Simulated seconds from the start.
+        self.now = 0.0
+        # The calendar: a heap of due times (plain floats compare fast) and, per due time, its
+        # timers in the order they were set (SimPy's tie-break); a process's start (URGENT,
+        # only at the start) goes before the timers due with it.
+        self._times: list[float] = []
+        self._due: dict[float, list[_Timer]] = {}
+        self._urgent = 0
+        self._staff_next = 0
+        self._ivr_arrivals: list[Arrival] = []
+        self._ivr_next = 0
         #: Callers walk this call flow when the behaviour names one (else ivr_time applies).
         self.ivr: IvrCallers | None = None
         if behaviour.ivr_flow:
@@ -198,27 +285,40 @@ class Simulation:
             self.ivr = IvrCallers(load_sim_flow(behaviour.ivr_flow, center.config),
                                   start.timestamp(), np.random.default_rng(seed).spawn(5)[4],
                                   estimate_from(self.router.ewt_new))
-        #: What the run records (calls, agent time, queue depths).
-        self.recorder = Recorder(center.config, center.agents, horizon_s, interval_s)
+        #: What the run records (call tallies, agent time, queue depths; the call log if
+        #: ``keep_calls``, the call rows in the CSV file ``calls_csv`` if given).
+        self.recorder = Recorder(center.config, center.agents, horizon_s, interval_s,
+                                 keep_calls, calls_csv, call_batch)
         self._wake_at: float | None = None
         #: Calls the router has, by id (until it ends them).
         self._calls: dict[str, _Call] = {}
-        # Callers due in the queue, in order of entry: time, arrival and index (parallel lists:
-        # a caller's _Call (its machine) exists only from its entry, so no per-caller object waits
-        # in the collector's young generations for hours of simulated time).
-        self._entry_t: list[float] = []
-        self._entry_arrival: list[Arrival] = []
-        self._entry_index: list[int] = []
+        # Callers due in the queue, in order of entry: time, index and position in the traffic
+        # (arrays: a caller's Arrival and _Call exist only from its block's and its entry, so
+        # a year's callers never sit in memory, nor in the collector's young generations).
+        self._entry_t: np.ndarray = np.zeros(0)
+        self._entry_index: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._entry_position: np.ndarray = np.zeros(0, dtype=np.int64)
         self._next_entry = 0
+        self._batch: ArrivalBatch | None = None
+        self._arrival_list: list[Arrival] = []
+        # The block of callers being entered: from _block_start on, time, index and arrival.
+        self._block_start = 0
+        self._block_t: list[float] = []
+        self._block_index: list[int] = []
+        self._block_arrival_t: list[float] = []
+        self._block_stream: list[int] = []
+        self._block_number: list[str | None] = []
+        self._block_priority: list[int] = []
+        self._block_talk: list[float] = []
+        self._block_patience: list[float] = []
+        self._block_wrap: list[float] = []
+        self._block_customer: list[str | None] = []
+        self._streams: list[tuple[str, str, str]] = []
         self._rona_p = float(behaviour.rona_probability)
         # Replies given once the router's current outputs are dealt with.
         self._follow_answer: list[_Call] = []
         self._follow_up: list[tuple[_Call, bool]] = []
         self.routing_errors = 0
-        # Timer callbacks bound once (a bound method per timer would be one more object).
-        self._talk_over = self._talk_over_at
-        self._on_patience_over = self._patience_over
-        self._on_answer = self._answer
         #: Calls whose machine finished (``Finished``): each call that reached the router once.
         self.calls_finished = 0
         #: Rings the simulator stopped for the machine (``ReleaseAgent``): ring-no-answer, a
@@ -246,21 +346,21 @@ class Simulation:
                 gc.unfreeze()
 
     def _run(self, progress: Callable[[float], None] | None, t_wall: float) -> RunResult:
-        env = self.env
         self._start_arrivals()
-        env.process(self._staffing_process())
-        env.process(self._depth_process())
+        # The staffing timeline and the depth samples start as SimPy processes would.
+        self._timer(0.0, _STAFF, None, 0, "", _URGENT)
+        self._timer(0.0, _DEPTH, None, 0, "", _URGENT)
         end = self.horizon_s + DRAIN_S
         step = 3600.0
         t = 0.0
         while t < end:
             t = min(t + step, end)
-            env.run(until=t)
+            self._run_until(self.now + (t - self.now))
             if progress is not None:
                 progress(t / end)
         # Calls the drain did not see out (a patient caller with a long maximum wait, a very
         # long talk) end with the run, so every offered call keeps its row in the call log.
-        now = env.now
+        now = self.now
         for call in list(self._calls.values()):
             if call.phase is not Phase.ENDED:
                 self._feed(call, _CALLER_GONE, now)
@@ -268,78 +368,201 @@ class Simulation:
         return self.recorder.result(self.seed, self.start, now,
                                     time.perf_counter() - t_wall)
 
+    # ----------------------------------------------------------------------- the calendar
+
+    def _timer(self, delay: float, what: int, call: _Call | None = None, token: int = 0,
+               agent_id: str = "", priority: int = _NORMAL) -> None:
+        """Do ``what`` (for ``call``) ``delay`` seconds from now."""
+        t = self.now + delay
+        timer = (what, call, token, agent_id)
+        due = self._due.get(t)
+        if due is None:
+            self._due[t] = [timer]
+            heapq.heappush(self._times, t)
+            if priority == _URGENT:
+                self._urgent = 1
+        elif priority == _URGENT:
+            due.insert(self._urgent, timer)
+            self._urgent += 1
+        else:
+            due.append(timer)
+
+    def _run_until(self, until: float) -> None:
+        """Carry out every timer due before ``until``, in order; then the clock reads it.
+
+        (Timers due at ``until`` itself wait for the next call, as SimPy's ``run(until)``
+        leaves them. A timer set for the time being carried out goes after those already
+        due then: a new list, its time pushed again.)
+        """
+        times = self._times
+        due = self._due
+        while times and times[0] < until:
+            t = heapq.heappop(times)
+            self.now = t
+            for what, call, token, agent_id in due.pop(t):
+                if what == _WAKE:
+                    self._wake()
+                elif what == _ENTER:
+                    self._enter_due()
+                elif call is not None and what == _PATIENCE:
+                    self._patience_over(call)
+                elif call is not None and what == _TALK_OVER:
+                    self._talk_over(call)
+                elif call is not None and what == _ANSWER:
+                    self._answer(call, token, agent_id)
+                elif what == _DEPTH:
+                    self._depth_sample()
+                elif what == _STAFF:
+                    self._staffing_step(token == 1)
+                elif call is not None and what == _AFTER_IVR:
+                    self._enter_queue(call, t)
+                elif what == _IVR:
+                    self._ivr_step(token == 1)
+        self.now = until
+
     def _start_arrivals(self) -> None:
         """Callers reach the queue after their IVR time; those who hang up in the IVR don't."""
-        arrivals = [a for a in self.arrivals if a.t < self.horizon_s]
-        if self.ivr is not None:
-            self.env.process(self._ivr_arrival_process(arrivals, self.ivr))
-            return
-        n = len(arrivals)
+        source = self.arrivals
+        if self.ivr is not None or not isinstance(source, ArrivalBatch):
+            arrivals = [a for a in source if a.t < self.horizon_s]
+            if self.ivr is not None:
+                self._ivr_arrivals = arrivals
+                self._timer(0.0, _IVR, None, 0, "", _URGENT)
+                return
+            times = np.array([a.t for a in arrivals], dtype=float)
+            position = np.arange(len(arrivals))
+            self._arrival_list = arrivals
+        else:
+            # Forecast traffic as columns: callers are built a block at a time, on entry.
+            position = np.flatnonzero(source.t < self.horizon_s)
+            times = source.t[position]
+            self._batch = source
+            self._streams = [(s.queue, s.language, s.country) for s in source.streams]
+        n = len(times)
         ivr = draw(self.behaviour.ivr_time, self._rng_ivr, n)
-        for k, a in enumerate(arrivals):
-            if a.ivr_s is not None:
-                ivr[k] = a.ivr_s  # a replayed call spends the IVR time its log shows
+        if self._batch is None:  # a list of arrivals: a replay may carry its IVR times
+            for k, a in enumerate(self._arrival_list):
+                if a.ivr_s is not None:
+                    ivr[k] = a.ivr_s  # a replayed call spends the IVR time its log shows
         gone = self._rng_ivr.random(n) < self.behaviour.ivr_abandon_probability
-        entry = np.array([a.t for a in arrivals]) + ivr if n else np.zeros(0)
+        entry = times + ivr if n else np.zeros(0)
         recorder = self.recorder
-        for i in np.flatnonzero(gone):
-            a = arrivals[i]
+        for a in self._arrivals_at(position[np.flatnonzero(gone)]):
             recorder.ivr_ended(a.t, a.queue, a.language, a.country, IVR_ABANDONED)
-        # Callers reach the queue in order of queue entry; each entry's timeout schedules the
-        # next (a chain of callbacks costs less than resuming a process for every caller).
-        entry_s: list[float] = entry.tolist()
-        gone_l: list[bool] = gone.tolist()
-        order: list[int] = np.argsort(entry, kind="stable").tolist()
-        kept = [i for i in order if not gone_l[i]]
-        self._entry_t = [entry_s[i] for i in kept]
-        self._entry_arrival = [arrivals[i] for i in kept]
+        # Callers reach the queue in order of queue entry; each entry's timer sets the next.
+        order = np.argsort(entry, kind="stable")
+        kept = order[~gone[order]]
+        self._entry_t = entry[kept]
         self._entry_index = kept
+        self._entry_position = position[kept]
         self._next_entry = 0
-        self._enter_due(None)
+        self._enter_due()
 
-    def _enter_due(self, _ev: object) -> None:
+    def _arrivals_at(self, positions: np.ndarray) -> list[Arrival]:
+        """The arrivals at ``positions`` of the run's traffic."""
+        if self._batch is not None:
+            return self._batch.take(positions)
+        arrivals = self._arrival_list
+        return [arrivals[i] for i in positions.tolist()]
+
+    def _next_block(self, k: int) -> None:
+        """The callers entering ``k``-th to ``k + ENTRY_BLOCK``-th (in order of entry), as
+        columns of plain lists."""
+        end = min(k + ENTRY_BLOCK, len(self._entry_t))
+        self._block_start = k
+        self._block_t = self._entry_t[k:end].tolist()
+        self._block_index = self._entry_index[k:end].tolist()
+        positions = self._entry_position[k:end]
+        batch = self._batch
+        if batch is not None:
+            self._block_arrival_t = batch.t[positions].tolist()
+            self._block_stream = batch.stream[positions].tolist()
+            numbers = batch.caller_number
+            self._block_number = [numbers[i] for i in positions.tolist()]
+            self._block_priority = batch.priority[positions].tolist()
+            self._block_talk = batch.talk_s[positions].tolist()
+            self._block_patience = batch.patience_s[positions].tolist()
+            self._block_wrap = batch.wrap_s[positions].tolist()
+            self._block_customer = [None] * len(positions)
+            return
+        # A list of arrivals (a replay): one "stream" per caller.
+        block = self._arrivals_at(positions)
+        self._streams = [(a.queue, a.language, a.country) for a in block]
+        self._block_arrival_t = [a.t for a in block]
+        self._block_stream = list(range(len(block)))
+        self._block_number = [a.caller_number for a in block]
+        self._block_priority = [a.priority for a in block]
+        self._block_talk = [a.talk_s for a in block]
+        self._block_patience = [a.patience_s for a in block]
+        self._block_wrap = [math.nan if a.wrap_s is None else a.wrap_s for a in block]
+        self._block_customer = [a.customer_id for a in block]
+
+    def _block_call(self, j: int) -> _Call:
+        """The caller ``j``-th in the current block."""
+        queue, language, country = self._streams[self._block_stream[j]]
+        wrap = self._block_wrap[j]
+        return _Call(self._block_index[j], self._block_arrival_t[j], queue, language, country,
+                     self._block_number[j], self._block_priority[j], self._block_talk[j],
+                     self._block_patience[j], None if math.isnan(wrap) else wrap,
+                     self._block_customer[j])
+
+    def _enter_due(self) -> None:
         """Queue every caller whose entry time has come; wake up again for the next one."""
-        entry_t = self._entry_t
-        env = self.env
-        now = env.now
+        now = self.now
         k = self._next_entry
-        while k < len(entry_t):
-            t = entry_t[k]
+        n = len(self._entry_t)
+        while k < n:
+            j = k - self._block_start
+            if j >= len(self._block_t):
+                self._next_block(k)
+                j = 0
+            t = self._block_t[j]
             if t > now:
-                ev = env.timeout(t - now)
-                ev.callbacks.append(self._enter_due)
+                self._timer(t - now, _ENTER)
                 break
             k += 1
-            self._enter_queue(_Call(self._entry_arrival[k - 1], self._entry_index[k - 1]), now)
+            self._enter_queue(self._block_call(j), now)
         self._next_entry = k
 
-    def _ivr_arrival_process(self, arrivals: list[Arrival], ivr: IvrCallers) -> Any:
-        """Each caller walks the flow on arrival; the flow says when and where it is queued."""
-        env = self.env
-        for i, a in enumerate(arrivals):
-            if a.t > env.now:
-                yield env.timeout(a.t - env.now)
+    def _ivr_step(self, resumed: bool) -> None:
+        """Each caller walks the flow on arrival; the flow says when and where it is queued.
+        (``resumed``: the timer for the next caller is due, whatever the clock's rounding.)"""
+        ivr = self.ivr
+        arrivals = self._ivr_arrivals
+        i = self._ivr_next
+        while ivr is not None and i < len(arrivals):
+            a = arrivals[i]
+            if not resumed and a.t > self.now:
+                self._ivr_next = i
+                self._timer(a.t - self.now, _IVR, None, 1)
+                return
+            resumed = False
             r = ivr.walk(a)
             if r.status in QUEUED:
-                call = _Call(Arrival(a.t, r.queue, r.language, a.country, a.caller_number,
-                                     r.priority, a.talk_s, a.patience_s, a.wrap_s,
-                                     r.customer_id), i)
-                ev = env.timeout(r.elapsed_s)
-                ev.callbacks.append(functools.partial(self._queue_after_ivr, call))
+                call = _Call(i, a.t, r.queue, r.language, a.country, a.caller_number,
+                             r.priority, a.talk_s, a.patience_s, a.wrap_s, r.customer_id)
+                self._timer(r.elapsed_s, _AFTER_IVR, call)
             else:
                 self.recorder.ivr_ended(a.t, r.queue, r.language, a.country,
                                         _IVR_END.get(r.status, IVR_HANGUP))
+            i += 1
+        self._ivr_next = i
 
-    def _queue_after_ivr(self, call: _Call, _ev: object) -> None:
-        self._enter_queue(call, self.env.now)
-
-    def _staffing_process(self) -> Any:
-        env = self.env
+    def _staffing_step(self, resumed: bool) -> None:
+        """Agents log in, pause, come back and log out as the timeline says (``resumed``: the
+        timer for the next action is due)."""
         router = self.router
-        for act in self.staffing:
-            if act.t > env.now:
-                yield env.timeout(act.t - env.now)
-            now = env.now
+        staffing = self.staffing
+        k = self._staff_next
+        while k < len(staffing):
+            act = staffing[k]
+            if not resumed and act.t > self.now:
+                self._staff_next = k
+                self._timer(act.t - self.now, _STAFF, None, 1)
+                return
+            resumed = False
+            k += 1
+            now = self.now
             try:
                 if act.action == "login" and router.agent_state(act.agent) in _LOGOUT_DEFERRED:
                     # Logged out while on a simulated call, the logout still waits for the
@@ -359,15 +582,13 @@ class Simulation:
                 self.routing_errors += 1
                 continue
             self._handle(out, now)
+        self._staff_next = k
 
-    def _depth_process(self) -> Any:
+    def _depth_sample(self) -> None:
         """Sample every queue's waiting calls once a simulated minute over the horizon."""
-        env = self.env
-        depths = self.router.queue_depths
-        recorder = self.recorder
-        while env.now < self.horizon_s:
-            recorder.depths(depths())
-            yield env.timeout(DEPTH_SAMPLE_S)
+        if self.now < self.horizon_s:
+            self.recorder.depths(self.router.queue_depths())
+            self._timer(DEPTH_SAMPLE_S, _DEPTH)
 
     # ----------------------------------------------------------------------- the router
 
@@ -375,11 +596,10 @@ class Simulation:
         deadline = self.router.next_deadline()
         if deadline is not None and (self._wake_at is None or deadline < self._wake_at):
             self._wake_at = deadline
-            ev = self.env.timeout(max(0.0, deadline - now))
-            ev.callbacks.append(self._wake)
+            self._timer(max(0.0, deadline - now), _WAKE)
 
-    def _wake(self, _ev: object) -> None:
-        now = self.env.now
+    def _wake(self) -> None:
+        now = self.now
         wake_at = self._wake_at
         if wake_at is not None and now >= wake_at - 1e-9:
             self._wake_at = None
@@ -407,7 +627,7 @@ class Simulation:
             elif isinstance(o, CallEnded):
                 ended = calls.pop(o.call_id, None)
                 if ended is not None:
-                    self.recorder.call_ended(ended.arrival.t, o)
+                    self.recorder.call_ended(ended.arrival_t, o)
             # Three isinstance calls, not one with a tuple: compiled, each is a pointer test.
             elif isinstance(o, CancelOffer) or isinstance(o, Overflow) \
                     or isinstance(o, OfferCallback):  # noqa: SIM101
@@ -442,10 +662,9 @@ class Simulation:
         elif isinstance(a, ReportAnswered):
             self._act(self.router.offer_answered(now, call.call_id, a.agent_id), now)
         elif isinstance(a, Connect):
-            ev = self.env.timeout(call.arrival.talk_s)
-            ev.callbacks.append(functools.partial(self._talk_over, call))
+            self._timer(call.talk_s, _TALK_OVER, call)
         elif isinstance(a, ReportHangup):
-            self._act(self.router.hangup(now, call.call_id, call.arrival.wrap_s), now)
+            self._act(self.router.hangup(now, call.call_id, call.wrap_s), now)
         elif isinstance(a, Finished):
             self.calls_finished += 1
         elif isinstance(a, ReleaseAgent):
@@ -455,16 +674,16 @@ class Simulation:
         elif isinstance(a, ReportFailed):
             self._act(self.router.offer_failed(now, call.call_id, a.reason, a.agent_id), now)
         elif isinstance(a, AskCallback):
-            accepted = self._rng_caller.random() < self.behaviour.callback_accept_probability
+            accepted = self._caller_draws.next() < self.behaviour.callback_accept_probability
             self._follow_up.append((call, bool(accepted)))
         elif isinstance(a, ReportCallback):
             self._act(self.router.callback_accepted(now, call.call_id), now)
         elif isinstance(a, ReportWithdrawn):
             self._act(self.router.withdraw(now, call.call_id, a.reason), now)
 
-    def _talk_over_at(self, call: _Call, _ev: object) -> None:
+    def _talk_over(self, call: _Call) -> None:
         """Talk over: the agent's side ends."""
-        now = self.env.now
+        now = self.now
         self._feed(call, _AGENT_GONE, now)
         self._sync(now)
 
@@ -478,35 +697,33 @@ class Simulation:
         self._handle(self.router.call_arrived(now, call_id, call.queue, call.language,
                                               call.country, call.priority, call.customer_id),
                      now)
-        patience = call.arrival.patience_s
+        patience = call.patience_s
         if patience < math.inf and call_id in self._calls:
-            ev = self.env.timeout(patience)
-            ev.callbacks.append(functools.partial(self._on_patience_over, call))
+            self._timer(patience, _PATIENCE, call)
 
-    def _patience_over(self, call: _Call, _ev: object) -> None:
+    def _patience_over(self, call: _Call) -> None:
         phase = call.phase
         if phase is not Phase.TALKING and phase is not Phase.ENDED:
-            now = self.env.now
+            now = self.now
             self._feed(call, _CALLER_GONE, now)
             self._sync(now)
 
     def _dial(self, call: _Call, d: Dial) -> None:
         """The agent rings: they answer after their delay, or let it ring (ring-no-answer)."""
         call.ring_token += 1
-        if self._rona_p > 0 and self._rng_rona.random() < self._rona_p:
+        if self._rona_p > 0 and self._rona_draws.next() < self._rona_p:
             return  # the agent lets it ring; the router's ring timer takes it back
         if self._answers_at_once:
             call.answer_token = call.ring_token
             self._follow_answer.append(call)
             return
-        delay = self._answer_delay()
+        delay = self._answer_delay.next()
         if delay >= d.ring_timeout_s:
             return
-        ev = self.env.timeout(delay)
-        ev.callbacks.append(functools.partial(self._on_answer, call, call.ring_token, d.agent_id))
+        self._timer(delay, _ANSWER, call, call.ring_token, d.agent_id)
 
-    def _answer(self, call: _Call, token: int, agent_id: str, _ev: object) -> None:
+    def _answer(self, call: _Call, token: int, agent_id: str) -> None:
         if call.ring_token == token:
-            now = self.env.now
+            now = self.now
             self._feed(call, Answered(agent_id), now)
             self._sync(now)

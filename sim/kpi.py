@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -50,7 +50,9 @@ from sim.records import (
     OVERFLOWED,
     READY,
     VOICEMAIL,
+    CallLog,
     RunResult,
+    Tallies,
 )
 
 Dimension = Literal["queue", "language", "country", "site"]
@@ -107,9 +109,8 @@ _NAMES_ATTR = {"queue": "queues", "language": "languages", "country": "countries
                "site": "sites"}
 
 
-def _group_codes(result: RunResult, by: Dimension | None) -> tuple[np.ndarray, tuple[str, ...]]:
+def _group_codes(calls: CallLog, by: Dimension | None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Each call's group code (-1 = in no group, e.g. an unanswered call by site) and names."""
-    calls = result.calls
     if by is None:
         return np.zeros(len(calls), dtype=np.int64), (ALL,)
     if by not in DIMENSIONS:
@@ -127,40 +128,45 @@ def _group_targets(result: RunResult, by: Dimension | None, names: Sequence[str]
     return [result.target] * len(names)
 
 
-def _thresholds(result: RunResult) -> np.ndarray:
+def _thresholds(calls: CallLog, threshold_s: float,
+                queue_sl: Sequence[tuple[float, float]]) -> np.ndarray:
     """Each call's SL threshold T, from its queue (the run's threshold if the queue has none)."""
-    per_queue = np.full(len(result.calls.queues), result.threshold_s, dtype=float)
-    for i, (threshold, _target) in enumerate(result.queue_sl[: per_queue.size]):
+    per_queue = np.full(len(calls.queues), threshold_s, dtype=float)
+    for i, (threshold, _target) in enumerate(queue_sl[: per_queue.size]):
         per_queue[i] = threshold
-    if len(result.calls) == 0:
+    if len(calls) == 0:
         return np.zeros(0)
-    return per_queue[result.calls.queue.astype(np.int64)]
+    return per_queue[calls.queue.astype(np.int64)]
+
+
+def intervals_of(duration_s: float, interval_s: float) -> int:
+    """Number of intervals a run of ``duration_s`` covers: up to its horizon, never past it."""
+    return max(math.ceil(duration_s / interval_s - _EPS), 1)
 
 
 def n_intervals(result: RunResult) -> int:
     """Number of intervals the run covers: up to its horizon, never past it."""
-    return max(math.ceil(result.duration_s / result.interval_s - _EPS), 1)
+    return intervals_of(result.duration_s, result.interval_s)
 
 
-def _interval_index(result: RunResult) -> np.ndarray:
+def _interval_index(calls: CallLog, interval_s: float, n_int: int) -> np.ndarray:
     """Each call's interval: of its queue entry, or of its arrival if it never queued.
 
     A call that reaches the queue after the horizon (it arrived before, and was still in the
     IVR) counts in the last interval: an interval of its own past the horizon, with agents
     already leaving, would show a service level that no planner staffed for.
     """
-    calls = result.calls
     when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
-    index = np.floor(when / result.interval_s).astype(np.int64)
-    return np.minimum(index, n_intervals(result) - 1)
+    index = np.floor(when / interval_s).astype(np.int64)
+    return np.minimum(index, n_int - 1)
 
 
-def _tally(result: RunResult, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
+def _tally(calls: CallLog, thresholds: np.ndarray, short_abandon_s: float, cell: np.ndarray,
+           n_cells: int) -> dict[str, np.ndarray]:
     """Counts and wait sums per cell (calls with a negative cell are left out)."""
-    calls = result.calls
     outcome = calls.outcome
     offered = ~np.isnan(calls.queued_s)
-    within = calls.wait_s <= _thresholds(result)
+    within = calls.wait_s <= thresholds
     answered = offered & (outcome == ANSWERED)
     abandoned = offered & (outcome == ABANDONED)
     keep = cell >= 0
@@ -179,7 +185,7 @@ def _tally(result: RunResult, cell: np.ndarray, n_cells: int) -> dict[str, np.nd
         "answered_within": count(answered & within),
         "abandoned": count(abandoned),
         "abandoned_within": count(abandoned & within),
-        "short_abandoned": count(abandoned & (calls.wait_s < result.short_abandon_s)),
+        "short_abandoned": count(abandoned & (calls.wait_s < short_abandon_s)),
         "overflowed": count(offered & (outcome == OVERFLOWED)),
         # Voicemail and callbacks also end calls in the IVR (after hours), before any queue:
         # counted over all arrivals, so they are not lost from the totals.
@@ -190,6 +196,58 @@ def _tally(result: RunResult, cell: np.ndarray, n_cells: int) -> dict[str, np.nd
         "_wait_answered": total(answered),
         "_wait_offered": total(offered),
     }
+
+
+#: What :class:`TallyAccumulator` keeps per (group, interval): the counts and two wait sums.
+TALLY_FIELDS = (*COUNTS, "_wait_answered", "_wait_offered")
+
+
+def _cells(calls: CallLog, by: Dimension | None, n_int: int, interval: np.ndarray
+           ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each call's (group, interval) cell, -1 where it is in no group or before the start."""
+    codes, names = _group_codes(calls, by)
+    # Calls before the run start (a replay's warm-up) belong to no interval: leave them out.
+    return np.where((codes >= 0) & (interval >= 0), codes * n_int + interval, -1), names
+
+
+class TallyAccumulator:
+    """Call counts and wait sums per (group, interval) of every dimension, added a batch of
+    ended calls at a time: the KPIs of a run without keeping a row per call.
+
+    The sums are those :func:`kpis` computes from a whole :class:`~sim.records.CallLog`; wait
+    sums may differ from them in the last bits only (they are added in another order).
+    """
+
+    def __init__(self, names: dict[str, tuple[str, ...]], duration_s: float, interval_s: float,
+                 threshold_s: float, queue_sl: Sequence[tuple[float, float]],
+                 short_abandon_s: float) -> None:
+        self.interval_s = interval_s
+        self.n_int = intervals_of(duration_s, interval_s)
+        self.threshold_s = threshold_s
+        self.queue_sl = tuple(queue_sl)
+        self.short_abandon_s = short_abandon_s
+        self.names: dict[str, tuple[str, ...]] = {ALL: (ALL,)}
+        self.names.update((d, names[_NAMES_ATTR[d]]) for d in DIMENSIONS)
+        self.values = {d: np.zeros((len(TALLY_FIELDS), len(g), self.n_int))
+                       for d, g in self.names.items()}
+
+    def add(self, calls: CallLog) -> None:
+        """Count a batch of ended calls (a chunk of the run's call log, in any order)."""
+        if len(calls) == 0:
+            return
+        interval = _interval_index(calls, self.interval_s, self.n_int)
+        thresholds = _thresholds(calls, self.threshold_s, self.queue_sl)
+        for dim, grid in self.values.items():
+            by = None if dim == ALL else cast(Dimension, dim)
+            cell, _names = _cells(calls, by, self.n_int, interval)
+            n_cells = grid.shape[1] * self.n_int
+            tally = _tally(calls, thresholds, self.short_abandon_s, cell, n_cells)
+            for f, name in enumerate(TALLY_FIELDS):
+                grid[f] += tally[name].reshape(grid.shape[1], self.n_int)
+
+    def tallies(self) -> Tallies:
+        """What was counted, as the run's result carries it."""
+        return Tallies(TALLY_FIELDS, self.names, self.values)
 
 
 def _ratios(t: dict[str, np.ndarray], busy: np.ndarray, ready: np.ndarray) -> dict[str, np.ndarray]:
@@ -243,14 +301,23 @@ def _blank_for_site(values: dict[str, np.ndarray], by: Dimension | None) -> None
 
 def _grid(result: RunResult, by: Dimension | None) -> tuple[tuple[str, ...], int,
                                                          dict[str, np.ndarray]]:
-    """Tallies and agent seconds per (group, interval), each of shape (n_groups, n_intervals)."""
-    codes, names = _group_codes(result, by)
+    """Tallies and agent seconds per (group, interval), each of shape (n_groups, n_intervals):
+    counted as the run went (``result.tallies``), else from its call log."""
+    if by is not None and by not in DIMENSIONS:
+        raise ValueError(f"by must be None or one of {', '.join(DIMENSIONS)}; got {by!r}")
     n_int = n_intervals(result)
-    interval = _interval_index(result)
-    # Calls before the run start (a replay's warm-up) belong to no interval: leave them out.
-    cell = np.where((codes >= 0) & (interval >= 0), codes * n_int + interval, -1)
-    tallies = _tally(result, cell, len(names) * n_int)
-    grid = {k: v.reshape(len(names), n_int) for k, v in tallies.items()}
+    if result.tallies is not None:
+        names = result.tallies.groups[ALL if by is None else by]
+        values = result.tallies.values[ALL if by is None else by]
+        grid = {k: values[f] for f, k in enumerate(result.tallies.fields)}
+    elif result.calls is not None:
+        calls = result.calls
+        cell, names = _cells(calls, by, n_int, _interval_index(calls, result.interval_s, n_int))
+        tallies = _tally(calls, _thresholds(calls, result.threshold_s, result.queue_sl),
+                         result.short_abandon_s, cell, len(names) * n_int)
+        grid = {k: v.reshape(len(names), n_int) for k, v in tallies.items()}
+    else:
+        raise ValueError("a run result needs its call tallies or its call log for KPIs")
     grid["_busy"], grid["_ready"] = _agent_seconds(result, by, names, n_int)
     return names, n_int, grid
 

@@ -154,11 +154,10 @@ def wait_percentiles(results: Sequence[RunResult], n_intervals: int, interval_s:
     """Percentiles of the wait of offered calls per interval, pooled over replications:
     shape (len(PERCENTILES), n_intervals), NaN where an interval has no calls."""
     out = np.full((len(PERCENTILES), n_intervals), np.nan)
-    waits = np.concatenate([r.calls.wait_s[~np.isnan(r.calls.queued_s)] for r in results])
-    queued = np.concatenate([r.calls.queued_s[~np.isnan(r.calls.queued_s)] for r in results])
-    keep = queued >= 0
-    index = np.minimum(np.floor(queued[keep] / interval_s).astype(np.int64), n_intervals - 1)
-    waits = waits[keep]
+    logs = [r.wait_log() for r in results]  # calls offered from the start on
+    waits = np.concatenate([w.wait_s for w in logs])
+    queued = np.concatenate([w.queued_s for w in logs])
+    index = np.minimum(np.floor(queued / interval_s).astype(np.int64), n_intervals - 1)
     order = np.argsort(index, kind="stable")
     index, waits = index[order], waits[order]
     bounds = np.searchsorted(index, np.arange(n_intervals + 1))

@@ -6,7 +6,12 @@ end. It reads the router's domain events (``CallEnded``, ``AgentStateChanged``) 
 the router never sees (calls that end in the IVR, queue depth samples).
 
 It is called for every agent state change and every call, so it is compiled with the engine
-(``setup.py``): plain lists while the run goes, numpy only at the end.
+(``setup.py``): plain lists while the run goes, numpy once per batch of calls.
+
+Memory stays bounded by the run's intervals, not its calls: every :data:`CALL_BATCH` ended
+calls, the batch is counted into per-interval KPI tallies (:class:`sim.kpi.TallyAccumulator`),
+its waits are kept (20 bytes a call, for percentiles), its rows go to a CSV file when asked
+(``calls_csv``), and the rows are dropped unless the call log is asked for (``keep_calls``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import numpy as np
 from acd.config.schema import CenterConfig
 from acd.core.model import AgentProfile, AgentState, AgentStateChanged, CallEnded, Outcome
 from acd.core.router import OTHER
+from sim.callscsv import CallsCsv
+from sim.kpi import TallyAccumulator
 from sim.records import (
     ABANDONED,
     AGENT_TIME,
@@ -33,10 +40,13 @@ from sim.records import (
     AgentTime,
     CallLog,
     RunResult,
+    WaitLog,
 )
 
 #: How often queue depth is sampled (simulated seconds).
 DEPTH_SAMPLE_S = 60.0
+#: Ended calls counted into the tallies at a time (bounds the rows held at once).
+CALL_BATCH = 1 << 16
 
 # A call row: arrival, queued, wait, talk, queue, language, country, site, outcome codes.
 _Row = tuple[float, float, float, float, int, int, int, int, int]
@@ -47,7 +57,8 @@ class Recorder:
     category, and queue depths once a simulated minute."""
 
     def __init__(self, config: CenterConfig, agents: Sequence[AgentProfile], horizon_s: float,
-                 interval_s: float) -> None:
+                 interval_s: float, keep_calls: bool = True, calls_csv: str | None = None,
+                 call_batch: int = CALL_BATCH) -> None:
         self.config = config
         self.horizon_s = horizon_s
         self.interval_s = interval_s
@@ -72,6 +83,18 @@ class Recorder:
         self._ag_since = [0.0] * len(agents)
         self._depth_samples: list[list[int]] = []
         self._rows: list[_Row] = []
+        sl = config.center.service_level
+        self._tally = TallyAccumulator(
+            {"queues": self.queues, "languages": self.languages, "countries": self.countries,
+             "sites": self.sites}, horizon_s, interval_s, sl.threshold_s,
+            tuple((config.sl_for(q).threshold_s, config.sl_for(q).target) for q in self.queues),
+            config.center.short_abandon_s)
+        self._keep_calls = keep_calls
+        self._kept: list[CallLog] = []
+        self._waits: list[WaitLog] = []
+        self._csv = CallsCsv(calls_csv) if calls_csv is not None else None
+        self._n_calls = 0
+        self._call_batch = call_batch
 
     # ------------------------------------------------------------------------- calls
 
@@ -80,6 +103,8 @@ class Recorder:
         """A caller who never reached the router (hung up or left in the IVR)."""
         self._rows.append((arrival_s, math.nan, 0.0, 0.0, self._q(queue), self._l(language),
                            self._c(country), NO_SITE, outcome))
+        if len(self._rows) >= self._call_batch:
+            self._flush()
 
     def call_ended(self, arrival_s: float, o: CallEnded) -> None:
         """The router ended a call that reached the IVR at ``arrival_s``."""
@@ -93,6 +118,37 @@ class Recorder:
             code, site = OVERFLOWED, NO_SITE
         self._rows.append((arrival_s, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
                            self._l(o.language), self._c(o.country), site, code))
+        if len(self._rows) >= self._call_batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Count the rows held into the tallies (and the CSV file), then let them go."""
+        rows = self._rows
+        self._rows = []
+        n = len(rows)
+        if n == 0:
+            return
+        self._n_calls += n
+        cols = list(zip(*rows, strict=True))
+
+        def col(i: int, dtype: type) -> np.ndarray:
+            return np.fromiter(cols[i], dtype=dtype, count=n)
+
+        calls = CallLog(
+            arrival_s=col(0, np.float64), queued_s=col(1, np.float64), wait_s=col(2, np.float64),
+            talk_s=col(3, np.float64), queue=col(4, np.int16), language=col(5, np.int16),
+            country=col(6, np.int16), site=col(7, np.int16), outcome=col(8, np.int8),
+            queues=self.queues, languages=self.languages, countries=self.countries,
+            sites=self.sites)
+        self._tally.add(calls)
+        offered = ~np.isnan(calls.queued_s) & (calls.queued_s >= 0)
+        self._waits.append(WaitLog(calls.queued_s[offered], calls.wait_s[offered],
+                                   calls.queue[offered], calls.language[offered], self.queues,
+                                   self.languages))
+        if self._csv is not None:
+            self._csv.write(calls)
+        if self._keep_calls:
+            self._kept.append(calls)
 
     # ------------------------------------------------------------------------ agents
 
@@ -168,35 +224,54 @@ class Recorder:
                 np.maximum.at(top[:, q], cell[cell < n_int], samples[cell < n_int, q])
         return mean, top
 
+    def _call_log(self) -> CallLog:
+        """Every kept call, in order of arrival (stable: calls arriving together in order of
+        their end)."""
+        kept = self._kept
+        empty = np.zeros(0)
+        calls = CallLog(**{f: (np.concatenate([getattr(c, f) for c in kept]) if kept
+                               else empty.astype(dtype))
+                           for f, dtype in _COLUMN_TYPES.items()},
+                        queues=self.queues, languages=self.languages, countries=self.countries,
+                        sites=self.sites)
+        order = np.argsort(calls.arrival_s, kind="stable")
+        return CallLog(**{f: (getattr(calls, f)[order] if f in _COLUMN_TYPES
+                              else getattr(calls, f))
+                          for f in calls.__dataclass_fields__})
+
+    def _wait_log(self) -> WaitLog:
+        parts = self._waits
+
+        def joined(f: str, dtype: type) -> np.ndarray:
+            return (np.concatenate([getattr(w, f) for w in parts]) if parts
+                    else np.zeros(0, dtype=dtype))
+
+        return WaitLog(joined("queued_s", np.float64), joined("wait_s", np.float64),
+                       joined("queue", np.int16), joined("language", np.int16), self.queues,
+                       self.languages)
+
     def result(self, seed: int, start: datetime, now: float, wall_s: float) -> RunResult:
         """The replication's records, agent spans still open closed at ``now``."""
-        rows = self._rows
-        cols = list(zip(*rows, strict=True)) if rows else [()] * 9
-        n = len(rows)
-
-        def col(i: int, dtype: type) -> np.ndarray:
-            return np.fromiter(cols[i], dtype=dtype, count=n)
-
-        calls = CallLog(
-            arrival_s=col(0, np.float64), queued_s=col(1, np.float64), wait_s=col(2, np.float64),
-            talk_s=col(3, np.float64), queue=col(4, np.int16), language=col(5, np.int16),
-            country=col(6, np.int16), site=col(7, np.int16), outcome=col(8, np.int8),
-            queues=self.queues, languages=self.languages, countries=self.countries,
-            sites=self.sites)
-        order = np.argsort(calls.arrival_s, kind="stable")
-        calls = CallLog(**{f: (getattr(calls, f)[order] if isinstance(getattr(calls, f),
-                                                                         np.ndarray)
-                               else getattr(calls, f))
-                           for f in calls.__dataclass_fields__})
+        self._flush()
+        if self._csv is not None:
+            self._csv.close()
         depth_mean, depth_max = self._depth_per_interval()
         config = self.config
         sl = config.center.service_level
         return RunResult(
-            seed=seed, calls=calls,
+            seed=seed, calls=self._call_log() if self._keep_calls else None,
             agent_time=AgentTime(self._agent_seconds(now), self.sites, self.interval_s),
             start_iso=start.isoformat(), duration_s=self.horizon_s,
             interval_s=self.interval_s, threshold_s=sl.threshold_s, target=sl.target,
             queue_sl=tuple((config.sl_for(q).threshold_s, config.sl_for(q).target)
                            for q in self.queues),
             short_abandon_s=config.center.short_abandon_s, wall_s=wall_s,
-            queue_depth_mean=depth_mean, queue_depth_max=depth_max)
+            queue_depth_mean=depth_mean, queue_depth_max=depth_max,
+            tallies=self._tally.tallies(), waits=self._wait_log(), n_calls=self._n_calls)
+
+
+#: The call log's columns and their types.
+_COLUMN_TYPES: dict[str, type] = {
+    "arrival_s": np.float64, "queued_s": np.float64, "wait_s": np.float64,
+    "talk_s": np.float64, "queue": np.int16, "language": np.int16, "country": np.int16,
+    "site": np.int16, "outcome": np.int8}

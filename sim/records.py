@@ -65,11 +65,41 @@ class AgentTime:
 
 
 @dataclass(frozen=True)
+class Tallies:
+    """Call counts and wait sums per (field, group, interval), counted as calls ended.
+
+    ``values[dim]`` has shape (len(fields), len(groups[dim]), n_intervals) for the dimension
+    ``dim`` ("all", "queue", "language", "country", "site"); see :mod:`sim.kpi`.
+    """
+
+    fields: tuple[str, ...]
+    groups: dict[str, tuple[str, ...]]
+    values: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class WaitLog:
+    """The wait of every call offered from the run start on (queued_s >= 0), for percentiles:
+    20 bytes a call instead of a call log row."""
+
+    queued_s: np.ndarray  # float64
+    wait_s: np.ndarray  # float64
+    queue: np.ndarray  # int16 codes into queues
+    language: np.ndarray  # int16 codes into languages
+    queues: tuple[str, ...]
+    languages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RunResult:
-    """One replication: its seed, the calls, agent time, and how the run was set up."""
+    """One replication: its seed, the calls, agent time, and how the run was set up.
+
+    A long run keeps no call log (``calls`` is None): its KPIs come from ``tallies`` and its
+    wait percentiles from ``waits``, both filled as calls end.
+    """
 
     seed: int
-    calls: CallLog
+    calls: CallLog | None
     agent_time: AgentTime
     start_iso: str
     duration_s: float
@@ -83,6 +113,26 @@ class RunResult:
     #: Calls waiting per (interval, queue): mean and maximum of one-minute samples.
     queue_depth_mean: np.ndarray | None = None
     queue_depth_max: np.ndarray | None = None
+    tallies: Tallies | None = None
+    waits: WaitLog | None = None
+    #: Calls simulated (every arrival, IVR outcomes included); -1: ``len(calls)``.
+    n_calls: int = -1
+
+    @property
+    def calls_simulated(self) -> int:
+        """How many calls the run simulated."""
+        return self.n_calls if self.n_calls >= 0 or self.calls is None else len(self.calls)
+
+    def wait_log(self) -> WaitLog:
+        """The waits of calls offered from the start on, from ``waits`` or the call log."""
+        if self.waits is not None:
+            return self.waits
+        if self.calls is None:
+            raise ValueError("a run result without call log or wait log has no waits")
+        c = self.calls
+        offered = ~np.isnan(c.queued_s) & (c.queued_s >= 0)
+        return WaitLog(c.queued_s[offered], c.wait_s[offered], c.queue[offered],
+                       c.language[offered], c.queues, c.languages)
 
 
 #: Columns of :func:`write_call_log`, the call-log replay format (docs/traffic.md).
@@ -98,6 +148,8 @@ def write_call_log(result: RunResult, path: str | Path) -> int:
     ``acd sim run --replay`` reads; returns how many. Calls that ended in the IVR never
     reached the router and are left out, as a PBX's queue log leaves them out."""
     calls = result.calls
+    if calls is None:
+        raise ValueError("write_call_log needs a run that kept its call log (keep_calls)")
     start = datetime.fromisoformat(result.start_iso)
     rows = 0
     with open(path, "w", encoding="utf-8", newline="") as f:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -380,9 +380,36 @@ def summary_to_dict(summary: Summary, provenance: Provenance | None = None) -> d
 
 def write_json(path: str | Path, summary: Summary, provenance: Provenance | None = None
                ) -> None:
-    """Write the whole summary as one JSON document (NaN as null)."""
-    Path(path).write_text(json.dumps(summary_to_dict(summary, provenance), allow_nan=False)
-                          + "\n", encoding="utf-8")
+    """Write the whole summary as one JSON document (NaN as null).
+
+    The per-interval tables are written a row at a time, so a year of intervals never sits in
+    memory as Python lists; the bytes are those of ``json.dumps(summary_to_dict(...))``.
+    """
+    head = summary_to_dict(replace(summary, intervals={}), provenance)
+    text = json.dumps(head, allow_nan=False)
+    with Path(path).open("w", encoding="utf-8") as fh:
+        fh.write(text[:text.rindex("{}")] + "{")
+        for d, (dim, table) in enumerate(summary.intervals.items()):
+            fh.write((", " if d else "") + json.dumps(dim) + ": ")
+            _write_interval_json(fh, table)
+        fh.write("}}\n")
+
+
+def _write_interval_json(fh: TextIO, table: IntervalSummary) -> None:
+    """One dimension's interval table as :func:`_interval_dict` gives it, row by row."""
+    fh.write('{"groups": ' + json.dumps(list(table.groups)) + ', "start_s": '
+             + json.dumps(table.start_s.tolist()) + ', "targets": '
+             + json.dumps(list(table.targets)))
+    for part, values in (("mean", table.mean), ("half_width", table.half_width)):
+        fh.write(f', "{part}": {{')
+        for k, (name, arr) in enumerate(values.items()):
+            fh.write((", " if k else "") + json.dumps(name) + ": [")
+            for r, row in enumerate(np.round(arr, 6).tolist()):
+                fh.write((", " if r else "") + json.dumps([None if v != v else v for v in row],
+                                                          allow_nan=False))
+            fh.write("]")
+        fh.write("}")
+    fh.write("}")
 
 
 def _csv_value(value: float) -> str:
@@ -397,15 +424,16 @@ def _estimate_cells(row: dict[str, Estimate]) -> list[str]:
     return [_csv_value(v) for k in KPI_NAMES for v in (row[k].mean, row[k].sd, row[k].half_width)]
 
 
-def _interval_rows(summary: Summary, table: IntervalSummary) -> list[list[str]]:
-    """One row per (group, interval); six significant digits keep week-long tables small."""
-    # Stack to (groups, intervals, columns) once: indexing numpy scalars per cell is slow.
-    cube = np.stack([a for k in INTERVAL_KPI_NAMES for a in (table.mean[k], table.half_width[k])],
-                    axis=-1)
+def _interval_rows(summary: Summary, table: IntervalSummary) -> Iterator[list[str]]:
+    """One row per (group, interval), a group at a time; six significant digits keep
+    week-long tables small."""
     labels = [interval_label(summary, float(start)) for start in table.start_s]
-    return [[str(i), labels[i], group, *["" if v != v else f"{v:.6g}" for v in cells]]
-            for g, group in enumerate(table.groups)
-            for i, cells in enumerate(cube[g].tolist())]
+    for g, group in enumerate(table.groups):
+        # Stack to (intervals, columns) once: indexing numpy scalars per cell is slow.
+        cube = np.stack([a[g] for k in INTERVAL_KPI_NAMES
+                         for a in (table.mean[k], table.half_width[k])], axis=-1)
+        for i, cells in enumerate(cube.tolist()):
+            yield [str(i), labels[i], group, *["" if v != v else f"{v:.6g}" for v in cells]]
 
 
 def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | None = None
@@ -418,7 +446,7 @@ def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | 
     written: list[Path] = []
     extra = provenance.csv_cells() if provenance is not None else {}
 
-    def write(name: str, header: list[str], rows: list[list[str]]) -> None:
+    def write(name: str, header: list[str], rows: Iterable[list[str]]) -> None:
         path = out / name
         with path.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
@@ -448,14 +476,13 @@ def wait_table(results: Sequence[RunResult], dims: Sequence[str] = ("queue", "la
     """Wait percentiles of offered calls, pooled over replications: the center, then each group
     of ``dims`` with calls, as (label, calls per replication, percentiles in seconds)."""
     n = max(len(results), 1)
-    offered = [~np.isnan(r.calls.queued_s) & (r.calls.queued_s >= 0) for r in results]
-    waits = np.concatenate([r.calls.wait_s[m] for r, m in zip(results, offered, strict=True)])
+    logs = [r.wait_log() for r in results]
+    waits = np.concatenate([w.wait_s for w in logs])
     rows = [("center", waits.size / n,
              np.percentile(waits, PERCENTILES).tolist() if waits.size else [math.nan] * 5)]
     for dim in dims:
-        names: tuple[str, ...] = getattr(results[0].calls, _NAMES[dim])
-        codes = np.concatenate([np.asarray(getattr(r.calls, dim))[m]
-                                for r, m in zip(results, offered, strict=True)])
+        names: tuple[str, ...] = getattr(logs[0], _NAMES[dim])
+        codes = np.concatenate([np.asarray(getattr(w, dim)) for w in logs])
         for g, name in enumerate(names):
             chunk = waits[codes == g]
             if chunk.size:
@@ -464,7 +491,7 @@ def wait_table(results: Sequence[RunResult], dims: Sequence[str] = ("queue", "la
     return rows
 
 
-_NAMES = {"queue": "queues", "language": "languages", "country": "countries"}
+_NAMES = {"queue": "queues", "language": "languages"}
 
 
 def _template() -> jinja2.Template:
@@ -527,7 +554,8 @@ def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
         missed=[[m.label, fmt("sl_offered", m.sl_offered), f"{m.offered:.1f}"] for m in missed],
         qualified=qualified, min_volume=summary.min_volume, target=f"{100 * summary.target:g}",
         zone=summary.timezone or summary.start_iso[-6:],
-        replications=[[str(r.seed), f"{len(r.calls):,}", f"{r.wall_s:.2f}"] for r in results],
+        replications=[[str(r.seed), f"{r.calls_simulated:,}", f"{r.wall_s:.2f}"]
+                      for r in results],
         t_source=summary.t_source, interval_min=f"{summary.interval_s / 60:g}",
     )
     Path(path).write_text(html, encoding="utf-8")

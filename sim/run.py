@@ -29,7 +29,7 @@ from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
 from sim.records import CallLog, RunResult
 from sim.scenario import Scenario, deep_merge, load_scenario
 from sim.staffing import StaffAction, build_timeline
-from sim.traffic import Arrival, load_call_log, load_traffic
+from sim.traffic import Arrival, ArrivalBatch, load_call_log, load_traffic
 from sim.traffic.censored import fit_patience, redraw_unobserved, scale_calls
 
 
@@ -50,6 +50,20 @@ class RunSpec:
     agent_scale: float = 1.0
     #: Seconds simulated before the start with the same traffic, left out of the results.
     warmup_s: float = 0.0
+    #: Return each replication's call log (``RunResult.calls``); without it a run keeps only
+    #: per-interval tallies and waits, so its memory grows with intervals, not calls.
+    keep_calls: bool = True
+    #: Write each replication's call rows to this CSV file (see :func:`calls_csv_path`).
+    calls_csv: str | None = None
+
+
+def calls_csv_path(path: str, index: int) -> str:
+    """Where replication ``index`` (0-based) writes its call rows: ``path`` for the first,
+    ``<stem>-r<n>.<suffix>`` beside it for replication n >= 2."""
+    if index == 0:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-r{index + 1}{p.suffix}"))
 
 
 def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[str, Any]]:
@@ -98,8 +112,9 @@ def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
 
 def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Generator | None,
                  days: float | None = None, scale: float = 1.0, start: datetime | None = None
-                 ) -> tuple[list[Arrival], datetime, float]:
-    """The replication's arrivals, start and horizon: forecast traffic, or a replayed call log.
+                 ) -> tuple[list[Arrival] | ArrivalBatch, datetime, float]:
+    """The replication's arrivals, start and horizon: forecast traffic (as columns, which the
+    simulation turns into callers a block at a time), or a replayed call log.
 
     A replayed log with clock times starts the run at its first call and lasts until its last
     (or ``days``, when asked, whichever comes first), or at ``start`` when given (a log in
@@ -120,8 +135,9 @@ def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Gen
         return calls, begin, horizon
     assert rng is not None
     traffic = load_traffic(scenario.traffic_path, *known)
-    calls = list(traffic.arrivals(spec.start, spec.days, rng, spec.volume_scale))
-    return calls, spec.start, spec.days * 86400.0
+    # The draws of traffic.arrivals(), kept as columns: a year is 1.8 million callers.
+    batch = traffic.forecast(spec.start, spec.days).generate(rng, spec.volume_scale)
+    return batch, spec.start, spec.days * 86400.0
 
 
 def replayed(calls: Sequence[Arrival], rng: np.random.Generator, days: float | None = None,
@@ -165,6 +181,8 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
                                    pool_size=seed_seq.pool_size)
     traffic_ss, staffing_ss, engine_ss = fresh.spawn(3)
     s = scenario.spec
+    index = seed_seq.spawn_key[-1] if seed_seq.spawn_key else 0
+    csv_path = None if spec.calls_csv is None else calls_csv_path(spec.calls_csv, index)
     if spec.queue_log_path is not None:
         plan = load_plan(spec.queue_log_path, scenario.center.config, scenario.center.agents,
                          spec.queue_log_options)
@@ -174,7 +192,7 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
         timeline = with_outages(scenario, [a for a in plan.timeline if a.t < end], plan.start)
         sim = Simulation(scenario.center, calls, timeline, replay_behaviour(s.behaviour),
                          plan.start, end, s.interval_minutes * 60.0,
-                         int(engine_ss.generate_state(1)[0]))
+                         int(engine_ss.generate_state(1)[0]), spec.keep_calls, csv_path)
         return sim.run(progress)
     behaviour = s.behaviour
     if spec.replay_path is not None:
@@ -193,7 +211,8 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
                               start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
     timeline = with_outages(scenario, timeline, start)
     sim = Simulation(scenario.center, arrivals, timeline, behaviour, start, horizon,
-                     s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]))
+                     s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
+                     spec.keep_calls, csv_path)
     result = sim.run(progress)
     return without_warmup(result, spec.warmup_s) if spec.warmup_s else result
 
@@ -223,19 +242,37 @@ def warmup_problem(warmup_s: float, interval_minutes: int) -> str | None:
 
 def without_warmup(result: RunResult, warmup_s: float) -> RunResult:
     """``result`` from ``warmup_s`` on: times from the real start, the warm-up's calls (those
-    that reached the queue, or ended in the IVR, before it) and intervals dropped."""
-    calls = result.calls
-    when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
-    keep = when >= warmup_s
-    kept = {f: (getattr(calls, f)[keep] if isinstance(getattr(calls, f), np.ndarray)
-                else getattr(calls, f)) for f in calls.__dataclass_fields__}
-    kept["arrival_s"] = kept["arrival_s"] - warmup_s
-    kept["queued_s"] = kept["queued_s"] - warmup_s
+    that reached the queue, or ended in the IVR, before it) and intervals dropped.
+
+    A run without a call log drops the warm-up's intervals from its tallies: they count each
+    call in the interval of its queue entry (or arrival), the same rule as above, and a
+    warm-up is whole intervals (:func:`warmup_problem`), so both ways drop the same calls.
+    (``calls_simulated`` still counts the warm-up's calls: they were simulated.)
+    """
     k = round(warmup_s / result.interval_s)
+    changes: dict[str, Any] = {}
+    calls = result.calls
+    if calls is not None:
+        when = np.where(np.isnan(calls.queued_s), calls.arrival_s, calls.queued_s)
+        keep = when >= warmup_s
+        kept = {f: (getattr(calls, f)[keep] if isinstance(getattr(calls, f), np.ndarray)
+                    else getattr(calls, f)) for f in calls.__dataclass_fields__}
+        kept["arrival_s"] = kept["arrival_s"] - warmup_s
+        kept["queued_s"] = kept["queued_s"] - warmup_s
+        changes["calls"] = CallLog(**kept)
+    if result.tallies is not None:
+        t = result.tallies
+        changes["tallies"] = replace(t, values={dim: v[..., k:] for dim, v in t.values.items()})
+    if result.waits is not None:
+        w = result.waits
+        keep = w.queued_s >= warmup_s
+        changes["waits"] = replace(w, queued_s=w.queued_s[keep] - warmup_s,
+                                   wait_s=w.wait_s[keep], queue=w.queue[keep],
+                                   language=w.language[keep])
     agent = result.agent_time
     start = datetime.fromisoformat(result.start_iso) + timedelta(seconds=warmup_s)
     return replace(
-        result, calls=CallLog(**kept), start_iso=start.isoformat(),
+        result, **changes, start_iso=start.isoformat(),
         duration_s=result.duration_s - warmup_s,
         agent_time=replace(agent, seconds=agent.seconds[k:]),
         queue_depth_mean=None if result.queue_depth_mean is None else result.queue_depth_mean[k:],
@@ -261,7 +298,8 @@ def portable(spec: RunSpec) -> RunSpec:
 
     return replace(spec, scenario_path=os.path.abspath(spec.scenario_path),
                    replay_path=absolute(spec.replay_path),
-                   queue_log_path=absolute(spec.queue_log_path))
+                   queue_log_path=absolute(spec.queue_log_path),
+                   calls_csv=absolute(spec.calls_csv))
 
 
 def run_replications(spec: RunSpec, replications: int, base_seed: int, jobs: int | None = None,
@@ -316,6 +354,35 @@ class PlainProgress:
         self._last_step, self._last_s = max(step, self._last_step), now
         print(f"{self.what}: {100 * done / self.total:3.0f}% ({done:.1f} of {self.total:g}), "
               f"{now - self._start:.0f} s elapsed", file=self.stream, flush=True)
+
+
+@dataclass
+class DayProgress:
+    """Progress of long runs per simulated day: a line on ``stream`` each time a replication
+    has simulated one more whole day of its ``days`` (the drain after the last arrival is not
+    counted). Call it with the replication's index and fraction done, as executors report."""
+
+    days: float
+    stream: TextIO
+    clock: Callable[[], float] = time.monotonic
+    _start: float = field(init=False)
+    _reached: dict[int, int] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._start = self.clock()
+
+    def day(self, fraction: float) -> int:
+        """Whole simulated days behind a replication ``fraction`` done."""
+        simulated = fraction * (self.days * 86400.0 + DRAIN_S)
+        return min(int(simulated // 86400.0), math.ceil(self.days))
+
+    def __call__(self, index: int, fraction: float) -> None:
+        day = self.day(fraction)
+        if day <= self._reached.get(index, 0):
+            return
+        self._reached[index] = day
+        print(f"simulating: replication {index + 1}, day {day} of {self.days:g} done, "
+              f"{self.clock() - self._start:.0f} s elapsed", file=self.stream, flush=True)
 
 
 def default_scenario() -> Path:

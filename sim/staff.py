@@ -205,6 +205,7 @@ def simulated_sl(rate: float, handling: QueueHandling, wrap_s: float, agents: in
         result = Simulation(center, arrivals, timeline, behaviour, START, horizon, 3600.0,
                             seed).run()
         c = result.calls
+        assert c is not None  # Simulation keeps the call log unless told not to
         counted = ~np.isnan(c.queued_s) & (c.queued_s >= WARM_UP_S)
         offered += int(counted.sum())
         within += int((counted & (c.outcome == ANSWERED) & (c.wait_s <= threshold_s)).sum())

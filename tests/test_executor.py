@@ -44,6 +44,10 @@ def same(a: Any, b: Any, path: str = "result") -> None:
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             same(x, y, f"{path}[{i}]")
+    elif isinstance(a, dict):  # e.g. the per-dimension call tallies
+        assert list(a) == list(b), path
+        for key in a:
+            same(a[key], b[key], f"{path}[{key!r}]")
     else:
         assert a == b, path
 

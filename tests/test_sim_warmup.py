@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 
@@ -37,6 +38,31 @@ def test_warmup_is_simulated_and_left_out() -> None:
         return float(busy / (busy + ready))
 
     assert first_occupancy(warm.agent_time.seconds) > first_occupancy(cold.agent_time.seconds) + 0.1
+
+
+def test_a_warmup_without_a_call_log_drops_the_same_calls() -> None:
+    """A run that keeps no call log (``acd sim run``: KPIs counted as calls end) leaves out
+    exactly the warm-up's calls too: every per-interval KPI of every group, and the waits
+    behind the percentiles, equal those of the same seeded run with its call log."""
+    from sim.kpi import kpis_per_interval
+
+    overrides = {"start": datetime.fromisoformat(NOON), "days": 0.125}
+    logged = run_one(RunSpec(str(SCENARIO), overrides, warmup_s=3600.0),
+                     np.random.SeedSequence(4))
+    streamed = run_one(RunSpec(str(SCENARIO), overrides, warmup_s=3600.0, keep_calls=False),
+                       np.random.SeedSequence(4))
+    assert streamed.calls is None and logged.calls is not None
+    # The reference: KPIs computed from the call log alone (tallies and wait log set aside).
+    from_calls = dataclasses.replace(logged, tallies=None, waits=None)
+    for dim in (None, "queue", "language", "country", "site"):
+        a, b = kpis_per_interval(from_calls, dim), kpis_per_interval(streamed, dim)
+        assert a.groups == b.groups and a.values.keys() == b.values.keys()
+        for kpi in a.values:
+            np.testing.assert_allclose(b.values[kpi], a.values[kpi], rtol=1e-9, atol=1e-9,
+                                       equal_nan=True, err_msg=f"{dim} {kpi}")
+    w_logged, w_streamed = from_calls.wait_log(), streamed.wait_log()
+    np.testing.assert_array_equal(np.sort(w_streamed.wait_s), np.sort(w_logged.wait_s))
+    assert (w_streamed.queued_s >= 0).all()
 
 
 @pytest.mark.parametrize(("extra", "message"), [

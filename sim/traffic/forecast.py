@@ -165,6 +165,23 @@ class ArrivalBatch:
             queue, language, country = info[s]
             yield Arrival(t, queue, language, country, number, priority, talk, patience, wrap)
 
+    def take(self, positions: np.ndarray) -> list[Arrival]:
+        """The arrivals at ``positions`` (an index array), equal to those iterating builds: a
+        run can build its callers a block at a time instead of all at once."""
+        info = [(s.queue, s.language, s.country) for s in self.streams]
+        numbers = self.caller_number
+        wraps = [None if math.isnan(w) else w for w in self.wrap_s[positions].tolist()]
+        out = []
+        for i, t, s, priority, talk, patience, wrap in zip(
+            positions.tolist(), self.t[positions].tolist(), self.stream[positions].tolist(),
+            self.priority[positions].tolist(), self.talk_s[positions].tolist(),
+            self.patience_s[positions].tolist(), wraps, strict=True,
+        ):
+            queue, language, country = info[s]
+            out.append(Arrival(t, queue, language, country, numbers[i], priority, talk,
+                               patience, wrap))
+        return out
+
     def column(self, name: str) -> np.ndarray:
         """Per-arrival stream attribute (``queue``, ``language`` or ``country``) as an array."""
         values = np.array([getattr(s, name) for s in self.streams], dtype=object)
