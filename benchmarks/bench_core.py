@@ -75,6 +75,9 @@ class Pool:
 
 def run(center: LoadedCenter, events: int, queued: int, seed: int) -> dict[str, Any]:
     """Drive ``events`` router calls on ``center`` and return throughput and percentiles."""
+    room = sum(q.max_length for q in center.config.queues.values())
+    if room < queued:
+        raise ValueError(f"the queues hold at most {room} calls, fewer than {queued}")
     router = Router(center_policy(center.config), center.agents)
     rng = random.Random(seed)
     now = 0.0

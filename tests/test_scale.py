@@ -50,12 +50,17 @@ def test_scaled_roster_keeps_newcomer_share_and_levels(center: LoadedCenter,
         assert levels == ref, name
 
 
-def test_scaled_center_keeps_everything_but_the_group_sizes(center: LoadedCenter) -> None:
-    """Sites, languages, countries, skills and queues are the reference's; only counts grow."""
+def test_scaled_center_keeps_everything_but_the_sizes(center: LoadedCenter) -> None:
+    """Sites, languages, countries, skills and queue rules are the reference's; only group
+    sizes and queue bounds grow."""
     big = scaled_center(center, 10)
-    for section in ("center", "sites", "languages", "countries", "skills", "queues",
-                    "pause_reasons", "rona"):
+    for section in ("center", "sites", "languages", "countries", "skills", "pause_reasons",
+                    "rona"):
         assert getattr(big.config, section) == getattr(center.config, section), section
+    for name, queue in big.config.queues.items():
+        ref = center.config.queues[name]
+        assert queue.max_length == 10 * ref.max_length
+        assert queue.model_copy(update={"max_length": ref.max_length}) == ref
     assert list(big.config.agent_groups) == list(center.config.agent_groups)
     for name, group in big.config.agent_groups.items():
         assert group.count == 10 * center.config.agent_groups[name].count
