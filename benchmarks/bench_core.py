@@ -239,20 +239,20 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load average (1/5/15 min) {_load(load_before)} before, "
           f"{_load(load)} after")
     print("targets: p99 at the reference <= 5 us; p99 at 10x within 2x of the reference")
-    head = f"{'center':<16}{'queued':>7}{'events/s':>10}{'p50 us':>8}{'p99 us':>8}"
-    print(head + "".join(f"{k + ' p50/p99':>18}" for k in KINDS) + f"{'max RSS':>9}")
+    head = f"{'center':<16}{'queued':>7}{'events/s':>10}{'p50 us':>8}{'p99 us':>9}"
+    print(head + "".join(f"{k + ' p50/p99':>19}" for k in KINDS) + f"{'max RSS':>9}")
     for r in rows:
         name = f"{r['factor']}x ({r['agents']:,})"
         line = f"{name:<16}"
         line += f"{r['queued']:>7,}{r['events_per_s_router']:>10,.0f}{r['p50_us']:>8.2f}"
-        line += f"{r['p99_us']:>8.2f}"
+        line += f"{r['p99_us']:>9.1f}"
         by_kind = r["by_kind"]
         for k in KINDS:
             if k in by_kind:
                 _, p50, p99 = by_kind[k]
-                line += f"{p50:>10.2f} /{p99:>6.2f}"
+                line += f"{f'{p50:.2f} / {p99:.1f}':>19}"
             else:
-                line += f"{'-':>18}"
+                line += f"{'-':>19}"
         line += f"{r['max_rss_mb']:>7.0f}MB"
         print(line)
 
