@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass, field
 from functools import cache
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from routerkit import REFERENCE_CENTER
@@ -33,6 +34,7 @@ from acd.core.model import (
 )
 from acd.core.policy import AgentSelection, CallSelection, CenterPolicy, NewcomerPolicy
 from acd.core.router import Router
+from acd.core.selection import pool_for
 
 COUNTRIES = ("RU", "UA", "KZ", "BY", "UZ", "AZ", "GE", "AM", "KG", "MD", "TJ", "LV")
 
@@ -246,3 +248,35 @@ def test_offers_on_a_scaled_center_match_brute_force_selection(seed: int) -> Non
     """Every offer on the 2x reference center is the brute-force choice of agent or call."""
     model = _drive(seed, 400)
     assert model.offers > 50
+
+
+def _pool_by_definition(model: Model, call: ModelCall, applied: int) -> list[tuple[str, int]]:
+    """Who may ever take ``call`` and after how many steps (at least ``applied``), in step
+    order then roster order: straight from the rule at each step, agent by agent."""
+    entries = []
+    for i, p in enumerate(model.center.agents):
+        for steps in range(len(model.policy.queues[call.queue].expansion) + 1):
+            call.steps = steps
+            if model.eligible(i, call):
+                entries.append((max(steps, applied), i, p.id))
+                break
+    call.steps = applied
+    return [(agent_id, steps) for steps, _, agent_id in sorted(entries)]
+
+
+@pytest.mark.parametrize("queue", ["tech", "orders", "voc"])
+def test_wait_estimate_pools_match_the_rule_step_by_step(queue: str) -> None:
+    """The agents a wait estimate walks, with the step admitting each, are those the queue's
+    rule admits at each step, for every country, language and step already applied."""
+    center = _center()
+    policy = center_policy(center.config)
+    router = Router(policy, center.agents)
+    model = Model(policy, center)
+    for country, c in policy.countries.items():
+        for language in {c.language, "ru"}:
+            for applied in range(len(policy.queues[queue].expansion) + 1):
+                probe = router._probe(queue, language, country, 0.0)
+                probe.step = applied
+                got = [(a.profile.id, steps) for a, steps in pool_for(router._f, probe)]
+                call = ModelCall("", 0, 0.0, language, country, queue, applied)
+                assert got == _pool_by_definition(model, call, applied), (country, language)
