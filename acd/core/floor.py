@@ -39,11 +39,11 @@ ReadyKey = tuple[str, str, str, bool]
 class QueueRt:
     """A queue's runtime view of its policy, precomputed for the hot path."""
 
-    __slots__ = ("aht_s", "all_sites", "calls", "expansion", "line", "longest_idle", "max_length",
-                 "max_wait_s", "min_level", "name", "newcomers_last_resort", "newcomers_ok",
-                 "overflow", "priority", "ring_timeout_s", "rr_last", "selection",
-                 "site_affinity", "skill", "sort_offset", "step_after", "threshold_s",
-                 "wrap_up_s")
+    __slots__ = ("aht_s", "all_sites", "calls", "expansion", "line", "longest_idle",
+                 "lowest_level", "max_length", "max_wait_s", "min_level", "name",
+                 "newcomers_ever", "newcomers_last_resort", "newcomers_ok", "overflow",
+                 "priority", "ring_timeout_s", "rr_last", "selection", "site_affinity", "skill",
+                 "sort_offset", "step_after", "threshold_s", "wrap_up_s")
 
     def __init__(self, name: str, q: QueuePolicy) -> None:
         # Flat copies on one slotted object: the hot path reads them without indirection.
@@ -63,6 +63,13 @@ class QueueRt:
         self.all_sites: bool = q.all_sites
         self.newcomers_ok: bool = q.newcomers is not NewcomerPolicy.exclude
         self.newcomers_last_resort: bool = q.newcomers is NewcomerPolicy.last_resort
+        # The widest the rule ever gets (its first step and every expansion step): an agent
+        # below ``lowest_level``, or a newcomer when ``newcomers_ever`` is False, can never
+        # take this queue's calls, so the indexes leave it out (see :meth:`Floor.can_ever_take`).
+        self.lowest_level: int = min([q.min_level] + [step.min_level for step in q.expansion
+                                                      if step.min_level is not None])
+        self.newcomers_ever: bool = self.newcomers_ok or any(
+            step.include_newcomers for step in q.expansion)
         self.selection: AgentSelection = q.agent_selection
         self.longest_idle: bool = q.agent_selection is AgentSelection.longest_idle
         self.site_affinity: bool = bool(q.site_affinity)
@@ -75,6 +82,14 @@ class QueueRt:
         self.calls: dict[str, CallRt] = {}
         #: Queued calls as ``(-priority, seq)``, sorted: position = bisect, depth = len.
         self.line: list[tuple[int, int]] = []
+
+
+def can_ever_take(p: AgentProfile, q: QueueRt) -> bool:
+    """False when ``p`` may take none of ``q``'s calls at any step of its rule (level below the
+    lowest the rule reaches, or a newcomer the queue never includes); True otherwise."""
+    level = p.skills.get(q.skill)
+    return level is not None and level >= q.lowest_level and (q.newcomers_ever
+                                                               or not p.newcomer)
 
 
 class Timed:
@@ -168,7 +183,11 @@ class Floor:
             self.queues_by_skill.setdefault(q.skill, []).append(q)
         self.agents: dict[str, AgentRt] = {}
         for i, p in enumerate(agents):
-            keys = [(s, lang, p.site, p.newcomer) for s in p.skills for lang in p.languages]
+            # Ready lists only for the skills with a queue whose calls the agent can ever take:
+            # a call never has to step over an agent who could not take it at any step.
+            keys = [(s, lang, p.site, p.newcomer) for s in p.skills
+                    if any(can_ever_take(p, q) for q in self.queues_by_skill.get(s, ()))
+                    for lang in p.languages]
             self.agents[p.id] = AgentRt(p, i, keys)
         #: Agents on the roster with each skill, in roster order (for wait estimates).
         self.skilled: dict[str, list[AgentRt]] = {s: [] for s in policy.skills}
@@ -177,10 +196,13 @@ class Floor:
                 self.skilled.setdefault(s, []).append(a)
         #: Wait-estimate pools by (queue, language, country, steps applied), built on first use.
         self.pools: dict[tuple[str, str, str, int], list[tuple[AgentRt, int]]] = {}
-        # Per agent: the buckets it must look at when freed (its skills' queues x its languages).
+        # Per agent: the buckets it must look at when freed (its skills' queues x its
+        # languages), leaving out the queues whose calls it can never take: a freed agent
+        # never walks a whole bucket of calls none of which it may take.
         self.agent_buckets: dict[str, list[tuple[str, str]]] = {
             a.profile.id: [(q.name, lang) for s in a.profile.skills
                            for q in self.queues_by_skill.get(s, ())
+                           if can_ever_take(a.profile, q)
                            for lang in a.profile.languages]
             for a in self.agents.values()
         }

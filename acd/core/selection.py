@@ -287,24 +287,39 @@ def pool_for(f: Floor, call: CallRt) -> list[tuple[AgentRt, int]]:
         novices = novices or step.include_newcomers
         rules.append((level, sites, fallback, novices))
     skill = q.skill
+    language, fallbacks, home, country = call.language, call.fallbacks, call.home_site, call.country
+    applied = call.step
+    n_rules = len(rules)
+    # One list per step (roster order within it): their concatenation is the pool in step
+    # order, without sorting.
+    by_step: list[list[tuple[AgentRt, int]]] = [[] for _ in range(n_rules)]
     for agent in f.skilled.get(skill, ()):
         p = agent.profile
-        speaks = call.language in p.languages
-        other = any(lang in p.languages for lang in call.fallbacks)
-        for steps, (lvl, all_sites, fb, nov) in enumerate(rules):
-            if p.skills[skill] >= lvl and (speaks or (fb and other)) \
-                    and (all_sites or p.site == call.home_site) \
-                    and (p.countries is None or call.country in p.countries) \
-                    and (nov or not p.newcomer):
-                pool.append((agent, max(steps, call.step)))
+        langs = p.languages
+        speaks = language in langs
+        if not speaks:
+            other = False
+            for lang in fallbacks:
+                if lang in langs:
+                    other = True
+                    break
+            if not other:
+                continue
+        if p.countries is not None and country not in p.countries:
+            continue
+        have = p.skills[skill]
+        novice = p.newcomer
+        for steps in range(n_rules):
+            lvl, all_sites, fb, nov = rules[steps]
+            if have >= lvl and (speaks or fb) and (all_sites or p.site == home) \
+                    and (nov or not novice):
+                at = steps if steps > applied else applied
+                by_step[at].append((agent, at))
                 break
-    pool.sort(key=_steps)  # stable: roster order within a step
+    for group in by_step:
+        pool.extend(group)
     f.pools[key] = pool
     return pool
-
-
-def _steps(entry: tuple[AgentRt, int]) -> int:
-    return entry[1]
 
 
 def _waiting_before(f: Floor, queue: str, language: str, key: tuple[int, int]) -> int:
