@@ -7,7 +7,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
 from test_restart_agi import crash, records, settings_file, start_holding
 from test_serve import ivr_reply
 
@@ -79,10 +78,6 @@ async def test_a_re_entered_caller_keeps_its_call_and_its_arrival(tmp_path: Path
     assert arrived <= 1.0  # its arrival before the crash, not its re-entry
 
 
-@pytest.mark.xfail(strict=True, reason="the router orders calls of one queue and language by "
-                   "the order they entered it (acd.core.selection: (-priority, seq)), not by "
-                   "arrived_at: a re-entry after takeover queues behind calls that arrived at "
-                   "the new router before it re-entered")
 async def test_a_re_entered_caller_is_offered_before_a_later_caller(tmp_path: Path) -> None:
     """A re-entered caller is offered before a caller who arrived after it (at the new
     engine, before the re-entry)."""

@@ -668,3 +668,25 @@ def test_refused_query_keeps_outputs_carried_from_a_refused_request() -> None:
     with pytest.raises(UnknownCall):
         router.ewt("gone")
     assert CancelOffer("c1", "a", "ring_timeout") in router.advance(20)
+
+
+def test_a_call_restored_with_its_arrival_keeps_its_place_in_line() -> None:
+    """A call queued again with ``arrived_at`` (after a restart or a failover) waits where its
+    arrival puts it: ahead of a call that reached this router first but arrived later, and
+    behind one that arrived earlier; a tie keeps the order the router took them in."""
+    router = make([agent("a")])
+    router.call_arrived(100, "later", "tech", "ru", "RU")
+    router.call_arrived(101, "restored", "tech", "ru", "RU", arrived_at=90)
+    router.call_arrived(102, "earliest", "tech", "ru", "RU", arrived_at=80)
+    router.call_arrived(103, "tie", "tech", "ru", "RU", arrived_at=90)
+    order: list[str] = []
+    t = 104.0
+    out = router.login(t, "a")
+    for _ in range(4):
+        (call,) = [c for c, _ in offered(out)]
+        order.append(call)
+        router.offer_answered(t, call, "a")
+        router.hangup(t + 1, call)
+        t += 20  # past the wrap-up: the agent is ready and takes the next call
+        out = router.advance(t)
+    assert order == ["earliest", "restored", "tie", "later"]

@@ -80,8 +80,9 @@ class QueueRt:
         self.rr_last: int = -1
         #: Calls of this queue that are queued or ringing (talking calls have left).
         self.calls: dict[str, CallRt] = {}
-        #: Queued calls as ``(-priority, seq)``, sorted: position = bisect, depth = len.
-        self.line: list[tuple[int, int]] = []
+        #: Queued calls as ``(-priority, arrived, seq)`` (``selection.place``), sorted:
+        #: position = bisect, depth = len.
+        self.line: list[tuple[int, float, int]] = []
 
 
 def can_ever_take(p: AgentProfile, q: QueueRt) -> bool:
@@ -128,7 +129,7 @@ class CallRt(Timed):
         self.answered_at = 0.0
         self.version = 0
         self.moves = 0
-        self.buckets: list[list[tuple[int, int, CallRt]]] = []
+        self.buckets: list[list[tuple[int, float, int, CallRt]]] = []
         self.reset_rules()
 
     def reset_rules(self) -> None:
@@ -214,7 +215,7 @@ class Floor:
         self.site_tiers: dict[tuple[str | None, bool, bool], tuple[tuple[str, ...], ...]] = {}
         #: Agents logged in and not paused, per skill (for wait estimates).
         self.staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
-        self.buckets: dict[tuple[str, str], list[tuple[int, int, CallRt]]] = {}
+        self.buckets: dict[tuple[str, str], list[tuple[int, float, int, CallRt]]] = {}
         self.calls: dict[str, CallRt] = {}
         self.timers: list[tuple[float, int, int, Timed, int]] = []
         self.seq = 0

@@ -6,9 +6,10 @@ of commands and domain events it produced. :meth:`Router.next_deadline` tells th
 to call :meth:`Router.advance` next. Nothing here reads a clock or does I/O.
 
 Data structures (why they look like this): waiting calls sit in *buckets* keyed by
-``(queue, language)``, each a list sorted by ``(-priority, arrival sequence)``. A call that has
-begun to accept fallback languages sits in those buckets too. A freed agent therefore looks
-only at the buckets for its skills x languages and takes the first eligible call of each.
+``(queue, language)``, each a list sorted by ``(-priority, arrival, arrival sequence)``. A
+call that has begun to accept fallback languages sits in those buckets too. A freed agent
+therefore looks only at the buckets for its skills x languages and takes the first eligible
+call of each.
 Ready agents sit in dicts keyed by ``(skill, language)`` in the order they became ready, so the
 longest-idle eligible agent is usually the first one looked at.
 

@@ -128,7 +128,7 @@ def call_for(f: Floor, agent: AgentRt) -> CallRt | None:
         b = buckets.get(key)
         if not b:
             continue
-        for neg_prio, seq, call in b:
+        for neg_prio, _arrived, seq, call in b:
             if best_key is not None and neg_prio > best_key[0]:
                 break
             if eligible(agent, call):
@@ -142,13 +142,21 @@ def call_for(f: Floor, agent: AgentRt) -> CallRt | None:
 # --- buckets
 
 
+def place(call: CallRt) -> tuple[int, float, int]:
+    """A waiting call's place in its queue's line and buckets: priority first, then arrival
+    (a call restored with an earlier ``arrived_at``, after a restart or a failover, goes
+    where it was), then the order the router took calls in (ties, and every call that
+    arrived in the router's own time, whose arrival grows with it)."""
+    return (-call.priority, call.arrived, call.seq)
+
+
 def bucket_in(f: Floor, call: CallRt, langs: Sequence[str]) -> None:
     """Put a waiting call into its queue's line and its buckets for ``langs``."""
-    entry = (-call.priority, call.seq, call)
+    entry = (-call.priority, call.arrived, call.seq, call)
     qn = call.q.name
     buckets = f.buckets
     if not call.buckets:
-        insort(call.q.line, entry[:2])
+        insort(call.q.line, entry[:3])
     for lang in langs:
         b = buckets.get((qn, lang))
         if b is None:
@@ -161,14 +169,14 @@ def bucket_out(call: CallRt) -> None:
     """Take a call out of its queue's line and every bucket it sits in."""
     if not call.buckets:
         return
-    key = (-call.priority, call.seq)
+    key = place(call)
     line = call.q.line
     i = bisect_left(line, key)
     if i < len(line) and line[i] == key:
         del line[i]
     for b in call.buckets:
         i = bisect_left(b, key)
-        if i < len(b) and b[i][2] is call:
+        if i < len(b) and b[i][3] is call:
             del b[i]
     call.buckets = []
 
@@ -178,7 +186,7 @@ def bucket_out(call: CallRt) -> None:
 
 def ahead(call: CallRt) -> int:
     """Calls waiting ahead of ``call`` in its queue."""
-    return bisect_left(call.q.line, (-call.priority, call.seq))
+    return bisect_left(call.q.line, place(call))
 
 
 #: An on-call agent's remaining talk is taken as at least this share of the mean talk: talk
@@ -255,7 +263,7 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
     if rate > 0.0:
         joins.append(group_at)
         joined.append(rate)
-    key = (-call.priority, call.seq)
+    key = place(call)
     need = 1.0 + _waiting_before(f, q.name, call.language, key)
     if call.accept_fallback:
         for other in call.fallbacks:
@@ -322,7 +330,7 @@ def pool_for(f: Floor, call: CallRt) -> list[tuple[AgentRt, int]]:
     return pool
 
 
-def _waiting_before(f: Floor, queue: str, language: str, key: tuple[int, int]) -> int:
+def _waiting_before(f: Floor, queue: str, language: str, key: tuple[int, float, int]) -> int:
     """Calls waiting in bucket ``(queue, language)`` before a call with ``key``."""
     b = f.buckets.get((queue, language))
     return bisect_left(b, key) if b else 0
