@@ -25,7 +25,7 @@ from acd.runtime.records import (
     read_calls,
 )
 from acd.runtime.router_service import Command, RouterService
-from acd.runtime.store import PostgresStore, postgres_ddl, postgres_sql
+from acd.runtime.store import PostgresStore, SqliteStore, postgres_ddl, postgres_sql
 from acd.service.app import Runtime
 from acd.service.settings import load_settings
 from acd.service.state import AgentStateStore
@@ -108,6 +108,44 @@ async def test_an_old_sqlite_database_gains_the_new_columns(tmp_path: Path) -> N
     again = open_database(path)
     assert len(list(read_calls(again))) == 2
     again.close()
+
+
+#: ``live_calls`` as the version before the call's priority was kept wrote it.
+OLD_LIVE_CALLS = """
+CREATE TABLE live_calls (
+    call_id TEXT PRIMARY KEY, state TEXT NOT NULL, entry_queue TEXT NOT NULL,
+    queue TEXT NOT NULL, language TEXT NOT NULL, country TEXT NOT NULL, arrival REAL NOT NULL,
+    queued REAL NOT NULL, offered REAL, answered REAL, agent_id TEXT,
+    offers INTEGER NOT NULL DEFAULT 0, ended REAL);
+INSERT INTO live_calls (call_id, state, entry_queue, queue, language, country, arrival, queued)
+    VALUES ('old-held', 'queued', 'tech', 'tech', 'ru', 'RU', 1000.0, 1000.0)
+"""
+
+
+async def test_an_old_live_calls_table_gains_the_priority_and_keeps_it(records_where: str
+                                                                       ) -> None:
+    """On both backends, a ``live_calls`` table from before the priority column opens with
+    its held call's priority unknown (None), and a call queued now keeps its priority."""
+    if records_where.startswith("postgresql"):
+        old = PostgresStore(records_where)
+        old.create(OLD_LIVE_CALLS)
+    else:
+        old = SqliteStore(sqlite3.connect(records_where))
+        old.create(OLD_LIVE_CALLS)
+    old.close()
+    store = open_store(records_where)
+    try:
+        service = RouterService(load_center(CENTER))
+        records = CallRecords(store)
+        records.priority_of = service.priority_of
+        service.observe(records)
+        service.call_arrived(Owner(service), "new-held", "tech", "ru", "RU", priority=5)
+        held = {c.call_id: c.priority for c in records.live_calls()}
+        assert held == {"old-held": None, "new-held": 5}
+        assert records.failures == 0
+        service.close()
+    finally:
+        store.close()
 
 
 def test_read_calls_on_a_read_only_old_database(tmp_path: Path) -> None:

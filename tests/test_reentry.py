@@ -4,6 +4,7 @@ id and arrival (config/asterisk/extensions.conf, ``[acd-dispatch]``) and keeps i
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from acd.testing.clock import ManualClock
 from acd.testing.fake_agi import FakeAsterisk, run_script
 
 AGENT = "msk-tech-ru-004"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 async def re_entry_after_a_crash(tmp_path: Path, newcomer: bool
@@ -98,3 +100,68 @@ async def test_a_re_entry_the_engine_does_not_know_goes_to_the_fallback(tmp_path
         assert runtime.service.router.call_state("1795609297.71") is None
     finally:
         await runtime.stop()
+
+
+class QueuedElsewhere:
+    """The owner of a call queued straight into the router: it takes no commands."""
+
+    def handle_command(self, command: object) -> None:
+        """Nothing rings for this call in the test; its commands are dropped."""
+
+
+def flows_with_priority(tmp_path: Path, priority: int) -> Path:
+    """Settings whose reference IVR queues every caller with ``priority``."""
+    flows = tmp_path / "ivr"
+    shutil.copytree(ROOT / "config" / "ivr", flows)
+    main = flows / "main.yaml"
+    text = main.read_text()
+    assert "default_priority: 0\n" in text
+    main.write_text(text.replace("default_priority: 0\n", f"default_priority: {priority}\n"))
+    path = settings_file(tmp_path)
+    text = path.read_text()
+    assert f"flows: {ROOT / 'config' / 'ivr'}\n" in text
+    path.write_text(text.replace(f"flows: {ROOT / 'config' / 'ivr'}\n", f"flows: {flows}\n"))
+    return path
+
+
+async def test_a_re_entered_caller_keeps_its_priority(tmp_path: Path) -> None:
+    """A priority-5 caller held when the engine died re-enters the next engine with
+    priority 5: it is offered before a priority-0 call that was queued there before it."""
+    settings = load_settings(flows_with_priority(tmp_path, 5), {})
+    first = Runtime(settings, clock=ManualClock())
+    await first.start()
+    try:
+        held = await start_holding(FakeAsterisk(first.agi_port), "1795609297.81")
+        arrival = str(int(time.time()))
+        [(queue, language, country, priority)] = first.db.execute(
+            "SELECT queue, language, country, priority FROM live_calls WHERE call_id = ?",
+            ("1795609297.81",)).fetchall()
+        assert priority == 5
+    finally:
+        await crash(first)
+    await asyncio.wait_for(held, 5.0)
+
+    second = Runtime(settings, clock=ManualClock())
+    await second.start()
+    seen: list[Output] = []
+    second.service.observe(lambda o, wall: seen.append(o))
+    try:
+        s = second.service
+        s.call_arrived(QueuedElsewhere(), "plain-0", queue, language, country, 0)
+        back = asyncio.create_task(run_script(
+            FakeAsterisk(second.agi_port), "route", ("", "1795609297.81", arrival),
+            uniqueid="1795609297.81", reply=ivr_reply))
+        for _ in range(200):
+            if s.router.call_state("1795609297.81") is CallState.QUEUED:
+                break
+            await asyncio.sleep(0.01)
+        assert s.router.call_state("1795609297.81") is CallState.QUEUED
+        assert s.priority_of("1795609297.81") == 5
+        s.login(AGENT)
+        assert [o.call_id for o in seen if isinstance(o, CallOffered)] == ["1795609297.81"]
+        variables = await asyncio.wait_for(back, 5.0)
+        assert (variables or {}).get("ACD_AGENT") == AGENT
+        s.hangup("1795609297.81")
+        s.hangup("plain-0")
+    finally:
+        await second.stop()

@@ -111,7 +111,8 @@ CREATE TABLE IF NOT EXISTS live_calls (
     answered    REAL,
     agent_id    TEXT,
     offers      INTEGER NOT NULL DEFAULT 0,
-    ended       REAL
+    ended       REAL,
+    priority    INTEGER
 );
 CREATE TABLE IF NOT EXISTS agent_states (
     agent_id TEXT PRIMARY KEY,
@@ -132,6 +133,11 @@ CALL_ADDED_COLUMNS = (
     ("customer_id", "TEXT"),  # the IVR's identified customer
     ("pbx", "TEXT"),  # the PBX the call arrived on (multi-PBX setups)
     ("survey_score", "INTEGER"),  # post-call survey score 1..5
+)
+#: Columns added to ``live_calls`` later (all nullable); databases written before gain them at
+#: open, and calls they kept read them as None.
+LIVE_ADDED_COLUMNS = (
+    ("priority", "INTEGER"),  # the priority the call was queued with (its re-entry keeps it)
 )
 #: Every column :func:`read_calls` returns, in order.
 READ_COLUMNS = CALL_COLUMNS + tuple(name for name, _ in CALL_ADDED_COLUMNS)
@@ -155,6 +161,7 @@ def prepare(store: RecordStore) -> RecordStore:
     """Create the tables ``store`` lacks and add the columns newer versions added."""
     store.create(SCHEMA)
     store.add_columns("calls", CALL_ADDED_COLUMNS)
+    store.add_columns("live_calls", LIVE_ADDED_COLUMNS)
     store.add_columns("callbacks", CALLBACK_DIAL_COLUMNS)
     store.create("CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (status, next_attempt)")
     return store
@@ -193,6 +200,8 @@ class OpenCall:
     agent_id: str | None = None
     offers: int = 0
     overflow: tuple[str, str] | None = None
+    #: The priority the driver queued the call with (None: not known).
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
@@ -215,18 +224,22 @@ class LiveCall:
     agent_id: str | None
     offers: int
     ended: float | None
+    #: The priority it was queued with; None when a version without the column kept it.
+    priority: int | None = None
 
     def open_call(self, router_now: float, wall: float) -> OpenCall:
         """The records' view of this call for a router whose clock reads ``router_now``."""
         return OpenCall(self.call_id, self.entry_queue, self.queue, self.language, self.country,
                         router_now - max(0.0, wall - self.arrival), self.arrival, self.queued,
-                        self.offered, self.answered, self.agent_id, self.offers)
+                        self.offered, self.answered, self.agent_id, self.offers,
+                        priority=self.priority)
 
 
 _LIVE_COLUMNS = ("call_id, state, entry_queue, queue, language, country, arrival, queued, "
-                 "offered, answered, agent_id, offers, ended")
+                 "offered, answered, agent_id, offers, ended, priority")
 _KEEP_LIVE = (f"INSERT INTO live_calls ({_LIVE_COLUMNS})"
-              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (call_id) DO UPDATE"
+              " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)"
+              " ON CONFLICT (call_id) DO UPDATE"
               " SET " + ", ".join(f"{c} = excluded.{c}" for c in _LIVE_COLUMNS.split(", ")[1:]))
 _INSERT_CALL = (f"INSERT INTO calls ({', '.join(_WRITTEN)}) "
                 f"VALUES ({', '.join('?' * len(_WRITTEN))})")
@@ -251,6 +264,9 @@ class CallRecords:
         self.on_written: Callable[[dict[str, object]], None] | None = None
         #: The PBX a call arrived on (the router service's, in multi-PBX setups).
         self.pbx_of: Callable[[str], str | None] | None = None
+        #: The priority a call was queued with (the router service's): kept in ``live_calls``
+        #: so a call taken back after a failover keeps it.
+        self.priority_of: Callable[[str], int | None] | None = None
 
     def identify(self, call_id: str, caller: str | None, customer_id: str | None) -> None:
         """Who called (number as Asterisk gave it, sanitised here) and the IVR's customer id:
@@ -290,7 +306,7 @@ class CallRecords:
             if call is None:
                 call = self.open[output.call_id] = OpenCall(
                     output.call_id, output.queue, output.queue, output.language, output.country,
-                    output.at, wall, wall)
+                    output.at, wall, wall, priority=self._priority(output.call_id))
             else:
                 call.queue = output.queue
             self._keep(call, "queued")
@@ -361,7 +377,7 @@ class CallRecords:
         self._execute(_KEEP_LIVE,
                       (call.call_id, state, call.entry_queue, call.queue, call.language,
                        call.country, call.arrival, call.queued, call.offered, call.answered,
-                       agent, call.offers))
+                       agent, call.offers, call.priority))
 
     def _execute(self, sql: str, args: tuple[object, ...]) -> None:
         try:
@@ -413,6 +429,9 @@ class CallRecords:
 
     def _pbx(self, call_id: str) -> str | None:
         return self.pbx_of(call_id) if self.pbx_of is not None else None
+
+    def _priority(self, call_id: str) -> int | None:
+        return self.priority_of(call_id) if self.priority_of is not None else None
 
     def _insert(self, row: tuple[object, ...], call_id: str) -> bool:
         try:

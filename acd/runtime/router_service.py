@@ -117,6 +117,9 @@ class RouterService:
         self.pbx_map: PbxMap | None = None
         #: The PBX each call arrived on (multi-PBX setups), while it is in the router.
         self._pbx_of_call: dict[str, str] = {}
+        #: The priority each call was queued with (the driver's, before the queue's base
+        #: priority is added), while it is in the router: the records keep it for a re-entry.
+        self._priority_of_call: dict[str, int] = {}
         #: PBXs that are down (site outage): no offer rings an agent whose phone is there.
         self.pbxs_down: set[str] = set()
 
@@ -152,6 +155,11 @@ class RouterService:
         """The PBX a call still in the router arrived on (None: unknown, or one PBX)."""
         return self._pbx_of_call.get(call_id)
 
+    def priority_of(self, call_id: str) -> int | None:
+        """The priority a call still in the router was queued with (None: not queued here
+        through :meth:`call_arrived`, e.g. adopted after a restart)."""
+        return self._priority_of_call.get(call_id)
+
     # ----------------------------------------------------------------------- calls
 
     def call_arrived(self, owner: CallOwner, call_id: str, queue: str, language: str,
@@ -164,6 +172,7 @@ class RouterService:
                                        customer_id, arrived_at)
         # Only once the router took it: a refused duplicate leaves the first call's owner.
         self._owners[call_id] = owner
+        self._priority_of_call[call_id] = priority
         if pbx is not None:
             self._pbx_of_call[call_id] = pbx
         self._done("call_arrived", t0, out)
@@ -309,6 +318,7 @@ class RouterService:
                     if isinstance(o, CallEnded):
                         self._owners.pop(o.call_id, None)
                         self._pbx_of_call.pop(o.call_id, None)
+                        self._priority_of_call.pop(o.call_id, None)
         finally:
             self._dispatching = False
         self._reschedule()

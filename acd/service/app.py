@@ -175,6 +175,7 @@ class Runtime:
         self.setup = self._load_ivr(center)
         service = self._service = RouterService(center, self.clock)
         self.records.pbx_of = service.pbx_of
+        self.records.priority_of = service.priority_of
         for observer in (self.records, self.agent_states, self.metrics.observe, EventLog()):
             service.observe(self.gate.wrap(observer))  # type: ignore[arg-type]
         service.observe_latency(self.metrics.observe_latency)

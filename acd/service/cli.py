@@ -9,17 +9,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
-import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from acd.cliargs import input_file, iso_time, output_file
-from acd.errors import COMMAND_LINE, ConfigError, Problem, usage
+from acd.errors import ConfigError, Problem, usage
+from acd.service.database import add_records_options
 from acd.service.database import database_problems as _database_problems
 
 if TYPE_CHECKING:
+    from acd.runtime.store import RecordStore
     from acd.service.settings import Settings
 
 #: Where settings come from when ``--config`` is not given.
@@ -75,39 +76,34 @@ def _listen_problems(settings: Settings, source: str) -> list[Problem]:
 
 def _cmd_records_export(args: argparse.Namespace, console: Any) -> int:
     from acd.runtime.records import export_call_log
+    from acd.service.database import open_records_read_only, read_problem, records_source
     from acd.service.settings import load_settings
 
-    if args.db:
-        db_path, source, key = Path(args.db), COMMAND_LINE, "--db"
-    else:
-        settings = load_settings(args.config)
-        db_path, source, key = settings.database, settings.file or _DEFAULTS, "records.database"
-    problems = _database_problems(db_path, source, key, must_exist=True)
-    if problems:
-        raise ConfigError(problems)
-    db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)
+    settings = load_settings(args.config) if args.db is None else None
+    src = records_source(args.db, args.password_env, settings)
+    store = open_records_read_only(src)
     try:
         if args.format == "records":
-            return _export_records(db, args, console)
-        written, skipped = export_call_log(db, args.out, _stamp(args.since), _stamp(args.until))
-    except sqlite3.Error as exc:
-        raise ConfigError([Problem(str(db_path), "calls", None,
-                                   f"cannot read call records: {exc}")]) from None
+            return _export_records(store, args, console)
+        written, skipped = export_call_log(store, args.out, _stamp(args.since),
+                                           _stamp(args.until))
+    except store.errors as exc:
+        raise read_problem(src, exc) from None
     finally:
-        db.close()
+        store.close()
     note = f", {skipped} skipped (unknown country)" if skipped else ""
     console.print(f"{written} call(s) written to {args.out}{note}")
     return 0
 
 
-def _export_records(db: sqlite3.Connection, args: argparse.Namespace, console: Any) -> int:
+def _export_records(store: RecordStore, args: argparse.Namespace, console: Any) -> int:
     """Every column of each call with its first-call-resolution flags (``--format records``)."""
     from acd.runtime.records import read_calls
     from acd.service.repeats import FCR_WINDOWS_S, export_records
 
     since = _stamp(args.since)
     look_back = None if since is None else since - max(FCR_WINDOWS_S)
-    written = export_records(read_calls(db, look_back, _stamp(args.until)), Path(args.out),
+    written = export_records(read_calls(store, look_back, _stamp(args.until)), Path(args.out),
                              since)
     console.print(f"{written} call record(s) written to {args.out}")
     return 0
@@ -138,8 +134,7 @@ def register(sub: Any) -> None:
     records = sub.add_parser("records", help="call records kept by the service")
     records_sub = records.add_subparsers(dest="records_command", required=True)
     p = records_sub.add_parser("export", help="write calls as the simulator's call-log CSV")
-    p.add_argument("--db", help="records database (default: the one in the settings)")
-    p.add_argument("--config", help="service settings YAML, to find the database")
+    add_records_options(p)
     p.add_argument("--out", required=True, help="CSV file to write")
     p.add_argument("--since", type=iso_time,
                    help="first arrival, ISO 8601 with UTC offset, e.g. 2026-03-02T00:00+03:00")

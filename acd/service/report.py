@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,8 +31,9 @@ import jinja2
 
 from acd.cliargs import input_file, iso_time, output_file
 from acd.config.schema import CenterConfig
-from acd.errors import COMMAND_LINE, ConfigError, Problem, usage
+from acd.errors import Problem, usage
 from acd.runtime.records import read_calls
+from acd.service.database import add_records_options
 from acd.service.repeats import FCR_WINDOWS_S, customer_key, window_name
 
 DIMENSIONS = ("queue", "language", "country", "site")
@@ -402,30 +402,24 @@ def render(summary: Summary, form: str) -> str:
 
 def _cmd_summary(args: argparse.Namespace, console: Any) -> int:
     from acd.config.load import load_center
-    from acd.service.database import database_problems as _database_problems
+    from acd.service.database import open_records_read_only, read_problem, records_source
     from acd.service.settings import load_settings
 
     settings = load_settings(args.config)
-    db_path, source, key = ((Path(args.db), COMMAND_LINE, "--db") if args.db else
-                            (settings.database, settings.file or "<defaults>",
-                             "records.database"))
-    problems = _database_problems(db_path, source, key, must_exist=True)
-    if problems:
-        raise ConfigError(problems)
+    src = records_source(args.db, args.password_env, settings)
     center = load_center(settings.center)
-    db = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)
+    store = open_records_read_only(src)
     windows = [h * 3600.0 for h in (args.fcr_window or (24, 168))]
     try:
         summary = summarize(
-            read_calls(db, args.since.timestamp() - max(windows), args.until.timestamp()),
+            read_calls(store, args.since.timestamp() - max(windows), args.until.timestamp()),
             center.config, args.since, args.until, args.interval, args.min_calls,
             groups={a.id: a.group for a in center.agents}, fcr_windows_s=windows,
             survey_target=args.survey_target)
-    except sqlite3.Error as exc:
-        raise ConfigError([Problem(str(db_path), "calls", None,
-                                   f"cannot read call records: {exc}")]) from None
+    except store.errors as exc:
+        raise read_problem(src, exc) from None
     finally:
-        db.close()
+        store.close()
     text = render(summary, args.format)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -464,8 +458,7 @@ def register(sub: Any) -> None:
     p.add_argument("--since", type=iso_time, required=True,
                    help="first arrival, ISO 8601 with UTC offset, e.g. 2026-03-02T08:00+03:00")
     p.add_argument("--until", type=iso_time, required=True, help="arrivals before this time")
-    p.add_argument("--db", help="records database (default: the one in the settings)")
-    p.add_argument("--config", help="service settings YAML (database and center config)")
+    add_records_options(p)
     p.add_argument("--format", choices=("text", "html", "json"), default="text")
     p.add_argument("--out", help="write to this file instead of standard output")
     p.add_argument("--interval", type=int, default=30, help="interval length in minutes")

@@ -239,8 +239,8 @@ class RestartBoard:
         s = self.service
         now, wall = s.now(), self.wall_clock()
         talking = live.state == "talking"
-        machine = CallMachine(live.call_id, live.queue, live.language, live.country, 0, None,
-                              None, math.inf, CallPolicy())
+        machine = CallMachine(live.call_id, live.queue, live.language, live.country,
+                              live.priority or 0, None, None, math.inf, CallPolicy())
         machine.handle(Adopted(Phase.TALKING if talking else Phase.RINGING, live.agent_id))
         restored = RestoredCall(self, live, machine, now + self.bounds.max_talk_s)
         arrived_at = now - max(0.0, wall - live.arrival)

@@ -477,8 +477,9 @@ class CallPath:
             since = max(since, float(arrival))
         waited = min(max(0.0, wall - since), bound)
         number, _ = normalize_number(session.env.callerid, self.setup.known.national_region)
-        call = self.admit(call_id, live.queue, live.language, live.country, 0, number, None,
-                          what="re-entry", pbx=pbx,
+        # Its priority as first queued (0 when kept by a version that did not store it).
+        call = self.admit(call_id, live.queue, live.language, live.country,
+                          live.priority or 0, number, None, what="re-entry", pbx=pbx,
                           arrived_at=self.service.now() - waited)
         if call is None:
             await self._set(session, CALL_ID, "")
