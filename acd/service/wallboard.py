@@ -125,6 +125,8 @@ class _Agents:
         #: Each agent's state, pause reason and since when (router time).
         self.state = {a.agent_id: (a.state, a.reason, a.since) for a in ordered}
         self.rows: dict[str, tuple[dict[str, object], str]] = {}
+        #: The rows shown, in order, with each agent's JSON piece and time of its change.
+        self.shown: list[tuple[dict[str, object], str, float]] = []
         self.groups: dict[str, dict[str, dict[str, int]]] = {}
         self.agents_by: dict[str, list[dict[str, object]]] = {}
         self.stale = True
@@ -175,19 +177,20 @@ class _Agents:
         self.groups = {"site": by_site, "group": by_group, "language": by_language}
         self.agents_by = {dim: [{"name": k, "states": v} for k, v in sorted(rows.items())]
                           for dim, rows in self.groups.items()}
+        self.shown = [(*self.rows[agent_id], self.state[agent_id][2])
+                      for agent_id in self.order if agent_id in self.rows]
         self.stale = False
 
     def listing(self, now: float) -> _AgentRows:
-        """The logged-in agents in (site, group, id) order with their time in state."""
+        """The logged-in agents in (site, group, id) order with their time in state (after
+        :meth:`recount`)."""
         out = _AgentRows()
         texts = []
-        for agent_id in self.order:
-            entry = self.rows.get(agent_id)
-            if entry is None:
-                continue
-            row, text = entry
-            in_state = round(max(0.0, now - self.state[agent_id][2]), 1)
-            out.append({**row, "in_state_s": in_state})
+        for row, text, since in self.shown:
+            in_state = round(max(0.0, now - since), 1)
+            line = row.copy()
+            line["in_state_s"] = in_state
+            out.append(line)
             texts.append(f"{text}{in_state!r}}}")
         out.json = "[" + ",".join(texts) + "]"
         return out
