@@ -8,10 +8,13 @@ language; the logged-in agents with their state and time in state; and alerts (a
 its SL target, a callers' language with no agent logged in).
 
 Fan-out is bounded so open pages never slow routing. The router observer only counts and sets
-a flag. A single :class:`Wallboard` task computes at most ``max_updates_per_s`` snapshots a
-second (and one every ``refresh_s`` so waits keep growing on screen), serialises each once,
-and hands the same bytes to every subscriber. A subscriber holds only the newest snapshot:
-a slow client skips the ones it had no time for, and one that stops reading for
+a flag (agent rows, counts and the waiting calls per queue are kept from the router's outputs,
+so a snapshot redoes little). A single :class:`Wallboard` task computes at most
+``max_updates_per_s`` snapshots a second (and one every ``refresh_s`` so waits keep growing
+on screen), serialises each once, and writes the same bytes to every page's connection
+itself, a few pages at a time between which routing runs: no task per page wakes up. A page
+whose connection still holds more than ``STREAM_BUFFER_BYTES`` unsent skips snapshots (it
+gets the next one it has room for), and one that stays that far behind for
 ``write_timeout_s`` is dropped. At most ``max_subscribers`` streams are open at once; the
 next page gets 503.
 """
@@ -450,14 +453,27 @@ class Wallboard:
         """Forget a stream that ended."""
         self.subscribers.discard(sub)
 
-    def publish(self) -> bytes:
-        """Compute one snapshot and hand the same bytes to every subscriber."""
+    def message(self) -> tuple[bytes, bytes]:
+        """Compute one snapshot: its event-stream message, and the same as an HTTP chunk."""
         message = b"data: " + encode(self.snapshot()) + b"\n\n"
         self.snapshots += 1
-        chunk = b"%x\r\n%b\r\n" % (len(message), message)
+        return message, b"%x\r\n%b\r\n" % (len(message), message)
+
+    def publish(self) -> bytes:
+        """Compute one snapshot and hand the same bytes to every subscriber."""
+        message, chunk = self.message()
         for sub in self.subscribers:
             sub.offer(message, chunk)
         return message
+
+    async def fan_out(self, message: bytes, chunk: bytes) -> None:
+        """Hand ``message`` to every subscriber, yielding to the loop after every
+        :data:`FAN_OUT_BATCH` of them so that many pages never hold routing up for long."""
+        for n, sub in enumerate(list(self.subscribers), 1):
+            if sub in self.subscribers:  # not gone while we yielded
+                sub.offer(message, chunk)
+            if n % FAN_OUT_BATCH == 0:
+                await asyncio.sleep(0)
 
     async def run(self) -> None:
         """Publish on change (coalesced to the rate limit) or every ``refresh_s``."""
@@ -469,9 +485,11 @@ class Wallboard:
             self._changed.clear()
             if self.subscribers:
                 try:
-                    self.publish()
+                    message, chunk = self.message()
                 except Exception:  # a bug in a view must not end the wallboard
                     log.exception("wallboard_snapshot_failed")
+                else:
+                    await self.fan_out(message, chunk)
             await asyncio.sleep(gap)
 
     def start(self) -> None:
@@ -521,6 +539,8 @@ def _ratio(good: int, total: int) -> float | None:
 # ---------------------------------------------------------------------- HTTP
 
 WALLBOARD: web.AppKey[Wallboard] = web.AppKey("wallboard", Wallboard)
+#: Pages written to in one go before the publishing task lets the loop run other work.
+FAN_OUT_BATCH = 10
 #: Bytes that may wait in a page's outgoing buffer (beyond what its socket took) before the
 #: next snapshots skip that page: a few snapshots of the reference center.
 STREAM_BUFFER_BYTES = 256 * 1024
