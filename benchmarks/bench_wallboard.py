@@ -15,7 +15,10 @@ The server prints what the wallboard cost its event loop: per tick, the snapshot
 snapshot with its JSON (one block of loop time), median and 99th percentile; the write of a
 snapshot to one page, and all those writes per tick (done ``FAN_OUT_BATCH`` pages at a time,
 with routing in between).
-Usage: ``python benchmarks/bench_wallboard.py [--held 1000] [--wallboards 50] [--check]``
+With ``--roster`` every agent is logged in, paused, so each message lists all 281 agents
+(about 40 kB) while still no call is offered.
+Usage: ``python benchmarks/bench_wallboard.py [--held 1000] [--wallboards 50] [--roster]
+[--check]``
 (the overload phases with admission control are in ``bench_agi_route.py``).
 
 ``python benchmarks/bench_wallboard.py snapshot [--baseline REV]`` times one snapshot at the
@@ -52,11 +55,14 @@ from acd.testing.loadgen import LoadResult  # noqa: E402
 
 # ------------------------------------------------------------------ server (child process)
 
-async def _serve(wallboards: bool) -> None:
+async def _serve(wallboards: bool, roster: bool) -> None:
     from acd.asterisk.agi.server import FastAgiServer
 
     path = bench_call_path()
     service = path.service
+    if roster:  # every agent on the wallboard, none taking calls
+        for agent_id in list(service.router.agent_ids()):
+            service.login(agent_id, paused_reason="break")
     decisions: list[float] = []
     service.observe_latency(lambda _entry, seconds: decisions.append(seconds))
     server = FastAgiServer(path.handler_for, HOST, 0, max_sessions=10_000)
@@ -313,6 +319,13 @@ def snapshot_bench(rev: str, ticks: int, seed: int = 1) -> int:
                 t0 = time.perf_counter()
                 step()
                 times.setdefault((name, what), []).append(time.perf_counter() - t0)
+    # What computing the snapshot off the loop would have to copy on it first: the agents.
+    copy = []
+    for _ in range(ticks):
+        t0 = time.perf_counter()
+        service.router.agent_snapshot()
+        copy.append(time.perf_counter() - t0)
+    times[("copy only", "agents")] = copy
     for (name, what), values in times.items():
         values.sort()
         print(f"  {name:>10}  {what:8}  median {statistics.median(values) * 1e3:6.3f} ms"
@@ -330,6 +343,8 @@ def main() -> int:
     parser.add_argument("--held", type=int, default=1000)
     parser.add_argument("--wallboards", type=int, default=0,
                         help="wallboard pages kept open during the run (0: no wallboard)")
+    parser.add_argument("--roster", action="store_true",
+                        help="log every agent in, paused: the pages list all 281 agents")
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--baseline", default="main",
@@ -342,7 +357,7 @@ def main() -> int:
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
     if args.mode == "serve":
-        asyncio.run(_serve(args.wallboards > 0))
+        asyncio.run(_serve(args.wallboards > 0, args.roster))
         return 0
     if args.mode == "pages":
         asyncio.run(_pages(args.port, args.wallboards))
@@ -352,7 +367,8 @@ def main() -> int:
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
     proc = subprocess.Popen([sys.executable, __file__, "serve", "--held", str(args.held),
-                             "--wallboards", str(args.wallboards)],
+                             "--wallboards", str(args.wallboards)]
+                            + (["--roster"] if args.roster else []),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             env=env)
     assert proc.stdin is not None and proc.stdout is not None
@@ -390,7 +406,8 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     print(f"FastAGI route benchmark on {HOST}:{port} (reference center, one-node IVR), "
-          f"{args.wallboards} wallboard pages open, load average "
+          f"{args.wallboards} wallboard pages open"
+          f"{', every agent logged in (paused)' if args.roster else ''}, load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     for result in results:
         print("  " + "  ".join(f"{k}={v}" for k, v in result.summary().items()))
