@@ -391,3 +391,20 @@ async def test_many_pages_see_a_call_waiting_within_a_second(tmp_path: Path) -> 
             await held.call.close()
     finally:
         await runtime.stop()
+
+
+async def test_a_quiet_stream_gets_keep_alives(tmp_path: Path) -> None:
+    """When no snapshot went out for ``keepalive_s``, the page gets a keep-alive comment."""
+    runtime = await started(tmp_path, "{keepalive_s: 0.3, refresh_s: 60}")
+    url = f"http://127.0.0.1:{runtime.http_port}/wallboard/events"
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            lines = []
+            async with asyncio.timeout(3.0):
+                async for line in resp.content:
+                    lines.append(line)
+                    if line == b": keep-alive\n":
+                        break
+            assert any(line.startswith(b"data: ") for line in lines)
+    finally:
+        await runtime.stop()

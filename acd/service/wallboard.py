@@ -219,12 +219,15 @@ class Subscriber:
         self._max_buffer = 0
         self._write_timeout_s = 0.0
         self._behind_since: float | None = None
+        #: When the attached connection was last written to (monotonic seconds).
+        self.sent_at = 0.0
 
     def attach(self, transport: asyncio.WriteTransport, chunked: bool, max_buffer: int,
                write_timeout_s: float) -> None:
         """Write from now on straight to ``transport`` (HTTP chunks when ``chunked``); what
         was held meanwhile goes out first."""
         self._transport = transport
+        self.sent_at = time.monotonic()
         self._chunked = chunked
         self._max_buffer = max_buffer
         self._write_timeout_s = write_timeout_s
@@ -261,6 +264,7 @@ class Subscriber:
                 self.close()
             return False
         self._behind_since = None
+        self.sent_at = time.monotonic()
         if self._chunked and chunk is None:
             chunk = b"%x\r\n%b\r\n" % (len(message), message)
         transport.write(chunk if self._chunked and chunk is not None else message)
@@ -578,10 +582,13 @@ async def events(request: web.Request) -> web.StreamResponse:
             return resp  # the page left already
         # From here the publishing task writes each snapshot straight to the connection.
         sub.attach(transport, resp.chunked, STREAM_BUFFER_BYTES, board.settings.write_timeout_s)
+        keepalive_s = board.settings.keepalive_s
         while not sub.closed:
-            await sub.next(board.settings.keepalive_s)
-            if not sub.closed:
-                sub.send(b": keep-alive\n\n")
+            quiet_until = sub.sent_at + keepalive_s - time.monotonic()
+            # (a page too far behind to take the last keep-alive waits a whole period)
+            await sub.next(quiet_until if quiet_until > 0 else keepalive_s)
+            if not sub.closed and time.monotonic() - sub.sent_at >= keepalive_s:
+                sub.send(b": keep-alive\n\n")  # nothing went out for a while
     except (ConnectionResetError, TimeoutError):
         pass  # the page went away or stopped reading: free its place
     finally:
