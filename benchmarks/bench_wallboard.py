@@ -11,10 +11,11 @@ Phases: held sessions at once, closed-loop new sessions/s, open-loop Poisson at 
 With ``--wallboards N`` the server also serves the live wallboard (fed by the same router)
 and a third process keeps N wallboard pages open on its event stream for the whole run, so
 the figures with 0 and with 50 pages can be compared (run them alternately on a busy box).
-The server prints what the wallboard cost its event loop: per tick, the snapshot and the
-snapshot with its JSON (one block of loop time), median and 99th percentile; the write of a
-snapshot to one page, and all those writes per tick (done ``FAN_OUT_BATCH`` pages at a time,
-with routing in between).
+The server prints its event loop's lag (how late a task sleeping 2 ms at a time wakes: what
+any work on the loop made a session wait), p99 and p99.9, and what the wallboard cost it: per
+tick, the snapshot and the snapshot with its JSON (one block of loop time), median and 99th
+percentile; the write of a snapshot to one page, and all those writes per tick (done
+``FAN_OUT_BATCH`` pages at a time, with routing in between).
 With ``--roster`` every agent is logged in, paused, so each message lists all 281 agents
 (about 40 kB) while still no call is offered.
 Usage: ``python benchmarks/bench_wallboard.py [--held 1000] [--wallboards 50] [--roster]
@@ -87,6 +88,8 @@ async def _serve(wallboards: bool, roster: bool) -> None:
             offer_s.append(time.perf_counter() - t0)
 
         wallboard.Subscriber.offer = timed_offer  # type: ignore[method-assign]
+    lags: list[float] = []
+    sampler = asyncio.get_running_loop().create_task(_loop_lag(lags))
     print(f"PORT {server.port} {http_port}", flush=True)
     try:
         while line := await asyncio.to_thread(sys.stdin.readline):
@@ -100,18 +103,31 @@ async def _serve(wallboards: bool, roster: bool) -> None:
                          "cpu_seconds": round(time.process_time(), 3),
                          "decision_p50_us": _percentile_us(decisions, 0.50),
                          "decision_p99_us": _percentile_us(decisions, 0.99),
+                         "loop_lag_p99_ms": round(_percentile_us(lags, 0.99) / 1e3, 3),
+                         "loop_lag_p999_ms": round(_percentile_us(lags, 0.999) / 1e3, 3),
                          "wallboard_snapshots": board.snapshots if board else 0,
-                         "snapshot_p50_ms": _percentile_us(snapshot_s, 0.50) / 1e3,
-                         "snapshot_p99_ms": _percentile_us(snapshot_s, 0.99) / 1e3,
-                         "snapshot_json_p50_ms": _percentile_us(message_s, 0.50) / 1e3,
-                         "snapshot_json_p99_ms": _percentile_us(message_s, 0.99) / 1e3,
+                         "snapshot_p50_ms": round(_percentile_us(snapshot_s, 0.50) / 1e3, 3),
+                         "snapshot_p99_ms": round(_percentile_us(snapshot_s, 0.99) / 1e3, 3),
+                         "snapshot_json_p50_ms": round(_percentile_us(message_s, 0.50) / 1e3, 3),
+                         "snapshot_json_p99_ms": round(_percentile_us(message_s, 0.99) / 1e3, 3),
                          "page_write_p50_us": _percentile_us(offer_s, 0.50),
                          "page_write_p99_us": _percentile_us(offer_s, 0.99),
                          "fan_out_ms_per_tick": round(sum(offer_s) * 1e3
                                                       / max(1, len(message_s)), 3)}
                 print(json.dumps(stats), flush=True)
     finally:
+        sampler.cancel()
         await server.close(grace=2.0)
+
+
+async def _loop_lag(into: list[float], period_s: float = 0.002) -> None:
+    """Note, every ``period_s``, how late the loop woke this task: what any work on the
+    loop (a wallboard tick included) made a FastAGI session wait."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t0 = loop.time()
+        await asyncio.sleep(period_s)
+        into.append(max(0.0, loop.time() - t0 - period_s))
 
 
 async def _serve_wallboard(service: Any) -> tuple[Any, int]:
