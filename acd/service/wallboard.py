@@ -131,7 +131,6 @@ class _Agents:
         #: The rows shown, in order, with each agent's JSON piece and time of its change.
         self.shown: list[tuple[dict[str, object], str, float]] = []
         self.groups: dict[str, dict[str, dict[str, int]]] = {}
-        self.agents_by: dict[str, list[dict[str, object]]] = {}
         self.stale = True
         for agent_id in self.order:
             self._row(agent_id)
@@ -178,8 +177,6 @@ class _Agents:
                              for lang in self.spoken.get(agent_id, []))):
                 counts[key] = counts.get(key, 0) + 1
         self.groups = {"site": by_site, "group": by_group, "language": by_language}
-        self.agents_by = {dim: [{"name": k, "states": v} for k, v in sorted(rows.items())]
-                          for dim, rows in self.groups.items()}
         self.shown = [(*self.rows[agent_id], self.state[agent_id][2])
                       for agent_id in self.order if agent_id in self.rows]
         self.stale = False
@@ -296,6 +293,8 @@ class Wallboard:
         self.settings = settings
         self._clock = clock
         self._queues: dict[str, _QueueLog] = {}
+        #: The agents as shown, kept from router outputs (None: rebuild at the next tick).
+        self._agents: _Agents | None = None
         self._waiting_since: dict[str, tuple[str, float]] = {}
         #: Today (the center's local day) as [start, end) in wall time, and its zone.
         self._day: tuple[float, float, str] = (math.inf, -math.inf, "")
@@ -305,7 +304,6 @@ class Wallboard:
         self._task: asyncio.Task[None] | None = None
         self._roster: object = None
         self._spoken: dict[str, list[str]] = {}
-        self._agents: _Agents | None = None
 
     # ------------------------------------------------------------------ router observer
 
@@ -361,11 +359,10 @@ class Wallboard:
             return
         midnight = datetime.fromtimestamp(wall, zone).replace(hour=0, minute=0, second=0,
                                                               microsecond=0)
-        day = (midnight.timestamp(), (midnight + timedelta(days=1)).timestamp(), zone.key)
-        if day[:2] != (start, end):
+        self._day = (midnight.timestamp(), (midnight + timedelta(days=1)).timestamp(), zone.key)
+        if self._day[:2] != (start, end):  # another day (not only another zone name)
             for q in self._queues.values():
                 q.today = _Tally()
-        self._day = day
 
     def _languages(self, service: RouterService) -> dict[str, list[str]]:
         """Each agent's languages, from the roster (kept until a reload brings a new one)."""
@@ -400,11 +397,11 @@ class Wallboard:
             board = self._agents = _Agents(service.router, service.router.agent_snapshot(),
                                            languages)
         board.recount()
+        agents, groups = board.listing(now), board.groups
         return {"at": wall, "center": config.center.name, "queues": queues,
-                "agents_by": board.agents_by,
-                "agents": board.listing(now), "alerts": self._alerts(queues,
-                                                                     board.groups["language"],
-                                                                     config)}
+                "agents_by": {dim: [{"name": k, "states": v} for k, v in sorted(rows.items())]
+                              for dim, rows in groups.items()},
+                "agents": agents, "alerts": self._alerts(queues, groups["language"], config)}
 
     def _queue_row(self, queue: str, waiting: int, oldest: float, ewt: float, logged_in: int,
                    ready: int, wall: float, config: CenterConfig) -> dict[str, object]:
