@@ -107,7 +107,8 @@ class _QueueLog:
 
 class _AgentRows(list[dict[str, object]]):
     """The snapshot's agent list, with its JSON text made from per-agent pieces kept
-    between snapshots (only the times in state are written anew)."""
+    between snapshots (only the times in state are written anew). The page gets that text:
+    a field for the agents' rows goes into :meth:`_Agents._row`, not into this list."""
 
     json: str = "[]"
 
