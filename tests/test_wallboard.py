@@ -5,7 +5,10 @@ slow page, a cap on open pages)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,11 +17,19 @@ import aiohttp
 from test_serve import ivr_reply, script, settings_file
 
 from acd.config.load import load_center
-from acd.core.model import CallAnswered, CallEnded, CallQueued, Outcome
+from acd.core.model import (
+    AgentState,
+    CallAnswered,
+    CallEnded,
+    CallMoved,
+    CallQueued,
+    Offer,
+    Outcome,
+)
 from acd.runtime.router_service import RouterService
 from acd.service.app import Runtime
 from acd.service.settings import CONFIG_DIR, WallboardSettings, load_settings
-from acd.service.wallboard import Subscriber, Wallboard
+from acd.service.wallboard import Subscriber, Wallboard, encode
 from acd.testing.clock import ManualClock
 from acd.testing.fake_agi import FakeAsterisk, FakeCall, environment_block, variables_set
 
@@ -250,3 +261,150 @@ async def test_one_snapshot_per_tick_is_shared_by_every_page() -> None:
     messages = {s.latest for s in subs if s is not None}
     assert len(messages) == 1 and all(s is not None and s.dropped for s in subs)
 
+
+
+class AnswerAtOnce:
+    """A call's owner whose agent picks up every offer at once."""
+
+    def __init__(self, service: RouterService) -> None:
+        self.service = service
+
+    def handle_command(self, command: object) -> None:
+        if isinstance(command, Offer):
+            self.service.offer_answered(command.call_id, command.agent_id)
+
+
+def test_kept_agent_view_matches_one_rebuilt_from_the_router() -> None:
+    """After a seeded mix of logins, pauses, calls, hang-ups and logouts, the agent list and
+    counts kept from router outputs equal those a new board rebuilds from the router's agent
+    snapshot, and the published bytes are the snapshot's plain JSON."""
+    rng = random.Random(18)
+    wall = [1_790_000_000.0]
+    clock = ManualClock()
+    board = board_on(clock, wall)
+    service = board._source()
+    service.observe(board.observe)
+    board.snapshot()  # from here the board keeps its view from the router's outputs
+    agents = list(service.router.agent_ids())
+    config = service.center.config
+    queues, countries = list(config.queues), list(config.countries)
+    for n in range(600):
+        agent_id = rng.choice(agents)
+        state = service.router.agent_state(agent_id)
+        roll = rng.random()
+        with contextlib.suppress(Exception):  # a refused request (e.g. a pause while busy)
+            if state is AgentState.LOGGED_OUT and roll < 0.6:
+                service.login(agent_id, paused_reason=rng.choice([None, "lunch", "break"]))
+            elif roll < 0.15:
+                service.logout(agent_id)
+            elif roll < 0.3:
+                service.pause(agent_id, rng.choice(["lunch", "break", "training"]))
+            elif roll < 0.45:
+                service.ready(agent_id)
+            elif roll < 0.85:
+                country = rng.choice(countries)
+                service.call_arrived(AnswerAtOnce(service), f"c{n}", rng.choice(queues),
+                                     config.countries[country].language, country)
+            else:
+                talking = [a.call_id for a in service.router.agent_snapshot() if a.call_id]
+                if talking:
+                    service.hangup(rng.choice(talking))
+        clock.advance(rng.expovariate(1.0))
+        if n % 50 == 0:
+            kept = board.snapshot()
+            fresh = board_on(clock, wall)
+            fresh._source = board._source
+            rebuilt = fresh.snapshot()
+            assert kept["agents"] == rebuilt["agents"]
+            assert kept["agents_by"] == rebuilt["agents_by"]
+            assert encode(kept) == json.dumps(kept, separators=(",", ":")).encode()
+    assert any(a["state"] == "talking" for a in kept["agents"])  # type: ignore[index]
+    assert any(a["state"] == "paused" for a in kept["agents"])  # type: ignore[index]
+
+
+def test_late_calls_follow_a_call_moved_to_another_queue() -> None:
+    """A call waiting past the threshold counts as a miss in the queue it waits in now, not
+    in the one it left, and no longer once it is answered."""
+    wall = [1_790_000_000.0]
+    board = board_on(ManualClock(), wall)
+    board.observe(CallQueued("m", "tech", "ru", "RU", 0.0), wall[0] - 30)
+    board.observe(CallQueued("n", "tech", "ru", "RU", 0.0), wall[0] - 5)
+    assert queue_row(board.snapshot(), "tech")["sl_window"] == 0.0
+    board.observe(CallMoved("m", "tech", "repair", 0.0), wall[0])
+    snap = board.snapshot()
+    assert queue_row(snap, "tech")["sl_window"] is None
+    assert queue_row(snap, "repair")["sl_window"] == 0.0
+    board.observe(CallAnswered("m", AGENT, "repair", 30.0, 0.0), wall[0])
+    snap = board.snapshot()
+    assert queue_row(snap, "repair")["sl_window"] == 0.0  # answered late: a decided miss
+    assert queue_row(snap, "repair")["calls_today"] == 1
+
+
+async def test_an_attached_page_gets_chunks_and_is_dropped_when_it_stops_reading() -> None:
+    """Tied to its connection, a subscriber writes each snapshot as an HTTP chunk at once;
+    when the page stops reading it skips snapshots once its buffer is full, and closes after
+    ``write_timeout_s`` that far behind."""
+    ours, theirs = socket.socketpair()
+    transport, _ = await asyncio.get_running_loop().create_connection(asyncio.Protocol,
+                                                                      sock=ours)
+    try:
+        sub = Subscriber()
+        sub.offer(b"data: held\n\n")  # before it is attached: held, then sent on attach
+        sub.attach(transport, chunked=True, max_buffer=64 * 1024, write_timeout_s=0.2)
+        sub.offer(b"data: 1\n\n")
+        theirs.setblocking(False)
+        await asyncio.sleep(0.05)
+        assert theirs.recv(1024) == b"c\r\ndata: held\n\n\r\n" + b"9\r\ndata: 1\n\n\r\n"
+        big = b"data: " + b"x" * 200_000 + b"\n\n"
+        for _ in range(50):  # nobody reads: the socket fills, then the transport's buffer
+            sub.offer(big)
+        assert sub.dropped > 0 and not sub.closed
+        await asyncio.sleep(0.3)
+        sub.offer(big)
+        sub.offer(big)
+        assert sub.closed
+    finally:
+        transport.close()
+        theirs.close()
+
+
+async def test_many_pages_see_a_call_waiting_within_a_second(tmp_path: Path) -> None:
+    """With twenty pages open on one service, every page shows a new call waiting within 1 s,
+    from the same snapshot bytes."""
+    runtime = await started(tmp_path)
+    url = f"http://127.0.0.1:{runtime.http_port}/wallboard/events"
+    try:
+        async with aiohttp.ClientSession() as http:
+            responses = [await http.get(url) for _ in range(20)]
+            streams = [snapshots(r) for r in responses]
+            for stream in streams:
+                await until(stream, lambda s: True, 3.0)
+            held = await hold_call(runtime.agi_port, "1795609297.22")
+            t0 = time.monotonic()
+            seen = await asyncio.gather(*(until(s, lambda s: queue_row(s, "tech")["waiting"]
+                                                == 1, 3.0) for s in streams))
+            assert time.monotonic() - t0 < 1.0
+            assert len({json.dumps(s) for s in seen}) == 1
+            for r in responses:
+                r.close()
+            held.task.cancel()
+            await held.call.close()
+    finally:
+        await runtime.stop()
+
+
+async def test_a_quiet_stream_gets_keep_alives(tmp_path: Path) -> None:
+    """When no snapshot went out for ``keepalive_s``, the page gets a keep-alive comment."""
+    runtime = await started(tmp_path, "{keepalive_s: 0.3, refresh_s: 60}")
+    url = f"http://127.0.0.1:{runtime.http_port}/wallboard/events"
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            lines = []
+            async with asyncio.timeout(3.0):
+                async for line in resp.content:
+                    lines.append(line)
+                    if line == b": keep-alive\n":
+                        break
+            assert any(line.startswith(b"data: ") for line in lines)
+    finally:
+        await runtime.stop()

@@ -464,19 +464,35 @@ class Router:
                       None)
 
     def queue_snapshot(self, now: float) -> list[QueueSnapshot]:
-        """Every queue's depth, oldest wait and staffing at ``now``."""
+        """Every queue's depth, oldest wait and staffing at ``now`` (one pass over the agents,
+        one over each queue's calls: wallboards ask for it several times a second)."""
+        talking: dict[str, int] = {}
+        logged_in: dict[str, int] = {}
+        ready: dict[str, int] = {}
+        for a in self._agents.values():
+            st = a.state
+            if st is AgentState.LOGGED_OUT:
+                continue
+            if st is AgentState.ON_CALL and a.call is not None:
+                talking[a.call.q.name] = talking.get(a.call.q.name, 0) + 1
+            for skill in a.profile.skills:
+                logged_in[skill] = logged_in.get(skill, 0) + 1
+                if st is AgentState.READY:
+                    ready[skill] = ready.get(skill, 0) + 1
         snaps = []
         for q in self._queues.values():
-            waiting = [c for c in q.calls.values() if c.state is CallState.QUEUED]
-            ringing = sum(1 for c in q.calls.values() if c.state is CallState.RINGING)
-            talking = sum(1 for a in self._agents.values() if a.state is AgentState.ON_CALL
-                          and a.call is not None and a.call.q is q)
-            staffed = [a for a in self._agents.values() if q.skill in a.profile.skills
-                       and a.state is not AgentState.LOGGED_OUT]
-            oldest = max((now - c.arrived for c in waiting), default=0.0)
+            waiting = ringing = 0
+            oldest = 0.0
+            for c in q.calls.values():
+                if c.state is CallState.QUEUED:
+                    waited = now - c.arrived
+                    oldest = waited if not waiting or waited > oldest else oldest
+                    waiting += 1
+                elif c.state is CallState.RINGING:
+                    ringing += 1
             snaps.append(QueueSnapshot(
-                q.name, len(waiting), ringing, talking, oldest,
-                len(staffed), sum(1 for a in staffed if a.state is AgentState.READY),
+                q.name, waiting, ringing, talking.get(q.name, 0), oldest,
+                logged_in.get(q.skill, 0), ready.get(q.skill, 0),
                 self.ewt_new(q.name, now=now)))
         return snaps
 

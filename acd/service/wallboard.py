@@ -9,10 +9,13 @@ average against its target; and alerts (a queue below its SL target, a callers' 
 no agent logged in).
 
 Fan-out is bounded so open pages never slow routing. The router observer only counts and sets
-a flag. A single :class:`Wallboard` task computes at most ``max_updates_per_s`` snapshots a
-second (and one every ``refresh_s`` so waits keep growing on screen), serialises each once,
-and hands the same bytes to every subscriber. A subscriber holds only the newest snapshot:
-a slow client skips the ones it had no time for, and one that stops reading for
+a flag (agent rows, counts and the waiting calls per queue are kept from the router's outputs,
+so a snapshot redoes little). A single :class:`Wallboard` task computes at most
+``max_updates_per_s`` snapshots a second (and one every ``refresh_s`` so waits keep growing
+on screen), serialises each once, and writes the same bytes to every page's connection
+itself, a few pages at a time between which routing runs: no task per page wakes up. A page
+whose connection still holds more than ``STREAM_BUFFER_BYTES`` unsent skips snapshots (it
+gets the next one it has room for), and one that stays that far behind for
 ``write_timeout_s`` is dropped. At most ``max_subscribers`` streams are open at once; the
 next page gets 503.
 """
@@ -24,19 +27,22 @@ import contextlib
 import json
 import math
 import time
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from zoneinfo import ZoneInfo
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from acd.config.schema import CenterConfig, ServiceLevel
 from acd.core.model import (
+    AgentSnapshot,
     AgentState,
+    AgentStateChanged,
     CallAnswered,
     CallEnded,
     CallMoved,
@@ -65,35 +71,203 @@ class _Tally:
     answered: int = 0
     within: int = 0
 
-    def add(self, answered: bool, within: bool) -> None:
-        self.decided += 1
-        self.answered += answered
-        self.within += within
+    def add(self, answered: bool, within: bool, n: int = 1) -> None:
+        self.decided += n
+        self.answered += answered * n
+        self.within += within * n
 
 
 @dataclass
 class _QueueLog:
-    """One queue's recent decisions (for the rolling window) and today's tally."""
+    """One queue's recent decisions (for the rolling window, with their running tally),
+    today's tally, and its calls waiting ordered by when they started to wait."""
 
     recent: deque[tuple[float, bool, bool]] = field(default_factory=deque)
+    window: _Tally = field(default_factory=_Tally)
     today: _Tally = field(default_factory=_Tally)
+    waiting: list[tuple[float, str]] = field(default_factory=list)
+
+    def forget_before(self, start: float) -> None:
+        """Drop the decisions older than ``start`` from the window (and its tally)."""
+        recent, window = self.recent, self.window
+        while recent and recent[0][0] < start:
+            _, answered, within = recent.popleft()
+            window.add(answered, within, -1)
+
+    def unwait(self, since: float, call_id: str) -> None:
+        """A call no longer waits here."""
+        key = (since, call_id)
+        i = bisect_left(self.waiting, key)
+        if i < len(self.waiting) and self.waiting[i] == key:
+            del self.waiting[i]
+
+    def late(self, cut: float) -> int:
+        """Calls that started waiting before ``cut``."""
+        return bisect_left(self.waiting, (cut,))
+
+
+class _AgentRows(list[dict[str, object]]):
+    """The snapshot's agent list, with its JSON text made from per-agent pieces kept
+    between snapshots (only the times in state are written anew). The page gets that text:
+    a field for the agents' rows goes into :meth:`_Agents._row`, not into this list."""
+
+    json: str = "[]"
+
+
+class _Agents:
+    """The logged-in agents as the wallboard shows them, kept from the router's
+    ``AgentStateChanged`` outputs instead of rebuilt from its snapshot on every tick: the
+    counts by site, group and language are recounted only after a change, and each agent's
+    row (and its JSON) only when that agent changed."""
+
+    def __init__(self, router: object, agents: list[AgentSnapshot],
+                 spoken: dict[str, list[str]]) -> None:
+        self.router = router
+        self.spoken = spoken
+        ordered = sorted(agents, key=lambda a: (a.site, a.group, a.agent_id))
+        self.order = [a.agent_id for a in ordered]
+        self.where = {a.agent_id: (a.site, a.group) for a in ordered}
+        #: Each agent's state, pause reason and since when (router time).
+        self.state = {a.agent_id: (a.state, a.reason, a.since) for a in ordered}
+        self.rows: dict[str, tuple[dict[str, object], str]] = {}
+        #: The rows shown, in order, with each agent's JSON piece and time of its change.
+        self.shown: list[tuple[dict[str, object], str, float]] = []
+        self.groups: dict[str, dict[str, dict[str, int]]] = {}
+        self.stale = True
+        for agent_id in self.order:
+            self._row(agent_id)
+
+    def changed(self, event: AgentStateChanged) -> bool:
+        """Take one state change; False when the agent is not on this roster."""
+        if event.agent_id not in self.state:
+            return False
+        self.state[event.agent_id] = (event.state, event.reason, event.at)
+        self._row(event.agent_id)
+        self.stale = True
+        return True
+
+    def _row(self, agent_id: str) -> None:
+        state, reason, _ = self.state[agent_id]
+        if state is AgentState.LOGGED_OUT:
+            self.rows.pop(agent_id, None)
+            return
+        site, group = self.where[agent_id]
+        row: dict[str, object] = {
+            "agent_id": agent_id, "site": site, "group": group,
+            "languages": self.spoken.get(agent_id, []), "state": STATE_LABELS[state],
+            "reason": reason}
+        # The row's JSON without its closing brace, ready for ``"in_state_s": ...}``.
+        text = json.dumps(row, separators=(",", ":"))[:-1] + ',"in_state_s":'
+        self.rows[agent_id] = row, text
+
+    def recount(self) -> None:
+        """The agents by state per site, group and language (after a change only)."""
+        if not self.stale:
+            return
+        by_site: dict[str, dict[str, int]] = {}
+        by_group: dict[str, dict[str, int]] = {}
+        by_language: dict[str, dict[str, int]] = {}
+        for agent_id in self.order:
+            state, reason, _ = self.state[agent_id]
+            if state is AgentState.LOGGED_OUT:
+                continue
+            label = STATE_LABELS[state]
+            key = f"paused:{reason}" if state is AgentState.PAUSED else label
+            site, group = self.where[agent_id]
+            for counts in (by_site.setdefault(site, {}), by_group.setdefault(group, {}),
+                           *(by_language.setdefault(lang, {})
+                             for lang in self.spoken.get(agent_id, []))):
+                counts[key] = counts.get(key, 0) + 1
+        self.groups = {"site": by_site, "group": by_group, "language": by_language}
+        self.shown = [(*self.rows[agent_id], self.state[agent_id][2])
+                      for agent_id in self.order if agent_id in self.rows]
+        self.stale = False
+
+    def listing(self, now: float) -> _AgentRows:
+        """The logged-in agents in (site, group, id) order with their time in state (after
+        :meth:`recount`)."""
+        out = _AgentRows()
+        texts = []
+        for row, text, since in self.shown:
+            in_state = round(max(0.0, now - since), 1)
+            line = row.copy()
+            line["in_state_s"] = in_state
+            out.append(line)
+            texts.append(f"{text}{in_state!r}}}")
+        out.json = "[" + ",".join(texts) + "]"
+        return out
 
 
 class Subscriber:
-    """One open page: holds the newest snapshot not yet sent, never more."""
+    """One open page: holds the newest snapshot not yet sent, never more.
+
+    Once :meth:`attach` ties it to its connection, :meth:`offer` writes the snapshot to that
+    connection at once from the publishing task (no task per page wakes up), unless more
+    than ``max_buffer`` bytes are still waiting to go out to that page: then the snapshot is
+    skipped (a stale snapshot is worth nothing), and a page that stays that far behind for
+    ``write_timeout_s`` is dropped.
+    """
 
     def __init__(self) -> None:
         self.latest: bytes | None = None
         self.dropped = 0
         self._ready = asyncio.Event()
         self.closed = False
+        self._transport: asyncio.WriteTransport | None = None
+        self._chunked = False
+        self._max_buffer = 0
+        self._write_timeout_s = 0.0
+        self._behind_since: float | None = None
+        #: When the attached connection was last written to (monotonic seconds).
+        self.sent_at = 0.0
 
-    def offer(self, message: bytes) -> None:
-        """Replace whatever is waiting with ``message`` (a stale snapshot is worth nothing)."""
+    def attach(self, transport: asyncio.WriteTransport, chunked: bool, max_buffer: int,
+               write_timeout_s: float) -> None:
+        """Write from now on straight to ``transport`` (HTTP chunks when ``chunked``); what
+        was held meanwhile goes out first."""
+        self._transport = transport
+        self.sent_at = time.monotonic()
+        self._chunked = chunked
+        self._max_buffer = max_buffer
+        self._write_timeout_s = write_timeout_s
+        message, self.latest = self.latest, None
+        if message is not None:
+            self.send(message)
+
+    def offer(self, message: bytes, chunk: bytes | None = None) -> None:
+        """Send ``message`` now (attached; ``chunk``: the same, already framed as an HTTP
+        chunk), else replace whatever is waiting with it (a stale snapshot is worth nothing)."""
+        if self._transport is not None:
+            self.send(message, chunk)
+            return
         if self.latest is not None:
             self.dropped += 1
         self.latest = message
         self._ready.set()
+
+    def send(self, message: bytes, chunk: bytes | None = None) -> bool:
+        """Write ``message`` to the attached connection unless the page is too far behind;
+        close the stream when the connection went away or stayed behind too long."""
+        transport = self._transport
+        if transport is None or self.closed:
+            return False
+        if transport.is_closing():
+            self.close()
+            return False
+        if transport.get_write_buffer_size() > self._max_buffer:
+            self.dropped += 1
+            now = time.monotonic()
+            if self._behind_since is None:
+                self._behind_since = now
+            elif now - self._behind_since > self._write_timeout_s:
+                self.close()
+            return False
+        self._behind_since = None
+        self.sent_at = time.monotonic()
+        if self._chunked and chunk is None:
+            chunk = b"%x\r\n%b\r\n" % (len(message), message)
+        transport.write(chunk if self._chunked and chunk is not None else message)
+        return True
 
     def close(self) -> None:
         """Wake the stream so it ends."""
@@ -121,8 +295,11 @@ class Wallboard:
         self.settings = settings
         self._clock = clock
         self._queues: dict[str, _QueueLog] = {}
+        #: The agents as shown, kept from router outputs (None: rebuild at the next tick).
+        self._agents: _Agents | None = None
         self._waiting_since: dict[str, tuple[str, float]] = {}
-        self._day: date | None = None
+        #: Today (the center's local day) as [start, end) in wall time, and its zone.
+        self._day: tuple[float, float, str] = (math.inf, -math.inf, "")
         self._changed = asyncio.Event()
         self.subscribers: set[Subscriber] = set()
         self.snapshots = 0
@@ -154,32 +331,58 @@ class Wallboard:
 
     def observe(self, output: Output, wall: float) -> None:
         """Count a router output (a service observer): cheap, never blocks routing."""
-        if isinstance(output, CallQueued):
-            self._waiting_since.setdefault(output.call_id, (output.queue, wall))
+        if isinstance(output, AgentStateChanged):
+            if self._agents is not None and not self._agents.changed(output):
+                self._agents = None  # an agent of another roster: rebuild at the next tick
+        elif isinstance(output, CallQueued):
+            if output.call_id not in self._waiting_since:
+                self._waiting_since[output.call_id] = (output.queue, wall)
+                insort(self._log(output.queue).waiting, (wall, output.call_id))
         elif isinstance(output, CallMoved):
             since = self._waiting_since.get(output.call_id)
             if since is not None:
                 self._waiting_since[output.call_id] = (output.to_queue, since[1])
+                self._log(since[0]).unwait(since[1], output.call_id)
+                insort(self._log(output.to_queue).waiting, (since[1], output.call_id))
         elif isinstance(output, CallAnswered):
-            self._waiting_since.pop(output.call_id, None)
+            self._unwait(output.call_id)
             self._decide(output.queue, wall, True,
                          output.wait_s <= _level(self._config(), output.queue).threshold_s)
         elif isinstance(output, CallEnded):
-            was_waiting = self._waiting_since.pop(output.call_id, None) is not None
+            was_waiting = self._unwait(output.call_id)
             if output.outcome is not Outcome.ANSWERED and was_waiting:
                 self._decide(output.queue, wall, False, False)
         self._changed.set()
 
+    def _log(self, queue: str) -> _QueueLog:
+        log_ = self._queues.get(queue)
+        if log_ is None:
+            log_ = self._queues[queue] = _QueueLog()
+        return log_
+
+    def _unwait(self, call_id: str) -> bool:
+        since = self._waiting_since.pop(call_id, None)
+        if since is None:
+            return False
+        self._log(since[0]).unwait(since[1], call_id)
+        return True
+
     def _decide(self, queue: str, wall: float, answered: bool, within: bool) -> None:
-        q = self._queues.setdefault(queue, _QueueLog())
+        q = self._log(queue)
         self._roll_day(wall)
         q.recent.append((wall, answered, within))
+        q.window.add(answered, within)
         q.today.add(answered, within)
 
     def _roll_day(self, wall: float) -> None:
-        today = datetime.fromtimestamp(wall, self._zone()).date()
-        if today != self._day:
-            self._day = today
+        start, end, zone_name = self._day
+        zone = self._zone()
+        if start <= wall < end and zone.key == zone_name:
+            return
+        midnight = datetime.fromtimestamp(wall, zone).replace(hour=0, minute=0, second=0,
+                                                              microsecond=0)
+        self._day = (midnight.timestamp(), (midnight + timedelta(days=1)).timestamp(), zone.key)
+        if self._day[:2] != (start, end):  # another day (not only another zone name)
             for q in self._queues.values():
                 q.today = _Tally()
             self._scores = (0, 0)
@@ -189,6 +392,7 @@ class Wallboard:
         if self._roster is not service.center.agents:
             self._roster = service.center.agents
             self._spoken = {a.id: list(a.languages) for a in self._roster}
+            self._agents = None
         return self._spoken
 
     def _config(self) -> CenterConfig:
@@ -211,24 +415,12 @@ class Wallboard:
                                   s.agents_logged_in, s.agents_ready, wall, config)
                   for s in service.queue_snapshot()]
         languages = self._languages(service)
-        agents = []
-        by_site: dict[str, dict[str, int]] = {}
-        by_group: dict[str, dict[str, int]] = {}
-        by_language: dict[str, dict[str, int]] = {}
-        for a in sorted(service.router.agent_snapshot(),
-                        key=lambda a: (a.site, a.group, a.agent_id)):
-            if a.state is AgentState.LOGGED_OUT:
-                continue
-            label = STATE_LABELS[a.state]
-            key = f"paused:{a.reason}" if a.state is AgentState.PAUSED else label
-            spoken = languages.get(a.agent_id, [])
-            agents.append({"agent_id": a.agent_id, "site": a.site, "group": a.group,
-                           "languages": spoken, "state": label, "reason": a.reason,
-                           "in_state_s": round(max(0.0, now - a.since), 1)})
-            for counts in (by_site.setdefault(a.site, {}), by_group.setdefault(a.group, {}),
-                           *(by_language.setdefault(lang, {}) for lang in spoken)):
-                counts[key] = counts.get(key, 0) + 1
-        groups = {"site": by_site, "group": by_group, "language": by_language}
+        board = self._agents
+        if board is None or board.router is not service.router:
+            board = self._agents = _Agents(service.router, service.router.agent_snapshot(),
+                                           languages)
+        board.recount()
+        agents, groups = board.listing(now), board.groups
         return {"at": wall, "center": config.center.name, "queues": queues,
                 "agents_by": {dim: [{"name": k, "states": v} for k, v in sorted(rows.items())]
                               for dim, rows in groups.items()},
@@ -241,15 +433,10 @@ class Wallboard:
     def _queue_row(self, queue: str, waiting: int, oldest: float, ewt: float, logged_in: int,
                    ready: int, wall: float, config: CenterConfig) -> dict[str, object]:
         sl = _level(config, queue)
-        log_ = self._queues.setdefault(queue, _QueueLog())
-        start = wall - self.settings.sl_window_s
-        while log_.recent and log_.recent[0][0] < start:
-            log_.recent.popleft()
-        late = sum(1 for q, since in self._waiting_since.values()
-                   if q == queue and wall - since > sl.threshold_s)
-        window = _Tally()
-        for _, answered, within in log_.recent:
-            window.add(answered, within)
+        log_ = self._log(queue)
+        log_.forget_before(wall - self.settings.sl_window_s)
+        late = log_.late(wall - sl.threshold_s)
+        window = log_.window
         return {"queue": queue, "waiting": waiting, "oldest_wait_s": round(oldest, 1),
                 "ewt_s": round(ewt, 1) if math.isfinite(ewt) else None,
                 "agents_logged_in": logged_in, "agents_ready": ready,
@@ -294,13 +481,27 @@ class Wallboard:
         """Forget a stream that ended."""
         self.subscribers.discard(sub)
 
+    def message(self) -> tuple[bytes, bytes]:
+        """Compute one snapshot: its event-stream message, and the same as an HTTP chunk."""
+        message = b"data: " + encode(self.snapshot()) + b"\n\n"
+        self.snapshots += 1
+        return message, b"%x\r\n%b\r\n" % (len(message), message)
+
     def publish(self) -> bytes:
         """Compute one snapshot and hand the same bytes to every subscriber."""
-        message = b"data: " + json.dumps(self.snapshot(), separators=(",", ":")).encode() + b"\n\n"
-        self.snapshots += 1
+        message, chunk = self.message()
         for sub in self.subscribers:
-            sub.offer(message)
+            sub.offer(message, chunk)
         return message
+
+    async def fan_out(self, message: bytes, chunk: bytes) -> None:
+        """Hand ``message`` to every subscriber, yielding to the loop after every
+        :data:`FAN_OUT_BATCH` of them so that many pages never hold routing up for long."""
+        for n, sub in enumerate(list(self.subscribers), 1):
+            if sub in self.subscribers:  # not gone while we yielded
+                sub.offer(message, chunk)
+            if n % FAN_OUT_BATCH == 0:
+                await asyncio.sleep(0)
 
     async def run(self) -> None:
         """Publish on change (coalesced to the rate limit) or every ``refresh_s``."""
@@ -312,9 +513,11 @@ class Wallboard:
             self._changed.clear()
             if self.subscribers:
                 try:
-                    self.publish()
+                    message, chunk = self.message()
                 except Exception:  # a bug in a view must not end the wallboard
                     log.exception("wallboard_snapshot_failed")
+                else:
+                    await self.fan_out(message, chunk)
             await asyncio.sleep(gap)
 
     def start(self) -> None:
@@ -342,6 +545,21 @@ def _level(config: CenterConfig, queue: str) -> ServiceLevel:
     return config.sl_for(queue) if queue in config.queues else config.center.service_level
 
 
+def encode(snapshot: dict[str, object]) -> bytes:
+    """A snapshot as compact JSON; the agent list's JSON is spliced in as it was kept."""
+    agents = snapshot.get("agents")
+    if not isinstance(agents, _AgentRows):
+        return json.dumps(snapshot, separators=(",", ":")).encode()
+    text = json.dumps({**snapshot, "agents": _SPLICE}, separators=(",", ":"))
+    return text.replace(_SPLICED, agents.json, 1).encode()
+
+
+#: Stands for the agent list while the rest of a snapshot is encoded (no name in a snapshot
+#: holds a NUL character, so its JSON form appears once, where the list goes).
+_SPLICE = "\0agents\0"
+_SPLICED = json.dumps(_SPLICE)
+
+
 def _ratio(good: int, total: int) -> float | None:
     return good / total if total else None
 
@@ -349,6 +567,11 @@ def _ratio(good: int, total: int) -> float | None:
 # ---------------------------------------------------------------------- HTTP
 
 WALLBOARD: web.AppKey[Wallboard] = web.AppKey("wallboard", Wallboard)
+#: Pages written to in one go before the publishing task lets the loop run other work.
+FAN_OUT_BATCH = 10
+#: Bytes that may wait in a page's outgoing buffer (beyond what its socket took) before the
+#: next snapshots skip that page: a few snapshots of the reference center.
+STREAM_BUFFER_BYTES = 256 * 1024
 
 
 async def page(request: web.Request) -> web.StreamResponse:
@@ -373,14 +596,23 @@ async def events(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-cache",
                                        "X-Accel-Buffering": "no"})
+    if request.version >= HttpVersion11:
+        resp.enable_chunked_encoding()
     try:
         await resp.prepare(request)
-        await resp.write(b"retry: 2000\n\n")
+        await resp.write(b"retry: 2000\n\n")  # the headers and the first chunk
+        transport = request.transport
+        if transport is None:
+            return resp  # the page left already
+        # From here the publishing task writes each snapshot straight to the connection.
+        sub.attach(transport, resp.chunked, STREAM_BUFFER_BYTES, board.settings.write_timeout_s)
+        keepalive_s = board.settings.keepalive_s
         while not sub.closed:
-            message = await sub.next(board.settings.keepalive_s)
-            chunk = message if message is not None else b": keep-alive\n\n"
-            async with asyncio.timeout(board.settings.write_timeout_s):
-                await resp.write(chunk)
+            quiet_until = sub.sent_at + keepalive_s - time.monotonic()
+            # (a page too far behind to take the last keep-alive waits a whole period)
+            await sub.next(quiet_until if quiet_until > 0 else keepalive_s)
+            if not sub.closed and time.monotonic() - sub.sent_at >= keepalive_s:
+                sub.send(b": keep-alive\n\n")  # nothing went out for a while
     except (ConnectionResetError, TimeoutError):
         pass  # the page went away or stopped reading: free its place
     finally:
