@@ -29,6 +29,12 @@ to model, so no hold is ever started or fed):
   with, as an answer at once is (the order today's results depend on);
 - ``Report*`` actions call the router at once, and its outputs are acted on in turn.
 
+Behaviour options beyond the traffic (each off by default, leaving the other streams' draws
+alone): a newcomer's factor on the talk and wrap-up of the calls they answer; redials, new
+calls marked as repeats, from callers who abandoned; callback work, an accepted callback or a
+voicemail becoming an outbound call that a ready agent of the queue makes once the router has
+no caller for them (the agent is paused with reason ``callback_work`` meanwhile).
+
 Simulated time runs on a calendar of timers in this (compiled) module, in SimPy's order: by
 time, then priority (a process's start before timers), then the order they were set, so runs
 are the same, event for event, as on ``simpy.Environment`` with a callback per timeout. A year
