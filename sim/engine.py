@@ -29,6 +29,12 @@ to model, so no hold is ever started or fed):
   with, as an answer at once is (the order today's results depend on);
 - ``Report*`` actions call the router at once, and its outputs are acted on in turn.
 
+Behaviour options beyond the traffic (each off by default, leaving the other streams' draws
+alone): a newcomer's factor on the talk and wrap-up of the calls they answer; redials, new
+calls marked as repeats, from callers who abandoned; callback work, an accepted callback or a
+voicemail becoming an outbound call that a ready agent of the queue makes once the router has
+no caller for them (the agent is paused with reason ``callback_work`` meanwhile).
+
 Simulated time runs on a calendar of timers in this (compiled) module, in SimPy's order: by
 time, then priority (a process's start before timers), then the order they were set, so runs
 are the same, event for event, as on ``simpy.Environment`` with a callback per timeout. A year
@@ -83,6 +89,7 @@ from acd.core.model import (
     CancelOffer,
     Offer,
     OfferCallback,
+    Outcome,
     Output,
     Overflow,
     RoutingError,
@@ -90,7 +97,14 @@ from acd.core.model import (
 from acd.core.router import Router
 from sim.ivrsim import QUEUED, IvrCallers, estimate_from, load_sim_flow
 from sim.recorder import CALL_BATCH, DEPTH_SAMPLE_S, Recorder
-from sim.records import CALLBACK, IVR_ABANDONED, IVR_HANGUP, VOICEMAIL, RunResult
+from sim.records import (
+    CALLBACK,
+    CALLBACK_WORK_REASON,
+    IVR_ABANDONED,
+    IVR_HANGUP,
+    VOICEMAIL,
+    RunResult,
+)
 from sim.scenario import Behaviour, DistSpec
 from sim.staffing import StaffAction
 from sim.traffic import Arrival, ArrivalBatch
@@ -125,6 +139,9 @@ _DEPTH: Final = 5
 _STAFF: Final = 6
 _AFTER_IVR: Final = 7
 _IVR: Final = 8
+_REDIAL: Final = 9
+_WORK_DUE: Final = 10
+_WORK_OVER: Final = 11
 # SimPy's priorities: a process's start (URGENT) before timers (NORMAL) due at the same time.
 _URGENT: Final = 0
 _NORMAL: Final = 1
@@ -173,7 +190,8 @@ class _Call(CallMachine):
     reads notice at 1.8 million calls a year (see bench_sim).
     """
 
-    __slots__ = ("answer_token", "arrival_t", "patience_s", "ring_token", "talk_s", "wrap_s")
+    __slots__ = ("answer_token", "arrival_t", "handle_factor", "patience_s", "repeat",
+                 "ring_token", "talk_s", "wrap_s")
 
     def __init__(self, index: int, arrival_t: float, queue: str, language: str, country: str,
                  caller_number: str | None, priority: int, talk_s: float, patience_s: float,
@@ -186,6 +204,25 @@ class _Call(CallMachine):
         self.wrap_s = wrap_s
         self.ring_token = 0
         self.answer_token = -1
+        #: The answering agent's factor on talk and wrap-up (newcomers are slower).
+        self.handle_factor = 1.0
+        #: A redial: the same caller called the same queue before (first-call resolution).
+        self.repeat = False
+
+
+class _Work:
+    """Outbound agent work for an accepted callback or a voicemail: whom to call back (queue,
+    language, country), when it is due and how long the call takes."""
+
+    __slots__ = ("country", "due_t", "language", "queue", "talk_s")
+
+    def __init__(self, queue: str, language: str, country: str, due_t: float,
+                 talk_s: float) -> None:
+        self.queue = queue
+        self.language = language
+        self.country = country
+        self.due_t = due_t
+        self.talk_s = talk_s
 
 
 class _Draws:
@@ -249,6 +286,10 @@ class Simulation:
         if policy.rona_auto_ready_after_s is None and behaviour.rona_return_s is not None:
             # The center leaves a ring-no-answer pause to the agent: simulated agents end it.
             policy = dataclasses.replace(policy, rona_auto_ready_after_s=behaviour.rona_return_s)
+        if behaviour.callback_work_delay_s is not None:
+            # Agents doing callback work are paused with a reason of the simulator's own.
+            policy = dataclasses.replace(
+                policy, pause_reasons=(*policy.pause_reasons, CALLBACK_WORK_REASON))
         self.router = Router(policy, center.agents)
         self.arrivals = arrivals
         self.staffing = staffing
@@ -324,6 +365,42 @@ class Simulation:
         #: Rings the simulator stopped for the machine (``ReleaseAgent``): ring-no-answer, a
         #: caller gone while the agent rang, an offer the router withdrew.
         self.rings_released = 0
+        # Newcomers' talk and wrap-up take ``newcomer_handle_factor`` times the caller's draw.
+        self._newcomer_factor = float(behaviour.newcomer_handle_factor)
+        self._newcomers: frozenset[str] = frozenset(
+            a.id for a in center.agents if a.newcomer) if self._newcomer_factor != 1.0 \
+            else frozenset()
+        self._wrap_up_s: dict[str, float] = {n: q.wrap_up_s for n, q in self.config.queues.items()}
+        # Callers who abandon call again: their own stream (a seventh, spawned only here, so
+        # the other streams' draws stay as they were).
+        self._redial_p = float(behaviour.redial_probability)
+        self._redial_draws: _Uniforms | None = None
+        self._redial_delay: _Draws | None = None
+        if self._redial_p > 0:
+            stream = np.random.default_rng(seed).spawn(7)[6]
+            self._redial_draws = _Uniforms(stream)
+            self._redial_delay = _Draws(behaviour.redial_delay_s, stream)
+        #: Redials made (callers who abandoned and called again before the horizon).
+        self.redials = 0
+        # Accepted callbacks and voicemails become outbound work (an eighth stream).
+        self._work_delay: _Draws | None = None
+        self._work_talk: _Draws | None = None
+        if behaviour.callback_work_delay_s is not None:
+            stream = np.random.default_rng(seed).spawn(8)[7]
+            self._work_delay = _Draws(behaviour.callback_work_delay_s, stream)
+            self._work_talk = _Draws(behaviour.callback_work_talk_s, stream)
+        #: Work not due yet, by its number; work due and not begun, in order of due time.
+        self._work_later: dict[int, _Work] = {}
+        self._work_due: list[_Work] = []
+        #: Ready agents, in the order they became ready (kept only with callback work).
+        self._ready: dict[str, None] = {}
+        self._agent_reason: dict[str, str | None] = {}
+        self._work_try = False
+        self._profiles = {a.id: a for a in center.agents}
+        self._skill = {n: q.skill for n, q in self.config.queues.items()}
+        #: Callback work created (callbacks accepted, voicemails left) and done.
+        self.work_created = 0
+        self.work_done = 0
 
     # ------------------------------------------------------------------------- running
 
@@ -418,6 +495,15 @@ class Simulation:
                     self._enter_queue(call, t)
                 elif what == _IVR:
                     self._ivr_step(token == 1)
+                elif call is not None and what == _REDIAL:
+                    self._enter_queue(call, t)
+                elif what == _WORK_DUE:
+                    self._work_due.append(self._work_later.pop(token))
+                    self._work_try = True
+                elif what == _WORK_OVER:
+                    self._work_over(agent_id)
+                if self._work_try:
+                    self._dispatch_work()
         self.now = until
 
     def _start_arrivals(self) -> None:
@@ -543,8 +629,10 @@ class Simulation:
                              r.priority, a.talk_s, a.patience_s, a.wrap_s, r.customer_id)
                 self._timer(r.elapsed_s, _AFTER_IVR, call)
             else:
-                self.recorder.ivr_ended(a.t, r.queue, r.language, a.country,
-                                        _IVR_END.get(r.status, IVR_HANGUP))
+                outcome = _IVR_END.get(r.status, IVR_HANGUP)
+                self.recorder.ivr_ended(a.t, r.queue, r.language, a.country, outcome)
+                if self._work_delay is not None and outcome in (CALLBACK, VOICEMAIL):
+                    self._new_work(r.queue, r.language, a.country, self.now)
             i += 1
         self._ivr_next = i
 
@@ -620,6 +708,8 @@ class Simulation:
         for o in out:
             if isinstance(o, AgentStateChanged):
                 self.recorder.agent_state(o)
+                if self._work_delay is not None:
+                    self._agent_changed(o)
             elif isinstance(o, Offer):
                 call = calls.get(o.call_id)
                 if call is not None:
@@ -627,7 +717,11 @@ class Simulation:
             elif isinstance(o, CallEnded):
                 ended = calls.pop(o.call_id, None)
                 if ended is not None:
-                    self.recorder.call_ended(ended.arrival_t, o)
+                    self.recorder.call_ended(ended.arrival_t, o, ended.repeat)
+                    if self._work_delay is not None and o.outcome is Outcome.CALLBACK:
+                        self._new_work(o.queue, o.language, o.country, now)
+                    if self._redial_p > 0 and o.outcome is Outcome.ABANDONED:
+                        self._maybe_redial(ended, now)
             # Three isinstance calls, not one with a tuple: compiled, each is a pointer test.
             elif isinstance(o, CancelOffer) or isinstance(o, Overflow) \
                     or isinstance(o, OfferCallback):  # noqa: SIM101
@@ -662,9 +756,15 @@ class Simulation:
         elif isinstance(a, ReportAnswered):
             self._act(self.router.offer_answered(now, call.call_id, a.agent_id), now)
         elif isinstance(a, Connect):
-            self._timer(call.talk_s, _TALK_OVER, call)
+            if a.agent_id in self._newcomers:
+                call.handle_factor = self._newcomer_factor
+            self._timer(call.talk_s * call.handle_factor, _TALK_OVER, call)
         elif isinstance(a, ReportHangup):
-            self._act(self.router.hangup(now, call.call_id, call.wrap_s), now)
+            wrap = call.wrap_s
+            if call.handle_factor != 1.0:
+                base = self._wrap_up_s.get(call.queue, 0.0) if wrap is None else wrap
+                wrap = base * call.handle_factor
+            self._act(self.router.hangup(now, call.call_id, wrap), now)
         elif isinstance(a, Finished):
             self.calls_finished += 1
         elif isinstance(a, ReleaseAgent):
@@ -700,6 +800,105 @@ class Simulation:
         patience = call.patience_s
         if patience < math.inf and call_id in self._calls:
             self._timer(patience, _PATIENCE, call)
+
+    # -------------------------------------------------------------------- callback work
+
+    def _new_work(self, queue: str, language: str, country: str, now: float) -> None:
+        """An accepted callback or a voicemail: outbound work due after the drawn delay (work
+        due after the horizon is not done, as no call arrives then)."""
+        delays = self._work_delay
+        talks = self._work_talk
+        if delays is None or talks is None:
+            return
+        delay = delays.next()
+        talk = talks.next()
+        if now + delay >= self.horizon_s:
+            return
+        self.work_created += 1
+        self._work_later[self.work_created] = _Work(queue, language, country, now + delay, talk)
+        self._timer(delay, _WORK_DUE, None, self.work_created)
+
+    def _agent_changed(self, o: AgentStateChanged) -> None:
+        """Keep the ready agents (in the order they became ready) for callback work."""
+        agent_id = o.agent_id
+        self._agent_reason[agent_id] = o.reason
+        if o.state is AgentState.READY:
+            self._ready[agent_id] = None
+            if self._work_due:
+                self._work_try = True
+        else:
+            self._ready.pop(agent_id, None)
+
+    def _can_do(self, agent_id: str, work: _Work) -> bool:
+        """The agent serves the work's queue (its skill) in its language."""
+        profile = self._profiles[agent_id]
+        return (profile.skills.get(self._skill.get(work.queue, ""), 0) > 0
+                and work.language in profile.languages)
+
+    def _dispatch_work(self) -> None:
+        """Due work goes, oldest first, to the longest-ready agent of its queue and language:
+        agents still ready once the router has dealt out the inbound calls (work is never
+        taken before a waiting caller). The agent pauses (reason ``callback_work``) for the
+        call and the queue's wrap-up, both times their newcomer factor."""
+        self._work_try = False
+        now = self.now
+        due = self._work_due
+        k = 0
+        while k < len(due) and self._ready:
+            work = due[k]
+            agent_id = next((a for a in self._ready if self._can_do(a, work)), None)
+            if agent_id is None:
+                k += 1
+                continue
+            del due[k]
+            try:
+                out = self.router.pause(now, agent_id, CALLBACK_WORK_REASON)
+            except RoutingError:
+                self.routing_errors += 1
+                self._ready.pop(agent_id, None)
+                due.insert(k, work)
+                continue
+            factor = self._newcomer_factor if agent_id in self._newcomers else 1.0
+            self.work_done += 1
+            self._handle(out, now)
+            talk = work.talk_s * factor
+            self.recorder.callback_work(now, now - work.due_t, talk, work.queue,
+                                              work.language, work.country,
+                                              self._profiles[agent_id].site)
+            wrap = self._wrap_up_s.get(work.queue, 0.0) * factor
+            self._timer(talk + wrap, _WORK_OVER, None, 0, agent_id)
+
+    def _work_over(self, agent_id: str) -> None:
+        """The outbound call and its wrap-up are over: the agent is ready again, unless a
+        break or a logout came meanwhile (the staffing's word wins)."""
+        if self._agent_reason.get(agent_id) != CALLBACK_WORK_REASON:
+            return
+        now = self.now
+        try:
+            out = self.router.ready(now, agent_id)
+        except RoutingError:
+            self.routing_errors += 1
+            return
+        self._handle(out, now)
+
+    def _maybe_redial(self, gone: _Call, now: float) -> None:
+        """A caller who abandoned calls again, with ``redial_probability``, after a drawn
+        delay: a new call in the same queue, language and country, marked as a repeat, with
+        the caller's own talk, patience and wrap-up (they still need the same help). Redials
+        due after the horizon are not made (as no arrival is)."""
+        draws = self._redial_draws
+        delays = self._redial_delay
+        if draws is None or delays is None or draws.next() >= self._redial_p:
+            return
+        delay = delays.next()
+        if now + delay >= self.horizon_s:
+            return
+        self.redials += 1
+        call = _Call(-self.redials, now + delay, gone.queue, gone.language, gone.country,
+                     gone.number, gone.priority, gone.talk_s, gone.patience_s,
+                     gone.wrap_s, gone.customer_id)
+        call.repeat = True
+        self._timer(delay, _REDIAL, call)
 
     def _patience_over(self, call: _Call) -> None:
         phase = call.phase

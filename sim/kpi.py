@@ -10,6 +10,16 @@ IVR outcomes never reach the queue and are counted apart, as ``ivr_abandoned``/`
 - ``abandon_rate`` = Ab / O; ``answer_rate`` (CAR) = A / O; overflowed and callback outcomes
   count as offered, not answered;
 - ``occupancy`` = busy / (busy + ready) agent seconds;
+- ``aht_s`` = mean talk time of answered calls (wrap-up is agent time, not in the call log);
+- ``repeats`` = offered calls that are repeats: the same caller called the same queue before
+  within the first-call-resolution window (24 h). The simulator's only repeats are redials
+  after an abandon (``behaviour.redial_probability``), each within the window as long as its
+  delay is below 24 h; ``fcr`` (first-call resolution) = 1 - repeats / O, the repeat share's
+  complement as the records' FCR defines it (every offered call counts, repeats included);
+- ``callback_work`` = outbound calls agents made for accepted callbacks and voicemails
+  (``behaviour.callback_work_delay_s``), in the interval they began; they are agent time
+  (``occupancy``) but never arrivals, offered calls or SL; ``callback_work_wait_s`` = their
+  mean wait from due until an agent began them;
 - ``sl_consistency`` = share of intervals with at least ``min_volume`` offered calls whose
   ``sl_offered`` meets the target.
 
@@ -45,6 +55,7 @@ from sim.records import (
     ANSWERED,
     BUSY,
     CALLBACK,
+    CALLBACK_WORK,
     IVR_ABANDONED,
     IVR_HANGUP,
     OVERFLOWED,
@@ -62,12 +73,15 @@ DIMENSIONS: tuple[Dimension, ...] = ("queue", "language", "country", "site")
 COUNTS = ("arrivals", "offered", "answered", "answered_within", "abandoned", "abandoned_within",
           "short_abandoned", "overflowed", "callback", "voicemail", "ivr_abandoned",
           "ivr_hangup")
+#: Counts of what a call is beyond its outcome: repeat calls (first-call resolution).
+EXTRA_COUNTS = ("repeats", "callback_work")
 #: Ratio KPIs computable per interval, in table order.
 RATIOS = ("sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short", "asa_s",
-          "mean_wait_s", "abandon_rate", "answer_rate", "occupancy")
+          "mean_wait_s", "abandon_rate", "answer_rate", "occupancy", "aht_s", "fcr",
+          "callback_work_wait_s")
 #: Every KPI of :func:`kpis` (``sl_consistency`` needs intervals, so it is not per interval).
-KPI_NAMES = (*RATIOS, "sl_consistency", *COUNTS)
-INTERVAL_KPI_NAMES = (*RATIOS, *COUNTS)
+KPI_NAMES = (*RATIOS, "sl_consistency", *COUNTS, *EXTRA_COUNTS)
+INTERVAL_KPI_NAMES = (*RATIOS, *COUNTS, *EXTRA_COUNTS)
 #: What stays defined when grouping by answering site.
 SITE_KPIS = frozenset({"answered", "answered_within", "sl_answered", "asa_s", "occupancy"})
 #: Name of the single group of an ungrouped table.
@@ -174,12 +188,16 @@ def _tally(calls: CallLog, thresholds: np.ndarray, short_abandon_s: float, cell:
     def count(mask: np.ndarray) -> np.ndarray:
         return np.bincount(cell[mask & keep], minlength=n_cells).astype(float)[:n_cells]
 
-    def total(mask: np.ndarray) -> np.ndarray:
+    def total(mask: np.ndarray, of: np.ndarray | None = None) -> np.ndarray:
         sel = mask & keep
-        return np.bincount(cell[sel], weights=calls.wait_s[sel], minlength=n_cells)[:n_cells]
+        weights = (calls.wait_s if of is None else of)[sel]
+        return np.bincount(cell[sel], weights=weights, minlength=n_cells)[:n_cells]
+
+    repeat = (np.zeros(len(calls), dtype=bool) if calls.repeat is None
+              else calls.repeat.astype(bool))
 
     return {
-        "arrivals": count(np.ones(len(calls), dtype=bool)),
+        "arrivals": count(outcome != CALLBACK_WORK),
         "offered": count(offered),
         "answered": count(answered),
         "answered_within": count(answered & within),
@@ -193,13 +211,19 @@ def _tally(calls: CallLog, thresholds: np.ndarray, short_abandon_s: float, cell:
         "voicemail": count(outcome == VOICEMAIL),
         "ivr_abandoned": count(outcome == IVR_ABANDONED),
         "ivr_hangup": count(outcome == IVR_HANGUP),
+        "repeats": count(offered & repeat),
+        "callback_work": count(outcome == CALLBACK_WORK),
         "_wait_answered": total(answered),
         "_wait_offered": total(offered),
+        "_talk_answered": total(answered, calls.talk_s),
+        "_wait_callback_work": total(outcome == CALLBACK_WORK),
     }
 
 
-#: What :class:`TallyAccumulator` keeps per (group, interval): the counts and two wait sums.
-TALLY_FIELDS = (*COUNTS, "_wait_answered", "_wait_offered")
+#: What :class:`TallyAccumulator` keeps per (group, interval): the counts, two wait sums and
+#: the talk sum of answered calls.
+TALLY_FIELDS = (*COUNTS, *EXTRA_COUNTS, "_wait_answered", "_wait_offered", "_talk_answered",
+                "_wait_callback_work")
 
 
 def _cells(calls: CallLog, by: Dimension | None, n_int: int, interval: np.ndarray
@@ -264,6 +288,9 @@ def _ratios(t: dict[str, np.ndarray], busy: np.ndarray, ready: np.ndarray) -> di
         "abandon_rate": _ratio(ab, o),
         "answer_rate": _ratio(a, o),
         "occupancy": _ratio(busy, busy + ready),
+        "aht_s": _ratio(t["_talk_answered"], a),
+        "fcr": 1.0 - _ratio(t["repeats"], o),
+        "callback_work_wait_s": _ratio(t["_wait_callback_work"], t["callback_work"]),
     }
 
 
@@ -330,7 +357,7 @@ def kpis_per_interval(result: RunResult, by: Dimension | None = None) -> Interva
 def _interval_table(result: RunResult, by: Dimension | None, names: tuple[str, ...], n_int: int,
                     grid: dict[str, np.ndarray]) -> IntervalTable:
     """Per-interval KPIs from a grid of tallies."""
-    values = {k: grid[k] for k in COUNTS}
+    values = {k: grid[k] for k in (*COUNTS, *EXTRA_COUNTS)}
     values.update(_ratios(grid, grid["_busy"], grid["_ready"]))
     out = {k: values[k] for k in INTERVAL_KPI_NAMES}
     _blank_for_site(out, by)
@@ -351,7 +378,7 @@ def _kpi_rows(result: RunResult, by: Dimension | None, names: tuple[str, ...],
               grid: dict[str, np.ndarray], min_volume: int) -> list[dict[str, float]]:
     """One KPI row per group; ratios come from counts summed over intervals, not from means."""
     summed = {k: v.sum(axis=1) for k, v in grid.items()}
-    values = {k: summed[k] for k in COUNTS}
+    values = {k: summed[k] for k in (*COUNTS, *EXTRA_COUNTS)}
     values.update(_ratios(summed, summed["_busy"], summed["_ready"]))
     sl_per_interval = _ratio(grid["answered_within"], grid["offered"])
     targets = _group_targets(result, by, names)

@@ -33,6 +33,8 @@ from sim.records import (
     ANSWERED,
     BUSY,
     CALLBACK,
+    CALLBACK_WORK,
+    CALLBACK_WORK_REASON,
     NO_SITE,
     OVERFLOWED,
     PAUSED,
@@ -48,8 +50,9 @@ DEPTH_SAMPLE_S = 60.0
 #: Ended calls counted into the tallies at a time (bounds the rows held at once).
 CALL_BATCH = 1 << 16
 
-# A call row: arrival, queued, wait, talk, queue, language, country, site, outcome codes.
-_Row = tuple[float, float, float, float, int, int, int, int, int]
+# A call row: arrival, queued, wait, talk, queue, language, country, site, outcome codes and
+# the repeat mark (1: a redial).
+_Row = tuple[float, float, float, float, int, int, int, int, int, int]
 
 
 class Recorder:
@@ -102,12 +105,23 @@ class Recorder:
                   outcome: int) -> None:
         """A caller who never reached the router (hung up or left in the IVR)."""
         self._rows.append((arrival_s, math.nan, 0.0, 0.0, self._q(queue), self._l(language),
-                           self._c(country), NO_SITE, outcome))
+                           self._c(country), NO_SITE, outcome, 0))
         if len(self._rows) >= self._call_batch:
             self._flush()
 
-    def call_ended(self, arrival_s: float, o: CallEnded) -> None:
-        """The router ended a call that reached the IVR at ``arrival_s``."""
+    def callback_work(self, began_s: float, waited_s: float, talk_s: float, queue: str,
+                      language: str, country: str, site: str) -> None:
+        """An agent of ``site`` did the outbound call of an accepted callback or a voicemail,
+        from ``began_s``, ``waited_s`` after it was due (a row, never an offered call)."""
+        self._rows.append((began_s, math.nan, waited_s, talk_s, self._q(queue),
+                           self._l(language), self._c(country), self._code_s[site],
+                           CALLBACK_WORK, 0))
+        if len(self._rows) >= self._call_batch:
+            self._flush()
+
+    def call_ended(self, arrival_s: float, o: CallEnded, repeat: bool = False) -> None:
+        """The router ended a call that reached the IVR at ``arrival_s`` (``repeat``: a
+        redial of a caller who called the queue before)."""
         if o.outcome is Outcome.ANSWERED:
             code, site = ANSWERED, self._code_s[o.site] if o.site else NO_SITE
         elif o.outcome is Outcome.ABANDONED:
@@ -117,7 +131,8 @@ class Recorder:
         else:
             code, site = OVERFLOWED, NO_SITE
         self._rows.append((arrival_s, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
-                           self._l(o.language), self._c(o.country), site, code))
+                           self._l(o.language), self._c(o.country), site, code,
+                           1 if repeat else 0))
         if len(self._rows) >= self._call_batch:
             self._flush()
 
@@ -138,8 +153,8 @@ class Recorder:
             arrival_s=col(0, np.float64), queued_s=col(1, np.float64), wait_s=col(2, np.float64),
             talk_s=col(3, np.float64), queue=col(4, np.int16), language=col(5, np.int16),
             country=col(6, np.int16), site=col(7, np.int16), outcome=col(8, np.int8),
-            queues=self.queues, languages=self.languages, countries=self.countries,
-            sites=self.sites)
+            repeat=col(9, np.int8), queues=self.queues, languages=self.languages,
+            countries=self.countries, sites=self.sites)
         self._tally.add(calls)
         offered = ~np.isnan(calls.queued_s) & (calls.queued_s >= 0)
         self._waits.append(WaitLog(calls.queued_s[offered], calls.wait_s[offered],
@@ -159,7 +174,8 @@ class Recorder:
         if state is AgentState.READY:
             category = READY
         elif state is AgentState.PAUSED:
-            category = PAUSED
+            # An agent doing callback work (an outbound call) is busy, not on a break.
+            category = BUSY if o.reason == CALLBACK_WORK_REASON else PAUSED
         elif state is AgentState.LOGGED_OUT:
             category = -1
         else:  # ringing, on a call, wrapping up
@@ -274,4 +290,4 @@ class Recorder:
 _COLUMN_TYPES: dict[str, type] = {
     "arrival_s": np.float64, "queued_s": np.float64, "wait_s": np.float64,
     "talk_s": np.float64, "queue": np.int16, "language": np.int16, "country": np.int16,
-    "site": np.int16, "outcome": np.int8}
+    "site": np.int16, "outcome": np.int8, "repeat": np.int8}

@@ -15,8 +15,14 @@ import numpy as np
 
 #: Outcome codes (``CallLog.outcome``). IVR outcomes never reach the router.
 OUTCOMES = ("answered", "abandoned", "overflowed", "callback", "voicemail", "ivr_abandoned",
-            "ivr_hangup")
+            "ivr_hangup", "callback_work")
 ANSWERED, ABANDONED, OVERFLOWED, CALLBACK, VOICEMAIL, IVR_ABANDONED, IVR_HANGUP = range(7)
+#: Not a call that came in: outbound work an agent did for an accepted callback or a
+#: voicemail (``arrival_s`` when the agent began it, ``wait_s`` how long it waited for one
+#: after it was due, ``talk_s`` the outbound call, ``site`` the agent's; never queued).
+CALLBACK_WORK = 7
+#: The pause reason of an agent doing callback work (counted as busy agent time).
+CALLBACK_WORK_REASON = "callback_work"
 #: Agent time categories (``AgentTime.seconds[..., k]``).
 AGENT_TIME = ("ready", "busy", "paused")
 READY, BUSY, PAUSED = range(3)
@@ -31,7 +37,9 @@ class CallLog:
     ``arrival_s`` is when the caller reached the IVR (seconds from the run start); ``queued_s``
     when the call entered the router's queue (NaN if it never did); ``wait_s`` is the time in
     queue until answer, abandon or overflow (0 for IVR outcomes); ``talk_s`` is 0 unless
-    answered. ``site`` is the answering agent's site code or NO_SITE.
+    answered. ``site`` is the answering agent's site code or NO_SITE. ``repeat`` is 1 for a
+    redial (the same caller called the same queue before, within the day), 0 otherwise; a log
+    without the column (None) has no repeats.
     """
 
     arrival_s: np.ndarray  # float64
@@ -47,6 +55,7 @@ class CallLog:
     languages: tuple[str, ...]
     countries: tuple[str, ...]
     sites: tuple[str, ...]
+    repeat: np.ndarray | None = None  # int8, 1 = a repeat call (a redial)
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])

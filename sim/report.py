@@ -39,8 +39,9 @@ from sim.records import RunResult
 
 #: KPIs shown as percentages; the rest are seconds or call counts.
 PERCENT_KPIS = frozenset({"sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short",
-                          "abandon_rate", "answer_rate", "occupancy", "sl_consistency"})
-SECONDS_KPIS = frozenset({"asa_s", "mean_wait_s"})
+                          "abandon_rate", "answer_rate", "occupancy", "sl_consistency",
+                          "fcr"})
+SECONDS_KPIS = frozenset({"asa_s", "mean_wait_s", "aht_s", "callback_work_wait_s"})
 #: Columns of the per-group tables (terminal and HTML); by site only the answered-call ones.
 GROUP_COLUMNS = ("offered", "sl_offered", "sl_answered", "sl_excl_short", "asa_s",
                  "abandon_rate", "answer_rate", "sl_consistency")

@@ -76,6 +76,24 @@ class Behaviour(_Strict):
     #: Replays (``--replay``, ``--queue-log``) use the log's own timing: no answer delay and no
     #: ring-no-answer unless this is true (the log's waits already hold its rings).
     replay_agent_behaviour: bool = False
+    #: Talk and wrap-up of a call answered by a newcomer (``newcomer`` in the roster) take this
+    #: many times the caller's drawn durations: the draw stays the caller's, the factor is the
+    #: agent's. 1.0 (the default) makes newcomers as fast as experts; 1.3 is a common planning
+    #: figure for agents in their first months.
+    newcomer_handle_factor: Annotated[float, Field(gt=0, le=10)] = 1.0
+    #: Share of callers who abandon in the queue and call again after ``redial_delay_s``; a
+    #: redial is a new call in the same queue, language and country, counted as a repeat
+    #: (first-call resolution). 0.0 (the default): nobody calls again.
+    redial_probability: Probability = 0.0
+    #: Time from an abandon until the redial reaches the queue again.
+    redial_delay_s: DistSpec = DistSpec(dist="exponential", mean=600.0)
+    #: An accepted callback (in the queue or the IVR) or a voicemail becomes outbound agent
+    #: work this long after it was left: from then on the next ready agent of its queue and
+    #: language who has no inbound call to take makes the call. ``null`` (the default): no
+    #: agent work follows.
+    callback_work_delay_s: DistSpec | None = None
+    #: The outbound call's talk time (the queue's wrap-up follows it).
+    callback_work_talk_s: DistSpec = DistSpec(dist="lognormal", mean=180.0, cv=0.5)
 
 
 class Shift(_Strict):
@@ -208,9 +226,11 @@ def load_scenario(path: str | Path, **changes: Any) -> Scenario:
     except ValidationError as exc:
         raise ConfigError(schema_problems(ScenarioFile, data, file, exc, in_file(file, line))) \
             from None
-    for key in ("answer_delay", "ivr_time"):
+    for key in ("answer_delay", "ivr_time", "redial_delay_s", "callback_work_delay_s",
+                "callback_work_talk_s"):
         try:
-            getattr(spec.behaviour, key).check()
+            if getattr(spec.behaviour, key) is not None:
+                getattr(spec.behaviour, key).check()
         except ValueError as exc:
             loc: tuple[str | int, ...] = ("behaviour", key)
             given = (data.get("behaviour") or {}).get(key)
