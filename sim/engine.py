@@ -35,20 +35,19 @@ calls marked as repeats, from callers who abandoned; callback work, an accepted 
 voicemail becoming an outbound call that a ready agent of the queue makes once the router has
 no caller for them (the agent is paused with reason ``callback_work`` meanwhile).
 
-Simulated time runs on a calendar of timers in this (compiled) module, in SimPy's order: by
-time, then priority (a process's start before timers), then the order they were set, so runs
-are the same, event for event, as on ``simpy.Environment`` with a callback per timeout. A year
-of traffic is 1.8 million calls and about ten million timers: SimPy's interpreted event objects
-and step loop cost more than the routing itself (see docs/performance.md). A timer is a tuple
-on a heap saying what to do (enter callers, wake the router, end a talk, ...) and to which
-call, so nothing but the tuple is allocated per timer.
+Simulated time runs on a ``simpy.Environment``. A timer is one SimPy event with one callback
+saying what to do (enter callers, wake the router, end a talk, ...) and to which call, so a
+call costs no process, no generator and no per-call event objects beyond its timeouts. The
+staffing timeline and the depth samples start first at time 0, as processes' starts do
+(SimPy's URGENT priority); every other timer is a timeout, in SimPy's order: by time, then
+the order it was set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
-import heapq
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -56,6 +55,8 @@ from datetime import datetime
 from typing import Final
 
 import numpy as np
+import simpy
+from simpy.core import URGENT
 
 from acd.config.load import LoadedCenter
 from acd.config.policy import center_policy
@@ -270,7 +271,6 @@ class _Uniforms:
 
 
 #: A timer: what to do, and for which call (token and agent: the ring an answer is for).
-_Timer = tuple[int, "_Call | None", int, str]
 
 
 class Simulation:
@@ -308,14 +308,9 @@ class Simulation:
         self._rng_ivr = streams[1]
         self._rona_draws = _Uniforms(streams[2])
         self._caller_draws = _Uniforms(streams[3])
-        #: Simulated seconds from the start.
+        #: Simulated seconds from the start (the environment's clock, read once per timer).
         self.now = 0.0
-        # The calendar: a heap of due times (plain floats compare fast) and, per due time, its
-        # timers in the order they were set (SimPy's tie-break); a process's start (URGENT,
-        # only at the start) goes before the timers due with it.
-        self._times: list[float] = []
-        self._due: dict[float, list[_Timer]] = {}
-        self._urgent = 0
+        self.env = simpy.Environment()
         self._staff_next = 0
         self._ivr_arrivals: list[Arrival] = []
         self._ivr_next = 0
@@ -449,62 +444,58 @@ class Simulation:
 
     def _timer(self, delay: float, what: int, call: _Call | None = None, token: int = 0,
                agent_id: str = "", priority: int = _NORMAL) -> None:
-        """Do ``what`` (for ``call``) ``delay`` seconds from now."""
-        t = self.now + delay
-        timer = (what, call, token, agent_id)
-        due = self._due.get(t)
-        if due is None:
-            self._due[t] = [timer]
-            heapq.heappush(self._times, t)
-            if priority == _URGENT:
-                self._urgent = 1
-        elif priority == _URGENT:
-            due.insert(self._urgent, timer)
-            self._urgent += 1
+        """Do ``what`` (for ``call``) ``delay`` seconds from now: a SimPy timeout (an URGENT
+        event for the starts at time 0, as a process's start is)."""
+        fire = functools.partial(self._fire, what, call, token, agent_id)
+        if priority == _URGENT:
+            ev = self.env.event()
+            ev._ok = True
+            ev._value = None
+            ev.callbacks.append(fire)
+            self.env.schedule(ev, URGENT, delay)
         else:
-            due.append(timer)
+            timeout = self.env.timeout(delay)
+            timeout.callbacks.append(fire)
 
     def _run_until(self, until: float) -> None:
         """Carry out every timer due before ``until``, in order; then the clock reads it.
-
-        (Timers due at ``until`` itself wait for the next call, as SimPy's ``run(until)``
-        leaves them. A timer set for the time being carried out goes after those already
-        due then: a new list, its time pushed again.)
-        """
-        times = self._times
-        due = self._due
-        while times and times[0] < until:
-            t = heapq.heappop(times)
-            self.now = t
-            for what, call, token, agent_id in due.pop(t):
-                if what == _WAKE:
-                    self._wake()
-                elif what == _ENTER:
-                    self._enter_due()
-                elif call is not None and what == _PATIENCE:
-                    self._patience_over(call)
-                elif call is not None and what == _TALK_OVER:
-                    self._talk_over(call)
-                elif call is not None and what == _ANSWER:
-                    self._answer(call, token, agent_id)
-                elif what == _DEPTH:
-                    self._depth_sample()
-                elif what == _STAFF:
-                    self._staffing_step(token == 1)
-                elif call is not None and what == _AFTER_IVR:
-                    self._enter_queue(call, t)
-                elif what == _IVR:
-                    self._ivr_step(token == 1)
-                elif call is not None and what == _REDIAL:
-                    self._enter_queue(call, t)
-                elif what == _WORK_DUE:
-                    self._work_due.append(self._work_later.pop(token))
-                    self._work_try = True
-                elif what == _WORK_OVER:
-                    self._work_over(agent_id)
-                if self._work_try:
-                    self._dispatch_work()
+        (Timers due at ``until`` itself wait for the next call, as ``run(until)`` leaves
+        them.)"""
+        if until > self.env.now:
+            self.env.run(until=until)
         self.now = until
+
+    def _fire(self, what: int, call: _Call | None, token: int, agent_id: str,
+              _event: object) -> None:
+        """One timer is due: do what it says."""
+        self.now = self.env.now
+        if what == _WAKE:
+            self._wake()
+        elif what == _ENTER:
+            self._enter_due()
+        elif call is not None and what == _PATIENCE:
+            self._patience_over(call)
+        elif call is not None and what == _TALK_OVER:
+            self._talk_over(call)
+        elif call is not None and what == _ANSWER:
+            self._answer(call, token, agent_id)
+        elif what == _DEPTH:
+            self._depth_sample()
+        elif what == _STAFF:
+            self._staffing_step(token == 1)
+        elif call is not None and what == _AFTER_IVR:
+            self._enter_queue(call, self.now)
+        elif what == _IVR:
+            self._ivr_step(token == 1)
+        elif call is not None and what == _REDIAL:
+            self._enter_queue(call, self.now)
+        elif what == _WORK_DUE:
+            self._work_due.append(self._work_later.pop(token))
+            self._work_try = True
+        elif what == _WORK_OVER:
+            self._work_over(agent_id)
+        if self._work_try:
+            self._dispatch_work()
 
     def _start_arrivals(self) -> None:
         """Callers reach the queue after their IVR time; those who hang up in the IVR don't."""
