@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from rich.console import Console
 
 from acd.config.load import LoadedCenter, center_from_data
 from acd.core.model import AgentProfile
@@ -428,3 +429,29 @@ def write_csv(path: str | Path, staff: StaffPlan, by_language: bool = False) -> 
         for row in staff.language_rows if by_language else staff.rows:
             w.writerow(["" if (v := getattr(row, n)) is None else
                         (f"{v:.4f}" if isinstance(v, float) else v) for n in CSV_COLUMNS])
+
+
+def print_languages(staff: StaffPlan, console: Console) -> None:
+    """Per queue and language: peak demand, required and scheduled agents, the shortfall."""
+    from rich.table import Table
+
+    if not staff.language_rows:
+        return
+    hours = staff.interval_s / 3600
+    scale = staff.confirmation.scale if staff.confirmation is not None else {}
+    table = Table("queue", "language", "calls", "peak required", "peak scheduled",
+                  "agent-h required", "agent-h scheduled", "intervals short", "factor",
+                  title=f"Erlang {staff.model} staffing per queue and language "
+                        "(required: confirmed where simulated, else Erlang)")
+    groups = sorted({(r.queue, r.language) for r in staff.language_rows})
+    for q, lang in groups:
+        rows = [r for r in staff.language_rows if (r.queue, r.language) == (q, lang)]
+        peak = max(rows, key=lambda r: r.calls)
+        short = sum(1 for r in rows if r.gap > 0)
+        factor = scale.get((q, lang))
+        table.add_row(q, lang, f"{sum(r.calls for r in rows):.1f}", str(peak.required_agents),
+                      f"{peak.scheduled_agents:.1f}",
+                      f"{sum(r.required_agents for r in rows) * hours:.0f}",
+                      f"{sum(r.scheduled_agents for r in rows) * hours:.0f}", str(short),
+                      "-" if factor is None else f"{factor:.2f}")
+    console.print(table)
