@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from rich.console import Console
@@ -29,6 +29,9 @@ from sim.records import ANSWERED
 from sim.scenario import Behaviour, DistSpec, Scenario
 from sim.staffing import StaffAction, build_timeline
 from sim.traffic import Arrival, QueueHandling, load_traffic
+
+if TYPE_CHECKING:
+    from sim.plots import Plot
 
 Model = Literal["A", "C"]
 #: ``StaffRow.language`` of a queue's row (every language of the queue).
@@ -455,3 +458,34 @@ def print_languages(staff: StaffPlan, console: Console) -> None:
                       f"{sum(r.scheduled_agents for r in rows) * hours:.0f}", str(short),
                       "-" if factor is None else f"{factor:.2f}")
     console.print(table)
+
+
+#: Groups shown in the report's gap heatmap expect at least this many calls over the run.
+GAP_MIN_CALLS = 10.0
+
+
+def gap_plot(scenario: Scenario, model: Model = "A") -> Plot | None:
+    """The report's heatmap of Erlang-required minus scheduled agents per interval and
+    (queue, language) group with at least :data:`GAP_MIN_CALLS` calls, in the center's zone."""
+    from zoneinfo import ZoneInfo
+
+    from sim.plots import gap_heatmap
+
+    p = plan(scenario, model=model)
+    groups = sorted({(r.queue, r.language) for r in p.language_rows})
+    calls = {g: 0.0 for g in groups}
+    for r in p.language_rows:
+        calls[(r.queue, r.language)] += r.calls
+    shown = [g for g in groups if calls[g] >= GAP_MIN_CALLS]
+    if not shown:
+        return None
+    starts = sorted({r.interval_start for r in p.language_rows})
+    at = {s: i for i, s in enumerate(starts)}
+    gap = np.full((len(shown), len(starts)), np.nan)
+    row_of = {g: k for k, g in enumerate(shown)}
+    for r in p.language_rows:
+        if (r.queue, r.language) in row_of:
+            gap[row_of[(r.queue, r.language)], at[r.interval_start]] = r.gap
+    zone = next(iter(scenario.center.config.sites.values())).timezone
+    return gap_heatmap([datetime.fromisoformat(s) for s in starts], p.interval_s,
+                       [f"{q}/{lang}" for q, lang in shown], gap, ZoneInfo(zone), zone)

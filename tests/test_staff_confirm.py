@@ -120,3 +120,16 @@ def test_cli_confirm_prints_ci_and_writes_the_language_csv(tmp_path: Path) -> No
     for r in rows:
         assert float(r["gap"]) == int(r["required_agents"]) - float(r["scheduled_agents"])
         assert r["confirmed_sl_low"] and float(r["confirmed_sl_low"]) <= float(r["confirmed_sl"])
+
+
+def test_report_heatmap_shows_the_gap_of_groups_with_calls() -> None:
+    """The report's gap heatmap has a row per (queue, language) group with at least ten calls
+    (tech/hy yes, voc/hy with under one call no), on a clock-time axis of the center's zone."""
+    from sim.staff import gap_plot
+
+    sc = load_scenario(SCENARIO)
+    plot = gap_plot(sc)
+    assert plot is not None and plot.key == "staffing_gap"
+    assert "Required minus scheduled" in plot.svg
+    assert "tech/hy" in plot.svg and "voc/hy" not in plot.svg
+    assert "local time (Europe/" in plot.svg
