@@ -199,7 +199,10 @@ def _print_staff(staff: object, console: Console) -> None:
     console.print(table)
     from sim.staff import print_languages
     print_languages(staff, console)
-    confirmed = [r for r in (staff.rows + staff.language_rows) if r.confirmed_agents is not None]
+    # Per language the intervals go to staff_language.csv when they would flood the terminal.
+    by_language = [r for r in staff.language_rows if r.confirmed_agents is not None]
+    confirmed = [r for r in staff.rows if r.confirmed_agents is not None] + \
+        (by_language if len(by_language) <= 60 else [])
     if confirmed:
         from sim.confirm import ci_text
         t = Table("interval", "queue", "language", "calls", "Erlang", "Erlang SL", "confirmed",

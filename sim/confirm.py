@@ -7,7 +7,8 @@ with one agent group per (queue, language) pool whose members log in and out at 
 Every candidate runs the same replication seeds (common random numbers), so the difference
 between two candidates is the staffing, not the callers. Replications are added in batches
 until every judged interval's 95% CI half-width of ``sl_offered`` is small enough, or its CI
-excludes the target, or a cap is reached.
+excludes the target, or a cap is reached. A group with too few calls in every interval to judge
+one (a small language) is judged on its SL pooled over its intervals with calls.
 
 The search scales each group's Erlang requirement by a factor of its own (``ceil(s * erlang)``,
 at least one agent where there is demand) and bisects that factor: the smallest factor whose
@@ -94,6 +95,9 @@ class Evaluation:
     counts: np.ndarray
     cells: Estimate
     queues: Estimate
+    #: Per group, SL pooled over its judged intervals (shape (m,)): the verdict of a group
+    #: judged as a whole (too few calls in any one interval).
+    pooled: Estimate
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,8 @@ class Searcher:
     targets: np.ndarray  # per cell
     queue_targets: np.ndarray  # per queue, sorted queue names
     judged: np.ndarray  # bool (n_intervals, n_cells): intervals the verdict looks at
+    #: Per group: judged on its SL pooled over its judged intervals, not interval by interval.
+    pooled: np.ndarray  # bool (n_cells,)
     executor: Executor
     seed: int = 1
     min_replications: int = 3
@@ -271,25 +277,37 @@ class Searcher:
                      f"seed {self.seed}" for i in range(len(seeds))]
             parts += self.executor.map(_replicate, tasks, names)
             self.replications_run += len(seeds)
-            cells = estimate(np.stack([p.offered for p in parts]),
-                             np.stack([p.within for p in parts]))
-            half = (cells.high - cells.low) / 2
-            clear = (half <= self.half_width) | (cells.low > self.targets) \
-                | (cells.high < self.targets)
-            if len(parts) >= self.max_replications or bool(np.all(clear[self.judged]
-                                                                  | np.isnan(half[self.judged]))):
+            offered = np.stack([p.offered for p in parts])
+            within = np.stack([p.within for p in parts])
+            cells = estimate(offered, within)
+            pooled = estimate((offered * self.judged).sum(axis=1),
+                              (within * self.judged).sum(axis=1))
+            if len(parts) >= self.max_replications or (
+                    self._clear(cells, self.judged & ~self.pooled)
+                    and self._clear(pooled, self.pooled)):
                 break
             batch = min(self.max_replications - len(parts), max(batch, len(parts)))
         self.candidates += 1
         queues = estimate(np.stack([p.queue_offered for p in parts]),
                           np.stack([p.queue_within for p in parts]))
-        self._seen[key] = Evaluation(counts, cells, queues)
+        self._seen[key] = Evaluation(counts, cells, queues, pooled)
         return self._seen[key]
 
+    def _clear(self, est: Estimate, mask: np.ndarray) -> bool:
+        """Whether every CI under ``mask`` is narrow enough or excludes the target."""
+        half = (est.high - est.low) / 2
+        clear = (half <= self.half_width) | (est.low > self.targets) \
+            | (est.high < self.targets) | np.isnan(half)
+        return bool(np.all(clear[mask]))
+
     def meets(self, ev: Evaluation) -> np.ndarray:
-        """Per group: every judged interval's simulated mean SL reaches its target."""
+        """Per group: every judged interval's simulated mean SL reaches its target (for a
+        pooled group: its SL over the judged intervals together)."""
         ok = np.ones(len(self.groups.cells), dtype=bool)
         for k in range(len(self.groups.cells)):
+            if self.pooled[k]:
+                ok[k] = not ev.pooled.mean[k] < self.targets[k] - 1e-12
+                continue
             mean = ev.cells.mean[self.judged[:, k], k]
             mean = mean[~np.isnan(mean)]
             ok[k] = bool(np.all(mean >= self.targets[k] - 1e-12))
@@ -312,7 +330,7 @@ def search(searcher: Searcher, erlang: np.ndarray) -> Confirmation:
     hi = np.full(m, np.nan)  # smallest factor known to meet
     probe = np.ones(m)
     # A group without a judged interval (too few calls to judge) keeps Erlang's counts.
-    done = ~searcher.judged.any(axis=0)
+    done: np.ndarray = ~np.asarray(searcher.judged.any(axis=0), dtype=bool)
     hi[done] = 1.0
     for _ in range(MAX_STEPS):
         ev = searcher.evaluate(counts_for(erlang, probe))

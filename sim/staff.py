@@ -103,11 +103,14 @@ class ConfirmSummary:
     """How ``--confirm`` searched: per group its factor on Erlang, and what it cost."""
 
     scale: dict[tuple[str, str], float]
+    #: Per group, SL over its judged intervals together: (mean, low, high) of the 95% CI.
+    group_sl: dict[tuple[str, str], tuple[float, float, float]]
     candidates: int
     replications_run: int
     replications_final: int
     wall_s: float
-    #: Median and largest 95% CI half-width of SL over the judged intervals of the result.
+    #: Median and largest 95% CI half-width of SL over the judged intervals of the result (a
+    #: small group judged as a whole: its pooled SL's).
     median_half_width: float
     max_half_width: float
 
@@ -351,9 +354,12 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
         chosen = order if confirm_mode == "all" else order[:busiest]
         shown_q[[int(i) for i in chosen if d.calls[i, k] > 0], k] = True
     judged = np.zeros((n, m), dtype=bool)
+    pooled = np.zeros(m, dtype=bool)
     for k, (q, _lang) in enumerate(d.cells):
         enough = d.cell_calls[:, k] >= MIN_JUDGED_CALLS
-        if confirm_mode == "all":
+        if not enough.any():  # a small group: judged on all its calls together
+            judged[:, k] = pooled[k] = d.cell_calls[:, k] > 0
+        elif confirm_mode == "all":
             judged[:, k] = enough
         else:
             own = np.argsort(-d.cell_calls[:, k], kind="stable")[:busiest]
@@ -363,14 +369,20 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     queues = tuple(sorted(cfg.queues))
     searcher = Searcher(scenario, days, Groups(d.cells, d.offset_s, d.interval_s, n),
                         np.array([cfg.sl_for(q).target for q, _ in d.cells]),
-                        np.array([cfg.sl_for(q).target for q in queues]), judged,
+                        np.array([cfg.sl_for(q).target for q in queues]), judged, pooled,
                         executor if executor is not None else LocalExecutor(1), seed,
                         max(2, replications), max(replications, max_replications), half_width)
     found = search(searcher, erlang)
     cells_ev, queue_ev = found.final.cells, found.final.queues
+    shown_cells = judged.copy()
+    if confirm_mode == "busiest":  # a small group's row is shown at its busiest intervals
+        for g in np.flatnonzero(pooled).tolist():
+            top = np.argsort(-d.cell_calls[:, g], kind="stable")[:busiest]
+            shown_cells[:, g] = False
+            shown_cells[top, g] = d.cell_calls[top, g] > 0
     for i in range(n):
         for k in range(m):
-            if judged[i, k]:
+            if shown_cells[i, k]:
                 at = i * m + k
                 cell_rows[at] = _confirmed(cell_rows[at], int(found.counts[i, k]),
                                            cells_ev.mean[i, k], cells_ev.low[i, k],
@@ -383,9 +395,14 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
                                  if cq == q))
                 rows[at] = _confirmed(rows[at], agents, queue_ev.mean[i, col],
                                       queue_ev.low[i, col], queue_ev.high[i, col])
-    half = ((cells_ev.high - cells_ev.low) / 2)[judged]
+    # The CIs the verdicts rest on: per judged interval, or pooled for a small group.
+    pooled_ev = found.final.pooled
+    half = np.concatenate([((cells_ev.high - cells_ev.low) / 2)[judged & ~pooled],
+                           ((pooled_ev.high - pooled_ev.low) / 2)[pooled]])
     half = half[np.isfinite(half)]
-    summary = ConfirmSummary(found.scale, found.candidates, found.replications_run,
+    group_sl = {c: (float(pooled_ev.mean[k]), float(pooled_ev.low[k]),
+                    float(pooled_ev.high[k])) for k, c in enumerate(d.cells)}
+    summary = ConfirmSummary(found.scale, group_sl, found.candidates, found.replications_run,
                              found.final.cells.replications, found.wall_s,
                              float(np.median(half)) if half.size else math.nan,
                              float(half.max()) if half.size else math.nan)
@@ -438,12 +455,16 @@ def print_languages(staff: StaffPlan, console: Console) -> None:
     """Per queue and language: peak demand, required and scheduled agents, the shortfall."""
     from rich.table import Table
 
+    from sim.confirm import ci_text
+
     if not staff.language_rows:
         return
     hours = staff.interval_s / 3600
     scale = staff.confirmation.scale if staff.confirmation is not None else {}
+    group_sl = staff.confirmation.group_sl if staff.confirmation is not None else {}
     table = Table("queue", "language", "calls", "peak required", "peak scheduled",
                   "agent-h required", "agent-h scheduled", "intervals short", "factor",
+                  "simulated SL (95% CI)",
                   title=f"Erlang {staff.model} staffing per queue and language "
                         "(required: confirmed where simulated, else Erlang)")
     groups = sorted({(r.queue, r.language) for r in staff.language_rows})
@@ -456,7 +477,8 @@ def print_languages(staff: StaffPlan, console: Console) -> None:
                       f"{peak.scheduled_agents:.1f}",
                       f"{sum(r.required_agents for r in rows) * hours:.0f}",
                       f"{sum(r.scheduled_agents for r in rows) * hours:.0f}", str(short),
-                      "-" if factor is None else f"{factor:.2f}")
+                      "-" if factor is None else f"{factor:.2f}",
+                      ci_text(*group_sl.get((q, lang), (math.nan,) * 3)))
     console.print(table)
 
 
