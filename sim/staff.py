@@ -1,9 +1,12 @@
-"""Staffing per interval and queue: seeded by Erlang C or A, confirmed by simulation.
+"""Staffing per interval, queue and language: seeded by Erlang C or A, confirmed by simulation.
 
-Demand comes from the scenario's forecast (expected calls per interval and queue, before any
-over-dispersion), AHT is mean talk + wrap-up per queue, patience the traffic file's mean. Each
-queue is sized as its own pool; multi-skill agents are counted in every queue they serve, so
-the scheduled column over-counts shared agents and pooling is only visible in ``acd sim run``.
+Demand comes from the scenario's forecast (expected calls per interval and queue, and per queue
+and caller language from the traffic mix, before any over-dispersion), AHT is mean talk (the
+language's own where given) + wrap-up, patience the traffic file's mean. Each queue, and each
+(queue, language) group, is sized as its own pool; multi-skill and multi-lingual agents are
+counted in every group they serve, so the scheduled column over-counts shared agents. The
+confirmation (:mod:`sim.confirm`) runs candidates through the center simulation, where routing
+across groups (expansion steps) is visible.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ ALL_LANGUAGES = "all"
 #: An interval is judged by the search when its group expects at least this many calls (fewer
 #: make its simulated SL mostly noise); a group with no such interval keeps Erlang's counts.
 MIN_JUDGED_CALLS = 5.0
-POOLING_NOTE = ("Each queue is sized as its own pool; multi-skill agents count in every queue "
-                "they serve. Multi-skill pooling is only visible in `acd sim run`.")
+POOLING_NOTE = ("Each queue and queue/language group is sized as its own pool; shared agents "
+                "count in every group they serve. Pooling is only visible in `acd sim run` "
+                "and `--confirm`.")
 #: Simulated time before SL is measured in a confirmation run (the pool starts empty).
 WARM_UP_S = 3600.0
 
@@ -358,7 +362,8 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     for k, (q, _lang) in enumerate(d.cells):
         enough = d.cell_calls[:, k] >= MIN_JUDGED_CALLS
         if not enough.any():  # a small group: judged on all its calls together
-            judged[:, k] = pooled[k] = d.cell_calls[:, k] > 0
+            judged[:, k] = d.cell_calls[:, k] > 0
+            pooled[k] = True
         elif confirm_mode == "all":
             judged[:, k] = enough
         else:

@@ -19,19 +19,20 @@ from sim.staff import ALL_LANGUAGES, plan
 RATE, AHT = 0.1, 120.0
 
 
-def _mmc_scenario(tmp_path: Path, hours: float = 3.0) -> Path:
-    """A single-queue, single-language center whose every interval is M/M/c (JSON is YAML)."""
+def _mmc_scenario(tmp_path: Path, hours: float = 3.0, french: float = 0.0) -> Path:
+    """A single-queue center whose every interval is M/M/c (JSON is YAML); a share ``french``
+    of the callers speak French (a second language group) when given."""
     center = {
         "center": {"name": "mmc", "default_language": "en", "default_queue": "q",
                    "service_level": {"threshold_s": 20, "target": 0.85}},
         "sites": {"s": {"name": "Site", "timezone": "UTC"}},
-        "languages": {"en": {"name": "English"}},
+        "languages": {"en": {"name": "English"}, "fr": {"name": "French"}},
         "countries": {"XX": {"name": "Anywhere", "language": "en", "home_site": "s"}},
         "skills": {"k": {"name": "Skill"}},
         "queues": {"q": {"skill": "k", "wrap_up_s": 0, "ring_timeout_s": 300,
                          "max_length": 100000, "max_wait_s": 86400}},
         "agent_groups": {"g": {"site": "s", "supervisor": "-", "count": 20, "skills": {"k": 5},
-                               "level_spread": 0, "languages": ["en"],
+                               "level_spread": 0, "languages": ["en", "fr"],
                                "first_extension": 1000}},
     }
     traffic = {
@@ -41,7 +42,8 @@ def _mmc_scenario(tmp_path: Path, hours: float = 3.0) -> Path:
             "mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
         "queues": {"q": {"share": 1.0, "talk": {"dist": "exponential", "mean": AHT},
                          "wrap": {"dist": "constant", "value": 0}}},
-        "countries": {"XX": {"share": 1.0, "languages": {"en": 1.0}}},
+        "countries": {"XX": {"share": 1.0, "languages": {"en": 1.0 - french, "fr": french}
+                             if french else {"en": 1.0}}},
     }
     zero = {"dist": "constant", "value": 0}
     scenario = {
@@ -133,3 +135,17 @@ def test_report_heatmap_shows_the_gap_of_groups_with_calls() -> None:
     assert "Required minus scheduled" in plot.svg
     assert "tech/hy" in plot.svg and "voc/hy" not in plot.svg
     assert "local time (Europe/" in plot.svg
+
+
+def test_a_small_language_is_judged_on_its_calls_together(tmp_path: Path) -> None:
+    """A language with under five calls in every interval gets its own agents and is confirmed
+    on its SL over all its calls, with a CI, instead of being left unchecked."""
+    sc = load_scenario(_mmc_scenario(tmp_path, hours=1.5, french=0.02))
+    p = plan(sc, model="C", confirm_mode="busiest", busiest=1, replications=3, seed=2,
+             executor=LocalExecutor(1), max_replications=6)
+    fr = [r for r in p.language_rows if r.language == "fr"]
+    assert all(0 < r.calls < 5 for r in fr) and all(r.erlang_agents >= 1 for r in fr)
+    assert p.confirmation is not None
+    mean, low, high = p.confirmation.group_sl[("q", "fr")]
+    assert mean >= 0.85 and low <= mean <= high
+    assert len([r for r in fr if r.confirmed_agents is not None]) == 1
