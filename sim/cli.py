@@ -159,8 +159,9 @@ def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
     mode: Literal["none", "busiest", "all"] = args.confirm or "none"
     if mode != "none" and not console.is_terminal:
         # No spinner in a log: say that a long step has started, so a quiet log is explained.
-        print(f"sizing staffing and confirming {mode} intervals by simulation "
-              f"({args.replications} replication(s) each)", file=sys.stderr, flush=True)
+        print(f"sizing staffing and confirming {mode} intervals with the center simulation "
+              f"({args.replications} to {max(args.replications, args.max_replications)} "
+              "replication(s) per candidate)", file=sys.stderr, flush=True)
     with console.status("sizing staffing" + (" and confirming by simulation"
                                              if mode != "none" else "")):
         executor = executor_for(args.dask, args.jobs) if mode != "none" else None
