@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from test_staff import SCENARIO, run
 
 from sim.erlang import agents_for_service_level, service_level_c
@@ -115,7 +118,6 @@ def test_cli_confirm_prints_ci_and_writes_the_language_csv(tmp_path: Path) -> No
                      "-r", "3", "--max-replications", "6", "-j", "1", "--out", str(out))
     assert code == 0, text
     assert "95% CI" in text
-    import csv
     with open(out / "staff_language.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and {r["language"] for r in rows} == {"en"}
@@ -149,3 +151,28 @@ def test_a_small_language_is_judged_on_its_calls_together(tmp_path: Path) -> Non
     mean, low, high = p.confirmation.group_sl[("q", "fr")]
     assert mean >= 0.85 and low <= mean <= high
     assert len([r for r in fr if r.confirmed_agents is not None]) == 1
+
+
+@pytest.mark.slow
+def test_confirmation_on_dask_equals_local_processes(tmp_path: Path) -> None:
+    """The same seeds give the same confirmed plan, bit for bit, on a Dask cluster as locally."""
+    distributed = pytest.importorskip("distributed")
+    from sim.executor import DaskExecutor
+
+    sc = load_scenario(_mmc_scenario(tmp_path, hours=1.0, french=0.02))
+
+    def confirmed(executor: Any) -> list[tuple[int | None, float | None, float | None]]:
+        p = plan(sc, model="C", confirm_mode="all", replications=2, seed=4,
+                 executor=executor, max_replications=4)
+        return [(r.confirmed_agents, r.confirmed_sl, r.confirmed_sl_high)
+                for r in p.rows + p.language_rows]
+
+    local_plan = confirmed(LocalExecutor(1))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        executor = DaskExecutor(cluster.scheduler_address)
+        try:
+            assert confirmed(executor) == local_plan
+        finally:
+            executor.close()
+    assert any(agents is not None for agents, _, _ in local_plan)
