@@ -173,7 +173,9 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
         datetime.now(UTC).isoformat(timespec="seconds"))
     write_json(out / "summary.json", summary, provenance)
     write_csv(out, summary, provenance)
-    write_html(out / "report.html", results, summary, provenance)
+    from sim.staff import gap_plot  # required vs scheduled: only for forecast traffic
+    write_html(out / "report.html", results, summary, provenance,
+               [] if args.replay or args.queue_log else [p for p in [gap_plot(scenario)] if p])
     if scenario.spec.outages:
         from sim.outage import outage_rows, print_outages, write_outages
 

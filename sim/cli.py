@@ -159,14 +159,16 @@ def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
     mode: Literal["none", "busiest", "all"] = args.confirm or "none"
     if mode != "none" and not console.is_terminal:
         # No spinner in a log: say that a long step has started, so a quiet log is explained.
-        print(f"sizing staffing and confirming {mode} intervals by simulation "
-              f"({args.replications} replication(s) each)", file=sys.stderr, flush=True)
+        print(f"sizing staffing and confirming {mode} intervals with the center simulation "
+              f"({args.replications} to {max(args.replications, args.max_replications)} "
+              "replication(s) per candidate)", file=sys.stderr, flush=True)
     with console.status("sizing staffing" + (" and confirming by simulation"
                                              if mode != "none" else "")):
         executor = executor_for(args.dask, args.jobs) if mode != "none" else None
         try:
             staff = plan(scenario, args.days, args.model, mode, args.busiest,
-                         args.replications, args.seed, executor)
+                         args.replications, args.seed, executor, args.max_replications,
+                         args.ci)
         finally:
             if executor is not None:
                 executor.close()
@@ -174,8 +176,10 @@ def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "staff.csv", staff)
+    write_csv(out / "staff_language.csv", staff, by_language=True)
     console.print(f"[yellow]note[/yellow]: {POOLING_NOTE}")
-    console.print(f"per interval and queue: {out / 'staff.csv'}")
+    console.print(f"per interval and queue: {out / 'staff.csv'}; per interval, queue and "
+                  f"language: {out / 'staff_language.csv'} (gap = required - scheduled)")
     return 0
 
 
@@ -194,15 +198,33 @@ def _print_staff(staff: object, console: Console) -> None:
                       f"{sum(r.erlang_agents for r in rows) * hours:.0f}",
                       f"{sum(r.scheduled_agents for r in rows) * hours:.0f}", str(short))
     console.print(table)
-    confirmed = [r for r in staff.rows if r.confirmed_agents is not None]
+    from sim.staff import print_languages
+    print_languages(staff, console)
+    # Per language the intervals go to staff_language.csv when they would flood the terminal.
+    by_language = [r for r in staff.language_rows if r.confirmed_agents is not None]
+    confirmed = [r for r in staff.rows if r.confirmed_agents is not None] + \
+        (by_language if len(by_language) <= 60 else [])
     if confirmed:
-        t = Table("interval", "queue", "calls", "Erlang", "Erlang SL", "confirmed",
-                  "simulated SL", "scheduled", title="Erlang vs confirmed by simulation")
+        from sim.confirm import ci_text
+        t = Table("interval", "queue", "language", "calls", "Erlang", "Erlang SL", "confirmed",
+                  "simulated SL (95% CI)", "scheduled", "gap",
+                  title="Erlang vs confirmed by the center simulation")
         for r in confirmed:
-            t.add_row(r.interval_start, r.queue, f"{r.calls:.1f}", str(r.erlang_agents),
-                      _pct(r.erlang_sl), str(r.confirmed_agents), _pct(r.confirmed_sl or 0.0),
-                      f"{r.scheduled_agents:.1f}")
+            t.add_row(r.interval_start, r.queue, r.language, f"{r.calls:.1f}",
+                      str(r.erlang_agents), _pct(r.erlang_sl), str(r.confirmed_agents),
+                      ci_text(math.nan if r.confirmed_sl is None else r.confirmed_sl,
+                              math.nan if r.confirmed_sl_low is None else r.confirmed_sl_low,
+                              math.nan if r.confirmed_sl_high is None else
+                              r.confirmed_sl_high),
+                      f"{r.scheduled_agents:.1f}", f"{r.gap:+.1f}")
         console.print(t)
+    if staff.confirmation is not None:
+        c = staff.confirmation
+        console.print(f"confirmation: {c.candidates} candidate(s), {c.replications_run} "
+                      f"replication(s) in {c.wall_s:.0f} s; result on {c.replications_final} "
+                      f"replication(s) with common random numbers; SL 95% CI half-width "
+                      f"median {100 * c.median_half_width:.1f} pp, largest "
+                      f"{100 * c.max_half_width:.1f} pp", markup=False, highlight=False)
 
 
 def scenario_overrides(days: float | None, scale: float | None = None) -> list[Problem]:
@@ -224,8 +246,10 @@ def _check_staff_args(args: argparse.Namespace) -> list[Problem]:
     return [*input_file("scenario", args.scenario), *scenario_overrides(args.days),
             *int_range("--busiest", args.busiest, 1, MAX_BUSIEST),
             *int_range("--replications", args.replications, 1, MAX_REPLICATIONS),
+            *int_range("--max-replications", args.max_replications, 1, MAX_REPLICATIONS),
+            *float_range("--ci", args.ci, 0.001, 0.5),
             *int_range("--seed", args.seed, 0), *int_range("--jobs", args.jobs, 1, MAX_JOBS),
-            *output_dir("--out", args.out, ("staff.csv",))]
+            *output_dir("--out", args.out, ("staff.csv", "staff_language.csv"))]
 
 
 def register_sim(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -238,11 +262,16 @@ def register_sim(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--model", choices=("A", "C"), default="A",
                    help="Erlang A (with the traffic file's patience; default) or Erlang C")
     p.add_argument("--confirm", nargs="?", const="busiest", choices=("busiest", "all"),
-                   help="confirm by simulation: the busiest intervals per queue, or all")
+                   help="confirm with the center simulation and search the agents per queue "
+                        "and language, judged on the busiest intervals or on all")
     p.add_argument("--busiest", type=int, default=3,
-                   help="intervals per queue confirmed by --confirm (3)")
+                   help="intervals per queue and language judged by --confirm (3)")
     p.add_argument("-r", "--replications", type=int, default=3,
-                   help="replications per confirmation run (3)")
+                   help="first replications per staffing candidate (3)")
+    p.add_argument("--max-replications", type=int, default=30,
+                   help="most replications per candidate (30)")
+    p.add_argument("--ci", type=float, default=0.02,
+                   help="replicate until the SL 95%% CI half-width is at most this (0.02)")
     p.add_argument("--seed", type=int, default=1, help="base seed, >= 0 (1)")
     p.add_argument("-j", "--jobs", type=int,
                    help="processes for --confirm (default: one per core)")

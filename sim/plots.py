@@ -266,3 +266,23 @@ def scoped_ids(svg: str, prefix: str) -> str:
         svg = svg.replace(f"#{name})", f"#{prefix}-{name})").replace(
             f'"#{name}"', f'"#{prefix}-{name}"')
     return svg
+
+
+def gap_heatmap(starts: Sequence[datetime], interval_s: float, labels: Sequence[str],
+                gap: np.ndarray, tz: ZoneInfo | None, zone_name: str, clip: float = 5.0
+                ) -> Plot:
+    """Required minus scheduled agents per interval (columns) and group (rows of ``gap``):
+    red a shortfall, blue a surplus, colours clipped at ``clip`` agents either way."""
+    edges = np.asarray(mdates.date2num([*starts, starts[-1] + timedelta(seconds=interval_s)]),
+                       dtype=float)
+    title = "Required minus scheduled agents per interval by queue/language (red: short)"
+    fig = Figure(figsize=(10, 0.9 + 0.28 * len(labels)))
+    ax = fig.subplots()
+    ax.set_title(title)
+    mesh = ax.pcolormesh(edges, np.arange(len(labels) + 1), np.clip(gap, -clip, clip),
+                         cmap="RdBu_r", vmin=-clip, vmax=clip, rasterized=True)
+    ax.set_yticks(np.arange(len(labels)) + 0.5, list(labels))
+    ax.invert_yaxis()
+    _time_axis(ax, tz, zone_name)
+    fig.colorbar(mesh, ax=ax, label=f"agents (clipped at ±{clip:g})", pad=0.01)
+    return Plot("staffing_gap", title, _svg(fig))

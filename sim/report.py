@@ -528,11 +528,12 @@ _CSS_CLASS = {MET: "met", NOT_MET: "missed", INCONCLUSIVE: "unsure"}
 
 
 def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
-               provenance: Provenance | None = None) -> None:
+               provenance: Provenance | None = None, extra_plots: Sequence[Plot] = ()) -> None:
     """Write one self-contained HTML report from the package's jinja2 template: provenance,
-    verdicts, plots (inline SVG in clock time), tables, wait percentiles, missed intervals."""
+    verdicts, plots (inline SVG in clock time; ``extra_plots`` after them), tables, wait
+    percentiles, missed intervals."""
     plots = [Plot(p.key, p.title, scoped_ids(p.svg, p.key))
-             for p in all_plots(summary, results, summary.timezone)]
+             for p in [*all_plots(summary, results, summary.timezone), *extra_plots]]
     missed = missed_intervals(summary)
     qualified = int(np.sum(summary.intervals[ALL].mean["offered"][0] >= summary.min_volume))
     html = _template().render(

@@ -1,24 +1,29 @@
-"""Staffing per interval and queue: seeded by Erlang C or A, confirmed by simulation.
+"""Staffing per interval, queue and language: seeded by Erlang C or A, confirmed by simulation.
 
-Demand comes from the scenario's forecast (expected calls per interval and queue, before any
-over-dispersion), AHT is mean talk + wrap-up per queue, patience the traffic file's mean. Each
-queue is sized as its own pool; multi-skill agents are counted in every queue they serve, so
-the scheduled column over-counts shared agents and pooling is only visible in ``acd sim run``.
+Demand comes from the scenario's forecast (expected calls per interval and queue, and per queue
+and caller language from the traffic mix, before any over-dispersion), AHT is mean talk (the
+language's own where given) + wrap-up, patience the traffic file's mean. Each queue, and each
+(queue, language) group, is sized as its own pool; multi-skill and multi-lingual agents are
+counted in every group they serve, so the scheduled column over-counts shared agents. The
+confirmation (:mod:`sim.confirm`) runs candidates through the center simulation, where routing
+across groups (expansion steps) is visible.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from rich.console import Console
 
 from acd.config.load import LoadedCenter, center_from_data
+from acd.core.model import AgentProfile
 from sim.engine import Simulation
 from sim.erlang import ErlangA, agents_for_service_level, service_level_c
 from sim.executor import Executor, LocalExecutor
@@ -28,9 +33,18 @@ from sim.scenario import Behaviour, DistSpec, Scenario
 from sim.staffing import StaffAction, build_timeline
 from sim.traffic import Arrival, QueueHandling, load_traffic
 
+if TYPE_CHECKING:
+    from sim.plots import Plot
+
 Model = Literal["A", "C"]
-POOLING_NOTE = ("Each queue is sized as its own pool; multi-skill agents count in every queue "
-                "they serve. Multi-skill pooling is only visible in `acd sim run`.")
+#: ``StaffRow.language`` of a queue's row (every language of the queue).
+ALL_LANGUAGES = "all"
+#: An interval is judged by the search when its group expects at least this many calls (fewer
+#: make its simulated SL mostly noise); a group with no such interval keeps Erlang's counts.
+MIN_JUDGED_CALLS = 5.0
+POOLING_NOTE = ("Each queue and queue/language group is sized as its own pool; shared agents "
+                "count in every group they serve. Pooling is only visible in `acd sim run` "
+                "and `--confirm`.")
 #: Simulated time before SL is measured in a confirmation run (the pool starts empty).
 WARM_UP_S = 3600.0
 
@@ -49,11 +63,18 @@ class Demand:
     handling: dict[str, QueueHandling]
     #: Offset of interval 0 from the scenario start (<= 0), seconds.
     offset_s: float
+    #: The (queue, language) groups with demand: the pools a language with few speakers needs.
+    cells: tuple[tuple[str, str], ...] = ()
+    #: Expected calls per interval (rows) and group (columns, in ``cells`` order).
+    cell_calls: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    #: AHT per group: the language's own mean talk (if the traffic file gives one) + wrap-up.
+    cell_aht_s: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class StaffRow:
-    """One interval of one queue: demand, Erlang staffing, scheduled staffing, confirmation."""
+    """One interval of one queue (``language`` "all") or of one (queue, language) group:
+    demand, Erlang staffing, scheduled staffing, confirmation by the center simulation."""
 
     interval_start: str
     queue: str
@@ -65,16 +86,49 @@ class StaffRow:
     scheduled_sl: float
     confirmed_agents: int | None = None
     confirmed_sl: float | None = None
+    language: str = ALL_LANGUAGES
+    #: 95% CI of the confirmed (simulated) SL.
+    confirmed_sl_low: float | None = None
+    confirmed_sl_high: float | None = None
+
+    @property
+    def required_agents(self) -> int:
+        """The confirmed count where there is one, else Erlang's."""
+        return self.erlang_agents if self.confirmed_agents is None else self.confirmed_agents
+
+    @property
+    def gap(self) -> float:
+        """Required minus scheduled agents: > 0 is a shortfall, < 0 a surplus."""
+        return self.required_agents - self.scheduled_agents
+
+
+@dataclass(frozen=True)
+class ConfirmSummary:
+    """How ``--confirm`` searched: per group its factor on Erlang, and what it cost."""
+
+    scale: dict[tuple[str, str], float]
+    #: Per group, SL over its judged intervals together: (mean, low, high) of the 95% CI.
+    group_sl: dict[tuple[str, str], tuple[float, float, float]]
+    candidates: int
+    replications_run: int
+    replications_final: int
+    wall_s: float
+    #: Median and largest 95% CI half-width of SL over the judged intervals of the result (a
+    #: small group judged as a whole: its pooled SL's).
+    median_half_width: float
+    max_half_width: float
 
 
 @dataclass(frozen=True)
 class StaffPlan:
-    """The staffing table and how it was made."""
+    """The staffing table (per queue, and per queue and language) and how it was made."""
 
     scenario: str
     model: Model
     rows: list[StaffRow]
     interval_s: float
+    language_rows: list[StaffRow] = field(default_factory=list)
+    confirmation: ConfirmSummary | None = None
 
 
 def demand(scenario: Scenario, days: float | None = None) -> Demand:
@@ -87,6 +141,8 @@ def demand(scenario: Scenario, days: float | None = None) -> Demand:
     calls = np.zeros((forecast.expected.shape[0], len(queues)))
     talk_mean: dict[str, float] = {}
     weight: dict[str, float] = {}
+    cell_calls: dict[tuple[str, str], np.ndarray] = {}
+    cell_talk: dict[tuple[str, str], float] = {}
     for j, s in enumerate(forecast.streams):
         calls[:, queues.index(s.queue)] += forecast.expected[:, j]
         h = forecast.handling[s.queue]
@@ -94,17 +150,25 @@ def demand(scenario: Scenario, days: float | None = None) -> Demand:
         share = float(forecast.expected[:, j].sum())
         talk_mean[s.queue] = talk_mean.get(s.queue, 0.0) + share * talk
         weight[s.queue] = weight.get(s.queue, 0.0) + share
+        if share > 0:
+            key = (s.queue, s.language)
+            cell_calls[key] = cell_calls.get(key, 0.0) + forecast.expected[:, j]
+            cell_talk[key] = talk
     keep = 1.0 if spec.behaviour.ivr_flow else 1.0 - spec.behaviour.ivr_abandon_probability
     calls *= spec.volume_scale * keep
     wrap = {q: (w.mean if (w := forecast.handling[q].wrap) is not None
                 else float(cfg.queues[q].wrap_up_s)) for q in queues}
     aht = {q: talk_mean[q] / max(weight[q], 1e-12) + wrap[q] for q in queues}
+    cells = tuple(sorted(cell_calls))
+    by_cell = (np.stack([cell_calls[c] for c in cells], axis=1) if cells
+               else np.zeros((calls.shape[0], 0))) * (spec.volume_scale * keep)
     patience = {q: (p.mean if (p := forecast.handling[q].patience) is not None else None)
                 for q in queues}
     starts = [spec.start + timedelta(seconds=forecast.offset_s + i * forecast.interval_s)
               for i in range(calls.shape[0])]
     return Demand(starts, forecast.interval_s, queues, calls, aht, wrap, patience,
-                  dict(forecast.handling), forecast.offset_s)
+                  dict(forecast.handling), forecast.offset_s, cells, by_cell,
+                  {c: cell_talk[c] + wrap[c[0]] for c in cells})
 
 
 def scheduled(scenario: Scenario, d: Demand) -> np.ndarray:
@@ -112,17 +176,29 @@ def scheduled(scenario: Scenario, d: Demand) -> np.ndarray:
 
     Absence is applied as its expected share rather than drawn.
     """
+    return _scheduled(scenario, d, [scenario.center.config.queues[q].skill for q in d.queues])
+
+
+def scheduled_cells(scenario: Scenario, d: Demand) -> np.ndarray:
+    """Mean agents per interval and (queue, language) group who have the queue's skill and
+    speak the language, logged in and not paused (a multi-lingual agent counts in each)."""
+    queues = scenario.center.config.queues
+    return _scheduled(scenario, d, [(queues[q].skill, lang) for q, lang in d.cells])
+
+
+def _scheduled(scenario: Scenario, d: Demand,
+               columns: Sequence[str | tuple[str, str]]) -> np.ndarray:
+    """Mean agents per interval counted in each column: a skill, or a skill and a language."""
     center = scenario.center
     staffing = scenario.spec.staffing
     edges = d.offset_s + np.arange(len(d.starts) + 1) * d.interval_s
     plain = staffing.model_copy(update={"absence_rate": 0.0})
     timeline = build_timeline(center.config, center.agents, plain, scenario.spec.start,
                               float(edges[-1]), np.random.default_rng(0))
-    skill_of = [center.config.queues[q].skill for q in d.queues]
-    out = np.zeros((len(d.starts), len(d.queues)))
+    out = np.zeros((len(d.starts), len(columns)))
     profiles = {a.id: a for a in center.agents}
     for agent, segments in _available(timeline).items():
-        cols = [k for k, skill in enumerate(skill_of) if skill in profiles[agent].skills]
+        cols = [k for k, col in enumerate(columns) if _counts_in(profiles[agent], col)]
         if not cols:
             continue
         for t0, t1 in segments:
@@ -130,6 +206,13 @@ def scheduled(scenario: Scenario, d: Demand) -> np.ndarray:
             hi = np.clip(edges[1:], t0, t1)
             out[:, cols] += (hi - lo)[:, None]
     return out / d.interval_s * (1.0 - staffing.absence_rate)
+
+
+def _counts_in(agent: AgentProfile, column: str | tuple[str, str]) -> bool:
+    """Whether ``agent`` has the column's skill (and speaks its language)."""
+    if isinstance(column, str):
+        return column in agent.skills
+    return column[0] in agent.skills and column[1] in agent.languages
 
 
 def _available(timeline: Sequence[StaffAction]) -> dict[str, list[tuple[float, float]]]:
@@ -236,69 +319,201 @@ def confirm(rate: float, handling: QueueHandling, wrap_s: float, seed_agents: in
     return n, current
 
 
-#: The arguments of one :func:`confirm` search.
-ConfirmArgs = tuple[float, QueueHandling, float, int, float, float, Sequence[int]]
-
-
 def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
          confirm_mode: Literal["none", "busiest", "all"] = "none", busiest: int = 3,
-         replications: int = 3, seed: int = 1, executor: Executor | None = None
-         ) -> StaffPlan:
-    """The staffing table: Erlang per interval and queue, scheduled staffing, confirmations.
+         replications: int = 3, seed: int = 1, executor: Executor | None = None,
+         max_replications: int = 30, half_width: float = 0.02) -> StaffPlan:
+    """The staffing table: Erlang per interval, queue and language, scheduled staffing, and
+    (``confirm_mode``) the agents the center simulation confirms (:mod:`sim.confirm`).
 
-    ``busiest`` intervals per queue are confirmed by simulation (``confirm_mode="busiest"``),
-    or every interval with calls (``"all"``), on ``executor`` (default: in this process).
+    The search judges each group on its ``busiest`` intervals and its queue's
+    (``confirm_mode="busiest"``) or on every interval with calls (``"all"``); it runs
+    ``replications`` to ``max_replications`` per candidate on ``executor`` (default: this
+    process).
     """
     d = demand(scenario, days)
     have = scheduled(scenario, d)
+    have_cells = scheduled_cells(scenario, d)
     cfg = scenario.center.config
-    seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(replications)]
-    to_confirm: set[tuple[int, int]] = set()
-    if confirm_mode != "none":
-        for k in range(len(d.queues)):
-            order = np.argsort(-d.calls[:, k], kind="stable")
-            chosen = order if confirm_mode == "all" else order[:busiest]
-            to_confirm |= {(int(i), k) for i in chosen if d.calls[i, k] > 0}
     rows: list[StaffRow] = []
-    searches: list[tuple[int, ConfirmArgs]] = []
     for i, start in enumerate(d.starts):
         for k, q in enumerate(d.queues):
-            sl_def = cfg.sl_for(q)
-            rate = d.calls[i, k] / d.interval_s
-            aht, patience = d.aht_s[q], d.patience_s[q]
-            use = model if patience else "C"
-            need = agents_for_service_level(rate, aht, sl_def.threshold_s, sl_def.target, use,
-                                            patience) if rate > 0 else 0
-            sched = float(have[i, k])
-            row = StaffRow(start.isoformat(), q, float(d.calls[i, k]), aht, need,
-                           erlang_sl(rate, aht, need, sl_def.threshold_s, use, patience),
-                           sched, erlang_sl(rate, aht, int(sched), sl_def.threshold_s, use,
-                                            patience) if sched >= 1 or rate == 0 else 0.0)
-            if (i, k) in to_confirm:
-                searches.append((len(rows), (rate, d.handling[q], d.wrap_s[q], need,
-                                             sl_def.threshold_s, sl_def.target, seeds)))
-            rows.append(row)
-    # Each confirmation is a search of its own: they run side by side on the executor.
-    runner = executor if executor is not None else LocalExecutor(1)
-    found = runner.map(_confirm_task, [args for _, args in searches],
-                       [f"confirmation of {rows[at].queue} at {rows[at].interval_start} "
-                        f"(seed {seed})" for at, _ in searches])
-    for (at, _), (n, sl) in zip(searches, found, strict=True):
-        rows[at] = StaffRow(**{**rows[at].__dict__, "confirmed_agents": n, "confirmed_sl": sl})
-    return StaffPlan(scenario.path, model, rows, d.interval_s)
+            rows.append(_row(start.isoformat(), q, ALL_LANGUAGES, float(d.calls[i, k]),
+                             d.aht_s[q], d.patience_s[q], float(have[i, k]), model, scenario,
+                             d.interval_s))
+    cell_rows: list[StaffRow] = []
+    for i, start in enumerate(d.starts):
+        for k, (q, lang) in enumerate(d.cells):
+            cell_rows.append(_row(start.isoformat(), q, lang, float(d.cell_calls[i, k]),
+                                  d.cell_aht_s[(q, lang)], d.patience_s[q],
+                                  float(have_cells[i, k]), model, scenario, d.interval_s))
+    if confirm_mode == "none" or not d.cells:
+        return StaffPlan(scenario.path, model, rows, d.interval_s, cell_rows)
+    from sim.confirm import Groups, Searcher, search
+
+    n, m = len(d.starts), len(d.cells)
+    erlang = np.array([r.erlang_agents for r in cell_rows]).reshape(n, m)
+    shown_q = np.zeros((n, len(d.queues)), dtype=bool)
+    for k in range(len(d.queues)):
+        order = np.argsort(-d.calls[:, k], kind="stable")
+        chosen = order if confirm_mode == "all" else order[:busiest]
+        shown_q[[int(i) for i in chosen if d.calls[i, k] > 0], k] = True
+    judged = np.zeros((n, m), dtype=bool)
+    pooled = np.zeros(m, dtype=bool)
+    for k, (q, _lang) in enumerate(d.cells):
+        enough = d.cell_calls[:, k] >= MIN_JUDGED_CALLS
+        if not enough.any():  # a small group: judged on all its calls together
+            judged[:, k] = d.cell_calls[:, k] > 0
+            pooled[k] = True
+        elif confirm_mode == "all":
+            judged[:, k] = enough
+        else:
+            own = np.argsort(-d.cell_calls[:, k], kind="stable")[:busiest]
+            judged[own, k] = True
+            judged[:, k] |= shown_q[:, d.queues.index(q)]
+            judged[:, k] &= enough
+    queues = tuple(sorted(cfg.queues))
+    searcher = Searcher(scenario, days, Groups(d.cells, d.offset_s, d.interval_s, n),
+                        np.array([cfg.sl_for(q).target for q, _ in d.cells]),
+                        np.array([cfg.sl_for(q).target for q in queues]), judged, pooled,
+                        executor if executor is not None else LocalExecutor(1), seed,
+                        max(2, replications), max(replications, max_replications), half_width)
+    found = search(searcher, erlang)
+    cells_ev, queue_ev = found.final.cells, found.final.queues
+    shown_cells = judged.copy()
+    if confirm_mode == "busiest":  # a small group's row is shown at its busiest intervals
+        for g in np.flatnonzero(pooled).tolist():
+            top = np.argsort(-d.cell_calls[:, g], kind="stable")[:busiest]
+            shown_cells[:, g] = False
+            shown_cells[top, g] = d.cell_calls[top, g] > 0
+    for i in range(n):
+        for k in range(m):
+            if shown_cells[i, k]:
+                at = i * m + k
+                cell_rows[at] = _confirmed(cell_rows[at], int(found.counts[i, k]),
+                                           cells_ev.mean[i, k], cells_ev.low[i, k],
+                                           cells_ev.high[i, k])
+        for k, q in enumerate(d.queues):
+            if shown_q[i, k]:
+                at = i * len(d.queues) + k
+                col = queues.index(q)
+                agents = int(sum(found.counts[i, c] for c, (cq, _) in enumerate(d.cells)
+                                 if cq == q))
+                rows[at] = _confirmed(rows[at], agents, queue_ev.mean[i, col],
+                                      queue_ev.low[i, col], queue_ev.high[i, col])
+    # The CIs the verdicts rest on: per judged interval, or pooled for a small group.
+    pooled_ev = found.final.pooled
+    half = np.concatenate([((cells_ev.high - cells_ev.low) / 2)[judged & ~pooled],
+                           ((pooled_ev.high - pooled_ev.low) / 2)[pooled]])
+    half = half[np.isfinite(half)]
+    group_sl = {c: (float(pooled_ev.mean[k]), float(pooled_ev.low[k]),
+                    float(pooled_ev.high[k])) for k, c in enumerate(d.cells)}
+    summary = ConfirmSummary(found.scale, group_sl, found.candidates, found.replications_run,
+                             found.final.cells.replications, found.wall_s,
+                             float(np.median(half)) if half.size else math.nan,
+                             float(half.max()) if half.size else math.nan)
+    return StaffPlan(scenario.path, model, rows, d.interval_s, cell_rows, summary)
 
 
-def _confirm_task(args: ConfirmArgs, progress: Callable[[float], None]) -> tuple[int, float]:
-    """:func:`confirm` as an executor task (module level, so that it pickles by name)."""
-    return confirm(*args)
+def _row(start: str, queue: str, language: str, calls: float, aht: float,
+         patience: float | None, sched: float, model: Model, scenario: Scenario,
+         interval_s: float) -> StaffRow:
+    """One row of the table: Erlang's smallest staffing and the scheduled agents' SL."""
+    sl_def = scenario.center.config.sl_for(queue)
+    rate = calls / interval_s
+    use: Model = model if patience else "C"
+    need = agents_for_service_level(rate, aht, sl_def.threshold_s, sl_def.target, use,
+                                    patience) if rate > 0 else 0
+    return StaffRow(start, queue, calls, aht, need,
+                    erlang_sl(rate, aht, need, sl_def.threshold_s, use, patience), sched,
+                    erlang_sl(rate, aht, int(sched), sl_def.threshold_s, use, patience)
+                    if sched >= 1 or rate == 0 else 0.0, language=language)
 
 
-def write_csv(path: str | Path, staff: StaffPlan) -> None:
-    """One CSV row per interval and queue."""
-    names = [f.name for f in fields(StaffRow)]
+def _confirmed(row: StaffRow, agents: int, sl: float, low: float, high: float) -> StaffRow:
+    """``row`` with the confirmed agents and their simulated SL (NaN: no calls simulated)."""
+    def value(x: float) -> float | None:
+        return float(x) if math.isfinite(x) else None
+
+    return replace(row, confirmed_agents=agents, confirmed_sl=value(sl),
+                   confirmed_sl_low=value(low), confirmed_sl_high=value(high))
+
+
+#: Columns of ``staff.csv`` and ``staff_language.csv``.
+CSV_COLUMNS = ("interval_start", "queue", "language", "calls", "aht_s", "erlang_agents",
+               "erlang_sl", "scheduled_agents", "scheduled_sl", "confirmed_agents",
+               "confirmed_sl", "confirmed_sl_low", "confirmed_sl_high", "required_agents",
+               "gap")
+
+
+def write_csv(path: str | Path, staff: StaffPlan, by_language: bool = False) -> None:
+    """One CSV row per interval and queue, or (``by_language``) per interval, queue and
+    language; ``gap`` is required minus scheduled agents."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(names)
-        for row in staff.rows:
+        w.writerow(CSV_COLUMNS)
+        for row in staff.language_rows if by_language else staff.rows:
             w.writerow(["" if (v := getattr(row, n)) is None else
-                        (f"{v:.4f}" if isinstance(v, float) else v) for n in names])
+                        (f"{v:.4f}" if isinstance(v, float) else v) for n in CSV_COLUMNS])
+
+
+def print_languages(staff: StaffPlan, console: Console) -> None:
+    """Per queue and language: peak demand, required and scheduled agents, the shortfall."""
+    from rich.table import Table
+
+    from sim.confirm import ci_text
+
+    if not staff.language_rows:
+        return
+    hours = staff.interval_s / 3600
+    scale = staff.confirmation.scale if staff.confirmation is not None else {}
+    group_sl = staff.confirmation.group_sl if staff.confirmation is not None else {}
+    table = Table("queue", "language", "calls", "peak required", "peak scheduled",
+                  "agent-h required", "agent-h scheduled", "intervals short", "factor",
+                  "simulated SL (95% CI)",
+                  title=f"Erlang {staff.model} staffing per queue and language "
+                        "(required: confirmed where simulated, else Erlang)")
+    groups = sorted({(r.queue, r.language) for r in staff.language_rows})
+    for q, lang in groups:
+        rows = [r for r in staff.language_rows if (r.queue, r.language) == (q, lang)]
+        peak = max(rows, key=lambda r: r.calls)
+        short = sum(1 for r in rows if r.gap > 0)
+        factor = scale.get((q, lang))
+        table.add_row(q, lang, f"{sum(r.calls for r in rows):.1f}", str(peak.required_agents),
+                      f"{peak.scheduled_agents:.1f}",
+                      f"{sum(r.required_agents for r in rows) * hours:.0f}",
+                      f"{sum(r.scheduled_agents for r in rows) * hours:.0f}", str(short),
+                      "-" if factor is None else f"{factor:.2f}",
+                      ci_text(*group_sl.get((q, lang), (math.nan,) * 3)))
+    console.print(table)
+
+
+#: Groups shown in the report's gap heatmap expect at least this many calls over the run.
+GAP_MIN_CALLS = 10.0
+
+
+def gap_plot(scenario: Scenario, model: Model = "A") -> Plot | None:
+    """The report's heatmap of Erlang-required minus scheduled agents per interval and
+    (queue, language) group with at least :data:`GAP_MIN_CALLS` calls, in the center's zone."""
+    from zoneinfo import ZoneInfo
+
+    from sim.plots import gap_heatmap
+
+    p = plan(scenario, model=model)
+    groups = sorted({(r.queue, r.language) for r in p.language_rows})
+    calls = {g: 0.0 for g in groups}
+    for r in p.language_rows:
+        calls[(r.queue, r.language)] += r.calls
+    shown = [g for g in groups if calls[g] >= GAP_MIN_CALLS]
+    if not shown:
+        return None
+    starts = sorted({r.interval_start for r in p.language_rows})
+    at = {s: i for i, s in enumerate(starts)}
+    gap = np.full((len(shown), len(starts)), np.nan)
+    row_of = {g: k for k, g in enumerate(shown)}
+    for r in p.language_rows:
+        if (r.queue, r.language) in row_of:
+            gap[row_of[(r.queue, r.language)], at[r.interval_start]] = r.gap
+    zone = next(iter(scenario.center.config.sites.values())).timezone
+    return gap_heatmap([datetime.fromisoformat(s) for s in starts], p.interval_s,
+                       [f"{q}/{lang}" for q, lang in shown], gap, ZoneInfo(zone), zone)

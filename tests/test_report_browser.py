@@ -19,7 +19,8 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: "
                                 "apt-get install chromium); .ci/run installs it")
 #: The plots every forecast run's report has, by figure id.
-PLOTS = ("sl", "sl_queue", "sl_language", "wait", "volume", "depth", "occupancy")
+PLOTS = ("sl", "sl_queue", "sl_language", "wait", "volume", "depth", "occupancy",
+         "staffing_gap")
 
 
 def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:

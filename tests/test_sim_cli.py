@@ -31,8 +31,9 @@ def test_forecast_run_prints_the_verdict_and_writes_results(
     assert summary["overall"]["sl_offered"]["mean"] > 0
     assert (tmp_path / "overall.csv").exists()
     html = (tmp_path / "report.html").read_text()
-    # SL, by queue, by language, waits, volume, queue depth, occupancy: inline SVG figures.
-    assert html.count("<figure id=\"plot-") == 7 and html.count("</svg>") == 7
+    # SL, by queue, by language, waits, volume, queue depth, occupancy, staffing gap: inline
+    # SVG figures.
+    assert html.count("<figure id=\"plot-") == 8 and html.count("</svg>") == 8
 
 
 def test_check_exits_1_when_the_target_is_missed(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def run(*argv: str) -> tuple[int, str]:
 def test_cli_writes_csv_and_confirms_the_busiest_interval(tmp_path: Path) -> None:
     """--confirm --busiest 1 confirms one interval per queue and writes one CSV row per cell."""
     code, out = run("sim", "staff", str(SCENARIO), "--confirm", "--busiest", "1",
-                    "-r", "2", "--out", str(tmp_path))
+                    "-r", "2", "--max-replications", "2", "--out", str(tmp_path))
     assert code == 0
     assert "only visible in `acd sim run`" in out
     assert "Erlang vs confirmed" in out
