@@ -175,6 +175,8 @@ def candidate_timeline(center: LoadedCenter, groups: Groups, counts: np.ndarray
 def tally(result: RunResult, groups: Groups, queues: Sequence[str]) -> Tally:
     """Offered and within-threshold calls per interval of queue entry, per group and queue."""
     calls = result.calls
+    if calls is None:
+        raise ValueError("tally needs a run that kept its call log (Simulation keep_calls)")
     offered = ~np.isnan(calls.queued_s)
     when = np.where(offered, calls.queued_s, 0.0)
     interval = np.floor((when - groups.offset_s) / groups.interval_s).astype(np.int64)
