@@ -99,7 +99,7 @@ async def test_a_standby_serves_health_and_metrics_only_and_drops_silent_peers(
     within ``http.header_timeout_s``; stopped, it ends without ever starting a runtime."""
     http_port, agi_port = free_port(), free_port()
     path = settings_file(tmp_path)
-    path.write_text(path.read_text().replace("agi: {port: 0}", f"agi: {{port: {agi_port}}}")
+    path.write_text(path.read_text().replace("agi: {port: 0,", f"agi: {{port: {agi_port},")
                     .replace("http: {port: 0}",
                              f"http: {{port: {http_port}, header_timeout_s: 0.3}}")
                     + f"records: {{url: '{pg_url}'}}\nstandby: {{enabled: true}}\n")
