@@ -24,13 +24,16 @@ import dataclasses
 import hmac
 import json
 import math
+import socket
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any, Protocol
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from acd.asterisk.agi.server import Listener
 from acd.asterisk.ari.models import MalformedEvent, loads_bounded
 from acd.core.dialstring import dial_string_problem
 from acd.core.model import (
@@ -45,6 +48,7 @@ from acd.core.model import (
 )
 from acd.errors import InputError
 from acd.runtime.router_service import RouterService
+from acd.service.settings import HttpSettings
 
 
 class Control(Protocol):
@@ -70,6 +74,42 @@ class Control(Protocol):
 CONTROL: web.AppKey[Control] = web.AppKey("control", Control)
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 MAX_ID_LENGTH = 64
+
+
+log = structlog.get_logger("acd.http")
+
+
+async def serve_http(app: web.Application, h: HttpSettings, guard: HttpGuard
+                     ) -> tuple[web.AppRunner, Listener]:
+    """Serve ``app`` on ``h.host:h.port`` through the project's own listener: at most
+    ``h.max_connections`` connections at once (counting those still being handed over), each
+    under ``guard``'s header and body deadlines. Returns the runner and the listener, which
+    the caller closes."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    server = runner.server
+    assert server is not None
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def connect(conn: socket.socket) -> None:
+        try:
+            transport, _ = await loop.connect_accepted_socket(server, sock=conn)
+        except OSError as exc:
+            conn.close()
+            log.info("http_connection_failed", error=str(exc))
+            return
+        guard.connected(transport)
+
+    def on_socket(conn: socket.socket) -> None:
+        task = loop.create_task(connect(conn))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    def admit() -> bool:
+        return len(server.connections) + len(pending) < h.max_connections
+
+    return runner, Listener(on_socket, h.host, h.port, admit=admit, name="HTTP")
 
 
 class HttpGuard:

@@ -30,7 +30,7 @@ from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.records import CallbackStore, CallRecords, open_store
 from acd.runtime.router_service import Clock, LoopClock, RouterService
 from acd.runtime.store import RecordStore, redact
-from acd.service.api import HttpGuard, build_api
+from acd.service.api import HttpGuard, build_api, serve_http
 from acd.service.limits import check_fd_budget
 from acd.service.logs import EventLog, configure_logging
 from acd.service.metrics import ServiceMetrics, add_process_metrics
@@ -288,32 +288,7 @@ class Runtime:
             self.records.on_survey = self.wallboard.survey_answered
             self.service.observe(self.gate.wrap(self.wallboard.observe))  # type: ignore[arg-type]
             add_wallboard(api, self.wallboard)
-        runner = web.AppRunner(api, access_log=None)
-        await runner.setup()
-        self._http = runner
-        loop = asyncio.get_running_loop()
-        server = runner.server
-        assert server is not None
-        pending: set[asyncio.Task[Any]] = set()
-
-        async def connect(conn: Any) -> None:
-            try:
-                transport, _ = await loop.connect_accepted_socket(server, sock=conn)
-            except OSError as exc:
-                conn.close()
-                log.info("http_connection_failed", error=str(exc))
-                return
-            guard.connected(transport)
-
-        def on_socket(conn: Any) -> None:
-            task = loop.create_task(connect(conn))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-        def admit() -> bool:
-            return len(server.connections) + len(pending) < h.max_connections
-
-        self._http_listener = Listener(on_socket, h.host, h.port, admit=admit, name="HTTP")
+        self._http, self._http_listener = await serve_http(api, h, guard)
         self.http_port = self._http_listener.port
 
     def _start_mailer(self) -> None:

@@ -17,7 +17,6 @@ again as a standby.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from acd.asterisk.agi.server import Listener
 from acd.errors import ConfigError, Problem
-from acd.service.api import HttpGuard
+from acd.service.api import HttpGuard, serve_http
 from acd.service.leader import Leadership, LockTiming
 from acd.service.metrics import add_process_metrics
 from acd.service.settings import Settings, StandbySettings
@@ -164,29 +163,7 @@ class StandbyRouter:
         app = web.Application(client_max_size=h.max_body_bytes, middlewares=[guard.middleware])
         app.router.add_get("/health", health)
         app.router.add_get("/metrics", metrics)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        server = runner.server
-        assert server is not None
-        loop = asyncio.get_running_loop()
-        pending: set[asyncio.Task[None]] = set()
-
-        async def connect(conn: socket.socket) -> None:
-            try:
-                transport, _ = await loop.connect_accepted_socket(server, sock=conn)
-            except OSError as exc:
-                conn.close()
-                log.info("http_connection_failed", error=str(exc))
-                return
-            guard.connected(transport)
-
-        def on_socket(conn: socket.socket) -> None:
-            task = loop.create_task(connect(conn))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-        listener = Listener(on_socket, h.host, h.port, name="HTTP", admit=lambda: len(
-            server.connections) + len(pending) < h.max_connections)
+        runner, listener = await serve_http(app, h, guard)
         return StandbyHttp(runner, listener)
 
 
