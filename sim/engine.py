@@ -130,7 +130,7 @@ _CALLER_GONE: Final = CallerGone()
 _AGENT_GONE: Final = AgentGone()
 _ACCEPTED: Final = CallbackAnswer(True)
 _DECLINED: Final = CallbackAnswer(False)
-# What a timer does when it is due (the calendar's fourth field).
+# What a timer does when it is due (``Simulation._fire``'s first argument).
 _WAKE: Final = 0
 _ENTER: Final = 1
 _PATIENCE: Final = 2
@@ -144,8 +144,8 @@ _REDIAL: Final = 9
 _WORK_DUE: Final = 10
 _WORK_OVER: Final = 11
 # SimPy's priorities: a process's start (URGENT) before timers (NORMAL) due at the same time.
-_URGENT: Final = 0
-_NORMAL: Final = 1
+_URGENT: Final = 0  # simpy.core.URGENT
+_NORMAL: Final = 1  # simpy.core.NORMAL
 
 
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
@@ -268,9 +268,6 @@ class _Uniforms:
             k = 0
         self._k = k + 1
         return self._values[k]
-
-
-#: A timer: what to do, and for which call (token and agent: the ring an answer is for).
 
 
 class Simulation:
@@ -440,14 +437,14 @@ class Simulation:
         return self.recorder.result(self.seed, self.start, now,
                                     time.perf_counter() - t_wall)
 
-    # ----------------------------------------------------------------------- the calendar
+    # ------------------------------------------------------------------------- the timers
 
     def _timer(self, delay: float, what: int, call: _Call | None = None, token: int = 0,
                agent_id: str = "", priority: int = _NORMAL) -> None:
         """Do ``what`` (for ``call``) ``delay`` seconds from now: a SimPy timeout (an URGENT
         event for the starts at time 0, as a process's start is)."""
         fire = functools.partial(self._fire, what, call, token, agent_id)
-        if priority == _URGENT:
+        if priority == _URGENT:  # a triggered event scheduled as a process's start is
             ev = self.env.event()
             ev._ok = True
             ev._value = None
