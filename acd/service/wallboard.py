@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from aiohttp import HttpVersion11, web
 
+from acd.asterisk.agi.server import _cancel_and_wait
 from acd.config.schema import CenterConfig, ServiceLevel
 from acd.core.model import (
     AgentSnapshot,
@@ -531,13 +532,7 @@ class Wallboard:
             sub.close()
         if self._task is not None:
             task, self._task = self._task, None
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # we are being cancelled ourselves: never swallow that
+            await _cancel_and_wait(task)
 
 
 def _level(config: CenterConfig, queue: str) -> ServiceLevel:
