@@ -28,10 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
-import resource
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -40,6 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import _kit as kit  # noqa: E402
 
 from acd.testing.fake_agi import (  # noqa: E402
     FakeAsterisk,
@@ -50,7 +49,6 @@ from acd.testing.fake_agi import (  # noqa: E402
 from acd.testing.loadgen import LoadResult, percentile, session_rate  # noqa: E402
 from acd.testing.loadgen import open_loop as loadgen_open_loop  # noqa: E402
 
-HOST = "127.0.0.1"
 COUNTRIES = ("+79161234567", "+380441234567", "+77012345678", "+995322123456", "+37122123456")
 
 
@@ -60,15 +58,10 @@ def bench_call_path() -> Any:
     """The reference center's call path with a one-node IVR and unbounded queues."""
     from acd.asterisk.agi.route import CallPath
     from acd.config.load import load_center
-    from acd.runtime.ivrsetup import IvrSetup, load_ivr
     from acd.runtime.router_service import RouterService
-    from ivr.testing import compile_flow, prompts
 
     center = load_center(ROOT / "config" / "center.yaml")
-    base = load_ivr(center, ROOT / "config" / "ivr")
-    flow = compile_flow({"flow": "bench", "start": "q", "default_queue": "tech",
-                         "prompts": prompts(), "nodes": {"q": {"type": "queue"}}})
-    setup = IvrSetup(center, base.known, {"main": flow})
+    setup = kit.one_node_ivr(center)
     service = RouterService(center)
     for queue in service.router._queues.values():  # benchmark only: hold every call
         queue.max_length = 10**7
@@ -102,7 +95,7 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
             seen["back"].append(time.monotonic() - session.accepted_at)
 
     path._scripts["route"] = timed_route
-    server = FastAgiServer(path.handler_for, HOST, 0, max_sessions=10_000, admission=admission)
+    server = FastAgiServer(path.handler_for, kit.HOST, 0, max_sessions=10_000, admission=admission)
     await server.start()
 
     async def one_variable(session: AgiSession) -> None:
@@ -111,7 +104,7 @@ async def _serve(max_loop_lag_s: float | None, max_ttfc_s: float | None) -> None
         if session.accepted_at is not None:
             seen["thinnest"].append(time.monotonic() - session.accepted_at)
 
-    thinnest = FastAgiServer(lambda _script: one_variable, HOST, 0, max_sessions=10_000)
+    thinnest = FastAgiServer(lambda _script: one_variable, kit.HOST, 0, max_sessions=10_000)
     await thinnest.start()
     print(f"PORT {server.port} {thinnest.port}", flush=True)
     try:
@@ -181,7 +174,7 @@ class _Caller:
         """Connect, get queued and put on hold; returns the time to first command."""
         started = time.perf_counter()
         async with asyncio.timeout(self.timeout):
-            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+            self.reader, self.writer = await asyncio.open_connection(kit.HOST, self.port)
             self.writer.write(self.env)
             first = await self.reader.readline()
             ttfc = time.perf_counter() - started
@@ -234,12 +227,12 @@ async def held(port: int, count: int, first: int) -> LoadResult:
 
 
 async def rate(port: int, total: int, first: int, concurrency: int = 32) -> LoadResult:
-    return await session_rate(HOST, port, total, concurrency=concurrency, first=first,
+    return await session_rate(kit.HOST, port, total, concurrency=concurrency, first=first,
                               make_call=lambda n: _Caller(port, n, 10.0))
 
 
 async def open_loop(port: int, per_s: float, duration: float, first: int) -> LoadResult:
-    return await loadgen_open_loop(HOST, port, per_s, duration, seed=20, first=first,
+    return await loadgen_open_loop(kit.HOST, port, per_s, duration, seed=20, first=first,
                                    make_call=lambda n: _Caller(port, n, 10.0))
 
 
@@ -325,20 +318,17 @@ async def _session(port: int, env: bytes, timeout: float = 10.0) -> tuple[float,
     """One FastAGI session as Asterisk runs it: connect, send ``env``, answer every command
     with success until the server closes. Returns connect-to-close seconds and the commands.
     A caller put on music hangs up at once (the call was not routed at once)."""
-    started = time.perf_counter()
     sent: list[str] = []
+
+    def answer(command: str, _read_at: float) -> bytes:
+        sent.append(command)
+        hang_up = command.startswith("SET MUSIC ON")
+        return kit.asterisk_reply(command) + (b"HANGUP\n" if hang_up else b"")
+
+    started = time.perf_counter()
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(HOST, port)
-        try:
-            writer.write(env)
-            while line := await reader.readline():
-                sent.append(line.decode().rstrip("\n"))
-                writer.write(b"200 result=0\nHANGUP\n" if line.startswith(b"SET MUSIC ON")
-                             else b"200 result=1\n")
-            elapsed = time.perf_counter() - started
-        finally:
-            writer.close()
-    return elapsed, sent
+        closed = await kit.answer_until_closed(port, env, answer)
+    return closed - started, sent
 
 
 async def routed(port: int, thinnest_port: int, count: int, first: int,
@@ -393,23 +383,13 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = max(4096, 2 * args.held + 512)
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    kit.raise_fd_limit(max(4096, 2 * args.held + 512))
     if args.mode == "serve":
         asyncio.run(_serve(args.max_loop_lag, args.max_ttfc))
         return 0
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, PYTHONPATH=path)
-    proc = subprocess.Popen([sys.executable, __file__, "serve", "--held", str(args.held),
-                             "--max-loop-lag", str(args.max_loop_lag),
-                             "--max-ttfc", str(args.max_ttfc)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env=env)
-    assert proc.stdin is not None and proc.stdout is not None
-    _, port_text, thin_text = proc.stdout.readline().split()
-    port, thinnest_port = int(port_text), int(thin_text)
+    child = kit.Child([__file__, "serve", "--held", str(args.held), "--max-loop-lag",
+                   str(args.max_loop_lag), "--max-ttfc", str(args.max_ttfc)], "PORT")
+    port, thinnest_port = child.ports
 
     async def phases() -> list[LoadResult]:
         if args.overload_only or args.routed_only:
@@ -419,59 +399,41 @@ def main() -> int:
 
     async def overloads() -> list[Overload]:
         phases = []
-        assert proc.stdin is not None and proc.stdout is not None
         for k in (2, 3):
             phases.append(await overload(port, k * args.rated, args.seconds,
                                          k * 100_000 + 200_000))
-            proc.stdin.write("seen\n")
-            proc.stdin.flush()
-            phases[-1].server = json.loads(await asyncio.to_thread(proc.stdout.readline))
+            phases[-1].server = json.loads(await asyncio.to_thread(child.ask, "seen"))
         return phases
 
     try:
         results = asyncio.run(phases())
         routed_r: Routed | None = None
         if args.routed > 0:
-            proc.stdin.write("login\n")
-            proc.stdin.flush()
-            assert proc.stdout.readline().startswith("ok")
+            assert child.ask("login").startswith("ok")
             routed_r = asyncio.run(routed(port, thinnest_port, args.routed, 400_000))
-            proc.stdin.write(f"routed {len(routed_r.routed)}\n")
-            proc.stdin.flush()
-            routed_r.server = json.loads(proc.stdout.readline())
-            proc.stdin.write("logout\n")  # the overload phases hold every call again
-            proc.stdin.flush()
-            assert proc.stdout.readline().startswith("ok")
+            routed_r.server = json.loads(child.ask(f"routed {len(routed_r.routed)}"))
+            # The overload phases hold every call again.
+            assert child.ask("logout").startswith("ok")
         over: list[Overload] = []
         if not args.routed_only:
-            proc.stdin.write("admission\n")
-            proc.stdin.flush()
-            assert proc.stdout.readline().strip() == "ok"
+            assert child.ask("admission").strip() == "ok"
             over = asyncio.run(overloads())
-        proc.stdin.write("stats\n")
-        proc.stdin.flush()
-        stats = json.loads(proc.stdout.readline())
+        stats = json.loads(child.ask("stats"))
     finally:
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    print(f"FastAGI route benchmark on {HOST}:{port} (reference center, one-node IVR); "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
-          f"{os.cpu_count()} CPUs")
+        child.stop()
+    print(f"FastAGI route benchmark on {kit.HOST}:{port} (reference center, one-node IVR); "
+          f"{kit.machine_load()}")
     for result in results:
-        print("  " + "  ".join(f"{k}={v}" for k, v in result.summary().items()))
+        print("  " + kit.fields(result.summary()))
     if routed_r is not None:
-        print("  " + "  ".join(f"{k}={v}" for k, v in routed_r.summary().items()))
+        print("  " + kit.fields(routed_r.summary()))
         for n, example in sorted(routed_r.examples.items()):
             print(f"    {n} AGI command(s) per routed call, e.g.: {example}")
-        print("    server view (accept to handler return): " + "  ".join(
-            f"{k}={v}" for k, v in routed_r.server.items()))
+        print("    server view (accept to handler return): " + kit.fields(routed_r.server))
     for phase in over:
-        print("  " + "  ".join(f"{k}={v}" for k, v in phase.summary().items()))
-        print("    server view: " + "  ".join(f"{k}={v}" for k, v in phase.server.items()))
-    print("  server: " + "  ".join(f"{k}={v}" for k, v in stats.items()))
+        print("  " + kit.fields(phase.summary()))
+        print("    server view: " + kit.fields(phase.server))
+    print("  server: " + kit.fields(stats))
     checks: dict[str, bool] = {}
     if results:
         held_r, rate_r, steady = results
@@ -497,9 +459,7 @@ def main() -> int:
         and all(o.failures == 0 for o in over),
         "every call left the router": stats["calls_in_router"] == 0,
     }
-    for name, ok in checks.items():
-        print(f"  {'PASS' if ok else 'MISS'}  {name}")
-    return 1 if args.check and not all(checks.values()) else 0
+    return kit.report_checks(checks, args.check)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import re
 import sys
 import time
@@ -27,15 +26,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import _kit as kit  # noqa: E402
+
 from acd.asterisk.ari.app import StasisApp  # noqa: E402
 from acd.asterisk.ari.client import AriClient  # noqa: E402
 from acd.config.load import load_center  # noqa: E402
 from acd.core.model import CallEnded, Output  # noqa: E402
-from acd.runtime.ivrsetup import IvrSetup, load_ivr  # noqa: E402
 from acd.runtime.router_service import RouterService  # noqa: E402
 from acd.testing.fake_ari import AgentScript, FakeAri, FakeRequest  # noqa: E402
 from acd.testing.loadgen import percentile  # noqa: E402
-from ivr.testing import compile_flow, prompts  # noqa: E402
 
 CALLER = "+79161234567"
 _IDS = re.compile(r"[0-9]{6,}\.[0-9]+|acd-[a-z]+-[A-Za-z0-9.-]+|[0-9a-f]{8}-[0-9a-f-]{27}")
@@ -51,9 +50,6 @@ def kind(request: FakeRequest) -> str:
 async def run(calls: int, talk_s: float) -> tuple[list[float], Counter[int], Counter[str],
                                                   list[str], dict[str, int]]:
     center = load_center(ROOT / "config" / "center.yaml")
-    base = load_ivr(center, ROOT / "config" / "ivr")
-    flow = compile_flow({"flow": "bench", "start": "q", "default_queue": "tech",
-                         "prompts": prompts(), "nodes": {"q": {"type": "queue"}}})
     fake = FakeAri(default_agent=AgentScript(answer_after=0.0, talk_time=talk_s))
     await fake.start()
     service = RouterService(center)
@@ -65,7 +61,7 @@ async def run(calls: int, talk_s: float) -> tuple[list[float], Counter[int], Cou
 
     service.observe(note)
     client = AriClient(fake.url, fake.username, fake.password, heartbeat=None)
-    app = StasisApp(service, client, IvrSetup(center, base.known, {"main": flow}))
+    app = StasisApp(service, client, kit.one_node_ivr(center))
     task = asyncio.create_task(app.run())
     to_originate: list[float] = []
     per_call: Counter[int] = Counter()
@@ -113,8 +109,7 @@ def main() -> int:
     to_originate, per_call, kinds, example, before = asyncio.run(run(args.calls, args.talk))
     ms = lambda v: round(v * 1000, 3)  # noqa: E731
     print(f"ARI route benchmark (reference center, every agent logged in, one-node IVR, fake "
-          f"ARI in the same process); load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs")
+          f"ARI in the same process); {kit.machine_load()}")
     print(f"  calls={len(to_originate)}  rest_requests_per_routed_call="
           f"{dict(sorted(per_call.items()))}  up_to_and_with_the_originate="
           f"{dict(sorted(before.items()))}")

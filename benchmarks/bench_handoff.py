@@ -36,9 +36,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import resource
-import subprocess
 import sys
 import time
 from collections import Counter, deque
@@ -51,6 +48,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import _kit as kit  # noqa: E402
+
+from acd.runtime.tasks import cancel_and_wait  # noqa: E402
 from acd.testing.fake_agi import (  # noqa: E402
     FakeAsterisk,
     environment_block,
@@ -59,7 +59,6 @@ from acd.testing.fake_agi import (  # noqa: E402
 )
 from acd.testing.loadgen import percentile  # noqa: E402
 
-HOST = "127.0.0.1"
 TOKEN = "bench-handoff"
 CALLER = "+79161234567"
 #: Wrap-up of each trigger's run: none, the benchmark's, long enough that only the API ends it.
@@ -100,10 +99,8 @@ async def _serve(wrap_up_s: float) -> None:
     from acd.asterisk.agi.server import AgiSession, FastAgiServer
     from acd.config.load import center_from_data
     from acd.core.call import Dial
-    from acd.runtime.ivrsetup import IvrSetup, load_ivr
     from acd.runtime.router_service import RouterService
     from acd.service.api import build_api
-    from ivr.testing import compile_flow, prompts
 
     file = ROOT / "config" / "center.yaml"
     data = yaml.safe_load(file.read_text(encoding="utf-8"))
@@ -112,11 +109,8 @@ async def _serve(wrap_up_s: float) -> None:
                      expansion=[{"after_s": 0, "accept_fallback_languages": True}])
         queue.setdefault("routing", {}).update(min_level=1, sites="all", newcomers="equal")
     center = center_from_data(data, str(file))
-    base = load_ivr(center, ROOT / "config" / "ivr")
-    flow = compile_flow({"flow": "bench", "start": "q", "default_queue": "tech",
-                         "prompts": prompts(), "nodes": {"q": {"type": "queue"}}})
     service = RouterService(center)
-    path = CallPath(service, IvrSetup(center, base.known, {"main": flow}))
+    path = CallPath(service, kit.one_node_ivr(center))
     # The engine's own share: from the agent becoming ready (as the engine sees it: the
     # ``ended`` script taken, its wrap-up over, the API's ``ready``) to the target's write.
     ready_at: dict[str, float] = {}
@@ -142,11 +136,11 @@ async def _serve(wrap_up_s: float) -> None:
     path._scripts["ended"] = timed_ended
     service.ready = timed_ready  # type: ignore[method-assign]
     path._dial = timed_dial  # type: ignore[method-assign]
-    server = FastAgiServer(path.handler_for, HOST, 0, max_sessions=10_000)
+    server = FastAgiServer(path.handler_for, kit.HOST, 0, max_sessions=10_000)
     await server.start()
     runner = web.AppRunner(build_api(_Control(service)))
     await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
+    site = web.TCPSite(runner, kit.HOST, 0)
     await site.start()
     http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"PORTS {server.port} {http_port}", flush=True)
@@ -184,24 +178,22 @@ class HeldCall:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        variables: dict[str, str] = {}
+
+        def answer(command: str, seen_at: float) -> bytes:
+            self.commands.append(command)
+            sets = variables_set(command)
+            if "ACD_TARGET" in sets:
+                self.bench.target_reached(sets["ACD_AGENT"], seen_at)
+            variables.update(sets)
+            if command.startswith("SET MUSIC ON") and not self.on_music.done():
+                self.on_music.set_result(True)
+            return kit.asterisk_reply(command)
+
         try:
-            reader, writer = await asyncio.open_connection(HOST, self.bench.agi_port)
-            writer.write(environment_block("route", args=("100",), callerid=CALLER,
-                                           uniqueid=self.uniqueid))
-            variables: dict[str, str] = {}
-            while line := await reader.readline():
-                seen_at = time.perf_counter()
-                command = line.decode().rstrip("\n")
-                self.commands.append(command)
-                sets = variables_set(command)
-                if "ACD_TARGET" in sets:
-                    self.bench.target_reached(sets["ACD_AGENT"], seen_at)
-                variables.update(sets)
-                music = command.startswith("SET MUSIC")
-                writer.write(b"200 result=0\n" if music else b"200 result=1\n")
-                if command.startswith("SET MUSIC ON") and not self.on_music.done():
-                    self.on_music.set_result(True)
-            writer.close()
+            await kit.answer_until_closed(self.bench.agi_port,
+                                      environment_block("route", args=("100",), callerid=CALLER,
+                                                        uniqueid=self.uniqueid), answer)
             if not self.on_music.done():
                 self.on_music.set_result(False)
             self.done.set_result(variables)
@@ -291,7 +283,7 @@ class Handoff:
             await run_script(self.fake, "ended", (call_id, agent), uniqueid=uniqueid)
             await asyncio.sleep(0.01)  # well inside the wrap-up
             self.pending[agent] = time.perf_counter()
-            async with http.post(f"http://{HOST}:{self.http_port}/v1/agents/{agent}/ready",
+            async with http.post(f"http://{kit.HOST}:{self.http_port}/v1/agents/{agent}/ready",
                                  headers={"Authorization": f"Bearer {TOKEN}"}) as response:
                 if response.status != 200:
                     raise RuntimeError(f"ready {agent}: {response.status} "
@@ -326,8 +318,8 @@ class Handoff:
         for call in list(self.held):
             call.task.cancel()
         for call in list(self.held):
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await call.task
+            with contextlib.suppress(OSError):
+                await cancel_and_wait(call.task)
 
     def summary(self) -> dict[str, object]:
         ms = lambda v: round(v * 1000, 3)  # noqa: E731
@@ -338,30 +330,19 @@ class Handoff:
                 "held_at_end": self.held_at_end, "talking_at_end": len(self.busy)}
 
 
-def _child(wrap_up_s: float) -> tuple[subprocess.Popen[str], int, int]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
-                                                       os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, __file__, "serve", "--wrap-up", str(wrap_up_s)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env=env)
-    assert proc.stdout is not None and proc.stdin is not None
-    _, agi, http = proc.stdout.readline().split()
-    proc.stdin.write("login\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline().startswith("ok")
-    return proc, int(agi), int(http)
+def _child(wrap_up_s: float) -> kit.Child:
+    """The server, every agent logged in."""
+    child = kit.Child([__file__, "serve", "--wrap-up", str(wrap_up_s)], "PORTS")
+    assert child.ask("login").startswith("ok")
+    return child
 
 
-def _stop(proc: subprocess.Popen[str]) -> dict[str, object]:
-    assert proc.stdout is not None and proc.stdin is not None
-    proc.stdin.write("stats\n")
-    proc.stdin.flush()
-    stats: dict[str, object] = json.loads(proc.stdout.readline())
-    proc.stdin.close()
+def _stop(child: kit.Child) -> dict[str, object]:
+    """The server's figures, and the server stopped."""
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        stats: dict[str, object] = json.loads(child.ask("stats"))
+    finally:
+        child.stop()
     return stats
 
 
@@ -378,16 +359,15 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if p99 > 5 ms")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < 4096:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    kit.raise_fd_limit(4096)
     if args.mode == "serve":
         asyncio.run(_serve(args.wrap_up))
         return 0
     wrap_ups = {"ended": 0.0, "wrapup": args.wrap_up, "api": 3600.0}
     runs: list[tuple[Handoff, dict[str, object]]] = []
     for trigger in args.trigger or TRIGGERS:
-        proc, agi, http = _child(wrap_ups[trigger])
+        child = _child(wrap_ups[trigger])
+        agi, http = child.ports
         bench = Handoff(trigger, agi, http, wrap_ups[trigger])
 
         async def go(b: Handoff = bench) -> None:
@@ -400,14 +380,14 @@ def main() -> int:
         try:
             asyncio.run(go())
         finally:
-            stats = _stop(proc)
+            stats = _stop(child)
         runs.append((bench, stats))
     print(f"Agent ready -> held caller's target on the fake Asterisk (reference center, 281 "
-          f"agents logged in, {args.held} callers held, {args.rate:g} agents freed/s); load "
-          f"average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs")
+          f"agents logged in, {args.held} callers held, {args.rate:g} agents freed/s); "
+          f"{kit.machine_load()}")
     for bench, stats in runs:
-        print("  " + "  ".join(f"{k}={v}" for k, v in bench.summary().items()))
-        print("    server: " + "  ".join(f"{k}={v}" for k, v in stats.items()))
+        print("  " + kit.fields(bench.summary()))
+        print("    server: " + kit.fields(stats))
     held = Counter[int]()
     for bench, _ in runs:
         held.update(bench.held_commands)
@@ -417,9 +397,7 @@ def main() -> int:
     checks = {f"p99 <= 5 ms ({bench.trigger})":
               percentile(bench.latencies, 99) <= GOAL_P99_S for bench, _ in runs}
     checks["every sample measured"] = all(len(b.latencies) == args.samples for b, _ in runs)
-    for name, ok in checks.items():
-        print(f"  {'PASS' if ok else 'MISS'}  {name}")
-    return 1 if args.check and not all(checks.values()) else 0
+    return kit.report_checks(checks, args.check)
 
 
 if __name__ == "__main__":

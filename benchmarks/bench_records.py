@@ -27,25 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from acd.config.load import load_center  # noqa: E402
-from acd.core.model import Offer  # noqa: E402
+from recordkit import AnsweringOwner, complete_call, writing_service  # noqa: E402
+
 from acd.runtime.records import CallRecords, open_store  # noqa: E402
-from acd.runtime.router_service import Command, RouterService  # noqa: E402
+from acd.runtime.router_service import Observer  # noqa: E402
 from acd.runtime.store import RecordStore  # noqa: E402
 from acd.service.state import AgentStateStore  # noqa: E402
-
-AGENT = "msk-tech-ru-001"
-
-
-class Owner:
-    """Answers every offer at once."""
-
-    def __init__(self, service: RouterService) -> None:
-        self.service = service
-
-    def handle_command(self, command: Command) -> None:
-        if isinstance(command, Offer):
-            self.service.offer_answered(command.call_id)
 
 
 def timed(spent: list[float], function: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,21 +48,17 @@ def timed(spent: list[float], function: Callable[..., Any]) -> Callable[..., Any
 
 async def run_calls(store: RecordStore | None, calls: int) -> tuple[float, list[float]]:
     """Seconds per call, and every store statement's duration."""
-    service = RouterService(load_center(ROOT / "config" / "center.yaml"))
     spent: list[float] = []
+    writers: list[Observer] = []
     if store is not None:
         store.execute = timed(spent, store.execute)  # type: ignore[method-assign]
         store.execute_batch = timed(spent, store.execute_batch)  # type: ignore[method-assign]
-        service.observe(CallRecords(store))
-        service.observe(AgentStateStore(store))
-    service.login(AGENT)
-    owner = Owner(service)
+        writers = [CallRecords(store), AgentStateStore(store)]
+    service = writing_service(*writers)
+    owner = AnsweringOwner(service)
     t0 = time.perf_counter()
     for n in range(calls):
-        call_id = f"bench-{n}"
-        service.call_arrived(owner, call_id, "tech", "ru", "RU")
-        service.hangup(call_id)
-        service.ready(AGENT)
+        complete_call(service, f"bench-{n}", owner)
     per_call = (time.perf_counter() - t0) / calls
     service.close()
     return per_call, spent

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from recordkit import AnsweringOwner
 from routerkit import agent, center_data, queue
 
 from acd.callbacks.dialler import business_hours
@@ -18,12 +19,11 @@ from acd.core.model import (
     CallEnded,
     CallQueued,
     CallRequeued,
-    Offer,
     Outcome,
 )
 from acd.native import build
 from acd.runtime.ivrsetup import load_ivr
-from acd.runtime.router_service import Command, RouterService
+from acd.runtime.router_service import RouterService
 from acd.service.metrics import ServiceMetrics, add_process_metrics
 
 CENTER = Path(__file__).resolve().parents[1] / "config" / "center.yaml"
@@ -38,17 +38,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-class Owner:
-    """Answers every offer at once."""
-
-    def __init__(self, service: RouterService) -> None:
-        self.service = service
-
-    def handle_command(self, command: Command) -> None:
-        if isinstance(command, Offer):
-            self.service.offer_answered(command.call_id)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +148,7 @@ async def test_snapshot_gauges_read_the_live_router(center: LoadedCenter) -> Non
     m.collect_from(lambda: service)
     service.login("msk-tech-ru-001")
     service.login("kyi-tech-uk-001", paused_reason="lunch")
-    owner = Owner(service)
+    owner = AnsweringOwner(service)
     service.call_arrived(owner, "c1", "tech", "ru", "RU")  # answered at once
     service.call_arrived(owner, "c2", "orders", "ru", "RU")  # nobody for orders: waits
     r = m.registry

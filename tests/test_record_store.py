@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import structlog
 from pgkit import PgServer, free_port
+from recordkit import AGENT, AnsweringOwner, complete_call, writing_service
 from test_serve import answered_call, settings_file
 
-from acd.config.load import load_center
-from acd.core.model import AgentState, Offer
+from acd.core.model import AgentState
 from acd.errors import ConfigError, InputError
 from acd.runtime.records import (
     READ_COLUMNS,
@@ -24,17 +24,12 @@ from acd.runtime.records import (
     open_store,
     read_calls,
 )
-from acd.runtime.router_service import Command, RouterService
 from acd.runtime.store import PostgresStore, SqliteStore, postgres_ddl, postgres_sql
 from acd.service.app import Runtime
 from acd.service.settings import load_settings
 from acd.service.state import AgentStateStore
 from acd.testing.fake_agi import FakeAsterisk
 from ivr.actions import CallbackTask
-
-ROOT = Path(__file__).resolve().parents[1]
-CENTER = ROOT / "config" / "center.yaml"
-AGENT = "msk-tech-ru-001"
 
 #: The ``calls`` and ``callbacks`` tables as the version before the dialler and the agreed
 #: columns wrote them.
@@ -57,24 +52,6 @@ INSERT INTO callbacks (created, queue, language, country, number, priority, reas
 """
 
 
-class Owner:
-    """Answers offers at once."""
-
-    def __init__(self, service: RouterService) -> None:
-        self.service = service
-
-    def handle_command(self, command: Command) -> None:
-        if isinstance(command, Offer):
-            self.service.offer_answered(command.call_id)
-
-
-def one_call(service: RouterService, call_id: str) -> None:
-    """An answered call from arrival to hangup, its agent back to ready."""
-    service.call_arrived(Owner(service), call_id, "tech", "ru", "RU")
-    service.hangup(call_id)
-    service.ready(AGENT)
-
-
 # --------------------------------------------------------------- migration
 
 
@@ -95,11 +72,9 @@ async def test_an_old_sqlite_database_gains_the_new_columns(tmp_path: Path) -> N
     assert (old_row["caller"], old_row["customer_id"], old_row["pbx"],
             old_row["survey_score"]) == (None, None, None, None)
     assert [t.number for t in CallbackStore(db).open_tasks()] == ["+380441234567"]
-    service = RouterService(load_center(CENTER))
     records = CallRecords(db)
-    service.observe(records)
-    service.login(AGENT)
-    one_call(service, "new-1")
+    service = writing_service(records)
+    complete_call(service, "new-1")
     assert [r["call_id"] for r in read_calls(db)] == ["old-1", "new-1"]
     assert records.failures == 0
     service.close()
@@ -135,11 +110,11 @@ async def test_an_old_live_calls_table_gains_the_priority_and_keeps_it(records_w
     old.close()
     store = open_store(records_where)
     try:
-        service = RouterService(load_center(CENTER))
         records = CallRecords(store)
+        service = writing_service(records, agent=None)
         records.priority_of = service.priority_of
-        service.observe(records)
-        service.call_arrived(Owner(service), "new-held", "tech", "ru", "RU", priority=5)
+        service.call_arrived(AnsweringOwner(service), "new-held", "tech", "ru", "RU",
+                             priority=5)
         held = {c.call_id: c.priority for c in records.live_calls()}
         assert held == {"old-held": None, "new-held": 5}
         assert records.failures == 0
@@ -176,14 +151,10 @@ async def test_two_routers_see_each_others_rows(pg_url: str) -> None:
     """Two stores on one PostgreSQL database (an active router and its standby) each see
     what the other wrote: finished calls, calls in progress, agent states, callback tasks."""
     active, standby = open_store(pg_url), open_store(pg_url)
-    center = load_center(CENTER)
-    service = RouterService(center)
     records, states = CallRecords(active), AgentStateStore(active)
-    service.observe(records)
-    service.observe(states)
-    service.login(AGENT)
-    one_call(service, "done-1")
-    service.call_arrived(Owner(service), "talking-1", "tech", "ru", "RU")
+    service = writing_service(records, states)
+    complete_call(service, "done-1")
+    service.call_arrived(AnsweringOwner(service), "talking-1", "tech", "ru", "RU")
     CallbackStore(active).add(CallbackTask("repair", "uk", "UA", "+380441234567", 0,
                                            "voicemail", "vm/1.wav"))
     seen = CallRecords(standby)
@@ -231,18 +202,16 @@ async def test_a_lost_connection_costs_one_write_and_is_reopened(
     """When the server drops the connection, the next write fails (logged and counted, not
     raised), and the store reconnects once the retry interval has passed."""
     store = prepare_postgres(pg_url, retry_s=0.2)
-    service = RouterService(load_center(CENTER))
     records = CallRecords(store)
-    service.observe(records)
-    service.login(AGENT)
-    one_call(service, "before")
+    service = writing_service(records)
+    complete_call(service, "before")
     assert _terminate_backends(pg_server, pg_url) == 1
     with structlog.testing.capture_logs() as logs:
-        one_call(service, "during")  # must not raise
+        complete_call(service, "during")  # must not raise
     assert records.failures >= 1
     assert any(e["event"] in ("live_call_write_failed", "call_record_failed") for e in logs)
     time.sleep(0.3)
-    one_call(service, "after")
+    complete_call(service, "after")
     ids = [r["call_id"] for r in read_calls(store)]
     assert ids[0] == "before" and ids[-1] == "after"
     service.close()
@@ -262,16 +231,13 @@ async def test_an_unreachable_database_never_stalls_or_breaks_the_call_path(
     name = pg_server.create_database()
     url = pg_server.url(name)
     store = prepare_postgres(url, retry_s=60.0)
-    service = RouterService(load_center(CENTER))
     records, states = CallRecords(store), AgentStateStore(store)
-    service.observe(records)
-    service.observe(states)
-    service.login(AGENT)
+    service = writing_service(records, states)
     pg_server.drop_database(name)  # disconnects the store; reconnecting cannot succeed
     with structlog.testing.capture_logs() as logs:
         started = time.monotonic()
         for n in range(20):
-            one_call(service, f"lost-{n}")
+            complete_call(service, f"lost-{n}")
         took = time.monotonic() - started
     assert records.written == 0 and records.failures >= 20 * 3
     assert states.failures >= 20 * 3

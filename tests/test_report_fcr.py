@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from recordkit import AnsweringOwner, writing_service
 
 from acd.cli import main
-from acd.config.load import load_center
-from acd.core.model import Offer
 from acd.runtime.records import (
     CALL_COLUMNS,
     CallRecords,
@@ -24,10 +23,8 @@ from acd.runtime.records import (
     read_calls,
     sanitize_caller,
 )
-from acd.runtime.router_service import Command, RouterService
 from acd.service.repeats import RepeatCounter
 
-ROOT = Path(__file__).resolve().parents[1]
 A, B, K = "msk-tech-ru-001", "msk-tech-ru-002", "kyi-tech-uk-001"
 COLUMNS = (*CALL_COLUMNS, "caller", "customer_id", "survey_score")
 
@@ -153,29 +150,16 @@ def test_bad_fcr_window_and_survey_target_are_bad_input(database: Path) -> None:
     assert main([*base, "--survey-target", "6"]) == 2
 
 
-class Owner:
-    """Answers offers at once."""
-
-    def __init__(self, service: RouterService) -> None:
-        self.service = service
-
-    def handle_command(self, command: Command) -> None:
-        if isinstance(command, Offer):
-            self.service.offer_answered(command.call_id)
-
-
 async def test_records_carry_the_caller_customer_and_survey_score(tmp_path: Path) -> None:
     """A driver's caller number (sanitised) and customer id are written with the call's row;
     the survey score lands on that row after the call ended."""
     db = open_database(tmp_path / "acd.sqlite3")
-    service = RouterService(load_center(ROOT / "config" / "center.yaml"))
     records = CallRecords(db)
-    service.observe(records)
-    service.login(A)
+    service = writing_service(records, agent=A)
     records.identify("c1", " +79161234567 ", "C42")
     records.identify("c2", '"Eve" <1234>', None)
-    service.call_arrived(Owner(service), "c1", "tech", "ru", "RU")
-    service.call_arrived(Owner(service), "c2", "tech", "ru", "RU")
+    service.call_arrived(AnsweringOwner(service), "c1", "tech", "ru", "RU")
+    service.call_arrived(AnsweringOwner(service), "c2", "tech", "ru", "RU")
     await asyncio.sleep(0.01)
     service.hangup("c2")
     service.hangup("c1")

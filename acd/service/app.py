@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from acd.asterisk.agi.server import Admission, FastAgiServer, Handler, Listener, _cancel_and_wait
+from acd.asterisk.agi.server import Admission, FastAgiServer, Handler, Listener
 from acd.callbacks.dialler import business_hours
 from acd.config.load import load_center
 from acd.core.model import RoutingError
@@ -30,6 +30,7 @@ from acd.runtime.ivrsetup import IvrSetup, load_ivr
 from acd.runtime.records import CallbackStore, CallRecords, open_store
 from acd.runtime.router_service import Clock, LoopClock, RouterService
 from acd.runtime.store import RecordStore, redact
+from acd.runtime.tasks import cancel_and_wait
 from acd.service.api import HttpGuard, build_api, serve_http
 from acd.service.limits import check_fd_budget
 from acd.service.logs import EventLog, configure_logging
@@ -240,13 +241,13 @@ class Runtime:
         if self.agi is not None:
             await self._stop_step("fastagi", self.agi.close(grace))
         if self._dialer_task is not None:
-            await self._stop_step("dialer", _cancel_and_wait(self._dialer_task))
+            await self._stop_step("dialer", cancel_and_wait(self._dialer_task))
         if self.pbx_links is not None:
             await self._stop_step("pbxs", self.pbx_links.stop())
         if self._mailer_task is not None:
-            await self._stop_step("summary_mail", _cancel_and_wait(self._mailer_task))
+            await self._stop_step("summary_mail", cancel_and_wait(self._mailer_task))
         if self._ari_task is not None:
-            await self._stop_step("ari_app", _cancel_and_wait(self._ari_task))
+            await self._stop_step("ari_app", cancel_and_wait(self._ari_task))
         if self._ari_client is not None:
             await self._stop_step("ari_client", self._ari_client.close())
         if self._http_listener is not None:

@@ -38,7 +38,6 @@ from zoneinfo import ZoneInfo
 import structlog
 from aiohttp import HttpVersion11, web
 
-from acd.asterisk.agi.server import _cancel_and_wait
 from acd.config.schema import CenterConfig, ServiceLevel
 from acd.core.model import (
     AgentSnapshot,
@@ -52,6 +51,7 @@ from acd.core.model import (
     Output,
 )
 from acd.runtime.router_service import RouterService
+from acd.runtime.tasks import cancel_and_wait
 from acd.service.settings import WallboardSettings
 
 log = structlog.get_logger("acd.wallboard")
@@ -532,7 +532,7 @@ class Wallboard:
             sub.close()
         if self._task is not None:
             task, self._task = self._task, None
-            await _cancel_and_wait(task)
+            await cancel_and_wait(task)
 
 
 def _level(config: CenterConfig, queue: str) -> ServiceLevel:

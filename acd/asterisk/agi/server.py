@@ -38,6 +38,7 @@ from acd.asterisk.agi.codec import (
     RemoteProtocolError,
     Reply,
 )
+from acd.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class AgiSession:
         self._abort("the session ended")
         task, self._reader_task = self._reader_task, None
         if task is not None:
-            await _cancel_and_wait(task)
+            await cancel_and_wait(task)
         await _close_writer(self._writer)
 
     def _abort(self, reason: str) -> None:
@@ -654,16 +655,6 @@ def shorten(text: str, limit: int = MAX_SCRIPT_SHOWN) -> str:
 
 def _printable(text: str) -> str:
     return "".join(char if char.isprintable() else "?" for char in text)
-
-
-async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
 
 
 async def _close_writer(writer: asyncio.StreamWriter) -> None:
