@@ -402,26 +402,28 @@ def day_volume_heatmap(summary: Summary, cal: Calendar, zone_name: str) -> Plot:
 
 def worst_groups(summary: Summary, limit: int = WORST_GROUPS) -> list[tuple[str, str, float,
                                                                            float]]:
-    """Up to ``limit`` judged queues and languages that are not MET, furthest below their SL
-    target first: (dimension, group, SL, target)."""
+    """Up to ``limit`` judged queues and languages that are not MET, those with the most calls
+    short of their SL target first (offered x (target - SL): a big queue a little below
+    outweighs a tiny language far below): (dimension, group, SL, target)."""
     rows = []
     for g in summary.group_verdicts:
         verdict = g.get("sl_offered")
         if g.dim in ("queue", "language") and g.status != MET and verdict is not None \
                 and np.isfinite(verdict.value.mean):
-            rows.append((g.dim, g.group, verdict.value.mean, verdict.target))
-    rows.sort(key=lambda r: r[2] - r[3])
-    return rows[:limit]
+            short = g.volume * (verdict.target - verdict.value.mean)
+            rows.append((short, g.dim, g.group, verdict.value.mean, verdict.target))
+    rows.sort(key=lambda r: -r[0])
+    return [(dim, group, sl, target) for _short, dim, group, sl, target in rows[:limit]]
 
 
 def day_sl_groups_heatmap(summary: Summary, cal: Calendar, zone_name: str) -> Plot | None:
-    """SL per day and clock time of day of the queues and languages furthest below target,
-    one panel each (each coloured against its own target); None when every one is MET."""
+    """SL per day and clock time of day of the queues and languages with the most calls short
+    of their target, one panel each (coloured against its own target); None when all are MET."""
     worst = worst_groups(summary)
     if not worst:
         return None
     title = (f"Service level by day and time of day: the {len(worst)} queue(s) and "
-             "language(s) furthest below target")
+             "language(s) with the most calls short of target")
     ncols = 1 if len(worst) == 1 else 2
     nrows = -(-len(worst) // ncols)
     fig = Figure(figsize=(10, 0.5 + nrows * _day_height(len(cal.dates), compact=True)),
