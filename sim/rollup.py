@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -38,14 +38,11 @@ _EPS = 1e-9
 
 
 def report_zone(summary: Summary) -> tzinfo:
-    """The zone clock times are shown in: the summary's IANA zone, else the start's offset."""
+    """The zone clock times are shown in: the summary's IANA zone, else the start's offset
+    (a start without one is read as UTC)."""
     if summary.timezone:
         return ZoneInfo(summary.timezone)
-    start = datetime.fromisoformat(summary.start_iso)
-    if start.tzinfo is None:
-        raise ValueError(f"run start {summary.start_iso!r} has no UTC offset and the summary "
-                         "no time zone: clock times cannot be placed")
-    return start.tzinfo
+    return datetime.fromisoformat(summary.start_iso).tzinfo or UTC
 
 
 def run_seconds(summary: Summary) -> float:

@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import re
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -229,8 +230,12 @@ def test_day_heatmaps_have_titles_clock_time_and_the_target_in_the_colour_bar(
 
 
 def test_no_time_zone_falls_back_to_the_start_offset() -> None:
-    """Without an IANA zone the calendar uses the run start's UTC offset (+03:00)."""
+    """Without an IANA zone the calendar uses the run start's UTC offset (+03:00), and a start
+    without an offset is read as UTC."""
     summary = kpi.summarise([long_run(2.0)])
     cal = rollup.calendar(summary)
     assert cal.dates == (date(2026, 3, 5), date(2026, 3, 6))
     assert int(cal.column[0]) == 0 and math.isclose(rollup.run_seconds(summary), 2 * 86_400)
+    naive = rollup.calendar(replace(summary, start_iso="2026-03-05T06:00:00"))
+    assert naive.dates == (date(2026, 3, 5), date(2026, 3, 6), date(2026, 3, 7))
+    assert int(naive.column[0]) == 12 and naive.start.utcoffset() == timedelta(0)
