@@ -609,9 +609,9 @@ def _weeks_by_group(weeks: Sequence[Rollup]) -> list[list[str]]:
 def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
                provenance: Provenance | None = None, extra_plots: Sequence[Plot] = ()) -> None:
     """Write one self-contained HTML report from the package's jinja2 template: provenance,
-    verdicts, plots (inline SVG in clock time; ``extra_plots`` after them), for a run of more
-    than one day day x time-of-day heatmaps and weekly roll-ups, tables, wait percentiles,
-    missed intervals."""
+    verdicts, plots (inline SVG in clock time; ``extra_plots`` after them; a run of more than
+    one day first gets heatmaps by date and time of day and weekly roll-ups), tables, wait
+    percentiles, missed intervals."""
     plots = [Plot(p.key, p.title, scoped_ids(p.svg, p.key))
              for p in [*all_plots(summary, results, summary.timezone), *extra_plots]]
     # Runs of more than a day: day x time-of-day heatmaps and week-by-week tables.
@@ -630,9 +630,9 @@ def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
         overall_css="met" if summary.meets_target else "missed",
         verdicts=_verdict_rows(summary), min_offered=f"{summary.min_offered:g}",
         unjudged=[f"{d} {g} ({v:.0f})" for d, g, v in summary.unjudged],
-        plots=plots, multi_day=bool(days), day_plots=days, weekly=_weekly_rows(weeks),
-        weekly_header=["week", "days", "offered", "answered", "SL", "CAR", "abandoned", "ASA",
-                       "verdict"],
+        plots=plots, multi_day=is_multi_day(summary), day_plots=days, weekly=_weekly_rows(weeks),
+        weekly_header=["week", "days", "offered", "answered", "SL", "CAR", "abandon rate",
+                       "ASA", "verdict"],
         weeks_by_group=_weeks_by_group(weeks),
         answer_rate_target=f"{100 * summary.answer_rate_target:g}",
         threshold=f"{summary.threshold_s:g}",

@@ -239,3 +239,27 @@ def test_no_time_zone_falls_back_to_the_start_offset() -> None:
     naive = rollup.calendar(replace(summary, start_iso="2026-03-05T06:00:00"))
     assert naive.dates == (date(2026, 3, 5), date(2026, 3, 6), date(2026, 3, 7))
     assert int(naive.column[0]) == 12 and naive.start.utcoffset() == timedelta(0)
+
+
+def test_the_html_tables_show_each_week_and_each_groups_misses(
+        tmp_path: Path, runs: list[RunResult], summary: kpi.Summary) -> None:
+    """The week-by-week table has a row per ISO week with its SL and verdict, partial weeks
+    marked; the table by group counts each queue's and language's judged and missed weeks."""
+    report.write_html(tmp_path / "report.html", runs, summary)
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    weeks = report.calendar_rollups(summary)["weekly"]
+    center = re.search(r'<table id="weekly-center">(.*?)</table>', text, re.DOTALL)
+    assert center is not None
+    rows = re.findall(r"<tr[^>]*><td>([^<]+)</td><td>[^<]+</td><td>[^<]+</td><td>[^<]+</td>"
+                      r"<td>([^<]+)</td>.*?<td>([^<]+)</td></tr>", center.group(1))
+    assert rows == [(w.period.label + (" (partial)" if w.period.partial else ""),
+                     report.fmt("sl_offered", w.values["sl_offered"]), w.status)
+                    for w in weeks if w.dim == "center"]
+    groups = re.search(r'<table id="weekly-groups">(.*?)</table>', text, re.DOTALL)
+    assert groups is not None
+    for dim, group in (("queue", "tech"), ("language", "zh")):
+        mine = [w for w in weeks if (w.dim, w.group) == (dim, group)]
+        judged = sum(w.status != rollup.TOO_FEW for w in mine)
+        missed = sum(w.status == kpi.NOT_MET for w in mine)
+        row = re.search(rf"<tr><td>{dim} {group}</td><td>(\d+)</td><td>(\d+)", groups.group(1))
+        assert row is not None and (int(row.group(1)), int(row.group(2))) == (judged, missed)
