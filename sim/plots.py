@@ -20,11 +20,12 @@ import matplotlib.dates as mdates
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_svg import FigureCanvasSVG
-from matplotlib.colors import ListedColormap
+from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 
-from sim.kpi import ALL, Summary
+from sim.kpi import ALL, MET, Summary
 from sim.records import RunResult
+from sim.rollup import Calendar, calendar, day_grid, is_multi_day, ratio
 
 #: Wait percentiles shown in the report.
 PERCENTILES = (50, 80, 90, 95, 99)
@@ -286,3 +287,168 @@ def gap_heatmap(starts: Sequence[datetime], interval_s: float, labels: Sequence[
     _time_axis(ax, tz, zone_name)
     fig.colorbar(mesh, ax=ax, label=f"agents (clipped at ±{clip:g})", pad=0.01)
     return Plot("staffing_gap", title, _svg(fig))
+
+
+# --- Day x time of day (runs of more than one day) -------------------------------------------
+
+#: Cells without calls.
+NO_CALLS = "#dddddd"
+#: Below the SL target, from far below to just below; then at or above it.
+_BELOW = ("#67001f", "#b2182b", "#ef8a62", "#fddbc7")
+_ABOVE = ("#92c5de", "#2166ac")
+#: Queues and languages shown in the small multiple of the worst groups.
+WORST_GROUPS = 4
+
+
+def sl_scale(target: float) -> tuple[Colormap, BoundaryNorm]:
+    """Colours for SL in percent, fixed to 0-100%: reds below the target (darker further
+    below), blues at or above it, grey where there were no calls."""
+    t = 100 * target
+    below = [0.0, *[v for v in (t - 30, t - 15, t - 5, t) if v > 0]]
+    above = [v for v in ((t + 100) / 2, 100.0) if v > t]
+    colours = [*_BELOW[len(_BELOW) - (len(below) - 1):], *_ABOVE[:len(above)]]
+    cmap = ListedColormap(colours).with_extremes(bad=NO_CALLS)
+    return cmap, BoundaryNorm([*below, *above], cmap.N)
+
+
+def _day_edges(cal: Calendar, interval_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cell edges: hours of the day across, matplotlib date numbers of local dates down."""
+    hours = np.arange(cal.n_columns + 1) * interval_s / 3600
+    days = mdates.date2num([datetime.combine(d, datetime.min.time())
+                            for d in (*cal.dates, cal.dates[-1] + timedelta(days=1))])
+    return np.minimum(hours, 24.0), np.asarray(days, dtype=float)
+
+
+def _day_axes(ax: Axes, cal: Calendar, days: np.ndarray, zone_name: str, compact: bool) -> None:
+    """Clock time of day across (HH:MM every 3 hours), dates down: every day for up to three
+    weeks, Mondays up to four months (weeks ruled off), the first of each month beyond."""
+    ax.set_xticks(np.arange(0, 25, 3 if not compact else 6),
+                  [f"{h:02d}:00" for h in range(0, 25, 3 if not compact else 6)])
+    ax.set_xlim(0, 24)
+    ax.set_xlabel(f"local time of day ({zone_name})")
+    n = len(cal.dates)
+    if n <= (14 if compact else 21):
+        shown = list(range(n))
+        labels = [cal.dates[i].strftime("%a %d %b") for i in shown]
+    elif n <= 124:
+        shown = [i for i, d in enumerate(cal.dates) if d.weekday() == 0]
+        labels = [cal.dates[i].strftime("Mon %d %b") for i in shown]
+    else:
+        shown = [i for i, d in enumerate(cal.dates) if d.day == 1]
+        labels = [cal.dates[i].strftime("%b %Y") for i in shown]
+    ax.set_yticks([days[i] + 0.5 for i in shown], labels,
+                  fontsize="x-small" if compact or n > 21 else "small")
+    if n <= 124:
+        for i, d in enumerate(cal.dates):
+            if d.weekday() == 0 and i > 0:
+                ax.axhline(days[i], color="white", linewidth=1.2)
+    ax.set_ylim(days[-1], days[0])  # the first day at the top
+    ax.set_ylabel("date" if not compact else "")
+
+
+def _day_height(n_days: int, compact: bool = False) -> float:
+    """Figure (or panel) height in inches: a line per day up to a page's worth."""
+    if compact:
+        return float(np.clip(1.0 + 0.12 * n_days, 2.0, 4.5))
+    return float(np.clip(1.4 + 0.2 * n_days, 2.6, 9.0))
+
+
+def _sl_mesh(fig: Figure, ax: Axes, cal: Calendar, sl: np.ndarray, target: float,
+             interval_s: float, zone_name: str, compact: bool = False) -> None:
+    """One SL heatmap (percent, NaN = no calls) with its colour bar marking the target."""
+    hours, days = _day_edges(cal, interval_s)
+    cmap, norm = sl_scale(target)
+    mesh = ax.pcolormesh(hours, days, np.ma.masked_invalid(100 * sl), cmap=cmap, norm=norm,
+                         rasterized=True)
+    _day_axes(ax, cal, days, zone_name, compact)
+    bar = fig.colorbar(mesh, ax=ax, pad=0.01, spacing="proportional",
+                       label="SL %" if compact else "SL % (grey: no calls)")
+    t = 100 * target
+    bar.set_ticks([0, 50, t, 100], labels=["0", "50", f"target {t:g}", "100"])
+    bar.ax.axhline(t, color="black", linewidth=2)
+
+
+def day_sl_heatmap(summary: Summary, cal: Calendar, zone_name: str) -> Plot:
+    """The center's SL per day (rows) and clock time of day (columns)."""
+    _groups, offered, within = day_grid(summary, cal)
+    title = (f"Service level by day and time of day (answered within "
+             f"{summary.threshold_s:g} s; grey: no calls)")
+    fig = Figure(figsize=(10, _day_height(len(cal.dates))))
+    ax = fig.subplots()
+    ax.set_title(title)
+    _sl_mesh(fig, ax, cal, ratio(within[0], offered[0]), summary.target, summary.interval_s,
+             zone_name)
+    return Plot("day_sl", title, _svg(fig))
+
+
+def day_volume_heatmap(summary: Summary, cal: Calendar, zone_name: str) -> Plot:
+    """The center's offered calls per day and clock time of day (grey: none)."""
+    _groups, offered, _within = day_grid(summary, cal)
+    title = "Offered calls by day and time of day (mean per replication; grey: no calls)"
+    fig = Figure(figsize=(10, _day_height(len(cal.dates))))
+    ax = fig.subplots()
+    ax.set_title(title)
+    hours, days = _day_edges(cal, summary.interval_s)
+    grid = np.where(offered[0] > 0, offered[0], np.nan)
+    cmap = mpl.colormaps["viridis"].with_extremes(bad=NO_CALLS)
+    top = float(np.nanmax(grid)) if np.isfinite(grid).any() else 1.0
+    mesh = ax.pcolormesh(hours, days, np.ma.masked_invalid(grid), cmap=cmap,
+                         norm=Normalize(0, top), rasterized=True)
+    _day_axes(ax, cal, days, zone_name, compact=False)
+    fig.colorbar(mesh, ax=ax, pad=0.01,
+                 label=f"offered calls per {summary.interval_s / 60:g} min")
+    return Plot("day_volume", title, _svg(fig))
+
+
+def worst_groups(summary: Summary, limit: int = WORST_GROUPS) -> list[tuple[str, str, float,
+                                                                           float]]:
+    """Up to ``limit`` judged queues and languages that are not MET, those with the most calls
+    short of their SL target first (offered x (target - SL): a big queue a little below
+    outweighs a tiny language far below): (dimension, group, SL, target)."""
+    rows = []
+    for g in summary.group_verdicts:
+        verdict = g.get("sl_offered")
+        if g.dim in ("queue", "language") and g.status != MET and verdict is not None \
+                and np.isfinite(verdict.value.mean):
+            short = g.volume * (verdict.target - verdict.value.mean)
+            rows.append((short, g.dim, g.group, verdict.value.mean, verdict.target))
+    rows.sort(key=lambda r: -r[0])
+    return [(dim, group, sl, target) for _short, dim, group, sl, target in rows[:limit]]
+
+
+def day_sl_groups_heatmap(summary: Summary, cal: Calendar, zone_name: str) -> Plot | None:
+    """SL per day and clock time of day of the queues and languages with the most calls short
+    of their target, one panel each (coloured against its own target); None when all are MET."""
+    worst = worst_groups(summary)
+    if not worst:
+        return None
+    title = (f"Service level by day and time of day: the {len(worst)} queue(s) and "
+             "language(s) with the most calls short of target")
+    ncols = 1 if len(worst) == 1 else 2
+    nrows = -(-len(worst) // ncols)
+    fig = Figure(figsize=(10, 0.5 + nrows * _day_height(len(cal.dates), compact=True)),
+                 layout="constrained")
+    fig.suptitle(title)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    grids = {dim: day_grid(summary, cal, dim) for dim in {w[0] for w in worst}}
+    for ax, (dim, group, sl, target) in zip(axes, worst, strict=False):
+        names, offered, within = grids[dim]
+        g = names.index(group)
+        ax.set_title(f"{dim} {group}: SL {100 * sl:.1f}% (target {100 * target:g}%)",
+                     fontsize="medium")
+        _sl_mesh(fig, ax, cal, ratio(within[g], offered[g]), target, summary.interval_s,
+                 zone_name, compact=True)
+    for ax in axes[len(worst):]:
+        ax.set_visible(False)
+    return Plot("day_sl_groups", title, _svg(fig))
+
+
+def day_plots(summary: Summary, timezone: str) -> list[Plot]:
+    """The day x time-of-day heatmaps of a run of more than one day (none for a shorter run)."""
+    if not is_multi_day(summary):
+        return []
+    cal = calendar(summary)
+    zone_name = timezone or f"UTC{cal.start.strftime('%z')}"
+    plots = [day_sl_heatmap(summary, cal, zone_name), day_volume_heatmap(summary, cal, zone_name),
+             day_sl_groups_heatmap(summary, cal, zone_name)]
+    return [p for p in plots if p is not None]

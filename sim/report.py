@@ -10,7 +10,7 @@ import csv
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -34,8 +34,18 @@ from sim.kpi import (
     Summary,
     Verdict,
 )
-from sim.plots import PERCENTILES, Plot, all_plots, scoped_ids
+from sim.plots import PERCENTILES, Plot, all_plots, day_plots, scoped_ids
 from sim.records import RunResult
+from sim.rollup import (
+    ROLLUP_COUNTS,
+    ROLLUP_RATIOS,
+    TOO_FEW,
+    Rollup,
+    calendar,
+    is_multi_day,
+    rollup_dict,
+    rollups,
+)
 
 #: KPIs shown as percentages; the rest are seconds or call counts.
 PERCENT_KPIS = frozenset({"sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short",
@@ -346,7 +356,25 @@ def _interval_dict(table: IntervalSummary) -> dict[str, Any]:
 
 
 def summary_to_dict(summary: Summary, provenance: Provenance | None = None) -> dict[str, Any]:
-    """The summary as plain JSON types (NaN becomes null), with its provenance if given."""
+    """The summary as plain JSON types (NaN becomes null), with its provenance if given; a run
+    of more than one day also has its ``weekly`` and ``daily`` roll-ups."""
+    return {**_head_dict(summary, provenance),
+            "intervals": {dim: _interval_dict(t) for dim, t in summary.intervals.items()}}
+
+
+def calendar_rollups(summary: Summary) -> dict[str, list[Rollup]]:
+    """The weekly and daily roll-ups of a run of more than one day; none for a shorter run."""
+    if not is_multi_day(summary):
+        return {}
+    cal = calendar(summary)
+    return {"weekly": rollups(summary, weekly=True, cal=cal),
+            "daily": rollups(summary, weekly=False, cal=cal)}
+
+
+def _head_dict(summary: Summary, provenance: Provenance | None) -> dict[str, Any]:
+    """Everything :func:`summary_to_dict` gives but the per-interval tables."""
+    periods = {name: [rollup_dict(r) for r in rows]
+               for name, rows in calendar_rollups(summary).items()}
     return {
         **({"provenance": provenance.as_dict()} if provenance is not None else {}),
         "timezone": summary.timezone,
@@ -375,7 +403,7 @@ def summary_to_dict(summary: Summary, provenance: Provenance | None = None) -> d
                          for g, row in groups.items()}
                    for dim, groups in summary.groups.items()},
         "group_targets": summary.group_targets,
-        "intervals": {dim: _interval_dict(t) for dim, t in summary.intervals.items()},
+        **periods,
     }
 
 
@@ -386,7 +414,7 @@ def write_json(path: str | Path, summary: Summary, provenance: Provenance | None
     The per-interval tables are written a row at a time, so a year of intervals never sits in
     memory as Python lists; the bytes are those of ``json.dumps(summary_to_dict(...))``.
     """
-    head = summary_to_dict(replace(summary, intervals={}), provenance)
+    head = {**_head_dict(summary, provenance), "intervals": {}}
     text = json.dumps(head, allow_nan=False)
     with Path(path).open("w", encoding="utf-8") as fh:
         fh.write(text[:text.rindex("{}")] + "{")
@@ -467,7 +495,22 @@ def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | 
         name = "intervals.csv" if dim == ALL else f"intervals_by_{dim}.csv"
         cols = [c for k in INTERVAL_KPI_NAMES for c in (k, f"{k}_hw")]
         write(name, ["interval", "start", "group", *cols], _interval_rows(summary, table))
+    for name, rows in calendar_rollups(summary).items():
+        write(f"{name}.csv", [*ROLLUP_HEADER, "replications"],
+              [[*_rollup_cells(r), str(summary.n_replications)] for r in rows])
     return written
+
+
+#: Columns of ``weekly.csv`` and ``daily.csv`` (before the replications and provenance).
+ROLLUP_HEADER = ("period", "first_day", "last_day", "partial", "dim", "group", *ROLLUP_COUNTS,
+                 *ROLLUP_RATIOS, "sl_target", "answer_rate_target", "verdict")
+
+
+def _rollup_cells(r: Rollup) -> list[str]:
+    return [r.period.label, r.period.first.isoformat(), r.period.last.isoformat(),
+            "partial" if r.period.partial else "", r.dim, r.group,
+            *[_csv_value(r.values[k]) for k in (*ROLLUP_COUNTS, *ROLLUP_RATIOS)],
+            repr(r.sl_target), repr(r.answer_rate_target), r.status]
 
 
 # --- HTML ---------------------------------------------------------------------------------
@@ -524,16 +567,57 @@ def _verdict_rows(summary: Summary) -> list[dict[str, str]]:
     return rows
 
 
-_CSS_CLASS = {MET: "met", NOT_MET: "missed", INCONCLUSIVE: "unsure"}
+_CSS_CLASS = {MET: "met", NOT_MET: "missed", INCONCLUSIVE: "unsure", TOO_FEW: ""}
+
+
+def _calls(value: float) -> str:
+    return f"{value:,.0f}" if math.isfinite(value) else "-"
+
+
+def _weekly_rows(weeks: Sequence[Rollup]) -> list[dict[str, Any]]:
+    """The center's weeks for the report's table, partial weeks marked."""
+    return [{"cells": [w.period.label + (" (partial)" if w.period.partial else ""),
+                       f"{w.period.first:%a %d %b} - {w.period.last:%a %d %b %Y}",
+                       _calls(w.values["offered"]), _calls(w.values["answered"]),
+                       *[fmt(k, w.values[k]) for k in ROLLUP_RATIOS], w.status],
+             "css": _CSS_CLASS[w.status]} for w in weeks if w.dim == "center"]
+
+
+def _weeks_by_group(weeks: Sequence[Rollup]) -> list[list[str]]:
+    """Per queue and language: weeks judged, weeks NOT MET (partial ones among them) and the
+    worst week's SL; the groups with most weeks missed first within each dimension."""
+    rows: list[tuple[str, int, list[str]]] = []
+    groups: dict[tuple[str, str], list[Rollup]] = {}
+    for w in weeks:
+        if w.dim != "center":
+            groups.setdefault((w.dim, w.group), []).append(w)
+    for (dim, group), rs in groups.items():
+        judged = [r for r in rs if r.status != TOO_FEW]
+        missed = [r for r in judged if r.status == NOT_MET]
+        worst = min(judged, key=lambda r: r.values["sl_offered"] - r.sl_target, default=None)
+        rows.append((dim, -len(missed), [
+            f"{dim} {group}", str(len(judged)),
+            f"{len(missed)}" + (f" ({sum(r.period.partial for r in missed)} partial)"
+                                if any(r.period.partial for r in missed) else ""),
+            "-" if worst is None else worst.period.label,
+            "-" if worst is None else fmt("sl_offered", worst.values["sl_offered"]),
+            f"{100 * rs[0].sl_target:g}%"]))
+    order = {"queue": 0, "language": 1}
+    return [cells for _dim, _neg, cells in sorted(rows, key=lambda r: (order[r[0]], r[1]))]
 
 
 def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
                provenance: Provenance | None = None, extra_plots: Sequence[Plot] = ()) -> None:
     """Write one self-contained HTML report from the package's jinja2 template: provenance,
-    verdicts, plots (inline SVG in clock time; ``extra_plots`` after them), tables, wait
+    verdicts, plots (inline SVG in clock time; ``extra_plots`` after them; a run of more than
+    one day first gets heatmaps by date and time of day and weekly roll-ups), tables, wait
     percentiles, missed intervals."""
     plots = [Plot(p.key, p.title, scoped_ids(p.svg, p.key))
              for p in [*all_plots(summary, results, summary.timezone), *extra_plots]]
+    # Runs of more than a day: day x time-of-day heatmaps and week-by-week tables.
+    days = [Plot(p.key, p.title, scoped_ids(p.svg, p.key))
+            for p in day_plots(summary, summary.timezone)]
+    weeks = calendar_rollups(summary).get("weekly", [])
     missed = missed_intervals(summary)
     qualified = int(np.sum(summary.intervals[ALL].mean["offered"][0] >= summary.min_volume))
     html = _template().render(
@@ -546,7 +630,12 @@ def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
         overall_css="met" if summary.meets_target else "missed",
         verdicts=_verdict_rows(summary), min_offered=f"{summary.min_offered:g}",
         unjudged=[f"{d} {g} ({v:.0f})" for d, g, v in summary.unjudged],
-        plots=plots,
+        plots=plots, multi_day=is_multi_day(summary), day_plots=days, weekly=_weekly_rows(weeks),
+        weekly_header=["week", "days", "offered", "answered", "SL", "CAR", "abandon rate",
+                       "ASA", "verdict"],
+        weeks_by_group=_weeks_by_group(weeks),
+        answer_rate_target=f"{100 * summary.answer_rate_target:g}",
+        threshold=f"{summary.threshold_s:g}",
         overall=[[k, fmt_ci(k, e), fmt_spread(k, e.sd), str(e.n)]
                  for k, e in summary.overall.items()],
         groups=[(dim, *_html_group_rows(summary, dim)) for dim in summary.groups],

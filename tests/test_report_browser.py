@@ -109,3 +109,46 @@ def test_the_screenshot_shows_a_page_with_plots(
     assert colours is not None and len(colours) > 50
     white = sum(count for count, rgb in colours if rgb == (255, 255, 255))
     assert white < 0.95 * 1280 * 2000
+
+
+#: The plots a run of more than one day adds, before the interval-by-interval ones.
+DAY_PLOTS = ("day_sl", "day_volume", "day_sl_groups")
+
+
+@pytest.fixture(scope="module")
+def rendered_days(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The DOM of a three-day run's report, Saturday 7 to Monday 9 March 2026 in Moscow."""
+    out = tmp_path_factory.mktemp("report-days")
+    code = main(["sim", "run", "--days", "3", "--start", "2026-03-07T00:00:00+03:00",
+                 "-r", "1", "-j", "1", "-q", "--out", str(out)])
+    assert code == 0
+    dom = chromium(out / "profile", "--dump-dom", (out / "report.html").as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    return dom.stdout
+
+
+def test_a_multi_day_report_has_day_by_time_heatmaps_and_weekly_tables(
+        rendered_days: str) -> None:
+    """A run of three days shows the SL, volume and worst-groups heatmaps first, each titled,
+    with HH:MM clock times of the day in Moscow across and the dates down; then the weekly
+    table with its two partial ISO weeks; then every plot a one-day run has."""
+    parser = Figures()
+    parser.feed(rendered_days)
+    keys = tuple(key.removeprefix("plot-") for key in parser.figures)
+    assert keys == (*DAY_PLOTS, *PLOTS)
+    for key in DAY_PLOTS:
+        figure = parser.figures[f"plot-{key}"]
+        assert figure["has_svg"] and figure["caption"].strip(), key
+        assert figure["caption"].strip() in figure["svg"], key
+        assert "local time of day (Europe/Moscow)" in figure["svg"], key
+        ticks = re.findall(r"^(\d\d):(\d\d)$", figure["svg"], re.MULTILINE)
+        assert ("00", "00") in ticks and ("12", "00") in ticks, (key, ticks)
+        assert "Sat 07 Mar" in figure["svg"] and "Mon 09 Mar" in figure["svg"], key
+    assert parser.figures["plot-day_sl"]["caption"].startswith(
+        "Service level by day and time of day")
+    assert "target 85" in parser.figures["plot-day_sl"]["svg"]
+    assert parser.figures["plot-day_volume"]["caption"].startswith(
+        "Offered calls by day and time of day")
+    assert "<h2>Week by week (ISO weeks, Europe/Moscow)</h2>" in rendered_days
+    assert "2026-W10 (partial)" in rendered_days and "2026-W11 (partial)" in rendered_days
+    assert "<h2>Interval by interval (clock time, Europe/Moscow)</h2>" in rendered_days

@@ -1,0 +1,229 @@
+"""Calendar views of a multi-day run: a day x time-of-day grid and daily and weekly roll-ups.
+
+Everything here starts from a summary's per-interval tables (means over replications), so it
+works for runs that keep no call log. Each interval is placed by its start in the report's zone:
+its local date (a row of the grid, its day and ISO week) and its clock time of day (a column).
+Roll-ups add the counts up and divide sums, never average ratios: SL = sum of calls answered
+within the threshold / sum of offered calls. Counts are means per replication, so with several
+replications the ratios are those of the pooled calls. ASA weights each interval's ASA by its
+answered calls (exact with one replication). A period's verdict compares these pooled values
+with the targets (there is no CI per period); with fewer than ``min_offered`` offered calls
+per replication it gets none.
+
+Where the clock is put back (end of summer time) two intervals share a cell of the grid and
+are added up; where it jumps forward the skipped hour has no interval and stays blank.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from sim.kpi import ALL, MET, NOT_MET, IntervalSummary, Summary
+
+#: The verdict of a period with too few offered calls to judge.
+TOO_FEW = "TOO FEW CALLS"
+#: Dimensions rolled up besides the center (by site only answered calls are defined).
+ROLLUP_DIMS = ("queue", "language")
+#: Counts summed per period, then the ratios built from them.
+ROLLUP_COUNTS = ("offered", "answered", "answered_within", "abandoned")
+ROLLUP_RATIOS = ("sl_offered", "answer_rate", "abandon_rate", "asa_s")
+_DAY_S = 86_400.0
+_EPS = 1e-9
+
+
+def report_zone(summary: Summary) -> tzinfo:
+    """The zone clock times are shown in: the summary's IANA zone, else the start's offset
+    (a start without one is read as UTC)."""
+    if summary.timezone:
+        return ZoneInfo(summary.timezone)
+    return datetime.fromisoformat(summary.start_iso).tzinfo or UTC
+
+
+def run_seconds(summary: Summary) -> float:
+    """How long the summarised run is: its intervals times their length."""
+    return float(summary.intervals[ALL].start_s.size * summary.interval_s)
+
+
+def is_multi_day(summary: Summary) -> bool:
+    """True when the run spans more than one day (the calendar views are shown then only)."""
+    return run_seconds(summary) > _DAY_S + _EPS
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Where each interval falls in the report's zone: ``row[i]`` indexes ``dates`` (local
+    dates, every one from the first to the last), ``column[i]`` the interval-long slot of the
+    day its local start is in (``n_columns`` slots from midnight)."""
+
+    dates: tuple[date, ...]
+    row: np.ndarray
+    column: np.ndarray
+    n_columns: int
+    zone: tzinfo
+    start: datetime
+    end: datetime
+
+    @property
+    def cell(self) -> np.ndarray:
+        """Each interval's flat index into a (dates, columns) grid."""
+        return self.row * self.n_columns + self.column
+
+
+def calendar(summary: Summary) -> Calendar:
+    """Local date and clock-time slot of every interval of the summary."""
+    zone = report_zone(summary)
+    start = datetime.fromisoformat(summary.start_iso)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=zone)
+    starts = summary.intervals[ALL].start_s
+    local = [(start + timedelta(seconds=float(s))).astimezone(zone) for s in starts]
+    first = local[0].date()
+    row = np.fromiter(((t.date() - first).days for t in local), dtype=np.int64, count=len(local))
+    seconds = np.fromiter((t.hour * 3600 + t.minute * 60 + t.second for t in local),
+                          dtype=float, count=len(local))
+    n_columns = math.ceil(_DAY_S / summary.interval_s - _EPS)
+    column = np.minimum((seconds // summary.interval_s).astype(np.int64), n_columns - 1)
+    dates = tuple(first + timedelta(days=d) for d in range(int(row[-1]) + 1))
+    end = start + timedelta(seconds=run_seconds(summary))
+    return Calendar(dates, row, column, n_columns, zone, start, end)
+
+
+def _counts(table: IntervalSummary, name: str) -> np.ndarray:
+    """A count per (group, interval), 0 where undefined (no replication reached it)."""
+    return np.nan_to_num(table.mean[name], nan=0.0)
+
+
+def day_grid(summary: Summary, cal: Calendar, dim: str = ALL
+             ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Offered and answered-within-threshold calls per (group, local date, slot of the day),
+    means per replication summed over the intervals that fall in each cell."""
+    table = summary.intervals[dim]
+    n_cells = len(cal.dates) * cal.n_columns
+    shape = (len(table.groups), len(cal.dates), cal.n_columns)
+    grids = []
+    for name in ("offered", "answered_within"):
+        counts = _counts(table, name)
+        grids.append(np.stack([np.bincount(cal.cell, weights=counts[g], minlength=n_cells)
+                               for g in range(shape[0])]).reshape(shape))
+    return table.groups, grids[0], grids[1]
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN (blank) where the denominator is zero: no calls, no share."""
+    out = np.full(den.shape, np.nan)
+    np.divide(num, den, out=out, where=den > _EPS)
+    return out
+
+
+@dataclass(frozen=True)
+class Period:
+    """One day or ISO week of the run: its label, the local dates the run covers in it, and
+    whether the run covers all of it (else it is partial)."""
+
+    label: str
+    first: date
+    last: date
+    partial: bool
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A group's calls and KPIs over one period, and its verdict against its targets."""
+
+    period: Period
+    dim: str
+    group: str
+    values: dict[str, float]
+    sl_target: float
+    answer_rate_target: float
+    status: str
+
+
+def _periods(cal: Calendar, weekly: bool) -> tuple[list[Period], np.ndarray]:
+    """The periods the run touches, in order, and each interval's period index."""
+    def key(d: date) -> tuple[int, int]:
+        iso = d.isocalendar()
+        return (iso.year, iso.week) if weekly else (d.toordinal(), 0)
+
+    keys = [key(d) for d in cal.dates]
+    firsts = [i for i, k in enumerate(keys) if i == 0 or k != keys[i - 1]]
+    bounds = [*firsts, len(keys)]
+    periods = []
+    for lo, hi in itertools.pairwise(bounds):
+        first, last = cal.dates[lo], cal.dates[hi - 1]
+        if weekly:
+            year, week = keys[lo]
+            label = f"{year}-W{week:02d}"
+            begin = first - timedelta(days=first.weekday())
+            end = begin + timedelta(days=7)
+        else:
+            label, begin, end = first.isoformat(), first, first + timedelta(days=1)
+        # Midnight in the zone: a whole period is from its first midnight to its last.
+        opens = datetime.combine(begin, datetime.min.time(), cal.zone)
+        closes = datetime.combine(end, datetime.min.time(), cal.zone)
+        partial = cal.start > opens or cal.end < closes
+        periods.append(Period(label, first, last, partial))
+    index_of_date = np.zeros(len(cal.dates), dtype=np.int64)
+    for p, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        index_of_date[lo:hi] = p
+    return periods, index_of_date[cal.row]
+
+
+def _judge(values: dict[str, float], sl_target: float, car_target: float,
+           min_offered: float) -> str:
+    """MET when SL and answer rate reach their targets, NOT MET otherwise; no verdict below
+    ``min_offered`` offered calls."""
+    if not values["offered"] >= min_offered:
+        return TOO_FEW
+    met = (values["sl_offered"] >= sl_target - _EPS
+           and values["answer_rate"] >= car_target - _EPS)
+    return MET if met else NOT_MET
+
+
+def rollups(summary: Summary, weekly: bool = True, cal: Calendar | None = None
+            ) -> list[Rollup]:
+    """Per ISO week (``weekly``) or per local date: the center, then every queue and language
+    with calls in the run, period by period."""
+    cal = cal or calendar(summary)
+    periods, index = _periods(cal, weekly)
+    out: list[Rollup] = []
+    dims = [d for d in (ALL, *ROLLUP_DIMS) if d in summary.intervals]
+    for dim in dims:
+        table = summary.intervals[dim]
+        sums = {k: np.stack([np.bincount(index, weights=row, minlength=len(periods))
+                             for row in _counts(table, k)])
+                for k in ROLLUP_COUNTS}
+        asa = np.nan_to_num(table.mean["asa_s"] * table.mean["answered"], nan=0.0)
+        waited = np.stack([np.bincount(index, weights=row, minlength=len(periods))
+                           for row in asa])
+        ratios = {"sl_offered": ratio(sums["answered_within"], sums["offered"]),
+                  "answer_rate": ratio(sums["answered"], sums["offered"]),
+                  "abandon_rate": ratio(sums["abandoned"], sums["offered"]),
+                  "asa_s": ratio(waited, sums["answered"])}
+        for g, group in enumerate(table.groups):
+            if dim != ALL and sums["offered"][g].sum() <= 0:
+                continue
+            target = table.targets[g]
+            for p, period in enumerate(periods):
+                values = {k: float(v[g, p]) for k, v in (*sums.items(), *ratios.items())}
+                status = _judge(values, target, summary.answer_rate_target,
+                                summary.min_offered)
+                out.append(Rollup(period, "center" if dim == ALL else dim, group, values,
+                                  target, summary.answer_rate_target, status))
+    return out
+
+
+def rollup_dict(r: Rollup) -> dict[str, object]:
+    """A roll-up row as plain JSON types (undefined ratios as None)."""
+    return {"period": r.period.label, "first_day": r.period.first.isoformat(),
+            "last_day": r.period.last.isoformat(), "partial": r.period.partial,
+            "dim": r.dim, "group": r.group,
+            **{k: (v if math.isfinite(v) else None) for k, v in r.values.items()},
+            "sl_target": r.sl_target, "answer_rate_target": r.answer_rate_target,
+            "status": r.status}
