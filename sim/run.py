@@ -3,7 +3,9 @@
 Replication ``i`` of base seed ``s`` draws its traffic, its staffing absences and its caller and
 agent behaviour from separate children of ``SeedSequence(s).spawn(n)[i]``. Two scenarios run
 with the same base seed therefore see the same callers (common random numbers), which makes
-their difference far less noisy than their separate confidence intervals suggest.
+their difference far less noisy than their separate confidence intervals suggest. Absences are
+drawn per agent and calendar day (:func:`sim.staffing.absent_days`), so an agent present in
+both scenarios is absent on the same days in both, however many agents either has.
 """
 
 from __future__ import annotations
@@ -110,6 +112,25 @@ def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
     return list(np.random.SeedSequence(base_seed).spawn(n))
 
 
+def replication_streams(seed_seq: np.random.SeedSequence
+                        ) -> tuple[np.random.SeedSequence, np.random.SeedSequence,
+                                   np.random.SeedSequence]:
+    """The traffic, staffing and engine seed sequences of the replication ``seed_seq``.
+
+    The traffic (callers, their talk, wrap-up and patience) comes from the first whatever the
+    staffing; absences from the second, per agent and day (:func:`sim.staffing.absent_days`),
+    so no other agent shifts them; the engine's behaviour (answer delays, ring-no-answer,
+    callback acceptance, redials) from the third, drawn in the order events happen, so those
+    draws do follow the staffing.
+    """
+    # spawn() counts its children: a fresh copy gives the same three whatever ran before, so
+    # one seed sequence object can serve every point of a sweep in one process.
+    fresh = np.random.SeedSequence(seed_seq.entropy, spawn_key=seed_seq.spawn_key,
+                                   pool_size=seed_seq.pool_size)
+    traffic_ss, staffing_ss, engine_ss = fresh.spawn(3)
+    return traffic_ss, staffing_ss, engine_ss
+
+
 def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Generator | None,
                  days: float | None = None, scale: float = 1.0, start: datetime | None = None
                  ) -> tuple[list[Arrival] | ArrivalBatch, datetime, float]:
@@ -175,11 +196,7 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """Run one replication."""
     scenario = load_run_scenario(spec)
-    # spawn() counts its children: a fresh copy gives the same three whatever ran before, so
-    # one seed sequence object can serve every point of a sweep in one process.
-    fresh = np.random.SeedSequence(seed_seq.entropy, spawn_key=seed_seq.spawn_key,
-                                   pool_size=seed_seq.pool_size)
-    traffic_ss, staffing_ss, engine_ss = fresh.spawn(3)
+    traffic_ss, staffing_ss, engine_ss = replication_streams(seed_seq)
     s = scenario.spec
     index = seed_seq.spawn_key[-1] if seed_seq.spawn_key else 0
     csv_path = None if spec.calls_csv is None else calls_csv_path(spec.calls_csv, index)
@@ -208,7 +225,7 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
                                             np.random.default_rng(traffic_ss),
                                             *replay_window(spec))
     timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
-                              start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
+                              start, horizon + DRAIN_S, staffing_ss)
     timeline = with_outages(scenario, timeline, start)
     sim = Simulation(scenario.center, arrivals, timeline, behaviour, start, horizon,
                      s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
