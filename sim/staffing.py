@@ -3,8 +3,10 @@
 Deterministic apart from absence: agents are spread evenly over a group's shifts, days off
 rotate through the week, and breaks are staggered so a group never leaves for lunch all at once.
 
-Whether an agent is absent on a calendar day is the agent's own draw, so that two scenarios
-compared on the same seeds (common random numbers) differ only where they differ: it comes
+Everything an agent gets is the agent's own, so that two scenarios compared on the same seeds
+(common random numbers) differ only where they differ. The ``k``-th agent of a group keeps its
+shift, days off and break stagger whatever the size of the group (:func:`shift_slots` never
+moves earlier agents when one is added), and whether it is absent on a calendar day comes
 from the agent's own stream, keyed by the replication's seed and the agent's id, at the day's
 ordinal (:func:`absent_days`), the same whatever other agents exist, in whatever order, and
 whatever day the run starts on.
@@ -16,6 +18,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -41,19 +44,6 @@ class StaffAction:
     reason: str | None = None
 
 
-def spread(counts: list[int]) -> list[int]:
-    """Assign ``sum(counts)`` members to slots so each slot's members are evenly spread."""
-    n = sum(counts)
-    assigned = [0] * len(counts)
-    out = []
-    for k in range(n):
-        slot = max(range(len(counts)),
-                   key=lambda s: (counts[s] * (k + 1) / n - assigned[s], -s))
-        assigned[slot] += 1
-        out.append(slot)
-    return out
-
-
 def allocate(shares: list[float], n: int) -> list[int]:
     """Largest-remainder allocation of ``n`` agents over shifts with relative ``shares``."""
     total = sum(shares)
@@ -63,6 +53,35 @@ def allocate(shares: list[float], n: int) -> list[int]:
                     reverse=True)[: n - sum(counts)]:
         counts[i] += 1
     return counts
+
+
+def shift_slots(shares: list[float], n: int) -> list[int]:
+    """The shift of each of a group's ``n`` agents, the ``k``-th agent's the same for every
+    ``n > k``: adding agents never moves the agents already there.
+
+    Agent ``k`` takes the shift whose head count under :func:`allocate` grows from ``k`` to
+    ``k + 1`` agents: where largest remainders add one seat at a time, the first ``n`` agents
+    fill exactly ``allocate(shares, n)``, and each shift's agents are spread evenly through the
+    group (over its days off and its language blocks). Where they cannot be reached without
+    moving an earlier agent (the Alabama paradox: a shift losing a seat as the group grows), the
+    agent goes where the counts are furthest below them, so each shift stays within one agent
+    of its exact share.
+    """
+    return list(_shift_slots(tuple(shares), n))
+
+
+@lru_cache(maxsize=256)
+def _shift_slots(shares: tuple[float, ...], n: int) -> tuple[int, ...]:
+    total = sum(shares)
+    counts = [0] * len(shares)
+    out = []
+    for k in range(n):
+        target = allocate(list(shares), k + 1)
+        slot = max(range(len(shares)), key=lambda s: (
+            target[s] - counts[s], shares[s] / total * (k + 1) - counts[s], -s))
+        counts[slot] += 1
+        out.append(slot)
+    return tuple(out)
 
 
 def absence_root(seed: np.random.SeedSequence | np.random.Generator) -> np.ndarray:
@@ -118,7 +137,7 @@ def build_timeline(config: CenterConfig, agents: list[AgentProfile], staffing: S
         shifts = staffing.group_shifts.get(group) or staffing.shifts.get(site, [])
         if not shifts:
             continue
-        slots = spread(allocate([s.share for s in shifts], len(members)))
+        slots = shift_slots([s.share for s in shifts], len(members))
         first_day = start.astimezone(tz).date() - timedelta(days=1)
         for k, agent in enumerate(members):
             shift = shifts[slots[k]]

@@ -27,7 +27,14 @@ from acd.core.router import Router
 from acd.errors import ConfigError
 from sim.run import default_scenario, replication_seeds, replication_streams
 from sim.scenario import Staffing, load_scenario
-from sim.staffing import StaffAction, absence_root, absent_days, build_timeline
+from sim.staffing import (
+    StaffAction,
+    absence_root,
+    absent_days,
+    allocate,
+    build_timeline,
+    shift_slots,
+)
 
 #: A Monday, midnight in Moscow (the reference scenario's start).
 MONDAY = datetime.fromisoformat("2026-03-02T00:00:00+03:00")
@@ -180,10 +187,10 @@ PLAIN_GROUPS = ("msk-tech-ru", "msk-repair-ru", "kyi-tech-uk", "kyi-orders-uk", 
 @settings(max_examples=10, deadline=None)
 @given(grown=st.sampled_from(PLAIN_GROUPS), extra=st.integers(1, 12),
        seed=st.integers(0, 2**32 - 1), reverse=st.booleans())
-def test_absences_ignore_other_groups_head_counts_and_order(grown: str, extra: int, seed: int,
-                                                            reverse: bool) -> None:
-    """Agents of groups left as they were keep exactly the same logins, breaks and absences
-    when another group gains agents and the groups are listed in another order."""
+def test_agents_keep_their_timeline_when_agents_are_added(grown: str, extra: int, seed: int,
+                                                          reverse: bool) -> None:
+    """Every agent keeps exactly the same shift, breaks and absences when its own or another
+    group gains agents and the groups are listed in another order."""
     config, staffing = _reference()
     before = _by_agent(build_timeline(config, _roster(config)[1], staffing, MONDAY,
                                       3 * 86400.0, _seed(seed)))
@@ -193,7 +200,7 @@ def test_absences_ignore_other_groups_head_counts_and_order(grown: str, extra: i
     plain = _by_agent(build_timeline(config, _roster(config)[1],
                                      staffing.model_copy(update={"absence_rate": 0.0}),
                                      MONDAY, 3 * 86400.0, _seed(seed)))
-    kept = [a.id for a in agents if a.group != grown]
+    kept = [a.id for a in _roster(config)[1]]
     assert any(before.get(a) != plain.get(a) for a in kept)  # some absences were drawn
     for agent_id in kept:
         assert after.get(agent_id) == before.get(agent_id), agent_id
@@ -239,3 +246,40 @@ def test_seeded_timelines_are_reproducible_from_their_seed() -> None:
     assert build_timeline(config, agents, staffing, MONDAY, 86400.0,
                           np.random.default_rng(_seed(11))) == one
     assert build_timeline(config, agents, staffing, MONDAY, 86400.0, _seed(12)) != one
+
+
+# ------------------------------------------------------------------ shift slots
+
+
+@settings(max_examples=60, deadline=None)
+@given(shares=st.lists(st.floats(0.01, 1.0), min_size=1, max_size=8),
+       n=st.integers(0, 120), extra=st.integers(1, 40))
+def test_shift_slots_never_move_earlier_agents(shares: list[float], n: int, extra: int) -> None:
+    """The first ``n`` agents of a larger group have the shifts they have in a group of ``n``;
+    every shift holds its exact share to within one agent, and exactly the largest-remainder
+    count wherever largest remainders grow one seat at a time up to ``n``."""
+    slots = shift_slots(shares, n)
+    assert shift_slots(shares, n + extra)[:n] == slots
+    counts = [slots.count(s) for s in range(len(shares))]
+    for count, share in zip(counts, shares, strict=True):
+        assert abs(count - share / sum(shares) * n) < 1
+    monotone = all(all(b >= a for a, b in zip(allocate(shares, j), allocate(shares, j + 1),
+                                                 strict=True)) for j in range(n))
+    if monotone:
+        assert counts == allocate(shares, n)
+
+
+def test_reference_groups_keep_their_shift_head_counts() -> None:
+    """Groups of the reference center get the largest-remainder head count per shift, except
+    10-agent groups, where largest remainders would take a seat back from the night shift that
+    a 9-agent group has (one agent moves from the 09:00 shift to the night)."""
+    config, staffing = _reference()
+    for name, group in config.agent_groups.items():
+        shares = [s.share for s in staffing.shifts[group.site]]
+        slots = shift_slots(shares, group.count)
+        counts = [slots.count(s) for s in range(len(shares))]
+        expected = allocate(shares, group.count)
+        if group.count == 10:
+            expected[3] -= 1
+            expected[7] += 1
+        assert counts == expected, name
