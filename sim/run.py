@@ -23,7 +23,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from acd import shipped
+from acd.config.load import LoadedCenter
+from acd.config.roster import expand_group
 from acd.config.schema import CenterConfig
+from acd.core.model import AgentProfile
 from sim.engine import DRAIN_S, Simulation
 from sim.executor import Executor, LocalExecutor
 from sim.outage import apply_outages, windows
@@ -71,8 +74,11 @@ def calls_csv_path(path: str, index: int) -> str:
 def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[str, Any]]:
     """Center overrides with every agent group's ``count`` times ``factor`` (rounded, >= 1).
 
-    A group's language mix is scaled by largest remainders so that it still adds up; groups whose
-    extensions would then overlap the next group's are moved up past it.
+    A group's language mix is scaled by largest remainders so that it still adds up; a group that
+    grows keeps its blocks and gets the added agents' blocks after them, so that its agents keep
+    their ids, languages, shifts and absences (common random numbers when comparing), while a
+    group that shrinks has its blocks scaled down in place. Groups whose extensions would then
+    overlap the next group's are moved up past it.
     """
     out: dict[str, dict[str, Any]] = {}
     next_free = 0
@@ -87,8 +93,18 @@ def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[s
                 sizes[i] += 1
             while sum(sizes) > count:  # only when the ">= 1" rule added agents
                 sizes[sizes.index(max(sizes))] -= 1
-            change["language_mix"] = [{"count": n, "languages": list(b.languages)}
-                                      for n, b in zip(sizes, group.language_mix, strict=True)]
+            if all(n >= b.count for n, b in zip(sizes, group.language_mix, strict=True)):
+                # A group that grows keeps its blocks and appends the added agents' own, so
+                # every agent it had keeps its languages (blocks are positional).
+                change["language_mix"] = [
+                    *({"count": b.count, "languages": list(b.languages)}
+                      for b in group.language_mix),
+                    *({"count": n - b.count, "languages": list(b.languages)}
+                      for n, b in zip(sizes, group.language_mix, strict=True) if n > b.count)]
+            else:
+                change["language_mix"] = [{"count": n, "languages": list(b.languages)}
+                                          for n, b in zip(sizes, group.language_mix,
+                                                          strict=True)]
         first = max(group.first_extension, next_free)
         if first != group.first_extension:
             change["first_extension"] = first
@@ -98,13 +114,55 @@ def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[s
 
 
 def load_run_scenario(spec: RunSpec) -> Scenario:
-    """The scenario of a run: the file with its overrides, agent groups scaled if asked."""
+    """The scenario of a run: the file with its overrides, agent groups scaled if asked.
+
+    Agents of a group that grows stay who they were (:func:`grown_roster`).
+    """
     scenario = load_scenario(spec.scenario_path, **spec.overrides)
     if spec.agent_scale == 1.0:
         return scenario
     groups = scaled_agent_groups(scenario.center.config, spec.agent_scale)
     merged = deep_merge(scenario.spec.center_overrides, {"agent_groups": groups})
-    return load_scenario(spec.scenario_path, **{**spec.overrides, "center_overrides": merged})
+    scaled = load_scenario(spec.scenario_path,
+                           **{**spec.overrides, "center_overrides": merged})
+    agents = grown_roster(scenario.center.agents, scaled.center)
+    return replace(scaled, center=replace(scaled.center, agents=agents))
+
+
+def grown_roster(before: Sequence[AgentProfile], scaled: LoadedCenter) -> list[AgentProfile]:
+    """The roster of ``scaled`` in which each group that grew keeps the agents it had.
+
+    The roster spreads a group's newcomers evenly over its size, so growing a group would turn
+    some of its agents into newcomers and others back (with their skill levels): when
+    comparing, those agents would no longer be paired. Here an agent of ``before`` keeps its
+    profile (languages, newcomer, levels; extension and endpoint as scaled), and the added
+    agents take the newcomers the grown group has beyond the old one's, spread evenly among
+    them, so the group still has its share of newcomers. Groups that shrink are left as
+    scaled: their language blocks and newcomers are spread over the smaller group.
+    """
+    old = {a.id: a for a in before}
+    out: list[AgentProfile] = []
+    for name, group in scaled.config.agent_groups.items():
+        members = [a for a in scaled.agents if a.group == name]
+        kept = [a for a in members if a.id in old]
+        if len(kept) < sum(1 for a in before if a.group == name):
+            out.extend(members)  # shrunk
+            continue
+        added = len(members) - len(kept)
+        extra = sum(a.newcomer for a in members) - sum(old[a.id].newcomer for a in kept)
+        extra = min(max(extra, 0), added)
+        as_newcomer = expand_group(name, group.model_copy(update={"newcomer_share": 1.0}))
+        as_tenured = expand_group(name, group.model_copy(update={"newcomer_share": 0.0}))
+        j = 0
+        for i, agent in enumerate(members):
+            if agent.id in old:
+                out.append(replace(old[agent.id], extension=agent.extension,
+                                   endpoint=agent.endpoint))
+                continue
+            newcomer = (j + 1) * extra // added > j * extra // added
+            out.append((as_newcomer if newcomer else as_tenured)[i])
+            j += 1
+    return out
 
 
 def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
