@@ -3,7 +3,9 @@
 Replication ``i`` of base seed ``s`` draws its traffic, its staffing absences and its caller and
 agent behaviour from separate children of ``SeedSequence(s).spawn(n)[i]``. Two scenarios run
 with the same base seed therefore see the same callers (common random numbers), which makes
-their difference far less noisy than their separate confidence intervals suggest.
+their difference far less noisy than their separate confidence intervals suggest. Absences are
+drawn per agent and calendar day (:func:`sim.staffing.absent_days`), so an agent present in
+both scenarios is absent on the same days in both, however many agents either has.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from typing import Any, TextIO
 import numpy as np
 
 from acd import shipped
+from acd.config.load import LoadedCenter
+from acd.config.roster import expand_group
 from acd.config.schema import CenterConfig
+from acd.core.model import AgentProfile
 from sim.engine import DRAIN_S, Simulation
 from sim.executor import Executor, LocalExecutor
 from sim.outage import apply_outages, windows
@@ -69,8 +74,11 @@ def calls_csv_path(path: str, index: int) -> str:
 def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[str, Any]]:
     """Center overrides with every agent group's ``count`` times ``factor`` (rounded, >= 1).
 
-    A group's language mix is scaled by largest remainders so that it still adds up; groups whose
-    extensions would then overlap the next group's are moved up past it.
+    A group's language mix is scaled by largest remainders so that it still adds up; a group that
+    grows keeps its blocks and gets the added agents' blocks after them, so that its agents keep
+    their ids, languages, shifts and absences (common random numbers when comparing), while a
+    group that shrinks has its blocks scaled down in place. Groups whose extensions would then
+    overlap the next group's are moved up past it.
     """
     out: dict[str, dict[str, Any]] = {}
     next_free = 0
@@ -85,8 +93,18 @@ def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[s
                 sizes[i] += 1
             while sum(sizes) > count:  # only when the ">= 1" rule added agents
                 sizes[sizes.index(max(sizes))] -= 1
-            change["language_mix"] = [{"count": n, "languages": list(b.languages)}
-                                      for n, b in zip(sizes, group.language_mix, strict=True)]
+            if all(n >= b.count for n, b in zip(sizes, group.language_mix, strict=True)):
+                # A group that grows keeps its blocks and appends the added agents' own, so
+                # every agent it had keeps its languages (blocks are positional).
+                change["language_mix"] = [
+                    *({"count": b.count, "languages": list(b.languages)}
+                      for b in group.language_mix),
+                    *({"count": n - b.count, "languages": list(b.languages)}
+                      for n, b in zip(sizes, group.language_mix, strict=True) if n > b.count)]
+            else:
+                change["language_mix"] = [{"count": n, "languages": list(b.languages)}
+                                          for n, b in zip(sizes, group.language_mix,
+                                                          strict=True)]
         first = max(group.first_extension, next_free)
         if first != group.first_extension:
             change["first_extension"] = first
@@ -96,18 +114,79 @@ def scaled_agent_groups(config: CenterConfig, factor: float) -> dict[str, dict[s
 
 
 def load_run_scenario(spec: RunSpec) -> Scenario:
-    """The scenario of a run: the file with its overrides, agent groups scaled if asked."""
+    """The scenario of a run: the file with its overrides, agent groups scaled if asked.
+
+    Agents of a group that grows stay who they were (:func:`grown_roster`).
+    """
     scenario = load_scenario(spec.scenario_path, **spec.overrides)
     if spec.agent_scale == 1.0:
         return scenario
     groups = scaled_agent_groups(scenario.center.config, spec.agent_scale)
     merged = deep_merge(scenario.spec.center_overrides, {"agent_groups": groups})
-    return load_scenario(spec.scenario_path, **{**spec.overrides, "center_overrides": merged})
+    scaled = load_scenario(spec.scenario_path,
+                           **{**spec.overrides, "center_overrides": merged})
+    agents = grown_roster(scenario.center.agents, scaled.center)
+    return replace(scaled, center=replace(scaled.center, agents=agents))
+
+
+def grown_roster(before: Sequence[AgentProfile], scaled: LoadedCenter) -> list[AgentProfile]:
+    """The roster of ``scaled`` in which each group that grew keeps the agents it had.
+
+    The roster spreads a group's newcomers evenly over its size, so growing a group would turn
+    some of its agents into newcomers and others back (with their skill levels): when
+    comparing, those agents would no longer be paired. Here an agent of ``before`` keeps its
+    profile (languages, newcomer, levels; extension and endpoint as scaled), and the added
+    agents take the newcomers the grown group has beyond the old one's, spread evenly among
+    them, so the group still has its share of newcomers. Groups that shrink are left as
+    scaled: their language blocks and newcomers are spread over the smaller group.
+    """
+    old = {a.id: a for a in before}
+    out: list[AgentProfile] = []
+    for name, group in scaled.config.agent_groups.items():
+        members = [a for a in scaled.agents if a.group == name]
+        kept = [a for a in members if a.id in old]
+        if len(kept) < sum(1 for a in before if a.group == name):
+            out.extend(members)  # shrunk
+            continue
+        added = len(members) - len(kept)
+        extra = sum(a.newcomer for a in members) - sum(old[a.id].newcomer for a in kept)
+        extra = min(max(extra, 0), added)
+        as_newcomer = expand_group(name, group.model_copy(update={"newcomer_share": 1.0}))
+        as_tenured = expand_group(name, group.model_copy(update={"newcomer_share": 0.0}))
+        j = 0
+        for i, agent in enumerate(members):
+            if agent.id in old:
+                out.append(replace(old[agent.id], extension=agent.extension,
+                                   endpoint=agent.endpoint))
+                continue
+            newcomer = (j + 1) * extra // added > j * extra // added
+            out.append((as_newcomer if newcomer else as_tenured)[i])
+            j += 1
+    return out
 
 
 def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
     """The seed sequence of each replication."""
     return list(np.random.SeedSequence(base_seed).spawn(n))
+
+
+def replication_streams(seed_seq: np.random.SeedSequence
+                        ) -> tuple[np.random.SeedSequence, np.random.SeedSequence,
+                                   np.random.SeedSequence]:
+    """The traffic, staffing and engine seed sequences of the replication ``seed_seq``.
+
+    The traffic (callers, their talk, wrap-up and patience) comes from the first whatever the
+    staffing; absences from the second, per agent and day (:func:`sim.staffing.absent_days`),
+    so no other agent shifts them; the engine's behaviour (answer delays, ring-no-answer,
+    callback acceptance, redials) from the third, drawn in the order events happen, so those
+    draws do follow the staffing.
+    """
+    # spawn() counts its children: a fresh copy gives the same three whatever ran before, so
+    # one seed sequence object can serve every point of a sweep in one process.
+    fresh = np.random.SeedSequence(seed_seq.entropy, spawn_key=seed_seq.spawn_key,
+                                   pool_size=seed_seq.pool_size)
+    traffic_ss, staffing_ss, engine_ss = fresh.spawn(3)
+    return traffic_ss, staffing_ss, engine_ss
 
 
 def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Generator | None,
@@ -175,11 +254,7 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """Run one replication."""
     scenario = load_run_scenario(spec)
-    # spawn() counts its children: a fresh copy gives the same three whatever ran before, so
-    # one seed sequence object can serve every point of a sweep in one process.
-    fresh = np.random.SeedSequence(seed_seq.entropy, spawn_key=seed_seq.spawn_key,
-                                   pool_size=seed_seq.pool_size)
-    traffic_ss, staffing_ss, engine_ss = fresh.spawn(3)
+    traffic_ss, staffing_ss, engine_ss = replication_streams(seed_seq)
     s = scenario.spec
     index = seed_seq.spawn_key[-1] if seed_seq.spawn_key else 0
     csv_path = None if spec.calls_csv is None else calls_csv_path(spec.calls_csv, index)
@@ -208,7 +283,7 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
                                             np.random.default_rng(traffic_ss),
                                             *replay_window(spec))
     timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
-                              start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
+                              start, horizon + DRAIN_S, staffing_ss)
     timeline = with_outages(scenario, timeline, start)
     sim = Simulation(scenario.center, arrivals, timeline, behaviour, start, horizon,
                      s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),

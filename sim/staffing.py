@@ -1,15 +1,24 @@
 """Turn a scenario's shift patterns into a timeline of logins, breaks and logouts per agent.
 
-Deterministic apart from absence, which is drawn from the replication's generator: agents are
-spread evenly over a group's shifts, days off rotate through the week, and breaks are staggered
-so a group never leaves for lunch all at once.
+Deterministic apart from absence: agents are spread evenly over a group's shifts, days off
+rotate through the week, and breaks are staggered so a group never leaves for lunch all at once.
+
+Everything an agent gets is the agent's own, so that two scenarios compared on the same seeds
+(common random numbers) differ only where they differ. The ``k``-th agent of a group keeps its
+shift, days off and break stagger whatever the size of the group (:func:`shift_slots` never
+moves earlier agents when one is added), and whether it is absent on a calendar day comes
+from the agent's own stream, keyed by the replication's seed and the agent's id, at the day's
+ordinal (:func:`absent_days`), the same whatever other agents exist, in whatever order, and
+whatever day the run starts on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -35,19 +44,6 @@ class StaffAction:
     reason: str | None = None
 
 
-def spread(counts: list[int]) -> list[int]:
-    """Assign ``sum(counts)`` members to slots so each slot's members are evenly spread."""
-    n = sum(counts)
-    assigned = [0] * len(counts)
-    out = []
-    for k in range(n):
-        slot = max(range(len(counts)),
-                   key=lambda s: (counts[s] * (k + 1) / n - assigned[s], -s))
-        assigned[slot] += 1
-        out.append(slot)
-    return out
-
-
 def allocate(shares: list[float], n: int) -> list[int]:
     """Largest-remainder allocation of ``n`` agents over shifts with relative ``shares``."""
     total = sum(shares)
@@ -59,33 +55,102 @@ def allocate(shares: list[float], n: int) -> list[int]:
     return counts
 
 
+def shift_slots(shares: list[float], n: int) -> list[int]:
+    """The shift of each of a group's ``n`` agents, the ``k``-th agent's the same for every
+    ``n > k``: adding agents never moves the agents already there.
+
+    Agent ``k`` takes the shift whose head count under :func:`allocate` grows from ``k`` to
+    ``k + 1`` agents: where largest remainders add one seat at a time, the first ``n`` agents
+    fill exactly ``allocate(shares, n)``, and each shift's agents are spread evenly through the
+    group (over its days off and its language blocks). Where they cannot be reached without
+    moving an earlier agent (the Alabama paradox: a shift losing a seat as the group grows), the
+    agent goes where the counts are furthest below them, so each shift stays within one agent
+    of its exact share.
+    """
+    return list(_shift_slots(tuple(shares), n))
+
+
+@lru_cache(maxsize=256)
+def _shift_slots(shares: tuple[float, ...], n: int) -> tuple[int, ...]:
+    total = sum(shares)
+    counts = [0] * len(shares)
+    out = []
+    for k in range(n):
+        target = allocate(list(shares), k + 1)
+        slot = max(range(len(shares)), key=lambda s: (
+            target[s] - counts[s], shares[s] / total * (k + 1) - counts[s], -s))
+        counts[slot] += 1
+        out.append(slot)
+    return tuple(out)
+
+
+def absence_root(seed: np.random.SeedSequence | np.random.Generator) -> np.ndarray:
+    """The 128 bits every agent's absence stream of a replication derives from: drawn from the
+    replication's staffing seed sequence (a generator stands for the seed sequence it was
+    seeded with, never for its current state)."""
+    ss = seed.bit_generator.seed_seq if isinstance(seed, np.random.Generator) else seed
+    if not isinstance(ss, np.random.SeedSequence):
+        raise TypeError("absences need a generator seeded from a numpy SeedSequence")
+    return ss.generate_state(4)
+
+
+def agent_key(agent: str) -> list[int]:
+    """A stable 128-bit key of an agent id (BLAKE2b, so unlike ``hash()`` the same in every
+    process and every run), as four 32-bit words."""
+    digest = hashlib.blake2b(agent.encode("utf-8"), digest_size=16).digest()
+    return [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+
+
+def absent_days(root: np.ndarray, agent: str, first: date, days: int, rate: float
+                ) -> np.ndarray:
+    """Whether ``agent`` is absent on each of ``days`` calendar days from ``first``.
+
+    The agent has its own Philox stream, seeded with the replication's ``root`` and the
+    agent's :func:`agent_key`; day ``d`` uses the stream at counter ``d.toordinal()`` (one
+    Philox block of four words per day, the first of which is the day's uniform). A day's draw
+    is thus fixed by the seed, the agent and the date alone.
+    """
+    bits = np.random.Philox(np.random.SeedSequence([*root.tolist(), *agent_key(agent)]))
+    bits.advance(first.toordinal())
+    uniforms = np.random.Generator(bits).random(4 * days)[::4]
+    return uniforms < rate
+
+
 def build_timeline(config: CenterConfig, agents: list[AgentProfile], staffing: Staffing,
-                   start: datetime, horizon_s: float, rng: np.random.Generator
-                   ) -> list[StaffAction]:
-    """Every staffing action in ``[0, horizon_s)``, time-ordered."""
+                   start: datetime, horizon_s: float,
+                   seed: np.random.SeedSequence | np.random.Generator) -> list[StaffAction]:
+    """Every staffing action in ``[0, horizon_s)``, time-ordered.
+
+    Absences are drawn per agent and calendar day from ``seed`` (:func:`absent_days`); a
+    generator passed instead stands for the seed sequence it was made from.
+    """
     by_group: dict[str, list[AgentProfile]] = {}
     for a in agents:
         by_group.setdefault(a.group, []).append(a)
     actions: list[StaffAction] = []
     days = math.ceil(horizon_s / 86400) + 2
+    rate = staffing.absence_rate
+    root = absence_root(seed) if rate else None
     for group, members in by_group.items():
         site = config.agent_groups[group].site
         tz = ZoneInfo(config.sites[site].timezone)
         shifts = staffing.group_shifts.get(group) or staffing.shifts.get(site, [])
         if not shifts:
             continue
-        slots = spread(allocate([s.share for s in shifts], len(members)))
+        slots = shift_slots([s.share for s in shifts], len(members))
         first_day = start.astimezone(tz).date() - timedelta(days=1)
         for k, agent in enumerate(members):
             shift = shifts[slots[k]]
             off = {(k + j) % 7 for j in range(7 - staffing.work_days_per_week)}
             stagger = _stagger(k, staffing.break_stagger_minutes)
+            absent = (absent_days(root, agent.id, first_day, days, rate).tolist()
+                      if root is not None else [False] * days)
             for d in range(days):
                 day = first_day + timedelta(days=d)
-                if day.weekday() in off:
+                if day.weekday() in off or absent[d]:
                     continue
                 actions.extend(_shift_actions(agent.id, shift, day, tz, start, horizon_s,
-                                              staffing, stagger, rng))
+                                              staffing, stagger))
     actions.sort(key=lambda a: (a.t, _ORDER[a.action], a.agent))
     return actions
 
@@ -96,15 +161,12 @@ def _stagger(k: int, minutes: float) -> float:
 
 
 def _shift_actions(agent: str, shift: Shift, day: object, tz: ZoneInfo, start: datetime,
-                   horizon_s: float, staffing: Staffing, stagger: float,
-                   rng: np.random.Generator) -> list[StaffAction]:
+                   horizon_s: float, staffing: Staffing, stagger: float) -> list[StaffAction]:
     hh, mm = (int(x) for x in shift.start.split(":"))
     begin = datetime.combine(day, time(hh, mm), tzinfo=tz)  # type: ignore[arg-type]
     t0 = (begin - start).total_seconds()
     t1 = t0 + shift.hours * 3600
     if t1 <= 0 or t0 >= horizon_s:
-        return []
-    if staffing.absence_rate and rng.random() < staffing.absence_rate:
         return []
     out = [StaffAction(max(t0, 0.0), "login", agent)]
     for br in sorted(staffing.breaks, key=lambda b: b.after_h):

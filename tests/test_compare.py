@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from scipy import stats
 
 from acd.cli import main
+from acd.config.roster import expand_roster
 from sim import compare as cmp
-from sim.run import RunSpec, load_run_scenario, run_replications, scaled_agent_groups
+from sim.engine import DRAIN_S
+from sim.run import (
+    RunSpec,
+    load_run_scenario,
+    replication_seeds,
+    replication_streams,
+    run_replications,
+    scaled_agent_groups,
+)
 from sim.scenario import load_scenario
+from sim.staffing import StaffAction, build_timeline
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "config" / "scenarios" / "reference.yaml"
@@ -89,6 +101,56 @@ def test_five_percent_more_agents_raise_sl_with_a_ci_that_excludes_zero(
     sl = center["differences"]["sl_offered"]
     assert sl["low"] > 0 and sl["significant"] and sl["n"] == 10
     assert len(doc["seeds"]) == 10 and doc["verdict"] == cmp.B_BETTER
+
+
+def _timelines(spec: RunSpec, seed: int, replications: int) -> list[dict[str, list[StaffAction]]]:
+    """Each replication's staffing timeline of ``spec``, per agent, as a run builds it."""
+    scenario = load_run_scenario(spec)
+    s = scenario.spec
+    out = []
+    for seed_seq in replication_seeds(seed, replications):
+        timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
+                                  s.start, s.days * 86400.0 + DRAIN_S,
+                                  replication_streams(seed_seq)[1])
+        per_agent: dict[str, list[StaffAction]] = {a.id: [] for a in scenario.center.agents}
+        for act in timeline:
+            per_agent[act.agent].append(act)
+        out.append(per_agent)
+    return out
+
+
+def test_five_percent_more_agents_leave_the_common_agents_shifts_and_absences() -> None:
+    """With 5% more agents, every agent of A keeps its id and, replication by replication, the
+    very same logins, breaks and absence days in B; only B's added agents are new."""
+    a = _timelines(RunSpec(str(REFERENCE), {}), 1, 4)
+    b = _timelines(RunSpec(str(REFERENCE), {}, agent_scale=1.05), 1, 4)
+    for rep_a, rep_b in zip(a, b, strict=True):
+        assert set(rep_a) < set(rep_b)
+        for agent_id, actions in rep_a.items():
+            assert rep_b[agent_id] == actions, agent_id
+    assert len(b[0]) - len(a[0]) == 13
+    # Shifts are fixed, so what differs between replications is who is absent: absences were
+    # drawn, and drawn anew for each replication.
+    assert any(a[0][agent_id] != a[1][agent_id] for agent_id in a[0])
+
+
+@pytest.mark.parametrize("factor", [1.05, 1.5, 3.0])
+def test_grown_groups_keep_their_agents_and_their_share_of_newcomers(factor: float) -> None:
+    """Scaled up, every agent of A is the same agent in B (languages, newcomer, levels), and B
+    has per group as many newcomers, and per language as many agents, as its scaled config."""
+    a = load_run_scenario(RunSpec(str(REFERENCE), {})).center
+    b = load_run_scenario(RunSpec(str(REFERENCE), {}, agent_scale=factor)).center
+    scaled = {p.id: p for p in expand_roster(b.config)}
+    assert [p.id for p in b.agents] == list(scaled)
+    mine = {p.id: p for p in b.agents}
+    for p in a.agents:
+        assert mine[p.id] == dataclasses.replace(p, extension=mine[p.id].extension,
+                                                 endpoint=mine[p.id].endpoint), p.id
+    assert Counter(p.group for p in b.agents if p.newcomer) == Counter(
+        p.group for p in scaled.values() if p.newcomer)
+    assert Counter(p.languages for p in b.agents) == Counter(
+        p.languages for p in scaled.values())
+    assert sum(p.newcomer for p in b.agents) > sum(p.newcomer for p in a.agents)
 
 
 def test_compare_bad_input_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,7 +37,10 @@ def test_warmup_is_simulated_and_left_out() -> None:
         busy, ready = seconds[0, :, BUSY].sum(), seconds[0, :, READY].sum()
         return float(busy / (busy + ready))
 
-    assert first_occupancy(warm.agent_time.seconds) > first_occupancy(cold.agent_time.seconds) + 0.1
+    # Seed 4: 0.469 against 0.371 since absences are drawn per agent and day (both runs now
+    # lose the same agents that Monday); 0.470 against 0.363 before.
+    warm_first, cold_first = (first_occupancy(r.agent_time.seconds) for r in (warm, cold))
+    assert warm_first > cold_first + 0.09
 
 
 def test_a_warmup_without_a_call_log_drops_the_same_calls() -> None:
