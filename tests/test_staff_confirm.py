@@ -22,9 +22,11 @@ from sim.staff import ALL_LANGUAGES, plan
 RATE, AHT = 0.1, 120.0
 
 
-def _mmc_scenario(tmp_path: Path, hours: float = 3.0, french: float = 0.0) -> Path:
+def _mmc_scenario(tmp_path: Path, hours: float = 3.0, french: float = 0.0,
+                  intraday: list[float] | None = None, aht: float = AHT) -> Path:
     """A single-queue center whose every interval is M/M/c (JSON is YAML); a share ``french``
-    of the callers speak French (a second language group) when given."""
+    of the callers speak French (a second language group) when given; ``intraday`` weighs the
+    half-hours from midnight (the day's calls stay ``RATE * 86400``), ``aht`` is mean talk."""
     center = {
         "center": {"name": "mmc", "default_language": "en", "default_queue": "q",
                    "service_level": {"threshold_s": 20, "target": 0.85}},
@@ -41,9 +43,9 @@ def _mmc_scenario(tmp_path: Path, hours: float = 3.0, french: float = 0.0) -> Pa
     traffic = {
         "version": 1, "timezone": "UTC", "interval_minutes": 30,
         "volume": {"calls_per_day": RATE * 86400},
-        "profile": {"intraday": [1.0] * 48, "day_of_week": {d: 1.0 for d in (
+        "profile": {"intraday": intraday or [1.0] * 48, "day_of_week": {d: 1.0 for d in (
             "mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
-        "queues": {"q": {"share": 1.0, "talk": {"dist": "exponential", "mean": AHT},
+        "queues": {"q": {"share": 1.0, "talk": {"dist": "exponential", "mean": aht},
                          "wrap": {"dist": "constant", "value": 0}}},
         "countries": {"XX": {"share": 1.0, "languages": {"en": 1.0 - french, "fr": french}
                              if french else {"en": 1.0}}},
