@@ -11,10 +11,11 @@ excludes the target, or a cap is reached. A group with too few calls in every in
 one (a small language) is judged on its SL pooled over its intervals with calls.
 
 The search scales each group's Erlang requirement by a factor of its own (``ceil(s * erlang)``,
-at least one agent where there is demand) and bisects that factor: the smallest factor whose
-judged intervals all meet the target by the simulated mean. Groups are searched side by side
-(each step simulates one candidate holding every group's current probe), and the result is
-simulated once more as a whole; a group still short there is raised one agent's worth.
+at least the groups' minimum where there is demand) and bisects that factor: the smallest
+factor whose judged intervals all meet the target by the simulated mean. Groups are searched
+side by side (each step simulates one candidate holding every group's current probe), and the
+result is simulated once more as a whole; a group still short there is raised one agent's worth.
+:mod:`sim.refine` then moves single intervals from that result.
 """
 
 from __future__ import annotations

@@ -100,6 +100,8 @@ def effective_rate(sl: float, agents: int, aht: float, threshold: float) -> floa
 
 def sized(sl: float, agents: int, aht: float, threshold: float, target: float) -> int:
     """Agents that Erlang C says meet ``target`` at the effective load of (``agents``, ``sl``)."""
+    if agents <= 0:
+        return 1
     rate = effective_rate(sl, agents, aht, threshold)
     return agents_for_service_level(rate, aht, threshold, target)
 

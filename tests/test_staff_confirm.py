@@ -112,20 +112,23 @@ def test_languages_get_their_own_requirement() -> None:
 
 
 def test_cli_confirm_prints_ci_and_writes_the_language_csv(tmp_path: Path) -> None:
-    """--confirm on the M/M/c center prints the SL CI per interval and writes the per-language
-    CSV with required, scheduled and gap."""
+    """--confirm on the M/M/c center prints the SL CI per interval and the refinement's cost,
+    and writes the per-language CSV with required (and where it came from), scheduled and
+    gap."""
     scenario = _mmc_scenario(tmp_path, hours=1.5)
     out = tmp_path / "out"
     code, text = run("sim", "staff", str(scenario), "--model", "C", "--confirm", "all",
                      "-r", "3", "--max-replications", "6", "-j", "1", "--out", str(out))
     assert code == 0, text
     assert "95% CI" in text
+    assert "per-interval refinement:" in text and "s CPU" in text
     with open(out / "staff_language.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and {r["language"] for r in rows} == {"en"}
     for r in rows:
         assert float(r["gap"]) == int(r["required_agents"]) - float(r["scheduled_agents"])
         assert r["confirmed_sl_low"] and float(r["confirmed_sl_low"]) <= float(r["confirmed_sl"])
+        assert r["source"] in ("factor", "refined")
 
 
 def test_report_heatmap_shows_the_gap_of_groups_with_calls() -> None:
