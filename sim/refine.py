@@ -8,10 +8,11 @@ the iterative staffing algorithm for time-varying queues (Feldman, Mandelbaum, M
 2008): simulate the whole day (intervals interact through the queue they carry over) with common
 random numbers, and per judged (interval, group)
 
-- **add** agents where the 95% CI of ``sl_offered`` lies wholly below the target;
+- **add** agents where the 95% CI of ``sl_offered`` lies wholly below the target, and the
+  interval's mean SL is below the target on independent callers too (fresh replication seeds);
 - **try removing** agents where the CI's lower bound is above the target by a margin; the
-  removals are simulated again on *other* callers (fresh replication seeds: the callers that
-  made an interval look good cannot also vouch for it), and one is put back if its interval's
+  removals are simulated again on those independent callers (the callers that made an
+  interval look good cannot also vouch for it), and one is put back if its interval's
   CI there no longer lies at or above the target, or if a judged interval (the same one or a
   later one of its queue) falls below the target by the mean.
 
@@ -107,13 +108,14 @@ def sized(sl: float, agents: int, aht: float, threshold: float, target: float) -
 
 
 def propose(counts: np.ndarray, ev: Evaluation, judged: np.ndarray, targets: np.ndarray,
-            cells: Cells, failed: np.ndarray) -> np.ndarray:
-    """The next candidate: agents added where the SL CI is below target, removed where its
-    lower bound clears the target by :data:`REMOVE_MARGIN` (never to a count seen to miss)."""
+            cells: Cells, failed: np.ndarray, met: np.ndarray) -> np.ndarray:
+    """The next candidate: agents added where the SL CI is below target (not at a count seen
+    to meet it), removed where its lower bound clears the target by :data:`REMOVE_MARGIN`
+    (never to a count seen to miss)."""
     t = targets[None, :]
     est = ev.cells
     with np.errstate(invalid="ignore"):
-        below = judged & (est.high < t)
+        below = judged & (est.high < t) & (counts != met)
         above = judged & (est.low > t + REMOVE_MARGIN) & (counts - 1 > failed)
     above[0, :] = False  # the run starts empty: the first interval looks better than it is
     out = counts.copy()
@@ -152,7 +154,7 @@ def culprits(hurt: np.ndarray, down: np.ndarray, queue: np.ndarray) -> np.ndarra
 
 def refine(searcher: Searcher, seed: np.ndarray, cells: Cells, rounds: int) -> Refinement:
     """Up to ``rounds`` rounds of per-interval moves from ``seed`` (module docstring), judged on
-    the searcher's judged intervals of the groups not judged as a whole; removals are checked
+    the searcher's judged intervals of the groups not judged as a whole; every move is checked
     on independent callers (:meth:`Searcher.fresh`)."""
     t0 = time.monotonic()
     reps0, cands0, cpu0 = searcher.replications_run, searcher.candidates, searcher.cpu_s
@@ -162,14 +164,21 @@ def refine(searcher: Searcher, seed: np.ndarray, cells: Cells, rounds: int) -> R
     counts = seed.astype(np.int64).copy()
     ev = searcher.evaluate(counts)
     failed = np.full(counts.shape, -1, dtype=np.int64)  # largest count seen to miss
+    met = np.full(counts.shape, -1, dtype=np.int64)  # a count seen to meet (no add there)
     converged = False
     ran = 0
     while ran < rounds:
-        trial = propose(counts, ev, judged, searcher.targets, cells, failed)
+        trial = propose(counts, ev, judged, searcher.targets, cells, failed, met)
         if np.array_equal(trial, counts):
             converged = True
             break
         ran += 1
+        up = trial > counts
+        if up.any():  # the checker's callers must find the interval short too
+            with np.errstate(invalid="ignore"):
+                doubt = up & ~(checker.evaluate(counts).cells.mean < t)
+            met = np.where(doubt, counts, met)
+            trial = np.where(doubt, counts, trial)
         if (trial < counts).any():
             trial = _checked(checker, counts, trial, judged, t, cells.queue, failed)
         counts, ev = trial, searcher.evaluate(trial)
