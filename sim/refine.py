@@ -62,12 +62,16 @@ class Refinement:
     replications_run: int
     cpu_s: float
     wall_s: float
+    #: Per round, the agent-intervals it added and removed (after its checks).
+    moves: tuple[tuple[int, int], ...] = ()
 
     def summary(self) -> str:
         """One line for the planner: rounds, moves, and what they cost."""
         why = "no interval wants to move" if self.converged else "round cap"
+        steps = ", ".join(f"+{a}/-{r}" for a, r in self.moves)
         return (f"per-interval refinement: {self.rounds} round(s) ({why}), +{self.added} / "
-                f"-{self.removed} agent-intervals against the factor search; "
+                f"-{self.removed} agent-intervals against the factor search"
+                f"{f' (by round: {steps})' if steps else ''}; "
                 f"{self.candidates} candidate(s), {self.replications_run} replication(s), "
                 f"{self.cpu_s:.0f} s CPU, {self.wall_s:.0f} s")
 
@@ -167,6 +171,7 @@ def refine(searcher: Searcher, seed: np.ndarray, cells: Cells, rounds: int) -> R
     met = np.full(counts.shape, -1, dtype=np.int64)  # a count seen to meet (no add there)
     converged = False
     ran = 0
+    moves: list[tuple[int, int]] = []
     while ran < rounds:
         trial = propose(counts, ev, judged, searcher.targets, cells, failed, met)
         if np.array_equal(trial, counts):
@@ -181,13 +186,16 @@ def refine(searcher: Searcher, seed: np.ndarray, cells: Cells, rounds: int) -> R
             trial = np.where(doubt, counts, trial)
         if (trial < counts).any():
             trial = _checked(checker, counts, trial, judged, t, cells.queue, failed)
+        moves.append((int(np.maximum(trial - counts, 0).sum()),
+                      int(np.maximum(counts - trial, 0).sum())))
         counts, ev = trial, searcher.evaluate(trial)
     return Refinement(counts, ev, ran, converged,
                       int(np.maximum(counts - seed, 0).sum()),
                       int(np.maximum(seed - counts, 0).sum()),
                       searcher.candidates - cands0 + checker.candidates,
                       searcher.replications_run - reps0 + checker.replications_run,
-                      searcher.cpu_s - cpu0 + checker.cpu_s, time.monotonic() - t0)
+                      searcher.cpu_s - cpu0 + checker.cpu_s, time.monotonic() - t0,
+                      tuple(moves))
 
 
 def _checked(checker: Searcher, counts: np.ndarray, trial: np.ndarray, judged: np.ndarray,

@@ -595,19 +595,20 @@ def print_languages(staff: StaffPlan, console: Console) -> None:
 
 def minimum_text(low: Minimum, hours: float) -> str:
     """What the groups' minimum adds, and why the languages need more than their queues."""
-    pools = low.language_total - low.queue_total - low.added
+    without = low.language_total - low.added
     if low.agents == 0:
         head = (f"minimum 0 (--min-agents): no agents where a group expects fewer than "
                 f"{MIN_JUDGED_CALLS:g} calls; their callers wait for the routing's expansion")
     else:
         head = (f"minimum {low.agents} agent(s) per group wherever it expects a call "
                 f"(--min-agents): {low.added} agent-intervals ({low.added * hours:.0f} agent-h) "
-                f"in {low.cells} group-intervals, mostly under {MIN_JUDGED_CALLS:g} calls, "
-                f"whose calls keep {low.load * hours:.1f} agent-h busy")
-    return (f"{head}. Languages need {low.language_total * hours:.0f} agent-h (Erlang with the "
-            f"minimum), queues as one pool {low.queue_total * hours:.0f}: "
-            f"{low.added * hours:.0f} from the minimum, {pools * hours:.0f} from sizing each "
-            "language as its own pool.")
+                f"in {low.cells} group-intervals with few calls, whose calls keep only "
+                f"{low.load * hours:.1f} agent-h busy (with 0 they would wait for the "
+                "routing's expansion)")
+    return (f"{head}. The languages, each as its own pool, need "
+            f"{low.language_total * hours:.0f} agent-h by Erlang with the minimum "
+            f"({without * hours:.0f} without it); the queues, each as one pool, "
+            f"{low.queue_total * hours:.0f}.")
 
 
 #: Groups shown in the report's gap heatmap expect at least this many calls over the run.
