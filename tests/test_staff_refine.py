@@ -105,7 +105,7 @@ def test_the_minimum_explains_the_languages_over_the_queue(tmp_path: Path) -> No
     print_languages(one, console)
     text = console.export_text()
     without = (one.minimum.language_total - added) * 0.5  # agent-h of half-hour intervals
-    assert f"{added} agent-intervals" in text and f"({without:.0f} agent-h without it)" in text
+    assert f"{added} agent-intervals" in text and f"({without:.0f} without it)" in text
 
     none = plan(sc, model="C", min_agents=0)
     fr0 = [r for r in none.language_rows if r.language == "fr"]
