@@ -47,7 +47,9 @@ MIN_JUDGED_CALLS = 5.0
 #: Where a row's required count comes from: Erlang's per-interval count, the groups' minimum
 #: (``min_agents``), Erlang times the group's confirmed factor, or the per-interval refinement.
 SOURCES = ("erlang", "minimum", "factor", "refined")
-#: Default rounds of the per-interval refinement after ``--confirm`` (0: off).
+#: Default rounds of the per-interval refinement after ``--confirm`` (0: off): the reference
+#: Monday stops moving after three (docs/planning.md), and each round costs about three
+#: candidates.
 REFINE_ROUNDS = 3
 POOLING_NOTE = ("Each queue and queue/language group is sized as its own pool; shared agents "
                 "count in every group they serve. Pooling is only visible in `acd sim run` "
