@@ -32,6 +32,8 @@ MAX_REPLICATIONS = 1000
 MAX_JOBS = 256
 #: Most intervals per queue ``acd sim staff --busiest`` confirms by simulation.
 MAX_BUSIEST = 1000
+#: Most rounds of ``acd sim staff --refine-rounds`` (each simulates one to four candidates).
+MAX_REFINE_ROUNDS = 50
 _UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hour": 3600.0, "day": 86400.0}
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([a-z]+))?\s*$")
 DEFAULT_SCENARIO = shipped.reference_scenario()
@@ -153,7 +155,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
     from sim.executor import executor_for
     from sim.scenario import load_scenario
-    from sim.staff import POOLING_NOTE, plan, write_csv
+    from sim.staff import POOLING_NOTE, REFINE_ROUNDS, plan, write_csv
 
     scenario = load_scenario(args.scenario, days=args.days)
     mode: Literal["none", "busiest", "all"] = args.confirm or "none"
@@ -168,7 +170,8 @@ def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
         try:
             staff = plan(scenario, args.days, args.model, mode, args.busiest,
                          args.replications, args.seed, executor, args.max_replications,
-                         args.ci)
+                         args.ci, REFINE_ROUNDS if args.refine_rounds is None
+                         else args.refine_rounds, args.min_agents)
         finally:
             if executor is not None:
                 executor.close()
@@ -207,11 +210,12 @@ def _print_staff(staff: object, console: Console) -> None:
     if confirmed:
         from sim.confirm import ci_text
         t = Table("interval", "queue", "language", "calls", "Erlang", "Erlang SL", "confirmed",
-                  "simulated SL (95% CI)", "scheduled", "gap",
+                  "source", "simulated SL (95% CI)", "scheduled", "gap",
                   title="Erlang vs confirmed by the center simulation")
         for r in confirmed:
             t.add_row(r.interval_start, r.queue, r.language, f"{r.calls:.1f}",
                       str(r.erlang_agents), _pct(r.erlang_sl), str(r.confirmed_agents),
+                      r.source,
                       ci_text(math.nan if r.confirmed_sl is None else r.confirmed_sl,
                               math.nan if r.confirmed_sl_low is None else r.confirmed_sl_low,
                               math.nan if r.confirmed_sl_high is None else
@@ -221,10 +225,12 @@ def _print_staff(staff: object, console: Console) -> None:
     if staff.confirmation is not None:
         c = staff.confirmation
         console.print(f"confirmation: {c.candidates} candidate(s), {c.replications_run} "
-                      f"replication(s) in {c.wall_s:.0f} s; result on {c.replications_final} "
-                      f"replication(s) with common random numbers; SL 95% CI half-width "
-                      f"median {100 * c.median_half_width:.1f} pp, largest "
+                      f"replication(s) in {c.wall_s:.0f} s ({c.cpu_s:.0f} s CPU); result on "
+                      f"{c.replications_final} replication(s) with common random numbers; SL "
+                      f"95% CI half-width median {100 * c.median_half_width:.1f} pp, largest "
                       f"{100 * c.max_half_width:.1f} pp", markup=False, highlight=False)
+        if c.refinement is not None:
+            console.print(c.refinement.summary(), markup=False, highlight=False)
 
 
 def scenario_overrides(days: float | None, scale: float | None = None) -> list[Problem]:
@@ -248,6 +254,8 @@ def _check_staff_args(args: argparse.Namespace) -> list[Problem]:
             *int_range("--replications", args.replications, 1, MAX_REPLICATIONS),
             *int_range("--max-replications", args.max_replications, 1, MAX_REPLICATIONS),
             *float_range("--ci", args.ci, 0.001, 0.5),
+            *int_range("--refine-rounds", args.refine_rounds, 0, MAX_REFINE_ROUNDS),
+            *int_range("--min-agents", args.min_agents, 0, MAX_AGENTS),
             *int_range("--seed", args.seed, 0), *int_range("--jobs", args.jobs, 1, MAX_JOBS),
             *output_dir("--out", args.out, ("staff.csv", "staff_language.csv"))]
 
@@ -272,6 +280,12 @@ def register_sim(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="most replications per candidate (30)")
     p.add_argument("--ci", type=float, default=0.02,
                    help="replicate until the SL 95%% CI half-width is at most this (0.02)")
+    p.add_argument("--refine-rounds", type=int,
+                   help="rounds of per-interval refinement after --confirm's factor search "
+                        "(0: off; default 3)")
+    p.add_argument("--min-agents", type=int, default=1,
+                   help="fewest agents a queue/language group gets wherever it expects a call; "
+                        "0: none where it expects under 5 calls (1)")
     p.add_argument("--seed", type=int, default=1, help="base seed, >= 0 (1)")
     p.add_argument("-j", "--jobs", type=int,
                    help="processes for --confirm (default: one per core)")

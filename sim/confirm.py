@@ -11,10 +11,11 @@ excludes the target, or a cap is reached. A group with too few calls in every in
 one (a small language) is judged on its SL pooled over its intervals with calls.
 
 The search scales each group's Erlang requirement by a factor of its own (``ceil(s * erlang)``,
-at least one agent where there is demand) and bisects that factor: the smallest factor whose
-judged intervals all meet the target by the simulated mean. Groups are searched side by side
-(each step simulates one candidate holding every group's current probe), and the result is
-simulated once more as a whole; a group still short there is raised one agent's worth.
+at least the groups' minimum where there is demand) and bisects that factor: the smallest
+factor whose judged intervals all meet the target by the simulated mean. Groups are searched
+side by side (each step simulates one candidate holding every group's current probe), and the
+result is simulated once more as a whole; a group still short there is raised one agent's worth.
+:mod:`sim.refine` then moves single intervals from that result.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,8 @@ class Tally:
     within: np.ndarray
     queue_offered: np.ndarray  # (n_intervals, n_queues)
     queue_within: np.ndarray
+    #: CPU seconds the replication took in the process that ran it.
+    cpu_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,7 @@ def _scenario(path: str, days: float | None) -> Scenario:
 
 def _replicate(task: ConfirmTask, progress: Callable[[float], None]) -> Tally:
     """One replication of a candidate as an executor task (module level, so it pickles)."""
+    cpu0 = time.process_time()
     scenario = _scenario(task.scenario_path, task.days)
     spec = scenario.spec
     center = candidate_center(scenario, task.groups, task.counts)
@@ -219,7 +223,8 @@ def _replicate(task: ConfirmTask, progress: Callable[[float], None]) -> Tally:
     result = Simulation(center, arrivals, timeline, spec.behaviour, start, horizon,
                         spec.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0])
                         ).run(progress)
-    return tally(result, task.groups, tuple(sorted(scenario.center.config.queues)))
+    counted = tally(result, task.groups, tuple(sorted(scenario.center.config.queues)))
+    return replace(counted, cpu_s=time.process_time() - cpu0)
 
 
 def estimate(offered: np.ndarray, within: np.ndarray) -> Estimate:
@@ -258,10 +263,29 @@ class Searcher:
     half_width: float = 0.02
     replications_run: int = 0
     candidates: int = 0
+    #: CPU seconds of every replication run so far (wherever it ran).
+    cpu_s: float = 0.0
+    #: Replication seeds skipped: a searcher on other callers than another's.
+    seed_offset: int = 0
 
     def __post_init__(self) -> None:
-        self._seeds = replication_seeds(self.seed, self.max_replications)
+        self._seeds = replication_seeds(self.seed, self.seed_offset
+                                        + self.max_replications)[self.seed_offset:]
         self._seen: dict[bytes, Evaluation] = {}
+        # Replications already run per candidate: a re-judged candidate only adds replications.
+        self._parts: dict[bytes, list[Tally]] = {}
+
+    def rejudge(self, judged: np.ndarray, pooled: np.ndarray) -> None:
+        """Judge candidates on other intervals from now on (replications already run are kept,
+        so a candidate judged again runs only the replications its new verdict lacks)."""
+        self.judged, self.pooled = judged, pooled
+        self._seen.clear()
+
+    def fresh(self) -> Searcher:
+        """A searcher judging the same way on the next :attr:`max_replications` seeds: callers
+        independent of this one's, to check a choice that this one's callers made."""
+        return replace(self, seed_offset=self.seed_offset + self.max_replications,
+                       replications_run=0, candidates=0, cpu_s=0.0)
 
     def evaluate(self, counts: np.ndarray) -> Evaluation:
         """Simulate ``counts`` on the first replication seeds until the CIs are narrow enough
@@ -269,16 +293,19 @@ class Searcher:
         key = counts.tobytes()
         if key in self._seen:
             return self._seen[key]
-        parts: list[Tally] = []
-        batch = self.min_replications
+        parts = self._parts.setdefault(key, [])
+        batch = self.min_replications - len(parts)
         while True:
             seeds = self._seeds[len(parts):len(parts) + batch]
-            tasks = [ConfirmTask(self.scenario.path, self.days, self.groups, counts, ss)
-                     for ss in seeds]
-            names = [f"staffing candidate {self.candidates}, replication {len(parts) + i} of "
-                     f"seed {self.seed}" for i in range(len(seeds))]
-            parts += self.executor.map(_replicate, tasks, names)
-            self.replications_run += len(seeds)
+            if seeds:
+                tasks = [ConfirmTask(self.scenario.path, self.days, self.groups, counts, ss)
+                         for ss in seeds]
+                names = [f"staffing candidate {self.candidates}, replication {len(parts) + i} "
+                         f"of seed {self.seed}" for i in range(len(seeds))]
+                fresh = self.executor.map(_replicate, tasks, names)
+                parts += fresh
+                self.replications_run += len(seeds)
+                self.cpu_s += sum(p.cpu_s for p in fresh)
             offered = np.stack([p.offered for p in parts])
             within = np.stack([p.within for p in parts])
             cells = estimate(offered, within)
@@ -316,15 +343,20 @@ class Searcher:
         return ok
 
 
-def counts_for(erlang: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``ceil(scale * erlang)`` per group, at least one agent wherever Erlang asks for any."""
+def counts_for(erlang: np.ndarray, scale: np.ndarray, minimum: int = 1) -> np.ndarray:
+    """``ceil(scale * erlang)`` per group, at least ``minimum`` agents wherever Erlang asks for
+    any."""
     scaled = np.ceil(erlang * scale[None, :] - 1e-9)
-    return np.where(erlang > 0, np.maximum(scaled, 1), 0).astype(np.int64)
+    return np.where(erlang > 0, np.maximum(scaled, minimum), 0).astype(np.int64)
 
 
-def search(searcher: Searcher, erlang: np.ndarray) -> Confirmation:
+def search(searcher: Searcher, erlang: np.ndarray, minimum: int = 1) -> Confirmation:
     """The smallest scale factor per group whose judged intervals meet the target (module
-    docstring), starting from Erlang's counts (factor 1)."""
+    docstring), starting from Erlang's counts (factor 1), at least ``minimum`` agents wherever
+    Erlang asks for any."""
+    def scaled(erl: np.ndarray, factor: np.ndarray) -> np.ndarray:
+        return counts_for(erl, factor, minimum)
+
     t0 = time.monotonic()
     m = erlang.shape[1]
     peak = np.maximum(erlang.max(axis=0), 1).astype(float)
@@ -335,7 +367,7 @@ def search(searcher: Searcher, erlang: np.ndarray) -> Confirmation:
     done: np.ndarray = ~np.asarray(searcher.judged.any(axis=0), dtype=bool)
     hi[done] = 1.0
     for _ in range(MAX_STEPS):
-        ev = searcher.evaluate(counts_for(erlang, probe))
+        ev = searcher.evaluate(scaled(erlang, probe))
         ok = searcher.meets(ev)
         for k in np.flatnonzero(~done):
             if ok[k]:
@@ -344,16 +376,16 @@ def search(searcher: Searcher, erlang: np.ndarray) -> Confirmation:
                 lo[k] = probe[k]
             if np.isnan(lo[k]):  # never missed yet: try one agent fewer at the peak
                 nxt = hi[k] * (peak[k] - 1) / peak[k]
-                if peak[k] <= 1 or counts_for(erlang[:, [k]], np.array([nxt])).sum() \
-                        == counts_for(erlang[:, [k]], np.array([hi[k]])).sum():
+                if peak[k] <= 1 or scaled(erlang[:, [k]], np.array([nxt])).sum() \
+                        == scaled(erlang[:, [k]], np.array([hi[k]])).sum():
                     done[k] = True
                     continue
                 probe[k] = nxt
             elif np.isnan(hi[k]):  # never met yet: more agents
                 probe[k] = lo[k] * 1.25 + 1.0 / peak[k]
             elif (hi[k] - lo[k]) * peak[k] <= 1.0 or np.array_equal(
-                    counts_for(erlang[:, [k]], np.array([lo[k]])),
-                    counts_for(erlang[:, [k]], np.array([hi[k]]))):
+                    scaled(erlang[:, [k]], np.array([lo[k]])),
+                    scaled(erlang[:, [k]], np.array([hi[k]]))):
                 done[k] = True
             else:
                 probe[k] = (lo[k] + hi[k]) / 2
@@ -362,13 +394,13 @@ def search(searcher: Searcher, erlang: np.ndarray) -> Confirmation:
         if done.all():
             break
     scale = np.where(np.isnan(hi), probe, hi)
-    best = searcher.evaluate(counts_for(erlang, scale))
+    best = searcher.evaluate(scaled(erlang, scale))
     for _ in range(3):  # the groups' factors together: raise any group still short
         short = ~searcher.meets(best)
         if not short.any():
             break
         scale = np.where(short, scale + 1.0 / peak, scale)
-        best = searcher.evaluate(counts_for(erlang, scale))
+        best = searcher.evaluate(scaled(erlang, scale))
     return Confirmation(best.counts, {c: float(scale[k]) for k, c in
                                       enumerate(searcher.groups.cells)}, best,
                         searcher.candidates, searcher.replications_run,

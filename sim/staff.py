@@ -34,7 +34,9 @@ from sim.staffing import StaffAction, build_timeline
 from sim.traffic import Arrival, QueueHandling, load_traffic
 
 if TYPE_CHECKING:
+    from sim.confirm import Searcher
     from sim.plots import Plot
+    from sim.refine import Refinement
 
 Model = Literal["A", "C"]
 #: ``StaffRow.language`` of a queue's row (every language of the queue).
@@ -42,6 +44,13 @@ ALL_LANGUAGES = "all"
 #: An interval is judged by the search when its group expects at least this many calls (fewer
 #: make its simulated SL mostly noise); a group with no such interval keeps Erlang's counts.
 MIN_JUDGED_CALLS = 5.0
+#: Where a row's required count comes from: Erlang's per-interval count, the groups' minimum
+#: (``min_agents``), Erlang times the group's confirmed factor, or the per-interval refinement.
+SOURCES = ("erlang", "minimum", "factor", "refined")
+#: Default rounds of the per-interval refinement after ``--confirm`` (0: off): the reference
+#: Monday stops moving after three (docs/planning.md), and each round costs about three
+#: candidates.
+REFINE_ROUNDS = 3
 POOLING_NOTE = ("Each queue and queue/language group is sized as its own pool; shared agents "
                 "count in every group they serve. Pooling is only visible in `acd sim run` "
                 "and `--confirm`.")
@@ -90,10 +99,16 @@ class StaffRow:
     #: 95% CI of the confirmed (simulated) SL.
     confirmed_sl_low: float | None = None
     confirmed_sl_high: float | None = None
+    #: The planned count where it is not Erlang's (the minimum, a factor or a refinement).
+    planned_agents: int | None = None
+    #: Where the required count comes from: one of :data:`SOURCES`.
+    source: str = "erlang"
 
     @property
     def required_agents(self) -> int:
-        """The confirmed count where there is one, else Erlang's."""
+        """The planned count where there is one, else the confirmed, else Erlang's."""
+        if self.planned_agents is not None:
+            return self.planned_agents
         return self.erlang_agents if self.confirmed_agents is None else self.confirmed_agents
 
     @property
@@ -117,6 +132,26 @@ class ConfirmSummary:
     #: small group judged as a whole: its pooled SL's).
     median_half_width: float
     max_half_width: float
+    #: The per-interval refinement after the factor search, when it ran.
+    refinement: Refinement | None = None
+    #: CPU seconds of all the replications (factor search and refinement).
+    cpu_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Minimum:
+    """What the groups' minimum staffing adds: a group gets at least ``agents`` wherever it
+    expects a call; with 0, none where it expects fewer than :data:`MIN_JUDGED_CALLS`."""
+
+    agents: int
+    #: Agent-intervals the minimum adds over a minimum of 0, and in how many group-intervals.
+    added: int
+    cells: int
+    #: Offered load of those group-intervals, agent-intervals (what their calls keep busy).
+    load: float
+    #: Agent-intervals over the day: the language groups' (with the minimum) and the queues'.
+    language_total: int
+    queue_total: int
 
 
 @dataclass(frozen=True)
@@ -129,6 +164,7 @@ class StaffPlan:
     interval_s: float
     language_rows: list[StaffRow] = field(default_factory=list)
     confirmation: ConfirmSummary | None = None
+    minimum: Minimum | None = None
 
 
 def demand(scenario: Scenario, days: float | None = None) -> Demand:
@@ -322,14 +358,17 @@ def confirm(rate: float, handling: QueueHandling, wrap_s: float, seed_agents: in
 def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
          confirm_mode: Literal["none", "busiest", "all"] = "none", busiest: int = 3,
          replications: int = 3, seed: int = 1, executor: Executor | None = None,
-         max_replications: int = 30, half_width: float = 0.02) -> StaffPlan:
+         max_replications: int = 30, half_width: float = 0.02,
+         refine_rounds: int = REFINE_ROUNDS, min_agents: int = 1) -> StaffPlan:
     """The staffing table: Erlang per interval, queue and language, scheduled staffing, and
-    (``confirm_mode``) the agents the center simulation confirms (:mod:`sim.confirm`).
+    (``confirm_mode``) the agents the center simulation confirms (:mod:`sim.confirm`), refined
+    interval by interval for up to ``refine_rounds`` rounds (:mod:`sim.refine`).
 
     The search judges each group on its ``busiest`` intervals and its queue's
     (``confirm_mode="busiest"``) or on every interval with calls (``"all"``); it runs
     ``replications`` to ``max_replications`` per candidate on ``executor`` (default: this
-    process).
+    process). The refinement judges every interval where a group expects enough calls. A group
+    gets at least ``min_agents`` wherever it expects a call (:class:`Minimum`).
     """
     d = demand(scenario, days)
     have = scheduled(scenario, d)
@@ -344,15 +383,20 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     cell_rows: list[StaffRow] = []
     for i, start in enumerate(d.starts):
         for k, (q, lang) in enumerate(d.cells):
-            cell_rows.append(_row(start.isoformat(), q, lang, float(d.cell_calls[i, k]),
-                                  d.cell_aht_s[(q, lang)], d.patience_s[q],
-                                  float(have_cells[i, k]), model, scenario, d.interval_s))
+            row = _row(start.isoformat(), q, lang, float(d.cell_calls[i, k]),
+                       d.cell_aht_s[(q, lang)], d.patience_s[q], float(have_cells[i, k]),
+                       model, scenario, d.interval_s)
+            floor = with_minimum(row.erlang_agents, row.calls, min_agents)
+            if floor != row.erlang_agents:
+                row = replace(row, planned_agents=floor, source="minimum")
+            cell_rows.append(row)
+    n, m = len(d.starts), len(d.cells)
+    floored = np.array([r.required_agents for r in cell_rows], dtype=np.int64).reshape(n, m)
+    minimum = _minimum(d, cell_rows, rows, floored, min_agents)
     if confirm_mode == "none" or not d.cells:
-        return StaffPlan(scenario.path, model, rows, d.interval_s, cell_rows)
+        return StaffPlan(scenario.path, model, rows, d.interval_s, cell_rows, minimum=minimum)
     from sim.confirm import Groups, Searcher, search
 
-    n, m = len(d.starts), len(d.cells)
-    erlang = np.array([r.erlang_agents for r in cell_rows]).reshape(n, m)
     shown_q = np.zeros((n, len(d.queues)), dtype=bool)
     for k in range(len(d.queues)):
         order = np.argsort(-d.calls[:, k], kind="stable")
@@ -360,26 +404,34 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
         shown_q[[int(i) for i in chosen if d.calls[i, k] > 0], k] = True
     judged = np.zeros((n, m), dtype=bool)
     pooled = np.zeros(m, dtype=bool)
+    enough = d.cell_calls >= MIN_JUDGED_CALLS
     for k, (q, _lang) in enumerate(d.cells):
-        enough = d.cell_calls[:, k] >= MIN_JUDGED_CALLS
-        if not enough.any():  # a small group: judged on all its calls together
+        if not enough[:, k].any():  # a small group: judged on all its calls together
             judged[:, k] = d.cell_calls[:, k] > 0
             pooled[k] = True
         elif confirm_mode == "all":
-            judged[:, k] = enough
+            judged[:, k] = enough[:, k]
         else:
             own = np.argsort(-d.cell_calls[:, k], kind="stable")[:busiest]
             judged[own, k] = True
             judged[:, k] |= shown_q[:, d.queues.index(q)]
-            judged[:, k] &= enough
+            judged[:, k] &= enough[:, k]
     queues = tuple(sorted(cfg.queues))
     searcher = Searcher(scenario, days, Groups(d.cells, d.offset_s, d.interval_s, n),
                         np.array([cfg.sl_for(q).target for q, _ in d.cells]),
                         np.array([cfg.sl_for(q).target for q in queues]), judged, pooled,
                         executor if executor is not None else LocalExecutor(1), seed,
                         max(2, replications), max(replications, max_replications), half_width)
-    found = search(searcher, erlang)
-    cells_ev, queue_ev = found.final.cells, found.final.queues
+    found = search(searcher, floored, min_agents)
+    counts, final, refinement = found.counts, found.final, None
+    searched: np.ndarray = np.asarray(judged.any(axis=0), dtype=bool)
+    factor_cpu_s = searcher.cpu_s
+    if refine_rounds > 0:
+        refinement = _refine(searcher, d, scenario, found.counts, floored, min_agents,
+                             refine_rounds)
+        counts, final = refinement.counts, refinement.final
+        judged = searcher.judged
+    cells_ev, queue_ev = final.cells, final.queues
     shown_cells = judged.copy()
     if confirm_mode == "busiest":  # a small group's row is shown at its busiest intervals
         for g in np.flatnonzero(pooled).tolist():
@@ -388,31 +440,84 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
             shown_cells[top, g] = d.cell_calls[top, g] > 0
     for i in range(n):
         for k in range(m):
+            at = i * m + k
+            if searched[k]:
+                cell_rows[at] = replace(cell_rows[at], planned_agents=int(counts[i, k]),
+                                        source="refined" if counts[i, k] != found.counts[i, k]
+                                        else "factor")
             if shown_cells[i, k]:
-                at = i * m + k
-                cell_rows[at] = _confirmed(cell_rows[at], int(found.counts[i, k]),
+                cell_rows[at] = _confirmed(cell_rows[at], int(counts[i, k]),
                                            cells_ev.mean[i, k], cells_ev.low[i, k],
                                            cells_ev.high[i, k])
         for k, q in enumerate(d.queues):
             if shown_q[i, k]:
                 at = i * len(d.queues) + k
                 col = queues.index(q)
-                agents = int(sum(found.counts[i, c] for c, (cq, _) in enumerate(d.cells)
-                                 if cq == q))
-                rows[at] = _confirmed(rows[at], agents, queue_ev.mean[i, col],
-                                      queue_ev.low[i, col], queue_ev.high[i, col])
+                mine = [c for c, (cq, _) in enumerate(d.cells) if cq == q]
+                agents = int(sum(counts[i, c] for c in mine))
+                moved = any(counts[i, c] != found.counts[i, c] for c in mine)
+                rows[at] = replace(_confirmed(rows[at], agents, queue_ev.mean[i, col],
+                                              queue_ev.low[i, col], queue_ev.high[i, col]),
+                                   source="refined" if moved else "factor")
     # The CIs the verdicts rest on: per judged interval, or pooled for a small group.
-    pooled_ev = found.final.pooled
+    pooled_ev = final.pooled
     half = np.concatenate([((cells_ev.high - cells_ev.low) / 2)[judged & ~pooled],
                            ((pooled_ev.high - pooled_ev.low) / 2)[pooled]])
     half = half[np.isfinite(half)]
     group_sl = {c: (float(pooled_ev.mean[k]), float(pooled_ev.low[k]),
                     float(pooled_ev.high[k])) for k, c in enumerate(d.cells)}
-    summary = ConfirmSummary(found.scale, group_sl, found.candidates, found.replications_run,
-                             found.final.cells.replications, found.wall_s,
+    summary = ConfirmSummary(found.scale, group_sl,
+                             found.candidates + (refinement.candidates if refinement else 0),
+                             found.replications_run
+                             + (refinement.replications_run if refinement else 0),
+                             final.cells.replications,
+                             found.wall_s + (refinement.wall_s if refinement else 0.0),
                              float(np.median(half)) if half.size else math.nan,
-                             float(half.max()) if half.size else math.nan)
-    return StaffPlan(scenario.path, model, rows, d.interval_s, cell_rows, summary)
+                             float(half.max()) if half.size else math.nan, refinement,
+                             factor_cpu_s + (refinement.cpu_s if refinement else 0.0))
+    return StaffPlan(scenario.path, model, rows, d.interval_s, cell_rows, summary, minimum)
+
+
+def with_minimum(erlang: int, calls: float, minimum: int) -> int:
+    """A group-interval's count under the groups' minimum: at least ``minimum`` agents where it
+    expects a call; with a minimum of 0, none where it expects fewer than
+    :data:`MIN_JUDGED_CALLS` calls (its callers wait for the routing's expansion steps)."""
+    if calls <= 0:
+        return 0
+    if minimum == 0 and calls < MIN_JUDGED_CALLS:
+        return 0
+    return max(erlang, minimum)
+
+
+def _minimum(d: Demand, cell_rows: Sequence[StaffRow], rows: Sequence[StaffRow],
+             floored: np.ndarray, minimum: int) -> Minimum:
+    """What the minimum adds over none, against the queues' own requirement."""
+    erlang = np.array([r.erlang_agents for r in cell_rows], dtype=np.int64).reshape(
+        floored.shape)
+    bare = np.where(d.cell_calls >= MIN_JUDGED_CALLS, erlang, 0)
+    added = floored - bare
+    load = d.cell_calls * np.array([d.cell_aht_s[c] for c in d.cells])[None, :] / d.interval_s
+    return Minimum(minimum, int(added.sum()), int((added > 0).sum()),
+                   float(load[added > 0].sum()), int(floored.sum()),
+                   int(sum(r.erlang_agents for r in rows)))
+
+
+def _refine(searcher: Searcher, d: Demand, scenario: Scenario, seed: np.ndarray,
+            floored: np.ndarray, minimum: int, rounds: int) -> Refinement:
+    """The per-interval refinement of the factor search's ``seed``, judged on every interval
+    where a group (not judged as a whole) expects :data:`MIN_JUDGED_CALLS` calls or more."""
+    from sim.refine import Cells, refine
+
+    cfg = scenario.center.config
+    judged = np.where(searcher.pooled[None, :], searcher.judged,
+                      d.cell_calls >= MIN_JUDGED_CALLS)
+    searcher.rejudge(judged, searcher.pooled)
+    queues = sorted({q for q, _ in d.cells})
+    aht = np.array([d.cell_aht_s[c] for c in d.cells])
+    cells = Cells(floored, d.cell_calls * aht[None, :] / d.interval_s, aht,
+                  np.array([float(cfg.sl_for(q).threshold_s) for q, _ in d.cells]),
+                  np.array([queues.index(q) for q, _ in d.cells]), minimum)
+    return refine(searcher, seed, cells, rounds)
 
 
 def _row(start: str, queue: str, language: str, calls: float, aht: float,
@@ -443,7 +548,7 @@ def _confirmed(row: StaffRow, agents: int, sl: float, low: float, high: float) -
 CSV_COLUMNS = ("interval_start", "queue", "language", "calls", "aht_s", "erlang_agents",
                "erlang_sl", "scheduled_agents", "scheduled_sl", "confirmed_agents",
                "confirmed_sl", "confirmed_sl_low", "confirmed_sl_high", "required_agents",
-               "gap")
+               "source", "gap")
 
 
 def write_csv(path: str | Path, staff: StaffPlan, by_language: bool = False) -> None:
@@ -486,6 +591,26 @@ def print_languages(staff: StaffPlan, console: Console) -> None:
                       "-" if factor is None else f"{factor:.2f}",
                       ci_text(*group_sl.get((q, lang), (math.nan,) * 3)))
     console.print(table)
+    if staff.minimum is not None:
+        console.print(minimum_text(staff.minimum, hours), markup=False, highlight=False)
+
+
+def minimum_text(low: Minimum, hours: float) -> str:
+    """What the groups' minimum adds, and why the languages need more than their queues."""
+    without = low.language_total - low.added
+    if low.agents == 0:
+        head = (f"minimum 0 (--min-agents): no agents where a group expects fewer than "
+                f"{MIN_JUDGED_CALLS:g} calls; their callers wait for the routing's expansion")
+    else:
+        head = (f"minimum {low.agents} agent(s) per group wherever it expects a call "
+                f"(--min-agents): {low.added} agent-intervals ({low.added * hours:.0f} agent-h) "
+                f"in {low.cells} group-intervals with few calls, whose calls keep only "
+                f"{low.load * hours:.1f} agent-h busy (with 0 they would wait for the "
+                "routing's expansion)")
+    return (f"{head}. The languages, each as its own pool, need "
+            f"{low.language_total * hours:.0f} agent-h by Erlang with the minimum "
+            f"({without * hours:.0f} without it); the queues, each as one pool, "
+            f"{low.queue_total * hours:.0f}.")
 
 
 #: Groups shown in the report's gap heatmap expect at least this many calls over the run.

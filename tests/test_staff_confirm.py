@@ -22,9 +22,11 @@ from sim.staff import ALL_LANGUAGES, plan
 RATE, AHT = 0.1, 120.0
 
 
-def _mmc_scenario(tmp_path: Path, hours: float = 3.0, french: float = 0.0) -> Path:
+def _mmc_scenario(tmp_path: Path, hours: float = 3.0, french: float = 0.0,
+                  intraday: list[float] | None = None, aht: float = AHT) -> Path:
     """A single-queue center whose every interval is M/M/c (JSON is YAML); a share ``french``
-    of the callers speak French (a second language group) when given."""
+    of the callers speak French (a second language group) when given; ``intraday`` weighs the
+    half-hours from midnight (the day's calls stay ``RATE * 86400``), ``aht`` is mean talk."""
     center = {
         "center": {"name": "mmc", "default_language": "en", "default_queue": "q",
                    "service_level": {"threshold_s": 20, "target": 0.85}},
@@ -41,9 +43,9 @@ def _mmc_scenario(tmp_path: Path, hours: float = 3.0, french: float = 0.0) -> Pa
     traffic = {
         "version": 1, "timezone": "UTC", "interval_minutes": 30,
         "volume": {"calls_per_day": RATE * 86400},
-        "profile": {"intraday": [1.0] * 48, "day_of_week": {d: 1.0 for d in (
+        "profile": {"intraday": intraday or [1.0] * 48, "day_of_week": {d: 1.0 for d in (
             "mon", "tue", "wed", "thu", "fri", "sat", "sun")}},
-        "queues": {"q": {"share": 1.0, "talk": {"dist": "exponential", "mean": AHT},
+        "queues": {"q": {"share": 1.0, "talk": {"dist": "exponential", "mean": aht},
                          "wrap": {"dist": "constant", "value": 0}}},
         "countries": {"XX": {"share": 1.0, "languages": {"en": 1.0 - french, "fr": french}
                              if french else {"en": 1.0}}},
@@ -110,20 +112,23 @@ def test_languages_get_their_own_requirement() -> None:
 
 
 def test_cli_confirm_prints_ci_and_writes_the_language_csv(tmp_path: Path) -> None:
-    """--confirm on the M/M/c center prints the SL CI per interval and writes the per-language
-    CSV with required, scheduled and gap."""
+    """--confirm on the M/M/c center prints the SL CI per interval and the refinement's cost,
+    and writes the per-language CSV with required (and where it came from), scheduled and
+    gap."""
     scenario = _mmc_scenario(tmp_path, hours=1.5)
     out = tmp_path / "out"
     code, text = run("sim", "staff", str(scenario), "--model", "C", "--confirm", "all",
                      "-r", "3", "--max-replications", "6", "-j", "1", "--out", str(out))
     assert code == 0, text
     assert "95% CI" in text
+    assert "per-interval refinement:" in text and "s CPU" in text
     with open(out / "staff_language.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and {r["language"] for r in rows} == {"en"}
     for r in rows:
         assert float(r["gap"]) == int(r["required_agents"]) - float(r["scheduled_agents"])
         assert r["confirmed_sl_low"] and float(r["confirmed_sl_low"]) <= float(r["confirmed_sl"])
+        assert r["source"] in ("factor", "refined")
 
 
 def test_report_heatmap_shows_the_gap_of_groups_with_calls() -> None:
