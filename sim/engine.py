@@ -476,7 +476,7 @@ class Simulation:
         """Do ``what`` (for ``call``) ``delay`` seconds from now: a :class:`_Timer` in SimPy's
         event queue, at the place a timeout would take (an URGENT event for the starts at time
         0, as a process's start is)."""
-        self._schedule(self.env._now + delay, priority, next(self._eid),
+        self._schedule(self.now + delay, priority, next(self._eid),
                        _Timer(what, call, token, agent_id, self._callbacks))
 
     def _schedule(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
@@ -829,7 +829,7 @@ class Simulation:
             # only if it can still matter: a call talking already, or ringing an agent whose
             # answer comes first, keeps it out (most calls), unless that answer is lost
             # (``_release_patience``). The heap stays small and no stale timer is run.
-            at = self.env._now + patience
+            at = now + patience
             eid = next(self._eid)
             phase = call.phase
             if phase is Phase.TALKING or (phase is Phase.RINGING and call.answer_at < at):
@@ -963,7 +963,7 @@ class Simulation:
             return  # the agent lets it ring; the router's ring timer takes it back
         if self._answers_at_once:
             call.answer_token = call.ring_token
-            call.answer_at = self.env._now
+            call.answer_at = self.now
             if not call.answer_at < call.patience_at:
                 self._release_patience(call)
             self._follow_answer.append(call)
@@ -972,7 +972,7 @@ class Simulation:
         if delay >= d.ring_timeout_s:
             self._release_patience(call)
             return
-        at = self.env._now + delay
+        at = self.now + delay
         call.answer_at = at
         if not at < call.patience_at:
             self._release_patience(call)
