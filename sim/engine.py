@@ -35,12 +35,14 @@ calls marked as repeats, from callers who abandoned; callback work, an accepted 
 voicemail becoming an outbound call that a ready agent of the queue makes once the router has
 no caller for them (the agent is paused with reason ``callback_work`` meanwhile).
 
-Simulated time runs on a ``simpy.Environment``. A timer is one SimPy event with one callback
-saying what to do (enter callers, wake the router, end a talk, ...) and to which call, so a
-call costs no process, no generator and no per-call event objects beyond its timeouts. The
-staffing timeline and the depth samples start first at time 0, as processes' starts do
-(SimPy's URGENT priority); every other timer is a timeout, in SimPy's order: by time, then
-the order it was set.
+Simulated time runs on a ``simpy.Environment``. A timer is one event in SimPy's queue (a
+compiled :class:`_Timer`, at the place a ``Timeout`` set then would take) saying what to do
+(enter callers, wake the router, end a talk, ...) and to which call, so a call costs no
+process, no generator and no per-call event objects beyond its timers. The staffing timeline
+and the depth samples start first at time 0, as processes' starts do (SimPy's URGENT
+priority); every other timer runs in SimPy's order for timeouts: by time, then the order it
+was set. A caller's patience timer takes its place in that order on entry but goes into the
+queue only while it can still matter (see ``_enter_queue``).
 """
 
 from __future__ import annotations
