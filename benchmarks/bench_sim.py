@@ -1,11 +1,12 @@
 """Simulator benchmark: a month of reference traffic through the full router, and M/M/c ratios.
 
 Run: ``python benchmarks/bench_sim.py [--days 30] [--replications 1] [--mmc-calls 30000]
-[--rounds 5] [--ivr] [--profile] [--no-pure] [--no-long] [--long-days 400]``
+[--rounds 5] [--ivr] [--profile] [--no-mmc] [--no-pure] [--no-long] [--year-only]
+[--long-days 400]``; ``--no-mmc --no-pure --year-only`` times the month and the year alone.
 
 (a) ``--days`` of the reference scenario (about 5,000 calls a day, 281 agents, two sites,
 shifts and breaks) through the production router, one replication at a time on one core:
-wall seconds per replication (target: 30 days <= 15 s). ``--ivr`` runs the scenario whose
+wall and CPU seconds per replication. ``--ivr`` runs the scenario whose
 callers walk the real call flow as well and reports the IVR's cost per call.
 (b) The same M/M/c (0.5 calls/s, AHT 180 s, 98 agents, the same number of calls) through the
 router (``sim.mmc.simulate_mmc``), bare SimPy and ciw: microseconds per call and ratios
@@ -17,13 +18,14 @@ Both parts run on the build in use (mypyc-compiled where ``setup.py`` could comp
 unless ``--no-pure``, again in a child process on the pure-Python build (``ACD_PURE_PYTHON=1``),
 so the gain from compiling is measured in the same run.
 
-(d) Long runs, unless ``--no-long``: a year of reference traffic (about 1.8 million calls) in
-one replication (target: <= 15 s on one core); a month of the center ten times larger (2,810
-agents in the same groups, sites and language mix, ten times the traffic: about 1.5 million
-calls; target <= 30 s); and ``acd sim run --days 400 -r 1 -j 1`` in a child process, whose
-peak resident memory (target < 1 GB) and ``summary.json`` size are printed. Times are wall
-seconds of the replication's run (setup apart) with the CPU seconds beside them: on a shared
-machine the CPU time is the steadier figure.
+(d) Long runs, unless ``--no-long`` (``--year-only``: the year alone): a year of reference
+traffic (about 1.8 million calls) in one replication (target: <= 15 s on one core); a month
+of the center ten times larger (2,810 agents in the same groups, sites and language mix, ten
+times the traffic: about 1.5 million calls; target <= 30 s); and ``acd sim run --days 400
+-r 1 -j 1`` in a child process, whose peak resident memory (target < 1 GB) and
+``summary.json`` size are printed. Times are wall seconds of the replication's run (setup
+apart) with the CPU seconds beside them: on a shared machine the CPU time is the steadier
+figure.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ RATE, AHT, AGENTS = 0.5, 180.0, 98
 
 
 def month(days: float, seed: int, ivr: bool, profile: bool) -> dict[str, float]:
-    """One replication of the reference scenario; wall seconds for setup and for the run."""
+    """One replication of the reference scenario; wall seconds for setup and for the run, and
+    the run's CPU seconds (the steadier figure on a shared machine)."""
     t0 = time.perf_counter()
     scenario = load_scenario(SCENARIOS / ("reference-ivr.yaml" if ivr else "reference.yaml"),
                              days=days)
@@ -74,11 +77,14 @@ def month(days: float, seed: int, ivr: bool, profile: bool) -> dict[str, float]:
     prof = cProfile.Profile() if profile else None
     if prof is not None:
         prof.enable()
+    cpu = time.process_time()
     result = sim.run()
+    cpu = time.process_time() - cpu
     if prof is not None:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-    out = {"calls": float(result.calls_simulated), "setup_s": setup, "run_s": result.wall_s}
+    out = {"calls": float(result.calls_simulated), "setup_s": setup, "run_s": result.wall_s,
+           "cpu_s": cpu}
     if sim.ivr is not None:
         out["ivr_us_per_call"] = sim.ivr.cost.us_per_call
         out["ivr_s"] = sim.ivr.cost.seconds
@@ -142,6 +148,8 @@ def print_long(args: argparse.Namespace, build: str) -> None:
           f"[{y['cpu_s']:.2f} CPU s], {1e6 * y['cpu_s'] / y['calls']:.1f} CPU us/call "
           f"(target <= 15 s: {'met' if min(y['run_s'], y['cpu_s']) <= 15 else 'MISSED'}); "
           f"setup {y['setup_s']:.2f} s")
+    if args.year_only:
+        return
     x = replication(30.0, args.seed, factor=10)
     print(f"  10x center month ({x['agents']:,.0f} agents): {x['calls']:,.0f} calls, run "
           f"{x['run_s']:.2f} s [{x['cpu_s']:.2f} CPU s], "
@@ -199,6 +207,9 @@ def main() -> None:
                     help="skip the comparison run on the pure-Python build")
     ap.add_argument("--no-long", action="store_true",
                     help="skip the long runs (a year, the 10x month, a long run's memory)")
+    ap.add_argument("--year-only", action="store_true",
+                    help="of the long runs, time the reference year only")
+    ap.add_argument("--no-mmc", action="store_true", help="skip the M/M/c comparison (b)")
     ap.add_argument("--long-days", type=float, default=400.0,
                     help="days of the run whose peak memory is measured (400)")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
@@ -221,14 +232,21 @@ def main() -> None:
                 month_s.append(m["run_s"])
             extra = (f", IVR {m['ivr_s']:.2f} s = {m['ivr_us_per_call']:.1f} us/call"
                      if ivr else "")
-            # The 15 s target is the reference month's; the IVR-flow variant has none.
-            verdict = "" if args.days != 30 or ivr else (
-                f" (target <= 15 s: {'met' if m['run_s'] <= 15 else 'MISSED'})")
             print(f"  {'ivr flow' if ivr else 'ivr_time'} replication {r + 1}: "
-                  f"{m['calls']:,.0f} calls, run {m['run_s']:.2f} s{verdict}, "
+                  f"{m['calls']:,.0f} calls, run {m['run_s']:.2f} s [{m['cpu_s']:.2f} CPU s], "
                   f"setup {m['setup_s']:.2f} s, {1e6 * m['run_s'] / m['calls']:.1f} us/call"
                   f"{extra}")
 
+    if not args.no_mmc:
+        best = print_mmc(args, build)
+        if not args.no_pure and build == "compiled":
+            print_pure(args, month_s, best)
+    if not args.no_long:
+        print_long(args, build)
+
+
+def print_mmc(args: argparse.Namespace, build: str) -> dict[str, float]:
+    """Part (b): the M/M/c through the router, bare SimPy and ciw; the best rounds."""
     print(f"(b) M/M/c {RATE:g} calls/s, AHT {AHT:g} s, {AGENTS} agents, router build: {build}; "
           f"fastest of {args.rounds} rounds (median)")
     b = mmc(args.mmc_calls, args.seed, args.rounds)
@@ -244,11 +262,7 @@ def main() -> None:
     print(f"  router / SimPy = {vs_simpy:.2f}x (target <= 3x: "
           f"{'met' if vs_simpy <= 3 else 'MISSED'})")
     print(f"  ciw / router   = {vs_ciw:.2f}x (target >= 3x: {'met' if vs_ciw >= 3 else 'MISSED'})")
-
-    if not args.no_pure and build == "compiled":
-        print_pure(args, month_s, best)
-    if not args.no_long:
-        print_long(args, build)
+    return best
 
 
 def print_pure(args: argparse.Namespace, month_s: list[float], best: dict[str, float]) -> None:

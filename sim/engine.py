@@ -35,28 +35,29 @@ calls marked as repeats, from callers who abandoned; callback work, an accepted 
 voicemail becoming an outbound call that a ready agent of the queue makes once the router has
 no caller for them (the agent is paused with reason ``callback_work`` meanwhile).
 
-Simulated time runs on a ``simpy.Environment``. A timer is one SimPy event with one callback
-saying what to do (enter callers, wake the router, end a talk, ...) and to which call, so a
-call costs no process, no generator and no per-call event objects beyond its timeouts. The
-staffing timeline and the depth samples start first at time 0, as processes' starts do
-(SimPy's URGENT priority); every other timer is a timeout, in SimPy's order: by time, then
-the order it was set.
+Simulated time runs on a ``simpy.Environment``. A timer is one event in SimPy's queue (a
+compiled :class:`_Timer`, at the place a ``Timeout`` set then would take) saying what to do
+(enter callers, wake the router, end a talk, ...) and to which call, so a call costs no
+process, no generator and no per-call event objects beyond its timers. The staffing timeline
+and the depth samples start first at time 0, as processes' starts do (SimPy's URGENT
+priority); every other timer runs in SimPy's order for timeouts: by time, then the order it
+was set. A caller's patience timer takes its place in that order on entry but goes into the
+queue only while it can still matter (see ``_enter_queue``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gc
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Final
+from heapq import heappush
+from typing import Any, Final
 
 import numpy as np
 import simpy
-from simpy.core import URGENT
 
 from acd.config.load import LoadedCenter
 from acd.config.policy import center_policy
@@ -191,8 +192,8 @@ class _Call(CallMachine):
     reads notice at 1.8 million calls a year (see bench_sim).
     """
 
-    __slots__ = ("answer_token", "arrival_t", "handle_factor", "patience_s", "repeat",
-                 "ring_token", "talk_s", "wrap_s")
+    __slots__ = ("answer_at", "answer_token", "arrival_t", "handle_factor", "patience_at",
+                 "patience_eid", "patience_s", "repeat", "ring_token", "talk_s", "wrap_s")
 
     def __init__(self, index: int, arrival_t: float, queue: str, language: str, country: str,
                  caller_number: str | None, priority: int, talk_s: float, patience_s: float,
@@ -205,10 +206,38 @@ class _Call(CallMachine):
         self.wrap_s = wrap_s
         self.ring_token = 0
         self.answer_token = -1
+        #: When the pending answer of the current ring comes (inf: none will).
+        self.answer_at = math.inf
+        #: The patience timer held back while an answer is due before it: its time and its
+        #: place in SimPy's order (-1: none held back; see Simulation._enter_queue).
+        self.patience_at = math.inf
+        self.patience_eid = -1
         #: The answering agent's factor on talk and wrap-up (newcomers are slower).
         self.handle_factor = 1.0
         #: A redial: the same caller called the same queue before (first-call resolution).
         self.repeat = False
+
+
+class _Timer:
+    """What to do when a timer is due, as an event in SimPy's queue.
+
+    ``Environment.step`` needs two things of an event: ``callbacks`` (called with the event,
+    then set to None) and ``_ok`` (True: it succeeded). A :class:`simpy.Timeout` with a
+    ``functools.partial`` costs an interpreted ``__init__``, a ``schedule`` call and two
+    objects per timer; this compiled record, put in the queue at the place the timeout would
+    take (:meth:`Simulation._schedule`), is run by SimPy in the same order and costs a tenth.
+    """
+
+    __slots__ = ("_ok", "agent_id", "call", "callbacks", "token", "what")
+
+    def __init__(self, what: int, call: _Call | None, token: int, agent_id: str,
+                 callbacks: tuple[Callable[[_Timer], None], ...]) -> None:
+        self.what = what
+        self.call = call
+        self.token = token
+        self.agent_id = agent_id
+        self.callbacks: tuple[Callable[[_Timer], None], ...] | None = callbacks
+        self._ok = True
 
 
 class _Work:
@@ -308,6 +337,11 @@ class Simulation:
         #: Simulated seconds from the start (the environment's clock, read once per timer).
         self.now = 0.0
         self.env = simpy.Environment()
+        # The environment's event queue and event counter, which ``_schedule`` fills as
+        # ``Environment.schedule`` does (see _Timer), and the one callback of every timer.
+        self._queue: list[Any] = self.env._queue
+        self._eid: Iterator[int] = self.env._eid
+        self._callbacks: tuple[Callable[[_Timer], None], ...] = (self._on_timer,)
         self._staff_next = 0
         self._ivr_arrivals: list[Arrival] = []
         self._ivr_next = 0
@@ -441,18 +475,17 @@ class Simulation:
 
     def _timer(self, delay: float, what: int, call: _Call | None = None, token: int = 0,
                agent_id: str = "", priority: int = _NORMAL) -> None:
-        """Do ``what`` (for ``call``) ``delay`` seconds from now: a SimPy timeout (an URGENT
-        event for the starts at time 0, as a process's start is)."""
-        fire = functools.partial(self._fire, what, call, token, agent_id)
-        if priority == _URGENT:  # a triggered event scheduled as a process's start is
-            ev = self.env.event()
-            ev._ok = True
-            ev._value = None
-            ev.callbacks.append(fire)
-            self.env.schedule(ev, URGENT, delay)
-        else:
-            timeout = self.env.timeout(delay)
-            timeout.callbacks.append(fire)
+        """Do ``what`` (for ``call``) ``delay`` seconds from now: a :class:`_Timer` in SimPy's
+        event queue, at the place a timeout would take (an URGENT event for the starts at time
+        0, as a process's start is)."""
+        self._schedule(self.now + delay, priority, next(self._eid),
+                       _Timer(what, call, token, agent_id, self._callbacks))
+
+    def _schedule(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
+        """Put ``timer`` in the environment's queue as ``Environment.schedule`` does: keyed by
+        time, priority and the environment's own event counter (``eid``, drawn from
+        ``self._eid``), so SimPy runs it in the order it would run a timeout set then."""
+        heappush(self._queue, (at, priority, eid, timer))
 
     def _run_until(self, until: float) -> None:
         """Carry out every timer due before ``until``, in order; then the clock reads it.
@@ -462,10 +495,13 @@ class Simulation:
             self.env.run(until=until)
         self.now = until
 
-    def _fire(self, what: int, call: _Call | None, token: int, agent_id: str,
-              _event: object) -> None:
+    def _on_timer(self, timer: _Timer) -> None:
+        """SimPy's callback for every :class:`_Timer` (``Environment.step`` calls it)."""
+        self._fire(timer.what, timer.call, timer.token, timer.agent_id)
+
+    def _fire(self, what: int, call: _Call | None, token: int, agent_id: str) -> None:
         """One timer is due: do what it says."""
-        self.now = self.env.now
+        self.now = self.env._now
         if what == _WAKE:
             self._wake()
         elif what == _ENTER:
@@ -723,6 +759,8 @@ class Simulation:
                 if call.answer_token == call.ring_token and agent_id is not None:
                     call.answer_token = -1  # once, even if the call is listed twice
                     self._feed(call, Answered(agent_id), now)
+                    if call.phase is not Phase.TALKING:
+                        self._release_patience(call)
         if self._follow_up:
             replies, self._follow_up = self._follow_up, []
             for call, accepted in replies:
@@ -758,6 +796,8 @@ class Simulation:
         elif isinstance(a, ReleaseAgent):
             self.rings_released += 1
             call.ring_token += 1  # the agent's pending answer, if any, never comes
+            call.answer_at = math.inf
+            self._release_patience(call)
             self._feed(call, DialFailed(a.agent_id, "no_answer"), now)
         elif isinstance(a, ReportFailed):
             self._act(self.router.offer_failed(now, call.call_id, a.reason, a.agent_id), now)
@@ -787,7 +827,28 @@ class Simulation:
                      now)
         patience = call.patience_s
         if patience < math.inf and call_id in self._calls:
-            self._timer(patience, _PATIENCE, call)
+            # The patience timer takes its place in SimPy's order now, but goes into the queue
+            # only if it can still matter: a call talking already, or ringing an agent whose
+            # answer comes first, keeps it out (most calls), unless that answer is lost
+            # (``_release_patience``). The heap stays small and no stale timer is run.
+            at = now + patience
+            eid = next(self._eid)
+            phase = call.phase
+            if phase is Phase.TALKING or (phase is Phase.RINGING and call.answer_at < at):
+                call.patience_at = at
+                call.patience_eid = eid
+            else:
+                self._schedule(at, _NORMAL, eid,
+                               _Timer(_PATIENCE, call, 0, "", self._callbacks))
+
+    def _release_patience(self, call: _Call) -> None:
+        """A held-back patience timer goes into SimPy's queue, at the place it took when the
+        caller entered the queue (the answer it waited behind will not come)."""
+        eid = call.patience_eid
+        if eid >= 0:
+            call.patience_eid = -1
+            self._schedule(call.patience_at, _NORMAL, eid,
+                           _Timer(_PATIENCE, call, 0, "", self._callbacks))
 
     # -------------------------------------------------------------------- callback work
 
@@ -898,19 +959,32 @@ class Simulation:
     def _dial(self, call: _Call, d: Dial) -> None:
         """The agent rings: they answer after their delay, or let it ring (ring-no-answer)."""
         call.ring_token += 1
+        call.answer_at = math.inf
         if self._rona_p > 0 and self._rona_draws.next() < self._rona_p:
+            self._release_patience(call)
             return  # the agent lets it ring; the router's ring timer takes it back
         if self._answers_at_once:
             call.answer_token = call.ring_token
+            call.answer_at = self.now
+            if not call.answer_at < call.patience_at:
+                self._release_patience(call)
             self._follow_answer.append(call)
             return
         delay = self._answer_delay.next()
         if delay >= d.ring_timeout_s:
+            self._release_patience(call)
             return
-        self._timer(delay, _ANSWER, call, call.ring_token, d.agent_id)
+        at = self.now + delay
+        call.answer_at = at
+        if not at < call.patience_at:
+            self._release_patience(call)
+        self._schedule(at, _NORMAL, next(self._eid),
+                       _Timer(_ANSWER, call, call.ring_token, d.agent_id, self._callbacks))
 
     def _answer(self, call: _Call, token: int, agent_id: str) -> None:
         if call.ring_token == token:
             now = self.now
             self._feed(call, Answered(agent_id), now)
+            if call.phase is not Phase.TALKING:  # the answer did not connect: patience runs
+                self._release_patience(call)
             self._sync(now)

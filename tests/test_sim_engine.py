@@ -12,7 +12,7 @@ import pytest
 from routerkit import agent, center_data, queue
 
 from acd.config.load import center_from_data
-from sim.engine import DRAIN_S, Simulation
+from sim.engine import _PATIENCE, DRAIN_S, Simulation
 from sim.erlang import ErlangA, service_level_c
 from sim.kpi import estimate, kpis
 from sim.mmc import simulate_mmc
@@ -251,3 +251,46 @@ def test_engine_every_call_that_reaches_the_router_ends_through_its_machine() ->
     assert reached_router > 500
     assert sim.calls_finished == reached_router
     assert sim.rings_released > 0  # the reference agents let 1% of offers ring out
+
+
+# ------------------------------------------- patience timers: only while they can matter
+
+
+def _ringing_behaviour(answer_s: float) -> Behaviour:
+    """Quiet callers and agents, except that agents answer after ``answer_s``."""
+    return _quiet_behaviour().model_copy(update={"answer_delay": Behaviour.model_validate(
+        {"answer_delay": {"dist": "constant", "value": answer_s}}).answer_delay})
+
+
+def test_engine_a_ring_cancelled_before_its_answer_lets_patience_run() -> None:
+    """A caller (arriving at 1 s) whose agent would answer 10 s later, before their 30 s
+    patience, but is paused while ringing at 5 s waits again with no one left, and abandons
+    at exactly 30 s: the patience timer held back behind the answer is put back when that
+    answer is lost."""
+    loaded = center_from_data(center_data([agent("a")]), "test-center.yaml")
+    a = loaded.agents[0].id
+    calls = [Arrival(1.0, "tech", "ru", "RU", None, 0, talk_s=50.0, patience_s=30.0)]
+    timeline = [StaffAction(0.0, "login", a), StaffAction(5.0, "pause", a, "break")]
+    sim = Simulation(loaded, calls, timeline, _ringing_behaviour(10.0), MONDAY, 1800.0,
+                     1800.0, seed=1)
+    result = sim.run()
+    assert result.calls.outcome.tolist() == [ABANDONED]
+    assert result.calls.wait_s.tolist() == [30.0]
+    assert sim.rings_released == 1
+
+
+@pytest.mark.parametrize("answer_s", [0.0, 3.0])
+def test_engine_keeps_no_patience_timer_for_a_caller_answered_first(answer_s: float) -> None:
+    """Patience timers go into SimPy's queue only for callers who wait: of a caller answered
+    on arrival and one who waits for the agent, both patient past the run's end, only the
+    second's timer is still queued when the run ends (and both calls are answered)."""
+    loaded = center_from_data(center_data([agent("a")]), "test-center.yaml")
+    calls = [Arrival(1.0, "tech", "ru", "RU", None, 0, talk_s=100.0, patience_s=50_000.0),
+             Arrival(10.0, "tech", "ru", "RU", None, 0, talk_s=50.0, patience_s=50_000.0)]
+    sim = Simulation(loaded, calls, [StaffAction(0.0, "login", loaded.agents[0].id)],
+                     _ringing_behaviour(answer_s), MONDAY, 1800.0, 1800.0, seed=1)
+    result = sim.run()
+    assert result.calls.outcome.tolist() == [ANSWERED, ANSWERED]
+    patience = [ev.call.call_id for _, _, _, ev in sim.env._queue
+                if getattr(ev, "what", None) == _PATIENCE and ev.call is not None]
+    assert patience == ["1"]

@@ -106,10 +106,8 @@ def set_state(f: Floor, now: float, agent: AgentRt, event: str, state: AgentStat
         raise _illegal(agent, event, state)
     if old is AgentState.READY and state is not AgentState.READY:
         rid = agent.profile.id
-        for key in agent.ready_keys:
-            d = f.ready.get(key)
-            if d is not None:
-                d.pop(rid, None)
+        for d in agent.ready_dicts:
+            d.pop(rid, None)
     if state is AgentState.RINGING:
         agent.busy_since = now
     working = state is not AgentState.LOGGED_OUT and state is not AgentState.PAUSED
@@ -132,11 +130,7 @@ def enter_ready(f: Floor, now: float, agent: AgentRt, event: str) -> None:
     agent.idle_since = now
     agent.pending = None
     rid = agent.profile.id
-    ready = f.ready
-    for key in agent.ready_keys:
-        d = ready.get(key)
-        if d is None:
-            d = ready[key] = {}
+    for d in agent.ready_dicts:
         d[rid] = agent
 
 

@@ -145,15 +145,20 @@ class CallRt(Timed):
 class AgentRt(Timed):
     """An agent's runtime state."""
 
-    __slots__ = ("busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since", "index",
-                 "login_at", "pending", "pending_reason", "profile", "ready_keys", "reason",
-                 "since", "state")
+    __slots__ = ("buckets", "busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since",
+                 "index", "login_at", "pending", "pending_reason", "profile", "ready_dicts",
+                 "ready_keys", "reason", "since", "state")
 
     def __init__(self, profile: AgentProfile, index: int,
                  ready_keys: list[ReadyKey]) -> None:
         self.profile = profile
         self.index = index
         self.ready_keys = ready_keys
+        #: The floor's ready dicts of ``ready_keys``, in that order (set by :class:`Floor`):
+        #: becoming ready or leaving it touches them without hashing a key each time.
+        self.ready_dicts: list[dict[str, AgentRt]] = []
+        #: The floor's buckets this agent looks at when freed (set by :class:`Floor`).
+        self.buckets: list[list[tuple[int, float, int, CallRt]]] = []
         self.state = AgentState.LOGGED_OUT
         self.reason: str | None = None
         self.since = 0.0
@@ -174,8 +179,8 @@ class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
     __slots__ = ("agent_buckets", "agents", "buckets", "calls", "out", "pools", "queues",
-                 "queues_by_skill", "ready", "seq", "site_tiers", "sites", "skilled", "staffed",
-                 "timers")
+                 "queues_by_skill", "ready", "ready_index", "seq", "site_tiers", "sites",
+                 "skilled", "staffed", "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
@@ -209,13 +214,30 @@ class Floor:
         }
         # Ready agents by (skill, language, site, newcomer), each dict in the order they became
         # ready: a call looks only where eligible agents can be, longest idle first.
+        # Every key any agent has gets its dict up front (empty until someone is ready), so
+        # each agent holds its own dicts.
         self.ready: dict[ReadyKey, dict[str, AgentRt]] = {}
+        #: The same dicts by skill, language and site, then ``newcomer`` (0 or 1): a call
+        #: looking for an agent reads them by name, without building and hashing a key.
+        self.ready_index: dict[str, dict[str, dict[str, list[dict[str, AgentRt]]]]] = {}
+        for a in self.agents.values():
+            a.ready_dicts = [self.ready.setdefault(key, {}) for key in a.ready_keys]
+        for (skill, lang, site, novice), d in self.ready.items():
+            pair = self.ready_index.setdefault(skill, {}).setdefault(lang, {}).setdefault(site, [])
+            if not pair:
+                pair.extend(({}, {}))  # placeholders until the real dicts are known
+            pair[1 if novice else 0] = d
         self.sites = tuple(policy.sites)
         #: Site tiers by (home site, all sites allowed, site affinity), built on first use.
         self.site_tiers: dict[tuple[str | None, bool, bool], tuple[tuple[str, ...], ...]] = {}
         #: Agents logged in and not paused, per skill (for wait estimates).
         self.staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
         self.buckets: dict[tuple[str, str], list[tuple[int, float, int, CallRt]]] = {}
+        # Each agent holds the buckets of its ``agent_buckets`` themselves, made up front (a
+        # bucket is never replaced), in that order.
+        for a in self.agents.values():
+            a.buckets = [self.buckets.setdefault(key, [])
+                         for key in self.agent_buckets[a.profile.id]]
         self.calls: dict[str, CallRt] = {}
         self.timers: list[tuple[float, int, int, Timed, int]] = []
         self.seq = 0

@@ -63,16 +63,24 @@ def agent_for(f: Floor, now: float, call: CallRt) -> AgentRt | None:
         novice_tiers = _ANYONE
     skill = q.skill
     langs = (call.language, *call.fallbacks) if call.accept_fallback else (call.language,)
-    ready = f.ready
+    by_lang = f.ready_index.get(skill)
+    if by_lang is None:
+        return None
     longest_idle = q.longest_idle
     for sites in site_tiers:
         for novices in novice_tiers:
             best: AgentRt | None = None
             best_key: tuple[float, ...] | None = None
             for lang in langs:
+                by_site = by_lang.get(lang)
+                if by_site is None:
+                    continue
                 for site in sites:
+                    pair = by_site.get(site)
+                    if pair is None:
+                        continue
                     for novice in novices:
-                        group = ready.get((skill, lang, site, novice))
+                        group = pair[1 if novice else 0]
                         if not group:
                             continue
                         if longest_idle:
@@ -123,9 +131,7 @@ def call_for(f: Floor, agent: AgentRt) -> CallRt | None:
     """The best waiting call for a freed agent, or None."""
     best: CallRt | None = None
     best_key: tuple[int, float, int] | None = None
-    buckets = f.buckets
-    for key in f.agent_buckets[agent.profile.id]:
-        b = buckets.get(key)
+    for b in agent.buckets:
         if not b:
             continue
         for neg_prio, _arrived, seq, call in b:
