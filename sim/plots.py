@@ -24,7 +24,7 @@ from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 
 from sim.kpi import ALL, MET, Summary
-from sim.records import RunResult
+from sim.records import BUSY, READY, RunResult
 from sim.rollup import (
     TOO_FEW,
     Calendar,
@@ -600,8 +600,7 @@ def daily_wait_plot(summary: Summary, results: Sequence[RunResult], cal: Calenda
         chunk = waits[bounds[d]:bounds[d + 1]]
         if chunk.size:
             pct[:, d] = np.percentile(chunk, PERCENTILES)
-    x = np.asarray(mdates.date2num([datetime.combine(d, datetime.min.time())
-                                    + timedelta(hours=12) for d in cal.dates]), dtype=float)
+    x = _noon_of_dates(cal)
     title = "Wait in queue per day: percentiles of offered calls"
     fig, ax = _figure(title)
     for k, p in enumerate(PERCENTILES):
@@ -614,6 +613,68 @@ def daily_wait_plot(summary: Summary, results: Sequence[RunResult], cal: Calenda
     _date_axis(ax, zone_name)
     ax.legend(loc="upper left", fontsize="small")
     return Plot("daily_wait", title, _svg(fig))
+
+
+def _noon_of_dates(cal: Calendar) -> np.ndarray:
+    """Noon of each local date of the calendar as matplotlib date numbers."""
+    return np.asarray(mdates.date2num([datetime.combine(d, datetime.min.time())
+                                       + timedelta(hours=12) for d in cal.dates]), dtype=float)
+
+
+def _per_date(values: np.ndarray, cal: Calendar) -> np.ndarray:
+    """Per-interval values (intervals first) summed per local date."""
+    n = min(values.shape[0], cal.row.size)
+    return np.stack([np.bincount(cal.row[:n], weights=col[:n], minlength=len(cal.dates))
+                     for col in values[:n].T], axis=-1)
+
+
+def daily_occupancy_plot(results: Sequence[RunResult], cal: Calendar, zone_name: str
+                         ) -> Plot | None:
+    """Agent occupancy per local date and site, and of all sites: busy seconds over busy and
+    ready seconds of the day, pooled over replications."""
+    agents = [r.agent_time for r in results if r.agent_time.seconds.size]
+    if not agents or len({a.seconds.shape for a in agents}) != 1:
+        return None
+    busy = sum(_per_date(a.seconds[:, :, BUSY], cal) for a in agents)
+    ready = sum(_per_date(a.seconds[:, :, READY], cal) for a in agents)
+    x = _noon_of_dates(cal)
+    title = "Agent occupancy per day per site"
+    fig, ax = _figure(title)
+    for j, site in enumerate(agents[0].sites):
+        ax.plot(x, _pct(ratio(busy[:, j], busy[:, j] + ready[:, j])), linewidth=1, label=site)
+    ax.plot(x, _pct(ratio(busy.sum(axis=1), (busy + ready).sum(axis=1))), color="black",
+            linestyle=":", label="all sites")
+    ax.set(ylabel="occupancy %", ylim=(0, 101))
+    _date_axis(ax, zone_name)
+    ax.legend(loc="lower left", fontsize="small")
+    return Plot("daily_occupancy", title, _svg(fig))
+
+
+def daily_depth_plot(results: Sequence[RunResult], cal: Calendar, zone_name: str
+                     ) -> Plot | None:
+    """Calls waiting per local date: the day's largest single queue (peak over replications)
+    and the mean of all queues together at the day's busiest interval."""
+    means = [r.queue_depth_mean for r in results if r.queue_depth_mean is not None]
+    peaks = [r.queue_depth_max for r in results if r.queue_depth_max is not None]
+    if not means or len({m.shape for m in means}) != 1:
+        return None
+    n = min(means[0].shape[0], cal.row.size)
+    mean = np.mean([m.sum(axis=1) for m in means], axis=0)[:n]
+    peak = np.max([p.max(axis=1) for p in peaks], axis=0)[:n]
+    busiest = np.full(len(cal.dates), np.nan)
+    largest = np.full(len(cal.dates), np.nan)
+    np.fmax.at(busiest, cal.row[:n], mean)
+    np.fmax.at(largest, cal.row[:n], peak)
+    title = "Queue depth per day"
+    fig, ax = _figure(title)
+    x = _noon_of_dates(cal)
+    ax.plot(x, busiest, linewidth=1, label="waiting, all queues (mean, busiest interval)")
+    ax.plot(x, largest, linestyle="--", linewidth=1, label="largest single queue (peak)")
+    ax.set(ylabel="calls waiting")
+    ax.set_ylim(bottom=0)
+    _date_axis(ax, zone_name)
+    ax.legend(loc="upper left", fontsize="small")
+    return Plot("daily_depth", title, _svg(fig))
 
 
 def worst_week_sl_plot(summary: Summary, weeks: Sequence[Rollup], cal: Calendar,
@@ -664,6 +725,8 @@ def daily_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -
         daily_asa_plot(summary, days, zone_name),
         daily_wait_plot(summary, results, cal, zone_name) if results else None,
         daily_volume_plot(days, zone_name),
+        daily_depth_plot(results, cal, zone_name),
+        daily_occupancy_plot(results, cal, zone_name),
         worst_week_sl_plot(summary, found["weekly"], cal, tz, zone_name),
     ]
     return [p for p in plots if p is not None]
