@@ -635,8 +635,8 @@ def daily_occupancy_plot(results: Sequence[RunResult], cal: Calendar, zone_name:
     agents = [r.agent_time for r in results if r.agent_time.seconds.size]
     if not agents or len({a.seconds.shape for a in agents}) != 1:
         return None
-    busy = sum(_per_date(a.seconds[:, :, BUSY], cal) for a in agents)
-    ready = sum(_per_date(a.seconds[:, :, READY], cal) for a in agents)
+    busy = np.sum([_per_date(a.seconds[:, :, BUSY], cal) for a in agents], axis=0)
+    ready = np.sum([_per_date(a.seconds[:, :, READY], cal) for a in agents], axis=0)
     x = _noon_of_dates(cal)
     title = "Agent occupancy per day per site"
     fig, ax = _figure(title)

@@ -399,15 +399,25 @@ def _estimate_dict(est: Estimate, kpi: str = "") -> dict[str, Any]:
             "n": est.n}
 
 
-def _interval_dict(table: IntervalSummary) -> dict[str, Any]:
-    def rows(arr: np.ndarray) -> list[list[float | None]]:
-        # Six decimals are plenty per interval and keep week-long documents small.
-        return [[None if v != v else v for v in row] for row in np.round(arr, 6).tolist()]
+def _json_row(row: np.ndarray) -> list[float | int | None]:
+    """One group's intervals for JSON: six decimals (plenty per interval, and they keep
+    year-long documents small), whole numbers without ``.0``, NaN as null."""
+    return [None if v != v else int(v) if v.is_integer() else v
+            for v in np.round(row, 6).tolist()]
 
+
+def _json_rows(arr: np.ndarray) -> list[list[float | int | None]] | None:
+    """A (groups, intervals) table for JSON, a row per group; None when no group has a value
+    in any interval (with one replication every CI half-width, by site most KPIs), rather
+    than a table of nulls."""
+    return [_json_row(row) for row in arr] if np.isfinite(arr).any() else None
+
+
+def _interval_dict(table: IntervalSummary) -> dict[str, Any]:
     return {"groups": list(table.groups), "start_s": table.start_s.tolist(),
             "targets": list(table.targets),
-            "mean": {k: rows(v) for k, v in table.mean.items()},
-            "half_width": {k: rows(v) for k, v in table.half_width.items()}}
+            "mean": {k: _json_rows(v) for k, v in table.mean.items()},
+            "half_width": {k: _json_rows(v) for k, v in table.half_width.items()}}
 
 
 def summary_to_dict(summary: Summary, provenance: Provenance | None = None,
@@ -481,10 +491,13 @@ def _write_interval_json(fh: TextIO, table: IntervalSummary) -> None:
     for part, values in (("mean", table.mean), ("half_width", table.half_width)):
         fh.write(f', "{part}": {{')
         for k, (name, arr) in enumerate(values.items()):
-            fh.write((", " if k else "") + json.dumps(name) + ": [")
-            for r, row in enumerate(np.round(arr, 6).tolist()):
-                fh.write((", " if r else "") + json.dumps([None if v != v else v for v in row],
-                                                          allow_nan=False))
+            fh.write((", " if k else "") + json.dumps(name) + ": ")
+            if not np.isfinite(arr).any():
+                fh.write("null")
+                continue
+            fh.write("[")
+            for g in range(arr.shape[0]):  # a group at a time: never the whole table as lists
+                fh.write((", " if g else "") + json.dumps(_json_row(arr[g]), allow_nan=False))
             fh.write("]")
         fh.write("}")
     fh.write("}")
