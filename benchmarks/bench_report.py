@@ -59,7 +59,8 @@ def bench(days: float, replications: int) -> None:
               f"{(out / 'summary.json').stat().st_size / 1e6:.1f} MB, report.html "
               f"{(out / 'report.html').stat().st_size / 1e6:.1f} MB")
     print("  of which, for runs of more than a day:")
-    timed("weekly + daily roll-ups", lambda: rollup.rollups(summary, results=runs))
+    timed("weekly + daily roll-ups", lambda: [rollup.rollups(summary, weekly, results=runs)
+                                              for weekly in (True, False)])
     timed("day heatmaps", lambda: plots.day_plots(summary, ZONE))
     timed("line plots", lambda: plots.all_plots(summary, runs, ZONE))
     print(f"  load {os.getloadavg()[0]:.1f}")

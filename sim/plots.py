@@ -679,13 +679,15 @@ def daily_depth_plot(results: Sequence[RunResult], cal: Calendar, zone_name: str
 
 def worst_week_sl_plot(summary: Summary, weeks: Sequence[Rollup], cal: Calendar,
                        tz: ZoneInfo | None, zone_name: str) -> Plot | None:
-    """The center's SL per interval over its worst judged week (lowest SL), with its 95% CI
-    and the target: the per-interval view, for the week that needs it."""
+    """The center's SL per interval over its worst judged week (lowest SL; a whole week if the
+    run has one), with its 95% CI and the target: the per-interval view, for the week that
+    needs it."""
     judged = [w for w in weeks if w.dim == "center" and w.status != TOO_FEW
               and np.isfinite(w.values["sl_offered"])]
     if not judged:
         return None
-    worst = min(judged, key=lambda w: w.values["sl_offered"])
+    whole = [w for w in judged if not w.period.partial] or judged
+    worst = min(whole, key=lambda w: w.values["sl_offered"])
     rows = np.flatnonzero((np.asarray(cal.dates)[cal.row] >= worst.period.first)
                           & (np.asarray(cal.dates)[cal.row] <= worst.period.last))
     table = summary.intervals[ALL]

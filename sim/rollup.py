@@ -26,12 +26,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from sim.kpi import (
     ALL,
+    Dimension,
     Estimate,
     GroupVerdict,
     IntervalSummary,
@@ -218,7 +220,7 @@ def replicate_estimates(results: Sequence[RunResult], dim: str, index: np.ndarra
     Student t CI half-width (NaN for one replication; periods without calls left out)."""
     per_rep: dict[str, list[np.ndarray]] = {k: [] for k in JUDGED}
     for result in results:
-        table = kpis_per_interval(result, None if dim == ALL else dim)  # type: ignore[arg-type]
+        table = kpis_per_interval(result, None if dim == ALL else cast(Dimension, dim))
         sums = {k: _period_sums(table.values[k], index, n_periods)
                 for k in ("offered", "answered", "answered_within")}
         per_rep["sl_offered"].append(ratio(sums["answered_within"], sums["offered"]))

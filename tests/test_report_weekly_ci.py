@@ -18,7 +18,7 @@ from rich.console import Console
 from scipy.stats import t as student_t
 
 from sim import kpi, plots, report, rollup
-from sim.records import RunResult
+from sim.records import BUSY, READY, RunResult
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +188,8 @@ def figure_keys(text: str) -> list[str]:
 def test_a_run_longer_than_a_week_is_drawn_per_day_and_its_worst_week_per_interval(
         tmp_path: Path, runs: list[RunResult], summary: kpi.Summary) -> None:
     """Twelve days get daily SL, CAR, ASA, wait, volume and occupancy plots with local-date
-    axes instead of the per-interval ones, and the worst week (lowest center SL, computed here) per
-    interval; a seven-day run keeps the per-interval plots."""
+    axes instead of the per-interval ones, and the worst whole week (lowest center SL, computed
+    here) per interval; a seven-day run keeps the per-interval plots."""
     report.write_html(tmp_path / "r.html", runs, summary)
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     keys = figure_keys(text)
@@ -198,7 +198,7 @@ def test_a_run_longer_than_a_week_is_drawn_per_day_and_its_worst_week_per_interv
                     "daily_volume", "daily_occupancy", "worst_week_sl"]
     assert "local date (Europe/Moscow)" in text and "<h2>Per day (local dates" in text
     weeks = [w for w in report.calendar_rollups(summary, runs)["weekly"] if w.dim == "center"]
-    worst = min(weeks, key=lambda w: w.values["sl_offered"])
+    worst = min((w for w in weeks if not w.period.partial), key=lambda w: w.values["sl_offered"])
     assert f"worst week, {worst.period.label}" in text
     week = [long_run(7.0, seed=s) for s in (1, 2)]
     report.write_html(tmp_path / "w.html", week, kpi.summarise(week, timezone=ZONE))
@@ -218,3 +218,17 @@ def test_the_daily_lines_are_the_daily_rollups(runs: list[RunResult],
     offered = summary.intervals[kpi.ALL].mean["offered"][0]
     for d, r in enumerate(rows):
         assert r.values["offered"] == pytest.approx(offered[cal.row == d].sum())
+
+
+def test_daily_occupancy_adds_up_each_dates_agent_seconds(runs: list[RunResult],
+                                                          summary: kpi.Summary) -> None:
+    """The per-date sums behind the occupancy plot are each local date's busy and ready
+    seconds per site, added up here interval by interval."""
+    cal = rollup.calendar(summary)
+    seconds = runs[0].agent_time.seconds
+    for category in (BUSY, READY):
+        per_date = plots._per_date(seconds[:, :, category], cal)
+        assert per_date.shape == (len(cal.dates), seconds.shape[1])
+        for d in range(len(cal.dates)):
+            want = seconds[cal.row == d, :, category].sum(axis=0)
+            assert per_date[d] == pytest.approx(want)
