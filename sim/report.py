@@ -399,25 +399,37 @@ def _estimate_dict(est: Estimate, kpi: str = "") -> dict[str, Any]:
             "n": est.n}
 
 
-def _json_row(row: np.ndarray) -> list[float | int | None]:
-    """One group's intervals for JSON: six decimals (plenty per interval, and they keep
-    year-long documents small), whole numbers without ``.0``, NaN as null."""
+#: Decimals of per-interval values in summary.json: means keep six; a CI half-width needs no
+#: more than 0.01 percentage point (shares) or a thousandth (seconds, calls).
+MEAN_DECIMALS = 6
+
+
+def half_width_decimals(kpi: str) -> int:
+    """Decimals of a per-interval CI half-width of ``kpi`` in summary.json."""
+    return 4 if kpi in PERCENT_KPIS else 3
+
+
+def _json_row(row: np.ndarray, decimals: int = MEAN_DECIMALS) -> list[float | int | None]:
+    """One group's intervals for JSON: rounded to ``decimals`` (plenty per interval, and they
+    keep year-long documents small), whole numbers without ``.0``, NaN as null."""
     return [None if v != v else int(v) if v.is_integer() else v
-            for v in np.round(row, 6).tolist()]
+            for v in np.round(row, decimals).tolist()]
 
 
-def _json_rows(arr: np.ndarray) -> list[list[float | int | None]] | None:
+def _json_rows(arr: np.ndarray, decimals: int = MEAN_DECIMALS
+               ) -> list[list[float | int | None]] | None:
     """A (groups, intervals) table for JSON, a row per group; None when no group has a value
     in any interval (with one replication every CI half-width, by site most KPIs), rather
     than a table of nulls."""
-    return [_json_row(row) for row in arr] if np.isfinite(arr).any() else None
+    return [_json_row(row, decimals) for row in arr] if np.isfinite(arr).any() else None
 
 
 def _interval_dict(table: IntervalSummary) -> dict[str, Any]:
     return {"groups": list(table.groups), "start_s": table.start_s.tolist(),
             "targets": list(table.targets),
             "mean": {k: _json_rows(v) for k, v in table.mean.items()},
-            "half_width": {k: _json_rows(v) for k, v in table.half_width.items()}}
+            "half_width": {k: _json_rows(v, half_width_decimals(k))
+                           for k, v in table.half_width.items()}}
 
 
 def summary_to_dict(summary: Summary, provenance: Provenance | None = None,
@@ -496,8 +508,10 @@ def _write_interval_json(fh: TextIO, table: IntervalSummary) -> None:
                 fh.write("null")
                 continue
             fh.write("[")
+            decimals = MEAN_DECIMALS if part == "mean" else half_width_decimals(name)
             for g in range(arr.shape[0]):  # a group at a time: never the whole table as lists
-                fh.write((", " if g else "") + json.dumps(_json_row(arr[g]), allow_nan=False))
+                fh.write((", " if g else "")
+                         + json.dumps(_json_row(arr[g], decimals), allow_nan=False))
             fh.write("]")
         fh.write("}")
     fh.write("}")
