@@ -164,15 +164,15 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     summary = summarise(results, answer_rate_target=config.center.answer_rate_target,
                         min_offered=config.center.verdict_min_offered,
                         timezone=next(iter(config.sites.values())).timezone)
-    print_summary(summary, console)
+    print_summary(summary, console, results=results)
     out, run_id = _run_dir(args, s.name)
     provenance = Provenance(
         run_id, _shown_path(args.scenario), s.name, what,
         {k.replace("volume_scale", "scale"): str(v) for k, v in overrides.items()
          if v is not None}, args.seed, args.replications, _version(), native.build(),
         datetime.now(UTC).isoformat(timespec="seconds"))
-    write_json(out / "summary.json", summary, provenance)
-    write_csv(out, summary, provenance)
+    write_json(out / "summary.json", summary, provenance, results)
+    write_csv(out, summary, provenance, results)
     from sim.staff import gap_plot  # required vs scheduled: only for forecast traffic
     write_html(out / "report.html", results, summary, provenance,
                [] if args.replay or args.queue_log else [p for p in [gap_plot(scenario)] if p])

@@ -4,7 +4,8 @@ Simulating 400 days takes minutes, so the per-interval tallies come from the tes
 long-run builder (tests/reportkit.py: five queues, sixteen languages, six countries, two
 sites, 30-minute intervals). Each step is timed in CPU and wall seconds: summarise,
 summary.json, the CSVs and report.html, and within them the parts a run of more than a day
-adds (the calendar roll-ups and the day x time-of-day heatmaps). The load average is printed
+adds (the calendar roll-ups and the day x time-of-day heatmaps), and the line plots (per
+interval, or per day beyond a week). The load average is printed
 with the figures, since the machine may be shared.
 
     .venv/bin/python benchmarks/bench_report.py            # 30 and 400 days
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from reportkit import ZONE, long_run  # noqa: E402
 
-from sim import kpi, plots, report  # noqa: E402
+from sim import kpi, plots, report, rollup  # noqa: E402
 
 
 def timed(label: str, step: Callable[[], Any]) -> Any:
@@ -49,16 +50,19 @@ def bench(days: float, replications: int) -> None:
     summary = timed("summarise", lambda: kpi.summarise(runs, timezone=ZONE))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        timed("summary.json", lambda: report.write_json(out / "summary.json", summary))
-        timed("CSVs", lambda: report.write_csv(out, summary))
+        timed("summary.json", lambda: report.write_json(out / "summary.json", summary,
+                                                        results=runs))
+        timed("CSVs", lambda: report.write_csv(out, summary, results=runs))
         timed("report.html", lambda: report.write_html(out / "report.html", runs, summary))
         print(f"  {'report in all':<22} cpu {time.process_time() - cpu:6.2f} s   "
               f"wall {time.perf_counter() - wall:6.2f} s; summary.json "
               f"{(out / 'summary.json').stat().st_size / 1e6:.1f} MB, report.html "
               f"{(out / 'report.html').stat().st_size / 1e6:.1f} MB")
     print("  of which, for runs of more than a day:")
-    timed("weekly + daily roll-ups", lambda: report.calendar_rollups(summary))
+    timed("weekly + daily roll-ups", lambda: [rollup.rollups(summary, weekly, results=runs)
+                                              for weekly in (True, False)])
     timed("day heatmaps", lambda: plots.day_plots(summary, ZONE))
+    timed("line plots", lambda: plots.all_plots(summary, runs, ZONE))
     print(f"  load {os.getloadavg()[0]:.1f}")
 
 

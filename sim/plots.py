@@ -24,8 +24,18 @@ from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 
 from sim.kpi import ALL, MET, Summary
-from sim.records import RunResult
-from sim.rollup import Calendar, calendar, day_grid, is_multi_day, ratio
+from sim.records import BUSY, READY, RunResult
+from sim.rollup import (
+    TOO_FEW,
+    Calendar,
+    Rollup,
+    calendar,
+    calendar_rollups,
+    day_grid,
+    is_multi_day,
+    ratio,
+    run_seconds,
+)
 
 #: Wait percentiles shown in the report.
 PERCENTILES = (50, 80, 90, 95, 99)
@@ -245,7 +255,10 @@ def occupancy_plot(summary: Summary, tz: ZoneInfo | None, zone_name: str) -> Plo
 
 
 def all_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -> list[Plot]:
-    """Every plot the report shows, in reading order."""
+    """Every plot the report shows, in reading order: per interval, or per day for a run
+    longer than :data:`DAILY_AFTER_DAYS`."""
+    if is_daily(summary):
+        return daily_plots(summary, results, timezone)
     tz = zone_of(summary, timezone)
     zone_name = timezone or f"UTC{datetime.fromisoformat(summary.start_iso).strftime('%z')}"
     plots = [sl_plot(summary, tz, zone_name), sl_by_queue_plot(summary, tz, zone_name),
@@ -451,4 +464,271 @@ def day_plots(summary: Summary, timezone: str) -> list[Plot]:
     zone_name = timezone or f"UTC{cal.start.strftime('%z')}"
     plots = [day_sl_heatmap(summary, cal, zone_name), day_volume_heatmap(summary, cal, zone_name),
              day_sl_groups_heatmap(summary, cal, zone_name)]
+    return [p for p in plots if p is not None]
+
+
+# --- Day by day (runs of more than a week) ---------------------------------------------------
+
+#: Runs longer than this many days draw their line plots a point per local date, not per
+#: interval: a week of half-hour intervals is 336 points a line, still readable; a year's
+#: 17,520 are not (and made most of a 12 MB page).
+DAILY_AFTER_DAYS = 7.0
+
+
+def is_daily(summary: Summary) -> bool:
+    """True when the run is longer than :data:`DAILY_AFTER_DAYS` (its plots are per day)."""
+    return run_seconds(summary) > DAILY_AFTER_DAYS * 86_400 + 1e-6
+
+
+def _date_axis(ax: Axes, zone_name: str) -> None:
+    """Local dates across, concise (months, then days as the run gets shorter)."""
+    locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel(f"local date ({zone_name})")
+
+
+def _day_series(days: Sequence[Rollup], dim: str, group: str
+                ) -> tuple[np.ndarray, list[Rollup]]:
+    """One group's days: noon of each local date as a matplotlib date number, and the rows."""
+    rows = [r for r in days if r.dim == dim and r.group == group]
+    x = np.asarray(mdates.date2num([datetime.combine(r.period.first, datetime.min.time())
+                                    + timedelta(hours=12) for r in rows]), dtype=float)
+    return x, rows
+
+
+def _values(rows: Sequence[Rollup], kpi: str) -> np.ndarray:
+    return np.array([r.values[kpi] for r in rows], dtype=float)
+
+
+def _rate_per_day(summary: Summary, days: Sequence[Rollup], kpi: str, target: float,
+                  key: str, title: str, zone_name: str, by_queue: bool = False) -> Plot:
+    """A share per day: the center (with its 95% CI across replications as a band, if any)
+    or each queue, and the target."""
+    fig, ax = _figure(title)
+    if by_queue:
+        for queue in dict.fromkeys(r.group for r in days if r.dim == "queue"):
+            x, rows = _day_series(days, "queue", queue)
+            ax.plot(x, _pct(_values(rows, kpi)), marker=".", markersize=3, linewidth=1,
+                    label=queue)
+    else:
+        x, rows = _day_series(days, "center", ALL)
+        ci = np.array([r.ci(kpi) for r in rows], dtype=float)
+        if np.isfinite(ci).any():
+            ax.fill_between(x, 100 * ci[:, 0], 100 * ci[:, 1], alpha=0.25,
+                            label="95% CI across replications")
+        ax.plot(x, _pct(_values(rows, kpi)), marker=".", markersize=3, linewidth=1,
+                label=f"{'SL' if kpi == 'sl_offered' else 'CAR'} of the day")
+    ax.axhline(100 * target, color="red", linestyle="--", label=f"target {100 * target:g}%")
+    ax.set(ylabel="%", ylim=(0, 101))
+    _date_axis(ax, zone_name)
+    ax.legend(loc="lower left", fontsize="small", ncol=6 if by_queue else 3)
+    return Plot(key, title, _svg(fig))
+
+
+def daily_volume_plot(days: Sequence[Rollup], zone_name: str) -> Plot:
+    """Offered, answered and abandoned calls per local date (means per replication)."""
+    title = "Offered, answered and abandoned calls per day"
+    fig, ax = _figure(title)
+    x, rows = _day_series(days, "center", ALL)
+    for k in ("offered", "answered", "abandoned"):
+        ax.plot(x, _values(rows, k), linewidth=1, label=k)
+    ax.set(ylabel="calls per day (mean)")
+    ax.set_ylim(bottom=0)
+    _date_axis(ax, zone_name)
+    ax.legend(loc="upper left", fontsize="small")
+    return Plot("daily_volume", title, _svg(fig))
+
+
+def daily_asa_plot(summary: Summary, days: Sequence[Rollup], zone_name: str) -> Plot:
+    """ASA per local date of the center and each queue, with the SL threshold."""
+    title = "Average speed of answer per day"
+    fig, ax = _figure(title)
+    x, rows = _day_series(days, "center", ALL)
+    ax.plot(x, _values(rows, "asa_s"), color="black", linewidth=1.5, label="center")
+    for queue in dict.fromkeys(r.group for r in days if r.dim == "queue"):
+        xq, rq = _day_series(days, "queue", queue)
+        ax.plot(xq, _values(rq, "asa_s"), linewidth=0.8, label=queue)
+    ax.axhline(summary.threshold_s, color="red", linestyle="--",
+               label=f"SL threshold {summary.threshold_s:g} s")
+    ax.set(ylabel="ASA, s")
+    ax.set_ylim(bottom=0)
+    _date_axis(ax, zone_name)
+    ax.legend(loc="upper left", fontsize="small", ncol=7)
+    return Plot("daily_asa", title, _svg(fig))
+
+
+def daily_language_heatmap(days: Sequence[Rollup], zone_name: str) -> Plot | None:
+    """SL per local date (columns) and language (rows), grey where a day had no calls."""
+    names = list(dict.fromkeys(r.group for r in days if r.dim == "language"))
+    if not names:
+        return None
+    first = [r for r in days if r.dim == "center"]
+    edges = np.asarray(mdates.date2num(
+        [datetime.combine(r.period.first, datetime.min.time()) for r in first]
+        + [datetime.combine(first[-1].period.first, datetime.min.time()) + timedelta(days=1)]),
+        dtype=float)
+    sl = np.stack([_values(_day_series(days, "language", n)[1], "sl_offered") for n in names])
+    title = "Service level per day by language (grey: no calls)"
+    fig = Figure(figsize=(10, 0.9 + 0.28 * len(names)))
+    ax = fig.subplots()
+    ax.set_title(title)
+    cmap, norm = sl_scale(min((r.sl_target for r in days if r.dim == "language"), default=0.8))
+    mesh = ax.pcolormesh(edges, np.arange(len(names) + 1), np.ma.masked_invalid(_pct(sl)),
+                         cmap=cmap, norm=norm, rasterized=True)
+    ax.set_yticks(np.arange(len(names)) + 0.5, names)
+    ax.invert_yaxis()
+    _date_axis(ax, zone_name)
+    fig.colorbar(mesh, ax=ax, label="SL %", pad=0.01)
+    return Plot("daily_sl_language", title, _svg(fig))
+
+
+def daily_wait_plot(summary: Summary, results: Sequence[RunResult], cal: Calendar,
+                    zone_name: str) -> Plot:
+    """Wait percentiles of offered calls per local date, pooled over replications."""
+    logs = [r.wait_log() for r in results]
+    waits = np.concatenate([w.wait_s for w in logs])
+    queued = np.concatenate([w.queued_s for w in logs])
+    n_int = cal.row.size
+    interval = np.clip(np.floor(queued / summary.interval_s).astype(np.int64), 0, n_int - 1)
+    day = cal.row[interval]
+    order = np.argsort(day, kind="stable")
+    day, waits = day[order], waits[order]
+    bounds = np.searchsorted(day, np.arange(len(cal.dates) + 1))
+    pct = np.full((len(PERCENTILES), len(cal.dates)), np.nan)
+    for d in range(len(cal.dates)):
+        chunk = waits[bounds[d]:bounds[d + 1]]
+        if chunk.size:
+            pct[:, d] = np.percentile(chunk, PERCENTILES)
+    x = _noon_of_dates(cal)
+    title = "Wait in queue per day: percentiles of offered calls"
+    fig, ax = _figure(title)
+    for k, p in enumerate(PERCENTILES):
+        if p in (50, 90, 95):
+            ax.plot(x, pct[k], linewidth=1, label=f"p{p}")
+    ax.axhline(summary.threshold_s, color="red", linestyle="--",
+               label=f"SL threshold {summary.threshold_s:g} s")
+    ax.set(ylabel="wait, s")
+    ax.set_ylim(bottom=0)
+    _date_axis(ax, zone_name)
+    ax.legend(loc="upper left", fontsize="small")
+    return Plot("daily_wait", title, _svg(fig))
+
+
+def _noon_of_dates(cal: Calendar) -> np.ndarray:
+    """Noon of each local date of the calendar as matplotlib date numbers."""
+    return np.asarray(mdates.date2num([datetime.combine(d, datetime.min.time())
+                                       + timedelta(hours=12) for d in cal.dates]), dtype=float)
+
+
+def _per_date(values: np.ndarray, cal: Calendar) -> np.ndarray:
+    """Per-interval values (intervals first) summed per local date."""
+    n = min(values.shape[0], cal.row.size)
+    return np.stack([np.bincount(cal.row[:n], weights=col[:n], minlength=len(cal.dates))
+                     for col in values[:n].T], axis=-1)
+
+
+def daily_occupancy_plot(results: Sequence[RunResult], cal: Calendar, zone_name: str
+                         ) -> Plot | None:
+    """Agent occupancy per local date and site, and of all sites: busy seconds over busy and
+    ready seconds of the day, pooled over replications."""
+    agents = [r.agent_time for r in results if r.agent_time.seconds.size]
+    if not agents or len({a.seconds.shape for a in agents}) != 1:
+        return None
+    busy = np.sum([_per_date(a.seconds[:, :, BUSY], cal) for a in agents], axis=0)
+    ready = np.sum([_per_date(a.seconds[:, :, READY], cal) for a in agents], axis=0)
+    x = _noon_of_dates(cal)
+    title = "Agent occupancy per day per site"
+    fig, ax = _figure(title)
+    for j, site in enumerate(agents[0].sites):
+        ax.plot(x, _pct(ratio(busy[:, j], busy[:, j] + ready[:, j])), linewidth=1, label=site)
+    ax.plot(x, _pct(ratio(busy.sum(axis=1), (busy + ready).sum(axis=1))), color="black",
+            linestyle=":", label="all sites")
+    ax.set(ylabel="occupancy %", ylim=(0, 101))
+    _date_axis(ax, zone_name)
+    ax.legend(loc="lower left", fontsize="small")
+    return Plot("daily_occupancy", title, _svg(fig))
+
+
+def daily_depth_plot(results: Sequence[RunResult], cal: Calendar, zone_name: str
+                     ) -> Plot | None:
+    """Calls waiting per local date: the day's largest single queue (peak over replications)
+    and the mean of all queues together at the day's busiest interval."""
+    means = [r.queue_depth_mean for r in results if r.queue_depth_mean is not None]
+    peaks = [r.queue_depth_max for r in results if r.queue_depth_max is not None]
+    if not means or len({m.shape for m in means}) != 1:
+        return None
+    n = min(means[0].shape[0], cal.row.size)
+    mean = np.mean([m.sum(axis=1) for m in means], axis=0)[:n]
+    peak = np.max([p.max(axis=1) for p in peaks], axis=0)[:n]
+    busiest = np.full(len(cal.dates), np.nan)
+    largest = np.full(len(cal.dates), np.nan)
+    np.fmax.at(busiest, cal.row[:n], mean)
+    np.fmax.at(largest, cal.row[:n], peak)
+    title = "Queue depth per day"
+    fig, ax = _figure(title)
+    x = _noon_of_dates(cal)
+    ax.plot(x, busiest, linewidth=1, label="waiting, all queues (mean, busiest interval)")
+    ax.plot(x, largest, linestyle="--", linewidth=1, label="largest single queue (peak)")
+    ax.set(ylabel="calls waiting")
+    ax.set_ylim(bottom=0)
+    _date_axis(ax, zone_name)
+    ax.legend(loc="upper left", fontsize="small")
+    return Plot("daily_depth", title, _svg(fig))
+
+
+def worst_week_sl_plot(summary: Summary, weeks: Sequence[Rollup], cal: Calendar,
+                       tz: ZoneInfo | None, zone_name: str) -> Plot | None:
+    """The center's SL per interval over its worst judged week (lowest SL; a whole week if the
+    run has one), with its 95% CI and the target: the per-interval view, for the week that
+    needs it."""
+    judged = [w for w in weeks if w.dim == "center" and w.status != TOO_FEW
+              and np.isfinite(w.values["sl_offered"])]
+    if not judged:
+        return None
+    whole = [w for w in judged if not w.period.partial] or judged
+    worst = min(whole, key=lambda w: w.values["sl_offered"])
+    rows = np.flatnonzero((np.asarray(cal.dates)[cal.row] >= worst.period.first)
+                          & (np.asarray(cal.dates)[cal.row] <= worst.period.last))
+    table = summary.intervals[ALL]
+    x = interval_times(summary, table.start_s[rows], tz)
+    sl = table.mean["sl_offered"][0][rows]
+    half = np.nan_to_num(table.half_width["sl_offered"][0][rows])
+    title = (f"Service level per interval in the worst week, {worst.period.label} "
+             f"(SL {100 * worst.values['sl_offered']:.1f}%)")
+    fig, ax = _figure(title)
+    ax.fill_between(x, _pct(sl - half), _pct(sl + half), alpha=0.25, label="95% CI")
+    ax.plot(x, _pct(sl), marker=".", label="SL (mean)")
+    ax.axhline(100 * summary.target, color="red", linestyle="--",
+               label=f"target {100 * summary.target:g}%")
+    ax.set(ylabel="SL %", ylim=(0, 101))
+    _time_axis(ax, tz, zone_name)
+    ax.legend(loc="lower left", fontsize="small")
+    return Plot("worst_week_sl", title, _svg(fig))
+
+
+def daily_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -> list[Plot]:
+    """The line plots of a run longer than :data:`DAILY_AFTER_DAYS`: a point per local date
+    from the daily roll-ups, then the worst week interval by interval."""
+    tz = zone_of(summary, timezone)
+    cal = calendar(summary)
+    zone_name = timezone or f"UTC{cal.start.strftime('%z')}"
+    found = calendar_rollups(summary, results)
+    days = found["daily"]
+    plots = [
+        _rate_per_day(summary, days, "sl_offered", summary.target, "daily_sl",
+                      f"Service level per day (answered within {summary.threshold_s:g} s)",
+                      zone_name),
+        _rate_per_day(summary, days, "sl_offered", summary.target, "daily_sl_queue",
+                      "Service level per day by queue", zone_name, by_queue=True),
+        daily_language_heatmap(days, zone_name),
+        _rate_per_day(summary, days, "answer_rate", summary.answer_rate_target, "daily_car",
+                      "Answer rate (CAR) per day", zone_name),
+        daily_asa_plot(summary, days, zone_name),
+        daily_wait_plot(summary, results, cal, zone_name) if results else None,
+        daily_volume_plot(days, zone_name),
+        daily_depth_plot(results, cal, zone_name),
+        daily_occupancy_plot(results, cal, zone_name),
+        worst_week_sl_plot(summary, found["weekly"], cal, tz, zone_name),
+    ]
     return [p for p in plots if p is not None]

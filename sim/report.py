@@ -34,17 +34,25 @@ from sim.kpi import (
     Summary,
     Verdict,
 )
-from sim.plots import PERCENTILES, Plot, all_plots, day_plots, scoped_ids
+from sim.plots import (
+    DAILY_AFTER_DAYS,
+    PERCENTILES,
+    Plot,
+    all_plots,
+    day_plots,
+    is_daily,
+    scoped_ids,
+)
 from sim.records import RunResult
 from sim.rollup import (
+    JUDGED,
     ROLLUP_COUNTS,
     ROLLUP_RATIOS,
     TOO_FEW,
     Rollup,
-    calendar,
+    calendar_rollups,
     is_multi_day,
     rollup_dict,
-    rollups,
 )
 
 #: KPIs shown as percentages; the rest are seconds or call counts.
@@ -296,8 +304,11 @@ def _group_table(summary: Summary, dim: str) -> Table:
     return table
 
 
-def print_summary(summary: Summary, console: Console | None = None, worst: int = 20) -> None:
-    """Print the verdict, the overall KPIs, the tables by group, and the missed intervals."""
+def print_summary(summary: Summary, console: Console | None = None, worst: int = 20,
+                  results: Sequence[RunResult] = ()) -> None:
+    """Print the verdict, the overall KPIs, the tables by group, the missed intervals, the
+    verdicts by group and, for a run of more than a day, the weeks that are not MET (judged
+    with a CI across the replications' ``results`` when given)."""
     console = console or Console()
     colour = {MET: "bold green", NOT_MET: "bold red", INCONCLUSIVE: "bold yellow"}
     for line, verdict in zip(verdict_lines(summary), summary.verdicts, strict=True):
@@ -329,6 +340,50 @@ def print_summary(summary: Summary, console: Console | None = None, worst: int =
         console.print(f"  ... and {len(missed) - worst} more (all in report.html and "
                       "intervals.csv)", markup=False, highlight=False)
     print_verdicts(summary, console)
+    weeks = calendar_rollups(summary, results).get("weekly", [])
+    for line in weekly_miss_lines(weeks):
+        console.print(line, markup=False, highlight=False)
+
+
+#: Most groups the terminal's week-by-week view lists (weekly.csv has them all).
+WEEK_GROUPS = 5
+
+
+def _week_miss_line(rows: Sequence[Rollup], judged: int) -> str:
+    """E.g. ``3 NOT MET, 1 INCONCLUSIVE of 5 weeks; worst 2026-W11: SL 80.1% ± 1.2, CAR
+    97.0% ± 0.3``: the worst is the furthest below its SL target."""
+    counts = ", ".join(f"{n} {status}" for status in (NOT_MET, INCONCLUSIVE)
+                       if (n := sum(r.status == status for r in rows)))
+    worst = min(rows, key=lambda r: r.estimates["sl_offered"].mean - r.sl_target)
+    kpis = ", ".join(f"{LABELS[k]} {fmt_ci(k, worst.estimates[k], ' ± ')}" for k in JUDGED)
+    partial = " (partial)" if worst.period.partial else ""
+    return f"{counts} of {judged} weeks; worst {worst.period.label}{partial}: {kpis}"
+
+
+def weekly_miss_lines(weeks: Sequence[Rollup], groups: int = WEEK_GROUPS) -> list[str]:
+    """The weeks NOT MET or INCONCLUSIVE, a line per group (the center first, then the queues
+    and languages with the most weeks NOT MET), at most ``groups`` of them, and where the rest
+    is; no lines for a run without weeks."""
+    if not weeks:
+        return []
+    misses: dict[tuple[str, str], list[Rollup]] = {}
+    judged: dict[tuple[str, str], int] = {}
+    for w in weeks:
+        judged[w.dim, w.group] = judged.get((w.dim, w.group), 0) + (w.status != TOO_FEW)
+        if w.status in (NOT_MET, INCONCLUSIVE):
+            misses.setdefault((w.dim, w.group), []).append(w)
+    if not misses:
+        return ["Week by week: every judged week MET for the center, queues and languages "
+                "(weekly.csv)"]
+    order = sorted(misses, key=lambda k: (k[0] != "center", -sum(
+        w.status == NOT_MET for w in misses[k]), -len(misses[k])))
+    lines = ["Weeks not MET (95% CI across replications; every week in weekly.csv):"]
+    for dim, group in order[:groups]:
+        name = "center" if dim == "center" else f"{dim} {group}"
+        lines.append(f"  {name}: {_week_miss_line(misses[dim, group], judged[dim, group])}")
+    if len(order) > groups:
+        lines.append(f"  ... and {len(order) - groups} more group(s) (weekly.csv)")
+    return lines
 
 
 # --- JSON and CSV -------------------------------------------------------------------------
@@ -344,37 +399,53 @@ def _estimate_dict(est: Estimate, kpi: str = "") -> dict[str, Any]:
             "n": est.n}
 
 
-def _interval_dict(table: IntervalSummary) -> dict[str, Any]:
-    def rows(arr: np.ndarray) -> list[list[float | None]]:
-        # Six decimals are plenty per interval and keep week-long documents small.
-        return [[None if v != v else v for v in row] for row in np.round(arr, 6).tolist()]
+#: Decimals of per-interval values in summary.json: means keep six; a CI half-width needs no
+#: more than 0.01 percentage point (shares) or a thousandth (seconds, calls).
+MEAN_DECIMALS = 6
 
+
+def half_width_decimals(kpi: str) -> int:
+    """Decimals of a per-interval CI half-width of ``kpi`` in summary.json."""
+    return 4 if kpi in PERCENT_KPIS else 3
+
+
+def _json_row(row: np.ndarray, decimals: int = MEAN_DECIMALS) -> list[float | int | None]:
+    """One group's intervals for JSON: rounded to ``decimals`` (plenty per interval, and they
+    keep year-long documents small), whole numbers without ``.0``, NaN as null."""
+    return [None if v != v else int(v) if v.is_integer() else v
+            for v in np.round(row, decimals).tolist()]
+
+
+def _json_rows(arr: np.ndarray, decimals: int = MEAN_DECIMALS
+               ) -> list[list[float | int | None]] | None:
+    """A (groups, intervals) table for JSON, a row per group; None when no group has a value
+    in any interval (with one replication every CI half-width, by site most KPIs), rather
+    than a table of nulls."""
+    return [_json_row(row, decimals) for row in arr] if np.isfinite(arr).any() else None
+
+
+def _interval_dict(table: IntervalSummary) -> dict[str, Any]:
     return {"groups": list(table.groups), "start_s": table.start_s.tolist(),
             "targets": list(table.targets),
-            "mean": {k: rows(v) for k, v in table.mean.items()},
-            "half_width": {k: rows(v) for k, v in table.half_width.items()}}
+            "mean": {k: _json_rows(v) for k, v in table.mean.items()},
+            "half_width": {k: _json_rows(v, half_width_decimals(k))
+                           for k, v in table.half_width.items()}}
 
 
-def summary_to_dict(summary: Summary, provenance: Provenance | None = None) -> dict[str, Any]:
+def summary_to_dict(summary: Summary, provenance: Provenance | None = None,
+                    results: Sequence[RunResult] = ()) -> dict[str, Any]:
     """The summary as plain JSON types (NaN becomes null), with its provenance if given; a run
-    of more than one day also has its ``weekly`` and ``daily`` roll-ups."""
-    return {**_head_dict(summary, provenance),
+    of more than one day also has its ``weekly`` and ``daily`` roll-ups (judged with a CI
+    across the replications' ``results`` when given)."""
+    return {**_head_dict(summary, provenance, results),
             "intervals": {dim: _interval_dict(t) for dim, t in summary.intervals.items()}}
 
 
-def calendar_rollups(summary: Summary) -> dict[str, list[Rollup]]:
-    """The weekly and daily roll-ups of a run of more than one day; none for a shorter run."""
-    if not is_multi_day(summary):
-        return {}
-    cal = calendar(summary)
-    return {"weekly": rollups(summary, weekly=True, cal=cal),
-            "daily": rollups(summary, weekly=False, cal=cal)}
-
-
-def _head_dict(summary: Summary, provenance: Provenance | None) -> dict[str, Any]:
+def _head_dict(summary: Summary, provenance: Provenance | None,
+               results: Sequence[RunResult]) -> dict[str, Any]:
     """Everything :func:`summary_to_dict` gives but the per-interval tables."""
     periods = {name: [rollup_dict(r) for r in rows]
-               for name, rows in calendar_rollups(summary).items()}
+               for name, rows in calendar_rollups(summary, results).items()}
     return {
         **({"provenance": provenance.as_dict()} if provenance is not None else {}),
         "timezone": summary.timezone,
@@ -407,14 +478,14 @@ def _head_dict(summary: Summary, provenance: Provenance | None) -> dict[str, Any
     }
 
 
-def write_json(path: str | Path, summary: Summary, provenance: Provenance | None = None
-               ) -> None:
+def write_json(path: str | Path, summary: Summary, provenance: Provenance | None = None,
+               results: Sequence[RunResult] = ()) -> None:
     """Write the whole summary as one JSON document (NaN as null).
 
     The per-interval tables are written a row at a time, so a year of intervals never sits in
     memory as Python lists; the bytes are those of ``json.dumps(summary_to_dict(...))``.
     """
-    head = {**_head_dict(summary, provenance), "intervals": {}}
+    head = {**_head_dict(summary, provenance, results), "intervals": {}}
     text = json.dumps(head, allow_nan=False)
     with Path(path).open("w", encoding="utf-8") as fh:
         fh.write(text[:text.rindex("{}")] + "{")
@@ -432,10 +503,15 @@ def _write_interval_json(fh: TextIO, table: IntervalSummary) -> None:
     for part, values in (("mean", table.mean), ("half_width", table.half_width)):
         fh.write(f', "{part}": {{')
         for k, (name, arr) in enumerate(values.items()):
-            fh.write((", " if k else "") + json.dumps(name) + ": [")
-            for r, row in enumerate(np.round(arr, 6).tolist()):
-                fh.write((", " if r else "") + json.dumps([None if v != v else v for v in row],
-                                                          allow_nan=False))
+            fh.write((", " if k else "") + json.dumps(name) + ": ")
+            if not np.isfinite(arr).any():
+                fh.write("null")
+                continue
+            fh.write("[")
+            decimals = MEAN_DECIMALS if part == "mean" else half_width_decimals(name)
+            for g in range(arr.shape[0]):  # a group at a time: never the whole table as lists
+                fh.write((", " if g else "")
+                         + json.dumps(_json_row(arr[g], decimals), allow_nan=False))
             fh.write("]")
         fh.write("}")
     fh.write("}")
@@ -465,11 +541,13 @@ def _interval_rows(summary: Summary, table: IntervalSummary) -> Iterator[list[st
             yield [str(i), labels[i], group, *["" if v != v else f"{v:.6g}" for v in cells]]
 
 
-def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | None = None
-              ) -> list[Path]:
+def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | None = None,
+              results: Sequence[RunResult] = ()) -> list[Path]:
     """Write ``overall.csv``, ``by_<dim>.csv`` and ``intervals[_by_<dim>].csv`` (empty cell =
-    undefined; interval starts in the summary's zone); with a provenance every row ends with
-    its columns (run id, scenario, overrides, seed, version, build). Return the paths."""
+    undefined; interval starts in the summary's zone), and for a run of more than a day
+    ``weekly.csv`` and ``daily.csv`` (CIs across ``results`` when given); with a provenance
+    every row ends with its columns (run id, scenario, overrides, seed, version, build).
+    Return the paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -495,7 +573,7 @@ def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | 
         name = "intervals.csv" if dim == ALL else f"intervals_by_{dim}.csv"
         cols = [c for k in INTERVAL_KPI_NAMES for c in (k, f"{k}_hw")]
         write(name, ["interval", "start", "group", *cols], _interval_rows(summary, table))
-    for name, rows in calendar_rollups(summary).items():
+    for name, rows in calendar_rollups(summary, results).items():
         write(f"{name}.csv", [*ROLLUP_HEADER, "replications"],
               [[*_rollup_cells(r), str(summary.n_replications)] for r in rows])
     return written
@@ -503,13 +581,15 @@ def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | 
 
 #: Columns of ``weekly.csv`` and ``daily.csv`` (before the replications and provenance).
 ROLLUP_HEADER = ("period", "first_day", "last_day", "partial", "dim", "group", *ROLLUP_COUNTS,
-                 *ROLLUP_RATIOS, "sl_target", "answer_rate_target", "verdict")
+                 *ROLLUP_RATIOS, *[f"{k}_ci_{end}" for k in JUDGED for end in ("low", "high")],
+                 "sl_target", "answer_rate_target", "verdict")
 
 
 def _rollup_cells(r: Rollup) -> list[str]:
     return [r.period.label, r.period.first.isoformat(), r.period.last.isoformat(),
             "partial" if r.period.partial else "", r.dim, r.group,
             *[_csv_value(r.values[k]) for k in (*ROLLUP_COUNTS, *ROLLUP_RATIOS)],
+            *[_csv_value(v) for k in JUDGED for v in r.ci(k)],
             repr(r.sl_target), repr(r.answer_rate_target), r.status]
 
 
@@ -574,12 +654,20 @@ def _calls(value: float) -> str:
     return f"{value:,.0f}" if math.isfinite(value) else "-"
 
 
+def _ci_text(r: Rollup, kpi: str) -> str:
+    """A period's 95% CI as ``[78.0-82.3%]``, ``-`` without one (one replication)."""
+    low, high = r.ci(kpi)
+    return "-" if not math.isfinite(low) else f"[{100 * low:.1f}-{100 * high:.1f}%]"
+
+
 def _weekly_rows(weeks: Sequence[Rollup]) -> list[dict[str, Any]]:
     """The center's weeks for the report's table, partial weeks marked."""
     return [{"cells": [w.period.label + (" (partial)" if w.period.partial else ""),
                        f"{w.period.first:%a %d %b} - {w.period.last:%a %d %b %Y}",
                        _calls(w.values["offered"]), _calls(w.values["answered"]),
-                       *[fmt(k, w.values[k]) for k in ROLLUP_RATIOS], w.status],
+                       fmt("sl_offered", w.values["sl_offered"]), _ci_text(w, "sl_offered"),
+                       fmt("answer_rate", w.values["answer_rate"]), _ci_text(w, "answer_rate"),
+                       *[fmt(k, w.values[k]) for k in ROLLUP_RATIOS[2:]], w.status],
              "css": _CSS_CLASS[w.status]} for w in weeks if w.dim == "center"]
 
 
@@ -594,11 +682,13 @@ def _weeks_by_group(weeks: Sequence[Rollup]) -> list[list[str]]:
     for (dim, group), rs in groups.items():
         judged = [r for r in rs if r.status != TOO_FEW]
         missed = [r for r in judged if r.status == NOT_MET]
+        unsure = sum(r.status == INCONCLUSIVE for r in judged)
         worst = min(judged, key=lambda r: r.values["sl_offered"] - r.sl_target, default=None)
         rows.append((dim, -len(missed), [
             f"{dim} {group}", str(len(judged)),
             f"{len(missed)}" + (f" ({sum(r.period.partial for r in missed)} partial)"
                                 if any(r.period.partial for r in missed) else ""),
+            str(unsure),
             "-" if worst is None else worst.period.label,
             "-" if worst is None else fmt("sl_offered", worst.values["sl_offered"]),
             f"{100 * rs[0].sl_target:g}%"]))
@@ -617,7 +707,7 @@ def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
     # Runs of more than a day: day x time-of-day heatmaps and week-by-week tables.
     days = [Plot(p.key, p.title, scoped_ids(p.svg, p.key))
             for p in day_plots(summary, summary.timezone)]
-    weeks = calendar_rollups(summary).get("weekly", [])
+    weeks = calendar_rollups(summary, results).get("weekly", [])
     missed = missed_intervals(summary)
     qualified = int(np.sum(summary.intervals[ALL].mean["offered"][0] >= summary.min_volume))
     html = _template().render(
@@ -630,9 +720,10 @@ def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
         overall_css="met" if summary.meets_target else "missed",
         verdicts=_verdict_rows(summary), min_offered=f"{summary.min_offered:g}",
         unjudged=[f"{d} {g} ({v:.0f})" for d, g, v in summary.unjudged],
-        plots=plots, multi_day=is_multi_day(summary), day_plots=days, weekly=_weekly_rows(weeks),
-        weekly_header=["week", "days", "offered", "answered", "SL", "CAR", "abandon rate",
-                       "ASA", "verdict"],
+        plots=plots, multi_day=is_multi_day(summary), daily=is_daily(summary),
+        daily_after=f"{DAILY_AFTER_DAYS:g}", day_plots=days, weekly=_weekly_rows(weeks),
+        weekly_header=["week", "days", "offered", "answered", "SL", "SL 95% CI", "CAR",
+                       "CAR 95% CI", "abandon rate", "ASA", "verdict"],
         weeks_by_group=_weeks_by_group(weeks),
         answer_rate_target=f"{100 * summary.answer_rate_target:g}",
         threshold=f"{summary.threshold_s:g}",

@@ -6,9 +6,14 @@ its local date (a row of the grid, its day and ISO week) and its clock time of d
 Roll-ups add the counts up and divide sums, never average ratios: SL = sum of calls answered
 within the threshold / sum of offered calls. Counts are means per replication, so with several
 replications the ratios are those of the pooled calls. ASA weights each interval's ASA by its
-answered calls (exact with one replication). A period's verdict compares these pooled values
-with the targets (there is no CI per period); with fewer than ``min_offered`` offered calls
-per replication it gets none.
+answered calls (exact with one replication).
+
+A period's verdict is the run's verdict on a smaller scale: given the replications' results,
+each replication's SL and answer rate over the period (its own sums of calls), a 95% Student t
+CI across replications (clipped to [0, 100%]) and :func:`sim.kpi.judge` against the targets
+(MET, NOT MET, INCONCLUSIVE when the CI straddles a target); one replication has no CI and the
+value decides. From a summary alone (no per-replication tallies) the pooled values decide.
+With fewer than ``min_offered`` offered calls per replication a period gets no verdict.
 
 Where the clock is put back (end of summer time) two intervals share a cell of the grid and
 are added up; where it jumps forward the skipped hour has no interval and stays blank.
@@ -18,13 +23,27 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from sim.kpi import ALL, MET, NOT_MET, IntervalSummary, Summary
+from sim.kpi import (
+    ALL,
+    Dimension,
+    Estimate,
+    GroupVerdict,
+    IntervalSummary,
+    Summary,
+    Verdict,
+    judge,
+    kpis_per_interval,
+    t95,
+)
+from sim.records import RunResult
 
 #: The verdict of a period with too few offered calls to judge.
 TOO_FEW = "TOO FEW CALLS"
@@ -33,6 +52,8 @@ ROLLUP_DIMS = ("queue", "language")
 #: Counts summed per period, then the ratios built from them.
 ROLLUP_COUNTS = ("offered", "answered", "answered_within", "abandoned")
 ROLLUP_RATIOS = ("sl_offered", "answer_rate", "abandon_rate", "asa_s")
+#: KPIs judged per period, with a CI across replications (as the run's verdict judges them).
+JUDGED = ("sl_offered", "answer_rate")
 _DAY_S = 86_400.0
 _EPS = 1e-9
 
@@ -143,6 +164,16 @@ class Rollup:
     sl_target: float
     answer_rate_target: float
     status: str
+    #: SL and answer rate over replications (mean of each replication's own ratio, 95% CI
+    #: half-width; NaN half-width: one replication, or no per-replication tallies).
+    estimates: dict[str, Estimate] = field(default_factory=dict)
+
+    def ci(self, kpi: str) -> tuple[float, float]:
+        """The 95% CI of ``kpi`` (a judged one) clipped to [0, 1]; NaN when there is none."""
+        est = self.estimates.get(kpi)
+        if est is None or not math.isfinite(est.half_width):
+            return math.nan, math.nan
+        return (max(est.mean - est.half_width, 0.0), min(est.mean + est.half_width, 1.0))
 
 
 def _periods(cal: Calendar, weekly: bool) -> tuple[list[Period], np.ndarray]:
@@ -175,47 +206,82 @@ def _periods(cal: Calendar, weekly: bool) -> tuple[list[Period], np.ndarray]:
     return periods, index_of_date[cal.row]
 
 
-def _judge(values: dict[str, float], sl_target: float, car_target: float,
-           min_offered: float) -> str:
-    """MET when SL and answer rate reach their targets, NOT MET otherwise; no verdict below
-    ``min_offered`` offered calls."""
-    if not values["offered"] >= min_offered:
+def _period_sums(rows: np.ndarray, index: np.ndarray, n_periods: int) -> np.ndarray:
+    """Per-interval values (groups, intervals) summed into (groups, periods)."""
+    n = min(rows.shape[1], index.size)  # a shorter replication: its own intervals only
+    return np.stack([np.bincount(index[:n], weights=row[:n], minlength=n_periods)
+                     for row in np.nan_to_num(rows, nan=0.0)])
+
+
+def replicate_estimates(results: Sequence[RunResult], dim: str, index: np.ndarray,
+                        n_periods: int) -> dict[str, list[list[Estimate]]]:
+    """SL and answer rate of each group (rows) and period (columns) over replications: each
+    replication's ratio of its own sums of calls over the period, then their mean and 95%
+    Student t CI half-width (NaN for one replication; periods without calls left out)."""
+    per_rep: dict[str, list[np.ndarray]] = {k: [] for k in JUDGED}
+    for result in results:
+        table = kpis_per_interval(result, None if dim == ALL else cast(Dimension, dim))
+        sums = {k: _period_sums(table.values[k], index, n_periods)
+                for k in ("offered", "answered", "answered_within")}
+        per_rep["sl_offered"].append(ratio(sums["answered_within"], sums["offered"]))
+        per_rep["answer_rate"].append(ratio(sums["answered"], sums["offered"]))
+    out: dict[str, list[list[Estimate]]] = {}
+    for k, stacks in per_rep.items():
+        stack = np.stack(stacks)  # (replications, groups, periods)
+        n = np.isfinite(stack).sum(axis=0)
+        mean = ratio(np.nansum(stack, axis=0), n.astype(float))
+        dev = np.where(np.isfinite(stack), stack - mean, 0.0)
+        sd = np.sqrt(ratio((dev ** 2).sum(axis=0), (n - 1).astype(float)))
+        half = np.where(n >= 2, t95(n - 1) * sd / np.sqrt(np.maximum(n, 1)), np.nan)
+        out[k] = [[Estimate(float(mean[g, p]), float(sd[g, p]), float(half[g, p]), int(n[g, p]))
+                   for p in range(n_periods)] for g in range(stack.shape[1])]
+    return out
+
+
+def period_status(dim: str, group: str, offered: float, estimates: dict[str, Estimate],
+                  sl_target: float, car_target: float, min_offered: float) -> str:
+    """A period's verdict as the run's groups get theirs (:class:`sim.kpi.GroupVerdict` from
+    :func:`sim.kpi.judge` of SL and answer rate); no verdict below ``min_offered`` calls."""
+    if not offered >= min_offered:
         return TOO_FEW
-    met = (values["sl_offered"] >= sl_target - _EPS
-           and values["answer_rate"] >= car_target - _EPS)
-    return MET if met else NOT_MET
+    targets = {"sl_offered": sl_target, "answer_rate": car_target}
+    return GroupVerdict(dim, group, offered, tuple(
+        Verdict(k, estimates[k], targets[k], judge(estimates[k], targets[k]))
+        for k in JUDGED)).status
 
 
-def rollups(summary: Summary, weekly: bool = True, cal: Calendar | None = None
-            ) -> list[Rollup]:
+def rollups(summary: Summary, weekly: bool = True, cal: Calendar | None = None,
+            results: Sequence[RunResult] = ()) -> list[Rollup]:
     """Per ISO week (``weekly``) or per local date: the center, then every queue and language
-    with calls in the run, period by period."""
+    with calls in the run, period by period; with the replications' ``results`` each period's
+    SL and answer rate get a 95% CI across them and are judged on it."""
     cal = cal or calendar(summary)
     periods, index = _periods(cal, weekly)
     out: list[Rollup] = []
     dims = [d for d in (ALL, *ROLLUP_DIMS) if d in summary.intervals]
     for dim in dims:
         table = summary.intervals[dim]
-        sums = {k: np.stack([np.bincount(index, weights=row, minlength=len(periods))
-                             for row in _counts(table, k)])
-                for k in ROLLUP_COUNTS}
+        sums = {k: _period_sums(_counts(table, k), index, len(periods)) for k in ROLLUP_COUNTS}
         asa = np.nan_to_num(table.mean["asa_s"] * table.mean["answered"], nan=0.0)
-        waited = np.stack([np.bincount(index, weights=row, minlength=len(periods))
-                           for row in asa])
+        waited = _period_sums(asa, index, len(periods))
         ratios = {"sl_offered": ratio(sums["answered_within"], sums["offered"]),
                   "answer_rate": ratio(sums["answered"], sums["offered"]),
                   "abandon_rate": ratio(sums["abandoned"], sums["offered"]),
                   "asa_s": ratio(waited, sums["answered"])}
+        reps = replicate_estimates(results, dim, index, len(periods)) if results else None
+        name = "center" if dim == ALL else dim
         for g, group in enumerate(table.groups):
             if dim != ALL and sums["offered"][g].sum() <= 0:
                 continue
             target = table.targets[g]
             for p, period in enumerate(periods):
                 values = {k: float(v[g, p]) for k, v in (*sums.items(), *ratios.items())}
-                status = _judge(values, target, summary.answer_rate_target,
-                                summary.min_offered)
-                out.append(Rollup(period, "center" if dim == ALL else dim, group, values,
-                                  target, summary.answer_rate_target, status))
+                estimates = ({k: reps[k][g][p] for k in JUDGED} if reps is not None else
+                             {k: Estimate(values[k], math.nan, math.nan, 0) for k in JUDGED})
+                status = period_status(name, group, values["offered"], estimates, target,
+                                       summary.answer_rate_target, summary.min_offered)
+                out.append(Rollup(period, name, group, values, target,
+                                  summary.answer_rate_target, status, estimates))
     return out
 
 
@@ -225,5 +291,30 @@ def rollup_dict(r: Rollup) -> dict[str, object]:
             "last_day": r.period.last.isoformat(), "partial": r.period.partial,
             "dim": r.dim, "group": r.group,
             **{k: (v if math.isfinite(v) else None) for k, v in r.values.items()},
+            **{f"{k}_ci_{end}": (v if math.isfinite(v) else None)
+               for k in JUDGED for end, v in zip(("low", "high"), r.ci(k), strict=True)},
             "sl_target": r.sl_target, "answer_rate_target": r.answer_rate_target,
             "status": r.status}
+
+
+#: The last roll-ups computed, with what they were computed from (compared by identity): the
+#: terminal, summary.json, the CSVs and the report of one run share them.
+_LAST: list[tuple[Summary, tuple[RunResult, ...], dict[str, list[Rollup]]]] = []
+
+
+def calendar_rollups(summary: Summary, results: Sequence[RunResult] = ()
+                     ) -> dict[str, list[Rollup]]:
+    """The ``weekly`` and ``daily`` roll-ups of a run of more than one day (judged with a CI
+    across ``results`` when given); none for a shorter run."""
+    if not is_multi_day(summary):
+        return {}
+    key = tuple(results)
+    for done, runs, found in _LAST:
+        if done is summary and len(runs) == len(key) and all(
+                a is b for a, b in zip(runs, key, strict=True)):
+            return found
+    cal = calendar(summary)
+    found = {"weekly": rollups(summary, weekly=True, cal=cal, results=key),
+             "daily": rollups(summary, weekly=False, cal=cal, results=key)}
+    _LAST[:] = [(summary, key, found)]
+    return found

@@ -247,7 +247,7 @@ def test_the_html_tables_show_each_week_and_each_groups_misses(
     marked; the table by group counts each queue's and language's judged and missed weeks."""
     report.write_html(tmp_path / "report.html", runs, summary)
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    weeks = report.calendar_rollups(summary)["weekly"]
+    weeks = report.calendar_rollups(summary, runs)["weekly"]
     center = re.search(r'<table id="weekly-center">(.*?)</table>', text, re.DOTALL)
     assert center is not None
     rows = re.findall(r"<tr[^>]*><td>([^<]+)</td><td>[^<]+</td><td>[^<]+</td><td>[^<]+</td>"
