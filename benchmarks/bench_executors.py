@@ -10,8 +10,10 @@ the first task submitted to the last result back (goal: two workers >= 1.8x one 
 
 Where a run loses time is printed from each task's own timing: how much slower a task ran
 than alone (two busy processes share caches, memory and the CPU's clock; other users' load),
-and how much of the workers' time went to tasks (the rest is waiting for the first task,
-between tasks, or idle at the end while the other worker finishes). A plain two-process CPU
+how much of the workers' time went to tasks (the rest is waiting for the first task,
+between tasks, or idle at the end while the other worker finishes), and the CPU that every
+process of the run (this one, workers, Dask's scheduler and nannies) used beyond the tasks'
+own: on two cores it is taken from the tasks. A plain two-process CPU
 burn gives the machine's own ceiling in the same run. Every executor's numbers are checked
 equal to the first's. The load average is printed: on a shared machine the speed-ups are only
 as good as the free cores.
@@ -29,6 +31,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil  # comes with Dask's distributed, which this benchmark needs anyway
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,6 +62,7 @@ class Run:
     first_s: float  # mean wait from the submission to a worker's first task
     tail_s: float  # mean idle of a worker after its last task, until the run ended
     result_mb: float  # pickled size of a result, as it comes back from a worker
+    overhead: float  # CPU of every process of the run beyond the tasks' own, as a share of it
     sl: tuple[float, ...]
 
     @property
@@ -74,26 +79,40 @@ def load() -> str:
 def _timed(name: str, executor: LocalExecutor | DaskExecutor, started: float, spec: RunSpec,
            n: int) -> Run:
     try:
-        t0 = time.time()
+        cpu0, t0 = tree_cpu(), time.time()
         results = run_replications(spec, n, 1, executor=executor)
-        t1 = time.time()
+        t1, cpu1 = time.time(), tree_cpu()
         timings = executor.timings
     finally:
         executor.close()
-    run = summarise(name, executor.workers, started, t0, t1, timings, results)
+    run = summarise(name, executor.workers, started, t0, t1, timings, results, cpu1 - cpu0)
     print(f"{name:<28} start-up {run.start_s:4.1f} s, run {run.wall_s:6.1f} s: "
           f"{run.rate:5.3f} replications/s ({n / (run.wall_s + run.start_s):.3f} with "
           f"start-up); load {load()}", flush=True)
     print(f"{'':<28} task {run.task_s:5.2f} s (set-up {run.set_up_s:4.2f} s, CPU "
           f"{run.cpu_share:4.0%} of it); workers busy {run.busy:4.0%} (first task after "
           f"{run.first_s:4.2f} s, idle at the end {run.tail_s:4.2f} s); a result "
-          f"{run.result_mb:.1f} MB", flush=True)
+          f"{run.result_mb:.1f} MB; CPU beyond the tasks' {run.overhead:+.1%}", flush=True)
     return run
 
 
+def tree_cpu() -> float:
+    """CPU seconds so far of this process and every process it started (workers, nannies)."""
+    total = 0.0
+    me = psutil.Process()
+    for p in (me, *me.children(recursive=True)):
+        try:
+            times = p.cpu_times()
+        except psutil.Error:  # ended meanwhile
+            continue
+        total += times.user + times.system
+    return total
+
+
 def summarise(name: str, workers: int, started: float, t0: float, t1: float,
-              timings: Sequence[TaskTiming], results: Sequence[RunResult]) -> Run:
-    """A run's figures from the timing of its tasks (``t0``, ``t1``: submission and end)."""
+              timings: Sequence[TaskTiming], results: Sequence[RunResult], cpu_s: float) -> Run:
+    """A run's figures from the timing of its tasks (``t0``, ``t1``: submission and end) and
+    the CPU seconds all processes used meanwhile."""
     by_worker: dict[str, list[TaskTiming]] = {}
     for t in timings:
         by_worker.setdefault(t.worker, []).append(t)
@@ -107,6 +126,7 @@ def summarise(name: str, workers: int, started: float, t0: float, t1: float,
         statistics.fmean(min(t.started for t in ts) - t0 for ts in by_worker.values()),
         statistics.fmean(t1 - max(t.ended for t in ts) for ts in by_worker.values()),
         len(pickle.dumps(results[0], protocol=pickle.HIGHEST_PROTOCOL)) / 1e6,
+        cpu_s / sum(t.cpu_s for t in timings) - 1.0,
         tuple(kpis(r).overall["sl_offered"] for r in results))
 
 
