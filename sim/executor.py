@@ -13,6 +13,7 @@ executor records when and where each task of its last ``map`` ran (:class:`TaskT
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import multiprocessing as mp
@@ -108,7 +109,10 @@ _progress_queue: Any = None
 def _init_worker(queue: Any, modules: Sequence[str], ready: Any) -> None:
     global _progress_queue
     _progress_queue = queue
-    warm_up(modules)
+    # A module that cannot be imported fails the first task instead, named; a worker that
+    # raised here would be replaced by the pool again and again, and start() never return.
+    with contextlib.suppress(Exception):
+        warm_up(modules)
     ready.release()
 
 

@@ -125,6 +125,15 @@ def test_local_processes_serve_every_map_until_closed() -> None:
         pool.apply(eval, ("1",))  # terminated
 
 
+def test_a_module_that_cannot_be_warmed_does_not_hang_the_start() -> None:
+    """Workers whose warm-up import fails still start, and the tasks run (importing what they
+    need themselves)."""
+    with LocalExecutor(2, warm=("sim.no_such_module",)) as executor:
+        executor.start()
+        results = run_replications(SMALL, 2, 7, executor=executor)
+    same(run_replications(SMALL, 2, 7, executor=LocalExecutor(1)), results)
+
+
 def test_timings_say_when_and_where_each_task_ran(dask: DaskExecutor) -> None:
     """Each task's timing lies inside the map that ran it, on a worker process of the cluster."""
     t0 = time.time()
