@@ -56,6 +56,7 @@ class Run:
     wall_s: float
     n: int
     task_s: float  # mean wall seconds of a task
+    task_cpu_s: float  # mean CPU seconds of a task: above one process's when they contend
     set_up_s: float  # mean seconds of a task before its simulation ran (scenario, traffic)
     cpu_share: float  # task CPU / task wall: below 1 when the process waited for a core
     busy: float  # task seconds / (workers x wall)
@@ -120,6 +121,7 @@ def summarise(name: str, workers: int, started: float, t0: float, t1: float,
     return Run(
         name, workers, started, wall, len(results),
         statistics.fmean(t.wall_s for t in timings),
+        statistics.fmean(t.cpu_s for t in timings),
         statistics.fmean(t.wall_s - r.wall_s for t, r in zip(timings, results, strict=True)),
         sum(t.cpu_s for t in timings) / sum(t.wall_s for t in timings),
         sum(t.wall_s for t in timings) / (workers * wall),
@@ -172,7 +174,9 @@ def one_round(spec: RunSpec, n: int) -> list[Run]:
     for run in (two, dask):
         print(f"{run.name}: {run.rate / one.rate:.2f}x = tasks {one.task_s / run.task_s:.2f}x "
               f"as fast as alone x {run.workers} workers x busy {run.busy:.0%} (one process "
-              f"{one.busy:.0%})")
+              f"{one.busy:.0%}); a task took {run.task_cpu_s / one.task_cpu_s - 1:+.0%} CPU "
+              f"time (caches, memory, clock) and got {run.cpu_share:.0%} of a core (one process "
+              f"{one.cpu_share:.0%})")
     return runs
 
 
