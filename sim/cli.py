@@ -351,8 +351,9 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     overrides = {k: v for k, v in (("days", args.days), ("start", args.start),
                                    ("volume_scale", args.scale)) if v is not None}
     b_path = args.scenario_b or args.scenario_a
-    spec_a = RunSpec(str(args.scenario_a), overrides)
-    spec_b = RunSpec(str(b_path), overrides, agent_scale=args.scale_agents)
+    # The paired KPIs come from each run's tallies: no call log is kept or sent back.
+    spec_a = RunSpec(str(args.scenario_a), overrides, keep_calls=False)
+    spec_b = RunSpec(str(b_path), overrides, agent_scale=args.scale_agents, keep_calls=False)
     scenario_a = load_run_scenario(spec_a)  # both fail fast on bad input (exit 2)
     scenario_b = load_run_scenario(spec_b)
     if scenario_a.traffic_path != scenario_b.traffic_path:

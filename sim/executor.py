@@ -4,14 +4,24 @@ A task is a pure function of small, picklable arguments (a :class:`sim.run.RunSp
 and overrides, and a seed sequence), so its result is the same, bit for bit, whichever process
 or machine ran it. :func:`executor_for` picks the executor from ``--dask`` and ``-j``; Dask
 (``pip install 'acd-engine[dask]'``) is imported only when ``--dask`` is given.
+
+A worker process imports the simulator (numpy, scipy, simpy: seconds of start-up) when it
+starts, not in its first task: :meth:`LocalExecutor.start` and a ``LocalCluster``'s start-up
+include it, and the processes then serve every :meth:`~Executor.map` until ``close``. Each
+executor records when and where each task of its last ``map`` ran (:class:`TaskTiming`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import itertools
 import multiprocessing as mp
 import os
+import socket
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from acd.errors import UsageError, usage
@@ -26,6 +36,17 @@ OnProgress = Callable[[int, float], None]
 DASK_RETRIES = 2
 #: Seconds to wait for a Dask scheduler before the address is reported unreachable.
 CONNECT_TIMEOUT_S = 10.0
+#: Modules a worker process imports as it starts, so that its first task does not pay for them.
+WARM_MODULES = ("sim.run",)
+#: Dask settings of a ``LocalCluster``: no statistical profile (it samples the running task every
+#: 10 ms for a dashboard that is not started) and its monitors' polls (event-loop ticks every
+#: 20 ms, memory every 100 ms, system every 500 ms) far less often. With the defaults the
+#: scheduler, nanny and worker used CPU worth a sixth of the tasks' own on a loaded two-core
+#: machine; with these, a twenty-fifth. The memory limits are still enforced, a second later.
+QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
+                 "distributed.admin.tick.interval": "1s",
+                 "distributed.admin.system-monitor.interval": "5s",
+                 "distributed.worker.memory.monitor-interval": "1s"}
 
 
 class TaskFailed(RuntimeError):
@@ -52,98 +73,186 @@ class Executor(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TaskTiming:
+    """When and where one task ran: ``started`` and ``ended`` are ``time.time()`` (comparable
+    across the processes of one machine), ``cpu_s`` the CPU seconds of the task's thread."""
+
+    worker: str
+    started: float
+    ended: float
+    cpu_s: float
+
+    @property
+    def wall_s(self) -> float:
+        """Seconds from the task's start to its end."""
+        return self.ended - self.started
+
+
+def _timed(fn: Task[T, R], item: T, progress: Callable[[float], None]) -> tuple[R, TaskTiming]:
+    """``fn(item, progress)`` and its :class:`TaskTiming`."""
+    started, cpu = time.time(), time.thread_time()
+    value = fn(item, progress)
+    return value, TaskTiming(f"{socket.gethostname()}:{os.getpid()}", started, time.time(),
+                             time.thread_time() - cpu)
+
+
+def warm_up(modules: Sequence[str]) -> None:
+    """Import ``modules`` in this process (a worker starting up)."""
+    for name in modules:
+        importlib.import_module(name)
+
+
 _progress_queue: Any = None
 
 
-def _init_worker(queue: Any) -> None:
+def _init_worker(queue: Any, modules: Sequence[str], ready: Any) -> None:
     global _progress_queue
     _progress_queue = queue
+    # A module that cannot be imported fails the first task instead, named; a worker that
+    # raised here would be replaced by the pool again and again, and start() never return.
+    with contextlib.suppress(Exception):
+        warm_up(modules)
+    ready.release()
 
 
-def _call(args: tuple[Task[Any, Any], Any, int]) -> tuple[bool, Any]:
-    """Run one task in a pool process; an exception comes back as a value, with its traceback."""
-    fn, item, index = args
+def _call(args: tuple[Task[Any, Any], Any, int, int | None]) -> tuple[bool, Any]:
+    """Run one task in a pool process; an exception comes back as a value, with its traceback.
+
+    ``batch`` numbers the :meth:`LocalExecutor.map` asking for progress (None: no progress), so
+    that a late report of an earlier map is not taken for one of this map's."""
+    fn, item, index, batch = args
     queue = _progress_queue
 
     def progress(fraction: float) -> None:
-        if queue is not None:
-            queue.put((index, fraction))
+        if queue is not None and batch is not None:
+            queue.put((batch, index, fraction))
 
     try:
-        return True, fn(item, progress)
+        return True, _timed(fn, item, progress)
     except Exception as exc:  # noqa: BLE001 - sent back to be named with its task
         return False, exc
 
 
 @dataclass
 class LocalExecutor:
-    """``workers`` local processes (``spawn``); one runs the tasks in this process."""
+    """``workers`` local processes (``spawn``); one runs the tasks in this process.
+
+    The processes start at :meth:`start` or the first :meth:`map` (each imports ``warm``) and
+    serve every later ``map`` until :meth:`close`.
+    """
 
     workers: int = 1
+    warm: Sequence[str] = WARM_MODULES
+    #: When and where each task of the last :meth:`map` ran, in the order of its items.
+    timings: list[TaskTiming] = field(default_factory=list, init=False, repr=False)
+    _pool: Any = field(default=None, init=False, repr=False)
+    _queue: Any = field(default=None, init=False, repr=False)
+    _batches: Any = field(default_factory=itertools.count, init=False, repr=False)
+
+    def start(self) -> None:
+        """Start the worker processes and wait until each has imported ``warm``."""
+        if self.workers <= 1 or self._pool is not None:
+            return
+        ctx = mp.get_context("spawn")
+        self._queue = ctx.SimpleQueue()  # a put is written at once, before the result
+        ready = ctx.Semaphore(0)
+        self._pool = ctx.Pool(self.workers, initializer=_init_worker,
+                              initargs=(self._queue, tuple(self.warm), ready))
+        for _ in range(self.workers):  # each process releases it once it has imported
+            ready.acquire()
 
     def map(self, fn: Task[T, R], items: Sequence[T], names: Sequence[str],
             on_progress: OnProgress | None = None) -> list[R]:
-        """Run every task, in this process or a pool of ``spawn``-ed processes."""
-        jobs = max(1, min(self.workers, len(items)))
-        if jobs == 1:
-            results = []
-            for i, item in enumerate(items):
-                def progress(fraction: float, i: int = i) -> None:
-                    if on_progress is not None:
-                        on_progress(i, fraction)
-                try:
-                    results.append(fn(item, progress))
-                except Exception as exc:
-                    raise TaskFailed(names[i], exc) from exc
-            return results
-        ctx = mp.get_context("spawn")
-        queue = ctx.Manager().Queue() if on_progress is not None else None
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(queue,)) as pool:
-            pending = pool.map_async(_call, [(fn, item, i) for i, item in enumerate(items)],
-                                     chunksize=1)
-            while not pending.ready():
-                pending.wait(0.2)
-                while queue is not None and not queue.empty():
-                    i, fraction = queue.get()
-                    if on_progress is not None:
-                        on_progress(i, fraction)
-            outcomes = pending.get()
+        """Run every task, in this process or the pool of ``spawn``-ed processes."""
+        if self.workers <= 1 or (len(items) <= 1 and self._pool is None):
+            return self._map_here(fn, items, names, on_progress)
+        self.start()
+        batch = next(self._batches) if on_progress is not None else None
+        pending = self._pool.map_async(
+            _call, [(fn, item, i, batch) for i, item in enumerate(items)], chunksize=1)
+        while not pending.ready():
+            pending.wait(0.2)
+            self._report(batch, on_progress)
+        outcomes = pending.get()
+        self._report(batch, on_progress)
         for i, (ok, value) in enumerate(outcomes):
             if not ok:
                 raise TaskFailed(names[i], value) from value
-        return [value for _, value in outcomes]
+        self.timings = [timing for _, (_, timing) in outcomes]
+        return [value for _, (value, _) in outcomes]
+
+    def _map_here(self, fn: Task[T, R], items: Sequence[T], names: Sequence[str],
+                  on_progress: OnProgress | None) -> list[R]:
+        results, self.timings = [], []
+        for i, item in enumerate(items):
+            def progress(fraction: float, i: int = i) -> None:
+                if on_progress is not None:
+                    on_progress(i, fraction)
+            try:
+                value, timing = _timed(fn, item, progress)
+            except Exception as exc:
+                raise TaskFailed(names[i], exc) from exc
+            results.append(value)
+            self.timings.append(timing)
+        return results
+
+    def _report(self, batch: int | None, on_progress: OnProgress | None) -> None:
+        """Pass on the progress reports of this map's tasks that have arrived."""
+        while not self._queue.empty():
+            got, i, fraction = self._queue.get()
+            if got == batch and on_progress is not None:
+                on_progress(i, fraction)
 
     def close(self) -> None:
-        """Nothing to release: the pool lives for one :meth:`map`."""
+        """Stop the worker processes, if they were started."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._queue.close()
+            self._pool = self._queue = None
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _no_progress(fraction: float) -> None:
     """Progress inside a Dask task is not sent back; the client counts finished tasks."""
 
 
-def _dask_call(fn: Task[T, R], item: T) -> R:
-    return fn(item, _no_progress)
+def _dask_call(fn: Task[T, R], item: T) -> tuple[R, TaskTiming]:
+    return _timed(fn, item, _no_progress)
 
 
 class DaskExecutor:
     """Tasks on a Dask cluster: an existing scheduler's address, or a ``LocalCluster``.
 
     Every task is submitted at once with ``retries``, so a task whose worker died is rerun
-    elsewhere; results come back to this process in the order given.
+    elsewhere; results come back to this process as tasks finish, returned in the order given.
+    The workers import ``warm`` before the first task: a ``LocalCluster``'s workers as they
+    start (``preload``, also a replacement for a dead worker), a cluster's workers present
+    when the client connects (start workers with ``--preload sim.run`` for the others).
     """
 
     def __init__(self, address: str, workers: int | None = None,
-                 retries: int = DASK_RETRIES, connect_timeout_s: float = CONNECT_TIMEOUT_S
-                 ) -> None:
+                 retries: int = DASK_RETRIES, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 warm: Sequence[str] = WARM_MODULES) -> None:
+        import dask
         from distributed import Client, LocalCluster
 
         self.address = address
         self.retries = retries
+        #: When and where each task of the last :meth:`map` ran, in the order of its items.
+        self.timings: list[TaskTiming] = []
         self._cluster: Any = None
         if address == "local":
             n = max(1, workers or os.cpu_count() or 1)
-            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)
+            with dask.config.set(QUIET_CLUSTER):
+                self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, preload=list(warm))
             self.client: Any = Client(self._cluster)
         else:
             try:
@@ -151,29 +260,34 @@ class DaskExecutor:
             except (OSError, ValueError, TypeError) as exc:
                 raise UsageError([usage("--dask", address, f"cannot reach a Dask scheduler "
                                         f"there: {exc}")]) from None
+            self.client.run(warm_up, list(warm))
         self.workers = max(1, sum(self.client.nthreads().values()))
 
     def map(self, fn: Task[T, R], items: Sequence[T], names: Sequence[str],
             on_progress: OnProgress | None = None) -> list[R]:
-        """Submit every task, wait for all of them; a task that failed after its retries is
-        reported by name."""
+        """Submit every task, take each result as it finishes; a task that failed after its
+        retries is reported by name."""
         from distributed import as_completed
 
         futures = [self.client.submit(_dask_call, fn, item, pure=False, retries=self.retries)
                    for item in items]
         index = {f.key: i for i, f in enumerate(futures)}
+        outcomes: list[Any] = [None] * len(items)
         try:
             for future in as_completed(futures):
                 i = index[future.key]
                 if future.status == "error":
                     exc = future.exception()
                     raise TaskFailed(names[i], exc) from exc
+                outcomes[i] = future.result()
+                future.release()  # the worker may drop it now
                 if on_progress is not None:
                     on_progress(i, 1.0)
-            return list(self.client.gather(futures))
         finally:
             for f in futures:
                 f.release()
+        self.timings = [timing for _, timing in outcomes]
+        return [value for value, _ in outcomes]
 
     def close(self) -> None:
         """Close the client, and the cluster when this executor started it."""

@@ -393,12 +393,14 @@ def run_specs(specs: Sequence[RunSpec], replications: int, base_seed: int,
     random numbers); per spec, its results in replication order. ``on_progress`` gets the
     index of a task in spec-major order; ``labels`` name the specs in a failure."""
     seeds = replication_seeds(base_seed, replications)
-    runner = executor if executor is not None else LocalExecutor(
-        max(1, jobs or os.cpu_count() or 1))
     tasks = [(portable(spec), ss) for spec in specs for ss in seeds]
     names = [(f"{labels[k]}: " if labels else "") + replication_name(i, base_seed)
              for k in range(len(specs)) for i in range(replications)]
-    flat = runner.map(_replication, tasks, names, on_progress)
+    if executor is not None:
+        flat = executor.map(_replication, tasks, names, on_progress)
+    else:
+        with LocalExecutor(max(1, jobs or os.cpu_count() or 1)) as runner:
+            flat = runner.map(_replication, tasks, names, on_progress)
     return [flat[k * replications:(k + 1) * replications] for k in range(len(specs))]
 
 

@@ -240,7 +240,9 @@ def run_sweep(base: RunSpec, varies: Sequence[Vary], replications: int, seed: in
         except ConfigError as exc:
             raise UsageError([usage("--vary", label, f"makes the scenario invalid: {p.path}: "
                                     f"{p.message}") for p in exc.problems]) from None
-    results = run_specs(specs, replications, seed, jobs, executor=executor, labels=labels)
+    # The rows need only each run's tallies: no call log is kept or sent back.
+    results = run_specs([replace(s, keep_calls=False) for s in specs], replications, seed, jobs,
+                        executor=executor, labels=labels)
     rows = []
     for point, sc, res in zip(points, loaded, results, strict=True):
         cfg = sc.center.config

@@ -88,7 +88,8 @@ def test_replications_on_a_cluster_equal_local_processes(dask: DaskExecutor) -> 
 
 def test_a_2x2_sweep_on_a_cluster_equals_local_processes(dask: DaskExecutor) -> None:
     """Every point of a 2x2 sweep has the same numbers on two Dask workers as on local ones."""
-    local = run_sweep(SMALL, GRID, 2, 3, LocalExecutor(2))
+    with LocalExecutor(2) as executor:
+        local = run_sweep(SMALL, GRID, 2, 3, executor)
     remote = run_sweep(SMALL, GRID, 2, 3, dask)
     assert [r.point for r in local.rows] == [
         {"scale_agents": 0.8, "queues.tech.expansion.0.after_s": 4.0},
@@ -96,6 +97,68 @@ def test_a_2x2_sweep_on_a_cluster_equals_local_processes(dask: DaskExecutor) -> 
         {"scale_agents": 1.2, "queues.tech.expansion.0.after_s": 4.0},
         {"scale_agents": 1.2, "queues.tech.expansion.0.after_s": 8.0}]
     assert local == remote
+
+
+def test_local_processes_serve_every_map_until_closed() -> None:
+    """Two maps on one two-process executor run in the same two warm processes (not this one),
+    with this process's numbers and progress reported per task; close ends the processes."""
+    here = run_replications(SMALL, 3, 7, executor=LocalExecutor(1))
+    executor = LocalExecutor(2)
+    executor.start()
+    pool = executor._pool
+    assert pool.apply(eval, ("'sim.run' in __import__('sys').modules",))
+    progress: dict[int, float] = {}
+    try:
+        first = run_replications(SMALL, 3, 7, executor=executor,
+                                 on_progress=lambda i, f: progress.__setitem__(i, f))
+        workers = {t.worker for t in executor.timings}
+        second = run_replications(SMALL, 3, 7, executor=executor)
+        assert {t.worker for t in executor.timings} <= workers
+    finally:
+        executor.close()
+    same(here, first)
+    same(here, second)
+    assert len(workers) <= 2 and not any(w.endswith(f":{os.getpid()}") for w in workers)
+    assert sorted(progress) == [0, 1, 2] and all(0.0 < f <= 1.0 for f in progress.values())
+    assert executor._pool is None
+    with pytest.raises(ValueError):
+        pool.apply(eval, ("1",))  # terminated
+
+
+def test_a_module_that_cannot_be_warmed_does_not_hang_the_start() -> None:
+    """Workers whose warm-up import fails still start, and the tasks run (importing what they
+    need themselves)."""
+    with LocalExecutor(2, warm=("sim.no_such_module",)) as executor:
+        executor.start()
+        results = run_replications(SMALL, 2, 7, executor=executor)
+    same(run_replications(SMALL, 2, 7, executor=LocalExecutor(1)), results)
+
+
+def test_timings_say_when_and_where_each_task_ran(dask: DaskExecutor) -> None:
+    """Each task's timing lies inside the map that ran it, on a worker process of the cluster."""
+    t0 = time.time()
+    results = run_replications(SMALL, 3, 7, executor=dask)
+    t1 = time.time()
+    assert len(dask.timings) == len(results) == 3
+    pids = set(dask.client.run(os.getpid).values())
+    for timing, result in zip(dask.timings, results, strict=True):
+        assert t0 <= timing.started <= timing.ended <= t1
+        assert timing.wall_s >= result.wall_s and timing.cpu_s > 0.0
+        assert int(timing.worker.rsplit(":", 1)[1]) in pids
+
+
+def test_a_local_cluster_imports_the_simulator_before_its_first_task() -> None:
+    """``--dask local`` workers have imported the simulator when the executor is ready, so
+    their first task does not pay for it, and run without the statistical profiler."""
+    executor = DaskExecutor("local", 1)
+    try:
+        loaded = executor.client.run(lambda: "sim.run" in sys.modules)
+        timers = executor.client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
+    finally:
+        executor.close()
+    assert list(loaded.values()) == [True]
+    (names,) = timers.values()
+    assert "heartbeat" in names and "profile" not in names
 
 
 def test_a_sweep_survives_a_worker_killed_mid_run(cluster: Any) -> None:
