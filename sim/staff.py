@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -527,12 +528,25 @@ def _row(start: str, queue: str, language: str, calls: float, aht: float,
     sl_def = scenario.center.config.sl_for(queue)
     rate = calls / interval_s
     use: Model = model if patience else "C"
-    need = agents_for_service_level(rate, aht, sl_def.threshold_s, sl_def.target, use,
-                                    patience) if rate > 0 else 0
+    need = _erlang_need(rate, aht, sl_def.threshold_s, sl_def.target, use, patience)
     return StaffRow(start, queue, calls, aht, need,
-                    erlang_sl(rate, aht, need, sl_def.threshold_s, use, patience), sched,
-                    erlang_sl(rate, aht, int(sched), sl_def.threshold_s, use, patience)
+                    _erlang_sl(rate, aht, need, sl_def.threshold_s, use, patience), sched,
+                    _erlang_sl(rate, aht, int(sched), sl_def.threshold_s, use, patience)
                     if sched >= 1 or rate == 0 else 0.0, language=language)
+
+
+# A forecast repeats its week (and a roster its shifts), so the intervals of a long run ask
+# Erlang the same questions again and again: remember the answers (pure functions of floats).
+@lru_cache(maxsize=1 << 16)
+def _erlang_need(rate: float, aht: float, threshold_s: float, target: float, model: Model,
+                 patience: float | None) -> int:
+    """Erlang's smallest staffing meeting the target (0 without calls)."""
+    if rate <= 0:
+        return 0
+    return agents_for_service_level(rate, aht, threshold_s, target, model, patience)
+
+
+_erlang_sl = lru_cache(maxsize=1 << 16)(erlang_sl)
 
 
 def _confirmed(row: StaffRow, agents: int, sl: float, low: float, high: float) -> StaffRow:
@@ -617,6 +631,35 @@ def minimum_text(low: Minimum, hours: float) -> str:
 GAP_MIN_CALLS = 10.0
 
 
+def gap_matrix(scenario: Scenario, model: Model = "A", min_agents: int = 1
+               ) -> tuple[list[datetime], float, list[str], np.ndarray] | None:
+    """Interval starts, the interval's length, ``queue/language`` labels and Erlang-required
+    (with the groups' minimum) minus scheduled agents, a row per group with at least
+    :data:`GAP_MIN_CALLS` calls: the language rows of :func:`plan` without building them (a
+    long run has a row per interval and group). None when no group has that many calls."""
+    d = demand(scenario)
+    shown = [k for k, _ in sorted(enumerate(d.cells), key=lambda kc: kc[1])
+             if d.cell_calls[:, k].sum() >= GAP_MIN_CALLS]
+    if not shown or not d.starts:
+        return None
+    have = scheduled_cells(scenario, d)
+    cfg = scenario.center.config
+    gap = np.empty((len(shown), len(d.starts)))
+    for row, k in enumerate(shown):
+        q = d.cells[k][0]
+        sl_def = cfg.sl_for(q)
+        patience = d.patience_s[q]
+        use: Model = model if patience else "C"
+        aht = d.cell_aht_s[d.cells[k]]
+        for i in range(len(d.starts)):
+            calls = float(d.cell_calls[i, k])
+            need = _erlang_need(calls / d.interval_s, aht, sl_def.threshold_s, sl_def.target,
+                                use, patience)
+            gap[row, i] = with_minimum(need, calls, min_agents) - float(have[i, k])
+    return (list(d.starts), d.interval_s, [f"{d.cells[k][0]}/{d.cells[k][1]}" for k in shown],
+            gap)
+
+
 def gap_plot(scenario: Scenario, model: Model = "A") -> Plot | None:
     """The report's heatmap of Erlang-required minus scheduled agents per interval and
     (queue, language) group with at least :data:`GAP_MIN_CALLS` calls, in the center's zone."""
@@ -624,21 +667,9 @@ def gap_plot(scenario: Scenario, model: Model = "A") -> Plot | None:
 
     from sim.plots import gap_heatmap
 
-    p = plan(scenario, model=model)
-    groups = sorted({(r.queue, r.language) for r in p.language_rows})
-    calls = {g: 0.0 for g in groups}
-    for r in p.language_rows:
-        calls[(r.queue, r.language)] += r.calls
-    shown = [g for g in groups if calls[g] >= GAP_MIN_CALLS]
-    if not shown:
+    found = gap_matrix(scenario, model)
+    if found is None:
         return None
-    starts = sorted({r.interval_start for r in p.language_rows})
-    at = {s: i for i, s in enumerate(starts)}
-    gap = np.full((len(shown), len(starts)), np.nan)
-    row_of = {g: k for k, g in enumerate(shown)}
-    for r in p.language_rows:
-        if (r.queue, r.language) in row_of:
-            gap[row_of[(r.queue, r.language)], at[r.interval_start]] = r.gap
+    starts, interval_s, labels, gap = found
     zone = next(iter(scenario.center.config.sites.values())).timezone
-    return gap_heatmap([datetime.fromisoformat(s) for s in starts], p.interval_s,
-                       [f"{q}/{lang}" for q, lang in shown], gap, ZoneInfo(zone), zone)
+    return gap_heatmap(starts, interval_s, labels, gap, ZoneInfo(zone), zone)

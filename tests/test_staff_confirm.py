@@ -144,6 +144,30 @@ def test_report_heatmap_shows_the_gap_of_groups_with_calls() -> None:
     assert "local time (Europe/" in plot.svg
 
 
+def test_the_gap_matrix_equals_the_plans_language_rows() -> None:
+    """The heatmap's matrix, computed without building the plan's rows, holds exactly the gap
+    of plan()'s language row for every shown group and interval."""
+    from sim.staff import GAP_MIN_CALLS, gap_matrix, plan
+
+    sc = load_scenario(SCENARIO)
+    found = gap_matrix(sc)
+    assert found is not None
+    starts, interval_s, labels, gap = found
+    p = plan(sc)
+    assert interval_s == p.interval_s
+    calls: dict[str, float] = {}
+    by_cell = {}
+    for r in p.language_rows:
+        label = f"{r.queue}/{r.language}"
+        calls[label] = calls.get(label, 0.0) + r.calls
+        by_cell[(label, r.interval_start)] = r.gap
+    assert labels == sorted(k for k, v in calls.items() if v >= GAP_MIN_CALLS)
+    assert len(starts) == len({s for _, s in by_cell}) and gap.shape == (len(labels), len(starts))
+    for row, label in enumerate(labels):
+        for i, start in enumerate(starts):
+            assert gap[row, i] == by_cell[(label, start.isoformat())]
+
+
 def test_a_small_language_is_judged_on_its_calls_together(tmp_path: Path) -> None:
     """A language with under five calls in every interval gets its own agents and is confirmed
     on its SL over all its calls, with a CI, instead of being left unchecked."""
