@@ -239,9 +239,14 @@ def _scheduled(scenario: Scenario, d: Demand,
         if not cols:
             continue
         for t0, t1 in segments:
-            lo = np.clip(edges[:-1], t0, t1)
-            hi = np.clip(edges[1:], t0, t1)
-            out[:, cols] += (hi - lo)[:, None]
+            # Only the intervals the segment overlaps (the others would add exact zeros).
+            i0 = max(int(np.searchsorted(edges, t0, side="right")) - 1, 0)
+            i1 = min(int(np.searchsorted(edges, t1, side="left")), len(d.starts))
+            if i1 <= i0:
+                continue
+            lo = np.clip(edges[i0:i1], t0, t1)
+            hi = np.clip(edges[i0 + 1:i1 + 1], t0, t1)
+            out[i0:i1, cols] += (hi - lo)[:, None]
     return out / d.interval_s * (1.0 - staffing.absence_rate)
 
 
