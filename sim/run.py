@@ -10,6 +10,7 @@ both scenarios is absent on the same days in both, however many agents either ha
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import os
@@ -358,7 +359,12 @@ def _replication(task: tuple[RunSpec, np.random.SeedSequence],
                  progress: Callable[[float], None]) -> RunResult:
     """One replication as an executor task (module level, so that it pickles by name)."""
     spec, seed_seq = task
-    return run_one(spec, seed_seq, progress)
+    result = run_one(spec, seed_seq, progress)
+    # The finished simulation's object graph (its calls, timers and router) is cyclic and was
+    # kept out of the collector during the run: free it now, before the next replication or
+    # the summary allocate on top of it.
+    gc.collect()
+    return result
 
 
 def replication_name(index: int, base_seed: int) -> str:
