@@ -101,15 +101,21 @@ def sl_plot(summary: Summary, tz: ZoneInfo | None, zone_name: str) -> Plot:
     x = interval_times(summary, table.start_s, tz)
     sl, half = table.mean["sl_offered"][0], np.nan_to_num(table.half_width["sl_offered"][0])
     title = f"Service level per interval (answered within {summary.threshold_s:g} s)"
+    return _sl_band("sl", title, x, sl, half, summary.target, tz, zone_name)
+
+
+def _sl_band(key: str, title: str, x: np.ndarray, sl: np.ndarray, half: np.ndarray,
+             target: float, tz: ZoneInfo | None, zone_name: str) -> Plot:
+    """SL at ``x`` (matplotlib date numbers) with its 95% CI band (clipped to [0, 100%]) and
+    the target line."""
     fig, ax = _figure(title)
     ax.fill_between(x, _pct(sl - half), _pct(sl + half), alpha=0.25, label="95% CI")
     ax.plot(x, _pct(sl), marker=".", label="SL (mean)")
-    ax.axhline(100 * summary.target, color="red", linestyle="--",
-               label=f"target {100 * summary.target:g}%")
+    ax.axhline(100 * target, color="red", linestyle="--", label=f"target {100 * target:g}%")
     ax.set(ylabel="SL %", ylim=(0, 101))
     _time_axis(ax, tz, zone_name)
     ax.legend(loc="lower left", fontsize="small")
-    return Plot("sl", title, _svg(fig))
+    return Plot(key, title, _svg(fig))
 
 
 def sl_by_queue_plot(summary: Summary, tz: ZoneInfo | None, zone_name: str) -> Plot | None:
@@ -696,15 +702,7 @@ def worst_week_sl_plot(summary: Summary, weeks: Sequence[Rollup], cal: Calendar,
     half = np.nan_to_num(table.half_width["sl_offered"][0][rows])
     title = (f"Service level per interval in the worst week, {worst.period.label} "
              f"(SL {100 * worst.values['sl_offered']:.1f}%)")
-    fig, ax = _figure(title)
-    ax.fill_between(x, _pct(sl - half), _pct(sl + half), alpha=0.25, label="95% CI")
-    ax.plot(x, _pct(sl), marker=".", label="SL (mean)")
-    ax.axhline(100 * summary.target, color="red", linestyle="--",
-               label=f"target {100 * summary.target:g}%")
-    ax.set(ylabel="SL %", ylim=(0, 101))
-    _time_axis(ax, tz, zone_name)
-    ax.legend(loc="lower left", fontsize="small")
-    return Plot("worst_week_sl", title, _svg(fig))
+    return _sl_band("worst_week_sl", title, x, sl, half, summary.target, tz, zone_name)
 
 
 def daily_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -> list[Plot]:
