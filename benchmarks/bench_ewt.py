@@ -41,10 +41,8 @@ sys.path.insert(0, str(ROOT))
 from acd.core.model import CallAnswered, CallOffered, CallState  # noqa: E402
 from acd.core.router import Router  # noqa: E402
 from acd.core.selection import ahead  # noqa: E402
-from sim.engine import DRAIN_S, Simulation  # noqa: E402
-from sim.run import arrivals_for  # noqa: E402
+from sim.run import simulation_for  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
-from sim.staffing import build_timeline  # noqa: E402
 
 REFERENCE = ROOT / "config" / "scenarios" / "reference.yaml"
 
@@ -110,13 +108,7 @@ def run_day(scenario_path: Path, days: float, seed: int, volume_scale: float | N
     if volume_scale is not None:
         changes["volume_scale"] = volume_scale
     scenario = load_scenario(scenario_path, **changes)
-    traffic_ss, staffing_ss, engine_ss = np.random.SeedSequence(seed).spawn(3)
-    arrivals, start, horizon = arrivals_for(scenario, None, np.random.default_rng(traffic_ss))
-    s = scenario.spec
-    timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
-                              start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
-    sim = Simulation(scenario.center, arrivals, timeline, s.behaviour, start, horizon,
-                     s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]))
+    sim = simulation_for(scenario, np.random.SeedSequence(seed))
     probe = EwtProbe(sim.router)
     sim.router = probe  # type: ignore[assignment]
     sim.run()

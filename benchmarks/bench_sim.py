@@ -50,11 +50,9 @@ sys.path.insert(0, str(ROOT))
 
 from acd import native  # noqa: E402
 from sim.baselines import ciw_mmc, simpy_mmc  # noqa: E402
-from sim.engine import DRAIN_S, Simulation  # noqa: E402
 from sim.mmc import simulate_mmc  # noqa: E402
-from sim.run import RunSpec, arrivals_for, load_run_scenario  # noqa: E402
+from sim.run import RunSpec, load_run_scenario, simulation_for  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
-from sim.staffing import build_timeline  # noqa: E402
 
 SCENARIOS = ROOT / "config" / "scenarios"
 RATE, AHT, AGENTS = 0.5, 180.0, 98
@@ -66,13 +64,7 @@ def month(days: float, seed: int, ivr: bool, profile: bool) -> dict[str, float]:
     t0 = time.perf_counter()
     scenario = load_scenario(SCENARIOS / ("reference-ivr.yaml" if ivr else "reference.yaml"),
                              days=days)
-    traffic_ss, staffing_ss, engine_ss = np.random.SeedSequence(seed).spawn(3)
-    arrivals, start, horizon = arrivals_for(scenario, None, np.random.default_rng(traffic_ss))
-    s = scenario.spec
-    timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
-                              start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
-    sim = Simulation(scenario.center, arrivals, timeline, s.behaviour, start, horizon,
-                     s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]))
+    sim = simulation_for(scenario, np.random.SeedSequence(seed))
     setup = time.perf_counter() - t0
     prof = cProfile.Profile() if profile else None
     if prof is not None:
@@ -98,14 +90,7 @@ def replication(days: float, seed: int, factor: int = 1) -> dict[str, float]:
     spec = RunSpec(str(SCENARIOS / "reference.yaml"), {"days": days, "volume_scale": factor},
                    agent_scale=factor)
     scenario = load_run_scenario(spec)
-    traffic_ss, staffing_ss, engine_ss = np.random.SeedSequence(seed).spawn(3)
-    arrivals, start, horizon = arrivals_for(scenario, None, np.random.default_rng(traffic_ss))
-    s = scenario.spec
-    timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
-                              start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
-    sim = Simulation(scenario.center, arrivals, timeline, s.behaviour, start, horizon,
-                     s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
-                     keep_calls=False)
+    sim = simulation_for(scenario, np.random.SeedSequence(seed), keep_calls=False)
     setup = time.perf_counter() - t0
     cpu = time.process_time()
     result = sim.run()

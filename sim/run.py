@@ -32,8 +32,9 @@ from sim.engine import DRAIN_S, Simulation
 from sim.executor import Executor, LocalExecutor
 from sim.outage import apply_outages, windows
 from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
+from sim.recorder import CALL_BATCH
 from sim.records import CallLog, RunResult
-from sim.scenario import Scenario, deep_merge, load_scenario
+from sim.scenario import Behaviour, Scenario, deep_merge, load_scenario
 from sim.staffing import StaffAction, build_timeline
 from sim.traffic import Arrival, ArrivalBatch, load_call_log, load_traffic
 from sim.traffic.censored import fit_patience, redraw_unobserved, scale_calls
@@ -255,11 +256,11 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """Run one replication."""
     scenario = load_run_scenario(spec)
-    traffic_ss, staffing_ss, engine_ss = replication_streams(seed_seq)
     s = scenario.spec
     index = seed_seq.spawn_key[-1] if seed_seq.spawn_key else 0
     csv_path = None if spec.calls_csv is None else calls_csv_path(spec.calls_csv, index)
     if spec.queue_log_path is not None:
+        traffic_ss, _staffing, engine_ss = replication_streams(seed_seq)
         plan = load_plan(spec.queue_log_path, scenario.center.config, scenario.center.agents,
                          spec.queue_log_options)
         days, scale, _start = replay_window(spec)  # --start: refused by the command line
@@ -280,17 +281,32 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
         scenario = replace(scenario, spec=s.model_copy(update={
             "start": s.start - timedelta(seconds=spec.warmup_s),
             "days": s.days + spec.warmup_s / 86400.0}))
-    arrivals, start, horizon = arrivals_for(scenario, spec.replay_path,
-                                            np.random.default_rng(traffic_ss),
-                                            *replay_window(spec))
+    sim = simulation_for(scenario, seed_seq, behaviour=behaviour, replay_path=spec.replay_path,
+                         window=replay_window(spec), keep_calls=spec.keep_calls,
+                         calls_csv=csv_path)
+    result = sim.run(progress)
+    return without_warmup(result, spec.warmup_s) if spec.warmup_s else result
+
+
+def simulation_for(scenario: Scenario, seed_seq: np.random.SeedSequence, *,
+                   behaviour: Behaviour | None = None, replay_path: str | None = None,
+                   window: tuple[float | None, float, datetime | None] = (None, 1.0, None),
+                   keep_calls: bool = True, calls_csv: str | None = None,
+                   call_batch: int = CALL_BATCH) -> Simulation:
+    """The simulation :func:`run_one` runs for replication ``seed_seq`` of ``scenario``
+    (its forecast traffic, or the call log at ``replay_path`` within ``window``: days, scale,
+    start), ready to run; the benchmarks time it apart from this set-up."""
+    traffic_ss, staffing_ss, engine_ss = replication_streams(seed_seq)
+    s = scenario.spec
+    arrivals, start, horizon = arrivals_for(scenario, replay_path,
+                                            np.random.default_rng(traffic_ss), *window)
     timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
                               start, horizon + DRAIN_S, staffing_ss)
     timeline = with_outages(scenario, timeline, start)
-    sim = Simulation(scenario.center, arrivals, timeline, behaviour, start, horizon,
-                     s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
-                     spec.keep_calls, csv_path)
-    result = sim.run(progress)
-    return without_warmup(result, spec.warmup_s) if spec.warmup_s else result
+    return Simulation(scenario.center, arrivals, timeline,
+                      s.behaviour if behaviour is None else behaviour, start, horizon,
+                      s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
+                      keep_calls, calls_csv, call_batch)
 
 
 def with_outages(scenario: Scenario, timeline: list[StaffAction], start: datetime

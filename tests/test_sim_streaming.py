@@ -13,18 +13,16 @@ import pytest
 
 from sim import kpi, report
 from sim.callscsv import read_calls_csv
-from sim.engine import DRAIN_S, Simulation
 from sim.records import RunResult
 from sim.run import (
     DayProgress,
     RunSpec,
-    arrivals_for,
     calls_csv_path,
     default_scenario,
     load_run_scenario,
     run_one,
+    simulation_for,
 )
-from sim.staffing import build_timeline
 
 #: Half a day from 08:00 Moscow: busy hours, abandons, ring-no-answer, callbacks.
 SPEC = RunSpec(str(default_scenario()), {"days": 0.5, "start": "2026-03-02T08:00:00+03:00",
@@ -36,15 +34,8 @@ def _streamed(tmp_path: Path) -> tuple[RunResult, RunResult]:
     """The run counted as it went (no call log, in batches of 700 calls), and the same run
     rebuilt from its CSV rows with only a call log, as the list-based KPIs read it."""
     scenario = load_run_scenario(SPEC)
-    traffic_ss, staffing_ss, engine_ss = SEED.spawn(3)
-    arrivals, start, horizon = arrivals_for(scenario, None, np.random.default_rng(traffic_ss))
-    s = scenario.spec
-    timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
-                              start, horizon + DRAIN_S, np.random.default_rng(staffing_ss))
-    streamed = Simulation(scenario.center, arrivals, timeline, s.behaviour, start, horizon,
-                          s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
-                          keep_calls=False, calls_csv=str(tmp_path / "calls.csv"),
-                          call_batch=700).run()
+    streamed = simulation_for(scenario, SEED, keep_calls=False,
+                              calls_csv=str(tmp_path / "calls.csv"), call_batch=700).run()
     assert streamed.calls is None and streamed.tallies is not None
     groups = streamed.tallies.groups
     log = read_calls_csv(tmp_path / "calls.csv", groups["queue"], groups["language"],
