@@ -19,6 +19,8 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
 Seconds = Annotated[float, Field(ge=0, le=7 * 86400)]
 Level = Annotated[int, Field(ge=1, le=10)]
 Clock = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+#: A TCP port (0: any free one), for the service's listeners and the servers it talks to.
+Port = Annotated[int, Field(ge=0, le=65535)]
 
 
 class Strict(BaseModel):

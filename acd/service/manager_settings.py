@@ -7,18 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from acd.config.schema import Port, Strict
 from acd.service.schedule import times_problem, zone_problem
 
-Port = Annotated[int, Field(ge=0, le=65535)]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SmtpSettings(_Strict):
+class SmtpSettings(Strict):
     """The mail server the shift summary goes through; credentials come from the environment."""
 
     host: str = "127.0.0.1"
@@ -33,17 +28,18 @@ class SmtpSettings(_Strict):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
 
 
-class SummaryMailSettings(_Strict):
+class SummaryMailSettings(Strict):
     """The shift summary by e-mail at local times (:mod:`acd.service.mailer`); off unless
     enabled. Each mail covers the calls since the previous scheduled time."""
 
     model_config = ConfigDict(populate_by_name=True)
     enabled: bool = False
     #: Local times ``HH:MM`` (quoted in YAML: unquoted 20:00 is a number there).
-    times: Annotated[list[str], Field(min_length=1, max_length=48)] = ["08:00", "20:00"]
+    times: Annotated[list[str], Field(min_length=1, max_length=48)] = Field(
+        default_factory=lambda: ["08:00", "20:00"])
     timezone: str = "Europe/Moscow"
     sender: str | None = Field(default=None, alias="from")
-    to: list[str] = []
+    to: list[str] = Field(default_factory=list)
     smtp: SmtpSettings = SmtpSettings()
     #: Sending attempts per summary; waits between them double from ``retry_delay_s``.
     attempts: Annotated[int, Field(ge=1, le=20)] = 5
@@ -53,7 +49,8 @@ class SummaryMailSettings(_Strict):
     min_calls: Annotated[int, Field(ge=1)] = 10
     #: First-call resolution: a repeat within each of these many hours (24 h and 7 days).
     fcr_windows_h: Annotated[list[Annotated[float, Field(gt=0, le=8784)]],
-                             Field(min_length=1, max_length=4)] = [24.0, 168.0]
+                             Field(min_length=1, max_length=4)] = Field(
+                                 default_factory=lambda: [24.0, 168.0])
 
     @field_validator("times", mode="before")
     @classmethod
@@ -88,7 +85,7 @@ class SummaryMailSettings(_Strict):
         return self
 
 
-class SurveySettings(_Strict):
+class SurveySettings(Strict):
     """The post-call survey: after the agent hangs up, the caller rates the call (1 to 5)."""
 
     enabled: bool = False

@@ -32,9 +32,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from acd.config.load import LoadedCenter
+from acd.config.schema import Strict
 from acd.core.model import AgentProfile
 from acd.core.pbx import PbxMap, trunk_template_problem
 from acd.errors import Problem
@@ -43,10 +44,8 @@ PbxName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class PbxAri(BaseModel):
+class PbxAri(Strict):
     """A PBX's ARI: its URL and where its credentials are (the single ``ari`` settings' shape)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str
     app: str = "acd"
@@ -55,10 +54,8 @@ class PbxAri(BaseModel):
     hold_grace_s: Annotated[int, Field(ge=5, le=60)] = 60
 
 
-class PbxAmi(BaseModel):
+class PbxAmi(Strict):
     """A PBX's Asterisk Manager Interface (its liveness for FastAGI-only PBXs)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 5038
@@ -66,10 +63,8 @@ class PbxAmi(BaseModel):
     secret_env: str = "ACD_AMI_SECRET"
 
 
-class PbxSettings(BaseModel):
+class PbxSettings(Strict):
     """One Asterisk: its name, site, how the engine reaches it and how it reaches the others."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: PbxName
     #: A site of the center config.
@@ -77,13 +72,13 @@ class PbxSettings(BaseModel):
     ari: PbxAri | None = None
     ami: PbxAmi | None = None
     #: Addresses or networks (``10.1.0.5``, ``10.1.0.0/24``) its FastAGI connections come from.
-    agi_sources: list[str] = []
+    agi_sources: list[str] = Field(default_factory=list)
     #: Agents (ids) or agent groups (names) whose phones are on this PBX although their site
     #: is another one; the rest of a site's agents are on the site's PBX.
-    agents: list[str] = []
+    agents: list[str] = Field(default_factory=list)
     #: Other PBX name -> the dial string that reaches that PBX's agents from here, ``{ext}``
     #: being the agent's extension: ``PJSIP/{ext}@kyiv``.
-    trunks: dict[PbxName, str] = {}
+    trunks: dict[PbxName, str] = Field(default_factory=dict)
     #: The PBX counts as down once its ARI websocket (or AMI) has been down this long.
     down_after_s: Annotated[float, Field(gt=0, le=600)] = 10.0
 

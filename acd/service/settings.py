@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from acd import shipped
 from acd.callbacks.dialler import trunk_problem
 from acd.config import yamlsafe
 from acd.config.load import validate_strict
+from acd.config.schema import Port, Strict
 from acd.errors import ConfigError, Problem
 from acd.runtime.store import redact
 from acd.service.manager_settings import SummaryMailSettings, SurveySettings
@@ -30,14 +31,7 @@ from acd.service.pbxs import Pbx, PbxSettings, pbx_problems, resolve_pbxs
 #: The shipped config directory (the reference center and its IVR flows).
 CONFIG_DIR = shipped.config_dir()
 
-Port = Annotated[int, Field(ge=0, le=65535)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AgiSettings(_Strict):
+class AgiSettings(Strict):
     """The FastAGI listener."""
 
     host: str = "127.0.0.1"
@@ -54,7 +48,7 @@ class AgiSettings(_Strict):
     max_ttfc_s: Annotated[float | None, Field(gt=0, le=60)] = 0.5
 
 
-class WallboardSettings(_Strict):
+class WallboardSettings(Strict):
     """The live wallboard (``/wallboard``): how often it updates and how many pages it serves."""
 
     enabled: bool = True
@@ -71,7 +65,7 @@ class WallboardSettings(_Strict):
     sl_window_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
 
 
-class HttpSettings(_Strict):
+class HttpSettings(Strict):
     """The HTTP API and ``/metrics``."""
 
     host: str = "127.0.0.1"
@@ -89,7 +83,7 @@ class HttpSettings(_Strict):
     wallboard: WallboardSettings = WallboardSettings()
 
 
-class AriSettings(_Strict):
+class AriSettings(Strict):
     """The ARI application; disabled while ``url`` is empty."""
 
     url: str | None = None
@@ -102,7 +96,7 @@ class AriSettings(_Strict):
     hold_grace_s: Annotated[int, Field(ge=5, le=60)] = 60
 
 
-class RecordSettings(_Strict):
+class RecordSettings(Strict):
     """Call records, callback tasks and agent states: one SQLite file, or PostgreSQL."""
 
     database: str = "var/acd.sqlite3"
@@ -134,20 +128,20 @@ class RecordSettings(_Strict):
         return value
 
 
-class LogSettings(_Strict):
+class LogSettings(Strict):
     """Structured logs on stdout."""
 
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class MetricSettings(_Strict):
+class MetricSettings(Strict):
     """How the rolling service level is computed."""
 
     sl_window_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
 
 
-class AmiSettings(_Strict):
+class AmiSettings(Strict):
     """The Asterisk Manager Interface, used to originate callbacks in AGI-only deployments."""
 
     host: str = "127.0.0.1"
@@ -160,7 +154,7 @@ class AmiSettings(_Strict):
     connect_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
 
 
-class CallbackSettings(_Strict):
+class CallbackSettings(Strict):
     """The outbound callback dialler (``acd.callbacks.dialler``); off unless enabled."""
 
     enabled: bool = False
@@ -191,7 +185,7 @@ class CallbackSettings(_Strict):
         return value
 
 
-class StandbySettings(_Strict):
+class StandbySettings(Strict):
     """Two routers, one active (``acd.service.leader``): off unless enabled.
 
     The lock lives in the PostgreSQL database the records are kept in (``records.url``, with
@@ -225,7 +219,7 @@ class StandbySettings(_Strict):
         return self
 
 
-class ServiceFile(_Strict):
+class ServiceFile(Strict):
     """The YAML file's shape (paths still unresolved)."""
 
     version: Literal[1] = 1
@@ -240,7 +234,7 @@ class ServiceFile(_Strict):
     metrics: MetricSettings = MetricSettings()
     callbacks: CallbackSettings = CallbackSettings()
     #: The PBXs of a multi-site center (empty: one implicit PBX, the ``ari`` settings').
-    pbxs: list[PbxSettings] = []
+    pbxs: list[PbxSettings] = Field(default_factory=list)
     standby: StandbySettings = StandbySettings()
     summary_mail: SummaryMailSettings = SummaryMailSettings()
     survey: SurveySettings = SurveySettings()
