@@ -1,6 +1,6 @@
 """How long `acd sim run` takes to write its report for a month and for 400 days.
 
-Simulating 400 days takes minutes, so the per-interval tallies come from the tests' seeded
+Simulating 400 days takes a minute or more, so the per-interval tallies come from the tests' seeded
 long-run builder (tests/reportkit.py: five queues, sixteen languages, six countries, two
 sites, 30-minute intervals). Each step is timed in CPU and wall seconds: summarise,
 summary.json, the CSVs and report.html, and within them the parts a run of more than a day
