@@ -37,7 +37,7 @@ from acd.config.load import LoadedCenter, center_from_data
 from sim.engine import Simulation
 from sim.executor import Executor, LocalExecutor
 from sim.records import ANSWERED, RunResult
-from sim.run import arrivals_for, replication_seeds
+from sim.run import arrivals_for, replication_seeds, replication_streams
 from sim.scenario import Scenario, deep_merge, load_scenario
 from sim.staffing import StaffAction
 
@@ -215,9 +215,7 @@ def _replicate(task: ConfirmTask, progress: Callable[[float], None]) -> Tally:
     scenario = _scenario(task.scenario_path, task.days)
     spec = scenario.spec
     center = candidate_center(scenario, task.groups, task.counts)
-    fresh = np.random.SeedSequence(task.seed_seq.entropy, spawn_key=task.seed_seq.spawn_key,
-                                   pool_size=task.seed_seq.pool_size)
-    traffic_ss, _staffing_ss, engine_ss = fresh.spawn(3)  # as sim.run: the same callers
+    traffic_ss, _staffing_ss, engine_ss = replication_streams(task.seed_seq)  # run's callers
     arrivals, start, horizon = arrivals_for(scenario, None, np.random.default_rng(traffic_ss))
     timeline = candidate_timeline(center, task.groups, task.counts)
     result = Simulation(center, arrivals, timeline, spec.behaviour, start, horizon,
