@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from acd.config import yamlsafe
 from acd.config.load import LoadedCenter, center_from_data
 from sim.engine import Simulation
 from sim.executor import Executor, LocalExecutor
+from sim.kpi import t95
 from sim.records import ANSWERED, RunResult
 from sim.run import arrivals_for, replication_seeds, replication_streams
 from sim.scenario import Scenario, deep_merge, load_scenario
@@ -235,8 +235,7 @@ def estimate(offered: np.ndarray, within: np.ndarray) -> Estimate:
         warnings.simplefilter("ignore", RuntimeWarning)  # an empty cell is NaN on purpose
         mean = np.nanmean(sl, axis=0)
         sd = np.nanstd(sl, axis=0, ddof=1)
-    t = stats.t.ppf(0.975, np.maximum(n - 1, 1))
-    half = np.where(n >= 2, t * sd / np.sqrt(np.maximum(n, 1)), np.inf)
+    half = np.where(n >= 2, t95(n - 1) * sd / np.sqrt(np.maximum(n, 1)), np.inf)
     half = np.where(np.isnan(mean), np.nan, half)
     return Estimate(mean, np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0),
                     int(offered.shape[0]))
