@@ -213,14 +213,31 @@ def scheduled(scenario: Scenario, d: Demand) -> np.ndarray:
 
     Absence is applied as its expected share rather than drawn.
     """
-    return _scheduled(scenario, d, [scenario.center.config.queues[q].skill for q in d.queues])
+    return _scheduled(scenario, d, _queue_columns(scenario, d))
 
 
 def scheduled_cells(scenario: Scenario, d: Demand) -> np.ndarray:
     """Mean agents per interval and (queue, language) group who have the queue's skill and
     speak the language, logged in and not paused (a multi-lingual agent counts in each)."""
+    return _scheduled(scenario, d, _cell_columns(scenario, d))
+
+
+def _scheduled_both(scenario: Scenario, d: Demand) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`scheduled` and :func:`scheduled_cells` from one roster timeline."""
+    queue_columns = _queue_columns(scenario, d)
+    both = _scheduled(scenario, d, [*queue_columns, *_cell_columns(scenario, d)])
+    return both[:, :len(queue_columns)], both[:, len(queue_columns):]
+
+
+def _queue_columns(scenario: Scenario, d: Demand) -> list[str | tuple[str, str]]:
+    """The skill of each of the demand's queues."""
+    return [scenario.center.config.queues[q].skill for q in d.queues]
+
+
+def _cell_columns(scenario: Scenario, d: Demand) -> list[str | tuple[str, str]]:
+    """The (skill, language) of each of the demand's (queue, language) groups."""
     queues = scenario.center.config.queues
-    return _scheduled(scenario, d, [(queues[q].skill, lang) for q, lang in d.cells])
+    return [(queues[q].skill, lang) for q, lang in d.cells]
 
 
 def _scheduled(scenario: Scenario, d: Demand,
@@ -377,8 +394,7 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     gets at least ``min_agents`` wherever it expects a call (:class:`Minimum`).
     """
     d = demand(scenario, days)
-    have = scheduled(scenario, d)
-    have_cells = scheduled_cells(scenario, d)
+    have, have_cells = _scheduled_both(scenario, d)  # the roster's timeline is built once
     cfg = scenario.center.config
     rows: list[StaffRow] = []
     for i, start in enumerate(d.starts):
