@@ -27,7 +27,7 @@ from acd.config.load import LoadedCenter, center_from_data
 from acd.core.model import AgentProfile
 from sim.engine import Simulation
 from sim.erlang import ErlangA, agents_for_service_level, service_level_c
-from sim.executor import Executor, LocalExecutor
+from sim.executor import Executor
 from sim.mmc import START
 from sim.records import ANSWERED
 from sim.scenario import Behaviour, DistSpec, Scenario
@@ -417,7 +417,7 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     minimum = _minimum(d, cell_rows, rows, floored, min_agents)
     if confirm_mode == "none" or not d.cells:
         return StaffPlan(scenario.path, model, rows, d.interval_s, cell_rows, minimum=minimum)
-    from sim.confirm import Groups, Searcher, search
+    from sim.confirm import Groups, Searcher, local, search
 
     shown_q = np.zeros((n, len(d.queues)), dtype=bool)
     for k in range(len(d.queues)):
@@ -442,7 +442,7 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     searcher = Searcher(scenario, days, Groups(d.cells, d.offset_s, d.interval_s, n),
                         np.array([cfg.sl_for(q).target for q, _ in d.cells]),
                         np.array([cfg.sl_for(q).target for q in queues]), judged, pooled,
-                        executor if executor is not None else LocalExecutor(1), seed,
+                        local(executor), seed,
                         max(2, replications), max(replications, max_replications), half_width)
     found = search(searcher, floored, min_agents)
     counts, final, refinement = found.counts, found.final, None
