@@ -80,6 +80,16 @@ class Demand:
     #: AHT per group: the language's own mean talk (if the traffic file gives one) + wrap-up.
     cell_aht_s: dict[tuple[str, str], float] = field(default_factory=dict)
 
+    @property
+    def cell_aht(self) -> np.ndarray:
+        """AHT per group as an array in ``cells`` order, seconds."""
+        return np.array([self.cell_aht_s[c] for c in self.cells])
+
+    @property
+    def cell_load(self) -> np.ndarray:
+        """Offered load per interval (rows) and group (columns), Erlangs."""
+        return self.cell_calls * self.cell_aht[None, :] / self.interval_s
+
 
 @dataclass(frozen=True)
 class StaffRow:
@@ -518,7 +528,7 @@ def _minimum(d: Demand, cell_rows: Sequence[StaffRow], rows: Sequence[StaffRow],
         floored.shape)
     bare = np.where(d.cell_calls >= MIN_JUDGED_CALLS, erlang, 0)
     added = floored - bare
-    load = d.cell_calls * np.array([d.cell_aht_s[c] for c in d.cells])[None, :] / d.interval_s
+    load = d.cell_load
     return Minimum(minimum, int(added.sum()), int((added > 0).sum()),
                    float(load[added > 0].sum()), int(floored.sum()),
                    int(sum(r.erlang_agents for r in rows)))
@@ -535,8 +545,7 @@ def _refine(searcher: Searcher, d: Demand, scenario: Scenario, seed: np.ndarray,
                       d.cell_calls >= MIN_JUDGED_CALLS)
     searcher.rejudge(judged, searcher.pooled)
     queues = sorted({q for q, _ in d.cells})
-    aht = np.array([d.cell_aht_s[c] for c in d.cells])
-    cells = Cells(floored, d.cell_calls * aht[None, :] / d.interval_s, aht,
+    cells = Cells(floored, d.cell_load, d.cell_aht,
                   np.array([float(cfg.sl_for(q).threshold_s) for q, _ in d.cells]),
                   np.array([queues.index(q) for q, _ in d.cells]), minimum)
     return refine(searcher, seed, cells, rounds)
