@@ -470,6 +470,8 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
             top = np.argsort(-d.cell_calls[:, g], kind="stable")[:busiest]
             shown_cells[:, g] = False
             shown_cells[top, g] = d.cell_calls[top, g] > 0
+    # Each queue's (queue, language) groups, the same in every interval.
+    groups_of = {q: [c for c, (cq, _) in enumerate(d.cells) if cq == q] for q in d.queues}
     for i in range(n):
         for k in range(m):
             at = i * m + k
@@ -485,9 +487,8 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
             if shown_q[i, k]:
                 at = i * len(d.queues) + k
                 col = queues.index(q)
-                mine = [c for c, (cq, _) in enumerate(d.cells) if cq == q]
-                agents = int(sum(counts[i, c] for c in mine))
-                moved = any(counts[i, c] != found.counts[i, c] for c in mine)
+                agents = int(counts[i, groups_of[q]].sum())
+                moved = bool((counts[i, groups_of[q]] != found.counts[i, groups_of[q]]).any())
                 rows[at] = replace(_confirmed(rows[at], agents, queue_ev.mean[i, col],
                                               queue_ev.low[i, col], queue_ev.high[i, col]),
                                    source="refined" if moved else "factor")
