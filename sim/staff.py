@@ -623,9 +623,10 @@ def print_languages(staff: StaffPlan, console: Console) -> None:
                   "simulated SL (95% CI)",
                   title=f"Erlang {staff.model} staffing per queue and language "
                         "(required: confirmed where simulated, else Erlang)")
-    groups = sorted({(r.queue, r.language) for r in staff.language_rows})
-    for q, lang in groups:
-        rows = [r for r in staff.language_rows if (r.queue, r.language) == (q, lang)]
+    by_group: dict[tuple[str, str], list[StaffRow]] = {}
+    for r in staff.language_rows:  # one pass: a long run has a row per interval and group
+        by_group.setdefault((r.queue, r.language), []).append(r)
+    for (q, lang), rows in sorted(by_group.items()):
         peak = max(rows, key=lambda r: r.calls)
         short = sum(1 for r in rows if r.gap > 0)
         factor = scale.get((q, lang))
