@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from acd.config import yamlsafe
 from acd.config.load import LoadedCenter, center_from_data
 from sim.engine import Simulation
 from sim.executor import Executor, LocalExecutor
+from sim.kpi import t95
 from sim.records import ANSWERED, RunResult
-from sim.run import arrivals_for, replication_seeds
+from sim.run import arrivals_for, replication_seeds, replication_streams
 from sim.scenario import Scenario, deep_merge, load_scenario
 from sim.staffing import StaffAction
 
@@ -215,9 +215,7 @@ def _replicate(task: ConfirmTask, progress: Callable[[float], None]) -> Tally:
     scenario = _scenario(task.scenario_path, task.days)
     spec = scenario.spec
     center = candidate_center(scenario, task.groups, task.counts)
-    fresh = np.random.SeedSequence(task.seed_seq.entropy, spawn_key=task.seed_seq.spawn_key,
-                                   pool_size=task.seed_seq.pool_size)
-    traffic_ss, _staffing_ss, engine_ss = fresh.spawn(3)  # as sim.run: the same callers
+    traffic_ss, _staffing_ss, engine_ss = replication_streams(task.seed_seq)  # run's callers
     arrivals, start, horizon = arrivals_for(scenario, None, np.random.default_rng(traffic_ss))
     timeline = candidate_timeline(center, task.groups, task.counts)
     result = Simulation(center, arrivals, timeline, spec.behaviour, start, horizon,
@@ -237,8 +235,7 @@ def estimate(offered: np.ndarray, within: np.ndarray) -> Estimate:
         warnings.simplefilter("ignore", RuntimeWarning)  # an empty cell is NaN on purpose
         mean = np.nanmean(sl, axis=0)
         sd = np.nanstd(sl, axis=0, ddof=1)
-    t = stats.t.ppf(0.975, np.maximum(n - 1, 1))
-    half = np.where(n >= 2, t * sd / np.sqrt(np.maximum(n, 1)), np.inf)
+    half = np.where(n >= 2, t95(n - 1) * sd / np.sqrt(np.maximum(n, 1)), np.inf)
     half = np.where(np.isnan(mean), np.nan, half)
     return Estimate(mean, np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0),
                     int(offered.shape[0]))

@@ -27,7 +27,7 @@ from acd.config.load import LoadedCenter, center_from_data
 from acd.core.model import AgentProfile
 from sim.engine import Simulation
 from sim.erlang import ErlangA, agents_for_service_level, service_level_c
-from sim.executor import Executor, LocalExecutor
+from sim.executor import Executor
 from sim.mmc import START
 from sim.records import ANSWERED
 from sim.scenario import Behaviour, DistSpec, Scenario
@@ -79,6 +79,16 @@ class Demand:
     cell_calls: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     #: AHT per group: the language's own mean talk (if the traffic file gives one) + wrap-up.
     cell_aht_s: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def cell_aht(self) -> np.ndarray:
+        """AHT per group as an array in ``cells`` order, seconds."""
+        return np.array([self.cell_aht_s[c] for c in self.cells])
+
+    @property
+    def cell_load(self) -> np.ndarray:
+        """Offered load per interval (rows) and group (columns), Erlangs."""
+        return self.cell_calls * self.cell_aht[None, :] / self.interval_s
 
 
 @dataclass(frozen=True)
@@ -213,14 +223,31 @@ def scheduled(scenario: Scenario, d: Demand) -> np.ndarray:
 
     Absence is applied as its expected share rather than drawn.
     """
-    return _scheduled(scenario, d, [scenario.center.config.queues[q].skill for q in d.queues])
+    return _scheduled(scenario, d, _queue_columns(scenario, d))
 
 
 def scheduled_cells(scenario: Scenario, d: Demand) -> np.ndarray:
     """Mean agents per interval and (queue, language) group who have the queue's skill and
     speak the language, logged in and not paused (a multi-lingual agent counts in each)."""
+    return _scheduled(scenario, d, _cell_columns(scenario, d))
+
+
+def _scheduled_both(scenario: Scenario, d: Demand) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`scheduled` and :func:`scheduled_cells` from one roster timeline."""
+    queue_columns = _queue_columns(scenario, d)
+    both = _scheduled(scenario, d, [*queue_columns, *_cell_columns(scenario, d)])
+    return both[:, :len(queue_columns)], both[:, len(queue_columns):]
+
+
+def _queue_columns(scenario: Scenario, d: Demand) -> list[str | tuple[str, str]]:
+    """The skill of each of the demand's queues."""
+    return [scenario.center.config.queues[q].skill for q in d.queues]
+
+
+def _cell_columns(scenario: Scenario, d: Demand) -> list[str | tuple[str, str]]:
+    """The (skill, language) of each of the demand's (queue, language) groups."""
     queues = scenario.center.config.queues
-    return _scheduled(scenario, d, [(queues[q].skill, lang) for q, lang in d.cells])
+    return [(queues[q].skill, lang) for q, lang in d.cells]
 
 
 def _scheduled(scenario: Scenario, d: Demand,
@@ -377,8 +404,7 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     gets at least ``min_agents`` wherever it expects a call (:class:`Minimum`).
     """
     d = demand(scenario, days)
-    have = scheduled(scenario, d)
-    have_cells = scheduled_cells(scenario, d)
+    have, have_cells = _scheduled_both(scenario, d)  # the roster's timeline is built once
     cfg = scenario.center.config
     rows: list[StaffRow] = []
     for i, start in enumerate(d.starts):
@@ -401,7 +427,7 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     minimum = _minimum(d, cell_rows, rows, floored, min_agents)
     if confirm_mode == "none" or not d.cells:
         return StaffPlan(scenario.path, model, rows, d.interval_s, cell_rows, minimum=minimum)
-    from sim.confirm import Groups, Searcher, search
+    from sim.confirm import Groups, Searcher, local, search
 
     shown_q = np.zeros((n, len(d.queues)), dtype=bool)
     for k in range(len(d.queues)):
@@ -426,7 +452,7 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     searcher = Searcher(scenario, days, Groups(d.cells, d.offset_s, d.interval_s, n),
                         np.array([cfg.sl_for(q).target for q, _ in d.cells]),
                         np.array([cfg.sl_for(q).target for q in queues]), judged, pooled,
-                        executor if executor is not None else LocalExecutor(1), seed,
+                        local(executor), seed,
                         max(2, replications), max(replications, max_replications), half_width)
     found = search(searcher, floored, min_agents)
     counts, final, refinement = found.counts, found.final, None
@@ -444,6 +470,8 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
             top = np.argsort(-d.cell_calls[:, g], kind="stable")[:busiest]
             shown_cells[:, g] = False
             shown_cells[top, g] = d.cell_calls[top, g] > 0
+    # Each queue's (queue, language) groups, the same in every interval.
+    groups_of = {q: [c for c, (cq, _) in enumerate(d.cells) if cq == q] for q in d.queues}
     for i in range(n):
         for k in range(m):
             at = i * m + k
@@ -459,9 +487,8 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
             if shown_q[i, k]:
                 at = i * len(d.queues) + k
                 col = queues.index(q)
-                mine = [c for c, (cq, _) in enumerate(d.cells) if cq == q]
-                agents = int(sum(counts[i, c] for c in mine))
-                moved = any(counts[i, c] != found.counts[i, c] for c in mine)
+                agents = int(counts[i, groups_of[q]].sum())
+                moved = bool((counts[i, groups_of[q]] != found.counts[i, groups_of[q]]).any())
                 rows[at] = replace(_confirmed(rows[at], agents, queue_ev.mean[i, col],
                                               queue_ev.low[i, col], queue_ev.high[i, col]),
                                    source="refined" if moved else "factor")
@@ -502,7 +529,7 @@ def _minimum(d: Demand, cell_rows: Sequence[StaffRow], rows: Sequence[StaffRow],
         floored.shape)
     bare = np.where(d.cell_calls >= MIN_JUDGED_CALLS, erlang, 0)
     added = floored - bare
-    load = d.cell_calls * np.array([d.cell_aht_s[c] for c in d.cells])[None, :] / d.interval_s
+    load = d.cell_load
     return Minimum(minimum, int(added.sum()), int((added > 0).sum()),
                    float(load[added > 0].sum()), int(floored.sum()),
                    int(sum(r.erlang_agents for r in rows)))
@@ -519,8 +546,7 @@ def _refine(searcher: Searcher, d: Demand, scenario: Scenario, seed: np.ndarray,
                       d.cell_calls >= MIN_JUDGED_CALLS)
     searcher.rejudge(judged, searcher.pooled)
     queues = sorted({q for q, _ in d.cells})
-    aht = np.array([d.cell_aht_s[c] for c in d.cells])
-    cells = Cells(floored, d.cell_calls * aht[None, :] / d.interval_s, aht,
+    cells = Cells(floored, d.cell_load, d.cell_aht,
                   np.array([float(cfg.sl_for(q).threshold_s) for q, _ in d.cells]),
                   np.array([queues.index(q) for q, _ in d.cells]), minimum)
     return refine(searcher, seed, cells, rounds)
@@ -597,9 +623,10 @@ def print_languages(staff: StaffPlan, console: Console) -> None:
                   "simulated SL (95% CI)",
                   title=f"Erlang {staff.model} staffing per queue and language "
                         "(required: confirmed where simulated, else Erlang)")
-    groups = sorted({(r.queue, r.language) for r in staff.language_rows})
-    for q, lang in groups:
-        rows = [r for r in staff.language_rows if (r.queue, r.language) == (q, lang)]
+    by_group: dict[tuple[str, str], list[StaffRow]] = {}
+    for r in staff.language_rows:  # one pass: a long run has a row per interval and group
+        by_group.setdefault((r.queue, r.language), []).append(r)
+    for (q, lang), rows in sorted(by_group.items()):
         peak = max(rows, key=lambda r: r.calls)
         short = sum(1 for r in rows if r.gap > 0)
         factor = scale.get((q, lang))
