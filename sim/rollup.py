@@ -39,9 +39,9 @@ from sim.kpi import (
     IntervalSummary,
     Summary,
     Verdict,
+    _moments,
     judge,
     kpis_per_interval,
-    t95,
 )
 from sim.records import RunResult
 
@@ -227,14 +227,10 @@ def replicate_estimates(results: Sequence[RunResult], dim: str, index: np.ndarra
         per_rep["answer_rate"].append(ratio(sums["answered"], sums["offered"]))
     out: dict[str, list[list[Estimate]]] = {}
     for k, stacks in per_rep.items():
-        stack = np.stack(stacks)  # (replications, groups, periods)
-        n = np.isfinite(stack).sum(axis=0)
-        mean = ratio(np.nansum(stack, axis=0), n.astype(float))
-        dev = np.where(np.isfinite(stack), stack - mean, 0.0)
-        sd = np.sqrt(ratio((dev ** 2).sum(axis=0), (n - 1).astype(float)))
-        half = np.where(n >= 2, t95(n - 1) * sd / np.sqrt(np.maximum(n, 1)), np.nan)
+        # (replications, groups, periods): the run's own mean, sd and t interval over axis 0.
+        mean, sd, half, n = _moments(np.stack(stacks))
         out[k] = [[Estimate(float(mean[g, p]), float(sd[g, p]), float(half[g, p]), int(n[g, p]))
-                   for p in range(n_periods)] for g in range(stack.shape[1])]
+                   for p in range(n_periods)] for g in range(mean.shape[0])]
     return out
 
 
