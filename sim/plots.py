@@ -166,23 +166,36 @@ def sl_heatmap(summary: Summary, dim: str, tz: ZoneInfo | None, zone_name: str) 
     return Plot(f"sl_{dim}", title, _svg(fig))
 
 
-def wait_percentiles(results: Sequence[RunResult], n_intervals: int, interval_s: float
-                     ) -> np.ndarray:
-    """Percentiles of the wait of offered calls per interval, pooled over replications:
-    shape (len(PERCENTILES), n_intervals), NaN where an interval has no calls."""
-    out = np.full((len(PERCENTILES), n_intervals), np.nan)
+def _pooled_waits(results: Sequence[RunResult], n_intervals: int, interval_s: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The waits of offered calls pooled over replications, and the interval each was
+    offered in."""
     logs = [r.wait_log() for r in results]  # calls offered from the start on
     waits = np.concatenate([w.wait_s for w in logs])
     queued = np.concatenate([w.queued_s for w in logs])
-    index = np.minimum(np.floor(queued / interval_s).astype(np.int64), n_intervals - 1)
+    return waits, np.minimum(np.floor(queued / interval_s).astype(np.int64), n_intervals - 1)
+
+
+def _percentiles_by(waits: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+    """:data:`PERCENTILES` of the waits in each bucket ``0..n-1`` of ``index``: shape
+    (len(PERCENTILES), n), NaN where a bucket is empty."""
+    out = np.full((len(PERCENTILES), n), np.nan)
     order = np.argsort(index, kind="stable")
     index, waits = index[order], waits[order]
-    bounds = np.searchsorted(index, np.arange(n_intervals + 1))
-    for i in range(n_intervals):
+    bounds = np.searchsorted(index, np.arange(n + 1))
+    for i in range(n):
         chunk = waits[bounds[i]:bounds[i + 1]]
         if chunk.size:
             out[:, i] = np.percentile(chunk, PERCENTILES)
     return out
+
+
+def wait_percentiles(results: Sequence[RunResult], n_intervals: int, interval_s: float
+                     ) -> np.ndarray:
+    """Percentiles of the wait of offered calls per interval, pooled over replications:
+    shape (len(PERCENTILES), n_intervals), NaN where an interval has no calls."""
+    waits, index = _pooled_waits(results, n_intervals, interval_s)
+    return _percentiles_by(waits, index, n_intervals)
 
 
 def wait_plot(summary: Summary, results: Sequence[RunResult], tz: ZoneInfo | None,
@@ -592,20 +605,8 @@ def daily_language_heatmap(days: Sequence[Rollup], zone_name: str) -> Plot | Non
 def daily_wait_plot(summary: Summary, results: Sequence[RunResult], cal: Calendar,
                     zone_name: str) -> Plot:
     """Wait percentiles of offered calls per local date, pooled over replications."""
-    logs = [r.wait_log() for r in results]
-    waits = np.concatenate([w.wait_s for w in logs])
-    queued = np.concatenate([w.queued_s for w in logs])
-    n_int = cal.row.size
-    interval = np.clip(np.floor(queued / summary.interval_s).astype(np.int64), 0, n_int - 1)
-    day = cal.row[interval]
-    order = np.argsort(day, kind="stable")
-    day, waits = day[order], waits[order]
-    bounds = np.searchsorted(day, np.arange(len(cal.dates) + 1))
-    pct = np.full((len(PERCENTILES), len(cal.dates)), np.nan)
-    for d in range(len(cal.dates)):
-        chunk = waits[bounds[d]:bounds[d + 1]]
-        if chunk.size:
-            pct[:, d] = np.percentile(chunk, PERCENTILES)
+    waits, interval = _pooled_waits(results, cal.row.size, summary.interval_s)
+    pct = _percentiles_by(waits, cal.row[interval], len(cal.dates))
     x = _noon_of_dates(cal)
     title = "Wait in queue per day: percentiles of offered calls"
     fig, ax = _figure(title)
