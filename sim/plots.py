@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import matplotlib as mpl
@@ -343,12 +343,22 @@ def sl_scale(target: float) -> tuple[Colormap, BoundaryNorm]:
     return cmap, BoundaryNorm([*below, *above], cmap.N)
 
 
+def _date_nums(dates: Iterable[date], hours: float = 0.0) -> np.ndarray:
+    """``hours`` past midnight of each local date as matplotlib date numbers (the date axes
+    are drawn in local dates, so no zone is attached)."""
+    return np.asarray(mdates.date2num([datetime.combine(d, datetime.min.time())
+                                       + timedelta(hours=hours) for d in dates]), dtype=float)
+
+
+def _date_edges(dates: Sequence[date]) -> np.ndarray:
+    """Cell edges of consecutive local dates: each one's midnight, then the last one's end."""
+    return _date_nums([*dates, dates[-1] + timedelta(days=1)])
+
+
 def _day_edges(cal: Calendar, interval_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Cell edges: hours of the day across, matplotlib date numbers of local dates down."""
     hours = np.arange(cal.n_columns + 1) * interval_s / 3600
-    days = mdates.date2num([datetime.combine(d, datetime.min.time())
-                            for d in (*cal.dates, cal.dates[-1] + timedelta(days=1))])
-    return np.minimum(hours, 24.0), np.asarray(days, dtype=float)
+    return np.minimum(hours, 24.0), _date_edges(cal.dates)
 
 
 def _day_axes(ax: Axes, cal: Calendar, days: np.ndarray, zone_name: str, compact: bool) -> None:
@@ -511,9 +521,7 @@ def _day_series(days: Sequence[Rollup], dim: str, group: str
                 ) -> tuple[np.ndarray, list[Rollup]]:
     """One group's days: noon of each local date as a matplotlib date number, and the rows."""
     rows = [r for r in days if r.dim == dim and r.group == group]
-    x = np.asarray(mdates.date2num([datetime.combine(r.period.first, datetime.min.time())
-                                    + timedelta(hours=12) for r in rows]), dtype=float)
-    return x, rows
+    return _date_nums([r.period.first for r in rows], hours=12), rows
 
 
 def _values(rows: Sequence[Rollup], kpi: str) -> np.ndarray:
@@ -583,10 +591,7 @@ def daily_language_heatmap(days: Sequence[Rollup], zone_name: str) -> Plot | Non
     if not names:
         return None
     first = [r for r in days if r.dim == "center"]
-    edges = np.asarray(mdates.date2num(
-        [datetime.combine(r.period.first, datetime.min.time()) for r in first]
-        + [datetime.combine(first[-1].period.first, datetime.min.time()) + timedelta(days=1)]),
-        dtype=float)
+    edges = _date_edges([r.period.first for r in first])
     sl = np.stack([_values(_day_series(days, "language", n)[1], "sl_offered") for n in names])
     title = "Service level per day by language (grey: no calls)"
     fig = Figure(figsize=(10, 0.9 + 0.28 * len(names)))
@@ -624,8 +629,7 @@ def daily_wait_plot(summary: Summary, results: Sequence[RunResult], cal: Calenda
 
 def _noon_of_dates(cal: Calendar) -> np.ndarray:
     """Noon of each local date of the calendar as matplotlib date numbers."""
-    return np.asarray(mdates.date2num([datetime.combine(d, datetime.min.time())
-                                       + timedelta(hours=12) for d in cal.dates]), dtype=float)
+    return _date_nums(cal.dates, hours=12)
 
 
 def _per_date(values: np.ndarray, cal: Calendar) -> np.ndarray:
