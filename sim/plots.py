@@ -528,7 +528,7 @@ def _values(rows: Sequence[Rollup], kpi: str) -> np.ndarray:
     return np.array([r.values[kpi] for r in rows], dtype=float)
 
 
-def _rate_per_day(summary: Summary, days: Sequence[Rollup], kpi: str, target: float,
+def _rate_per_day(days: Sequence[Rollup], kpi: str, target: float,
                   key: str, title: str, zone_name: str, by_queue: bool = False) -> Plot:
     """A share per day: the center (with its 95% CI across replications as a band, if any)
     or each queue, and the target."""
@@ -719,13 +719,13 @@ def daily_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -
     found = calendar_rollups(summary, results)
     days = found["daily"]
     plots = [
-        _rate_per_day(summary, days, "sl_offered", summary.target, "daily_sl",
+        _rate_per_day(days, "sl_offered", summary.target, "daily_sl",
                       f"Service level per day (answered within {summary.threshold_s:g} s)",
                       zone_name),
-        _rate_per_day(summary, days, "sl_offered", summary.target, "daily_sl_queue",
+        _rate_per_day(days, "sl_offered", summary.target, "daily_sl_queue",
                       "Service level per day by queue", zone_name, by_queue=True),
         daily_language_heatmap(days, zone_name),
-        _rate_per_day(summary, days, "answer_rate", summary.answer_rate_target, "daily_car",
+        _rate_per_day(days, "answer_rate", summary.answer_rate_target, "daily_car",
                       "Answer rate (CAR) per day", zone_name),
         daily_asa_plot(summary, days, zone_name),
         daily_wait_plot(summary, results, cal, zone_name) if results else None,
