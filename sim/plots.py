@@ -33,6 +33,7 @@ from sim.rollup import (
     calendar_rollups,
     day_grid,
     is_multi_day,
+    period_sums,
     ratio,
     run_seconds,
 )
@@ -634,9 +635,7 @@ def _noon_of_dates(cal: Calendar) -> np.ndarray:
 
 def _per_date(values: np.ndarray, cal: Calendar) -> np.ndarray:
     """Per-interval values (intervals first) summed per local date."""
-    n = min(values.shape[0], cal.row.size)
-    return np.stack([np.bincount(cal.row[:n], weights=col[:n], minlength=len(cal.dates))
-                     for col in values[:n].T], axis=-1)
+    return period_sums(values.T, cal.row, len(cal.dates)).T
 
 
 def daily_occupancy_plot(results: Sequence[RunResult], cal: Calendar, zone_name: str
