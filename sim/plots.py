@@ -698,8 +698,9 @@ def worst_week_sl_plot(summary: Summary, weeks: Sequence[Rollup], cal: Calendar,
         return None
     whole = [w for w in judged if not w.period.partial] or judged
     worst = min(whole, key=lambda w: w.values["sl_offered"])
-    rows = np.flatnonzero((np.asarray(cal.dates)[cal.row] >= worst.period.first)
-                          & (np.asarray(cal.dates)[cal.row] <= worst.period.last))
+    in_week = (np.asarray(cal.dates) >= worst.period.first) & (
+        np.asarray(cal.dates) <= worst.period.last)
+    rows = np.flatnonzero(in_week[cal.row])
     table = summary.intervals[ALL]
     x = interval_times(summary, table.start_s[rows], tz)
     sl = table.mean["sl_offered"][0][rows]
