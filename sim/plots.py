@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import matplotlib as mpl
@@ -33,6 +33,7 @@ from sim.rollup import (
     calendar_rollups,
     day_grid,
     is_multi_day,
+    period_sums,
     ratio,
     run_seconds,
 )
@@ -166,23 +167,36 @@ def sl_heatmap(summary: Summary, dim: str, tz: ZoneInfo | None, zone_name: str) 
     return Plot(f"sl_{dim}", title, _svg(fig))
 
 
-def wait_percentiles(results: Sequence[RunResult], n_intervals: int, interval_s: float
-                     ) -> np.ndarray:
-    """Percentiles of the wait of offered calls per interval, pooled over replications:
-    shape (len(PERCENTILES), n_intervals), NaN where an interval has no calls."""
-    out = np.full((len(PERCENTILES), n_intervals), np.nan)
+def _pooled_waits(results: Sequence[RunResult], n_intervals: int, interval_s: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The waits of offered calls pooled over replications, and the interval each was
+    offered in."""
     logs = [r.wait_log() for r in results]  # calls offered from the start on
     waits = np.concatenate([w.wait_s for w in logs])
     queued = np.concatenate([w.queued_s for w in logs])
-    index = np.minimum(np.floor(queued / interval_s).astype(np.int64), n_intervals - 1)
+    return waits, np.minimum(np.floor(queued / interval_s).astype(np.int64), n_intervals - 1)
+
+
+def _percentiles_by(waits: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
+    """:data:`PERCENTILES` of the waits in each bucket ``0..n-1`` of ``index``: shape
+    (len(PERCENTILES), n), NaN where a bucket is empty."""
+    out = np.full((len(PERCENTILES), n), np.nan)
     order = np.argsort(index, kind="stable")
     index, waits = index[order], waits[order]
-    bounds = np.searchsorted(index, np.arange(n_intervals + 1))
-    for i in range(n_intervals):
+    bounds = np.searchsorted(index, np.arange(n + 1))
+    for i in range(n):
         chunk = waits[bounds[i]:bounds[i + 1]]
         if chunk.size:
             out[:, i] = np.percentile(chunk, PERCENTILES)
     return out
+
+
+def wait_percentiles(results: Sequence[RunResult], n_intervals: int, interval_s: float
+                     ) -> np.ndarray:
+    """Percentiles of the wait of offered calls per interval, pooled over replications:
+    shape (len(PERCENTILES), n_intervals), NaN where an interval has no calls."""
+    waits, index = _pooled_waits(results, n_intervals, interval_s)
+    return _percentiles_by(waits, index, n_intervals)
 
 
 def wait_plot(summary: Summary, results: Sequence[RunResult], tz: ZoneInfo | None,
@@ -330,12 +344,22 @@ def sl_scale(target: float) -> tuple[Colormap, BoundaryNorm]:
     return cmap, BoundaryNorm([*below, *above], cmap.N)
 
 
+def _date_nums(dates: Iterable[date], hours: float = 0.0) -> np.ndarray:
+    """``hours`` past midnight of each local date as matplotlib date numbers (the date axes
+    are drawn in local dates, so no zone is attached)."""
+    return np.asarray(mdates.date2num([datetime.combine(d, datetime.min.time())
+                                       + timedelta(hours=hours) for d in dates]), dtype=float)
+
+
+def _date_edges(dates: Sequence[date]) -> np.ndarray:
+    """Cell edges of consecutive local dates: each one's midnight, then the last one's end."""
+    return _date_nums([*dates, dates[-1] + timedelta(days=1)])
+
+
 def _day_edges(cal: Calendar, interval_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Cell edges: hours of the day across, matplotlib date numbers of local dates down."""
     hours = np.arange(cal.n_columns + 1) * interval_s / 3600
-    days = mdates.date2num([datetime.combine(d, datetime.min.time())
-                            for d in (*cal.dates, cal.dates[-1] + timedelta(days=1))])
-    return np.minimum(hours, 24.0), np.asarray(days, dtype=float)
+    return np.minimum(hours, 24.0), _date_edges(cal.dates)
 
 
 def _day_axes(ax: Axes, cal: Calendar, days: np.ndarray, zone_name: str, compact: bool) -> None:
@@ -498,16 +522,14 @@ def _day_series(days: Sequence[Rollup], dim: str, group: str
                 ) -> tuple[np.ndarray, list[Rollup]]:
     """One group's days: noon of each local date as a matplotlib date number, and the rows."""
     rows = [r for r in days if r.dim == dim and r.group == group]
-    x = np.asarray(mdates.date2num([datetime.combine(r.period.first, datetime.min.time())
-                                    + timedelta(hours=12) for r in rows]), dtype=float)
-    return x, rows
+    return _date_nums([r.period.first for r in rows], hours=12), rows
 
 
 def _values(rows: Sequence[Rollup], kpi: str) -> np.ndarray:
     return np.array([r.values[kpi] for r in rows], dtype=float)
 
 
-def _rate_per_day(summary: Summary, days: Sequence[Rollup], kpi: str, target: float,
+def _rate_per_day(days: Sequence[Rollup], kpi: str, target: float,
                   key: str, title: str, zone_name: str, by_queue: bool = False) -> Plot:
     """A share per day: the center (with its 95% CI across replications as a band, if any)
     or each queue, and the target."""
@@ -570,10 +592,7 @@ def daily_language_heatmap(days: Sequence[Rollup], zone_name: str) -> Plot | Non
     if not names:
         return None
     first = [r for r in days if r.dim == "center"]
-    edges = np.asarray(mdates.date2num(
-        [datetime.combine(r.period.first, datetime.min.time()) for r in first]
-        + [datetime.combine(first[-1].period.first, datetime.min.time()) + timedelta(days=1)]),
-        dtype=float)
+    edges = _date_edges([r.period.first for r in first])
     sl = np.stack([_values(_day_series(days, "language", n)[1], "sl_offered") for n in names])
     title = "Service level per day by language (grey: no calls)"
     fig = Figure(figsize=(10, 0.9 + 0.28 * len(names)))
@@ -592,20 +611,8 @@ def daily_language_heatmap(days: Sequence[Rollup], zone_name: str) -> Plot | Non
 def daily_wait_plot(summary: Summary, results: Sequence[RunResult], cal: Calendar,
                     zone_name: str) -> Plot:
     """Wait percentiles of offered calls per local date, pooled over replications."""
-    logs = [r.wait_log() for r in results]
-    waits = np.concatenate([w.wait_s for w in logs])
-    queued = np.concatenate([w.queued_s for w in logs])
-    n_int = cal.row.size
-    interval = np.clip(np.floor(queued / summary.interval_s).astype(np.int64), 0, n_int - 1)
-    day = cal.row[interval]
-    order = np.argsort(day, kind="stable")
-    day, waits = day[order], waits[order]
-    bounds = np.searchsorted(day, np.arange(len(cal.dates) + 1))
-    pct = np.full((len(PERCENTILES), len(cal.dates)), np.nan)
-    for d in range(len(cal.dates)):
-        chunk = waits[bounds[d]:bounds[d + 1]]
-        if chunk.size:
-            pct[:, d] = np.percentile(chunk, PERCENTILES)
+    waits, interval = _pooled_waits(results, cal.row.size, summary.interval_s)
+    pct = _percentiles_by(waits, cal.row[interval], len(cal.dates))
     x = _noon_of_dates(cal)
     title = "Wait in queue per day: percentiles of offered calls"
     fig, ax = _figure(title)
@@ -623,15 +630,12 @@ def daily_wait_plot(summary: Summary, results: Sequence[RunResult], cal: Calenda
 
 def _noon_of_dates(cal: Calendar) -> np.ndarray:
     """Noon of each local date of the calendar as matplotlib date numbers."""
-    return np.asarray(mdates.date2num([datetime.combine(d, datetime.min.time())
-                                       + timedelta(hours=12) for d in cal.dates]), dtype=float)
+    return _date_nums(cal.dates, hours=12)
 
 
 def _per_date(values: np.ndarray, cal: Calendar) -> np.ndarray:
     """Per-interval values (intervals first) summed per local date."""
-    n = min(values.shape[0], cal.row.size)
-    return np.stack([np.bincount(cal.row[:n], weights=col[:n], minlength=len(cal.dates))
-                     for col in values[:n].T], axis=-1)
+    return period_sums(values.T, cal.row, len(cal.dates)).T
 
 
 def daily_occupancy_plot(results: Sequence[RunResult], cal: Calendar, zone_name: str
@@ -694,8 +698,9 @@ def worst_week_sl_plot(summary: Summary, weeks: Sequence[Rollup], cal: Calendar,
         return None
     whole = [w for w in judged if not w.period.partial] or judged
     worst = min(whole, key=lambda w: w.values["sl_offered"])
-    rows = np.flatnonzero((np.asarray(cal.dates)[cal.row] >= worst.period.first)
-                          & (np.asarray(cal.dates)[cal.row] <= worst.period.last))
+    in_week = (np.asarray(cal.dates) >= worst.period.first) & (
+        np.asarray(cal.dates) <= worst.period.last)
+    rows = np.flatnonzero(in_week[cal.row])
     table = summary.intervals[ALL]
     x = interval_times(summary, table.start_s[rows], tz)
     sl = table.mean["sl_offered"][0][rows]
@@ -714,13 +719,13 @@ def daily_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -
     found = calendar_rollups(summary, results)
     days = found["daily"]
     plots = [
-        _rate_per_day(summary, days, "sl_offered", summary.target, "daily_sl",
+        _rate_per_day(days, "sl_offered", summary.target, "daily_sl",
                       f"Service level per day (answered within {summary.threshold_s:g} s)",
                       zone_name),
-        _rate_per_day(summary, days, "sl_offered", summary.target, "daily_sl_queue",
+        _rate_per_day(days, "sl_offered", summary.target, "daily_sl_queue",
                       "Service level per day by queue", zone_name, by_queue=True),
         daily_language_heatmap(days, zone_name),
-        _rate_per_day(summary, days, "answer_rate", summary.answer_rate_target, "daily_car",
+        _rate_per_day(days, "answer_rate", summary.answer_rate_target, "daily_car",
                       "Answer rate (CAR) per day", zone_name),
         daily_asa_plot(summary, days, zone_name),
         daily_wait_plot(summary, results, cal, zone_name) if results else None,

@@ -39,9 +39,9 @@ from sim.kpi import (
     IntervalSummary,
     Summary,
     Verdict,
+    _moments,
     judge,
     kpis_per_interval,
-    t95,
 )
 from sim.records import RunResult
 
@@ -206,8 +206,9 @@ def _periods(cal: Calendar, weekly: bool) -> tuple[list[Period], np.ndarray]:
     return periods, index_of_date[cal.row]
 
 
-def _period_sums(rows: np.ndarray, index: np.ndarray, n_periods: int) -> np.ndarray:
-    """Per-interval values (groups, intervals) summed into (groups, periods)."""
+def period_sums(rows: np.ndarray, index: np.ndarray, n_periods: int) -> np.ndarray:
+    """Per-interval values (groups, intervals) summed into (groups, periods) by each
+    interval's period ``index``; NaN (no replication reached it) adds nothing."""
     n = min(rows.shape[1], index.size)  # a shorter replication: its own intervals only
     return np.stack([np.bincount(index[:n], weights=row[:n], minlength=n_periods)
                      for row in np.nan_to_num(rows, nan=0.0)])
@@ -221,20 +222,16 @@ def replicate_estimates(results: Sequence[RunResult], dim: str, index: np.ndarra
     per_rep: dict[str, list[np.ndarray]] = {k: [] for k in JUDGED}
     for result in results:
         table = kpis_per_interval(result, None if dim == ALL else cast(Dimension, dim))
-        sums = {k: _period_sums(table.values[k], index, n_periods)
+        sums = {k: period_sums(table.values[k], index, n_periods)
                 for k in ("offered", "answered", "answered_within")}
         per_rep["sl_offered"].append(ratio(sums["answered_within"], sums["offered"]))
         per_rep["answer_rate"].append(ratio(sums["answered"], sums["offered"]))
     out: dict[str, list[list[Estimate]]] = {}
     for k, stacks in per_rep.items():
-        stack = np.stack(stacks)  # (replications, groups, periods)
-        n = np.isfinite(stack).sum(axis=0)
-        mean = ratio(np.nansum(stack, axis=0), n.astype(float))
-        dev = np.where(np.isfinite(stack), stack - mean, 0.0)
-        sd = np.sqrt(ratio((dev ** 2).sum(axis=0), (n - 1).astype(float)))
-        half = np.where(n >= 2, t95(n - 1) * sd / np.sqrt(np.maximum(n, 1)), np.nan)
+        # (replications, groups, periods): the run's own mean, sd and t interval over axis 0.
+        mean, sd, half, n = _moments(np.stack(stacks))
         out[k] = [[Estimate(float(mean[g, p]), float(sd[g, p]), float(half[g, p]), int(n[g, p]))
-                   for p in range(n_periods)] for g in range(stack.shape[1])]
+                   for p in range(n_periods)] for g in range(mean.shape[0])]
     return out
 
 
@@ -261,9 +258,9 @@ def rollups(summary: Summary, weekly: bool = True, cal: Calendar | None = None,
     dims = [d for d in (ALL, *ROLLUP_DIMS) if d in summary.intervals]
     for dim in dims:
         table = summary.intervals[dim]
-        sums = {k: _period_sums(_counts(table, k), index, len(periods)) for k in ROLLUP_COUNTS}
+        sums = {k: period_sums(_counts(table, k), index, len(periods)) for k in ROLLUP_COUNTS}
         asa = np.nan_to_num(table.mean["asa_s"] * table.mean["answered"], nan=0.0)
-        waited = _period_sums(asa, index, len(periods))
+        waited = period_sums(asa, index, len(periods))
         ratios = {"sl_offered": ratio(sums["answered_within"], sums["offered"]),
                   "answer_rate": ratio(sums["answered"], sums["offered"]),
                   "abandon_rate": ratio(sums["abandoned"], sums["offered"]),
