@@ -26,7 +26,6 @@ from matplotlib.figure import Figure
 from sim.kpi import ALL, MET, Summary
 from sim.records import BUSY, READY, RunResult
 from sim.rollup import (
-    TOO_FEW,
     Calendar,
     Rollup,
     calendar,
@@ -36,6 +35,7 @@ from sim.rollup import (
     period_sums,
     ratio,
     run_seconds,
+    worst_period,
 )
 
 #: Wait percentiles shown in the report.
@@ -689,15 +689,12 @@ def daily_depth_plot(results: Sequence[RunResult], cal: Calendar, zone_name: str
 
 def worst_week_sl_plot(summary: Summary, weeks: Sequence[Rollup], cal: Calendar,
                        tz: ZoneInfo | None, zone_name: str) -> Plot | None:
-    """The center's SL per interval over its worst judged week (lowest SL; a whole week if the
-    run has one), with its 95% CI and the target: the per-interval view, for the week that
-    needs it."""
-    judged = [w for w in weeks if w.dim == "center" and w.status != TOO_FEW
-              and np.isfinite(w.values["sl_offered"])]
-    if not judged:
+    """The center's SL per interval over its worst judged week (:func:`sim.rollup.worst_period`,
+    the week the terminal names), with its 95% CI and the target: the per-interval view, for
+    the week that needs it."""
+    worst = worst_period([w for w in weeks if w.dim == "center"])
+    if worst is None:
         return None
-    whole = [w for w in judged if not w.period.partial] or judged
-    worst = min(whole, key=lambda w: w.values["sl_offered"])
     in_week = (np.asarray(cal.dates) >= worst.period.first) & (
         np.asarray(cal.dates) <= worst.period.last)
     rows = np.flatnonzero(in_week[cal.row])

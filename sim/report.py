@@ -53,6 +53,7 @@ from sim.rollup import (
     calendar_rollups,
     is_multi_day,
     rollup_dict,
+    worst_period,
 )
 
 #: KPIs shown as percentages; the rest are seconds or call counts.
@@ -351,10 +352,10 @@ WEEK_GROUPS = 5
 
 def _week_miss_line(rows: Sequence[Rollup], judged: int) -> str:
     """E.g. ``3 NOT MET, 1 INCONCLUSIVE of 5 weeks; worst 2026-W11: SL 80.1% ± 1.2, CAR
-    97.0% ± 0.3``: the worst is the furthest below its SL target."""
+    97.0% ± 0.3``: the worst is :func:`sim.rollup.worst_period` of those weeks."""
     counts = ", ".join(f"{n} {status}" for status in (NOT_MET, INCONCLUSIVE)
                        if (n := sum(r.status == status for r in rows)))
-    worst = min(rows, key=lambda r: r.estimates["sl_offered"].mean - r.sl_target)
+    worst = worst_period(rows) or rows[0]
     kpis = ", ".join(f"{LABELS[k]} {fmt_ci(k, worst.estimates[k], ' ± ')}" for k in JUDGED)
     partial = " (partial)" if worst.period.partial else ""
     return f"{counts} of {judged} weeks; worst {worst.period.label}{partial}: {kpis}"

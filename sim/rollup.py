@@ -282,6 +282,22 @@ def rollups(summary: Summary, weekly: bool = True, cal: Calendar | None = None,
     return out
 
 
+def judged_sl(r: Rollup) -> float:
+    """The SL a period's verdict went by: the mean of the replications' own SLs where there
+    is one, else the pooled SL."""
+    est = r.estimates.get("sl_offered")
+    return est.mean if est is not None else r.values["sl_offered"]
+
+
+def worst_period(rows: Sequence[Rollup]) -> Rollup | None:
+    """The period furthest below its SL target among ``rows`` that were judged, by the SL the
+    verdict went by; whole periods first (a partial week is only the worst when the run has no
+    whole one). The terminal and the report name the same week through this."""
+    judged = [r for r in rows if r.status != TOO_FEW and math.isfinite(judged_sl(r))]
+    whole = [r for r in judged if not r.period.partial] or judged
+    return min(whole, key=lambda r: judged_sl(r) - r.sl_target, default=None)
+
+
 def rollup_dict(r: Rollup) -> dict[str, object]:
     """A roll-up row as plain JSON types (undefined ratios as None)."""
     return {"period": r.period.label, "first_day": r.period.first.isoformat(),

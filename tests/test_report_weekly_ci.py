@@ -151,7 +151,8 @@ def test_the_terminal_lists_the_groups_with_weeks_not_met_and_points_to_weekly_c
     missed = [w for w in center if w.status in (kpi.NOT_MET, kpi.INCONCLUSIVE)]
     assert lines[1].startswith("  center: ") and f"{not_met} NOT MET" in lines[1]
     assert f"of {len(center)} weeks" in lines[1]
-    worst = min(missed, key=lambda w: w.estimates["sl_offered"].mean - w.sl_target)
+    whole = [w for w in missed if not w.period.partial] or missed
+    worst = min(whole, key=lambda w: w.estimates["sl_offered"].mean - w.sl_target)
     assert f"worst {worst.period.label}" in lines[1]
     assert report.fmt_ci("sl_offered", worst.estimates["sl_offered"]) in lines[1]
     groups = {(w.dim, w.group) for w in weeks if w.status in (kpi.NOT_MET, kpi.INCONCLUSIVE)}
@@ -232,3 +233,25 @@ def test_daily_occupancy_adds_up_each_dates_agent_seconds(runs: list[RunResult],
         for d in range(len(cal.dates)):
             want = seconds[cal.row == d, :, category].sum(axis=0)
             assert per_date[d] == pytest.approx(want)
+
+
+def test_the_terminal_and_the_report_name_the_same_worst_week(
+        runs: list[RunResult], summary: kpi.Summary) -> None:
+    """The week the terminal calls the center's worst is the week the report draws interval by
+    interval: both go by the replications' mean SL and prefer whole weeks."""
+    weeks = report.calendar_rollups(summary, runs)["weekly"]
+    line = next(ln for ln in report.weekly_miss_lines(weeks) if ln.startswith("  center: "))
+    named = re.search(r"worst (\d{4}-W\d{2})", line)
+    assert named is not None
+    cal = rollup.calendar(summary)
+    plot = plots.worst_week_sl_plot(summary, weeks, cal, plots.zone_of(summary, ZONE), ZONE)
+    assert plot is not None and f"worst week, {named.group(1)} " in plot.title
+    center = [w for w in weeks if w.dim == "center"]
+    pooled = min((w for w in center if not w.period.partial),
+                 key=lambda w: w.values["sl_offered"])
+    chosen = rollup.worst_period(center)
+    assert chosen is not None and chosen.period.label == named.group(1)
+    # the mean of each replication's own SL decides, not the pooled SL
+    assert rollup.judged_sl(chosen) == chosen.estimates["sl_offered"].mean
+    assert rollup.judged_sl(chosen) - chosen.sl_target <= (
+        pooled.estimates["sl_offered"].mean - pooled.sl_target)
