@@ -36,6 +36,7 @@ from sim.rollup import (
     ratio,
     run_seconds,
     worst_period,
+    zone_label,
 )
 
 #: Wait percentiles shown in the report.
@@ -280,7 +281,7 @@ def all_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -> 
     if is_daily(summary):
         return daily_plots(summary, results, timezone)
     tz = zone_of(summary, timezone)
-    zone_name = timezone or f"UTC{datetime.fromisoformat(summary.start_iso).strftime('%z')}"
+    zone_name = zone_label(summary, timezone)
     plots = [sl_plot(summary, tz, zone_name), sl_by_queue_plot(summary, tz, zone_name),
              sl_heatmap(summary, "language", tz, zone_name), wait_plot(summary, results, tz,
                                                                        zone_name),
@@ -491,7 +492,7 @@ def day_plots(summary: Summary, timezone: str) -> list[Plot]:
     if not is_multi_day(summary):
         return []
     cal = calendar(summary)
-    zone_name = timezone or f"UTC{cal.start.strftime('%z')}"
+    zone_name = zone_label(summary, timezone)
     plots = [day_sl_heatmap(summary, cal, zone_name), day_volume_heatmap(summary, cal, zone_name),
              day_sl_groups_heatmap(summary, cal, zone_name)]
     return [p for p in plots if p is not None]
@@ -712,7 +713,7 @@ def daily_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -
     from the daily roll-ups, then the worst week interval by interval."""
     tz = zone_of(summary, timezone)
     cal = calendar(summary)
-    zone_name = timezone or f"UTC{cal.start.strftime('%z')}"
+    zone_name = zone_label(summary, timezone)
     found = calendar_rollups(summary, results)
     days = found["daily"]
     plots = [

@@ -54,6 +54,7 @@ from sim.rollup import (
     is_multi_day,
     rollup_dict,
     worst_period,
+    zone_label,
 )
 
 #: KPIs shown as percentages; the rest are seconds or call counts.
@@ -121,7 +122,7 @@ def provenance_rows(provenance: Provenance | None, summary: Summary) -> list[tup
                               f"{', '.join(map(str, summary.seeds))}); 95% CI from Student t "
                               f"({summary.t_source})"),
              ("intervals", f"{summary.interval_s / 60:g} min from {summary.start_iso}"),
-             ("clock times", summary.timezone or f"UTC offset {summary.start_iso[-6:]}")]
+             ("clock times", zone_label(summary))]
     return rows
 
 
@@ -736,7 +737,7 @@ def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
                for label, calls, values in wait_table(results)],
         missed=[[m.label, fmt("sl_offered", m.sl_offered), f"{m.offered:.1f}"] for m in missed],
         qualified=qualified, min_volume=summary.min_volume, target=f"{100 * summary.target:g}",
-        zone=summary.timezone or summary.start_iso[-6:],
+        zone=zone_label(summary),
         replications=[[str(r.seed), f"{r.calls_simulated:,}", f"{r.wall_s:.2f}"]
                       for r in results],
         t_source=summary.t_source, interval_min=f"{summary.interval_s / 60:g}",

@@ -66,6 +66,17 @@ def report_zone(summary: Summary) -> tzinfo:
     return datetime.fromisoformat(summary.start_iso).tzinfo or UTC
 
 
+def zone_label(summary: Summary, timezone: str = "") -> str:
+    """How the report names its clock: ``timezone`` (the one asked for), else the summary's
+    IANA zone, else the start's UTC offset (``UTC+03:00``; ``UTC`` for a start without one)."""
+    if timezone or summary.timezone:
+        return timezone or summary.timezone
+    offset = report_zone(summary).utcoffset(None) or timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}" if minutes else "UTC"
+
+
 def run_seconds(summary: Summary) -> float:
     """How long the summarised run is: its intervals times their length."""
     return float(summary.intervals[ALL].start_s.size * summary.interval_s)

@@ -241,6 +241,25 @@ def test_no_time_zone_falls_back_to_the_start_offset() -> None:
     assert int(naive.column[0]) == 12 and naive.start.utcoffset() == timedelta(0)
 
 
+def test_the_clock_is_named_alike_everywhere(tmp_path: Path) -> None:
+    """Without an IANA zone the terminal, the page and the plots name the clock by the start's
+    offset the same way (UTC+03:00); a naive start reads UTC; a zone asked for wins."""
+    runs = [long_run(2.0)]
+    summary = kpi.summarise(runs)
+    assert rollup.zone_label(summary) == "UTC+03:00"
+    assert rollup.zone_label(replace(summary, start_iso="2026-03-05T06:00:00")) == "UTC"
+    assert rollup.zone_label(replace(summary, start_iso="2026-03-05T06:00:00-04:30")) == (
+        "UTC-04:30")
+    assert rollup.zone_label(summary, ZONE) == ZONE
+    assert rollup.zone_label(kpi.summarise(runs, timezone=ZONE)) == ZONE
+    report.write_html(tmp_path / "report.html", runs, summary)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "clock time, UTC+03:00)" in page
+    assert ("clock times", "UTC+03:00") in report.provenance_rows(None, summary)
+    assert all("UTC+03:00" in p.title or "UTC+03:00" in p.svg
+               for p in plots.day_plots(summary, ""))
+
+
 def test_the_html_tables_show_each_week_and_each_groups_misses(
         tmp_path: Path, runs: list[RunResult], summary: kpi.Summary) -> None:
     """The week-by-week table has a row per ISO week with its SL and verdict, partial weeks
