@@ -51,9 +51,9 @@ QUIET_CLUSTER = {"distributed.worker.profile.enabled": False,
 #: A nanny starts its worker with ``MALLOC_TRIM_THRESHOLD_=65536`` unless told otherwise. Any
 #: fixed value turns off glibc's sliding thresholds: every array over 128 KiB is then mapped
 #: afresh and the heap's free top handed back at 64 KiB, so the memory a replication frees is
-#: faulted in again, zeroed, for the next allocation (three to four times the page faults of a
-#: plain process in a 10-day replication, and 6-9% more CPU per task). Without it a worker
-#: allocates like a local process; what it frees goes back to the system later, as glibc decides.
+#: faulted in again, zeroed, for the next allocation: three to four times the page faults of a
+#: plain process in a replication, and 1-3% more CPU. Without it a worker allocates like a
+#: local process; what it frees goes back to the system later, as glibc decides.
 KEEP_MALLOC = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 #: The Dask settings ``--dask local`` starts its ``LocalCluster`` with.
 LOCAL_CLUSTER: Mapping[str, Any] = {**QUIET_CLUSTER, **KEEP_MALLOC}
