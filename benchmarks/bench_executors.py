@@ -18,7 +18,7 @@ own: on two cores it is taken from the tasks. A plain two-process CPU
 burn gives the machine's own ceiling in the same run. Every executor's numbers are checked
 equal to the first's. The load average is printed: on a shared machine the speed-ups are only
 as good as the free cores. The page faults of a task are printed too: unlike its CPU time they
-do not follow the other users' load. ``--dask-malloc-trim`` adds a cluster whose nannies set
+hardly follow the other users' load. ``--dask-malloc-trim`` adds a cluster whose nannies set
 Dask's own ``MALLOC_TRIM_THRESHOLD_`` (what ``--dask local`` leaves out) in each round.
 """
 

@@ -88,7 +88,7 @@ class TaskTiming:
     """When and where one task ran: ``started`` and ``ended`` are ``time.time()`` (comparable
     across the processes of one machine), ``cpu_s`` the CPU seconds of the task's thread and
     ``page_faults`` the pages it faulted in (-1 where the system does not count them per
-    thread): unlike CPU time, the latter do not depend on what else the machine runs."""
+    thread): unlike CPU time, these hardly depend on what else the machine runs."""
 
     worker: str
     started: float
