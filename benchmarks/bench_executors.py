@@ -1,6 +1,7 @@
 """Executor benchmark: replications per second locally at 1 and 2 processes and on Dask.
 
-Run: ``python benchmarks/bench_executors.py [--days 3] [-r 8] [--keep-calls] [--rounds 1]``
+Run: ``python benchmarks/bench_executors.py [--days 3] [-r 8] [--keep-calls] [--rounds 1]
+[--dask-malloc-trim]``
 
 The same replications of the reference scenario (same seeds) run on a local executor of one
 process, one of two processes, and a two-worker ``distributed.LocalCluster`` (one thread per
@@ -16,7 +17,9 @@ process of the run (this one, workers, Dask's scheduler and nannies) used beyond
 own: on two cores it is taken from the tasks. A plain two-process CPU
 burn gives the machine's own ceiling in the same run. Every executor's numbers are checked
 equal to the first's. The load average is printed: on a shared machine the speed-ups are only
-as good as the free cores.
+as good as the free cores. The page faults of a task are printed too: unlike its CPU time they
+hardly follow the other users' load. ``--dask-malloc-trim`` adds a cluster whose nannies set
+Dask's own ``MALLOC_TRIM_THRESHOLD_`` (what ``--dask local`` leaves out) in each round.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import psutil  # comes with Dask's distributed, which this benchmark needs anywa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.executor import DaskExecutor, LocalExecutor, TaskTiming  # noqa: E402
+from sim.executor import QUIET_CLUSTER, DaskExecutor, LocalExecutor, TaskTiming  # noqa: E402
 from sim.kpi import kpis  # noqa: E402
 from sim.records import RunResult  # noqa: E402
 from sim.run import RunSpec, default_scenario, run_replications  # noqa: E402
@@ -64,6 +67,7 @@ class Run:
     tail_s: float  # mean idle of a worker after its last task, until the run ended
     result_mb: float  # pickled size of a result, as it comes back from a worker
     overhead: float  # CPU of every process of the run beyond the tasks' own, as a share of it
+    faults: float  # mean minor page faults of a task (-1: not counted on this system)
     sl: tuple[float, ...]
 
     @property
@@ -93,7 +97,8 @@ def _timed(name: str, executor: LocalExecutor | DaskExecutor, started: float, sp
     print(f"{'':<28} task {run.task_s:5.2f} s (set-up {run.set_up_s:4.2f} s, CPU "
           f"{run.cpu_share:4.0%} of it); workers busy {run.busy:4.0%} (first task after "
           f"{run.first_s:4.2f} s, idle at the end {run.tail_s:4.2f} s); a result "
-          f"{run.result_mb:.1f} MB; CPU beyond the tasks' {run.overhead:+.1%}", flush=True)
+          f"{run.result_mb:.1f} MB; CPU beyond the tasks' {run.overhead:+.1%}; page faults "
+          f"{run.faults:,.0f} a task", flush=True)
     return run
 
 
@@ -129,6 +134,7 @@ def summarise(name: str, workers: int, started: float, t0: float, t1: float,
         statistics.fmean(t1 - max(t.ended for t in ts) for ts in by_worker.values()),
         len(pickle.dumps(results[0], protocol=pickle.HIGHEST_PROTOCOL)) / 1e6,
         cpu_s / sum(t.cpu_s for t in timings) - 1.0,
+        statistics.fmean(t.page_faults for t in timings),
         tuple(kpis(r).overall["sl_offered"] for r in results))
 
 
@@ -161,17 +167,23 @@ def started(make: Callable[[], LocalExecutor | DaskExecutor]
     return executor, time.perf_counter() - t
 
 
-def one_round(spec: RunSpec, n: int) -> list[Run]:
-    """One process, two processes and two Dask workers on the same replications."""
+def one_round(spec: RunSpec, n: int, malloc_trim: bool = False) -> list[Run]:
+    """One process, two processes and two Dask workers on the same replications (and two Dask
+    workers with Dask's malloc trim, when asked)."""
     runs = []
-    for name, make in (("local, 1 process", lambda: LocalExecutor(1)),
-                       ("local, 2 processes", lambda: LocalExecutor(2)),
-                       ("Dask LocalCluster, 2 workers", lambda: DaskExecutor("local", 2))):
+    makers: list[tuple[str, Callable[[], LocalExecutor | DaskExecutor]]] = [
+        ("local, 1 process", lambda: LocalExecutor(1)),
+        ("local, 2 processes", lambda: LocalExecutor(2)),
+        ("Dask LocalCluster, 2 workers", lambda: DaskExecutor("local", 2))]
+    if malloc_trim:
+        makers.append(("Dask, 2 workers, malloc trim",
+                       lambda: DaskExecutor("local", 2, local_config=QUIET_CLUSTER)))
+    for name, make in makers:
         executor, start_s = started(make)
         runs.append(_timed(name, executor, start_s, spec, n))
     assert len({r.sl for r in runs}) == 1, "executors disagree on the same seeds"
-    one, two, dask = runs
-    for run in (two, dask):
+    one = runs[0]
+    for run in runs[1:]:
         print(f"{run.name}: {run.rate / one.rate:.2f}x = tasks {one.task_s / run.task_s:.2f}x "
               f"as fast as alone x {run.workers} workers x busy {run.busy:.0%} (one process "
               f"{one.busy:.0%}); a task took {run.task_cpu_s / one.task_cpu_s - 1:+.0%} CPU "
@@ -192,6 +204,9 @@ def main() -> None:
                     help="repeat the three executors, alternating, this many times (1)")
     ap.add_argument("--burn-steps", type=int, default=BURN_STEPS,
                     help="iterations of the CPU-burn reference, 0 to skip it")
+    ap.add_argument("--dask-malloc-trim", action="store_true",
+                    help="also run two Dask workers whose nannies set Dask's default "
+                         "MALLOC_TRIM_THRESHOLD_=65536")
     args = ap.parse_args()
     spec = RunSpec(str(default_scenario()), {"days": args.days}, keep_calls=args.keep_calls)
     print(f"{args.replications} replications of {args.days:g} day(s) of the reference "
@@ -202,11 +217,18 @@ def main() -> None:
         if args.burn_steps:
             print(f"CPU burn: two processes {burn_ceiling(args.burn_steps):.2f}x one "
                   f"(the machine's ceiling now); load {load()}", flush=True)
-        rounds.append(one_round(spec, args.replications))
-        one, two, dask = rounds[-1]
+        rounds.append(one_round(spec, args.replications, args.dask_malloc_trim))
+        one, two, dask = rounds[-1][:3]
+        trimmed = "".join(f", {r.name} {r.rate / one.rate:.2f}x" for r in rounds[-1][3:])
         print(f"round {k + 1}: speed-up over 1 process: 2 processes {two.rate / one.rate:.2f}x, "
-              f"2 Dask workers {dask.rate / one.rate:.2f}x (goal >= 1.8x); load {load()}",
+              f"2 Dask workers {dask.rate / one.rate:.2f}x (goal >= 1.8x){trimmed}; load {load()}",
               flush=True)
+    if len(rounds) > 1:
+        for i, run in enumerate(rounds[0][1:], start=1):
+            speed = statistics.median(r[i].rate / r[0].rate for r in rounds)
+            cpu = statistics.median(r[i].task_cpu_s / r[0].task_cpu_s for r in rounds)
+            print(f"{run.name}, median of {len(rounds)} rounds: {speed:.2f}x one process, "
+                  f"a task's CPU {cpu - 1:+.1%} of one process's", flush=True)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,22 @@ def test_a_local_cluster_imports_the_simulator_before_its_first_task() -> None:
     assert "heartbeat" in names and "profile" not in names
 
 
+def test_a_local_cluster_leaves_malloc_and_this_process_environment_alone() -> None:
+    """``--dask local`` workers get no fixed ``MALLOC_TRIM_THRESHOLD_`` (they allocate as this
+    process does), and the variables the nannies set for them do not stay in this process's
+    environment, where later local processes would inherit them."""
+    before = dict(os.environ)
+    executor = DaskExecutor("local", 1)
+    try:
+        trim = executor.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        seeds = executor.client.run(lambda: os.environ.get("PYTHONHASHSEED"))
+    finally:
+        executor.close()
+    assert list(trim.values()) == [before.get("MALLOC_TRIM_THRESHOLD_")]
+    assert list(seeds.values()) != [None]  # the nanny did set its variables for the worker
+    assert dict(os.environ) == before
+
+
 def test_a_sweep_survives_a_worker_killed_mid_run(cluster: Any) -> None:
     """A worker that dies while running a replication is replaced and the sweep's numbers are
     unchanged."""
