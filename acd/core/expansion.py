@@ -16,6 +16,7 @@ from acd.core.floor import (
     CallRt,
     Floor,
     QueueRt,
+    forget,
 )
 from acd.core.model import (
     AgentState,
@@ -143,7 +144,7 @@ def overflow(f: Floor, now: float, call: CallRt, target: str, reason: str,
         return
     if enqueued:
         bucket_out(call)
-        call.q.calls.pop(call.id, None)
+        forget(call.q.calls, call.id)
     nxt = f.queues.get(target)
     if nxt is not None and target not in _OUT_TARGETS and call.moves < MAX_QUEUE_MOVES \
             and nxt is not call.q:
@@ -184,7 +185,7 @@ def end(f: Floor, now: float, call: CallRt, outcome: Outcome, enqueued: bool = T
     (talk plus ``wrap_s``, this call's wrap-up) for wait estimates."""
     if enqueued:
         bucket_out(call)
-        call.q.calls.pop(call.id, None)
+        forget(call.q.calls, call.id)
     del f.calls[call.id]
     agent = call.agent
     if outcome is Outcome.ANSWERED and agent is not None:

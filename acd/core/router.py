@@ -22,7 +22,6 @@ the façade: its entry points check the request, then run those parts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from heapq import heappop
 from typing import NoReturn
 
 from acd.core.agent_states import (
@@ -53,6 +52,7 @@ from acd.core.floor import (
     AgentRt,
     CallRt,
     Floor,
+    forget,
 )
 from acd.core.model import (
     AgentAlreadyLoggedIn,
@@ -108,12 +108,13 @@ class Router:
     def next_deadline(self) -> float | None:
         """The earliest time at which :meth:`advance` has work to do, or None."""
         timers = self._f.timers
-        while timers:
-            when, _, _kind, obj, version = timers[0]
-            if obj.version == version:
-                return when
-            heappop(timers)
-        return None
+        while True:
+            first = timers.first()
+            if first is None:
+                return None
+            if first.armed():
+                return first.when
+            timers.pop()  # disarmed: drop it so the next look is quick
 
     def advance(self, now: float) -> list[Output]:
         """Run every timer due at or before ``now``."""
@@ -253,7 +254,7 @@ class Router:
         call.answered_at = now
         call.version += 1
         q = call.q
-        q.calls.pop(call.id, None)
+        forget(q.calls, call.id)
         set_state(self._f, now, agent, ANSWER, AgentState.ON_CALL, None)
         out.append(CallAnswered(call.id, agent.profile.id, q.name, now - call.arrived, now))
         return out
@@ -537,8 +538,8 @@ class Router:
         self._carry = []
         self._now = now
         self._f.out = out
-        timers = self._f.timers
-        if timers and timers[0][0] <= now:
+        first = self._f.timers.first()
+        if first is not None and first.when <= now:
             self._run_timers(now)
         return out
 
@@ -570,10 +571,14 @@ class Router:
     def _run_timers(self, now: float) -> None:
         f = self._f
         timers = f.timers
-        while timers and timers[0][0] <= now:
-            when, _, kind, obj, version = heappop(timers)
-            if obj.version != version:
+        while True:
+            first = timers.first()
+            if first is None or first.when > now:
+                return
+            timers.pop()
+            if not first.armed():
                 continue
+            when, kind, obj = first.when, first.kind, first.obj
             if kind == CALL_TIMER:
                 call_timer(f, when, obj)  # type: ignore[arg-type]
             elif kind == RING_TIMER:
