@@ -116,7 +116,7 @@ def set_state(f: Floor, now: float, agent: AgentRt, event: str, state: AgentStat
     was = old is not AgentState.LOGGED_OUT and old is not AgentState.PAUSED
     if working is not was:
         delta = 1 if working else -1
-        for skill in agent.profile.skills:
+        for skill in agent.skills:
             f.staffed[skill] += delta
     agent.state = state
     agent.reason = reason

@@ -7,6 +7,8 @@ and timers.
 
 from __future__ import annotations
 
+from typing import Final
+
 from acd.core.agent_states import OFFER, set_state
 from acd.core.floor import (
     CALL_TIMER,
@@ -33,7 +35,7 @@ from acd.core.model import (
 )
 from acd.core.selection import agent_for, bucket_in, bucket_out, ewt_for
 
-_OUT_TARGETS = frozenset({"voicemail", "callback"})
+_OUT_TARGETS: Final = frozenset({"voicemail", "callback"})
 
 
 def enter_queue(f: Floor, now: float, call: CallRt, q: QueueRt,
@@ -69,9 +71,7 @@ def wait(f: Floor, now: float, call: CallRt) -> None:
     # Route first: a call that finds an agent at once never touches the buckets.
     match_call(f, now, call)
     if call.state is CallState.QUEUED:
-        langs = (call.language, *call.fallbacks) if call.accept_fallback \
-            else (call.language,)
-        bucket_in(f, call, langs)
+        bucket_in(f, call, call.langs())
         arm(f, call)
         if ask:
             offer_callback(f, now, call)

@@ -28,9 +28,9 @@ RING_TIMER: Final = 1
 WRAP_TIMER: Final = 2
 AUTO_READY_TIMER: Final = 3
 #: Overflow chains longer than this end in voicemail (a queue cycle in config cannot loop).
-MAX_QUEUE_MOVES = 4
+MAX_QUEUE_MOVES: Final = 4
 #: Pseudo country for callers whose country is unknown: no home site, no country-restricted agent.
-OTHER = "other"
+OTHER: Final = "other"
 
 ReadyKey = tuple[str, str, str, bool]
 
@@ -41,8 +41,8 @@ class QueueRt:
     __slots__ = ("aht_s", "all_sites", "calls", "expansion", "line", "longest_idle",
                  "lowest_level", "max_length", "max_wait_s", "min_level", "name",
                  "newcomers_ever", "newcomers_last_resort", "newcomers_ok", "overflow",
-                 "priority", "ring_timeout_s", "rr_last", "selection", "site_affinity", "skill",
-                 "sort_offset", "step_after", "threshold_s", "wrap_up_s")
+                 "priority", "ready", "ring_timeout_s", "rr_last", "selection", "site_affinity",
+                 "skill", "sort_offset", "step_after", "threshold_s", "wrap_up_s")
 
     def __init__(self, name: str, q: QueuePolicy) -> None:
         # Flat copies on one slotted object: the hot path reads them without indirection.
@@ -82,6 +82,9 @@ class QueueRt:
         #: Queued calls as ``(-priority, arrived, seq)`` (``selection.place``), sorted:
         #: position = bisect, depth = len.
         self.line: list[tuple[int, float, int]] = []
+        #: The floor's ready dicts of this queue's skill, by language and site (``ready_index``
+        #: of the skill; set by :class:`Floor`, None while no agent has the skill).
+        self.ready: dict[str, dict[str, list[dict[str, AgentRt]]]] | None = None
 
 
 def can_ever_take(p: AgentProfile, q: QueueRt) -> bool:
@@ -96,7 +99,7 @@ def forget(calls: dict[str, CallRt], call_id: str) -> None:
     """Drop ``call_id`` from ``calls`` if it is there (compiled, a test and a ``del`` cost
     about half of ``dict.pop`` with a default, which is a method call by name)."""
     if call_id in calls:
-        del calls[call_id]
+        del calls[call_id]  # noqa: RUF051 (see the docstring)
 
 
 class Timed:
@@ -233,17 +236,25 @@ class CallRt(Timed):
         self.newcomers_ok = q.newcomers_ok
         self.step = 0
 
+    def langs(self) -> tuple[str, ...]:
+        """The languages the call accepts now: its own, and its fallbacks once a step allowed
+        them."""
+        return (self.language, *self.fallbacks) if self.accept_fallback else (self.language,)
+
 
 class AgentRt(Timed):
     """An agent's runtime state."""
 
     __slots__ = ("buckets", "busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since",
                  "index", "login_at", "pending", "pending_reason", "profile", "ready_dicts",
-                 "ready_keys", "reason", "since", "state")
+                 "ready_keys", "reason", "since", "skills", "state")
 
     def __init__(self, profile: AgentProfile, index: int,
                  ready_keys: list[ReadyKey]) -> None:
         self.profile = profile
+        #: The profile's skill levels as a dict: compiled, reading a ``Mapping`` is a method
+        #: call by name, reading a dict a primitive.
+        self.skills: dict[str, int] = dict(profile.skills)
         self.index = index
         self.ready_keys = ready_keys
         #: The floor's ready dicts of ``ready_keys``, in that order (set by :class:`Floor`):
@@ -270,9 +281,9 @@ class AgentRt(Timed):
 class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
-    __slots__ = ("agent_buckets", "agents", "buckets", "calls", "out", "pools", "queues",
-                 "queues_by_skill", "ready", "ready_index", "seq", "site_tiers", "sites",
-                 "skilled", "staffed", "timers")
+    __slots__ = ("affinity_tiers", "agent_buckets", "agents", "all_tiers", "buckets", "calls",
+                 "home_tiers", "out", "pools", "queues", "queues_by_skill", "ready",
+                 "ready_index", "seq", "sites", "skilled", "staffed", "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
@@ -321,9 +332,15 @@ class Floor:
             if not pair:
                 pair.extend(({}, {}))  # placeholders until the real dicts are known
             pair[1 if novice else 0] = d
+        for q in self.queues.values():
+            q.ready = self.ready_index.get(q.skill)
         self.sites = tuple(policy.sites)
-        #: Site tiers by (home site, all sites allowed, site affinity), built on first use.
-        self.site_tiers: dict[tuple[str | None, bool, bool], tuple[tuple[str, ...], ...]] = {}
+        # Site tiers (see selection.site_tiers): every site at once; by home site, the home
+        # site only, and the home site first then the others (site affinity). The last two
+        # are filled on first use.
+        self.all_tiers: tuple[tuple[str, ...], ...] = (self.sites,)
+        self.home_tiers: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self.affinity_tiers: dict[str, tuple[tuple[str, ...], ...]] = {}
         #: Agents logged in and not paused, per skill (for wait estimates).
         self.staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
         self.buckets: dict[tuple[str, str], list[tuple[int, float, int, CallRt]]] = {}

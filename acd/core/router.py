@@ -81,6 +81,27 @@ from acd.core.selection import call_for, ewt_for
 __all__ = ["OTHER", "Router"]
 
 
+class CountryRt:
+    """A caller country as the router reads it on every arrival (plain, for speed)."""
+
+    __slots__ = ("fallbacks", "home_site", "native", "native_fallbacks")
+
+    def __init__(self, home_site: str | None, fallbacks: tuple[str, ...], native: str) -> None:
+        self.home_site = home_site
+        self.fallbacks = fallbacks
+        self.native = native
+        #: The fallbacks of a call in the native language, the usual case: built once.
+        self.native_fallbacks = self.fallbacks_for_other(native)
+
+    def fallbacks_for(self, language: str) -> tuple[str, ...]:
+        """The fallback languages of a call in ``language`` (its own left out)."""
+        return self.native_fallbacks if language == self.native \
+            else self.fallbacks_for_other(language)
+
+    def fallbacks_for_other(self, language: str) -> tuple[str, ...]:
+        return tuple(f for f in self.fallbacks if f != language)
+
+
 class Router:
     """Routes calls to agents by skill, language, country and site; pure and deterministic."""
 
@@ -94,8 +115,8 @@ class Router:
         self._carry: list[Output] = []
         self._pause_reasons = frozenset(policy.pause_reasons) | SYSTEM_PAUSE_REASONS
         #: Per country: home site, fallback languages, native language (plain, for speed).
-        self._country_rt: dict[str, tuple[str | None, tuple[str, ...], str]] = {
-            code: (c.home_site, tuple(c.fallback_languages), c.language)
+        self._country_rt: dict[str, CountryRt] = {
+            code: CountryRt(c.home_site, tuple(c.fallback_languages), c.language)
             for code, c in policy.countries.items()}
         self._languages = frozenset(policy.languages)
         self._default_language = policy.default_language
@@ -221,14 +242,14 @@ class Router:
         if c is None:
             if country != OTHER:
                 out.append(InputDefaulted(call_id, "country", country, OTHER))
-            country, home_site, fallbacks = OTHER, None, ()
+            country, home_site = OTHER, None
         else:
-            home_site, fallbacks, native = c
+            home_site = c.home_site
         if language not in self._languages:
-            used = native if c is not None else self._default_language
+            used = c.native if c is not None else self._default_language
             out.append(InputDefaulted(call_id, "language", language, used))
             language = used
-        fallbacks = tuple(f for f in fallbacks if f != language)
+        fallbacks = c.fallbacks_for(language) if c is not None else ()
         f = self._f
         f.seq += 1
         since = now if arrived_at is None else min(arrived_at, now)
@@ -455,10 +476,10 @@ class Router:
         """A call that is not in the router, as it would stand on arrival (for estimates)."""
         q = self._queues.get(queue) or self._queues[self._default_queue]
         c = self._country_rt.get(country) if country is not None else None
-        home_site, fallbacks = (c[0], c[1]) if c is not None else (None, ())
+        home_site = c.home_site if c is not None else None
         if language is None or language not in self._languages:
-            language = c[2] if c is not None else self._default_language
-        fallbacks = tuple(fb for fb in fallbacks if fb != language)
+            language = c.native if c is not None else self._default_language
+        fallbacks = c.fallbacks_for(language) if c is not None else ()
         f = self._f
         return CallRt("", q, language, country if c is not None and country else OTHER, home_site,
                       fallbacks, q.priority, self._now if now is None else now, f.seq + 1,
