@@ -7,6 +7,8 @@ and timers.
 
 from __future__ import annotations
 
+from typing import Final
+
 from acd.core.agent_states import OFFER, set_state
 from acd.core.floor import (
     CALL_TIMER,
@@ -16,6 +18,7 @@ from acd.core.floor import (
     CallRt,
     Floor,
     QueueRt,
+    forget,
 )
 from acd.core.model import (
     AgentState,
@@ -32,7 +35,7 @@ from acd.core.model import (
 )
 from acd.core.selection import agent_for, bucket_in, bucket_out, ewt_for
 
-_OUT_TARGETS = frozenset({"voicemail", "callback"})
+_OUT_TARGETS: Final = frozenset({"voicemail", "callback"})
 
 
 def enter_queue(f: Floor, now: float, call: CallRt, q: QueueRt,
@@ -68,9 +71,7 @@ def wait(f: Floor, now: float, call: CallRt) -> None:
     # Route first: a call that finds an agent at once never touches the buckets.
     match_call(f, now, call)
     if call.state is CallState.QUEUED:
-        langs = (call.language, *call.fallbacks) if call.accept_fallback \
-            else (call.language,)
-        bucket_in(f, call, langs)
+        bucket_in(f, call, call.langs())
         arm(f, call)
         if ask:
             offer_callback(f, now, call)
@@ -143,7 +144,7 @@ def overflow(f: Floor, now: float, call: CallRt, target: str, reason: str,
         return
     if enqueued:
         bucket_out(call)
-        call.q.calls.pop(call.id, None)
+        forget(call.q.calls, call.id)
     nxt = f.queues.get(target)
     if nxt is not None and target not in _OUT_TARGETS and call.moves < MAX_QUEUE_MOVES \
             and nxt is not call.q:
@@ -184,7 +185,7 @@ def end(f: Floor, now: float, call: CallRt, outcome: Outcome, enqueued: bool = T
     (talk plus ``wrap_s``, this call's wrap-up) for wait estimates."""
     if enqueued:
         bucket_out(call)
-        call.q.calls.pop(call.id, None)
+        forget(call.q.calls, call.id)
     del f.calls[call.id]
     agent = call.agent
     if outcome is Outcome.ANSWERED and agent is not None:

@@ -9,7 +9,6 @@ Records are mutable and never leave the core.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from heapq import heappush
 from typing import Final
 
 from acd.core.model import AgentProfile, AgentState, CallState, Output
@@ -29,9 +28,9 @@ RING_TIMER: Final = 1
 WRAP_TIMER: Final = 2
 AUTO_READY_TIMER: Final = 3
 #: Overflow chains longer than this end in voicemail (a queue cycle in config cannot loop).
-MAX_QUEUE_MOVES = 4
+MAX_QUEUE_MOVES: Final = 4
 #: Pseudo country for callers whose country is unknown: no home site, no country-restricted agent.
-OTHER = "other"
+OTHER: Final = "other"
 
 ReadyKey = tuple[str, str, str, bool]
 
@@ -42,8 +41,8 @@ class QueueRt:
     __slots__ = ("aht_s", "all_sites", "calls", "expansion", "line", "longest_idle",
                  "lowest_level", "max_length", "max_wait_s", "min_level", "name",
                  "newcomers_ever", "newcomers_last_resort", "newcomers_ok", "overflow",
-                 "priority", "ring_timeout_s", "rr_last", "selection", "site_affinity", "skill",
-                 "sort_offset", "step_after", "threshold_s", "wrap_up_s")
+                 "priority", "ready", "ring_timeout_s", "rr_last", "selection", "site_affinity",
+                 "skill", "sort_offset", "step_after", "threshold_s", "wrap_up_s")
 
     def __init__(self, name: str, q: QueuePolicy) -> None:
         # Flat copies on one slotted object: the hot path reads them without indirection.
@@ -83,6 +82,9 @@ class QueueRt:
         #: Queued calls as ``(-priority, arrived, seq)`` (``selection.place``), sorted:
         #: position = bisect, depth = len.
         self.line: list[tuple[int, float, int]] = []
+        #: The floor's ready dicts of this queue's skill, by language and site (``ready_index``
+        #: of the skill; set by :class:`Floor`, None while no agent has the skill).
+        self.ready: dict[str, dict[str, list[dict[str, AgentRt]]]] | None = None
 
 
 def can_ever_take(p: AgentProfile, q: QueueRt) -> bool:
@@ -93,6 +95,13 @@ def can_ever_take(p: AgentProfile, q: QueueRt) -> bool:
                                                                or not p.newcomer)
 
 
+def forget(calls: dict[str, CallRt], call_id: str) -> None:
+    """Drop ``call_id`` from ``calls`` if it is there (compiled, a test and a ``del`` cost
+    about half of ``dict.pop`` with a default, which is a method call by name)."""
+    if call_id in calls:
+        del calls[call_id]  # noqa: RUF051 (see the docstring)
+
+
 class Timed:
     """Something a timer can be armed for; a change of ``version`` disarms its timers."""
 
@@ -100,6 +109,92 @@ class Timed:
 
     def __init__(self) -> None:
         self.version = 0
+
+
+class Timer:
+    """A timer of ``kind`` armed for ``obj`` at ``when``; ``seq`` (unique, growing) orders the
+    timers due at the same time in the order they were armed."""
+
+    __slots__ = ("kind", "obj", "seq", "version", "when")
+
+    def __init__(self, when: float, seq: int, kind: int, obj: Timed) -> None:
+        self.when = when
+        self.seq = seq
+        self.kind = kind
+        self.obj = obj
+        #: ``obj``'s version when armed: once it changes, the timer is disarmed.
+        self.version = obj.version
+
+    def armed(self) -> bool:
+        """False once its object has changed since the timer was armed."""
+        return self.obj.version == self.version
+
+
+def _earlier(a: Timer, b: Timer) -> bool:
+    return a.when < b.when or (a.when == b.when and a.seq < b.seq)
+
+
+class TimerHeap:
+    """The armed timers, a binary min-heap by ``(when, seq)``.
+
+    Written out rather than :mod:`heapq` over tuples: heapq compares tuples item by item
+    through Python's rich comparison (about 150 machine instructions a heap level), where
+    compiled code compares the two floats directly; and peeking at the first timer is an
+    attribute read, not the unpacking of a tuple. ``seq`` is unique, so the order in which
+    timers come out is the same whatever the heap's shape.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: list[Timer] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def first(self) -> Timer | None:
+        """The earliest timer (armed or not), or None."""
+        items = self._items
+        return items[0] if items else None
+
+    def push(self, timer: Timer) -> None:
+        """Add ``timer``."""
+        items = self._items
+        items.append(timer)
+        i = len(items) - 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            above = items[parent]
+            if not _earlier(timer, above):
+                break
+            items[i] = above
+            i = parent
+        items[i] = timer
+
+    def pop(self) -> Timer:
+        """Remove and return the earliest timer (the heap must not be empty)."""
+        items = self._items
+        last = items.pop()
+        if not items:
+            return last
+        first = items[0]
+        n = len(items)
+        i = 0
+        child = 1
+        while child < n:
+            below = items[child]
+            right = child + 1
+            if right < n:
+                other = items[right]
+                if _earlier(other, below):
+                    child, below = right, other
+            if not _earlier(below, last):
+                break
+            items[i] = below
+            i = child
+            child = 2 * i + 1
+        items[i] = last
+        return first
 
 
 class CallRt(Timed):
@@ -141,17 +236,25 @@ class CallRt(Timed):
         self.newcomers_ok = q.newcomers_ok
         self.step = 0
 
+    def langs(self) -> tuple[str, ...]:
+        """The languages the call accepts now: its own, and its fallbacks once a step allowed
+        them."""
+        return (self.language, *self.fallbacks) if self.accept_fallback else (self.language,)
+
 
 class AgentRt(Timed):
     """An agent's runtime state."""
 
     __slots__ = ("buckets", "busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since",
                  "index", "login_at", "pending", "pending_reason", "profile", "ready_dicts",
-                 "ready_keys", "reason", "since", "state")
+                 "ready_keys", "reason", "since", "skills", "state")
 
     def __init__(self, profile: AgentProfile, index: int,
                  ready_keys: list[ReadyKey]) -> None:
         self.profile = profile
+        #: The profile's skill levels as a dict: compiled, reading a ``Mapping`` is a method
+        #: call by name, reading a dict a primitive.
+        self.skills: dict[str, int] = dict(profile.skills)
         self.index = index
         self.ready_keys = ready_keys
         #: The floor's ready dicts of ``ready_keys``, in that order (set by :class:`Floor`):
@@ -178,9 +281,9 @@ class AgentRt(Timed):
 class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
-    __slots__ = ("agent_buckets", "agents", "buckets", "calls", "out", "pools", "queues",
-                 "queues_by_skill", "ready", "ready_index", "seq", "site_tiers", "sites",
-                 "skilled", "staffed", "timers")
+    __slots__ = ("affinity_tiers", "agent_buckets", "agents", "all_tiers", "buckets", "calls",
+                 "home_tiers", "out", "pools", "queues", "queues_by_skill", "ready",
+                 "ready_index", "seq", "sites", "skilled", "staffed", "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
@@ -194,6 +297,8 @@ class Floor:
             keys = [(s, lang, p.site, p.newcomer) for s in p.skills
                     if any(can_ever_take(p, q) for q in self.queues_by_skill.get(s, ()))
                     for lang in p.languages]
+            # Unique keys: a ready agent is in each of its dicts once (set_state deletes it).
+            keys = list(dict.fromkeys(keys))
             self.agents[p.id] = AgentRt(p, i, keys)
         #: Agents on the roster with each skill, in roster order (for wait estimates).
         self.skilled: dict[str, list[AgentRt]] = {s: [] for s in policy.skills}
@@ -227,9 +332,15 @@ class Floor:
             if not pair:
                 pair.extend(({}, {}))  # placeholders until the real dicts are known
             pair[1 if novice else 0] = d
+        for q in self.queues.values():
+            q.ready = self.ready_index.get(q.skill)
         self.sites = tuple(policy.sites)
-        #: Site tiers by (home site, all sites allowed, site affinity), built on first use.
-        self.site_tiers: dict[tuple[str | None, bool, bool], tuple[tuple[str, ...], ...]] = {}
+        # Site tiers (see selection.site_tiers): every site at once; by home site, the home
+        # site only, and the home site first then the others (site affinity). The last two
+        # are filled on first use.
+        self.all_tiers: tuple[tuple[str, ...], ...] = (self.sites,)
+        self.home_tiers: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self.affinity_tiers: dict[str, tuple[tuple[str, ...], ...]] = {}
         #: Agents logged in and not paused, per skill (for wait estimates).
         self.staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
         self.buckets: dict[tuple[str, str], list[tuple[int, float, int, CallRt]]] = {}
@@ -239,7 +350,7 @@ class Floor:
             a.buckets = [self.buckets.setdefault(key, [])
                          for key in self.agent_buckets[a.profile.id]]
         self.calls: dict[str, CallRt] = {}
-        self.timers: list[tuple[float, int, int, Timed, int]] = []
+        self.timers = TimerHeap()
         self.seq = 0
         #: The outputs of the request being handled.
         self.out: list[Output] = []
@@ -247,4 +358,4 @@ class Floor:
     def timer(self, when: float, kind: int, obj: Timed) -> None:
         """Arm a timer of ``kind`` for ``obj`` at ``when``; a change of its version disarms it."""
         self.seq += 1
-        heappush(self.timers, (when, self.seq, kind, obj, obj.version))
+        self.timers.push(Timer(when, self.seq, kind, obj))

@@ -22,7 +22,6 @@ the façade: its entry points check the request, then run those parts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from heapq import heappop
 from typing import NoReturn
 
 from acd.core.agent_states import (
@@ -53,6 +52,7 @@ from acd.core.floor import (
     AgentRt,
     CallRt,
     Floor,
+    forget,
 )
 from acd.core.model import (
     AgentAlreadyLoggedIn,
@@ -81,6 +81,27 @@ from acd.core.selection import call_for, ewt_for
 __all__ = ["OTHER", "Router"]
 
 
+class CountryRt:
+    """A caller country as the router reads it on every arrival (plain, for speed)."""
+
+    __slots__ = ("fallbacks", "home_site", "native", "native_fallbacks")
+
+    def __init__(self, home_site: str | None, fallbacks: tuple[str, ...], native: str) -> None:
+        self.home_site = home_site
+        self.fallbacks = fallbacks
+        self.native = native
+        #: The fallbacks of a call in the native language, the usual case: built once.
+        self.native_fallbacks = self.fallbacks_for_other(native)
+
+    def fallbacks_for(self, language: str) -> tuple[str, ...]:
+        """The fallback languages of a call in ``language`` (its own left out)."""
+        return self.native_fallbacks if language == self.native \
+            else self.fallbacks_for_other(language)
+
+    def fallbacks_for_other(self, language: str) -> tuple[str, ...]:
+        return tuple(f for f in self.fallbacks if f != language)
+
+
 class Router:
     """Routes calls to agents by skill, language, country and site; pure and deterministic."""
 
@@ -94,8 +115,8 @@ class Router:
         self._carry: list[Output] = []
         self._pause_reasons = frozenset(policy.pause_reasons) | SYSTEM_PAUSE_REASONS
         #: Per country: home site, fallback languages, native language (plain, for speed).
-        self._country_rt: dict[str, tuple[str | None, tuple[str, ...], str]] = {
-            code: (c.home_site, tuple(c.fallback_languages), c.language)
+        self._country_rt: dict[str, CountryRt] = {
+            code: CountryRt(c.home_site, tuple(c.fallback_languages), c.language)
             for code, c in policy.countries.items()}
         self._languages = frozenset(policy.languages)
         self._default_language = policy.default_language
@@ -108,12 +129,13 @@ class Router:
     def next_deadline(self) -> float | None:
         """The earliest time at which :meth:`advance` has work to do, or None."""
         timers = self._f.timers
-        while timers:
-            when, _, _kind, obj, version = timers[0]
-            if obj.version == version:
-                return when
-            heappop(timers)
-        return None
+        while True:
+            first = timers.first()
+            if first is None:
+                return None
+            if first.armed():
+                return first.when
+            timers.pop()  # disarmed: drop it so the next look is quick
 
     def advance(self, now: float) -> list[Output]:
         """Run every timer due at or before ``now``."""
@@ -220,14 +242,14 @@ class Router:
         if c is None:
             if country != OTHER:
                 out.append(InputDefaulted(call_id, "country", country, OTHER))
-            country, home_site, fallbacks = OTHER, None, ()
+            country, home_site = OTHER, None
         else:
-            home_site, fallbacks, native = c
+            home_site = c.home_site
         if language not in self._languages:
-            used = native if c is not None else self._default_language
+            used = c.native if c is not None else self._default_language
             out.append(InputDefaulted(call_id, "language", language, used))
             language = used
-        fallbacks = tuple(f for f in fallbacks if f != language)
+        fallbacks = c.fallbacks_for(language) if c is not None else ()
         f = self._f
         f.seq += 1
         since = now if arrived_at is None else min(arrived_at, now)
@@ -253,7 +275,7 @@ class Router:
         call.answered_at = now
         call.version += 1
         q = call.q
-        q.calls.pop(call.id, None)
+        forget(q.calls, call.id)
         set_state(self._f, now, agent, ANSWER, AgentState.ON_CALL, None)
         out.append(CallAnswered(call.id, agent.profile.id, q.name, now - call.arrived, now))
         return out
@@ -454,10 +476,10 @@ class Router:
         """A call that is not in the router, as it would stand on arrival (for estimates)."""
         q = self._queues.get(queue) or self._queues[self._default_queue]
         c = self._country_rt.get(country) if country is not None else None
-        home_site, fallbacks = (c[0], c[1]) if c is not None else (None, ())
+        home_site = c.home_site if c is not None else None
         if language is None or language not in self._languages:
-            language = c[2] if c is not None else self._default_language
-        fallbacks = tuple(fb for fb in fallbacks if fb != language)
+            language = c.native if c is not None else self._default_language
+        fallbacks = c.fallbacks_for(language) if c is not None else ()
         f = self._f
         return CallRt("", q, language, country if c is not None and country else OTHER, home_site,
                       fallbacks, q.priority, self._now if now is None else now, f.seq + 1,
@@ -537,8 +559,8 @@ class Router:
         self._carry = []
         self._now = now
         self._f.out = out
-        timers = self._f.timers
-        if timers and timers[0][0] <= now:
+        first = self._f.timers.first()
+        if first is not None and first.when <= now:
             self._run_timers(now)
         return out
 
@@ -570,10 +592,14 @@ class Router:
     def _run_timers(self, now: float) -> None:
         f = self._f
         timers = f.timers
-        while timers and timers[0][0] <= now:
-            when, _, kind, obj, version = heappop(timers)
-            if obj.version != version:
+        while True:
+            first = timers.first()
+            if first is None or first.when > now:
+                return
+            timers.pop()
+            if not first.armed():
                 continue
+            when, kind, obj = first.when, first.kind, first.obj
             if kind == CALL_TIMER:
                 call_timer(f, when, obj)  # type: ignore[arg-type]
             elif kind == RING_TIMER:

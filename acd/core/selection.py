@@ -25,16 +25,17 @@ _ON_CALL: Final = AgentState.ON_CALL
 _QUEUED: Final = CallState.QUEUED
 _INF: Final = float("inf")
 
-# Newcomer tiers a call looks at, in order (each a tuple of ``newcomer`` flags).
-_TENURED_ONLY: tuple[tuple[bool, ...], ...] = ((False,),)
-_NEWCOMERS_LAST: tuple[tuple[bool, ...], ...] = ((False,), (True,))
-_ANYONE: tuple[tuple[bool, ...], ...] = ((False, True),)
+# Newcomer tiers a call looks at, in order (each a tuple of ``newcomer`` flags). Final:
+# compiled, a module constant is then a static, not a lookup in the module's dict.
+_TENURED_ONLY: Final[tuple[tuple[bool, ...], ...]] = ((False,),)
+_NEWCOMERS_LAST: Final[tuple[tuple[bool, ...], ...]] = ((False,), (True,))
+_ANYONE: Final[tuple[tuple[bool, ...], ...]] = ((False, True),)
 
 
 def eligible(agent: AgentRt, call: CallRt) -> bool:
     """True when ``agent`` may take ``call`` under the call's current routing rule."""
     p = agent.profile
-    level = p.skills.get(call.q.skill)
+    level = agent.skills.get(call.q.skill)
     if level is None or level < call.min_level:
         return False
     if not call.all_sites and p.site != call.home_site:
@@ -51,21 +52,17 @@ def agent_for(f: Floor, now: float, call: CallRt) -> AgentRt | None:
     tenured before newcomers (``last_resort``); the first tier with an eligible agent wins.
     """
     q = call.q
-    tiers_key = (call.home_site, call.all_sites, q.site_affinity)
-    site_tiers = f.site_tiers.get(tiers_key)
-    if site_tiers is None:
-        site_tiers = f.site_tiers[tiers_key] = tiers_for(f, *tiers_key)
+    by_lang = q.ready
+    if by_lang is None:
+        return None
+    site_tiers = sites_of(f, call)
     if not call.newcomers_ok:
         novice_tiers = _TENURED_ONLY
     elif q.newcomers_last_resort:
         novice_tiers = _NEWCOMERS_LAST
     else:
         novice_tiers = _ANYONE
-    skill = q.skill
-    langs = (call.language, *call.fallbacks) if call.accept_fallback else (call.language,)
-    by_lang = f.ready_index.get(skill)
-    if by_lang is None:
-        return None
+    langs = call.langs()
     longest_idle = q.longest_idle
     for sites in site_tiers:
         for novices in novice_tiers:
@@ -109,12 +106,32 @@ def selection_key(f: Floor, now: float, q: QueueRt, agent: AgentRt) -> tuple[flo
     """The agent's rank under the queue's agent selection (smallest first)."""
     policy = q.selection
     if policy is AgentSelection.highest_proficiency:
-        return (-agent.profile.skills[q.skill], agent.idle_since, agent.index)
+        return (-agent.skills[q.skill], agent.idle_since, agent.index)
     if policy is AgentSelection.least_occupied:
         return (occupancy(now, agent), agent.idle_since, agent.index)
     if policy is AgentSelection.round_robin:
         return ((agent.index - q.rr_last - 1) % len(f.agents),)
     return (agent.idle_since, agent.index)
+
+
+def sites_of(f: Floor, call: CallRt) -> tuple[tuple[str, ...], ...]:
+    """The sites ``call`` looks at now, tier by tier (:func:`tiers_for`), from the floor's
+    tiers by home site: one dict read by the site's name, where a key of (home site, all
+    sites, affinity) would be a tuple built and hashed on every look."""
+    home = call.home_site
+    affinity = call.q.site_affinity
+    if not call.all_sites:
+        if home is None:
+            return ()
+        cache = f.home_tiers
+    elif home is None or not affinity:
+        return f.all_tiers
+    else:
+        cache = f.affinity_tiers
+    tiers = cache.get(home)
+    if tiers is None:
+        tiers = cache[home] = tiers_for(f, home, call.all_sites, affinity)
+    return tiers
 
 
 def tiers_for(f: Floor, home: str | None, all_sites: bool, affinity: bool
