@@ -1,0 +1,162 @@
+"""The engine's compiled stepping loop runs a SimPy environment exactly as ``env.run(until)``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Generator
+from heapq import heappush
+from typing import Any
+
+import pytest
+import simpy
+from simpy.core import NORMAL, URGENT
+
+from sim.engine import _Timer, run_until
+
+Log = list[tuple[str, float]]
+
+
+class _Schedule:
+    """One environment with a log of what ran when, and helpers that add to its queue the
+    kinds of events a run can hold: engine timers, timeouts, processes, bare events."""
+
+    def __init__(self) -> None:
+        self.env = simpy.Environment()
+        self.log: Log = []
+        self._callbacks: tuple[Callable[[_Timer], None], ...] = (self.fire,)
+
+    def fire(self, timer: _Timer) -> None:
+        """An engine timer is due: log it, and let some timers set more work (a timer now, a
+        timeout, a process start) while the run is under way."""
+        self.log.append((f"timer {timer.what}", self.env.now))
+        if timer.token == 1:
+            self.timer(0.0, timer.what + 100)
+            self.timeout(0.0, f"timeout from {timer.what}")
+            self.env.process(self.worker(f"worker from {timer.what}", 2))
+
+    def timer(self, delay: float, what: int, priority: int = NORMAL, token: int = 0) -> None:
+        """An engine-style record in SimPy's queue, keyed as the engine keys it."""
+        heappush(self.env._queue, (self.env.now + delay, priority, next(self.env._eid),
+                                   _Timer(what, None, token, "", self._callbacks)))
+
+    def timeout(self, delay: float, name: str) -> None:
+        """A SimPy timeout that logs when it runs."""
+        self.env.timeout(delay).callbacks.append(
+            lambda _e, name=name: self.log.append((name, self.env.now)))
+
+    def event(self, delay: float, name: str, priority: int) -> None:
+        """A bare SimPy event scheduled at ``priority`` (URGENT or NORMAL)."""
+        e = simpy.Event(self.env)
+        e._ok = True
+        e._value = None
+        e.callbacks.append(lambda _e, name=name: self.log.append((name, self.env.now)))
+        self.env.schedule(e, priority, delay)
+
+    def worker(self, name: str, steps: int) -> Generator[simpy.Event, Any, None]:
+        """A process that wakes ``steps`` times, a second apart."""
+        for k in range(steps):
+            self.log.append((f"{name} step {k}", self.env.now))
+            yield self.env.timeout(1.0)
+        self.log.append((f"{name} done", self.env.now))
+
+    def keys(self) -> list[tuple[float, int, int]]:
+        """The queue's keys, in order: what is left to run, and where (without the spent until
+        events ``env.run`` leaves behind, which have nothing left to do)."""
+        return sorted((t, p, e) for t, p, e, event in self.env._queue
+                      if p >= URGENT or event.callbacks)
+
+
+def _twins(build: Callable[[_Schedule], None]) -> tuple[_Schedule, _Schedule]:
+    a, b = _Schedule(), _Schedule()
+    build(a)
+    build(b)
+    return a, b
+
+
+def _mixed(s: _Schedule) -> None:
+    s.timer(0.0, 1, URGENT)
+    s.timer(0.0, 2)
+    s.env.process(s.worker("clerk", 4))
+    s.timeout(0.0, "timeout 0")
+    s.timer(1.0, 3)
+    s.timeout(1.0, "timeout 1")
+    s.event(1.0, "normal 1", NORMAL)
+    s.event(1.0, "urgent 1", URGENT)
+    s.timer(2.5, 4, token=1)
+    s.timer(5.0, 5)  # at the first stop point: waits for the next run
+    s.event(5.0, "urgent at stop", URGENT)  # set before the run: runs in it
+    s.timeout(5.0, "timeout at stop")
+    s.timer(7.25, 6, token=1)
+    s.timeout(7.25, "timeout 7.25")
+    s.timer(30.0, 7)
+
+
+def test_mixed_schedule_runs_in_simpy_order() -> None:
+    """Timers, timeouts, a process, URGENT and NORMAL ties and events at the stop point run in
+    ``env.run``'s order, and the clock and the queue left behind match after each run."""
+    ours, simpys = _twins(_mixed)
+    for until in (5.0, 7.25, 10.0, 12.5):
+        run_until(ours.env, until, ours.fire)
+        simpys.env.run(until=until)
+        assert ours.log == simpys.log
+        assert ours.env.now == simpys.env.now == until
+        assert ours.keys() == simpys.keys()
+    assert ("urgent at stop", 5.0) in ours.log
+    assert ours.log.index(("urgent at stop", 5.0)) < ours.log.index(("timer 5", 5.0))
+    assert ("timer 7", 30.0) not in ours.log
+
+
+def test_random_schedules_run_in_simpy_order() -> None:
+    """Seeded random schedules with many ties (times on a coarse grid, both priorities, stop
+    points on event times) run as ``env.run`` runs them."""
+    rng = random.Random(16)
+    for _ in range(200):
+        plan = [(rng.choice(("timer", "timeout", "urgent", "normal", "worker")),
+                 rng.randrange(0, 12) / 2, rng.random() < 0.2) for _ in range(rng.randrange(1, 30))]
+
+        def build(s: _Schedule, plan: list[tuple[str, float, bool]] = plan) -> None:
+            for k, (kind, delay, spawns) in enumerate(plan):
+                if kind == "timer":
+                    s.timer(delay, k, rng_priority(k), token=int(spawns))
+                elif kind == "timeout":
+                    s.timeout(delay, f"timeout {k}")
+                elif kind == "worker":
+                    s.env.process(s.worker(f"worker {k}", 3))
+                else:
+                    s.event(delay, f"{kind} {k}", URGENT if kind == "urgent" else NORMAL)
+
+        ours, simpys = _twins(build)
+        stops = sorted({rng.randrange(1, 16) / 2 for _ in range(3)})
+        for until in stops:
+            run_until(ours.env, until, ours.fire)
+            simpys.env.run(until=until)
+            assert ours.log == simpys.log
+            assert ours.env.now == simpys.env.now
+            assert ours.keys() == simpys.keys()
+
+
+def rng_priority(k: int) -> int:
+    """URGENT for every third engine timer, as the engine's starts at time 0 are."""
+    return URGENT if k % 3 == 0 else NORMAL
+
+
+def test_failed_event_crashes_like_simpy() -> None:
+    """A failed event nobody defused raises a copy of its exception, caused by it, at the
+    event's time; a defused one does not."""
+    def build(s: _Schedule) -> None:
+        s.timer(1.0, 1)
+        quiet = s.env.event()
+        quiet.fail(KeyError("defused"))
+        quiet.defused = True
+        s.env.timeout(2.0).callbacks.append(lambda _e: s.env.event().fail(ValueError("bad", 7)))
+        s.timer(4.0, 2)
+
+    ours, simpys = _twins(build)
+    with pytest.raises(ValueError) as ours_error:
+        run_until(ours.env, 10.0, ours.fire)
+    with pytest.raises(ValueError) as simpys_error:
+        simpys.env.run(until=10.0)
+    assert ours_error.value.args == simpys_error.value.args == ("bad", 7)
+    assert isinstance(ours_error.value.__cause__, ValueError)
+    assert ours.log == simpys.log == [("timer 1", 1.0)]
+    assert ours.env.now == simpys.env.now == 2.0
