@@ -51,9 +51,9 @@ import dataclasses
 import gc
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from heapq import heappop, heappush
+import heapq
 from typing import Any, Final
 
 import numpy as np
@@ -148,6 +148,9 @@ _WORK_OVER: Final = 11
 # SimPy's priorities: a process's start (URGENT) before timers (NORMAL) due at the same time.
 _URGENT: Final = 0  # simpy.core.URGENT
 _NORMAL: Final = 1  # simpy.core.NORMAL
+# Compiled, a Final module name is a C static; an imported name is a dict lookup per call.
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
 
 
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
@@ -242,10 +245,10 @@ class _Timer:
 
 
 def run_until(env: simpy.Environment, until: float,
-              on_timer: Callable[[_Timer], None]) -> None:
+              on_timer: Callable[[_Timer, float], None]) -> None:
     """Process ``env``'s events as ``env.run(until=until)`` does, in compiled code, handing the
-    engine's :class:`_Timer` records straight to ``on_timer``; then ``env.now`` reads
-    ``until``.
+    engine's :class:`_Timer` records straight to ``on_timer`` with their time; then
+    ``env.now`` reads ``until``.
 
     SimPy's ``run(until)`` (4.1) schedules an URGENT event at ``until``, drawing an event id,
     and steps until that event is popped: every event keyed (time, priority, id) before it runs,
@@ -253,12 +256,12 @@ def run_until(env: simpy.Environment, until: float,
     the event, and processes any other event as ``Environment.step`` does (callbacks taken and
     cleared, each called with the event; a failed event nobody defused raises a copy of its
     exception), so SimPy events and processes sharing the environment keep the order
-    ``env.run`` gives them. Stepping interpreted cost a third of a run's instructions.
+    ``env.run`` gives them. Stepping interpreted cost a tenth of a run's instructions.
     """
     queue: list[Any] = env._queue
-    now = env._now
+    now: float = env._now
     stop_t = now + (until - now)  # where SimPy's until event is keyed, rounding included
-    stop_eid = next(env._eid)
+    stop_eid: int = next(env._eid)
     while queue:
         item: tuple[float, int, int, Any] = queue[0]
         t, priority, eid, event = item
@@ -266,12 +269,12 @@ def run_until(env: simpy.Environment, until: float,
         if t >= stop_t and (t > stop_t or priority > _URGENT
                             or (priority == _URGENT and eid > stop_eid)):
             break
-        heappop(queue)
-        env._now = t
+        _heappop(queue)
+        env._now = item[0]  # the key's own object: an int time stays an int, as in SimPy
         if isinstance(event, _Timer):
-            # The engine's own record: one callback, never failed.
+            # The engine's own record: one callback, never failed; its time comes unboxed.
             event.callbacks = None
-            on_timer(event)
+            on_timer(event, t)
             continue
         callbacks = event.callbacks
         event.callbacks = None
@@ -389,7 +392,8 @@ class Simulation:
         # The environment's event queue and event counter, which ``_schedule`` fills as
         # ``Environment.schedule`` does (see _Timer), and the one callback of every timer.
         self._queue: list[Any] = self.env._queue
-        self._eid: Iterator[int] = self.env._eid
+        # The counter's own method: compiled, ``next(counter)`` looks ``next`` up each time.
+        self._next_eid: Callable[[], int] = self.env._eid.__next__
         self._callbacks: tuple[Callable[[_Timer], None], ...] = (self._on_timer,)
         self._staff_next = 0
         self._ivr_arrivals: list[Arrival] = []
@@ -527,30 +531,35 @@ class Simulation:
         """Do ``what`` (for ``call``) ``delay`` seconds from now: a :class:`_Timer` in SimPy's
         event queue, at the place a timeout would take (an URGENT event for the starts at time
         0, as a process's start is)."""
-        self._schedule(self.now + delay, priority, next(self._eid),
+        self._schedule(self.now + delay, priority, self._next_eid(),
                        _Timer(what, call, token, agent_id, self._callbacks))
 
     def _schedule(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
         """Put ``timer`` in the environment's queue as ``Environment.schedule`` does: keyed by
         time, priority and the environment's own event counter (``eid``, drawn from
-        ``self._eid``), so SimPy runs it in the order it would run a timeout set then."""
-        heappush(self._queue, (at, priority, eid, timer))
+        ``self._next_eid``), so SimPy runs it in the order it would run a timeout set then."""
+        _heappush(self._queue, (at, priority, eid, timer))
 
     def _run_until(self, until: float) -> None:
         """Carry out every timer due before ``until``, in order; then the clock reads it.
         (Timers due at ``until`` itself wait for the next call, as ``run(until)`` leaves
         them.)"""
         if until > self.env._now:
-            run_until(self.env, until, self._on_timer)
+            run_until(self.env, until, self._due)
         self.now = until
 
     def _on_timer(self, timer: _Timer) -> None:
-        """SimPy's callback for every :class:`_Timer` (``Environment.step`` calls it)."""
-        self._fire(timer.what, timer.call, timer.token, timer.agent_id)
+        """SimPy's callback for every :class:`_Timer` (should ``Environment.step`` run it)."""
+        self._fire(timer.what, timer.call, timer.token, timer.agent_id, self.env._now)
 
-    def _fire(self, what: int, call: _Call | None, token: int, agent_id: str) -> None:
-        """One timer is due: do what it says."""
-        self.now = self.env._now
+    def _due(self, timer: _Timer, now: float) -> None:
+        """``run_until``'s call for every :class:`_Timer`, with its time."""
+        self._fire(timer.what, timer.call, timer.token, timer.agent_id, now)
+
+    def _fire(self, what: int, call: _Call | None, token: int, agent_id: str,
+              now: float) -> None:
+        """One timer is due at ``now``: do what it says."""
+        self.now = now
         if what == _WAKE:
             self._wake()
         elif what == _ENTER:
@@ -788,8 +797,10 @@ class Simulation:
                 if call is not None:
                     self._feed(call, o, now)
             elif isinstance(o, CallEnded):
-                ended = calls.pop(o.call_id, None)
+                # get and del: compiled, ``pop`` with a default is a generic method call.
+                ended = calls.get(o.call_id)
                 if ended is not None:
+                    del calls[o.call_id]
                     self.recorder.call_ended(ended.arrival_t, o, ended.repeat)
                     if self._work_delay is not None and o.outcome is Outcome.CALLBACK:
                         self._new_work(o.queue, o.language, o.country, now)
@@ -881,7 +892,7 @@ class Simulation:
             # answer comes first, keeps it out (most calls), unless that answer is lost
             # (``_release_patience``). The heap stays small and no stale timer is run.
             at = now + patience
-            eid = next(self._eid)
+            eid = self._next_eid()
             phase = call.phase
             if phase is Phase.TALKING or (phase is Phase.RINGING and call.answer_at < at):
                 call.patience_at = at
@@ -1027,7 +1038,7 @@ class Simulation:
         call.answer_at = at
         if not at < call.patience_at:
             self._release_patience(call)
-        self._schedule(at, _NORMAL, next(self._eid),
+        self._schedule(at, _NORMAL, self._next_eid(),
                        _Timer(_ANSWER, call, call.ring_token, d.agent_id, self._callbacks))
 
     def _answer(self, call: _Call, token: int, agent_id: str) -> None:

@@ -26,9 +26,15 @@ class _Schedule:
         self._callbacks: tuple[Callable[[_Timer], None], ...] = (self.fire,)
 
     def fire(self, timer: _Timer) -> None:
-        """An engine timer is due: log it, and let some timers set more work (a timer now, a
-        timeout, a process start) while the run is under way."""
-        self.log.append((f"timer {timer.what}", self.env.now))
+        """An engine timer is due (SimPy's callback): as ``due`` at the environment's clock."""
+        self.due(timer, self.env.now)
+
+    def due(self, timer: _Timer, now: float) -> None:
+        """An engine timer is due at ``now``: log it (and the environment's clock), and let
+        some timers set more work (a timer now, a timeout, a process start) while the run is
+        under way."""
+        self.log.append((f"timer {timer.what}", now))
+        self.log.append(("clock", self.env.now))
         if timer.token == 1:
             self.timer(0.0, timer.what + 100)
             self.timeout(0.0, f"timeout from {timer.what}")
@@ -96,7 +102,7 @@ def test_mixed_schedule_runs_in_simpy_order() -> None:
     ``env.run``'s order, and the clock and the queue left behind match after each run."""
     ours, simpys = _twins(_mixed)
     for until in (5.0, 7.25, 10.0, 12.5):
-        run_until(ours.env, until, ours.fire)
+        run_until(ours.env, until, ours.due)
         simpys.env.run(until=until)
         assert ours.log == simpys.log
         assert ours.env.now == simpys.env.now == until
@@ -128,7 +134,7 @@ def test_random_schedules_run_in_simpy_order() -> None:
         ours, simpys = _twins(build)
         stops = sorted({rng.randrange(1, 16) / 2 for _ in range(3)})
         for until in stops:
-            run_until(ours.env, until, ours.fire)
+            run_until(ours.env, until, ours.due)
             simpys.env.run(until=until)
             assert ours.log == simpys.log
             assert ours.env.now == simpys.env.now
@@ -153,10 +159,10 @@ def test_failed_event_crashes_like_simpy() -> None:
 
     ours, simpys = _twins(build)
     with pytest.raises(ValueError) as ours_error:
-        run_until(ours.env, 10.0, ours.fire)
+        run_until(ours.env, 10.0, ours.due)
     with pytest.raises(ValueError) as simpys_error:
         simpys.env.run(until=10.0)
     assert ours_error.value.args == simpys_error.value.args == ("bad", 7)
     assert isinstance(ours_error.value.__cause__, ValueError)
-    assert ours.log == simpys.log == [("timer 1", 1.0)]
+    assert ours.log == simpys.log == [("timer 1", 1.0), ("clock", 1.0)]
     assert ours.env.now == simpys.env.now == 2.0
