@@ -111,7 +111,7 @@ from sim.scenario import Behaviour, DistSpec
 from sim.staffing import StaffAction
 from sim.traffic import Arrival, ArrivalBatch
 
-__all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "ENTRY_BLOCK", "Simulation", "draw", "run_until",
+__all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "ENTRY_BLOCK", "Simulation", "TimerLoop", "draw",
            "sampler"]
 
 #: After the last arrival the run goes on this long so calls in progress can finish.
@@ -151,6 +151,7 @@ _NORMAL: Final = 1  # simpy.core.NORMAL
 # Compiled, a Final module name is a C static; an imported name is a dict lookup per call.
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
+_heapreplace: Final = heapq.heapreplace
 
 
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
@@ -244,52 +245,104 @@ class _Timer:
         self._ok = True
 
 
-def run_until(env: simpy.Environment, until: float,
-              on_timer: Callable[[_Timer, float], None]) -> None:
-    """Process ``env``'s events as ``env.run(until=until)`` does, in compiled code, handing the
-    engine's :class:`_Timer` records straight to ``on_timer`` with their time; then
-    ``env.now`` reads ``until``.
+class TimerLoop:
+    """Runs a SimPy environment as ``env.run(until)`` does, in compiled code, handing the
+    engine's :class:`_Timer` records straight to ``on_timer`` with their time.
 
     SimPy's ``run(until)`` (4.1) schedules an URGENT event at ``until``, drawing an event id,
     and steps until that event is popped: every event keyed (time, priority, id) before it runs,
-    and the clock reads its time. This loop draws the same ids and stops at the same key without
-    the event, and processes any other event as ``Environment.step`` does (callbacks taken and
-    cleared, each called with the event; a failed event nobody defused raises a copy of its
-    exception), so SimPy events and processes sharing the environment keep the order
+    and the clock reads its time. :meth:`run_until` draws the same ids and stops at the same key
+    without the event, and processes any other event as ``Environment.step`` does (callbacks
+    taken and cleared, each called with the event; a failed event nobody defused raises a copy
+    of its exception), so SimPy events and processes sharing the environment keep the order
     ``env.run`` gives them. Stepping interpreted cost a tenth of a run's instructions.
+
+    A timer being run stays at the head of the queue until the first timer it sets
+    (:meth:`push`) takes its place: one sift through the heap instead of a pop and a push.
+    The keys are unique (the event id), so the queue yields the same events in the same order
+    whatever the heap's layout.
     """
-    queue: list[Any] = env._queue
-    now: float = env._now
-    stop_t = now + (until - now)  # where SimPy's until event is keyed, rounding included
-    stop_eid: int = next(env._eid)
-    while queue:
-        item: tuple[float, int, int, Any] = queue[0]
-        t, priority, eid, event = item
-        # Stop at the first event keyed after (stop_t, URGENT, stop_eid).
-        if t >= stop_t and (t > stop_t or priority > _URGENT
-                            or (priority == _URGENT and eid > stop_eid)):
-            break
-        _heappop(queue)
-        env._now = item[0]  # the key's own object: an int time stays an int, as in SimPy
-        if isinstance(event, _Timer):
-            # The engine's own record: one callback, never failed; its time comes unboxed.
+
+    __slots__ = ("env", "on_timer", "queue", "spent")
+
+    def __init__(self, env: simpy.Environment, on_timer: Callable[[_Timer, float], None]) -> None:
+        self.env = env
+        self.on_timer = on_timer
+        self.queue: list[Any] = env._queue
+        #: The timer being run while it still sits at the head of the queue (else None).
+        self.spent: _Timer | None = None
+
+    def push(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
+        """Put ``timer`` in the queue keyed as ``Environment.schedule`` keys an event (``eid``
+        drawn from the environment's counter)."""
+        queue = self.queue
+        spent = self.spent
+        if spent is not None and queue[0][3] is spent:
+            self.spent = None
+            _heapreplace(queue, (at, priority, eid, timer))
+        else:
+            _heappush(queue, (at, priority, eid, timer))
+
+    def run_until(self, until: float) -> None:
+        """Process every event SimPy's ``run(until=until)`` would; then the clock reads
+        ``until``."""
+        env = self.env
+        queue = self.queue
+        now: float = env._now
+        stop_t = now + (until - now)  # where SimPy's until event is keyed, rounding included
+        stop_eid: int = next(env._eid)
+        while queue:
+            item: tuple[float, int, int, Any] = queue[0]
+            t, priority, eid, event = item
+            # Stop at the first event keyed after (stop_t, URGENT, stop_eid).
+            if t >= stop_t and (t > stop_t or priority > _URGENT
+                                or (priority == _URGENT and eid > stop_eid)):
+                break
+            env._now = item[0]  # the key's own object: an int time stays an int, as in SimPy
+            if isinstance(event, _Timer):
+                # The engine's own record: one callback, never failed; its time comes unboxed.
+                event.callbacks = None
+                self.spent = event
+                try:
+                    self.on_timer(event, t)
+                finally:
+                    self._drop_spent()
+                continue
+            _heappop(queue)
+            callbacks = event.callbacks
             event.callbacks = None
-            on_timer(event, t)
-            continue
-        callbacks = event.callbacks
-        event.callbacks = None
-        for callback in callbacks:
-            callback(event)
-        if not event._ok and not hasattr(event, "_defused"):
-            # As SimPy: the environment crashes with a copy of the failure, caused by it.
-            value = event._value
-            exc = type(value)(*value.args)
-            exc.__cause__ = value
-            raise exc
-    env._now = stop_t
-    # SimPy puts its stopped until event back in the queue (priority -1, no callbacks left),
-    # drawing one more id; the event would do nothing, the id keeps the counter in step.
-    next(env._eid)
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):
+                # As SimPy: the environment crashes with a copy of the failure, caused by it.
+                value = event._value
+                exc = type(value)(*value.args)
+                exc.__cause__ = value
+                raise exc
+        env._now = stop_t
+        # SimPy puts its stopped until event back in the queue (priority -1, no callbacks left),
+        # drawing one more id; the event would do nothing, the id keeps the counter in step.
+        next(env._eid)
+
+    def _drop_spent(self) -> None:
+        """Take the timer just run out of the queue if no timer it set took its place.
+        (A method of its own: compiled, ``self.spent`` right after setting it would be read
+        as the timer set.)"""
+        spent = self.spent
+        if spent is None:
+            return
+        self.spent = None
+        queue = self.queue
+        if queue[0][3] is spent:
+            _heappop(queue)
+            return
+        # SimPy code run by the timer put an earlier event ahead of it: find it by identity.
+        for k, item in enumerate(queue):
+            if item[3] is spent:
+                queue[k] = queue[-1]
+                queue.pop()
+                heapq.heapify(queue)
+                return
 
 
 class _Work:
@@ -389,9 +442,9 @@ class Simulation:
         #: Simulated seconds from the start (the environment's clock, read once per timer).
         self.now = 0.0
         self.env = simpy.Environment()
-        # The environment's event queue and event counter, which ``_schedule`` fills as
-        # ``Environment.schedule`` does (see _Timer), and the one callback of every timer.
-        self._queue: list[Any] = self.env._queue
+        # What runs the environment and fills its queue as ``Environment.schedule`` does (see
+        # _Timer), the environment's event counter, and the one callback of every timer.
+        self._loop = TimerLoop(self.env, self._due)
         # The counter's own method: compiled, ``next(counter)`` looks ``next`` up each time.
         self._next_eid: Callable[[], int] = self.env._eid.__next__
         self._callbacks: tuple[Callable[[_Timer], None], ...] = (self._on_timer,)
@@ -538,14 +591,14 @@ class Simulation:
         """Put ``timer`` in the environment's queue as ``Environment.schedule`` does: keyed by
         time, priority and the environment's own event counter (``eid``, drawn from
         ``self._next_eid``), so SimPy runs it in the order it would run a timeout set then."""
-        _heappush(self._queue, (at, priority, eid, timer))
+        self._loop.push(at, priority, eid, timer)
 
     def _run_until(self, until: float) -> None:
         """Carry out every timer due before ``until``, in order; then the clock reads it.
         (Timers due at ``until`` itself wait for the next call, as ``run(until)`` leaves
         them.)"""
         if until > self.env._now:
-            run_until(self.env, until, self._due)
+            self._loop.run_until(until)
         self.now = until
 
     def _on_timer(self, timer: _Timer) -> None:

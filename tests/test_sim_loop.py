@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Generator
-from heapq import heappush
 from typing import Any
 
 import pytest
 import simpy
 from simpy.core import NORMAL, URGENT
 
-from sim.engine import _Timer, run_until
+from sim.engine import TimerLoop, _Timer
 
 Log = list[tuple[str, float]]
 
@@ -24,6 +23,7 @@ class _Schedule:
         self.env = simpy.Environment()
         self.log: Log = []
         self._callbacks: tuple[Callable[[_Timer], None], ...] = (self.fire,)
+        self.loop = TimerLoop(self.env, self.due)
 
     def fire(self, timer: _Timer) -> None:
         """An engine timer is due (SimPy's callback): as ``due`` at the environment's clock."""
@@ -31,19 +31,25 @@ class _Schedule:
 
     def due(self, timer: _Timer, now: float) -> None:
         """An engine timer is due at ``now``: log it (and the environment's clock), and let
-        some timers set more work (a timer now, a timeout, a process start) while the run is
-        under way."""
+        some timers set more work while the run is under way (token 1: a timer now, a timeout,
+        a process start; 2: a process start alone, whose URGENT start goes ahead of the timer
+        being run; 3: a process start, then a timer)."""
         self.log.append((f"timer {timer.what}", now))
         self.log.append(("clock", self.env.now))
         if timer.token == 1:
             self.timer(0.0, timer.what + 100)
             self.timeout(0.0, f"timeout from {timer.what}")
             self.env.process(self.worker(f"worker from {timer.what}", 2))
+        elif timer.token == 2:
+            self.env.process(self.worker(f"worker from {timer.what}", 1))
+        elif timer.token == 3:
+            self.env.process(self.worker(f"worker from {timer.what}", 1))
+            self.timer(1.5, timer.what + 100)
 
     def timer(self, delay: float, what: int, priority: int = NORMAL, token: int = 0) -> None:
         """An engine-style record in SimPy's queue, keyed as the engine keys it."""
-        heappush(self.env._queue, (self.env.now + delay, priority, next(self.env._eid),
-                                   _Timer(what, None, token, "", self._callbacks)))
+        self.loop.push(self.env.now + delay, priority, next(self.env._eid),
+                       _Timer(what, None, token, "", self._callbacks))
 
     def timeout(self, delay: float, name: str) -> None:
         """A SimPy timeout that logs when it runs."""
@@ -93,6 +99,8 @@ def _mixed(s: _Schedule) -> None:
     s.event(5.0, "urgent at stop", URGENT)  # set before the run: runs in it
     s.timeout(5.0, "timeout at stop")
     s.timer(7.25, 6, token=1)
+    s.timer(8.0, 8, token=2)
+    s.timer(9.0, 9, token=3)
     s.timeout(7.25, "timeout 7.25")
     s.timer(30.0, 7)
 
@@ -102,7 +110,7 @@ def test_mixed_schedule_runs_in_simpy_order() -> None:
     ``env.run``'s order, and the clock and the queue left behind match after each run."""
     ours, simpys = _twins(_mixed)
     for until in (5.0, 7.25, 10.0, 12.5):
-        run_until(ours.env, until, ours.due)
+        ours.loop.run_until(until)
         simpys.env.run(until=until)
         assert ours.log == simpys.log
         assert ours.env.now == simpys.env.now == until
@@ -114,16 +122,17 @@ def test_mixed_schedule_runs_in_simpy_order() -> None:
 
 def test_random_schedules_run_in_simpy_order() -> None:
     """Seeded random schedules with many ties (times on a coarse grid, both priorities, stop
-    points on event times) run as ``env.run`` runs them."""
+    points on event times, timers that start SimPy work) run as ``env.run`` runs them."""
     rng = random.Random(16)
     for _ in range(200):
         plan = [(rng.choice(("timer", "timeout", "urgent", "normal", "worker")),
-                 rng.randrange(0, 12) / 2, rng.random() < 0.2) for _ in range(rng.randrange(1, 30))]
+                 rng.randrange(0, 12) / 2, rng.choice((0, 0, 0, 0, 1, 2, 3)))
+                for _ in range(rng.randrange(1, 30))]
 
-        def build(s: _Schedule, plan: list[tuple[str, float, bool]] = plan) -> None:
+        def build(s: _Schedule, plan: list[tuple[str, float, int]] = plan) -> None:
             for k, (kind, delay, spawns) in enumerate(plan):
                 if kind == "timer":
-                    s.timer(delay, k, rng_priority(k), token=int(spawns))
+                    s.timer(delay, k, rng_priority(k), token=spawns)
                 elif kind == "timeout":
                     s.timeout(delay, f"timeout {k}")
                 elif kind == "worker":
@@ -134,7 +143,7 @@ def test_random_schedules_run_in_simpy_order() -> None:
         ours, simpys = _twins(build)
         stops = sorted({rng.randrange(1, 16) / 2 for _ in range(3)})
         for until in stops:
-            run_until(ours.env, until, ours.due)
+            ours.loop.run_until(until)
             simpys.env.run(until=until)
             assert ours.log == simpys.log
             assert ours.env.now == simpys.env.now
@@ -159,7 +168,7 @@ def test_failed_event_crashes_like_simpy() -> None:
 
     ours, simpys = _twins(build)
     with pytest.raises(ValueError) as ours_error:
-        run_until(ours.env, 10.0, ours.due)
+        ours.loop.run_until(10.0)
     with pytest.raises(ValueError) as simpys_error:
         simpys.env.run(until=10.0)
     assert ours_error.value.args == simpys_error.value.args == ("bad", 7)
