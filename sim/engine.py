@@ -49,11 +49,11 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import heapq
 import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-import heapq
 from typing import Any, Final
 
 import numpy as np

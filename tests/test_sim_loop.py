@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Generator
+from datetime import datetime
 from typing import Any
 
 import pytest
 import simpy
+from routerkit import agent, center_data
 from simpy.core import NORMAL, URGENT
 
-from sim.engine import TimerLoop, _Timer
+from acd.config.load import center_from_data
+from acd.core.call import CallerGone
+from sim.engine import _DEPTH, _STAFF, DRAIN_S, Simulation, TimerLoop, _Timer
+from sim.scenario import Behaviour
+from sim.staffing import StaffAction
+from sim.traffic.arrival import Arrival
 
 Log = list[tuple[str, float]]
+#: A Monday, midnight in Moscow.
+MONDAY = datetime.fromisoformat("2026-03-02T00:00:00+03:00")
 
 
 class _Schedule:
@@ -175,3 +184,68 @@ def test_failed_event_crashes_like_simpy() -> None:
     assert isinstance(ours_error.value.__cause__, ValueError)
     assert ours.log == simpys.log == [("timer 1", 1.0), ("clock", 1.0)]
     assert ours.env.now == simpys.env.now == 2.0
+
+
+def _watched_simulation(log: Log) -> Simulation:
+    """Two agents and twelve callers (arriving on whole seconds, talking 30 s, ringing 3 s)
+    in an environment that also runs a SimPy process logging the calls in the router every
+    second, so its wake-ups tie with the engine's timers."""
+    loaded = center_from_data(center_data([agent("a"), agent("b")]), "test-center.yaml")
+    calls = [Arrival(float(3 * k + 1), "tech", "ru", "RU", None, 0, talk_s=30.0,
+                     patience_s=20.0 + k) for k in range(12)]
+    behaviour = Behaviour.model_validate({
+        "answer_delay": {"dist": "constant", "value": 3}, "rona_probability": 0,
+        "ivr_time": {"dist": "constant", "value": 0}, "ivr_abandon_probability": 0})
+    timeline = [StaffAction(0.0, "login", a.id) for a in loaded.agents]
+    sim = Simulation(loaded, calls, timeline, behaviour, MONDAY, 120.0, 60.0, seed=1)
+
+    def watcher() -> Generator[simpy.Event, Any, None]:
+        while True:
+            log.append((f"calls {len(sim._calls)} finished {sim.calls_finished}", sim.env.now))
+            yield sim.env.timeout(1.0)
+
+    sim.env.process(watcher())
+    return sim
+
+
+def test_simulation_beside_simpy_process_runs_as_under_env_run() -> None:
+    """A simulation whose environment also runs a SimPy process gives the same records, and
+    the process sees the same states at the same times, whether the engine's loop or
+    ``env.run`` steps it."""
+    ours_log: Log = []
+    ours = _watched_simulation(ours_log)
+    ours_result = ours.run()
+
+    simpys_log: Log = []
+    simpys = _watched_simulation(simpys_log)
+    simpys._start_arrivals()
+    simpys._timer(0.0, _STAFF, None, 0, "", URGENT)
+    simpys._timer(0.0, _DEPTH, None, 0, "", URGENT)
+    end = 120.0 + DRAIN_S
+    t = 0.0
+    while t < end:
+        t = min(t + 3600.0, end)
+        simpys.env.run(until=t)
+        simpys.now = t
+    for call in list(simpys._calls.values()):
+        simpys._feed(call, CallerGone(), simpys.now)
+    simpys_result = simpys.recorder.result(1, MONDAY, simpys.now, 0.0)
+
+    assert ours_log == simpys_log
+    assert len(ours_log) > 100
+    assert ours_result.calls.outcome.tolist() == simpys_result.calls.outcome.tolist()
+    assert ours_result.calls.wait_s.tolist() == simpys_result.calls.wait_s.tolist()
+
+
+def test_simpy_and_the_engine_draw_event_ids_from_one_counter() -> None:
+    """Events SimPy schedules and timers the engine sets take consecutive ids from one counter
+    in the order they are made, so ties at one time run in that order."""
+    sim = _watched_simulation([])
+    first = sim.env.timeout(5.0)
+    sim._timer(5.0, _DEPTH)
+    last = sim.env.timeout(5.0)
+    keys = sorted((t, p, e, type(ev).__name__) for t, p, e, ev in sim.env._queue if t == 5.0)
+    eids = [e for _, _, e, _ in keys]
+    assert [name for *_, name in keys] == ["Timeout", "_Timer", "Timeout"]
+    assert eids == list(range(eids[0], eids[0] + 3))
+    assert {id(first), id(last)} <= {id(ev) for *_, ev in sim.env._queue}
