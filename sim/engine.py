@@ -49,11 +49,11 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import heapq
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from heapq import heappush
 from typing import Any, Final
 
 import numpy as np
@@ -111,7 +111,8 @@ from sim.scenario import Behaviour, DistSpec
 from sim.staffing import StaffAction
 from sim.traffic import Arrival, ArrivalBatch
 
-__all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "ENTRY_BLOCK", "Simulation", "draw", "sampler"]
+__all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "ENTRY_BLOCK", "Simulation", "TimerLoop", "draw",
+           "sampler"]
 
 #: After the last arrival the run goes on this long so calls in progress can finish.
 DRAIN_S = 3 * 3600.0
@@ -147,6 +148,10 @@ _WORK_OVER: Final = 11
 # SimPy's priorities: a process's start (URGENT) before timers (NORMAL) due at the same time.
 _URGENT: Final = 0  # simpy.core.URGENT
 _NORMAL: Final = 1  # simpy.core.NORMAL
+# Compiled, a Final module name is a C static; an imported name is a dict lookup per call.
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+_heapreplace: Final = heapq.heapreplace
 
 
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
@@ -238,6 +243,106 @@ class _Timer:
         self.agent_id = agent_id
         self.callbacks: tuple[Callable[[_Timer], None], ...] | None = callbacks
         self._ok = True
+
+
+class TimerLoop:
+    """Runs a SimPy environment as ``env.run(until)`` does, in compiled code, handing the
+    engine's :class:`_Timer` records straight to ``on_timer`` with their time.
+
+    SimPy's ``run(until)`` (4.1) schedules an URGENT event at ``until``, drawing an event id,
+    and steps until that event is popped: every event keyed (time, priority, id) before it runs,
+    and the clock reads its time. :meth:`run_until` draws the same ids and stops at the same key
+    without the event, and processes any other event as ``Environment.step`` does (callbacks
+    taken and cleared, each called with the event; a failed event nobody defused raises a copy
+    of its exception), so SimPy events and processes sharing the environment keep the order
+    ``env.run`` gives them. Stepping interpreted cost a tenth of a run's instructions.
+
+    A timer being run stays at the head of the queue until the first timer it sets
+    (:meth:`push`) takes its place: one sift through the heap instead of a pop and a push.
+    The keys are unique (the event id), so the queue yields the same events in the same order
+    whatever the heap's layout.
+    """
+
+    __slots__ = ("env", "on_timer", "queue", "spent")
+
+    def __init__(self, env: simpy.Environment, on_timer: Callable[[_Timer, float], None]) -> None:
+        self.env = env
+        self.on_timer = on_timer
+        self.queue: list[Any] = env._queue
+        #: The timer being run while it still sits at the head of the queue (else None).
+        self.spent: _Timer | None = None
+
+    def push(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
+        """Put ``timer`` in the queue keyed as ``Environment.schedule`` keys an event (``eid``
+        drawn from the environment's counter)."""
+        queue = self.queue
+        spent = self.spent
+        if spent is not None and queue[0][3] is spent:
+            self.spent = None
+            _heapreplace(queue, (at, priority, eid, timer))
+        else:
+            _heappush(queue, (at, priority, eid, timer))
+
+    def run_until(self, until: float) -> None:
+        """Process every event SimPy's ``run(until=until)`` would; then the clock reads
+        ``until``."""
+        env = self.env
+        queue = self.queue
+        now: float = env._now
+        stop_t = now + (until - now)  # where SimPy's until event is keyed, rounding included
+        stop_eid: int = next(env._eid)
+        while queue:
+            item: tuple[float, int, int, Any] = queue[0]
+            t, priority, eid, event = item
+            # Stop at the first event keyed after (stop_t, URGENT, stop_eid).
+            if t >= stop_t and (t > stop_t or priority > _URGENT
+                                or (priority == _URGENT and eid > stop_eid)):
+                break
+            env._now = item[0]  # the key's own object: an int time stays an int, as in SimPy
+            if isinstance(event, _Timer):
+                # The engine's own record: one callback, never failed; its time comes unboxed.
+                event.callbacks = None
+                self.spent = event
+                try:
+                    self.on_timer(event, t)
+                finally:
+                    self._drop_spent()
+                continue
+            _heappop(queue)
+            callbacks = event.callbacks
+            event.callbacks = None
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):
+                # As SimPy: the environment crashes with a copy of the failure, caused by it.
+                value = event._value
+                exc = type(value)(*value.args)
+                exc.__cause__ = value
+                raise exc
+        env._now = stop_t
+        # SimPy puts its stopped until event back in the queue (priority -1, no callbacks left),
+        # drawing one more id; the event would do nothing, the id keeps the counter in step.
+        next(env._eid)
+
+    def _drop_spent(self) -> None:
+        """Take the timer just run out of the queue if no timer it set took its place.
+        (A method of its own: compiled, ``self.spent`` right after setting it would be read
+        as the timer set.)"""
+        spent = self.spent
+        if spent is None:
+            return
+        self.spent = None
+        queue = self.queue
+        if queue[0][3] is spent:
+            _heappop(queue)
+            return
+        # SimPy code run by the timer put an earlier event ahead of it: find it by identity.
+        for k, item in enumerate(queue):
+            if item[3] is spent:
+                queue[k] = queue[-1]
+                queue.pop()
+                heapq.heapify(queue)
+                return
 
 
 class _Work:
@@ -337,10 +442,11 @@ class Simulation:
         #: Simulated seconds from the start (the environment's clock, read once per timer).
         self.now = 0.0
         self.env = simpy.Environment()
-        # The environment's event queue and event counter, which ``_schedule`` fills as
-        # ``Environment.schedule`` does (see _Timer), and the one callback of every timer.
-        self._queue: list[Any] = self.env._queue
-        self._eid: Iterator[int] = self.env._eid
+        # What runs the environment and fills its queue as ``Environment.schedule`` does (see
+        # _Timer), the environment's event counter, and the one callback of every timer.
+        self._loop = TimerLoop(self.env, self._due)
+        # The counter's own method: compiled, ``next(counter)`` looks ``next`` up each time.
+        self._next_eid: Callable[[], int] = self.env._eid.__next__
         self._callbacks: tuple[Callable[[_Timer], None], ...] = (self._on_timer,)
         self._staff_next = 0
         self._ivr_arrivals: list[Arrival] = []
@@ -478,30 +584,35 @@ class Simulation:
         """Do ``what`` (for ``call``) ``delay`` seconds from now: a :class:`_Timer` in SimPy's
         event queue, at the place a timeout would take (an URGENT event for the starts at time
         0, as a process's start is)."""
-        self._schedule(self.now + delay, priority, next(self._eid),
+        self._schedule(self.now + delay, priority, self._next_eid(),
                        _Timer(what, call, token, agent_id, self._callbacks))
 
     def _schedule(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
         """Put ``timer`` in the environment's queue as ``Environment.schedule`` does: keyed by
         time, priority and the environment's own event counter (``eid``, drawn from
-        ``self._eid``), so SimPy runs it in the order it would run a timeout set then."""
-        heappush(self._queue, (at, priority, eid, timer))
+        ``self._next_eid``), so SimPy runs it in the order it would run a timeout set then."""
+        self._loop.push(at, priority, eid, timer)
 
     def _run_until(self, until: float) -> None:
         """Carry out every timer due before ``until``, in order; then the clock reads it.
         (Timers due at ``until`` itself wait for the next call, as ``run(until)`` leaves
         them.)"""
-        if until > self.env.now:
-            self.env.run(until=until)
+        if until > self.env._now:
+            self._loop.run_until(until)
         self.now = until
 
     def _on_timer(self, timer: _Timer) -> None:
-        """SimPy's callback for every :class:`_Timer` (``Environment.step`` calls it)."""
-        self._fire(timer.what, timer.call, timer.token, timer.agent_id)
+        """SimPy's callback for every :class:`_Timer` (should ``Environment.step`` run it)."""
+        self._fire(timer.what, timer.call, timer.token, timer.agent_id, self.env._now)
 
-    def _fire(self, what: int, call: _Call | None, token: int, agent_id: str) -> None:
-        """One timer is due: do what it says."""
-        self.now = self.env._now
+    def _due(self, timer: _Timer, now: float) -> None:
+        """``run_until``'s call for every :class:`_Timer`, with its time."""
+        self._fire(timer.what, timer.call, timer.token, timer.agent_id, now)
+
+    def _fire(self, what: int, call: _Call | None, token: int, agent_id: str,
+              now: float) -> None:
+        """One timer is due at ``now``: do what it says."""
+        self.now = now
         if what == _WAKE:
             self._wake()
         elif what == _ENTER:
@@ -739,8 +850,10 @@ class Simulation:
                 if call is not None:
                     self._feed(call, o, now)
             elif isinstance(o, CallEnded):
-                ended = calls.pop(o.call_id, None)
+                # get and del: compiled, ``pop`` with a default is a generic method call.
+                ended = calls.get(o.call_id)
                 if ended is not None:
+                    del calls[o.call_id]
                     self.recorder.call_ended(ended.arrival_t, o, ended.repeat)
                     if self._work_delay is not None and o.outcome is Outcome.CALLBACK:
                         self._new_work(o.queue, o.language, o.country, now)
@@ -832,7 +945,7 @@ class Simulation:
             # answer comes first, keeps it out (most calls), unless that answer is lost
             # (``_release_patience``). The heap stays small and no stale timer is run.
             at = now + patience
-            eid = next(self._eid)
+            eid = self._next_eid()
             phase = call.phase
             if phase is Phase.TALKING or (phase is Phase.RINGING and call.answer_at < at):
                 call.patience_at = at
@@ -978,7 +1091,7 @@ class Simulation:
         call.answer_at = at
         if not at < call.patience_at:
             self._release_patience(call)
-        self._schedule(at, _NORMAL, next(self._eid),
+        self._schedule(at, _NORMAL, self._next_eid(),
                        _Timer(_ANSWER, call, call.ring_token, d.agent_id, self._callbacks))
 
     def _answer(self, call: _Call, token: int, agent_id: str) -> None:
