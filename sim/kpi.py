@@ -276,36 +276,39 @@ class TallyAccumulator:
         span = int(interval.max()) + 1 - lo
         counts, sums = _masks(calls, _thresholds(calls, self.threshold_s, self.queue_sl),
                               self.short_abandon_s)
-        # The counts: a batch's calls are of few kinds (the set of counts a call adds to), so
-        # a bincount per (cell, kind) times each kind's counts gives them all (integers, exact
-        # in any order) where a bincount per count and dimension took a pass over the batch.
-        in_count = np.stack(list(counts.values()), axis=1)  # (call, count)
+        # The counts: a batch's calls are of few kinds (the set of counts a call adds to, as
+        # bits), so a bincount per (cell, kind) times each kind's counts gives them all
+        # (integers, exact in any order) where a bincount per count and dimension took a
+        # pass over the batch each.
         code = np.zeros(len(calls), dtype=np.int64)
-        for byte, bits in enumerate(np.packbits(in_count, axis=1, bitorder="little").T):
-            code |= bits.astype(np.int64) << (8 * byte)
+        for bit, mask in enumerate(counts.values()):
+            code |= np.left_shift(mask, bit, dtype=np.int64)
         present = np.bincount(code) > 0
         kind = (np.cumsum(present) - 1)[code]
-        first = np.zeros(present.size, dtype=np.int64)
-        first[code[::-1]] = np.arange(len(calls) - 1, -1, -1)  # each kind's first call
-        in_kind = in_count[first[present]].astype(float)  # (kind, count)
+        in_kind = ((np.flatnonzero(present)[:, None] >> np.arange(len(counts))) & 1
+                   ).astype(float)  # (kind, count)
         n_kinds = in_kind.shape[0]
+        # The sums: a weighted bincount each over the whole batch, a call outside the sum
+        # adding +0.0, which leaves every sum bit for bit as it was (a sum starts at +0.0 and
+        # so is never -0.0): a cell's calls are added in batch order, as before.
+        weights = [np.where(mask, of, 0.0) for mask, of in sums.values()]
+        since_lo = interval - lo
         for dim, grid in self.values.items():
             n_groups = grid.shape[1]
-            codes = (np.zeros(len(calls), dtype=np.int64) if dim == ALL
-                     else getattr(calls, dim).astype(np.int64))
-            keep = (codes >= 0) & inside
-            cell = (codes * span + interval - lo)[keep]
-            per_kind = np.bincount(cell * n_kinds + kind[keep],
-                                   minlength=n_groups * span * n_kinds)
-            by_count = per_kind.reshape(n_groups, span, n_kinds).astype(float) @ in_kind
+            n_cells = n_groups * span  # and one more, for calls in no cell, dropped
+            if dim == ALL:
+                cell = np.where(inside, since_lo, n_cells)
+            else:
+                codes = getattr(calls, dim).astype(np.int64)  # int16 would overflow
+                cell = np.where((codes >= 0) & inside, codes * span + since_lo, n_cells)
+            per_kind = np.bincount(cell * n_kinds + kind, minlength=(n_cells + 1) * n_kinds)
+            by_count = (per_kind[:n_cells * n_kinds].reshape(n_groups, span, n_kinds)
+                        .astype(float) @ in_kind)
             cells = grid[:, :, lo:lo + span]  # (field, group, interval), a view
             cells[:len(counts)] += by_count.transpose(2, 0, 1)
-            # The sums: a weighted bincount each, adding a cell's calls in batch order, so
-            # the figures stay bit for bit those of one bincount over the cell's calls.
-            for f, (mask, of) in enumerate(sums.values(), start=len(counts)):
-                sel = mask[keep]
-                cells[f] += np.bincount(cell[sel], weights=of[keep][sel],
-                                        minlength=n_groups * span).reshape(n_groups, span)
+            for f, w in enumerate(weights, start=len(counts)):
+                total = np.bincount(cell, weights=w, minlength=n_cells + 1)
+                cells[f] += total[:n_cells].reshape(n_groups, span)
 
     def tallies(self) -> Tallies:
         """What was counted, as the run's result carries it."""

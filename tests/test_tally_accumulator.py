@@ -4,6 +4,7 @@ list-based tallies over the whole interval grid."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sim import kpi
 from sim.records import CALLBACK_WORK, NO_SITE, OUTCOMES, CallLog
@@ -14,14 +15,16 @@ COUNTRIES = ("ru", "kz", "other")
 SITES = ("msk", "ekb")
 INTERVAL_S = 900.0
 DURATION_S = 3 * 86400.0
+#: More (group, interval) cells than an int16 counts.
+LONG_S = 400 * 86400.0
 QUEUE_SL = ((20.0, 0.8), (30.0, 0.9))  # the third queue has none: the run's threshold
 
 
-def _calls(n: int, seed: int) -> CallLog:
+def _calls(n: int, seed: int, duration_s: float = DURATION_S) -> CallLog:
     """Calls of every outcome and group, some before the start, some never queued, some
     queued after the horizon, waits on and around the thresholds."""
     rng = np.random.default_rng(seed)
-    arrival = rng.uniform(-3600.0, DURATION_S + 600.0, n)
+    arrival = rng.uniform(-3600.0, duration_s + 600.0, n)
     queued = arrival + rng.uniform(0.0, 60.0, n)
     outcome = rng.integers(0, len(OUTCOMES), n).astype(np.int8)
     never_queued = rng.random(n) < 0.2
@@ -48,9 +51,10 @@ def _batch(calls: CallLog, rows: np.ndarray) -> CallLog:
                    queues=QUEUES, languages=LANGUAGES, countries=COUNTRIES, sites=SITES)
 
 
-def _listed(batches: list[CallLog], by: kpi.Dimension | None) -> np.ndarray:
+def _listed(batches: list[CallLog], by: kpi.Dimension | None, duration_s: float
+            ) -> np.ndarray:
     """Each batch's list-based tallies over the whole grid, added up batch after batch."""
-    n_int = kpi.intervals_of(DURATION_S, INTERVAL_S)
+    n_int = kpi.intervals_of(duration_s, INTERVAL_S)
     n_groups = 1 if by is None else len(getattr(batches[0], kpi._NAMES_ATTR[by]))
     grid = np.zeros((len(kpi.TALLY_FIELDS), n_groups, n_int))
     for calls in batches:
@@ -63,17 +67,20 @@ def _listed(batches: list[CallLog], by: kpi.Dimension | None) -> np.ndarray:
     return grid
 
 
-def test_batches_in_any_order_tally_bit_for_bit_as_the_list_based_sums() -> None:
+@pytest.mark.parametrize("duration_s", [DURATION_S, LONG_S])
+def test_batches_in_any_order_tally_bit_for_bit_as_the_list_based_sums(
+        duration_s: float) -> None:
     """Batches of mixed calls, each spanning part of the run and arriving out of time order,
     give every count and sum of every dimension with the very bits of the list-based tallies
-    added batch by batch (cells a batch does not reach are left untouched)."""
-    calls = _calls(6000, seed=5)
+    added batch by batch (cells a batch does not reach are left untouched), over a few days
+    and over more (group, interval) cells than an int16 numbers."""
+    calls = _calls(6000, seed=5, duration_s=duration_s)
     order = np.argsort(calls.queued_s, kind="stable")  # ended calls come roughly in time
     batches = [_batch(calls, rows) for rows in np.array_split(order, 7)]
     batches[2], batches[4] = batches[4], batches[2]
     batches.append(_batch(calls, np.flatnonzero(calls.arrival_s < 0)))  # before the start
     acc = kpi.TallyAccumulator({"queues": QUEUES, "languages": LANGUAGES,
-                                "countries": COUNTRIES, "sites": SITES}, DURATION_S,
+                                "countries": COUNTRIES, "sites": SITES}, duration_s,
                                INTERVAL_S, 20.0, QUEUE_SL, 5.0)
     for batch in batches:
         acc.add(batch)
@@ -81,7 +88,7 @@ def test_batches_in_any_order_tally_bit_for_bit_as_the_list_based_sums() -> None
     assert tallies.fields == kpi.TALLY_FIELDS
     for by in (None, *kpi.DIMENSIONS):
         got = tallies.values[kpi.ALL if by is None else by]
-        want = _listed(batches, by)
+        want = _listed(batches, by, duration_s)
         assert got.shape == want.shape
         assert got.tobytes() == want.tobytes(), by
         assert want[kpi.TALLY_FIELDS.index("offered")].sum() > 0
