@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Final
 
 import numpy as np
 
@@ -45,6 +46,13 @@ from sim.records import (
     WaitLog,
 )
 
+# sim.records is not compiled: its codes, read once into typed finals here, are C integers in
+# the compiled recorder instead of a module dictionary lookup (and a boxed int) per use.
+_READY: Final[int] = READY
+_BUSY: Final[int] = BUSY
+_PAUSED: Final[int] = PAUSED
+_CALLBACK_WORK_REASON: Final[str] = CALLBACK_WORK_REASON
+
 #: How often queue depth is sampled (simulated seconds).
 DEPTH_SAMPLE_S = 60.0
 #: Ended calls counted into the tallies at a time (bounds the rows held at once).
@@ -53,6 +61,17 @@ CALL_BATCH = 1 << 16
 # A call row: arrival, queued, wait, talk, queue, language, country, site, outcome codes and
 # the repeat mark (1: a redial).
 _Row = tuple[float, float, float, float, int, int, int, int, int, int]
+
+
+class _Clock:
+    """One agent's open span of agent time: its key (site x category; -1 when logged out)
+    and since when, in native fields (no list lookups or boxed float per state change)."""
+
+    def __init__(self, base: int) -> None:
+        #: The first key of the agent's site.
+        self.base = base
+        self.key = -1
+        self.since = 0.0
 
 
 class Recorder:
@@ -74,16 +93,14 @@ class Recorder:
         self._code_c = {n: i for i, n in enumerate(self.countries)}
         self._code_s = {n: i for i, n in enumerate(self.sites)}
         n_cat = len(AGENT_TIME)
-        self._agent_index = {a.id: i for i, a in enumerate(agents)}
-        #: Per agent index: the first key of its site (site x category keys).
-        self._site_base = [self._code_s[a.site] * n_cat for a in agents]
         # Agent time is accrued as states change: seconds per (interval, site x category) in a
-        # flat list, and each agent's current key (-1 = logged out) and since when.
+        # flat list, and each agent's open span (in the order of ``agents``, the order the
+        # spans still open at the end are closed in).
+        self._clock_list = [_Clock(self._code_s[a.site] * n_cat) for a in agents]
+        self._clocks = {a.id: c for a, c in zip(agents, self._clock_list, strict=True)}
         self._n_int = math.ceil(horizon_s / interval_s)
         self._n_keys = len(self.sites) * n_cat
         self._acc = [0.0] * (self._n_int * self._n_keys)
-        self._ag_key = [-1] * len(agents)
-        self._ag_since = [0.0] * len(agents)
         self._depth_samples: list[list[int]] = []
         self._rows: list[_Row] = []
         sl = config.center.service_level
@@ -172,20 +189,20 @@ class Recorder:
         # Identity tests on the state, not a dict: an Enum member hashes in Python code.
         state = o.state
         if state is AgentState.READY:
-            category = READY
+            category = _READY
         elif state is AgentState.PAUSED:
             # An agent doing callback work (an outbound call) is busy, not on a break.
-            category = BUSY if o.reason == CALLBACK_WORK_REASON else PAUSED
+            category = _BUSY if o.reason == _CALLBACK_WORK_REASON else _PAUSED
         elif state is AgentState.LOGGED_OUT:
             category = -1
         else:  # ringing, on a call, wrapping up
-            category = BUSY
-        i = self._agent_index[o.agent_id]
-        key = self._ag_key[i]
-        if key >= 0:
-            self._accrue(key, self._ag_since[i], o.at)
-        self._ag_since[i] = o.at
-        self._ag_key[i] = self._site_base[i] + category if category >= 0 else -1
+            category = _BUSY
+        clock = self._clocks[o.agent_id]
+        at = o.at
+        if clock.key >= 0:
+            self._accrue(clock.key, clock.since, at)
+        clock.since = at
+        clock.key = clock.base + category if category >= 0 else -1
 
     def _accrue(self, key: int, t0: float, t1: float) -> None:
         """Add one agent's span [t0, t1) in ``key`` to the intervals it covers."""
@@ -195,8 +212,13 @@ class Recorder:
         n_keys = self._n_keys
         n_int = self._n_int
         while t0 < t1 and k < n_int:
-            end = min((k + 1) * interval, t1)
-            acc[k * n_keys + key] += end - t0
+            end = (k + 1) * interval
+            if t1 < end:
+                end = t1
+            i = k * n_keys + key
+            # Read, add and store as floats: ``+=`` on a list item is a generic (boxed) add.
+            total: float = acc[i]
+            acc[i] = total + (end - t0)
             t0 = end
             k += 1
 
@@ -219,10 +241,10 @@ class Recorder:
 
     def _agent_seconds(self, now: float) -> np.ndarray:
         """Seconds per (interval, site, category), the spans still open ending ``now``."""
-        for i, key in enumerate(self._ag_key):
-            if key >= 0:
-                self._accrue(key, self._ag_since[i], now)
-                self._ag_since[i] = now
+        for clock in self._clock_list:
+            if clock.key >= 0:
+                self._accrue(clock.key, clock.since, now)
+                clock.since = now
         return np.array(self._acc, dtype=float).reshape(self._n_int, len(self.sites),
                                                         len(AGENT_TIME))
 
