@@ -72,6 +72,8 @@ class _Clock:
         self.base = base
         self.key = -1
         self.since = 0.0
+        #: The interval ``since`` lies in.
+        self.interval = 0
 
 
 class Recorder:
@@ -101,7 +103,20 @@ class Recorder:
         self._n_int = math.ceil(horizon_s / interval_s)
         self._n_keys = len(self.sites) * n_cat
         self._acc = [0.0] * (self._n_int * self._n_keys)
-        self._depth_samples: list[list[int]] = []
+        # The interval of the last state change, [_now_lo, _now_hi): state changes come in
+        # time order, so most fall in it, where a float floor division costs 170 instructions.
+        # Only for whole seconds per interval, whose multiples are exact floats: there the
+        # bounds test gives what ``t // interval_s`` gives.
+        self._now_k = -1
+        self._now_lo = 0.0
+        self._now_hi = 0.0
+        self._whole_interval = interval_s.is_integer() and 0.0 < interval_s < 2.0 ** 31
+        # Queue depth samples are summed (exact: integers) and maxed per (interval, queue) as
+        # they come, so a long run keeps no list per sampled minute.
+        self._n_samples = 0
+        self._depth_n = [0] * self._n_int
+        self._depth_sum = [0] * (self._n_int * len(self.queues))
+        self._depth_top = [0] * (self._n_int * len(self.queues))
         self._rows: list[_Row] = []
         sl = config.center.service_level
         self._tally = TallyAccumulator(
@@ -200,14 +215,27 @@ class Recorder:
         clock = self._clocks[o.agent_id]
         at = o.at
         if clock.key >= 0:
-            self._accrue(clock.key, clock.since, at)
+            self._accrue(clock.key, clock.interval, clock.since, at)
         clock.since = at
+        clock.interval = self._interval_of(at)
         clock.key = clock.base + category if category >= 0 else -1
 
-    def _accrue(self, key: int, t0: float, t1: float) -> None:
-        """Add one agent's span [t0, t1) in ``key`` to the intervals it covers."""
+    def _interval_of(self, t: float) -> int:
+        """``t // interval_s``, from the interval of the last state change when ``t`` is in
+        it."""
+        if self._now_lo <= t < self._now_hi:
+            return self._now_k
+        k = int(t // self.interval_s)
+        if self._whole_interval and k >= 0:
+            self._now_k = k
+            self._now_lo = k * self.interval_s
+            self._now_hi = (k + 1) * self.interval_s
+        return k
+
+    def _accrue(self, key: int, k: int, t0: float, t1: float) -> None:
+        """Add one agent's span [t0, t1) in ``key`` to the intervals it covers, from the
+        interval ``k`` that ``t0`` lies in."""
         interval = self.interval_s
-        k = int(t0 // interval)
         acc = self._acc
         n_keys = self._n_keys
         n_int = self._n_int
@@ -226,7 +254,20 @@ class Recorder:
 
     def depths(self, depths: list[int]) -> None:
         """Every queue's waiting calls, sampled every :data:`DEPTH_SAMPLE_S` from the start."""
-        self._depth_samples.append(depths)
+        k = int(self._n_samples * DEPTH_SAMPLE_S // self.interval_s)
+        self._n_samples += 1
+        if k >= self._n_int:
+            return
+        self._depth_n[k] += 1
+        n_q = len(self.queues)
+        base = k * n_q
+        total = self._depth_sum
+        top = self._depth_top
+        for q in range(n_q):
+            depth = depths[q]
+            total[base + q] += depth
+            if depth > top[base + q]:
+                top[base + q] = depth
 
     # ------------------------------------------------------------------------ result
 
@@ -243,24 +284,19 @@ class Recorder:
         """Seconds per (interval, site, category), the spans still open ending ``now``."""
         for clock in self._clock_list:
             if clock.key >= 0:
-                self._accrue(clock.key, clock.since, now)
+                self._accrue(clock.key, clock.interval, clock.since, now)
                 clock.since = now
+                clock.interval = self._interval_of(now)
         return np.array(self._acc, dtype=float).reshape(self._n_int, len(self.sites),
                                                         len(AGENT_TIME))
 
     def _depth_per_interval(self) -> tuple[np.ndarray, np.ndarray]:
-        n_int = math.ceil(self.horizon_s / self.interval_s)
-        mean = np.zeros((n_int, len(self.queues)))
-        top = np.zeros((n_int, len(self.queues)))
-        if self._depth_samples:
-            samples = np.asarray(self._depth_samples, dtype=float)
-            cell = (np.arange(len(samples)) * DEPTH_SAMPLE_S // self.interval_s).astype(int)
-            counts = np.bincount(cell, minlength=n_int)[:n_int]
-            for q in range(samples.shape[1]):
-                sums = np.bincount(cell, weights=samples[:, q], minlength=n_int)[:n_int]
-                mean[:, q] = np.divide(sums, counts, out=np.zeros(n_int), where=counts > 0)
-                np.maximum.at(top[:, q], cell[cell < n_int], samples[cell < n_int, q])
-        return mean, top
+        """Mean and maximum calls waiting per (interval, queue); 0 without samples."""
+        shape = (self._n_int, len(self.queues))
+        counts = np.array(self._depth_n)[:, None]
+        mean = np.divide(np.array(self._depth_sum, dtype=float).reshape(shape), counts,
+                         out=np.zeros(shape), where=counts > 0)
+        return mean, np.array(self._depth_top, dtype=float).reshape(shape)
 
     def _call_log(self) -> CallLog:
         """Every kept call, in order of arrival (stable: calls arriving together in order of
