@@ -6,7 +6,8 @@ end. It reads the router's domain events (``CallEnded``, ``AgentStateChanged``) 
 the router never sees (calls that end in the IVR, queue depth samples).
 
 It is called for every agent state change and every call, so it is compiled with the engine
-(``setup.py``): plain lists while the run goes, numpy once per batch of calls.
+(``setup.py``): native fields, lists and a buffer of packed call rows while the run goes,
+numpy once per batch of calls.
 
 Memory stays bounded by the run's intervals, not its calls: every :data:`CALL_BATCH` ended
 calls, the batch is counted into per-interval KPI tallies (:class:`sim.kpi.TallyAccumulator`),
@@ -17,6 +18,7 @@ its waits are kept (20 bytes a call, for percentiles), its rows go to a CSV file
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
@@ -52,15 +54,31 @@ _READY: Final[int] = READY
 _BUSY: Final[int] = BUSY
 _PAUSED: Final[int] = PAUSED
 _CALLBACK_WORK_REASON: Final[str] = CALLBACK_WORK_REASON
+_ANSWERED: Final[int] = ANSWERED
+_ABANDONED: Final[int] = ABANDONED
+_CALLBACK: Final[int] = CALLBACK
+_OVERFLOWED: Final[int] = OVERFLOWED
+_CALLBACK_WORK: Final[int] = CALLBACK_WORK
+_NO_SITE: Final[int] = NO_SITE
 
 #: How often queue depth is sampled (simulated seconds).
 DEPTH_SAMPLE_S = 60.0
 #: Ended calls counted into the tallies at a time (bounds the rows held at once).
 CALL_BATCH = 1 << 16
 
-# A call row: arrival, queued, wait, talk, queue, language, country, site, outcome codes and
-# the repeat mark (1: a redial).
-_Row = tuple[float, float, float, float, int, int, int, int, int, int]
+#: The call log's columns and their types.
+_COLUMN_TYPES: dict[str, type] = {
+    "arrival_s": np.float64, "queued_s": np.float64, "wait_s": np.float64,
+    "talk_s": np.float64, "queue": np.int16, "language": np.int16, "country": np.int16,
+    "site": np.int16, "outcome": np.int8, "repeat": np.int8}
+# A call row as packed bytes, the columns in that order (native byte order and sizes, no
+# padding): a batch's rows are written into one buffer and read back as columns by numpy at
+# once, where a tuple per row cost the tuple and a conversion of each of its values.
+_ROW = struct.Struct("@4d4h2b")
+_ROW_DTYPE = np.dtype(list(_COLUMN_TYPES.items()))
+assert _ROW.size == _ROW_DTYPE.itemsize
+_ROW_SIZE: Final[int] = _ROW.size
+_PACK_ROW: Final = _ROW.pack_into
 
 
 class _Clock:
@@ -117,7 +135,8 @@ class Recorder:
         self._depth_n = [0] * self._n_int
         self._depth_sum = [0] * (self._n_int * len(self.queues))
         self._depth_top = [0] * (self._n_int * len(self.queues))
-        self._rows: list[_Row] = []
+        self._rows = bytearray(_ROW_SIZE * call_batch)
+        self._n_rows = 0
         sl = config.center.service_level
         self._tally = TallyAccumulator(
             {"queues": self.queues, "languages": self.languages, "countries": self.countries,
@@ -136,57 +155,53 @@ class Recorder:
     def ivr_ended(self, arrival_s: float, queue: str, language: str, country: str,
                   outcome: int) -> None:
         """A caller who never reached the router (hung up or left in the IVR)."""
-        self._rows.append((arrival_s, math.nan, 0.0, 0.0, self._q(queue), self._l(language),
-                           self._c(country), NO_SITE, outcome, 0))
-        if len(self._rows) >= self._call_batch:
-            self._flush()
+        self._row(arrival_s, math.nan, 0.0, 0.0, self._q(queue), self._l(language),
+                  self._c(country), _NO_SITE, outcome, 0)
 
     def callback_work(self, began_s: float, waited_s: float, talk_s: float, queue: str,
                       language: str, country: str, site: str) -> None:
         """An agent of ``site`` did the outbound call of an accepted callback or a voicemail,
         from ``began_s``, ``waited_s`` after it was due (a row, never an offered call)."""
-        self._rows.append((began_s, math.nan, waited_s, talk_s, self._q(queue),
-                           self._l(language), self._c(country), self._code_s[site],
-                           CALLBACK_WORK, 0))
-        if len(self._rows) >= self._call_batch:
-            self._flush()
+        self._row(began_s, math.nan, waited_s, talk_s, self._q(queue), self._l(language),
+                  self._c(country), self._code_s[site], _CALLBACK_WORK, 0)
 
     def call_ended(self, arrival_s: float, o: CallEnded, repeat: bool = False) -> None:
         """The router ended a call that reached the IVR at ``arrival_s`` (``repeat``: a
         redial of a caller who called the queue before)."""
+        site = _NO_SITE
         if o.outcome is Outcome.ANSWERED:
-            code, site = ANSWERED, self._code_s[o.site] if o.site else NO_SITE
+            code = _ANSWERED
+            if o.site:
+                site = self._code_s[o.site]
         elif o.outcome is Outcome.ABANDONED:
-            code, site = ABANDONED, NO_SITE
+            code = _ABANDONED
         elif o.outcome is Outcome.CALLBACK:
-            code, site = CALLBACK, NO_SITE
+            code = _CALLBACK
         else:
-            code, site = OVERFLOWED, NO_SITE
-        self._rows.append((arrival_s, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
-                           self._l(o.language), self._c(o.country), site, code,
-                           1 if repeat else 0))
-        if len(self._rows) >= self._call_batch:
+            code = _OVERFLOWED
+        self._row(arrival_s, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
+                  self._l(o.language), self._c(o.country), site, code, 1 if repeat else 0)
+
+    def _row(self, arrival_s: float, queued_s: float, wait_s: float, talk_s: float, queue: int,
+             language: int, country: int, site: int, outcome: int, repeat: int) -> None:
+        """Write one call row into the batch; count the batch once it is full."""
+        _PACK_ROW(self._rows, self._n_rows * _ROW_SIZE, arrival_s, queued_s, wait_s, talk_s,
+                  queue, language, country, site, outcome, repeat)
+        self._n_rows += 1
+        if self._n_rows >= self._call_batch:
             self._flush()
 
     def _flush(self) -> None:
         """Count the rows held into the tallies (and the CSV file), then let them go."""
-        rows = self._rows
-        self._rows = []
-        n = len(rows)
+        n = self._n_rows
         if n == 0:
             return
+        self._n_rows = 0
         self._n_calls += n
-        cols = list(zip(*rows, strict=True))
-
-        def col(i: int, dtype: type) -> np.ndarray:
-            return np.fromiter(cols[i], dtype=dtype, count=n)
-
-        calls = CallLog(
-            arrival_s=col(0, np.float64), queued_s=col(1, np.float64), wait_s=col(2, np.float64),
-            talk_s=col(3, np.float64), queue=col(4, np.int16), language=col(5, np.int16),
-            country=col(6, np.int16), site=col(7, np.int16), outcome=col(8, np.int8),
-            repeat=col(9, np.int8), queues=self.queues, languages=self.languages,
-            countries=self.countries, sites=self.sites)
+        rows = np.frombuffer(self._rows, dtype=_ROW_DTYPE, count=n)
+        # Copies: the buffer is written over by the next batch.
+        calls = CallLog(**{f: rows[f].copy() for f in _COLUMN_TYPES}, queues=self.queues,
+                        languages=self.languages, countries=self.countries, sites=self.sites)
         self._tally.add(calls)
         offered = ~np.isnan(calls.queued_s) & (calls.queued_s >= 0)
         self._waits.append(WaitLog(calls.queued_s[offered], calls.wait_s[offered],
@@ -343,9 +358,3 @@ class Recorder:
             queue_depth_mean=depth_mean, queue_depth_max=depth_max,
             tallies=self._tally.tallies(), waits=self._wait_log(), n_calls=self._n_calls)
 
-
-#: The call log's columns and their types.
-_COLUMN_TYPES: dict[str, type] = {
-    "arrival_s": np.float64, "queued_s": np.float64, "wait_s": np.float64,
-    "talk_s": np.float64, "queue": np.int16, "language": np.int16, "country": np.int16,
-    "site": np.int16, "outcome": np.int8, "repeat": np.int8}
