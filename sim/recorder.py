@@ -61,8 +61,8 @@ _OVERFLOWED: Final[int] = OVERFLOWED
 _CALLBACK_WORK: Final[int] = CALLBACK_WORK
 _NO_SITE: Final[int] = NO_SITE
 
-#: How often queue depth is sampled (simulated seconds).
-DEPTH_SAMPLE_S = 60.0
+#: How often queue depth is sampled (simulated seconds); final, so compiled code has it inline.
+DEPTH_SAMPLE_S: Final = 60.0
 #: Ended calls counted into the tallies at a time (bounds the rows held at once).
 CALL_BATCH = 1 << 16
 
@@ -112,6 +112,8 @@ class Recorder:
         self._code_l = {n: i for i, n in enumerate(self.languages)}
         self._code_c = {n: i for i, n in enumerate(self.countries)}
         self._code_s = {n: i for i, n in enumerate(self.sites)}
+        #: The code of a country not in the config ("other", the last).
+        self._other_c = len(self.countries) - 1
         n_cat = len(AGENT_TIME)
         # Agent time is accrued as states change: seconds per (interval, site x category) in a
         # flat list, and each agent's open span (in the order of ``agents``, the order the
@@ -293,7 +295,7 @@ class Recorder:
         return self._code_l.get(name, -1)
 
     def _c(self, name: str) -> int:
-        return self._code_c.get(name, len(self.countries) - 1)
+        return self._code_c.get(name, self._other_c)
 
     def _agent_seconds(self, now: float) -> np.ndarray:
         """Seconds per (interval, site, category), the spans still open ending ``now``."""
