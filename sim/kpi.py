@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 import numpy as np
 
@@ -175,49 +175,55 @@ def _interval_index(calls: CallLog, interval_s: float, n_int: int) -> np.ndarray
     return np.minimum(index, n_int - 1)
 
 
-def _tally(calls: CallLog, thresholds: np.ndarray, short_abandon_s: float, cell: np.ndarray,
-           n_cells: int) -> dict[str, np.ndarray]:
-    """Counts and wait sums per cell (calls with a negative cell are left out)."""
+def _masks(calls: CallLog, thresholds: np.ndarray, short_abandon_s: float
+           ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Which calls each count counts, and which calls each sum adds up and of what."""
     outcome = calls.outcome
     offered = ~np.isnan(calls.queued_s)
     within = calls.wait_s <= thresholds
     answered = offered & (outcome == ANSWERED)
     abandoned = offered & (outcome == ABANDONED)
-    keep = cell >= 0
-
-    def count(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(cell[mask & keep], minlength=n_cells).astype(float)[:n_cells]
-
-    def total(mask: np.ndarray, of: np.ndarray | None = None) -> np.ndarray:
-        sel = mask & keep
-        weights = (calls.wait_s if of is None else of)[sel]
-        return np.bincount(cell[sel], weights=weights, minlength=n_cells)[:n_cells]
-
+    callback_work = outcome == CALLBACK_WORK
     repeat = (np.zeros(len(calls), dtype=bool) if calls.repeat is None
               else calls.repeat.astype(bool))
-
-    return {
-        "arrivals": count(outcome != CALLBACK_WORK),
-        "offered": count(offered),
-        "answered": count(answered),
-        "answered_within": count(answered & within),
-        "abandoned": count(abandoned),
-        "abandoned_within": count(abandoned & within),
-        "short_abandoned": count(abandoned & (calls.wait_s < short_abandon_s)),
-        "overflowed": count(offered & (outcome == OVERFLOWED)),
+    counts = {
+        "arrivals": ~callback_work,
+        "offered": offered,
+        "answered": answered,
+        "answered_within": answered & within,
+        "abandoned": abandoned,
+        "abandoned_within": abandoned & within,
+        "short_abandoned": abandoned & (calls.wait_s < short_abandon_s),
+        "overflowed": offered & (outcome == OVERFLOWED),
         # Voicemail and callbacks also end calls in the IVR (after hours), before any queue:
         # counted over all arrivals, so they are not lost from the totals.
-        "callback": count(outcome == CALLBACK),
-        "voicemail": count(outcome == VOICEMAIL),
-        "ivr_abandoned": count(outcome == IVR_ABANDONED),
-        "ivr_hangup": count(outcome == IVR_HANGUP),
-        "repeats": count(offered & repeat),
-        "callback_work": count(outcome == CALLBACK_WORK),
-        "_wait_answered": total(answered),
-        "_wait_offered": total(offered),
-        "_talk_answered": total(answered, calls.talk_s),
-        "_wait_callback_work": total(outcome == CALLBACK_WORK),
+        "callback": outcome == CALLBACK,
+        "voicemail": outcome == VOICEMAIL,
+        "ivr_abandoned": outcome == IVR_ABANDONED,
+        "ivr_hangup": outcome == IVR_HANGUP,
+        "repeats": offered & repeat,
+        "callback_work": callback_work,
     }
+    sums = {
+        "_wait_answered": (answered, calls.wait_s),
+        "_wait_offered": (offered, calls.wait_s),
+        "_talk_answered": (answered, calls.talk_s),
+        "_wait_callback_work": (callback_work, calls.wait_s),
+    }
+    return counts, sums
+
+
+def _tally(calls: CallLog, thresholds: np.ndarray, short_abandon_s: float, cell: np.ndarray,
+           n_cells: int) -> dict[str, np.ndarray]:
+    """Counts and wait sums per cell (calls with a negative cell are left out)."""
+    counts, sums = _masks(calls, thresholds, short_abandon_s)
+    keep = cell >= 0
+    out = {name: np.bincount(cell[mask & keep], minlength=n_cells).astype(float)[:n_cells]
+           for name, mask in counts.items()}
+    for name, (mask, of) in sums.items():
+        sel = mask & keep
+        out[name] = np.bincount(cell[sel], weights=of[sel], minlength=n_cells)[:n_cells]
+    return out
 
 
 #: What :class:`TallyAccumulator` keeps per (group, interval): the counts, two wait sums and
@@ -260,14 +266,49 @@ class TallyAccumulator:
         if len(calls) == 0:
             return
         interval = _interval_index(calls, self.interval_s, self.n_int)
-        thresholds = _thresholds(calls, self.threshold_s, self.queue_sl)
+        inside = interval >= 0
+        if not inside.any():
+            return
+        # A batch of ended calls spans days, the grid the whole run: only the intervals from
+        # the batch's first to its last are counted into, as adding zeros elsewhere changes
+        # nothing (sums start at +0.0 and never become -0.0).
+        lo = int(interval[inside].min())
+        span = int(interval.max()) + 1 - lo
+        counts, sums = _masks(calls, _thresholds(calls, self.threshold_s, self.queue_sl),
+                              self.short_abandon_s)
+        # The counts: a batch's calls are of few kinds (the set of counts a call adds to, as
+        # bits), so a bincount per (cell, kind) times each kind's counts gives them all
+        # (integers, exact in any order) where a bincount per count and dimension took a
+        # pass over the batch each.
+        code = np.zeros(len(calls), dtype=np.int64)
+        for bit, mask in enumerate(counts.values()):
+            code |= np.left_shift(mask, bit, dtype=np.int64)
+        present = np.bincount(code) > 0
+        kind = (np.cumsum(present) - 1)[code]
+        in_kind = ((np.flatnonzero(present)[:, None] >> np.arange(len(counts))) & 1
+                   ).astype(float)  # (kind, count)
+        n_kinds = in_kind.shape[0]
+        # The sums: a weighted bincount each over the whole batch, a call outside the sum
+        # adding +0.0, which leaves every sum bit for bit as it was (a sum starts at +0.0 and
+        # so is never -0.0): a cell's calls are added in batch order, as before.
+        weights = [np.where(mask, of, 0.0) for mask, of in sums.values()]
+        since_lo = interval - lo
         for dim, grid in self.values.items():
-            by = None if dim == ALL else cast(Dimension, dim)
-            cell, _names = _cells(calls, by, self.n_int, interval)
-            n_cells = grid.shape[1] * self.n_int
-            tally = _tally(calls, thresholds, self.short_abandon_s, cell, n_cells)
-            for f, name in enumerate(TALLY_FIELDS):
-                grid[f] += tally[name].reshape(grid.shape[1], self.n_int)
+            n_groups = grid.shape[1]
+            n_cells = n_groups * span  # and one more, for calls in no cell, dropped
+            if dim == ALL:
+                cell = np.where(inside, since_lo, n_cells)
+            else:
+                codes = getattr(calls, dim).astype(np.int64)  # int16 would overflow
+                cell = np.where((codes >= 0) & inside, codes * span + since_lo, n_cells)
+            per_kind = np.bincount(cell * n_kinds + kind, minlength=(n_cells + 1) * n_kinds)
+            by_count = (per_kind[:n_cells * n_kinds].reshape(n_groups, span, n_kinds)
+                        .astype(float) @ in_kind)
+            cells = grid[:, :, lo:lo + span]  # (field, group, interval), a view
+            cells[:len(counts)] += by_count.transpose(2, 0, 1)
+            for f, w in enumerate(weights, start=len(counts)):
+                total = np.bincount(cell, weights=w, minlength=n_cells + 1)
+                cells[f] += total[:n_cells].reshape(n_groups, span)
 
     def tallies(self) -> Tallies:
         """What was counted, as the run's result carries it."""

@@ -6,7 +6,8 @@ end. It reads the router's domain events (``CallEnded``, ``AgentStateChanged``) 
 the router never sees (calls that end in the IVR, queue depth samples).
 
 It is called for every agent state change and every call, so it is compiled with the engine
-(``setup.py``): plain lists while the run goes, numpy once per batch of calls.
+(``setup.py``): native fields, lists and a buffer of packed call rows while the run goes,
+numpy once per batch of calls.
 
 Memory stays bounded by the run's intervals, not its calls: every :data:`CALL_BATCH` ended
 calls, the batch is counted into per-interval KPI tallies (:class:`sim.kpi.TallyAccumulator`),
@@ -17,8 +18,10 @@ its waits are kept (20 bytes a call, for percentiles), its rows go to a CSV file
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Final
 
 import numpy as np
 
@@ -45,14 +48,50 @@ from sim.records import (
     WaitLog,
 )
 
-#: How often queue depth is sampled (simulated seconds).
-DEPTH_SAMPLE_S = 60.0
+# sim.records is not compiled: its codes, read once into typed finals here, are C integers in
+# the compiled recorder instead of a module dictionary lookup (and a boxed int) per use.
+_READY: Final[int] = READY
+_BUSY: Final[int] = BUSY
+_PAUSED: Final[int] = PAUSED
+_CALLBACK_WORK_REASON: Final[str] = CALLBACK_WORK_REASON
+_ANSWERED: Final[int] = ANSWERED
+_ABANDONED: Final[int] = ABANDONED
+_CALLBACK: Final[int] = CALLBACK
+_OVERFLOWED: Final[int] = OVERFLOWED
+_CALLBACK_WORK: Final[int] = CALLBACK_WORK
+_NO_SITE: Final[int] = NO_SITE
+
+#: How often queue depth is sampled (simulated seconds); final, so compiled code has it inline.
+DEPTH_SAMPLE_S: Final = 60.0
 #: Ended calls counted into the tallies at a time (bounds the rows held at once).
 CALL_BATCH = 1 << 16
 
-# A call row: arrival, queued, wait, talk, queue, language, country, site, outcome codes and
-# the repeat mark (1: a redial).
-_Row = tuple[float, float, float, float, int, int, int, int, int, int]
+#: The call log's columns and their types.
+_COLUMN_TYPES: dict[str, type] = {
+    "arrival_s": np.float64, "queued_s": np.float64, "wait_s": np.float64,
+    "talk_s": np.float64, "queue": np.int16, "language": np.int16, "country": np.int16,
+    "site": np.int16, "outcome": np.int8, "repeat": np.int8}
+# A call row as packed bytes, the columns in that order (native byte order and sizes, no
+# padding): a batch's rows are written into one buffer and read back as columns by numpy at
+# once, where a tuple per row cost the tuple and a conversion of each of its values.
+_ROW = struct.Struct("@4d4h2b")
+_ROW_DTYPE = np.dtype(list(_COLUMN_TYPES.items()))
+assert _ROW.size == _ROW_DTYPE.itemsize
+_ROW_SIZE: Final[int] = _ROW.size
+_PACK_ROW: Final = _ROW.pack_into
+
+
+class _Clock:
+    """One agent's open span of agent time: its key (site x category; -1 when logged out)
+    and since when, in native fields (no list lookups or boxed float per state change)."""
+
+    def __init__(self, base: int) -> None:
+        #: The first key of the agent's site.
+        self.base = base
+        self.key = -1
+        self.since = 0.0
+        #: The interval ``since`` lies in.
+        self.interval = 0
 
 
 class Recorder:
@@ -73,19 +112,33 @@ class Recorder:
         self._code_l = {n: i for i, n in enumerate(self.languages)}
         self._code_c = {n: i for i, n in enumerate(self.countries)}
         self._code_s = {n: i for i, n in enumerate(self.sites)}
+        #: The code of a country not in the config ("other", the last).
+        self._other_c = len(self.countries) - 1
         n_cat = len(AGENT_TIME)
-        self._agent_index = {a.id: i for i, a in enumerate(agents)}
-        #: Per agent index: the first key of its site (site x category keys).
-        self._site_base = [self._code_s[a.site] * n_cat for a in agents]
         # Agent time is accrued as states change: seconds per (interval, site x category) in a
-        # flat list, and each agent's current key (-1 = logged out) and since when.
+        # flat list, and each agent's open span (in the order of ``agents``, the order the
+        # spans still open at the end are closed in).
+        self._clock_list = [_Clock(self._code_s[a.site] * n_cat) for a in agents]
+        self._clocks = {a.id: c for a, c in zip(agents, self._clock_list, strict=True)}
         self._n_int = math.ceil(horizon_s / interval_s)
         self._n_keys = len(self.sites) * n_cat
         self._acc = [0.0] * (self._n_int * self._n_keys)
-        self._ag_key = [-1] * len(agents)
-        self._ag_since = [0.0] * len(agents)
-        self._depth_samples: list[list[int]] = []
-        self._rows: list[_Row] = []
+        # The interval of the last state change, [_now_lo, _now_hi): state changes come in
+        # time order, so most fall in it, where a float floor division costs 170 instructions.
+        # Only for whole seconds per interval, whose multiples are exact floats: there the
+        # bounds test gives what ``t // interval_s`` gives.
+        self._now_k = -1
+        self._now_lo = 0.0
+        self._now_hi = 0.0
+        self._whole_interval = interval_s.is_integer() and 0.0 < interval_s < 2.0 ** 31
+        # Queue depth samples are summed (exact: integers) and maxed per (interval, queue) as
+        # they come, so a long run keeps no list per sampled minute.
+        self._n_samples = 0
+        self._depth_n = [0] * self._n_int
+        self._depth_sum = [0] * (self._n_int * len(self.queues))
+        self._depth_top = [0] * (self._n_int * len(self.queues))
+        self._rows = bytearray(_ROW_SIZE * call_batch)
+        self._n_rows = 0
         sl = config.center.service_level
         self._tally = TallyAccumulator(
             {"queues": self.queues, "languages": self.languages, "countries": self.countries,
@@ -104,57 +157,53 @@ class Recorder:
     def ivr_ended(self, arrival_s: float, queue: str, language: str, country: str,
                   outcome: int) -> None:
         """A caller who never reached the router (hung up or left in the IVR)."""
-        self._rows.append((arrival_s, math.nan, 0.0, 0.0, self._q(queue), self._l(language),
-                           self._c(country), NO_SITE, outcome, 0))
-        if len(self._rows) >= self._call_batch:
-            self._flush()
+        self._row(arrival_s, math.nan, 0.0, 0.0, self._q(queue), self._l(language),
+                  self._c(country), _NO_SITE, outcome, 0)
 
     def callback_work(self, began_s: float, waited_s: float, talk_s: float, queue: str,
                       language: str, country: str, site: str) -> None:
         """An agent of ``site`` did the outbound call of an accepted callback or a voicemail,
         from ``began_s``, ``waited_s`` after it was due (a row, never an offered call)."""
-        self._rows.append((began_s, math.nan, waited_s, talk_s, self._q(queue),
-                           self._l(language), self._c(country), self._code_s[site],
-                           CALLBACK_WORK, 0))
-        if len(self._rows) >= self._call_batch:
-            self._flush()
+        self._row(began_s, math.nan, waited_s, talk_s, self._q(queue), self._l(language),
+                  self._c(country), self._code_s[site], _CALLBACK_WORK, 0)
 
     def call_ended(self, arrival_s: float, o: CallEnded, repeat: bool = False) -> None:
         """The router ended a call that reached the IVR at ``arrival_s`` (``repeat``: a
         redial of a caller who called the queue before)."""
+        site = _NO_SITE
         if o.outcome is Outcome.ANSWERED:
-            code, site = ANSWERED, self._code_s[o.site] if o.site else NO_SITE
+            code = _ANSWERED
+            if o.site:
+                site = self._code_s[o.site]
         elif o.outcome is Outcome.ABANDONED:
-            code, site = ABANDONED, NO_SITE
+            code = _ABANDONED
         elif o.outcome is Outcome.CALLBACK:
-            code, site = CALLBACK, NO_SITE
+            code = _CALLBACK
         else:
-            code, site = OVERFLOWED, NO_SITE
-        self._rows.append((arrival_s, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
-                           self._l(o.language), self._c(o.country), site, code,
-                           1 if repeat else 0))
-        if len(self._rows) >= self._call_batch:
+            code = _OVERFLOWED
+        self._row(arrival_s, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
+                  self._l(o.language), self._c(o.country), site, code, 1 if repeat else 0)
+
+    def _row(self, arrival_s: float, queued_s: float, wait_s: float, talk_s: float, queue: int,
+             language: int, country: int, site: int, outcome: int, repeat: int) -> None:
+        """Write one call row into the batch; count the batch once it is full."""
+        _PACK_ROW(self._rows, self._n_rows * _ROW_SIZE, arrival_s, queued_s, wait_s, talk_s,
+                  queue, language, country, site, outcome, repeat)
+        self._n_rows += 1
+        if self._n_rows >= self._call_batch:
             self._flush()
 
     def _flush(self) -> None:
         """Count the rows held into the tallies (and the CSV file), then let them go."""
-        rows = self._rows
-        self._rows = []
-        n = len(rows)
+        n = self._n_rows
         if n == 0:
             return
+        self._n_rows = 0
         self._n_calls += n
-        cols = list(zip(*rows, strict=True))
-
-        def col(i: int, dtype: type) -> np.ndarray:
-            return np.fromiter(cols[i], dtype=dtype, count=n)
-
-        calls = CallLog(
-            arrival_s=col(0, np.float64), queued_s=col(1, np.float64), wait_s=col(2, np.float64),
-            talk_s=col(3, np.float64), queue=col(4, np.int16), language=col(5, np.int16),
-            country=col(6, np.int16), site=col(7, np.int16), outcome=col(8, np.int8),
-            repeat=col(9, np.int8), queues=self.queues, languages=self.languages,
-            countries=self.countries, sites=self.sites)
+        rows = np.frombuffer(self._rows, dtype=_ROW_DTYPE, count=n)
+        # Copies: the buffer is written over by the next batch.
+        calls = CallLog(**{f: rows[f].copy() for f in _COLUMN_TYPES}, queues=self.queues,
+                        languages=self.languages, countries=self.countries, sites=self.sites)
         self._tally.add(calls)
         offered = ~np.isnan(calls.queued_s) & (calls.queued_s >= 0)
         self._waits.append(WaitLog(calls.queued_s[offered], calls.wait_s[offered],
@@ -172,31 +221,49 @@ class Recorder:
         # Identity tests on the state, not a dict: an Enum member hashes in Python code.
         state = o.state
         if state is AgentState.READY:
-            category = READY
+            category = _READY
         elif state is AgentState.PAUSED:
             # An agent doing callback work (an outbound call) is busy, not on a break.
-            category = BUSY if o.reason == CALLBACK_WORK_REASON else PAUSED
+            category = _BUSY if o.reason == _CALLBACK_WORK_REASON else _PAUSED
         elif state is AgentState.LOGGED_OUT:
             category = -1
         else:  # ringing, on a call, wrapping up
-            category = BUSY
-        i = self._agent_index[o.agent_id]
-        key = self._ag_key[i]
-        if key >= 0:
-            self._accrue(key, self._ag_since[i], o.at)
-        self._ag_since[i] = o.at
-        self._ag_key[i] = self._site_base[i] + category if category >= 0 else -1
+            category = _BUSY
+        clock = self._clocks[o.agent_id]
+        at = o.at
+        if clock.key >= 0:
+            self._accrue(clock.key, clock.interval, clock.since, at)
+        clock.since = at
+        clock.interval = self._interval_of(at)
+        clock.key = clock.base + category if category >= 0 else -1
 
-    def _accrue(self, key: int, t0: float, t1: float) -> None:
-        """Add one agent's span [t0, t1) in ``key`` to the intervals it covers."""
+    def _interval_of(self, t: float) -> int:
+        """``t // interval_s``, from the interval of the last state change when ``t`` is in
+        it."""
+        if self._now_lo <= t < self._now_hi:
+            return self._now_k
+        k = int(t // self.interval_s)
+        if self._whole_interval and k >= 0:
+            self._now_k = k
+            self._now_lo = k * self.interval_s
+            self._now_hi = (k + 1) * self.interval_s
+        return k
+
+    def _accrue(self, key: int, k: int, t0: float, t1: float) -> None:
+        """Add one agent's span [t0, t1) in ``key`` to the intervals it covers, from the
+        interval ``k`` that ``t0`` lies in."""
         interval = self.interval_s
-        k = int(t0 // interval)
         acc = self._acc
         n_keys = self._n_keys
         n_int = self._n_int
         while t0 < t1 and k < n_int:
-            end = min((k + 1) * interval, t1)
-            acc[k * n_keys + key] += end - t0
+            end = (k + 1) * interval
+            if t1 < end:
+                end = t1
+            i = k * n_keys + key
+            # Read, add and store as floats: ``+=`` on a list item is a generic (boxed) add.
+            total: float = acc[i]
+            acc[i] = total + (end - t0)
             t0 = end
             k += 1
 
@@ -204,7 +271,20 @@ class Recorder:
 
     def depths(self, depths: list[int]) -> None:
         """Every queue's waiting calls, sampled every :data:`DEPTH_SAMPLE_S` from the start."""
-        self._depth_samples.append(depths)
+        k = int(self._n_samples * DEPTH_SAMPLE_S // self.interval_s)
+        self._n_samples += 1
+        if k >= self._n_int:
+            return
+        self._depth_n[k] += 1
+        n_q = len(self.queues)
+        base = k * n_q
+        total = self._depth_sum
+        top = self._depth_top
+        for q in range(n_q):
+            depth = depths[q]
+            total[base + q] += depth
+            if depth > top[base + q]:
+                top[base + q] = depth
 
     # ------------------------------------------------------------------------ result
 
@@ -215,30 +295,25 @@ class Recorder:
         return self._code_l.get(name, -1)
 
     def _c(self, name: str) -> int:
-        return self._code_c.get(name, len(self.countries) - 1)
+        return self._code_c.get(name, self._other_c)
 
     def _agent_seconds(self, now: float) -> np.ndarray:
         """Seconds per (interval, site, category), the spans still open ending ``now``."""
-        for i, key in enumerate(self._ag_key):
-            if key >= 0:
-                self._accrue(key, self._ag_since[i], now)
-                self._ag_since[i] = now
+        for clock in self._clock_list:
+            if clock.key >= 0:
+                self._accrue(clock.key, clock.interval, clock.since, now)
+                clock.since = now
+                clock.interval = self._interval_of(now)
         return np.array(self._acc, dtype=float).reshape(self._n_int, len(self.sites),
                                                         len(AGENT_TIME))
 
     def _depth_per_interval(self) -> tuple[np.ndarray, np.ndarray]:
-        n_int = math.ceil(self.horizon_s / self.interval_s)
-        mean = np.zeros((n_int, len(self.queues)))
-        top = np.zeros((n_int, len(self.queues)))
-        if self._depth_samples:
-            samples = np.asarray(self._depth_samples, dtype=float)
-            cell = (np.arange(len(samples)) * DEPTH_SAMPLE_S // self.interval_s).astype(int)
-            counts = np.bincount(cell, minlength=n_int)[:n_int]
-            for q in range(samples.shape[1]):
-                sums = np.bincount(cell, weights=samples[:, q], minlength=n_int)[:n_int]
-                mean[:, q] = np.divide(sums, counts, out=np.zeros(n_int), where=counts > 0)
-                np.maximum.at(top[:, q], cell[cell < n_int], samples[cell < n_int, q])
-        return mean, top
+        """Mean and maximum calls waiting per (interval, queue); 0 without samples."""
+        shape = (self._n_int, len(self.queues))
+        counts = np.array(self._depth_n)[:, None]
+        mean = np.divide(np.array(self._depth_sum, dtype=float).reshape(shape), counts,
+                         out=np.zeros(shape), where=counts > 0)
+        return mean, np.array(self._depth_top, dtype=float).reshape(shape)
 
     def _call_log(self) -> CallLog:
         """Every kept call, in order of arrival (stable: calls arriving together in order of
@@ -285,9 +360,3 @@ class Recorder:
             queue_depth_mean=depth_mean, queue_depth_max=depth_max,
             tallies=self._tally.tallies(), waits=self._wait_log(), n_calls=self._n_calls)
 
-
-#: The call log's columns and their types.
-_COLUMN_TYPES: dict[str, type] = {
-    "arrival_s": np.float64, "queued_s": np.float64, "wait_s": np.float64,
-    "talk_s": np.float64, "queue": np.int16, "language": np.int16, "country": np.int16,
-    "site": np.int16, "outcome": np.int8, "repeat": np.int8}
