@@ -9,7 +9,7 @@ from routerkit import Switchboard, agent, build, center_data, drive, of_type
 
 from acd.config.policy import center_policy
 from acd.core import agent_states
-from acd.core.agent_states import AGENT_TRANSITIONS, allowed, set_state
+from acd.core.agent_states import AGENT_TRANSITIONS, allowed, legal, set_state
 from acd.core.errors import IllegalAgentMove
 from acd.core.floor import Floor
 from acd.core.model import AgentState, AgentStateChanged
@@ -64,3 +64,13 @@ def test_random_router_days_only_make_moves_the_table_lists() -> None:
         seen.add(move)
         last[change.agent_id] = change.state
     assert len(seen) >= 8  # the drive reached most of the table, not just login and logout
+
+
+def test_the_quick_legality_check_agrees_with_the_table() -> None:
+    """For every state, event and target, ``legal`` allows exactly the moves the table lists."""
+    events = {event for _state, event in AGENT_TRANSITIONS}
+    for old in AgentState:
+        for event in events | {"no_such_event"}:
+            for target in AgentState:
+                assert legal(old, event, target) == (target in allowed(old, event)), \
+                    (old, event, target)

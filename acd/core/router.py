@@ -52,7 +52,6 @@ from acd.core.floor import (
     AgentRt,
     CallRt,
     Floor,
-    forget,
 )
 from acd.core.model import (
     AgentAlreadyLoggedIn,
@@ -275,7 +274,9 @@ class Router:
         call.answered_at = now
         call.version += 1
         q = call.q
-        forget(q.calls, call.id)
+        # A ringing call is in its queue's calls (offer and adopt_call keep it there): a
+        # plain ``del``, without the membership test of ``forget``.
+        del q.calls[call.id]
         set_state(self._f, now, agent, ANSWER, AgentState.ON_CALL, None)
         out.append(CallAnswered(call.id, agent.profile.id, q.name, now - call.arrived, now))
         return out
