@@ -263,7 +263,7 @@ class TimerLoop:
     whatever the heap's layout.
     """
 
-    __slots__ = ("env", "on_timer", "queue", "spent")
+    __slots__ = ("env", "free", "on_timer", "queue", "spent")
 
     def __init__(self, env: simpy.Environment, on_timer: Callable[[_Timer, float], None]) -> None:
         self.env = env
@@ -271,6 +271,24 @@ class TimerLoop:
         self.queue: list[Any] = env._queue
         #: The timer being run while it still sits at the head of the queue (else None).
         self.spent: _Timer | None = None
+        #: Timers run and out of the queue, for :meth:`timer` to fill again: nothing holds
+        #: one once it ran (its queue entry is gone, the engine keeps no timer), and reuse
+        #: spares an allocation and a free per timer.
+        self.free: list[_Timer] = []
+
+    def timer(self, what: int, call: _Call | None, token: int, agent_id: str,
+              callbacks: tuple[Callable[[_Timer], None], ...]) -> _Timer:
+        """A timer record saying what to do: a spent one refilled, else a new one."""
+        free = self.free
+        if free:
+            timer = free.pop()
+            timer.what = what
+            timer.call = call
+            timer.token = token
+            timer.agent_id = agent_id
+            timer.callbacks = callbacks
+            return timer
+        return _Timer(what, call, token, agent_id, callbacks)
 
     def push(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
         """Put ``timer`` in the queue keyed as ``Environment.schedule`` keys an event (``eid``
@@ -307,6 +325,10 @@ class TimerLoop:
                     self.on_timer(event, t)
                 finally:
                     self._drop_spent()
+                # Out of the queue now: kept for reuse, without the call it was for (a call
+                # ended must not stay alive in the free list).
+                event.call = None
+                self.free.append(event)
                 continue
             _heappop(queue)
             callbacks = event.callbacks
@@ -585,7 +607,7 @@ class Simulation:
         event queue, at the place a timeout would take (an URGENT event for the starts at time
         0, as a process's start is)."""
         self._schedule(self.now + delay, priority, self._next_eid(),
-                       _Timer(what, call, token, agent_id, self._callbacks))
+                       self._loop.timer(what, call, token, agent_id, self._callbacks))
 
     def _schedule(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
         """Put ``timer`` in the environment's queue as ``Environment.schedule`` does: keyed by
@@ -952,7 +974,7 @@ class Simulation:
                 call.patience_eid = eid
             else:
                 self._schedule(at, _NORMAL, eid,
-                               _Timer(_PATIENCE, call, 0, "", self._callbacks))
+                               self._loop.timer(_PATIENCE, call, 0, "", self._callbacks))
 
     def _release_patience(self, call: _Call) -> None:
         """A held-back patience timer goes into SimPy's queue, at the place it took when the
@@ -961,7 +983,7 @@ class Simulation:
         if eid >= 0:
             call.patience_eid = -1
             self._schedule(call.patience_at, _NORMAL, eid,
-                           _Timer(_PATIENCE, call, 0, "", self._callbacks))
+                           self._loop.timer(_PATIENCE, call, 0, "", self._callbacks))
 
     # -------------------------------------------------------------------- callback work
 
@@ -1092,7 +1114,8 @@ class Simulation:
         if not at < call.patience_at:
             self._release_patience(call)
         self._schedule(at, _NORMAL, self._next_eid(),
-                       _Timer(_ANSWER, call, call.ring_token, d.agent_id, self._callbacks))
+                       self._loop.timer(_ANSWER, call, call.ring_token, d.agent_id,
+                                        self._callbacks))
 
     def _answer(self, call: _Call, token: int, agent_id: str) -> None:
         if call.ring_token == token:
