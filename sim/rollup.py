@@ -226,6 +226,11 @@ def period_sums(rows: np.ndarray, index: np.ndarray, n_periods: int) -> np.ndarr
                      for row in np.nan_to_num(rows, nan=0.0)])
 
 
+def rolled_dims(summary: Summary) -> list[str]:
+    """The dimensions rolled up that the summary has: the center, then ``ROLLUP_DIMS``."""
+    return [d for d in (ALL, *ROLLUP_DIMS) if d in summary.intervals]
+
+
 def replication_tables(results: Sequence[RunResult], dims: Sequence[str]
                        ) -> dict[str, list[IntervalTable]]:
     """Each replication's per-interval table by each of ``dims``, built once for the weekly
@@ -277,7 +282,7 @@ def rollups(summary: Summary, weekly: bool = True, cal: Calendar | None = None,
     cal = cal or calendar(summary)
     periods, index = _periods(cal, weekly)
     out: list[Rollup] = []
-    dims = [d for d in (ALL, *ROLLUP_DIMS) if d in summary.intervals]
+    dims = rolled_dims(summary)
     if results and tables is None:
         tables = replication_tables(results, dims)
     for dim in dims:
@@ -351,7 +356,7 @@ def calendar_rollups(summary: Summary, results: Sequence[RunResult] = ()
                 a is b for a, b in zip(runs, key, strict=True)):
             return found
     cal = calendar(summary)
-    dims = [d for d in (ALL, *ROLLUP_DIMS) if d in summary.intervals]
+    dims = rolled_dims(summary)
     tables = replication_tables(key, dims) if key else None
     found = {"weekly": rollups(summary, weekly=True, cal=cal, results=key, tables=tables),
              "daily": rollups(summary, weekly=False, cal=cal, results=key, tables=tables)}
