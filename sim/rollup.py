@@ -37,6 +37,7 @@ from sim.kpi import (
     Estimate,
     GroupVerdict,
     IntervalSummary,
+    IntervalTable,
     Summary,
     Verdict,
     _moments,
@@ -225,14 +226,27 @@ def period_sums(rows: np.ndarray, index: np.ndarray, n_periods: int) -> np.ndarr
                      for row in np.nan_to_num(rows, nan=0.0)])
 
 
-def replicate_estimates(results: Sequence[RunResult], dim: str, index: np.ndarray,
+def rolled_dims(summary: Summary) -> list[str]:
+    """The dimensions rolled up that the summary has: the center, then ``ROLLUP_DIMS``."""
+    return [d for d in (ALL, *ROLLUP_DIMS) if d in summary.intervals]
+
+
+def replication_tables(results: Sequence[RunResult], dims: Sequence[str]
+                       ) -> dict[str, list[IntervalTable]]:
+    """Each replication's per-interval table by each of ``dims``, built once for the weekly
+    and the daily roll-ups alike."""
+    return {dim: [kpis_per_interval(r, None if dim == ALL else cast(Dimension, dim))
+                  for r in results] for dim in dims}
+
+
+def replicate_estimates(tables: Sequence[IntervalTable], index: np.ndarray,
                         n_periods: int) -> dict[str, list[list[Estimate]]]:
-    """SL and answer rate of each group (rows) and period (columns) over replications: each
-    replication's ratio of its own sums of calls over the period, then their mean and 95%
-    Student t CI half-width (NaN for one replication; periods without calls left out)."""
+    """SL and answer rate of each group (rows) and period (columns) over replications (their
+    per-interval ``tables``): each replication's ratio of its own sums of calls over the
+    period, then their mean and 95% Student t CI half-width (NaN for one replication; periods
+    without calls left out)."""
     per_rep: dict[str, list[np.ndarray]] = {k: [] for k in JUDGED}
-    for result in results:
-        table = kpis_per_interval(result, None if dim == ALL else cast(Dimension, dim))
+    for table in tables:
         sums = {k: period_sums(table.values[k], index, n_periods)
                 for k in ("offered", "answered", "answered_within")}
         per_rep["sl_offered"].append(ratio(sums["answered_within"], sums["offered"]))
@@ -259,14 +273,18 @@ def period_status(dim: str, group: str, offered: float, estimates: dict[str, Est
 
 
 def rollups(summary: Summary, weekly: bool = True, cal: Calendar | None = None,
-            results: Sequence[RunResult] = ()) -> list[Rollup]:
+            results: Sequence[RunResult] = (),
+            tables: dict[str, list[IntervalTable]] | None = None) -> list[Rollup]:
     """Per ISO week (``weekly``) or per local date: the center, then every queue and language
     with calls in the run, period by period; with the replications' ``results`` each period's
-    SL and answer rate get a 95% CI across them and are judged on it."""
+    SL and answer rate get a 95% CI across them and are judged on it (``tables``: their
+    :func:`replication_tables`, when already built)."""
     cal = cal or calendar(summary)
     periods, index = _periods(cal, weekly)
     out: list[Rollup] = []
-    dims = [d for d in (ALL, *ROLLUP_DIMS) if d in summary.intervals]
+    dims = rolled_dims(summary)
+    if results and tables is None:
+        tables = replication_tables(results, dims)
     for dim in dims:
         table = summary.intervals[dim]
         sums = {k: period_sums(_counts(table, k), index, len(periods)) for k in ROLLUP_COUNTS}
@@ -276,7 +294,7 @@ def rollups(summary: Summary, weekly: bool = True, cal: Calendar | None = None,
                   "answer_rate": ratio(sums["answered"], sums["offered"]),
                   "abandon_rate": ratio(sums["abandoned"], sums["offered"]),
                   "asa_s": ratio(waited, sums["answered"])}
-        reps = replicate_estimates(results, dim, index, len(periods)) if results else None
+        reps = replicate_estimates(tables[dim], index, len(periods)) if tables else None
         name = "center" if dim == ALL else dim
         for g, group in enumerate(table.groups):
             if dim != ALL and sums["offered"][g].sum() <= 0:
@@ -338,7 +356,9 @@ def calendar_rollups(summary: Summary, results: Sequence[RunResult] = ()
                 a is b for a, b in zip(runs, key, strict=True)):
             return found
     cal = calendar(summary)
-    found = {"weekly": rollups(summary, weekly=True, cal=cal, results=key),
-             "daily": rollups(summary, weekly=False, cal=cal, results=key)}
+    dims = rolled_dims(summary)
+    tables = replication_tables(key, dims) if key else None
+    found = {"weekly": rollups(summary, weekly=True, cal=cal, results=key, tables=tables),
+             "daily": rollups(summary, weekly=False, cal=cal, results=key, tables=tables)}
     _LAST[:] = [(summary, key, found)]
     return found
