@@ -1113,9 +1113,7 @@ class Simulation:
         call.answer_at = at
         if not at < call.patience_at:
             self._release_patience(call)
-        self._schedule(at, _NORMAL, self._next_eid(),
-                       self._loop.timer(_ANSWER, call, call.ring_token, d.agent_id,
-                                        self._callbacks))
+        self._timer(delay, _ANSWER, call, call.ring_token, d.agent_id)
 
     def _answer(self, call: _Call, token: int, agent_id: str) -> None:
         if call.ring_token == token:
