@@ -967,14 +967,11 @@ class Simulation:
             # answer comes first, keeps it out (most calls), unless that answer is lost
             # (``_release_patience``). The heap stays small and no stale timer is run.
             at = now + patience
-            eid = self._next_eid()
+            call.patience_at = at
+            call.patience_eid = self._next_eid()
             phase = call.phase
-            if phase is Phase.TALKING or (phase is Phase.RINGING and call.answer_at < at):
-                call.patience_at = at
-                call.patience_eid = eid
-            else:
-                self._schedule(at, _NORMAL, eid,
-                               self._loop.timer(_PATIENCE, call, 0, "", self._callbacks))
+            if not (phase is Phase.TALKING or (phase is Phase.RINGING and call.answer_at < at)):
+                self._release_patience(call)
 
     def _release_patience(self, call: _Call) -> None:
         """A held-back patience timer goes into SimPy's queue, at the place it took when the
@@ -1113,9 +1110,7 @@ class Simulation:
         call.answer_at = at
         if not at < call.patience_at:
             self._release_patience(call)
-        self._schedule(at, _NORMAL, self._next_eid(),
-                       self._loop.timer(_ANSWER, call, call.ring_token, d.agent_id,
-                                        self._callbacks))
+        self._timer(delay, _ANSWER, call, call.ring_token, d.agent_id)
 
     def _answer(self, call: _Call, token: int, agent_id: str) -> None:
         if call.ring_token == token:
