@@ -281,9 +281,9 @@ class AgentRt(Timed):
 class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
-    __slots__ = ("affinity_tiers", "agent_buckets", "agents", "all_tiers", "buckets", "calls",
-                 "home_tiers", "out", "pools", "queues", "queues_by_skill", "ready",
-                 "ready_index", "seq", "sites", "skilled", "staffed", "timers")
+    __slots__ = ("affinity_tiers", "agents", "all_tiers", "buckets", "calls", "home_tiers",
+                 "out", "pools", "queues", "queues_by_skill", "ready", "ready_index", "seq",
+                 "sites", "skilled", "staffed", "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
@@ -307,16 +307,6 @@ class Floor:
                 self.skilled.setdefault(s, []).append(a)
         #: Wait-estimate pools by (queue, language, country, steps applied), built on first use.
         self.pools: dict[tuple[str, str, str, int], list[tuple[AgentRt, int]]] = {}
-        # Per agent: the buckets it must look at when freed (its skills' queues x its
-        # languages), leaving out the queues whose calls it can never take: a freed agent
-        # never walks a whole bucket of calls none of which it may take.
-        self.agent_buckets: dict[str, list[tuple[str, str]]] = {
-            a.profile.id: [(q.name, lang) for s in a.profile.skills
-                           for q in self.queues_by_skill.get(s, ())
-                           if can_ever_take(a.profile, q)
-                           for lang in a.profile.languages]
-            for a in self.agents.values()
-        }
         # Ready agents by (skill, language, site, newcomer), each dict in the order they became
         # ready: a call looks only where eligible agents can be, longest idle first.
         # Every key any agent has gets its dict up front (empty until someone is ready), so
@@ -344,11 +334,15 @@ class Floor:
         #: Agents logged in and not paused, per skill (for wait estimates).
         self.staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
         self.buckets: dict[tuple[str, str], list[tuple[int, float, int, CallRt]]] = {}
-        # Each agent holds the buckets of its ``agent_buckets`` themselves, made up front (a
-        # bucket is never replaced), in that order.
+        # Per agent: the buckets it must look at when freed (its skills' queues x its
+        # languages), leaving out the queues whose calls it can never take: a freed agent
+        # never walks a whole bucket of calls none of which it may take. Each agent holds the
+        # buckets themselves, made up front (a bucket is never replaced).
         for a in self.agents.values():
-            a.buckets = [self.buckets.setdefault(key, [])
-                         for key in self.agent_buckets[a.profile.id]]
+            p = a.profile
+            a.buckets = [self.buckets.setdefault((q.name, lang), [])
+                         for s in p.skills for q in self.queues_by_skill.get(s, ())
+                         if can_ever_take(p, q) for lang in p.languages]
         self.calls: dict[str, CallRt] = {}
         self.timers = TimerHeap()
         self.seq = 0
