@@ -325,7 +325,7 @@ class Floor:
         for q in self.queues.values():
             q.ready = self.ready_index.get(q.skill)
         self.sites = tuple(policy.sites)
-        # Site tiers (see selection.site_tiers): every site at once; by home site, the home
+        # Site tiers (see selection.sites_of): every site at once; by home site, the home
         # site only, and the home site first then the others (site affinity). The last two
         # are filled on first use.
         self.all_tiers: tuple[tuple[str, ...], ...] = (self.sites,)
