@@ -247,17 +247,15 @@ class AgentRt(Timed):
 
     __slots__ = ("buckets", "busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since",
                  "index", "login_at", "pending", "pending_reason", "profile", "ready_dicts",
-                 "ready_keys", "reason", "since", "skills", "state")
+                 "reason", "since", "skills", "state")
 
-    def __init__(self, profile: AgentProfile, index: int,
-                 ready_keys: list[ReadyKey]) -> None:
+    def __init__(self, profile: AgentProfile, index: int) -> None:
         self.profile = profile
         #: The profile's skill levels as a dict: compiled, reading a ``Mapping`` is a method
         #: call by name, reading a dict a primitive.
         self.skills: dict[str, int] = dict(profile.skills)
         self.index = index
-        self.ready_keys = ready_keys
-        #: The floor's ready dicts of ``ready_keys``, in that order (set by :class:`Floor`):
+        #: The floor's ready dicts this agent is in while ready (set by :class:`Floor`):
         #: becoming ready or leaving it touches them without hashing a key each time.
         self.ready_dicts: list[dict[str, AgentRt]] = []
         #: The floor's buckets this agent looks at when freed (set by :class:`Floor`).
@@ -291,6 +289,11 @@ class Floor:
         for q in self.queues.values():
             self.queues_by_skill.setdefault(q.skill, []).append(q)
         self.agents: dict[str, AgentRt] = {}
+        # Ready agents by (skill, language, site, newcomer), each dict in the order they became
+        # ready: a call looks only where eligible agents can be, longest idle first.
+        # Every key any agent has gets its dict up front (empty until someone is ready), so
+        # each agent holds its own dicts.
+        self.ready: dict[ReadyKey, dict[str, AgentRt]] = {}
         for i, p in enumerate(agents):
             # Ready lists only for the skills with a queue whose calls the agent can ever take:
             # a call never has to step over an agent who could not take it at any step.
@@ -299,7 +302,8 @@ class Floor:
                     for lang in p.languages]
             # Unique keys: a ready agent is in each of its dicts once (set_state deletes it).
             keys = list(dict.fromkeys(keys))
-            self.agents[p.id] = AgentRt(p, i, keys)
+            a = self.agents[p.id] = AgentRt(p, i)
+            a.ready_dicts = [self.ready.setdefault(key, {}) for key in keys]
         #: Agents on the roster with each skill, in roster order (for wait estimates).
         self.skilled: dict[str, list[AgentRt]] = {s: [] for s in policy.skills}
         for a in self.agents.values():
@@ -307,16 +311,9 @@ class Floor:
                 self.skilled.setdefault(s, []).append(a)
         #: Wait-estimate pools by (queue, language, country, steps applied), built on first use.
         self.pools: dict[tuple[str, str, str, int], list[tuple[AgentRt, int]]] = {}
-        # Ready agents by (skill, language, site, newcomer), each dict in the order they became
-        # ready: a call looks only where eligible agents can be, longest idle first.
-        # Every key any agent has gets its dict up front (empty until someone is ready), so
-        # each agent holds its own dicts.
-        self.ready: dict[ReadyKey, dict[str, AgentRt]] = {}
-        #: The same dicts by skill, language and site, then ``newcomer`` (0 or 1): a call
+        #: The ready dicts by skill, language and site, then ``newcomer`` (0 or 1): a call
         #: looking for an agent reads them by name, without building and hashing a key.
         self.ready_index: dict[str, dict[str, dict[str, list[dict[str, AgentRt]]]]] = {}
-        for a in self.agents.values():
-            a.ready_dicts = [self.ready.setdefault(key, {}) for key in a.ready_keys]
         for (skill, lang, site, novice), d in self.ready.items():
             pair = self.ready_index.setdefault(skill, {}).setdefault(lang, {}).setdefault(site, [])
             if not pair:
