@@ -149,9 +149,6 @@ class TimerHeap:
     def __init__(self) -> None:
         self._items: list[Timer] = []
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def first(self) -> Timer | None:
         """The earliest timer (armed or not), or None."""
         items = self._items
