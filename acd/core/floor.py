@@ -149,9 +149,6 @@ class TimerHeap:
     def __init__(self) -> None:
         self._items: list[Timer] = []
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def first(self) -> Timer | None:
         """The earliest timer (armed or not), or None."""
         items = self._items
@@ -247,17 +244,15 @@ class AgentRt(Timed):
 
     __slots__ = ("buckets", "busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since",
                  "index", "login_at", "pending", "pending_reason", "profile", "ready_dicts",
-                 "ready_keys", "reason", "since", "skills", "state")
+                 "reason", "since", "skills", "state")
 
-    def __init__(self, profile: AgentProfile, index: int,
-                 ready_keys: list[ReadyKey]) -> None:
+    def __init__(self, profile: AgentProfile, index: int) -> None:
         self.profile = profile
         #: The profile's skill levels as a dict: compiled, reading a ``Mapping`` is a method
         #: call by name, reading a dict a primitive.
         self.skills: dict[str, int] = dict(profile.skills)
         self.index = index
-        self.ready_keys = ready_keys
-        #: The floor's ready dicts of ``ready_keys``, in that order (set by :class:`Floor`):
+        #: The floor's ready dicts this agent is in while ready (set by :class:`Floor`):
         #: becoming ready or leaving it touches them without hashing a key each time.
         self.ready_dicts: list[dict[str, AgentRt]] = []
         #: The floor's buckets this agent looks at when freed (set by :class:`Floor`).
@@ -281,9 +276,9 @@ class AgentRt(Timed):
 class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
-    __slots__ = ("affinity_tiers", "agent_buckets", "agents", "all_tiers", "buckets", "calls",
-                 "home_tiers", "out", "pools", "queues", "queues_by_skill", "ready",
-                 "ready_index", "seq", "sites", "skilled", "staffed", "timers")
+    __slots__ = ("affinity_tiers", "agents", "all_tiers", "buckets", "calls", "home_tiers",
+                 "out", "pools", "queues", "queues_by_skill", "ready", "ready_index", "seq",
+                 "sites", "skilled", "staffed", "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
@@ -291,6 +286,11 @@ class Floor:
         for q in self.queues.values():
             self.queues_by_skill.setdefault(q.skill, []).append(q)
         self.agents: dict[str, AgentRt] = {}
+        # Ready agents by (skill, language, site, newcomer), each dict in the order they became
+        # ready: a call looks only where eligible agents can be, longest idle first.
+        # Every key any agent has gets its dict up front (empty until someone is ready), so
+        # each agent holds its own dicts.
+        self.ready: dict[ReadyKey, dict[str, AgentRt]] = {}
         for i, p in enumerate(agents):
             # Ready lists only for the skills with a queue whose calls the agent can ever take:
             # a call never has to step over an agent who could not take it at any step.
@@ -299,7 +299,8 @@ class Floor:
                     for lang in p.languages]
             # Unique keys: a ready agent is in each of its dicts once (set_state deletes it).
             keys = list(dict.fromkeys(keys))
-            self.agents[p.id] = AgentRt(p, i, keys)
+            a = self.agents[p.id] = AgentRt(p, i)
+            a.ready_dicts = [self.ready.setdefault(key, {}) for key in keys]
         #: Agents on the roster with each skill, in roster order (for wait estimates).
         self.skilled: dict[str, list[AgentRt]] = {s: [] for s in policy.skills}
         for a in self.agents.values():
@@ -307,26 +308,9 @@ class Floor:
                 self.skilled.setdefault(s, []).append(a)
         #: Wait-estimate pools by (queue, language, country, steps applied), built on first use.
         self.pools: dict[tuple[str, str, str, int], list[tuple[AgentRt, int]]] = {}
-        # Per agent: the buckets it must look at when freed (its skills' queues x its
-        # languages), leaving out the queues whose calls it can never take: a freed agent
-        # never walks a whole bucket of calls none of which it may take.
-        self.agent_buckets: dict[str, list[tuple[str, str]]] = {
-            a.profile.id: [(q.name, lang) for s in a.profile.skills
-                           for q in self.queues_by_skill.get(s, ())
-                           if can_ever_take(a.profile, q)
-                           for lang in a.profile.languages]
-            for a in self.agents.values()
-        }
-        # Ready agents by (skill, language, site, newcomer), each dict in the order they became
-        # ready: a call looks only where eligible agents can be, longest idle first.
-        # Every key any agent has gets its dict up front (empty until someone is ready), so
-        # each agent holds its own dicts.
-        self.ready: dict[ReadyKey, dict[str, AgentRt]] = {}
-        #: The same dicts by skill, language and site, then ``newcomer`` (0 or 1): a call
+        #: The ready dicts by skill, language and site, then ``newcomer`` (0 or 1): a call
         #: looking for an agent reads them by name, without building and hashing a key.
         self.ready_index: dict[str, dict[str, dict[str, list[dict[str, AgentRt]]]]] = {}
-        for a in self.agents.values():
-            a.ready_dicts = [self.ready.setdefault(key, {}) for key in a.ready_keys]
         for (skill, lang, site, novice), d in self.ready.items():
             pair = self.ready_index.setdefault(skill, {}).setdefault(lang, {}).setdefault(site, [])
             if not pair:
@@ -335,7 +319,7 @@ class Floor:
         for q in self.queues.values():
             q.ready = self.ready_index.get(q.skill)
         self.sites = tuple(policy.sites)
-        # Site tiers (see selection.site_tiers): every site at once; by home site, the home
+        # Site tiers (see selection.sites_of): every site at once; by home site, the home
         # site only, and the home site first then the others (site affinity). The last two
         # are filled on first use.
         self.all_tiers: tuple[tuple[str, ...], ...] = (self.sites,)
@@ -344,11 +328,15 @@ class Floor:
         #: Agents logged in and not paused, per skill (for wait estimates).
         self.staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
         self.buckets: dict[tuple[str, str], list[tuple[int, float, int, CallRt]]] = {}
-        # Each agent holds the buckets of its ``agent_buckets`` themselves, made up front (a
-        # bucket is never replaced), in that order.
+        # Per agent: the buckets it must look at when freed (its skills' queues x its
+        # languages), leaving out the queues whose calls it can never take: a freed agent
+        # never walks a whole bucket of calls none of which it may take. Each agent holds the
+        # buckets themselves, made up front (a bucket is never replaced).
         for a in self.agents.values():
-            a.buckets = [self.buckets.setdefault(key, [])
-                         for key in self.agent_buckets[a.profile.id]]
+            p = a.profile
+            a.buckets = [self.buckets.setdefault((q.name, lang), [])
+                         for s in p.skills for q in self.queues_by_skill.get(s, ())
+                         if can_ever_take(p, q) for lang in p.languages]
         self.calls: dict[str, CallRt] = {}
         self.timers = TimerHeap()
         self.seq = 0
