@@ -339,26 +339,17 @@ def rollup_dict(r: Rollup) -> dict[str, object]:
             "status": r.status}
 
 
-#: The last roll-ups computed, with what they were computed from (compared by identity): the
-#: terminal, summary.json, the CSVs and the report of one run share them.
-_LAST: list[tuple[Summary, tuple[RunResult, ...], dict[str, list[Rollup]]]] = []
+#: A run's roll-ups by name (``weekly`` and ``daily``), as :func:`calendar_rollups` gives them.
+CalendarRollups = dict[str, list[Rollup]]
 
 
-def calendar_rollups(summary: Summary, results: Sequence[RunResult] = ()
-                     ) -> dict[str, list[Rollup]]:
+def calendar_rollups(summary: Summary, results: Sequence[RunResult] = ()) -> CalendarRollups:
     """The ``weekly`` and ``daily`` roll-ups of a run of more than one day (judged with a CI
-    across ``results`` when given); none for a shorter run."""
+    across ``results`` when given); none for a shorter run. Whatever writes a run's outputs
+    computes them once and hands them to each report (their ``periods`` parameter)."""
     if not is_multi_day(summary):
         return {}
-    key = tuple(results)
-    for done, runs, found in _LAST:
-        if done is summary and len(runs) == len(key) and all(
-                a is b for a, b in zip(runs, key, strict=True)):
-            return found
     cal = calendar(summary)
-    dims = rolled_dims(summary)
-    tables = replication_tables(key, dims) if key else None
-    found = {"weekly": rollups(summary, weekly=True, cal=cal, results=key, tables=tables),
-             "daily": rollups(summary, weekly=False, cal=cal, results=key, tables=tables)}
-    _LAST[:] = [(summary, key, found)]
-    return found
+    tables = replication_tables(results, rolled_dims(summary)) if results else None
+    return {"weekly": rollups(summary, weekly=True, cal=cal, results=results, tables=tables),
+            "daily": rollups(summary, weekly=False, cal=cal, results=results, tables=tables)}
