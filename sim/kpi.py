@@ -483,8 +483,11 @@ class Estimate:
     n: int
 
 
-def _moments(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, sd (ddof 1), CI half-width and count over axis 0, ignoring NaN, without warnings."""
+def replication_moments(stack: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Over axis 0 of ``stack`` (one entry per replication): the mean, sd (ddof 1), 95% CI
+    half-width (Student t; NaN below two values) and how many values were finite, each of the
+    shape of one entry; NaN values are left out, and no warning is raised."""
     finite = np.isfinite(stack)
     n = finite.sum(axis=0)
     filled = np.where(finite, stack, 0.0)
@@ -499,7 +502,7 @@ def _moments(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
 
 def estimate(values: Sequence[float]) -> Estimate:
     """Mean, sd and 95% CI half-width (Student t) of replicate values; NaN values are skipped."""
-    mean, sd, half, n = _moments(np.asarray(values, dtype=float).reshape(-1))
+    mean, sd, half, n = replication_moments(np.asarray(values, dtype=float).reshape(-1))
     return Estimate(float(mean), float(sd), float(half), int(n))
 
 
@@ -605,7 +608,7 @@ class Summary:
 def _estimates(rows: Sequence[dict[str, float]]) -> dict[str, Estimate]:
     """One Estimate per KPI from one row per replication."""
     stack = np.asarray([[row[k] for k in KPI_NAMES] for row in rows], dtype=float)
-    mean, sd, half, n = _moments(stack.reshape(len(rows), len(KPI_NAMES)))
+    mean, sd, half, n = replication_moments(stack.reshape(len(rows), len(KPI_NAMES)))
     return {k: Estimate(float(mean[i]), float(sd[i]), float(half[i]), int(n[i]))
             for i, k in enumerate(KPI_NAMES)}
 
@@ -625,7 +628,7 @@ def _interval_summary(tables: Sequence[IntervalTable]) -> IntervalSummary:
         stack = np.full((len(tables), len(first.groups), n_int), np.nan)
         for r, table in enumerate(tables):
             stack[r, :, : table.start_s.size] = table.values[k]
-        mean[k], _sd, half[k], _n = _moments(stack)
+        mean[k], _sd, half[k], _n = replication_moments(stack)
     return IntervalSummary(first.groups, longest.start_s, mean, half, first.targets)
 
 

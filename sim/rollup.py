@@ -40,9 +40,9 @@ from sim.kpi import (
     IntervalTable,
     Summary,
     Verdict,
-    _moments,
     judge,
     kpis_per_interval,
+    replication_moments,
 )
 from sim.records import RunResult
 
@@ -254,7 +254,7 @@ def replicate_estimates(tables: Sequence[IntervalTable], index: np.ndarray,
     out: dict[str, list[list[Estimate]]] = {}
     for k, stacks in per_rep.items():
         # (replications, groups, periods): the run's own mean, sd and t interval over axis 0.
-        mean, sd, half, n = _moments(np.stack(stacks))
+        mean, sd, half, n = replication_moments(np.stack(stacks))
         out[k] = [[Estimate(float(mean[g, p]), float(sd[g, p]), float(half[g, p]), int(n[g, p]))
                    for p in range(n_periods)] for g in range(mean.shape[0])]
     return out

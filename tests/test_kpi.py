@@ -295,6 +295,28 @@ def test_estimate_skips_nan_and_needs_two_values_for_a_spread() -> None:
     assert math.isnan(kpi.estimate([]).mean)
 
 
+def test_replication_moments_work_cell_by_cell_over_the_first_axis() -> None:
+    """Over a (replications, groups, periods) stack each cell gets the estimate of its own
+    replicates, NaN ones left out: the values :func:`kpi.estimate` gives for that cell."""
+    rng = np.random.default_rng(11)
+    stack = rng.uniform(0.5, 1.0, size=(4, 2, 3))
+    stack[0, 0, 1] = stack[2, 0, 1] = math.nan  # two replicates of this cell are undefined
+    stack[:3, 1, 2] = math.nan  # one replicate: a mean, no spread
+    stack[:, 1, 0] = math.nan  # none: nothing at all
+    mean, sd, half, n = kpi.replication_moments(stack)
+    assert mean.shape == sd.shape == half.shape == n.shape == (2, 3)
+    for g in range(2):
+        for p in range(3):
+            want = kpi.estimate(stack[:, g, p].tolist())
+            assert int(n[g, p]) == want.n == int(np.isfinite(stack[:, g, p]).sum())
+            for got, expected in ((mean, want.mean), (sd, want.sd), (half, want.half_width)):
+                assert float(got[g, p]) == pytest.approx(expected, nan_ok=True)
+    assert float(mean[0, 1]) == pytest.approx(np.nanmean(stack[:, 0, 1]))
+    assert float(sd[0, 1]) == pytest.approx(np.nanstd(stack[:, 0, 1], ddof=1))
+    assert math.isnan(half[1, 2]) and not math.isnan(mean[1, 2])
+    assert math.isnan(mean[1, 0]) and int(n[1, 0]) == 0
+
+
 def test_t_quantiles_from_table_or_scipy() -> None:
     """t(0.975) is 12.706 for df 1 and 2.042 for df 30; beyond 30 the table falls back to 1.96."""
     np.testing.assert_allclose(kpi.t95(np.array([1, 30])), [12.7062, 2.0423], rtol=1e-4)
