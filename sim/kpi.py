@@ -112,8 +112,10 @@ class IntervalTable:
     targets: tuple[float, ...]
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with NaN wherever den is 0 (no warning, no exception)."""
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with NaN wherever den is 0 (no warning, no exception): no calls (or no agent
+    time), no share. Every denominator of a KPI is a count of calls, a sum of them or of
+    their means over replications, or agent seconds, so any other value is data."""
     out = np.full(np.broadcast(num, den).shape, np.nan)
     np.divide(num, den, out=out, where=den != 0)
     return out
@@ -320,18 +322,18 @@ def _ratios(t: dict[str, np.ndarray], busy: np.ndarray, ready: np.ndarray) -> di
     o, a, ab = t["offered"], t["answered"], t["abandoned"]
     a_t, ab_t = t["answered_within"], t["abandoned_within"]
     return {
-        "sl_offered": _ratio(a_t, o),
-        "sl_answered": _ratio(a_t, a),
-        "sl_abandon_good": _ratio(a_t + ab_t, a + ab),
-        "sl_excl_short": _ratio(a_t, o - t["short_abandoned"]),
-        "asa_s": _ratio(t["_wait_answered"], a),
-        "mean_wait_s": _ratio(t["_wait_offered"], o),
-        "abandon_rate": _ratio(ab, o),
-        "answer_rate": _ratio(a, o),
-        "occupancy": _ratio(busy, busy + ready),
-        "aht_s": _ratio(t["_talk_answered"], a),
-        "fcr": 1.0 - _ratio(t["repeats"], o),
-        "callback_work_wait_s": _ratio(t["_wait_callback_work"], t["callback_work"]),
+        "sl_offered": ratio(a_t, o),
+        "sl_answered": ratio(a_t, a),
+        "sl_abandon_good": ratio(a_t + ab_t, a + ab),
+        "sl_excl_short": ratio(a_t, o - t["short_abandoned"]),
+        "asa_s": ratio(t["_wait_answered"], a),
+        "mean_wait_s": ratio(t["_wait_offered"], o),
+        "abandon_rate": ratio(ab, o),
+        "answer_rate": ratio(a, o),
+        "occupancy": ratio(busy, busy + ready),
+        "aht_s": ratio(t["_talk_answered"], a),
+        "fcr": 1.0 - ratio(t["repeats"], o),
+        "callback_work_wait_s": ratio(t["_wait_callback_work"], t["callback_work"]),
     }
 
 
@@ -412,7 +414,7 @@ def _consistency(offered: np.ndarray, sl: np.ndarray, targets: Sequence[float],
     target = np.asarray(targets, dtype=float)[:, None]
     qualified = offered >= min_volume
     met = qualified & (np.nan_to_num(sl, nan=-1.0) >= target - _EPS)
-    return _ratio(met.sum(axis=1).astype(float), qualified.sum(axis=1).astype(float))
+    return ratio(met.sum(axis=1).astype(float), qualified.sum(axis=1).astype(float))
 
 
 def _kpi_rows(result: RunResult, by: Dimension | None, names: tuple[str, ...],
@@ -421,7 +423,7 @@ def _kpi_rows(result: RunResult, by: Dimension | None, names: tuple[str, ...],
     summed = {k: v.sum(axis=1) for k, v in grid.items()}
     values = {k: summed[k] for k in (*COUNTS, *EXTRA_COUNTS)}
     values.update(_ratios(summed, summed["_busy"], summed["_ready"]))
-    sl_per_interval = _ratio(grid["answered_within"], grid["offered"])
+    sl_per_interval = ratio(grid["answered_within"], grid["offered"])
     targets = _group_targets(result, by, names)
     values["sl_consistency"] = _consistency(grid["offered"], sl_per_interval, targets,
                                             min_volume)
@@ -491,9 +493,9 @@ def replication_moments(stack: np.ndarray
     finite = np.isfinite(stack)
     n = finite.sum(axis=0)
     filled = np.where(finite, stack, 0.0)
-    mean = _ratio(filled.sum(axis=0), n.astype(float))
+    mean = ratio(filled.sum(axis=0), n.astype(float))
     dev = np.where(finite, stack - mean, 0.0)
-    var = _ratio((dev**2).sum(axis=0), (n - 1).astype(float))
+    var = ratio((dev**2).sum(axis=0), (n - 1).astype(float))
     var = np.where(n >= 2, var, np.nan)
     sd = np.sqrt(var)
     half = t95(n - 1) * sd / np.sqrt(np.maximum(n, 1))

@@ -23,7 +23,7 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 
-from sim.kpi import ALL, MET, Summary
+from sim.kpi import ALL, MET, Summary, ratio
 from sim.records import BUSY, READY, RunResult
 from sim.rollup import (
     Calendar,
@@ -34,7 +34,6 @@ from sim.rollup import (
     day_grid,
     is_multi_day,
     period_sums,
-    ratio,
     run_seconds,
     worst_period,
     zone_label,

@@ -42,6 +42,7 @@ from sim.kpi import (
     Verdict,
     judge,
     kpis_per_interval,
+    ratio,
     replication_moments,
 )
 from sim.records import RunResult
@@ -145,13 +146,6 @@ def day_grid(summary: Summary, cal: Calendar, dim: str = ALL
         grids.append(np.stack([np.bincount(cal.cell, weights=counts[g], minlength=n_cells)
                                for g in range(shape[0])]).reshape(shape))
     return table.groups, grids[0], grids[1]
-
-
-def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, NaN (blank) where the denominator is zero: no calls, no share."""
-    out = np.full(den.shape, np.nan)
-    np.divide(num, den, out=out, where=den > _EPS)
-    return out
 
 
 @dataclass(frozen=True)

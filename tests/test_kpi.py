@@ -141,6 +141,14 @@ def test_empty_run_gives_nan_not_zero_division() -> None:
     assert got["offered"] == 0
 
 
+def test_ratio_is_undefined_only_without_a_denominator() -> None:
+    """A share is NaN where nothing was offered and defined for any other denominator, however
+    small (a third of a call per replication, a sliver of agent time)."""
+    got = kpi.ratio(np.array([0.0, 1 / 3, 1e-12, 2.0]), np.array([0.0, 1 / 3, 2e-12, 4.0]))
+    assert math.isnan(got[0])
+    assert got[1:].tolist() == pytest.approx([1.0, 0.5, 0.5])
+
+
 def test_only_ivr_outcomes_are_not_offered() -> None:
     """Calls that end in the IVR are counted apart and leave every queue ratio undefined."""
     got = kpi.kpis(make_result([Call(0, IVR_ABANDONED), Call(0, IVR_HANGUP)])).overall
