@@ -82,6 +82,9 @@ RATIOS = ("sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short", "asa_
 #: Every KPI of :func:`kpis` (``sl_consistency`` needs intervals, so it is not per interval).
 KPI_NAMES = (*RATIOS, "sl_consistency", *COUNTS, *EXTRA_COUNTS)
 INTERVAL_KPI_NAMES = (*RATIOS, *COUNTS, *EXTRA_COUNTS)
+#: KPIs that are shares (of calls, intervals or agent time): their values lie in [0, 1].
+SHARE_KPIS = frozenset({"sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short",
+                        "abandon_rate", "answer_rate", "occupancy", "sl_consistency", "fcr"})
 #: What stays defined when grouping by answering site.
 SITE_KPIS = frozenset({"answered", "answered_within", "sl_answered", "asa_s", "occupancy"})
 #: Name of the single group of an ungrouped table.
@@ -500,6 +503,18 @@ def replication_moments(stack: np.ndarray
     sd = np.sqrt(var)
     half = t95(n - 1) * sd / np.sqrt(np.maximum(n, 1))
     return mean, sd, half, n
+
+
+def ci_bounds(kpi: str, est: Estimate) -> tuple[float, float]:
+    """The 95% CI of an estimate of ``kpi``, clipped to [0, 1] for a share (:data:`SHARE_KPIS`)
+    and at 0 for times and counts, which are never negative; NaN without a half-width (one
+    replication, or none with a value)."""
+    if not math.isfinite(est.half_width):
+        return math.nan, math.nan
+    low, high = est.mean - est.half_width, est.mean + est.half_width
+    if kpi in SHARE_KPIS:
+        return max(low, 0.0), min(high, 1.0)
+    return max(low, 0.0), high
 
 
 def estimate(values: Sequence[float]) -> Estimate:

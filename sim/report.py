@@ -28,11 +28,13 @@ from sim.kpi import (
     KPI_NAMES,
     MET,
     NOT_MET,
+    SHARE_KPIS,
     Estimate,
     GroupVerdict,
     IntervalSummary,
     Summary,
     Verdict,
+    ci_bounds,
 )
 from sim.plots import (
     DAILY_AFTER_DAYS,
@@ -58,10 +60,8 @@ from sim.rollup import (
     zone_label,
 )
 
-#: KPIs shown as percentages; the rest are seconds or call counts.
-PERCENT_KPIS = frozenset({"sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short",
-                          "abandon_rate", "answer_rate", "occupancy", "sl_consistency",
-                          "fcr"})
+#: KPIs shown as percentages (the shares); the rest are seconds or call counts.
+PERCENT_KPIS = SHARE_KPIS
 SECONDS_KPIS = frozenset({"asa_s", "mean_wait_s", "aht_s", "callback_work_wait_s"})
 #: Columns of the per-group tables (terminal and HTML); by site only the answered-call ones.
 GROUP_COLUMNS = ("offered", "sl_offered", "sl_answered", "sl_excl_short", "asa_s",
@@ -161,14 +161,6 @@ def fmt_half_width(kpi: str, est: Estimate) -> str:
     """The 95% CI half-width of an estimate in the KPI's unit; ``-`` when every replication
     gave the same value (no spread: a CI of 0 would claim a certainty the runs cannot give)."""
     return "-" if est.half_width == 0 else fmt_spread(kpi, est.half_width)
-
-
-def ci_bounds(kpi: str, est: Estimate) -> tuple[float, float]:
-    """The 95% CI of an estimate, clipped to [0, 1] for shares and at 0 for times and counts."""
-    low, high = est.mean - est.half_width, est.mean + est.half_width
-    if kpi in PERCENT_KPIS:
-        return max(low, 0.0), min(high, 1.0)
-    return max(low, 0.0), high
 
 
 def fmt_ci(kpi: str, est: Estimate, sep: str = " ± ") -> str:

@@ -40,6 +40,7 @@ from sim.kpi import (
     IntervalTable,
     Summary,
     Verdict,
+    ci_bounds,
     judge,
     kpis_per_interval,
     ratio,
@@ -175,11 +176,10 @@ class Rollup:
     estimates: dict[str, Estimate] = field(default_factory=dict)
 
     def ci(self, kpi: str) -> tuple[float, float]:
-        """The 95% CI of ``kpi`` (a judged one) clipped to [0, 1]; NaN when there is none."""
+        """The 95% CI of ``kpi`` (a judged one, a share) as :func:`sim.kpi.ci_bounds` clips
+        it; NaN when there is none."""
         est = self.estimates.get(kpi)
-        if est is None or not math.isfinite(est.half_width):
-            return math.nan, math.nan
-        return (max(est.mean - est.half_width, 0.0), min(est.mean + est.half_width, 1.0))
+        return (math.nan, math.nan) if est is None else ci_bounds(kpi, est)
 
 
 def _periods(cal: Calendar, weekly: bool) -> tuple[list[Period], np.ndarray]:

@@ -325,6 +325,19 @@ def test_replication_moments_work_cell_by_cell_over_the_first_axis() -> None:
     assert math.isnan(mean[1, 0]) and int(n[1, 0]) == 0
 
 
+def test_ci_bounds_clip_shares_to_0_and_1_and_times_at_0() -> None:
+    """A share's CI never leaves [0, 1], a time's never goes below 0 but may exceed 1, an
+    interval inside the range is mean +- half-width, and one replication has no CI."""
+    assert kpi.ci_bounds("answer_rate", kpi.Estimate(0.97, 0.02, 0.05, 3)) == (
+        pytest.approx(0.92), 1.0)
+    assert kpi.ci_bounds("abandon_rate", kpi.Estimate(0.02, 0.02, 0.05, 3)) == (
+        0.0, pytest.approx(0.07))
+    assert kpi.ci_bounds("mean_wait_s", kpi.Estimate(4.0, 3.0, 6.0, 3)) == (0.0, 10.0)
+    assert kpi.ci_bounds("offered", kpi.Estimate(100.0, 5.0, 8.0, 3)) == (92.0, 108.0)
+    one = kpi.ci_bounds("sl_offered", kpi.Estimate(0.9, math.nan, math.nan, 1))
+    assert all(math.isnan(v) for v in one)
+
+
 def test_t_quantiles_from_table_or_scipy() -> None:
     """t(0.975) is 12.706 for df 1 and 2.042 for df 30; beyond 30 the table falls back to 1.96."""
     np.testing.assert_allclose(kpi.t95(np.array([1, 30])), [12.7062, 2.0423], rtol=1e-4)
