@@ -90,6 +90,7 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     from sim.executor import executor_for
     from sim.kpi import summarise
     from sim.report import Provenance, print_summary, write_csv, write_html, write_json
+    from sim.rollup import calendar_rollups
     from sim.run import DayProgress, PlainProgress, RunSpec, run_replications, warmup_problem
     from sim.scenario import load_scenario, rona_warning
 
@@ -164,18 +165,21 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
     summary = summarise(results, answer_rate_target=config.center.answer_rate_target,
                         min_offered=config.center.verdict_min_offered,
                         timezone=next(iter(config.sites.values())).timezone)
-    print_summary(summary, console, results=results)
+    # The weekly and daily roll-ups, once for the terminal, summary.json, the CSVs and the report.
+    periods = calendar_rollups(summary, results)
+    print_summary(summary, console, results=results, periods=periods)
     out, run_id = _run_dir(args, s.name)
     provenance = Provenance(
         run_id, _shown_path(args.scenario), s.name, what,
         {k.replace("volume_scale", "scale"): str(v) for k, v in overrides.items()
          if v is not None}, args.seed, args.replications, _version(), native.build(),
         datetime.now(UTC).isoformat(timespec="seconds"))
-    write_json(out / "summary.json", summary, provenance, results)
-    write_csv(out, summary, provenance, results)
+    write_json(out / "summary.json", summary, provenance, results, periods)
+    write_csv(out, summary, provenance, results, periods)
     from sim.staff import gap_plot  # required vs scheduled: only for forecast traffic
     write_html(out / "report.html", results, summary, provenance,
-               [] if args.replay or args.queue_log else [p for p in [gap_plot(scenario)] if p])
+               [] if args.replay or args.queue_log else [p for p in [gap_plot(scenario)] if p],
+               periods)
     if scenario.spec.outages:
         from sim.outage import outage_rows, print_outages, write_outages
 

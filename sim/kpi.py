@@ -82,6 +82,9 @@ RATIOS = ("sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short", "asa_
 #: Every KPI of :func:`kpis` (``sl_consistency`` needs intervals, so it is not per interval).
 KPI_NAMES = (*RATIOS, "sl_consistency", *COUNTS, *EXTRA_COUNTS)
 INTERVAL_KPI_NAMES = (*RATIOS, *COUNTS, *EXTRA_COUNTS)
+#: KPIs that are shares (of calls, intervals or agent time): their values lie in [0, 1].
+SHARE_KPIS = frozenset({"sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short",
+                        "abandon_rate", "answer_rate", "occupancy", "sl_consistency", "fcr"})
 #: What stays defined when grouping by answering site.
 SITE_KPIS = frozenset({"answered", "answered_within", "sl_answered", "asa_s", "occupancy"})
 #: Name of the single group of an ungrouped table.
@@ -112,8 +115,10 @@ class IntervalTable:
     targets: tuple[float, ...]
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with NaN wherever den is 0 (no warning, no exception)."""
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with NaN wherever den is 0 (no warning, no exception): no calls (or no agent
+    time), no share. Every denominator of a KPI is a count of calls, a sum of them or of
+    their means over replications, or agent seconds, so any other value is data."""
     out = np.full(np.broadcast(num, den).shape, np.nan)
     np.divide(num, den, out=out, where=den != 0)
     return out
@@ -320,18 +325,18 @@ def _ratios(t: dict[str, np.ndarray], busy: np.ndarray, ready: np.ndarray) -> di
     o, a, ab = t["offered"], t["answered"], t["abandoned"]
     a_t, ab_t = t["answered_within"], t["abandoned_within"]
     return {
-        "sl_offered": _ratio(a_t, o),
-        "sl_answered": _ratio(a_t, a),
-        "sl_abandon_good": _ratio(a_t + ab_t, a + ab),
-        "sl_excl_short": _ratio(a_t, o - t["short_abandoned"]),
-        "asa_s": _ratio(t["_wait_answered"], a),
-        "mean_wait_s": _ratio(t["_wait_offered"], o),
-        "abandon_rate": _ratio(ab, o),
-        "answer_rate": _ratio(a, o),
-        "occupancy": _ratio(busy, busy + ready),
-        "aht_s": _ratio(t["_talk_answered"], a),
-        "fcr": 1.0 - _ratio(t["repeats"], o),
-        "callback_work_wait_s": _ratio(t["_wait_callback_work"], t["callback_work"]),
+        "sl_offered": ratio(a_t, o),
+        "sl_answered": ratio(a_t, a),
+        "sl_abandon_good": ratio(a_t + ab_t, a + ab),
+        "sl_excl_short": ratio(a_t, o - t["short_abandoned"]),
+        "asa_s": ratio(t["_wait_answered"], a),
+        "mean_wait_s": ratio(t["_wait_offered"], o),
+        "abandon_rate": ratio(ab, o),
+        "answer_rate": ratio(a, o),
+        "occupancy": ratio(busy, busy + ready),
+        "aht_s": ratio(t["_talk_answered"], a),
+        "fcr": 1.0 - ratio(t["repeats"], o),
+        "callback_work_wait_s": ratio(t["_wait_callback_work"], t["callback_work"]),
     }
 
 
@@ -412,7 +417,7 @@ def _consistency(offered: np.ndarray, sl: np.ndarray, targets: Sequence[float],
     target = np.asarray(targets, dtype=float)[:, None]
     qualified = offered >= min_volume
     met = qualified & (np.nan_to_num(sl, nan=-1.0) >= target - _EPS)
-    return _ratio(met.sum(axis=1).astype(float), qualified.sum(axis=1).astype(float))
+    return ratio(met.sum(axis=1).astype(float), qualified.sum(axis=1).astype(float))
 
 
 def _kpi_rows(result: RunResult, by: Dimension | None, names: tuple[str, ...],
@@ -421,7 +426,7 @@ def _kpi_rows(result: RunResult, by: Dimension | None, names: tuple[str, ...],
     summed = {k: v.sum(axis=1) for k, v in grid.items()}
     values = {k: summed[k] for k in (*COUNTS, *EXTRA_COUNTS)}
     values.update(_ratios(summed, summed["_busy"], summed["_ready"]))
-    sl_per_interval = _ratio(grid["answered_within"], grid["offered"])
+    sl_per_interval = ratio(grid["answered_within"], grid["offered"])
     targets = _group_targets(result, by, names)
     values["sl_consistency"] = _consistency(grid["offered"], sl_per_interval, targets,
                                             min_volume)
@@ -483,23 +488,38 @@ class Estimate:
     n: int
 
 
-def _moments(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, sd (ddof 1), CI half-width and count over axis 0, ignoring NaN, without warnings."""
+def replication_moments(stack: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Over axis 0 of ``stack`` (one entry per replication): the mean, sd (ddof 1), 95% CI
+    half-width (Student t; NaN below two values) and how many values were finite, each of the
+    shape of one entry; NaN values are left out, and no warning is raised."""
     finite = np.isfinite(stack)
     n = finite.sum(axis=0)
     filled = np.where(finite, stack, 0.0)
-    mean = _ratio(filled.sum(axis=0), n.astype(float))
+    mean = ratio(filled.sum(axis=0), n.astype(float))
     dev = np.where(finite, stack - mean, 0.0)
-    var = _ratio((dev**2).sum(axis=0), (n - 1).astype(float))
+    var = ratio((dev**2).sum(axis=0), (n - 1).astype(float))
     var = np.where(n >= 2, var, np.nan)
     sd = np.sqrt(var)
     half = t95(n - 1) * sd / np.sqrt(np.maximum(n, 1))
     return mean, sd, half, n
 
 
+def ci_bounds(kpi: str, est: Estimate) -> tuple[float, float]:
+    """The 95% CI of an estimate of ``kpi``, clipped to [0, 1] for a share (:data:`SHARE_KPIS`)
+    and at 0 for times and counts, which are never negative; NaN without a half-width (one
+    replication, or none with a value)."""
+    if not math.isfinite(est.half_width):
+        return math.nan, math.nan
+    low, high = est.mean - est.half_width, est.mean + est.half_width
+    if kpi in SHARE_KPIS:
+        return max(low, 0.0), min(high, 1.0)
+    return max(low, 0.0), high
+
+
 def estimate(values: Sequence[float]) -> Estimate:
     """Mean, sd and 95% CI half-width (Student t) of replicate values; NaN values are skipped."""
-    mean, sd, half, n = _moments(np.asarray(values, dtype=float).reshape(-1))
+    mean, sd, half, n = replication_moments(np.asarray(values, dtype=float).reshape(-1))
     return Estimate(float(mean), float(sd), float(half), int(n))
 
 
@@ -605,7 +625,7 @@ class Summary:
 def _estimates(rows: Sequence[dict[str, float]]) -> dict[str, Estimate]:
     """One Estimate per KPI from one row per replication."""
     stack = np.asarray([[row[k] for k in KPI_NAMES] for row in rows], dtype=float)
-    mean, sd, half, n = _moments(stack.reshape(len(rows), len(KPI_NAMES)))
+    mean, sd, half, n = replication_moments(stack.reshape(len(rows), len(KPI_NAMES)))
     return {k: Estimate(float(mean[i]), float(sd[i]), float(half[i]), int(n[i]))
             for i, k in enumerate(KPI_NAMES)}
 
@@ -625,7 +645,7 @@ def _interval_summary(tables: Sequence[IntervalTable]) -> IntervalSummary:
         stack = np.full((len(tables), len(first.groups), n_int), np.nan)
         for r, table in enumerate(tables):
             stack[r, :, : table.start_s.size] = table.values[k]
-        mean[k], _sd, half[k], _n = _moments(stack)
+        mean[k], _sd, half[k], _n = replication_moments(stack)
     return IntervalSummary(first.groups, longest.start_s, mean, half, first.targets)
 
 

@@ -23,17 +23,17 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.colors import BoundaryNorm, Colormap, ListedColormap, Normalize
 from matplotlib.figure import Figure
 
-from sim.kpi import ALL, MET, Summary
+from sim.kpi import ALL, MET, Summary, ratio
 from sim.records import BUSY, READY, RunResult
 from sim.rollup import (
     Calendar,
+    CalendarRollups,
     Rollup,
     calendar,
     calendar_rollups,
     day_grid,
     is_multi_day,
     period_sums,
-    ratio,
     run_seconds,
     worst_period,
     zone_label,
@@ -275,11 +275,13 @@ def occupancy_plot(summary: Summary, tz: ZoneInfo | None, zone_name: str) -> Plo
     return Plot("occupancy", title, _svg(fig))
 
 
-def all_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -> list[Plot]:
+def all_plots(summary: Summary, results: Sequence[RunResult], timezone: str,
+              periods: CalendarRollups | None = None) -> list[Plot]:
     """Every plot the report shows, in reading order: per interval, or per day for a run
-    longer than :data:`DAILY_AFTER_DAYS`."""
+    longer than :data:`DAILY_AFTER_DAYS` (``periods``: the run's roll-ups, as
+    :func:`daily_plots` takes them)."""
     if is_daily(summary):
-        return daily_plots(summary, results, timezone)
+        return daily_plots(summary, results, timezone, periods)
     tz = zone_of(summary, timezone)
     zone_name = zone_label(summary, timezone)
     plots = [sl_plot(summary, tz, zone_name), sl_by_queue_plot(summary, tz, zone_name),
@@ -708,13 +710,15 @@ def worst_week_sl_plot(summary: Summary, weeks: Sequence[Rollup], cal: Calendar,
     return _sl_band("worst_week_sl", title, x, sl, half, summary.target, tz, zone_name)
 
 
-def daily_plots(summary: Summary, results: Sequence[RunResult], timezone: str) -> list[Plot]:
+def daily_plots(summary: Summary, results: Sequence[RunResult], timezone: str,
+                periods: CalendarRollups | None = None) -> list[Plot]:
     """The line plots of a run longer than :data:`DAILY_AFTER_DAYS`: a point per local date
-    from the daily roll-ups, then the worst week interval by interval."""
+    from the daily roll-ups, then the worst week interval by interval (``periods``: the run's
+    :func:`~sim.rollup.calendar_rollups`, computed here from ``results`` when not given)."""
     tz = zone_of(summary, timezone)
     cal = calendar(summary)
     zone_name = zone_label(summary, timezone)
-    found = calendar_rollups(summary, results)
+    found = calendar_rollups(summary, results) if periods is None else periods
     days = found["daily"]
     plots = [
         _rate_per_day(days, "sl_offered", summary.target, "daily_sl",

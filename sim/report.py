@@ -28,11 +28,13 @@ from sim.kpi import (
     KPI_NAMES,
     MET,
     NOT_MET,
+    SHARE_KPIS,
     Estimate,
     GroupVerdict,
     IntervalSummary,
     Summary,
     Verdict,
+    ci_bounds,
 )
 from sim.plots import (
     DAILY_AFTER_DAYS,
@@ -49,6 +51,7 @@ from sim.rollup import (
     ROLLUP_COUNTS,
     ROLLUP_RATIOS,
     TOO_FEW,
+    CalendarRollups,
     Rollup,
     calendar_rollups,
     is_multi_day,
@@ -57,10 +60,8 @@ from sim.rollup import (
     zone_label,
 )
 
-#: KPIs shown as percentages; the rest are seconds or call counts.
-PERCENT_KPIS = frozenset({"sl_offered", "sl_answered", "sl_abandon_good", "sl_excl_short",
-                          "abandon_rate", "answer_rate", "occupancy", "sl_consistency",
-                          "fcr"})
+#: KPIs shown as percentages (the shares); the rest are seconds or call counts.
+PERCENT_KPIS = SHARE_KPIS
 SECONDS_KPIS = frozenset({"asa_s", "mean_wait_s", "aht_s", "callback_work_wait_s"})
 #: Columns of the per-group tables (terminal and HTML); by site only the answered-call ones.
 GROUP_COLUMNS = ("offered", "sl_offered", "sl_answered", "sl_excl_short", "asa_s",
@@ -160,14 +161,6 @@ def fmt_half_width(kpi: str, est: Estimate) -> str:
     """The 95% CI half-width of an estimate in the KPI's unit; ``-`` when every replication
     gave the same value (no spread: a CI of 0 would claim a certainty the runs cannot give)."""
     return "-" if est.half_width == 0 else fmt_spread(kpi, est.half_width)
-
-
-def ci_bounds(kpi: str, est: Estimate) -> tuple[float, float]:
-    """The 95% CI of an estimate, clipped to [0, 1] for shares and at 0 for times and counts."""
-    low, high = est.mean - est.half_width, est.mean + est.half_width
-    if kpi in PERCENT_KPIS:
-        return max(low, 0.0), min(high, 1.0)
-    return max(low, 0.0), high
 
 
 def fmt_ci(kpi: str, est: Estimate, sep: str = " ± ") -> str:
@@ -284,6 +277,14 @@ def missed_intervals(summary: Summary) -> list[MissedInterval]:
                            float(sl[i]), float(offered[i])) for i in order]
 
 
+def run_periods(summary: Summary, results: Sequence[RunResult],
+                periods: CalendarRollups | None) -> CalendarRollups:
+    """The run's weekly and daily roll-ups: ``periods`` when the caller computed them (once
+    for the terminal, summary.json, the CSVs and the report of a run), else
+    :func:`~sim.rollup.calendar_rollups` of ``summary`` and ``results``."""
+    return calendar_rollups(summary, results) if periods is None else periods
+
+
 # --- Terminal -----------------------------------------------------------------------------
 
 def _group_table(summary: Summary, dim: str) -> Table:
@@ -307,10 +308,12 @@ def _group_table(summary: Summary, dim: str) -> Table:
 
 
 def print_summary(summary: Summary, console: Console | None = None, worst: int = 20,
-                  results: Sequence[RunResult] = ()) -> None:
+                  results: Sequence[RunResult] = (),
+                  periods: CalendarRollups | None = None) -> None:
     """Print the verdict, the overall KPIs, the tables by group, the missed intervals, the
     verdicts by group and, for a run of more than a day, the weeks that are not MET (judged
-    with a CI across the replications' ``results`` when given)."""
+    with a CI across the replications' ``results`` when given; ``periods``: the run's
+    roll-ups, see :func:`run_periods`)."""
     console = console or Console()
     colour = {MET: "bold green", NOT_MET: "bold red", INCONCLUSIVE: "bold yellow"}
     for line, verdict in zip(verdict_lines(summary), summary.verdicts, strict=True):
@@ -342,7 +345,7 @@ def print_summary(summary: Summary, console: Console | None = None, worst: int =
         console.print(f"  ... and {len(missed) - worst} more (all in report.html and "
                       "intervals.csv)", markup=False, highlight=False)
     print_verdicts(summary, console)
-    weeks = calendar_rollups(summary, results).get("weekly", [])
+    weeks = run_periods(summary, results, periods).get("weekly", [])
     for line in weekly_miss_lines(weeks):
         console.print(line, markup=False, highlight=False)
 
@@ -435,19 +438,20 @@ def _interval_dict(table: IntervalSummary) -> dict[str, Any]:
 
 
 def summary_to_dict(summary: Summary, provenance: Provenance | None = None,
-                    results: Sequence[RunResult] = ()) -> dict[str, Any]:
+                    results: Sequence[RunResult] = (),
+                    periods: CalendarRollups | None = None) -> dict[str, Any]:
     """The summary as plain JSON types (NaN becomes null), with its provenance if given; a run
     of more than one day also has its ``weekly`` and ``daily`` roll-ups (judged with a CI
-    across the replications' ``results`` when given)."""
-    return {**_head_dict(summary, provenance, results),
+    across the replications' ``results`` when given; ``periods``: those roll-ups, see
+    :func:`run_periods`)."""
+    return {**_head_dict(summary, provenance, run_periods(summary, results, periods)),
             "intervals": {dim: _interval_dict(t) for dim, t in summary.intervals.items()}}
 
 
 def _head_dict(summary: Summary, provenance: Provenance | None,
-               results: Sequence[RunResult]) -> dict[str, Any]:
+               periods: CalendarRollups) -> dict[str, Any]:
     """Everything :func:`summary_to_dict` gives but the per-interval tables."""
-    periods = {name: [rollup_dict(r) for r in rows]
-               for name, rows in calendar_rollups(summary, results).items()}
+    rolled = {name: [rollup_dict(r) for r in rows] for name, rows in periods.items()}
     return {
         **({"provenance": provenance.as_dict()} if provenance is not None else {}),
         "timezone": summary.timezone,
@@ -476,18 +480,21 @@ def _head_dict(summary: Summary, provenance: Provenance | None,
                          for g, row in groups.items()}
                    for dim, groups in summary.groups.items()},
         "group_targets": summary.group_targets,
-        **periods,
+        **rolled,
     }
 
 
 def write_json(path: str | Path, summary: Summary, provenance: Provenance | None = None,
-               results: Sequence[RunResult] = ()) -> None:
-    """Write the whole summary as one JSON document (NaN as null).
+               results: Sequence[RunResult] = (),
+               periods: CalendarRollups | None = None) -> None:
+    """Write the whole summary as one JSON document (NaN as null; ``periods``: the run's
+    roll-ups, see :func:`run_periods`).
 
     The per-interval tables are written a row at a time, so a year of intervals never sits in
     memory as Python lists; the bytes are those of ``json.dumps(summary_to_dict(...))``.
     """
-    head = {**_head_dict(summary, provenance, results), "intervals": {}}
+    head = {**_head_dict(summary, provenance, run_periods(summary, results, periods)),
+            "intervals": {}}
     text = json.dumps(head, allow_nan=False)
     with Path(path).open("w", encoding="utf-8") as fh:
         fh.write(text[:text.rindex("{}")] + "{")
@@ -544,10 +551,12 @@ def _interval_rows(summary: Summary, table: IntervalSummary) -> Iterator[list[st
 
 
 def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | None = None,
-              results: Sequence[RunResult] = ()) -> list[Path]:
+              results: Sequence[RunResult] = (),
+              periods: CalendarRollups | None = None) -> list[Path]:
     """Write ``overall.csv``, ``by_<dim>.csv`` and ``intervals[_by_<dim>].csv`` (empty cell =
     undefined; interval starts in the summary's zone), and for a run of more than a day
-    ``weekly.csv`` and ``daily.csv`` (CIs across ``results`` when given); with a provenance
+    ``weekly.csv`` and ``daily.csv`` (CIs across ``results`` when given; ``periods``: those
+    roll-ups, see :func:`run_periods`); with a provenance
     every row ends with its columns (run id, scenario, overrides, seed, version, build).
     Return the paths."""
     out = Path(directory)
@@ -575,7 +584,7 @@ def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | 
         name = "intervals.csv" if dim == ALL else f"intervals_by_{dim}.csv"
         cols = [c for k in INTERVAL_KPI_NAMES for c in (k, f"{k}_hw")]
         write(name, ["interval", "start", "group", *cols], _interval_rows(summary, table))
-    for name, rows in calendar_rollups(summary, results).items():
+    for name, rows in run_periods(summary, results, periods).items():
         write(f"{name}.csv", [*ROLLUP_HEADER, "replications"],
               [[*_rollup_cells(r), str(summary.n_replications)] for r in rows])
     return written
@@ -699,17 +708,19 @@ def _weeks_by_group(weeks: Sequence[Rollup]) -> list[list[str]]:
 
 
 def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
-               provenance: Provenance | None = None, extra_plots: Sequence[Plot] = ()) -> None:
+               provenance: Provenance | None = None, extra_plots: Sequence[Plot] = (),
+               periods: CalendarRollups | None = None) -> None:
     """Write one self-contained HTML report from the package's jinja2 template: provenance,
     verdicts, plots (inline SVG in clock time; ``extra_plots`` after them; a run of more than
     one day first gets heatmaps by date and time of day and weekly roll-ups), tables, wait
-    percentiles, missed intervals."""
+    percentiles, missed intervals (``periods``: the run's roll-ups, see :func:`run_periods`)."""
+    periods = run_periods(summary, results, periods)
     plots = [Plot(p.key, p.title, scoped_ids(p.svg, p.key))
-             for p in [*all_plots(summary, results, summary.timezone), *extra_plots]]
+             for p in [*all_plots(summary, results, summary.timezone, periods), *extra_plots]]
     # Runs of more than a day: day x time-of-day heatmaps and week-by-week tables.
     days = [Plot(p.key, p.title, scoped_ids(p.svg, p.key))
             for p in day_plots(summary, summary.timezone)]
-    weeks = calendar_rollups(summary, results).get("weekly", [])
+    weeks = periods.get("weekly", [])
     missed = missed_intervals(summary)
     qualified = int(np.sum(summary.intervals[ALL].mean["offered"][0] >= summary.min_volume))
     html = _template().render(

@@ -40,9 +40,11 @@ from sim.kpi import (
     IntervalTable,
     Summary,
     Verdict,
-    _moments,
+    ci_bounds,
     judge,
     kpis_per_interval,
+    ratio,
+    replication_moments,
 )
 from sim.records import RunResult
 
@@ -147,13 +149,6 @@ def day_grid(summary: Summary, cal: Calendar, dim: str = ALL
     return table.groups, grids[0], grids[1]
 
 
-def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, NaN (blank) where the denominator is zero: no calls, no share."""
-    out = np.full(den.shape, np.nan)
-    np.divide(num, den, out=out, where=den > _EPS)
-    return out
-
-
 @dataclass(frozen=True)
 class Period:
     """One day or ISO week of the run: its label, the local dates the run covers in it, and
@@ -181,11 +176,10 @@ class Rollup:
     estimates: dict[str, Estimate] = field(default_factory=dict)
 
     def ci(self, kpi: str) -> tuple[float, float]:
-        """The 95% CI of ``kpi`` (a judged one) clipped to [0, 1]; NaN when there is none."""
+        """The 95% CI of ``kpi`` (a judged one, a share) as :func:`sim.kpi.ci_bounds` clips
+        it; NaN when there is none."""
         est = self.estimates.get(kpi)
-        if est is None or not math.isfinite(est.half_width):
-            return math.nan, math.nan
-        return (max(est.mean - est.half_width, 0.0), min(est.mean + est.half_width, 1.0))
+        return (math.nan, math.nan) if est is None else ci_bounds(kpi, est)
 
 
 def _periods(cal: Calendar, weekly: bool) -> tuple[list[Period], np.ndarray]:
@@ -254,7 +248,7 @@ def replicate_estimates(tables: Sequence[IntervalTable], index: np.ndarray,
     out: dict[str, list[list[Estimate]]] = {}
     for k, stacks in per_rep.items():
         # (replications, groups, periods): the run's own mean, sd and t interval over axis 0.
-        mean, sd, half, n = _moments(np.stack(stacks))
+        mean, sd, half, n = replication_moments(np.stack(stacks))
         out[k] = [[Estimate(float(mean[g, p]), float(sd[g, p]), float(half[g, p]), int(n[g, p]))
                    for p in range(n_periods)] for g in range(mean.shape[0])]
     return out
@@ -339,26 +333,17 @@ def rollup_dict(r: Rollup) -> dict[str, object]:
             "status": r.status}
 
 
-#: The last roll-ups computed, with what they were computed from (compared by identity): the
-#: terminal, summary.json, the CSVs and the report of one run share them.
-_LAST: list[tuple[Summary, tuple[RunResult, ...], dict[str, list[Rollup]]]] = []
+#: A run's roll-ups by name (``weekly`` and ``daily``), as :func:`calendar_rollups` gives them.
+CalendarRollups = dict[str, list[Rollup]]
 
 
-def calendar_rollups(summary: Summary, results: Sequence[RunResult] = ()
-                     ) -> dict[str, list[Rollup]]:
+def calendar_rollups(summary: Summary, results: Sequence[RunResult] = ()) -> CalendarRollups:
     """The ``weekly`` and ``daily`` roll-ups of a run of more than one day (judged with a CI
-    across ``results`` when given); none for a shorter run."""
+    across ``results`` when given); none for a shorter run. Whatever writes a run's outputs
+    computes them once and hands them to each report (their ``periods`` parameter)."""
     if not is_multi_day(summary):
         return {}
-    key = tuple(results)
-    for done, runs, found in _LAST:
-        if done is summary and len(runs) == len(key) and all(
-                a is b for a, b in zip(runs, key, strict=True)):
-            return found
     cal = calendar(summary)
-    dims = rolled_dims(summary)
-    tables = replication_tables(key, dims) if key else None
-    found = {"weekly": rollups(summary, weekly=True, cal=cal, results=key, tables=tables),
-             "daily": rollups(summary, weekly=False, cal=cal, results=key, tables=tables)}
-    _LAST[:] = [(summary, key, found)]
-    return found
+    tables = replication_tables(results, rolled_dims(summary)) if results else None
+    return {"weekly": rollups(summary, weekly=True, cal=cal, results=results, tables=tables),
+            "daily": rollups(summary, weekly=False, cal=cal, results=results, tables=tables)}

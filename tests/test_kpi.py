@@ -141,6 +141,14 @@ def test_empty_run_gives_nan_not_zero_division() -> None:
     assert got["offered"] == 0
 
 
+def test_ratio_is_undefined_only_without_a_denominator() -> None:
+    """A share is NaN where nothing was offered and defined for any other denominator, however
+    small (a third of a call per replication, a sliver of agent time)."""
+    got = kpi.ratio(np.array([0.0, 1 / 3, 1e-12, 2.0]), np.array([0.0, 1 / 3, 2e-12, 4.0]))
+    assert math.isnan(got[0])
+    assert got[1:].tolist() == pytest.approx([1.0, 0.5, 0.5])
+
+
 def test_only_ivr_outcomes_are_not_offered() -> None:
     """Calls that end in the IVR are counted apart and leave every queue ratio undefined."""
     got = kpi.kpis(make_result([Call(0, IVR_ABANDONED), Call(0, IVR_HANGUP)])).overall
@@ -293,6 +301,41 @@ def test_estimate_skips_nan_and_needs_two_values_for_a_spread() -> None:
     assert est.mean == 0.5 and est.n == 1
     assert math.isnan(est.sd) and math.isnan(est.half_width)
     assert math.isnan(kpi.estimate([]).mean)
+
+
+def test_replication_moments_work_cell_by_cell_over_the_first_axis() -> None:
+    """Over a (replications, groups, periods) stack each cell gets the estimate of its own
+    replicates, NaN ones left out: the values :func:`kpi.estimate` gives for that cell."""
+    rng = np.random.default_rng(11)
+    stack = rng.uniform(0.5, 1.0, size=(4, 2, 3))
+    stack[0, 0, 1] = stack[2, 0, 1] = math.nan  # two replicates of this cell are undefined
+    stack[:3, 1, 2] = math.nan  # one replicate: a mean, no spread
+    stack[:, 1, 0] = math.nan  # none: nothing at all
+    mean, sd, half, n = kpi.replication_moments(stack)
+    assert mean.shape == sd.shape == half.shape == n.shape == (2, 3)
+    for g in range(2):
+        for p in range(3):
+            want = kpi.estimate(stack[:, g, p].tolist())
+            assert int(n[g, p]) == want.n == int(np.isfinite(stack[:, g, p]).sum())
+            for got, expected in ((mean, want.mean), (sd, want.sd), (half, want.half_width)):
+                assert float(got[g, p]) == pytest.approx(expected, nan_ok=True)
+    assert float(mean[0, 1]) == pytest.approx(np.nanmean(stack[:, 0, 1]))
+    assert float(sd[0, 1]) == pytest.approx(np.nanstd(stack[:, 0, 1], ddof=1))
+    assert math.isnan(half[1, 2]) and not math.isnan(mean[1, 2])
+    assert math.isnan(mean[1, 0]) and int(n[1, 0]) == 0
+
+
+def test_ci_bounds_clip_shares_to_0_and_1_and_times_at_0() -> None:
+    """A share's CI never leaves [0, 1], a time's never goes below 0 but may exceed 1, an
+    interval inside the range is mean +- half-width, and one replication has no CI."""
+    assert kpi.ci_bounds("answer_rate", kpi.Estimate(0.97, 0.02, 0.05, 3)) == (
+        pytest.approx(0.92), 1.0)
+    assert kpi.ci_bounds("abandon_rate", kpi.Estimate(0.02, 0.02, 0.05, 3)) == (
+        0.0, pytest.approx(0.07))
+    assert kpi.ci_bounds("mean_wait_s", kpi.Estimate(4.0, 3.0, 6.0, 3)) == (0.0, 10.0)
+    assert kpi.ci_bounds("offered", kpi.Estimate(100.0, 5.0, 8.0, 3)) == (92.0, 108.0)
+    one = kpi.ci_bounds("sl_offered", kpi.Estimate(0.9, math.nan, math.nan, 1))
+    assert all(math.isnan(v) for v in one)
 
 
 def test_t_quantiles_from_table_or_scipy() -> None:

@@ -167,7 +167,7 @@ def test_heatmap_cells_without_calls_are_blank_and_sum_to_the_offered_calls(
     assert len(cal.dates) == 12 and cal.n_columns == 48
     _groups, offered, within = rollup.day_grid(summary, cal)
     assert offered.sum() == pytest.approx(np.nansum(summary.intervals[kpi.ALL].mean["offered"]))
-    sl = rollup.ratio(within[0], offered[0])
+    sl = kpi.ratio(within[0], offered[0])
     assert np.isnan(sl[:, 6]).all()  # 03:00-03:30: closed
     assert np.isfinite(sl[:, 24]).all()  # 12:00-12:30: open every day
     assert sl[0, 24] == pytest.approx(within[0, 0, 24] / offered[0, 0, 24])

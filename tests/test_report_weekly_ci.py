@@ -119,6 +119,41 @@ def test_the_weekly_csv_and_json_carry_the_clipped_ci(
         assert row["verdict"] == entry["status"] == r.status
 
 
+def test_every_output_writes_the_rollups_it_is_handed(
+        tmp_path: Path, runs: list[RunResult], summary: kpi.Summary) -> None:
+    """Handed a run's roll-ups, weekly.csv, daily.csv, summary.json and the terminal write
+    them as they are (with CIs across replications no writer was given), byte for byte what
+    the writers compute from the replications, and the report's weekly table shows them."""
+    periods = rollup.calendar_rollups(summary, runs)
+    report.write_csv(tmp_path / "given", summary, periods=periods)
+    report.write_csv(tmp_path / "computed", summary, results=runs)
+    for name in ("weekly.csv", "daily.csv"):
+        given = (tmp_path / "given" / name).read_bytes()
+        assert given == (tmp_path / "computed" / name).read_bytes()
+        assert b",MET," in given or b",NOT MET," in given
+    report.write_json(tmp_path / "given.json", summary, periods=periods)
+    report.write_json(tmp_path / "computed.json", summary, results=runs)
+    assert (tmp_path / "given.json").read_bytes() == (tmp_path / "computed.json").read_bytes()
+    assert report.summary_to_dict(summary, periods=periods) == report.summary_to_dict(
+        summary, results=runs)
+    given_text, computed_text = io.StringIO(), io.StringIO()
+    report.print_summary(summary, Console(file=given_text, width=200), periods=periods)
+    report.print_summary(summary, Console(file=computed_text, width=200), results=runs)
+    assert "Weeks not MET" in given_text.getvalue()
+    assert given_text.getvalue() == computed_text.getvalue()
+    # Roll-ups of one replication: the report's weekly table has no CI, as they have none.
+    one = rollup.calendar_rollups(summary, runs[:1])
+    report.write_html(tmp_path / "r.html", runs, summary, periods=one)
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    table = text[text.index('<table id="weekly-center">'):]
+    table = table[:table.index("</table>")]
+    rows = [re.findall(r"<td>(.*?)</td>", row)
+            for row in re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", table)]
+    assert len(rows) == sum(w.dim == "center" for w in one["weekly"]) >= 2
+    assert all(cells[5] == "-" and cells[7] == "-" for cells in rows)
+    assert any(row["cells"][5] != "-" for row in report._weekly_rows(periods["weekly"]))
+
+
 def test_one_replication_has_no_weekly_ci_and_its_value_decides() -> None:
     """With one replication a week has no CI (empty CSV cells, ``-`` in the report's table)
     and its verdict is MET or NOT MET by the value alone, never INCONCLUSIVE."""
