@@ -82,9 +82,9 @@ class QueueRt:
         #: Queued calls as ``(-priority, arrived, seq)`` (``selection.place``), sorted:
         #: position = bisect, depth = len.
         self.line: list[tuple[int, float, int]] = []
-        #: The floor's ready dicts of this queue's skill, by language and site (``ready_index``
+        #: The floor's ready lines of this queue's skill, by language and site (``ready_index``
         #: of the skill; set by :class:`Floor`, None while no agent has the skill).
-        self.ready: dict[str, dict[str, list[dict[str, AgentRt]]]] | None = None
+        self.ready: dict[str, dict[str, list[ReadyLine]]] | None = None
 
 
 def can_ever_take(p: AgentProfile, q: QueueRt) -> bool:
@@ -194,6 +194,69 @@ class TimerHeap:
         return first
 
 
+class ReadyLine:
+    """The ready agents of one (skill, language, site, newcomer) key, in the order they became
+    ready: a doubly linked list of the agents' :class:`ReadySlot`\ s.
+
+    Written out rather than a dict by agent id: an agent goes in and out of each of its lines
+    on every call, and compiled, linking a slot is a few pointer writes where a dict insert or
+    delete hashes, probes and now and then rebuilds the table (about 250 machine instructions
+    each). The order is the same: a slot goes in at the back and leaves from where it is.
+    """
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self) -> None:
+        self.head: ReadySlot | None = None
+        self.tail: ReadySlot | None = None
+
+    def agents(self) -> list[AgentRt]:
+        """The agents in the line, front (longest in it) first."""
+        out = []
+        slot = self.head
+        while slot is not None:
+            out.append(slot.agent)
+            slot = slot.next
+        return out
+
+
+class ReadySlot:
+    """An agent's place in one :class:`ReadyLine`: linked in while the agent is ready."""
+
+    __slots__ = ("agent", "line", "next", "prev")
+
+    def __init__(self, agent: AgentRt, line: ReadyLine) -> None:
+        self.agent = agent
+        self.line = line
+        self.prev: ReadySlot | None = None
+        self.next: ReadySlot | None = None
+
+    def link(self) -> None:
+        """Put the slot at the back of its line (it must not be in it)."""
+        line = self.line
+        tail = line.tail
+        self.prev = tail
+        if tail is None:
+            line.head = self
+        else:
+            tail.next = self
+        line.tail = self
+
+    def unlink(self) -> None:
+        """Take the slot out of its line (it must be in it)."""
+        line = self.line
+        prev, nxt = self.prev, self.next
+        if prev is None:
+            line.head = nxt
+        else:
+            prev.next = nxt
+        if nxt is None:
+            line.tail = prev
+        else:
+            nxt.prev = prev
+        self.prev = self.next = None
+
+
 class CallRt(Timed):
     """A call in the router (mutable; never leaves the core)."""
 
@@ -243,7 +306,7 @@ class AgentRt(Timed):
     """An agent's runtime state."""
 
     __slots__ = ("buckets", "busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since",
-                 "index", "login_at", "pending", "pending_reason", "profile", "ready_dicts",
+                 "index", "login_at", "pending", "pending_reason", "profile", "ready_slots",
                  "reason", "since", "skills", "state")
 
     def __init__(self, profile: AgentProfile, index: int) -> None:
@@ -252,9 +315,9 @@ class AgentRt(Timed):
         #: call by name, reading a dict a primitive.
         self.skills: dict[str, int] = dict(profile.skills)
         self.index = index
-        #: The floor's ready dicts this agent is in while ready (set by :class:`Floor`):
-        #: becoming ready or leaving it touches them without hashing a key each time.
-        self.ready_dicts: list[dict[str, AgentRt]] = []
+        #: The agent's places in the floor's ready lines, linked in while it is ready (set by
+        #: :class:`Floor`): becoming ready or leaving it touches them without a key each time.
+        self.ready_slots: list[ReadySlot] = []
         #: The floor's buckets this agent looks at when freed (set by :class:`Floor`).
         self.buckets: list[list[tuple[int, float, int, CallRt]]] = []
         self.state = AgentState.LOGGED_OUT
@@ -286,21 +349,22 @@ class Floor:
         for q in self.queues.values():
             self.queues_by_skill.setdefault(q.skill, []).append(q)
         self.agents: dict[str, AgentRt] = {}
-        # Ready agents by (skill, language, site, newcomer), each dict in the order they became
+        # Ready agents by (skill, language, site, newcomer), each line in the order they became
         # ready: a call looks only where eligible agents can be, longest idle first.
-        # Every key any agent has gets its dict up front (empty until someone is ready), so
-        # each agent holds its own dicts.
-        self.ready: dict[ReadyKey, dict[str, AgentRt]] = {}
+        # Every key any agent has gets its line up front (empty until someone is ready), and
+        # each agent holds its own slots in them.
+        self.ready: dict[ReadyKey, ReadyLine] = {}
         for i, p in enumerate(agents):
             # Ready lists only for the skills with a queue whose calls the agent can ever take:
             # a call never has to step over an agent who could not take it at any step.
             keys = [(s, lang, p.site, p.newcomer) for s in p.skills
                     if any(can_ever_take(p, q) for q in self.queues_by_skill.get(s, ()))
                     for lang in p.languages]
-            # Unique keys: a ready agent is in each of its dicts once (set_state deletes it).
+            # Unique keys: a ready agent is in each of its lines once.
             keys = list(dict.fromkeys(keys))
             a = self.agents[p.id] = AgentRt(p, i)
-            a.ready_dicts = [self.ready.setdefault(key, {}) for key in keys]
+            a.ready_slots = [ReadySlot(a, self.ready.setdefault(key, ReadyLine()))
+                             for key in keys]
         #: Agents on the roster with each skill, in roster order (for wait estimates).
         self.skilled: dict[str, list[AgentRt]] = {s: [] for s in policy.skills}
         for a in self.agents.values():
@@ -308,14 +372,14 @@ class Floor:
                 self.skilled.setdefault(s, []).append(a)
         #: Wait-estimate pools by (queue, language, country, steps applied), built on first use.
         self.pools: dict[tuple[str, str, str, int], list[tuple[AgentRt, int]]] = {}
-        #: The ready dicts by skill, language and site, then ``newcomer`` (0 or 1): a call
+        #: The ready lines by skill, language and site, then ``newcomer`` (0 or 1): a call
         #: looking for an agent reads them by name, without building and hashing a key.
-        self.ready_index: dict[str, dict[str, dict[str, list[dict[str, AgentRt]]]]] = {}
-        for (skill, lang, site, novice), d in self.ready.items():
+        self.ready_index: dict[str, dict[str, dict[str, list[ReadyLine]]]] = {}
+        for (skill, lang, site, novice), line in self.ready.items():
             pair = self.ready_index.setdefault(skill, {}).setdefault(lang, {}).setdefault(site, [])
             if not pair:
-                pair.extend(({}, {}))  # placeholders until the real dicts are known
-            pair[1 if novice else 0] = d
+                pair.extend((ReadyLine(), ReadyLine()))  # empty until the real lines are known
+            pair[1 if novice else 0] = line
         for q in self.queues.values():
             q.ready = self.ready_index.get(q.skill)
         self.sites = tuple(policy.sites)

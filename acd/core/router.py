@@ -10,8 +10,9 @@ Data structures (why they look like this): waiting calls sit in *buckets* keyed 
 call that has begun to accept fallback languages sits in those buckets too. A freed agent
 therefore looks only at the buckets for its skills x languages and takes the first eligible
 call of each.
-Ready agents sit in dicts keyed by ``(skill, language)`` in the order they became ready, so the
-longest-idle eligible agent is usually the first one looked at.
+Ready agents sit in lines keyed by ``(skill, language, site, newcomer)`` in the order they
+became ready (:class:`~acd.core.floor.ReadyLine`), so the longest-idle eligible agent is
+usually the first one looked at.
 
 The parts: :mod:`acd.core.floor` (the runtime records), :mod:`acd.core.selection` (who takes
 which call, the buckets), :mod:`acd.core.expansion` (a call's time in queue: steps, overflow,

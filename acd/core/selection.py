@@ -77,21 +77,23 @@ def agent_for(f: Floor, now: float, call: CallRt) -> AgentRt | None:
                     if pair is None:
                         continue
                     for novice in novices:
-                        group = pair[1 if novice else 0]
-                        if not group:
-                            continue
+                        slot = pair[1 if novice else 0].head
                         if longest_idle:
-                            # Each dict is in idle order: its first eligible agent is its
-                            # longest idle; the best of the dicts' firsts wins.
-                            for agent in group.values():
+                            # Each line is in idle order: its first eligible agent is its
+                            # longest idle; the best of the lines' firsts wins.
+                            while slot is not None:
+                                agent = slot.agent
                                 if eligible(agent, call):
                                     if best is None or agent.idle_since < best.idle_since \
                                             or (agent.idle_since == best.idle_since
                                                 and agent.index < best.index):
                                         best = agent
                                     break
+                                slot = slot.next
                             continue
-                        for agent in group.values():
+                        while slot is not None:
+                            agent = slot.agent
+                            slot = slot.next
                             if not eligible(agent, call):
                                 continue
                             key = selection_key(f, now, q, agent)
