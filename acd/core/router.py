@@ -135,7 +135,7 @@ class Router:
                 return None
             if first.armed():
                 return first.when
-            timers.pop()  # disarmed: drop it so the next look is quick
+            timers.recycle(timers.pop())  # disarmed: drop it so the next look is quick
 
     def advance(self, now: float) -> list[Output]:
         """Run every timer due at or before ``now``."""
@@ -599,9 +599,11 @@ class Router:
             if first is None or first.when > now:
                 return
             timers.pop()
-            if not first.armed():
-                continue
+            armed = first.armed()
             when, kind, obj = first.when, first.kind, first.obj
+            timers.recycle(first)  # read: what it runs may arm a timer in its place
+            if not armed:
+                continue
             if kind == CALL_TIMER:
                 call_timer(f, when, obj)  # type: ignore[arg-type]
             elif kind == RING_TIMER:
