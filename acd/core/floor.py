@@ -217,7 +217,7 @@ class TimerHeap:
 
 class ReadyLine:
     """The ready agents of one (skill, language, site, newcomer) key, in the order they became
-    ready: a doubly linked list of the agents' :class:`ReadySlot`\ s.
+    ready: a doubly linked list of the agents' slots (:class:`ReadySlot`).
 
     Written out rather than a dict by agent id: an agent goes in and out of each of its lines
     on every call, and compiled, linking a slot is a few pointer writes where a dict insert or
@@ -244,11 +244,13 @@ class ReadyLine:
 class ReadySlot:
     """An agent's place in one :class:`ReadyLine`: linked in while the agent is ready."""
 
-    __slots__ = ("agent", "line", "next", "prev")
+    __slots__ = ("agent", "level", "line", "next", "prev")
 
-    def __init__(self, agent: AgentRt, line: ReadyLine) -> None:
+    def __init__(self, agent: AgentRt, line: ReadyLine, level: int) -> None:
         self.agent = agent
         self.line = line
+        #: The agent's level in the line's skill (read on every look, without a dict).
+        self.level = level
         self.prev: ReadySlot | None = None
         self.next: ReadySlot | None = None
 
@@ -384,7 +386,8 @@ class Floor:
             # Unique keys: a ready agent is in each of its lines once.
             keys = list(dict.fromkeys(keys))
             a = self.agents[p.id] = AgentRt(p, i)
-            a.ready_slots = [ReadySlot(a, self.ready.setdefault(key, ReadyLine()))
+            a.ready_slots = [ReadySlot(a, self.ready.setdefault(key, ReadyLine()),
+                                       p.skills[key[0]])
                              for key in keys]
         #: Agents on the roster with each skill, in roster order (for wait estimates).
         self.skilled: dict[str, list[AgentRt]] = {s: [] for s in policy.skills}
