@@ -82,9 +82,9 @@ class QueueRt:
         #: Queued calls as ``(-priority, arrived, seq)`` (``selection.place``), sorted:
         #: position = bisect, depth = len.
         self.line: list[tuple[int, float, int]] = []
-        #: The floor's ready lines of this queue's skill, by language and site (``ready_index``
-        #: of the skill; set by :class:`Floor`, None while no agent has the skill).
-        self.ready: dict[str, dict[str, list[ReadyLine]]] | None = None
+        #: The floor's ready lines of this queue's skill, by language and site number
+        #: (``ready_index`` of the skill; set by :class:`Floor`, None while no agent has it).
+        self.ready: dict[str, list[list[ReadyLine] | None]] | None = None
 
 
 def can_ever_take(p: AgentProfile, q: QueueRt) -> bool:
@@ -284,18 +284,20 @@ class CallRt(Timed):
     """A call in the router (mutable; never leaves the core)."""
 
     __slots__ = ("accept_fallback", "agent", "all_sites", "answered_at", "arrived", "buckets",
-                 "country", "customer_id", "entered", "fallbacks", "home_site", "id", "language",
-                 "min_level", "moves", "newcomers_ok", "priority", "q", "seq", "state",
-                 "step")
+                 "country", "customer_id", "entered", "fallbacks", "home_at", "home_site", "id",
+                 "language", "min_level", "moves", "newcomers_ok", "priority", "q", "seq",
+                 "state", "step")
 
     def __init__(self, call_id: str, q: QueueRt, language: str, country: str,
-                 home_site: str | None, fallbacks: tuple[str, ...], priority: int, now: float,
-                 seq: int, customer_id: str | None) -> None:
+                 home_site: str | None, home_at: int, fallbacks: tuple[str, ...], priority: int,
+                 now: float, seq: int, customer_id: str | None) -> None:
         self.id = call_id
         self.q = q
         self.language = language
         self.country = country
         self.home_site = home_site
+        #: The home site's number (:attr:`Floor.site_at`), -1 without a home site.
+        self.home_at = home_at
         self.fallbacks = fallbacks
         self.priority = priority
         self.arrived = now
@@ -364,7 +366,7 @@ class Floor:
 
     __slots__ = ("affinity_tiers", "agents", "all_tiers", "buckets", "calls", "home_tiers",
                  "out", "pools", "queues", "queues_by_skill", "ready", "ready_index", "seq",
-                 "sites", "skilled", "staffed", "timers")
+                 "site_at", "sites", "skilled", "staffed", "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
@@ -396,23 +398,33 @@ class Floor:
                 self.skilled.setdefault(s, []).append(a)
         #: Wait-estimate pools by (queue, language, country, steps applied), built on first use.
         self.pools: dict[tuple[str, str, str, int], list[tuple[AgentRt, int]]] = {}
-        #: The ready lines by skill, language and site, then ``newcomer`` (0 or 1): a call
-        #: looking for an agent reads them by name, without building and hashing a key.
-        self.ready_index: dict[str, dict[str, dict[str, list[ReadyLine]]]] = {}
+        self.sites = tuple(policy.sites)
+        #: Site numbers: the policy's sites in order, then any other site an agent or a
+        #: country's home names. Calls and the ready index read sites by number.
+        self.site_at: dict[str, int] = {site: i for i, site in enumerate(self.sites)}
+        for site in [p.site for p in agents] + [c.home_site for c in policy.countries.values()]:
+            self.site_at.setdefault(site, len(self.site_at))
+        n_sites = len(self.site_at)
+        #: The ready lines by skill and language, then a list by site number of the pair of
+        #: lines by ``newcomer`` (0 or 1; None: nobody with that skill and language there): a
+        #: call looking for an agent reads them without building and hashing a key.
+        self.ready_index: dict[str, dict[str, list[list[ReadyLine] | None]]] = {}
         for (skill, lang, site, novice), line in self.ready.items():
-            pair = self.ready_index.setdefault(skill, {}).setdefault(lang, {}).setdefault(site, [])
-            if not pair:
-                pair.extend((ReadyLine(), ReadyLine()))  # empty until the real lines are known
+            by_site = self.ready_index.setdefault(skill, {}).setdefault(lang, [None] * n_sites)
+            pair = by_site[self.site_at[site]]
+            if pair is None:
+                # Empty lines until the real ones are known.
+                pair = by_site[self.site_at[site]] = [ReadyLine(), ReadyLine()]
             pair[1 if novice else 0] = line
         for q in self.queues.values():
             q.ready = self.ready_index.get(q.skill)
-        self.sites = tuple(policy.sites)
-        # Site tiers (see selection.sites_of): every site at once; by home site, the home
-        # site only, and the home site first then the others (site affinity). The last two
-        # are filled on first use.
-        self.all_tiers: tuple[tuple[str, ...], ...] = (self.sites,)
-        self.home_tiers: dict[str, tuple[tuple[str, ...], ...]] = {}
-        self.affinity_tiers: dict[str, tuple[tuple[str, ...], ...]] = {}
+        # Site tiers by number (see selection.sites_of): every policy site at once; by home
+        # site, the home site only, and the home site first then the others (site affinity).
+        policy_sites = tuple(range(len(self.sites)))
+        self.all_tiers: tuple[tuple[int, ...], ...] = (policy_sites,)
+        self.home_tiers: list[tuple[tuple[int, ...], ...]] = [((i,),) for i in range(n_sites)]
+        self.affinity_tiers: list[tuple[tuple[int, ...], ...]] = [
+            ((i,), tuple(j for j in policy_sites if j != i)) for i in range(n_sites)]
         #: Agents logged in and not paused, per skill (for wait estimates).
         self.staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
         self.buckets: dict[tuple[str, str], list[tuple[int, float, int, CallRt]]] = {}

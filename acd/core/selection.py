@@ -70,7 +70,7 @@ def agent_for(f: Floor, now: float, call: CallRt) -> AgentRt | None:
                 if by_site is None:
                     continue
                 for site in sites:
-                    pair = by_site.get(site)
+                    pair = by_site[site]
                     if pair is None:
                         continue
                     for novice in novices:
@@ -118,34 +118,16 @@ def selection_key(f: Floor, now: float, q: QueueRt, agent: AgentRt) -> tuple[flo
     return (agent.idle_since, agent.index)
 
 
-def sites_of(f: Floor, call: CallRt) -> tuple[tuple[str, ...], ...]:
-    """The sites ``call`` looks at now, tier by tier (:func:`tiers_for`), from the floor's
-    tiers by home site: one dict read by the site's name, where a key of (home site, all
-    sites, affinity) would be a tuple built and hashed on every look."""
-    home = call.home_site
-    affinity = call.q.site_affinity
+def sites_of(f: Floor, call: CallRt) -> tuple[tuple[int, ...], ...]:
+    """The site numbers ``call`` looks at now, tier by tier: its home site only while its
+    rule keeps it there; else every site, its home site first under site affinity. Read
+    from the floor's tiers by the home site's number, without a key built or hashed."""
+    home = call.home_at
     if not call.all_sites:
-        if home is None:
-            return ()
-        cache = f.home_tiers
-    elif home is None or not affinity:
+        return f.home_tiers[home] if home >= 0 else ()
+    if home < 0 or not call.q.site_affinity:
         return f.all_tiers
-    else:
-        cache = f.affinity_tiers
-    tiers = cache.get(home)
-    if tiers is None:
-        tiers = cache[home] = tiers_for(f, home, call.all_sites, affinity)
-    return tiers
-
-
-def tiers_for(f: Floor, home: str | None, all_sites: bool, affinity: bool
-              ) -> tuple[tuple[str, ...], ...]:
-    """The sites a call looks at, tier by tier: home first under site affinity."""
-    if not all_sites:
-        return ((home,),) if home is not None else ()
-    if home is None or not affinity:
-        return (f.sites,)
-    return ((home,), tuple(s for s in f.sites if s != home))
+    return f.affinity_tiers[home]
 
 
 def call_for(f: Floor, agent: AgentRt) -> CallRt | None:
