@@ -281,6 +281,30 @@ class RouterMachine(RuleBasedStateMachine):
         if self._sb is not None:
             self.act(self.sb.check)
 
+    @invariant()
+    def ready_lines_hold_the_ready_agents(self) -> None:
+        """Each ready line links, both ways and once each, exactly the ready agents with a
+        place in it, longest idle first; a place is linked only while its agent is ready."""
+        if self._sb is None:
+            return
+        f = self.sb.router._f
+        for line in f.ready.values():
+            seen = []
+            slot, prev = line.head, None
+            while slot is not None:
+                assert slot.line is line and slot.prev is prev
+                seen.append(slot.agent)
+                prev, slot = slot, slot.next
+            assert line.tail is prev
+            assert all(a.state is AgentState.READY for a in seen)
+            assert len({a.profile.id for a in seen}) == len(seen)
+            idle = [a.idle_since for a in seen]
+            assert idle == sorted(idle), idle
+        for a in f.agents.values():
+            for slot in a.ready_slots:
+                linked = slot.prev is not None or slot.line.head is slot
+                assert linked == (a.state is AgentState.READY), (a.profile.id, a.state)
+
     def teardown(self) -> None:
         """Hang up every call and run every timer: each call ends exactly once, none is lost."""
         if self._sb is not None and self.ok:

@@ -122,11 +122,9 @@ def set_state(f: Floor, now: float, agent: AgentRt, event: str, state: AgentStat
     if not legal(old, event, state):
         raise _illegal(agent, event, state)
     if old is AgentState.READY and state is not AgentState.READY:
-        # A ready agent is in each of its ready dicts (enter_ready put it there). ``del``, not
-        # ``pop``: compiled, dict.pop is a method call by name, about twice the cost.
-        rid = agent.profile.id
-        for d in agent.ready_dicts:
-            del d[rid]
+        # A ready agent is in each of its ready lines (enter_ready put it there).
+        for slot in agent.ready_slots:
+            slot.unlink()
     if state is AgentState.RINGING:
         agent.busy_since = now
     working = state is not AgentState.LOGGED_OUT and state is not AgentState.PAUSED
@@ -148,9 +146,8 @@ def enter_ready(f: Floor, now: float, agent: AgentRt, event: str) -> None:
     set_state(f, now, agent, event, AgentState.READY, None)
     agent.idle_since = now
     agent.pending = None
-    rid = agent.profile.id
-    for d in agent.ready_dicts:
-        d[rid] = agent
+    for slot in agent.ready_slots:
+        slot.link()
 
 
 def leave_wrap_up(f: Floor, now: float, agent: AgentRt, event: str, state: AgentState | None,

@@ -449,6 +449,7 @@ _TALK_ENDED: Final = HandBack("ended", "talk_ended")
 #: One shared Finished per way a call ends (built once, not once per call).
 _FINISHED: Final = {how: Finished(how) for how in (
     "answered", "abandoned", "overflowed", "callback", "handed_back", "refused")}
+_ANSWERED: Final = _FINISHED["answered"]
 
 
 # --- policy ------------------------------------------------------------------------------
@@ -563,12 +564,16 @@ class CallMachine:
         return Ignored(self.call_id, what, reason)
 
     def _end(self, out: list[Action], how: str) -> list[Action]:
+        finished = _FINISHED.get(how)  # shared for the usual endings; rare ones built here
+        out.append(finished if finished is not None else Finished(how))
+        self._ended()
+        return out
+
+    def _ended(self) -> None:
+        """The machine's side of ending: ENDED, nothing offered, held or waiting."""
         self.phase = Phase.ENDED
         self.offer = self.next_offer = self.overflow = None
         self.holding = False
-        finished = _FINISHED.get(how)  # shared for the usual endings; rare ones built here
-        out.append(finished if finished is not None else Finished(how))
-        return out
 
     def _report_hangup(self, out: list[Action]) -> None:
         if not self.router_done:
@@ -820,12 +825,11 @@ def _ringing_answered(m: CallMachine, e: object) -> list[Action]:
         return [RefuseAnswer(e.agent_id),
                 m._ignored("answer", f"the call rings agent {agent}, not {e.agent_id}")]
     m.phase = Phase.TALKING
-    out: list[Action] = [ReportAnswered(agent)]
+    # Built whole, not appended to: this runs for every answered call.
     if m.holding:
         m.holding = False
-        out.append(_STOP_HOLD)
-    out.append(Connect(agent))
-    return out
+        return [ReportAnswered(agent), _STOP_HOLD, Connect(agent)]
+    return [ReportAnswered(agent), Connect(agent)]
 
 
 def _ringing_failed(m: CallMachine, e: object) -> list[Action]:
@@ -871,10 +875,12 @@ def _cancelled_dial_over(m: CallMachine, e: object) -> list[Action]:
 
 
 def _talk_ended(m: CallMachine, e: object) -> list[Action]:
-    out: list[Action] = []
-    m._report_hangup(out)
-    out.append(_TALK_ENDED)
-    return m._end(out, "answered")
+    # What _report_hangup and _end(out, "answered") give, built whole: this runs for every
+    # answered call.
+    out: list[Action] = [_TALK_ENDED, _ANSWERED] if m.router_done \
+        else [_HANGUP, _TALK_ENDED, _ANSWERED]
+    m._ended()
+    return out
 
 
 def _talking_cancel(m: CallMachine, e: object) -> list[Action]:

@@ -82,9 +82,9 @@ class QueueRt:
         #: Queued calls as ``(-priority, arrived, seq)`` (``selection.place``), sorted:
         #: position = bisect, depth = len.
         self.line: list[tuple[int, float, int]] = []
-        #: The floor's ready dicts of this queue's skill, by language and site (``ready_index``
-        #: of the skill; set by :class:`Floor`, None while no agent has the skill).
-        self.ready: dict[str, dict[str, list[dict[str, AgentRt]]]] | None = None
+        #: The floor's ready lines of this queue's skill, by language and site number
+        #: (``ready_index`` of the skill; set by :class:`Floor`, None while no agent has it).
+        self.ready: dict[str, list[list[ReadyLine] | None]] | None = None
 
 
 def can_ever_take(p: AgentProfile, q: QueueRt) -> bool:
@@ -144,10 +144,31 @@ class TimerHeap:
     timers come out is the same whatever the heap's shape.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_spare")
 
     def __init__(self) -> None:
         self._items: list[Timer] = []
+        #: Spent timers, refilled by :meth:`arm` instead of allocating (about 26,000 timers
+        #: over two reference days; nothing outside the heap holds one).
+        self._spare: list[Timer] = []
+
+    def arm(self, when: float, seq: int, kind: int, obj: Timed) -> None:
+        """Add a timer of ``kind`` for ``obj`` at ``when`` (a spent one refilled, or a new one)."""
+        spare = self._spare
+        if spare:
+            timer = spare.pop()
+            timer.when = when
+            timer.seq = seq
+            timer.kind = kind
+            timer.obj = obj
+            timer.version = obj.version
+        else:
+            timer = Timer(when, seq, kind, obj)
+        self.push(timer)
+
+    def recycle(self, timer: Timer) -> None:
+        """Keep ``timer``, popped and read, for :meth:`arm` to refill."""
+        self._spare.append(timer)
 
     def first(self) -> Timer | None:
         """The earliest timer (armed or not), or None."""
@@ -194,22 +215,89 @@ class TimerHeap:
         return first
 
 
+class ReadyLine:
+    """The ready agents of one (skill, language, site, newcomer) key, in the order they became
+    ready: a doubly linked list of the agents' slots (:class:`ReadySlot`).
+
+    Written out rather than a dict by agent id: an agent goes in and out of each of its lines
+    on every call, and compiled, linking a slot is a few pointer writes where a dict insert or
+    delete hashes, probes and now and then rebuilds the table (about 250 machine instructions
+    each). The order is the same: a slot goes in at the back and leaves from where it is.
+    """
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self) -> None:
+        self.head: ReadySlot | None = None
+        self.tail: ReadySlot | None = None
+
+    def agents(self) -> list[AgentRt]:
+        """The agents in the line, front (longest in it) first."""
+        out = []
+        slot = self.head
+        while slot is not None:
+            out.append(slot.agent)
+            slot = slot.next
+        return out
+
+
+class ReadySlot:
+    """An agent's place in one :class:`ReadyLine`: linked in while the agent is ready."""
+
+    __slots__ = ("agent", "level", "line", "next", "prev")
+
+    def __init__(self, agent: AgentRt, line: ReadyLine, level: int) -> None:
+        self.agent = agent
+        self.line = line
+        #: The agent's level in the line's skill (read on every look, without a dict).
+        self.level = level
+        self.prev: ReadySlot | None = None
+        self.next: ReadySlot | None = None
+
+    def link(self) -> None:
+        """Put the slot at the back of its line (it must not be in it)."""
+        line = self.line
+        tail = line.tail
+        self.prev = tail
+        if tail is None:
+            line.head = self
+        else:
+            tail.next = self
+        line.tail = self
+
+    def unlink(self) -> None:
+        """Take the slot out of its line (it must be in it)."""
+        line = self.line
+        prev, nxt = self.prev, self.next
+        if prev is None:
+            line.head = nxt
+        else:
+            prev.next = nxt
+        if nxt is None:
+            line.tail = prev
+        else:
+            nxt.prev = prev
+        self.prev = self.next = None
+
+
 class CallRt(Timed):
     """A call in the router (mutable; never leaves the core)."""
 
     __slots__ = ("accept_fallback", "agent", "all_sites", "answered_at", "arrived", "buckets",
-                 "country", "customer_id", "entered", "fallbacks", "home_site", "id", "language",
-                 "min_level", "moves", "newcomers_ok", "priority", "q", "seq", "state",
-                 "step")
+                 "country", "customer_id", "entered", "fallbacks", "home_at", "home_site", "id",
+                 "language", "min_level", "moves", "newcomers_ok", "priority", "q", "seq",
+                 "state", "step")
 
     def __init__(self, call_id: str, q: QueueRt, language: str, country: str,
-                 home_site: str | None, fallbacks: tuple[str, ...], priority: int, now: float,
-                 seq: int, customer_id: str | None) -> None:
+                 home_site: str | None, home_at: int, fallbacks: tuple[str, ...], priority: int,
+                 now: float, seq: int, customer_id: str | None) -> None:
         self.id = call_id
         self.q = q
         self.language = language
         self.country = country
         self.home_site = home_site
+        #: The home site's number (:attr:`Floor.site_at`), -1 without a home site.
+        self.home_at = home_at
         self.fallbacks = fallbacks
         self.priority = priority
         self.arrived = now
@@ -243,7 +331,7 @@ class AgentRt(Timed):
     """An agent's runtime state."""
 
     __slots__ = ("buckets", "busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since",
-                 "index", "login_at", "pending", "pending_reason", "profile", "ready_dicts",
+                 "index", "login_at", "pending", "pending_reason", "profile", "ready_slots",
                  "reason", "since", "skills", "state")
 
     def __init__(self, profile: AgentProfile, index: int) -> None:
@@ -252,9 +340,9 @@ class AgentRt(Timed):
         #: call by name, reading a dict a primitive.
         self.skills: dict[str, int] = dict(profile.skills)
         self.index = index
-        #: The floor's ready dicts this agent is in while ready (set by :class:`Floor`):
-        #: becoming ready or leaving it touches them without hashing a key each time.
-        self.ready_dicts: list[dict[str, AgentRt]] = []
+        #: The agent's places in the floor's ready lines, linked in while it is ready (set by
+        #: :class:`Floor`): becoming ready or leaving it touches them without a key each time.
+        self.ready_slots: list[ReadySlot] = []
         #: The floor's buckets this agent looks at when freed (set by :class:`Floor`).
         self.buckets: list[list[tuple[int, float, int, CallRt]]] = []
         self.state = AgentState.LOGGED_OUT
@@ -278,7 +366,7 @@ class Floor:
 
     __slots__ = ("affinity_tiers", "agents", "all_tiers", "buckets", "calls", "home_tiers",
                  "out", "pools", "queues", "queues_by_skill", "ready", "ready_index", "seq",
-                 "sites", "skilled", "staffed", "timers")
+                 "site_at", "sites", "skilled", "staffed", "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
@@ -286,21 +374,23 @@ class Floor:
         for q in self.queues.values():
             self.queues_by_skill.setdefault(q.skill, []).append(q)
         self.agents: dict[str, AgentRt] = {}
-        # Ready agents by (skill, language, site, newcomer), each dict in the order they became
+        # Ready agents by (skill, language, site, newcomer), each line in the order they became
         # ready: a call looks only where eligible agents can be, longest idle first.
-        # Every key any agent has gets its dict up front (empty until someone is ready), so
-        # each agent holds its own dicts.
-        self.ready: dict[ReadyKey, dict[str, AgentRt]] = {}
+        # Every key any agent has gets its line up front (empty until someone is ready), and
+        # each agent holds its own slots in them.
+        self.ready: dict[ReadyKey, ReadyLine] = {}
         for i, p in enumerate(agents):
             # Ready lists only for the skills with a queue whose calls the agent can ever take:
             # a call never has to step over an agent who could not take it at any step.
             keys = [(s, lang, p.site, p.newcomer) for s in p.skills
                     if any(can_ever_take(p, q) for q in self.queues_by_skill.get(s, ()))
                     for lang in p.languages]
-            # Unique keys: a ready agent is in each of its dicts once (set_state deletes it).
+            # Unique keys: a ready agent is in each of its lines once.
             keys = list(dict.fromkeys(keys))
             a = self.agents[p.id] = AgentRt(p, i)
-            a.ready_dicts = [self.ready.setdefault(key, {}) for key in keys]
+            a.ready_slots = [ReadySlot(a, self.ready.setdefault(key, ReadyLine()),
+                                       p.skills[key[0]])
+                             for key in keys]
         #: Agents on the roster with each skill, in roster order (for wait estimates).
         self.skilled: dict[str, list[AgentRt]] = {s: [] for s in policy.skills}
         for a in self.agents.values():
@@ -308,23 +398,33 @@ class Floor:
                 self.skilled.setdefault(s, []).append(a)
         #: Wait-estimate pools by (queue, language, country, steps applied), built on first use.
         self.pools: dict[tuple[str, str, str, int], list[tuple[AgentRt, int]]] = {}
-        #: The ready dicts by skill, language and site, then ``newcomer`` (0 or 1): a call
-        #: looking for an agent reads them by name, without building and hashing a key.
-        self.ready_index: dict[str, dict[str, dict[str, list[dict[str, AgentRt]]]]] = {}
-        for (skill, lang, site, novice), d in self.ready.items():
-            pair = self.ready_index.setdefault(skill, {}).setdefault(lang, {}).setdefault(site, [])
-            if not pair:
-                pair.extend(({}, {}))  # placeholders until the real dicts are known
-            pair[1 if novice else 0] = d
+        self.sites = tuple(policy.sites)
+        #: Site numbers: the policy's sites in order, then any other site an agent or a
+        #: country's home names. Calls and the ready index read sites by number.
+        self.site_at: dict[str, int] = {site: i for i, site in enumerate(self.sites)}
+        for site in [p.site for p in agents] + [c.home_site for c in policy.countries.values()]:
+            self.site_at.setdefault(site, len(self.site_at))
+        n_sites = len(self.site_at)
+        #: The ready lines by skill and language, then a list by site number of the pair of
+        #: lines by ``newcomer`` (0 or 1; None: nobody with that skill and language there): a
+        #: call looking for an agent reads them without building and hashing a key.
+        self.ready_index: dict[str, dict[str, list[list[ReadyLine] | None]]] = {}
+        for (skill, lang, site, novice), line in self.ready.items():
+            by_site = self.ready_index.setdefault(skill, {}).setdefault(lang, [None] * n_sites)
+            pair = by_site[self.site_at[site]]
+            if pair is None:
+                # Empty lines until the real ones are known.
+                pair = by_site[self.site_at[site]] = [ReadyLine(), ReadyLine()]
+            pair[1 if novice else 0] = line
         for q in self.queues.values():
             q.ready = self.ready_index.get(q.skill)
-        self.sites = tuple(policy.sites)
-        # Site tiers (see selection.sites_of): every site at once; by home site, the home
-        # site only, and the home site first then the others (site affinity). The last two
-        # are filled on first use.
-        self.all_tiers: tuple[tuple[str, ...], ...] = (self.sites,)
-        self.home_tiers: dict[str, tuple[tuple[str, ...], ...]] = {}
-        self.affinity_tiers: dict[str, tuple[tuple[str, ...], ...]] = {}
+        # Site tiers by number (see selection.sites_of): every policy site at once; by home
+        # site, the home site only, and the home site first then the others (site affinity).
+        policy_sites = tuple(range(len(self.sites)))
+        self.all_tiers: tuple[tuple[int, ...], ...] = (policy_sites,)
+        self.home_tiers: list[tuple[tuple[int, ...], ...]] = [((i,),) for i in range(n_sites)]
+        self.affinity_tiers: list[tuple[tuple[int, ...], ...]] = [
+            ((i,), tuple(j for j in policy_sites if j != i)) for i in range(n_sites)]
         #: Agents logged in and not paused, per skill (for wait estimates).
         self.staffed: dict[str, int] = dict.fromkeys(policy.skills, 0)
         self.buckets: dict[tuple[str, str], list[tuple[int, float, int, CallRt]]] = {}
@@ -346,4 +446,4 @@ class Floor:
     def timer(self, when: float, kind: int, obj: Timed) -> None:
         """Arm a timer of ``kind`` for ``obj`` at ``when``; a change of its version disarms it."""
         self.seq += 1
-        self.timers.push(Timer(when, self.seq, kind, obj))
+        self.timers.arm(when, self.seq, kind, obj)

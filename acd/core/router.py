@@ -10,8 +10,9 @@ Data structures (why they look like this): waiting calls sit in *buckets* keyed 
 call that has begun to accept fallback languages sits in those buckets too. A freed agent
 therefore looks only at the buckets for its skills x languages and takes the first eligible
 call of each.
-Ready agents sit in dicts keyed by ``(skill, language)`` in the order they became ready, so the
-longest-idle eligible agent is usually the first one looked at.
+Ready agents sit in lines keyed by ``(skill, language, site, newcomer)`` in the order they
+became ready (:class:`~acd.core.floor.ReadyLine`), so the longest-idle eligible agent is
+usually the first one looked at.
 
 The parts: :mod:`acd.core.floor` (the runtime records), :mod:`acd.core.selection` (who takes
 which call, the buckets), :mod:`acd.core.expansion` (a call's time in queue: steps, overflow,
@@ -83,10 +84,13 @@ __all__ = ["OTHER", "Router"]
 class CountryRt:
     """A caller country as the router reads it on every arrival (plain, for speed)."""
 
-    __slots__ = ("fallbacks", "home_site", "native", "native_fallbacks")
+    __slots__ = ("fallbacks", "home_at", "home_site", "native", "native_fallbacks")
 
-    def __init__(self, home_site: str | None, fallbacks: tuple[str, ...], native: str) -> None:
+    def __init__(self, home_site: str | None, home_at: int, fallbacks: tuple[str, ...],
+                 native: str) -> None:
         self.home_site = home_site
+        #: The home site's number on the floor (-1: none).
+        self.home_at = home_at
         self.fallbacks = fallbacks
         self.native = native
         #: The fallbacks of a call in the native language, the usual case: built once.
@@ -115,7 +119,8 @@ class Router:
         self._pause_reasons = frozenset(policy.pause_reasons) | SYSTEM_PAUSE_REASONS
         #: Per country: home site, fallback languages, native language (plain, for speed).
         self._country_rt: dict[str, CountryRt] = {
-            code: CountryRt(c.home_site, tuple(c.fallback_languages), c.language)
+            code: CountryRt(c.home_site, f.site_at[c.home_site], tuple(c.fallback_languages),
+                            c.language)
             for code, c in policy.countries.items()}
         self._languages = frozenset(policy.languages)
         self._default_language = policy.default_language
@@ -134,7 +139,7 @@ class Router:
                 return None
             if first.armed():
                 return first.when
-            timers.pop()  # disarmed: drop it so the next look is quick
+            timers.recycle(timers.pop())  # disarmed: drop it so the next look is quick
 
     def advance(self, now: float) -> list[Output]:
         """Run every timer due at or before ``now``."""
@@ -241,9 +246,9 @@ class Router:
         if c is None:
             if country != OTHER:
                 out.append(InputDefaulted(call_id, "country", country, OTHER))
-            country, home_site = OTHER, None
+            country, home_site, home_at = OTHER, None, -1
         else:
-            home_site = c.home_site
+            home_site, home_at = c.home_site, c.home_at
         if language not in self._languages:
             used = c.native if c is not None else self._default_language
             out.append(InputDefaulted(call_id, "language", language, used))
@@ -252,7 +257,7 @@ class Router:
         f = self._f
         f.seq += 1
         since = now if arrived_at is None else min(arrived_at, now)
-        call = CallRt(call_id, q, language, country, home_site, fallbacks,
+        call = CallRt(call_id, q, language, country, home_site, home_at, fallbacks,
                       q.priority + priority, since, f.seq, customer_id)
         self._calls[call_id] = call
         return call
@@ -478,12 +483,13 @@ class Router:
         q = self._queues.get(queue) or self._queues[self._default_queue]
         c = self._country_rt.get(country) if country is not None else None
         home_site = c.home_site if c is not None else None
+        home_at = c.home_at if c is not None else -1
         if language is None or language not in self._languages:
             language = c.native if c is not None else self._default_language
         fallbacks = c.fallbacks_for(language) if c is not None else ()
         f = self._f
         return CallRt("", q, language, country if c is not None and country else OTHER, home_site,
-                      fallbacks, q.priority, self._now if now is None else now, f.seq + 1,
+                      home_at, fallbacks, q.priority, self._now if now is None else now, f.seq + 1,
                       None)
 
     def queue_snapshot(self, now: float) -> list[QueueSnapshot]:
@@ -598,9 +604,11 @@ class Router:
             if first is None or first.when > now:
                 return
             timers.pop()
-            if not first.armed():
-                continue
+            armed = first.armed()
             when, kind, obj = first.when, first.kind, first.obj
+            timers.recycle(first)  # read: what it runs may arm a timer in its place
+            if not armed:
+                continue
             if kind == CALL_TIMER:
                 call_timer(f, when, obj)  # type: ignore[arg-type]
             elif kind == RING_TIMER:

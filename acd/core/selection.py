@@ -16,13 +16,6 @@ from acd.core.floor import AgentRt, CallRt, Floor, QueueRt
 from acd.core.model import AgentState, CallState
 from acd.core.policy import AgentSelection
 
-# Enum members as module constants: compiled, reading ``AgentState.READY`` is a lookup each time.
-_LOGGED_OUT: Final = AgentState.LOGGED_OUT
-_PAUSED: Final = AgentState.PAUSED
-_READY: Final = AgentState.READY
-_WRAP_UP: Final = AgentState.WRAP_UP
-_ON_CALL: Final = AgentState.ON_CALL
-_QUEUED: Final = CallState.QUEUED
 _INF: Final = float("inf")
 
 # Newcomer tiers a call looks at, in order (each a tuple of ``newcomer`` flags). Final:
@@ -62,36 +55,47 @@ def agent_for(f: Floor, now: float, call: CallRt) -> AgentRt | None:
         novice_tiers = _NEWCOMERS_LAST
     else:
         novice_tiers = _ANYONE
-    langs = call.langs()
+    # The call's own language, then its fallbacks once a step allowed them (by index: no
+    # tuple built per look, as ``call.langs()`` would).
+    language, fallbacks = call.language, call.fallbacks
+    n_langs = 1 + len(fallbacks) if call.accept_fallback else 1
+    min_level, country = call.min_level, call.country
     longest_idle = q.longest_idle
     for sites in site_tiers:
         for novices in novice_tiers:
             best: AgentRt | None = None
             best_key: tuple[float, ...] | None = None
-            for lang in langs:
-                by_site = by_lang.get(lang)
+            for i in range(n_langs):
+                by_site = by_lang.get(language if i == 0 else fallbacks[i - 1])
                 if by_site is None:
                     continue
                 for site in sites:
-                    pair = by_site.get(site)
+                    pair = by_site[site]
                     if pair is None:
                         continue
                     for novice in novices:
-                        group = pair[1 if novice else 0]
-                        if not group:
-                            continue
+                        slot = pair[1 if novice else 0].head
                         if longest_idle:
-                            # Each dict is in idle order: its first eligible agent is its
-                            # longest idle; the best of the dicts' firsts wins.
-                            for agent in group.values():
-                                if eligible(agent, call):
-                                    if best is None or agent.idle_since < best.idle_since \
-                                            or (agent.idle_since == best.idle_since
-                                                and agent.index < best.index):
-                                        best = agent
-                                    break
+                            # Each line is in idle order: its first eligible agent is its
+                            # longest idle; the best of the lines' firsts wins. The line
+                            # already holds the skill, language, site and newcomer tier the
+                            # call looks at: what is left of ``eligible`` is the level (the
+                            # slot's) and the agent's countries.
+                            while slot is not None:
+                                if slot.level >= min_level:
+                                    agent = slot.agent
+                                    served = agent.profile.countries
+                                    if served is None or country in served:
+                                        if best is None or agent.idle_since < best.idle_since \
+                                                or (agent.idle_since == best.idle_since
+                                                    and agent.index < best.index):
+                                            best = agent
+                                        break
+                                slot = slot.next
                             continue
-                        for agent in group.values():
+                        while slot is not None:
+                            agent = slot.agent
+                            slot = slot.next
                             if not eligible(agent, call):
                                 continue
                             key = selection_key(f, now, q, agent)
@@ -114,34 +118,16 @@ def selection_key(f: Floor, now: float, q: QueueRt, agent: AgentRt) -> tuple[flo
     return (agent.idle_since, agent.index)
 
 
-def sites_of(f: Floor, call: CallRt) -> tuple[tuple[str, ...], ...]:
-    """The sites ``call`` looks at now, tier by tier (:func:`tiers_for`), from the floor's
-    tiers by home site: one dict read by the site's name, where a key of (home site, all
-    sites, affinity) would be a tuple built and hashed on every look."""
-    home = call.home_site
-    affinity = call.q.site_affinity
+def sites_of(f: Floor, call: CallRt) -> tuple[tuple[int, ...], ...]:
+    """The site numbers ``call`` looks at now, tier by tier: its home site only while its
+    rule keeps it there; else every site, its home site first under site affinity. Read
+    from the floor's tiers by the home site's number, without a key built or hashed."""
+    home = call.home_at
     if not call.all_sites:
-        if home is None:
-            return ()
-        cache = f.home_tiers
-    elif home is None or not affinity:
+        return f.home_tiers[home] if home >= 0 else ()
+    if home < 0 or not call.q.site_affinity:
         return f.all_tiers
-    else:
-        cache = f.affinity_tiers
-    tiers = cache.get(home)
-    if tiers is None:
-        tiers = cache[home] = tiers_for(f, home, call.all_sites, affinity)
-    return tiers
-
-
-def tiers_for(f: Floor, home: str | None, all_sites: bool, affinity: bool
-              ) -> tuple[tuple[str, ...], ...]:
-    """The sites a call looks at, tier by tier: home first under site affinity."""
-    if not all_sites:
-        return ((home,),) if home is not None else ()
-    if home is None or not affinity:
-        return (f.sites,)
-    return ((home,), tuple(s for s in f.sites if s != home))
+    return f.affinity_tiers[home]
 
 
 def call_for(f: Floor, agent: AgentRt) -> CallRt | None:
@@ -235,7 +221,7 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
     It walks the pool once (a few microseconds compiled for a pool of 200), so it is computed
     when asked (announcements, a callback offer, the dialler's pacing), never per event.
     """
-    if call.state is not _QUEUED:
+    if call.state is not CallState.QUEUED:
         return 0.0
     q = call.q
     entered = call.entered
@@ -252,7 +238,7 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
     group_at = now
     for agent, steps in pool_for(f, call):
         st = agent.state
-        if st is _LOGGED_OUT or st is _PAUSED:
+        if st is AgentState.LOGGED_OUT or st is AgentState.PAUSED:
             continue
         since = now
         if steps > applied:
@@ -260,11 +246,11 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
             if since >= deadline:
                 continue
             since = max(since, now)
-        if st is _READY:
+        if st is AgentState.READY:
             if steps <= applied:
                 return 0.0
             fixed.append(since)
-        elif st is _WRAP_UP:
+        elif st is AgentState.WRAP_UP:
             # free_at is set as a wrap-up starts; one that began another way (restored after
             # a restart) is taken to last the queue's configured wrap-up.
             free = agent.free_at if agent.free_at >= agent.since else agent.since + q.wrap_up_s
@@ -273,7 +259,7 @@ def ewt_for(f: Floor, now: float, call: CallRt) -> float:
             busy = agent.call
             bq = busy.q if busy is not None else q
             talk = bq.aht_s - bq.wrap_up_s
-            if st is _ON_CALL:
+            if st is AgentState.ON_CALL:
                 left = talk - (now - agent.since)
                 talk = left if left > RESIDUAL_FLOOR * talk else RESIDUAL_FLOOR * talk
             handle = talk + bq.wrap_up_s
