@@ -15,6 +15,7 @@ import itertools
 import math
 import os
 import pickle
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -188,6 +189,8 @@ class _Shared:
 
 
 _shared: OrderedDict[tuple[str, bytes, float], _Shared] = OrderedDict()
+#: A Dask worker may run tasks in several threads.
+_shared_lock = threading.Lock()
 
 
 def _stamp(path: str) -> FileStamp:
@@ -207,31 +210,38 @@ def shared_scenario(spec: RunSpec) -> Scenario:
     same shift plan and traffic forecast: about a seventh of a 30-day replication's CPU. The
     scenario returned is shared: treat it as read-only (the simulation does)."""
     key = (os.path.abspath(spec.scenario_path), pickle.dumps(spec.overrides), spec.agent_scale)
-    entry = _shared.get(key)
+    with _shared_lock:
+        entry = _shared.get(key)
     if entry is not None and all(_stamp(f[0]) == f for f in entry.files):
-        _shared.move_to_end(key)
+        with _shared_lock:
+            if key in _shared:
+                _shared.move_to_end(key)
         return entry.scenario
     scenario = load_run_scenario(spec)
     paths = [os.path.abspath(scenario.path), os.path.abspath(scenario.center.path),
              str(scenario.traffic_path)]
     if scenario.spec.behaviour.ivr_flow:
         paths.append(os.path.abspath(scenario.spec.behaviour.ivr_flow))
-    _shared[key] = _Shared(tuple(_stamp(p) for p in paths), scenario)
-    _shared.move_to_end(key)
-    while len(_shared) > SCENARIO_CACHE_SIZE:
-        _shared.popitem(last=False)
+    with _shared_lock:
+        _shared[key] = _Shared(tuple(_stamp(p) for p in paths), scenario)
+        _shared.move_to_end(key)
+        while len(_shared) > SCENARIO_CACHE_SIZE:
+            _shared.popitem(last=False)
     return scenario
 
 
 def clear_shared() -> None:
     """Forget every scenario :func:`shared_scenario` kept in this process."""
-    _shared.clear()
+    with _shared_lock:
+        _shared.clear()
 
 
 def _shared_for(scenario: Scenario) -> _Shared | None:
     """The kept entry whose center and staffing ``scenario`` uses (a warm-up's copy of a
     kept scenario shares them), if any."""
-    for entry in _shared.values():
+    with _shared_lock:
+        entries = list(_shared.values())
+    for entry in entries:
         if entry.scenario.center is scenario.center and \
                 entry.scenario.spec.staffing is scenario.spec.staffing and \
                 entry.scenario.traffic_path == scenario.traffic_path:
@@ -379,7 +389,8 @@ def simulation_for(scenario: Scenario, seed_seq: np.random.SeedSequence, *,
     s = scenario.spec
     arrivals, start, horizon = arrivals_for(scenario, replay_path,
                                             np.random.default_rng(traffic_ss), *window)
-    shared = _shared_for(scenario)
+    # A replay's horizon is its drawn calls' own: only forecast traffic has one plan to keep.
+    shared = _shared_for(scenario) if replay_path is None else None
     span = (start, horizon + DRAIN_S)
     plan = None if shared is None else shared.plans.get(span)
     if plan is None:

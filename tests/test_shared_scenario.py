@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from test_executor import same
+from test_replay_faithful import _exported, _scenario
 
 from sim.executor import LocalExecutor, frozen_while
 from sim.run import (
@@ -61,6 +62,21 @@ def test_replications_of_a_kept_scenario_equal_those_of_a_fresh_process() -> Non
             clear_shared()
             fresh.append(run_one(spec, ss))
         same(kept, fresh)
+
+
+def test_replays_of_a_kept_scenario_equal_those_of_a_fresh_process(tmp_path: Path) -> None:
+    """Replaying a call log (each replication's horizon its own calls') one replication after
+    another in one process gives what each gives alone."""
+    scenario = _scenario(tmp_path, days=0.1)
+    _, log = _exported(tmp_path, scenario)
+    spec = RunSpec(str(scenario), {}, replay_path=str(log), keep_calls=False)
+    seeds = replication_seeds(4, 3)
+    kept = [run_one(spec, ss) for ss in seeds]
+    fresh = []
+    for ss in seeds:
+        clear_shared()
+        fresh.append(run_one(spec, ss))
+    same(kept, fresh)
 
 
 def test_a_scenario_is_kept_while_its_files_are_unchanged(tmp_path: Path) -> None:
