@@ -14,12 +14,15 @@ than alone (two busy processes share caches, memory and the CPU's clock; other u
 how much of the workers' time went to tasks (the rest is waiting for the first task,
 between tasks, or idle at the end while the other worker finishes), and the CPU that every
 process of the run (this one, workers, Dask's scheduler and nannies) used beyond the tasks'
-own: on two cores it is taken from the tasks. A plain two-process CPU
-burn gives the machine's own ceiling in the same run. Every executor's numbers are checked
-equal to the first's. The load average is printed: on a shared machine the speed-ups are only
-as good as the free cores. The page faults of a task are printed too: unlike its CPU time they
-hardly follow the other users' load. ``--dask-malloc-trim`` adds a cluster whose nannies set
-Dask's own ``MALLOC_TRIM_THRESHOLD_`` (what ``--dask local`` leaves out) in each round.
+own, in total and apart for this process, the processes that ran tasks (a Dask worker's event
+loop, which hands each result over) and the others: on two cores it is taken from the tasks.
+A task's CPU seconds are printed too: on a busy machine they say more than the wall clock. A
+plain two-process CPU burn gives the machine's own ceiling in the same run. Every executor's
+numbers are checked equal to the first's. The load average is printed: on a shared machine the
+speed-ups are only as good as the free cores. The page faults of a task are printed too:
+unlike its CPU time they hardly follow the other users' load. ``--dask-malloc-trim`` adds a
+cluster whose nannies set Dask's own ``MALLOC_TRIM_THRESHOLD_`` (what ``--dask local`` leaves
+out) in each round.
 """
 
 from __future__ import annotations
