@@ -11,6 +11,7 @@ both scenarios is absent on the same days in both, however many agents either ha
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 import math
 import os
@@ -173,8 +174,8 @@ def grown_roster(before: Sequence[AgentProfile], scaled: LoadedCenter) -> list[A
 
 #: Scenarios a process keeps for the replications it runs (:func:`shared_scenario`).
 SCENARIO_CACHE_SIZE = 8
-#: A file as last seen: its path, size, modification time (ns) and inode.
-FileStamp = tuple[str, int, int, int]
+#: A file as last read: its path and a digest of its contents (empty: it could not be read).
+FileStamp = tuple[str, bytes]
 
 
 @dataclass
@@ -194,17 +195,20 @@ _shared_lock = threading.Lock()
 
 
 def _stamp(path: str) -> FileStamp:
+    # The contents, not the modification time: a file rewritten within the file system's
+    # clock tick, at the same size, would look unchanged by its time.
     try:
-        st = os.stat(path)
+        with open(path, "rb") as f:
+            return (path, hashlib.blake2b(f.read(), digest_size=16).digest())
     except OSError:
-        return (path, -1, -1, -1)
-    return (path, st.st_size, st.st_mtime_ns, st.st_ino)
+        return (path, b"")
 
 
 def shared_scenario(spec: RunSpec) -> Scenario:
     """:func:`load_run_scenario`, kept by this process for its later replications of the same
     spec while the files it was read from (scenario, center, traffic, call flow) keep their
-    size, modification time and inode; a changed file is read again.
+    contents (a digest of each, read again for every replication: a fraction of a millisecond
+    for the reference files); a changed file is loaded again.
 
     Every replication of a scenario loads, validates and expands the same files and builds the
     same shift plan and traffic forecast: about a seventh of a 30-day replication's CPU. The

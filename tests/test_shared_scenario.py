@@ -80,13 +80,16 @@ def test_replays_of_a_kept_scenario_equal_those_of_a_fresh_process(tmp_path: Pat
 
 
 def test_a_scenario_is_kept_while_its_files_are_unchanged(tmp_path: Path) -> None:
-    """The same spec gets the same loaded scenario back; a different override, or a change to
-    the scenario, center or traffic file, loads it again with the new contents."""
+    """The same spec gets the same loaded scenario back, also after a file is written again
+    unchanged; a different override, or a change to the scenario, center or traffic file,
+    loads it again with the new contents."""
     config = REFERENCE.parents[1]
     shutil.copytree(config, tmp_path / "config")
     scenario_file = tmp_path / "config" / REFERENCE.relative_to(config)
     spec = RunSpec(str(scenario_file), {"days": 1})
     first = shared_scenario(spec)
+    assert shared_scenario(spec) is first
+    scenario_file.write_text(scenario_file.read_text())
     assert shared_scenario(spec) is first
     assert shared_scenario(replace(spec, overrides={"days": 2})) is not first
 
@@ -96,6 +99,12 @@ def test_a_scenario_is_kept_while_its_files_are_unchanged(tmp_path: Path) -> Non
     second = shared_scenario(spec)
     assert second is not first and second.spec.name == "reference center, edited"
     assert shared_scenario(spec) is second
+    text = scenario_file.read_text()  # the same size, at once: within the clock's tick
+    scenario_file.write_text(text.replace("center, edited", "center, EDITED"))
+    again = shared_scenario(spec)
+    assert again.spec.name == "reference center, EDITED"
+    scenario_file.write_text(text)
+    second = shared_scenario(spec)
 
     center = Path(second.center.path)
     center.write_text(center.read_text() + "\n")  # the same settings, one byte more
