@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import subprocess
 import sys
@@ -251,8 +252,6 @@ def test_worker_processes_freeze_what_they_hold_before_their_first_task(
     """Pool processes and Dask workers have moved their start-up objects out of the collector
     by the end of a map (so each replication's full collection skips them), and a map run in
     this process leaves its collector as it was."""
-    import gc
-
     frozen_here = gc.get_freeze_count()
     with LocalExecutor(2) as executor:
         run_replications(SMALL, 2, 7, executor=executor)
