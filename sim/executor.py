@@ -129,8 +129,9 @@ def freeze_process() -> None:
 
     In a worker process with Dask, 120,000 objects: 0.12-0.15 s of a 30-day replication's
     1.6 s went to its full collections, 0.02 s once frozen. A pool process does it once it has
-    imported the simulator, a Dask worker in its first task (so that the worker's own state is
-    in it too); a process that froze objects already is left as is. (A simulation freezes
+    imported the simulator, a Dask worker once it has started (``--preload sim.run``:
+    :func:`sim.run.dask_setup`) or when a client warms it up, or else in its first task; a
+    process that froze objects already is left as is. (A simulation freezes
     what exists when it starts unless something is frozen already: then it leaves that alone,
     and its full collections walk its own objects only, which costs no more.)
     """
@@ -141,10 +142,12 @@ def freeze_process() -> None:
 
 @contextlib.contextmanager
 def frozen_while() -> Iterator[None]:
-    """:func:`freeze_process` for the block only: tasks run in the calling process leave its
-    collector as they found it."""
+    """What this process holds frozen out of the collector for the block only: tasks run in
+    the calling process leave its collector as they found it. (No collection first: what is
+    garbage now is unfrozen with the rest after the block, and freezing is a list splice.)"""
     froze = gc.get_freeze_count() == 0
-    freeze_process()
+    if froze:
+        gc.freeze()
     try:
         yield
     finally:
@@ -153,9 +156,11 @@ def frozen_while() -> Iterator[None]:
 
 
 def warm_up(modules: Sequence[str]) -> None:
-    """Import ``modules`` in this process (a worker starting up)."""
+    """Import ``modules`` in this process (a worker starting up), then
+    :func:`freeze_process`."""
     for name in modules:
         importlib.import_module(name)
+    freeze_process()
 
 
 _progress_queue: Any = None

@@ -33,7 +33,7 @@ from acd.config.roster import expand_group
 from acd.config.schema import CenterConfig
 from acd.core.model import AgentProfile
 from sim.engine import DRAIN_S, Simulation
-from sim.executor import Executor, LocalExecutor
+from sim.executor import Executor, LocalExecutor, freeze_process
 from sim.outage import apply_outages, windows
 from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
 from sim.recorder import CALL_BATCH
@@ -481,6 +481,13 @@ def _replication(task: tuple[RunSpec, np.random.SeedSequence],
     # the summary allocate on top of it.
     gc.collect()
     return result
+
+
+def dask_setup(worker: Any) -> None:
+    """Called by Dask on a worker started with ``--preload sim.run`` (and ``--dask local``'s),
+    once it has started: the simulator is imported; freeze what the worker holds now out of
+    the garbage collector (:func:`sim.executor.freeze_process`), outside its first task."""
+    freeze_process()
 
 
 def replication_name(index: int, base_seed: int) -> str:

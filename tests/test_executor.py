@@ -149,15 +149,18 @@ def test_timings_say_when_and_where_each_task_ran(dask: DaskExecutor) -> None:
 
 
 def test_a_local_cluster_imports_the_simulator_before_its_first_task() -> None:
-    """``--dask local`` workers have imported the simulator when the executor is ready, so
-    their first task does not pay for it, and run without the statistical profiler."""
+    """``--dask local`` workers have imported the simulator, and frozen what they hold out of
+    the garbage collector, when the executor is ready, so their first task does not pay for
+    either, and run without the statistical profiler."""
     executor = DaskExecutor("local", 1)
     try:
         loaded = executor.client.run(lambda: "sim.run" in sys.modules)
+        frozen = executor.client.run(gc.get_freeze_count)
         timers = executor.client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
     finally:
         executor.close()
     assert list(loaded.values()) == [True]
+    assert all(n > 1000 for n in frozen.values())
     (names,) = timers.values()
     assert "heartbeat" in names and "profile" not in names
 
