@@ -172,8 +172,10 @@ def grown_roster(before: Sequence[AgentProfile], scaled: LoadedCenter) -> list[A
     return out
 
 
-#: Scenarios a process keeps for the replications it runs (:func:`shared_scenario`).
-SCENARIO_CACHE_SIZE = 8
+#: Scenarios a process keeps for the replications it runs (:func:`shared_scenario`). A sweep's
+#: tasks come point by point, so a few suffice; each holds its shift plan, 5 MB for 30 days of
+#: the reference center (about 60 MB for a year).
+SCENARIO_CACHE_SIZE = 4
 #: A file as last read: its path and a digest of its contents (empty: it could not be read).
 FileStamp = tuple[str, bytes]
 
