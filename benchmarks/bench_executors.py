@@ -14,12 +14,15 @@ than alone (two busy processes share caches, memory and the CPU's clock; other u
 how much of the workers' time went to tasks (the rest is waiting for the first task,
 between tasks, or idle at the end while the other worker finishes), and the CPU that every
 process of the run (this one, workers, Dask's scheduler and nannies) used beyond the tasks'
-own: on two cores it is taken from the tasks. A plain two-process CPU
-burn gives the machine's own ceiling in the same run. Every executor's numbers are checked
-equal to the first's. The load average is printed: on a shared machine the speed-ups are only
-as good as the free cores. The page faults of a task are printed too: unlike its CPU time they
-hardly follow the other users' load. ``--dask-malloc-trim`` adds a cluster whose nannies set
-Dask's own ``MALLOC_TRIM_THRESHOLD_`` (what ``--dask local`` leaves out) in each round.
+own, in total and apart for this process, the processes that ran tasks (a Dask worker's event
+loop, which hands each result over) and the others: on two cores it is taken from the tasks.
+A task's CPU seconds are printed too: on a busy machine they say more than the wall clock. A
+plain two-process CPU burn gives the machine's own ceiling in the same run. Every executor's
+numbers are checked equal to the first's. The load average is printed: on a shared machine the
+speed-ups are only as good as the free cores. The page faults of a task are printed too:
+unlike its CPU time they hardly follow the other users' load. ``--dask-malloc-trim`` adds a
+cluster whose nannies set Dask's own ``MALLOC_TRIM_THRESHOLD_`` (what ``--dask local`` leaves
+out) in each round.
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ class Run:
     tail_s: float  # mean idle of a worker after its last task, until the run ended
     result_mb: float  # pickled size of a result, as it comes back from a worker
     overhead: float  # CPU of every process of the run beyond the tasks' own, as a share of it
+    #: The same, apart: this process (client, Dask's scheduler, the pool's threads), the
+    #: processes that ran tasks (beyond the tasks: event loops, result hand-over), the others
+    #: (Dask's nannies).
+    overhead_parts: tuple[float, float, float]
     faults: float  # mean minor page faults of a task (-1: not counted on this system)
     sl: tuple[float, ...]
 
@@ -90,39 +97,53 @@ def _timed(name: str, executor: LocalExecutor | DaskExecutor, started: float, sp
         timings = executor.timings
     finally:
         executor.close()
-    run = summarise(name, executor.workers, started, t0, t1, timings, results, cpu1 - cpu0)
+    run = summarise(name, executor.workers, started, t0, t1, timings, results,
+                    {pid: cpu1[pid] - cpu0.get(pid, 0.0) for pid in cpu1})
     print(f"{name:<28} start-up {run.start_s:4.1f} s, run {run.wall_s:6.1f} s: "
           f"{run.rate:5.3f} replications/s ({n / (run.wall_s + run.start_s):.3f} with "
           f"start-up); load {load()}", flush=True)
-    print(f"{'':<28} task {run.task_s:5.2f} s (set-up {run.set_up_s:4.2f} s, CPU "
-          f"{run.cpu_share:4.0%} of it); workers busy {run.busy:4.0%} (first task after "
+    print(f"{'':<28} task {run.task_s:5.2f} s (set-up {run.set_up_s:4.2f} s; CPU "
+          f"{run.task_cpu_s:4.2f} s, {run.cpu_share:4.0%} of it); workers busy {run.busy:4.0%} "
+          f"(first task after "
           f"{run.first_s:4.2f} s, idle at the end {run.tail_s:4.2f} s); a result "
-          f"{run.result_mb:.1f} MB; CPU beyond the tasks' {run.overhead:+.1%}; page faults "
+          f"{run.result_mb:.1f} MB; CPU beyond the tasks' {run.overhead:+.1%} (this process "
+          f"{run.overhead_parts[0]:+.1%}, task processes {run.overhead_parts[1]:+.1%}, others "
+          f"{run.overhead_parts[2]:+.1%}); page faults "
           f"{run.faults:,.0f} a task", flush=True)
     return run
 
 
-def tree_cpu() -> float:
-    """CPU seconds so far of this process and every process it started (workers, nannies)."""
-    total = 0.0
+def tree_cpu() -> dict[int, float]:
+    """CPU seconds so far of this process and every process it started (workers, nannies),
+    by process id."""
+    out = {}
     me = psutil.Process()
     for p in (me, *me.children(recursive=True)):
         try:
             times = p.cpu_times()
         except psutil.Error:  # ended meanwhile
             continue
-        total += times.user + times.system
-    return total
+        out[p.pid] = times.user + times.system
+    return out
 
 
 def summarise(name: str, workers: int, started: float, t0: float, t1: float,
-              timings: Sequence[TaskTiming], results: Sequence[RunResult], cpu_s: float) -> Run:
+              timings: Sequence[TaskTiming], results: Sequence[RunResult],
+              cpu_by_pid: dict[int, float]) -> Run:
     """A run's figures from the timing of its tasks (``t0``, ``t1``: submission and end) and
-    the CPU seconds all processes used meanwhile."""
+    the CPU seconds each process used meanwhile."""
     by_worker: dict[str, list[TaskTiming]] = {}
     for t in timings:
         by_worker.setdefault(t.worker, []).append(t)
     wall = t1 - t0
+    task_cpu = sum(t.cpu_s for t in timings)
+    cpu_s = sum(cpu_by_pid.values())
+    ran = {int(w.rsplit(":", 1)[1]) for w in by_worker}
+    here = cpu_by_pid.get(os.getpid(), 0.0) - sum(
+        t.cpu_s for t in timings if int(t.worker.rsplit(":", 1)[1]) == os.getpid())
+    in_workers = sum(cpu_by_pid.get(pid, 0.0) for pid in ran if pid != os.getpid()) - sum(
+        t.cpu_s for t in timings if int(t.worker.rsplit(":", 1)[1]) != os.getpid())
+    others = cpu_s - task_cpu - here - in_workers
     return Run(
         name, workers, started, wall, len(results),
         statistics.fmean(t.wall_s for t in timings),
@@ -133,7 +154,8 @@ def summarise(name: str, workers: int, started: float, t0: float, t1: float,
         statistics.fmean(min(t.started for t in ts) - t0 for ts in by_worker.values()),
         statistics.fmean(t1 - max(t.ended for t in ts) for ts in by_worker.values()),
         len(pickle.dumps(results[0], protocol=pickle.HIGHEST_PROTOCOL)) / 1e6,
-        cpu_s / sum(t.cpu_s for t in timings) - 1.0,
+        cpu_s / task_cpu - 1.0,
+        (here / task_cpu, in_workers / task_cpu, others / task_cpu),
         statistics.fmean(t.page_faults for t in timings),
         tuple(kpis(r).overall["sl_offered"] for r in results))
 

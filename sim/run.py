@@ -11,10 +11,14 @@ both scenarios is absent on the same days in both, however many agents either ha
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 import math
 import os
+import pickle
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -29,15 +33,16 @@ from acd.config.roster import expand_group
 from acd.config.schema import CenterConfig
 from acd.core.model import AgentProfile
 from sim.engine import DRAIN_S, Simulation
-from sim.executor import Executor, LocalExecutor
+from sim.executor import Executor, LocalExecutor, freeze_process
 from sim.outage import apply_outages, windows
 from sim.qlreplay import QueueLogOptions, load_plan, replay_behaviour
 from sim.recorder import CALL_BATCH
 from sim.records import CallLog, RunResult
 from sim.scenario import Behaviour, Scenario, deep_merge, load_scenario
-from sim.staffing import StaffAction, build_timeline
+from sim.staffing import ShiftPlan, StaffAction, shift_plan
 from sim.traffic import Arrival, ArrivalBatch, load_call_log, load_traffic
 from sim.traffic.censored import fit_patience, redraw_unobserved, scale_calls
+from sim.traffic.forecast import ForecastSource
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,89 @@ def grown_roster(before: Sequence[AgentProfile], scaled: LoadedCenter) -> list[A
     return out
 
 
+#: Scenarios a process keeps for the replications it runs (:func:`shared_scenario`). A sweep's
+#: tasks come point by point, so a few suffice; each holds its shift plan, 5 MB for 30 days of
+#: the reference center (about 60 MB for a year).
+SCENARIO_CACHE_SIZE = 4
+#: A file as last read: its path and a digest of its contents (empty: it could not be read).
+FileStamp = tuple[str, bytes]
+
+
+@dataclass
+class _Shared:
+    """A scenario loaded for replications, the stamps of the files it was read from, and what
+    every replication of it draws from: traffic forecasts and shift plans, per window."""
+
+    files: tuple[FileStamp, ...]
+    scenario: Scenario
+    forecasts: dict[tuple[datetime, float], ForecastSource] = field(default_factory=dict)
+    plans: dict[tuple[datetime, float], ShiftPlan] = field(default_factory=dict)
+
+
+_shared: OrderedDict[tuple[str, bytes, float], _Shared] = OrderedDict()
+#: A Dask worker may run tasks in several threads.
+_shared_lock = threading.Lock()
+
+
+def _stamp(path: str) -> FileStamp:
+    # The contents, not the modification time: a file rewritten within the file system's
+    # clock tick, at the same size, would look unchanged by its time.
+    try:
+        with open(path, "rb") as f:
+            return (path, hashlib.blake2b(f.read(), digest_size=16).digest())
+    except OSError:
+        return (path, b"")
+
+
+def shared_scenario(spec: RunSpec) -> Scenario:
+    """:func:`load_run_scenario`, kept by this process for its later replications of the same
+    spec while the files it was read from (scenario, center, traffic, call flow) keep their
+    contents (a digest of each, read again for every replication: a fraction of a millisecond
+    for the reference files); a changed file is loaded again.
+
+    Every replication of a scenario loads, validates and expands the same files and builds the
+    same shift plan and traffic forecast: about a seventh of a 30-day replication's CPU. The
+    scenario returned is shared: treat it as read-only (the simulation does)."""
+    key = (os.path.abspath(spec.scenario_path), pickle.dumps(spec.overrides), spec.agent_scale)
+    with _shared_lock:
+        entry = _shared.get(key)
+    if entry is not None and all(_stamp(f[0]) == f for f in entry.files):
+        with _shared_lock:
+            if key in _shared:
+                _shared.move_to_end(key)
+        return entry.scenario
+    scenario = load_run_scenario(spec)
+    paths = [os.path.abspath(scenario.path), os.path.abspath(scenario.center.path),
+             str(scenario.traffic_path)]
+    if scenario.spec.behaviour.ivr_flow:
+        paths.append(os.path.abspath(scenario.spec.behaviour.ivr_flow))
+    with _shared_lock:
+        _shared[key] = _Shared(tuple(_stamp(p) for p in paths), scenario)
+        _shared.move_to_end(key)
+        while len(_shared) > SCENARIO_CACHE_SIZE:
+            _shared.popitem(last=False)
+    return scenario
+
+
+def clear_shared() -> None:
+    """Forget every scenario :func:`shared_scenario` kept in this process."""
+    with _shared_lock:
+        _shared.clear()
+
+
+def _shared_for(scenario: Scenario) -> _Shared | None:
+    """The kept entry whose center and staffing ``scenario`` uses (a warm-up's copy of a
+    kept scenario shares them), if any."""
+    with _shared_lock:
+        entries = list(_shared.values())
+    for entry in entries:
+        if entry.scenario.center is scenario.center and \
+                entry.scenario.spec.staffing is scenario.spec.staffing and \
+                entry.scenario.traffic_path == scenario.traffic_path:
+            return entry
+    return None
+
+
 def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
     """The seed sequence of each replication."""
     return list(np.random.SeedSequence(base_seed).spawn(n))
@@ -215,9 +303,15 @@ def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Gen
         horizon = max((c.t for c in calls), default=0.0) + 1.0
         return calls, begin, horizon
     assert rng is not None
-    traffic = load_traffic(scenario.traffic_path, *known)
+    shared = _shared_for(scenario)
+    span = (spec.start, spec.days)
+    forecast = None if shared is None else shared.forecasts.get(span)
+    if forecast is None:
+        forecast = load_traffic(scenario.traffic_path, *known).forecast(*span)
+        if shared is not None:
+            shared.forecasts[span] = forecast
     # The draws of traffic.arrivals(), kept as columns: a year is 1.8 million callers.
-    batch = traffic.forecast(spec.start, spec.days).generate(rng, spec.volume_scale)
+    batch = forecast.generate(rng, spec.volume_scale)
     return batch, spec.start, spec.days * 86400.0
 
 
@@ -254,8 +348,9 @@ def replay_window(spec: RunSpec) -> tuple[float | None, float, datetime | None]:
 
 def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
             progress: Callable[[float], None] | None = None) -> RunResult:
-    """Run one replication."""
-    scenario = load_run_scenario(spec)
+    """Run one replication (of a scenario this process may have loaded before for another:
+    :func:`shared_scenario`)."""
+    scenario = shared_scenario(spec)
     s = scenario.spec
     index = seed_seq.spawn_key[-1] if seed_seq.spawn_key else 0
     csv_path = None if spec.calls_csv is None else calls_csv_path(spec.calls_csv, index)
@@ -300,8 +395,15 @@ def simulation_for(scenario: Scenario, seed_seq: np.random.SeedSequence, *,
     s = scenario.spec
     arrivals, start, horizon = arrivals_for(scenario, replay_path,
                                             np.random.default_rng(traffic_ss), *window)
-    timeline = build_timeline(scenario.center.config, scenario.center.agents, s.staffing,
-                              start, horizon + DRAIN_S, staffing_ss)
+    # A replay's horizon is its drawn calls' own: only forecast traffic has one plan to keep.
+    shared = _shared_for(scenario) if replay_path is None else None
+    span = (start, horizon + DRAIN_S)
+    plan = None if shared is None else shared.plans.get(span)
+    if plan is None:
+        plan = shift_plan(scenario.center.config, scenario.center.agents, s.staffing, *span)
+        if shared is not None:
+            shared.plans[span] = plan
+    timeline = plan.timeline(staffing_ss)
     timeline = with_outages(scenario, timeline, start)
     return Simulation(scenario.center, arrivals, timeline,
                       s.behaviour if behaviour is None else behaviour, start, horizon,
@@ -381,6 +483,13 @@ def _replication(task: tuple[RunSpec, np.random.SeedSequence],
     # the summary allocate on top of it.
     gc.collect()
     return result
+
+
+def dask_setup(worker: Any) -> None:
+    """Called by Dask on a worker started with ``--preload sim.run`` (and ``--dask local``'s),
+    once it has started: the simulator is imported; freeze what the worker holds now out of
+    the garbage collector (:func:`sim.executor.freeze_process`), outside its first task."""
+    freeze_process()
 
 
 def replication_name(index: int, base_seed: int) -> str:

@@ -15,6 +15,7 @@ whatever day the run starts on.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -122,15 +123,54 @@ def build_timeline(config: CenterConfig, agents: list[AgentProfile], staffing: S
     """Every staffing action in ``[0, horizon_s)``, time-ordered.
 
     Absences are drawn per agent and calendar day from ``seed`` (:func:`absent_days`); a
-    generator passed instead stands for the seed sequence it was made from.
+    generator passed instead stands for the seed sequence it was made from. The same as
+    ``shift_plan(config, agents, staffing, start, horizon_s).timeline(seed)``.
     """
+    return shift_plan(config, agents, staffing, start, horizon_s).timeline(seed)
+
+
+@dataclass(frozen=True)
+class ShiftPlan:
+    """Every agent's shifts and breaks over a run, before absences: what is the same for every
+    replication of a scenario. :meth:`timeline` draws one replication's absences and leaves out
+    the absent days' actions.
+
+    ``actions`` is already time-ordered; ``owner[i]`` is the (agent, day) cell of action ``i``
+    in the flat ``len(agents) x days`` absence grid, agents in the order of ``agent_ids``.
+    """
+
+    actions: tuple[StaffAction, ...]
+    owner: np.ndarray
+    agent_ids: tuple[str, ...]
+    first_days: tuple[date, ...]
+    days: int
+    rate: float
+
+    def timeline(self, seed: np.random.SeedSequence | np.random.Generator
+                 ) -> list[StaffAction]:
+        """The time-ordered actions of the replication whose staffing stream is ``seed``."""
+        if not self.rate or not self.actions:
+            return list(self.actions)
+        root = absence_root(seed)
+        absent = np.concatenate([absent_days(root, agent, first, self.days, self.rate)
+                                 for agent, first in zip(self.agent_ids, self.first_days,
+                                                         strict=True)])
+        # Leaving out actions keeps the order of the rest: a stable sort of the kept actions
+        # alone would put them in the same order.
+        return list(itertools.compress(self.actions, (~absent[self.owner]).tolist()))
+
+
+def shift_plan(config: CenterConfig, agents: list[AgentProfile], staffing: Staffing,
+               start: datetime, horizon_s: float) -> ShiftPlan:
+    """The shifts and breaks of every agent in ``[0, horizon_s)``, absences not drawn yet."""
     by_group: dict[str, list[AgentProfile]] = {}
     for a in agents:
         by_group.setdefault(a.group, []).append(a)
     actions: list[StaffAction] = []
+    owner: list[int] = []
+    agent_ids: list[str] = []
+    first_days: list[date] = []
     days = math.ceil(horizon_s / 86400) + 2
-    rate = staffing.absence_rate
-    root = absence_root(seed) if rate else None
     for group, members in by_group.items():
         site = config.agent_groups[group].site
         tz = ZoneInfo(config.sites[site].timezone)
@@ -140,19 +180,25 @@ def build_timeline(config: CenterConfig, agents: list[AgentProfile], staffing: S
         slots = shift_slots([s.share for s in shifts], len(members))
         first_day = start.astimezone(tz).date() - timedelta(days=1)
         for k, agent in enumerate(members):
+            cell = len(agent_ids) * days
+            agent_ids.append(agent.id)
+            first_days.append(first_day)
             shift = shifts[slots[k]]
             off = {(k + j) % 7 for j in range(7 - staffing.work_days_per_week)}
             stagger = _stagger(k, staffing.break_stagger_minutes)
-            absent = (absent_days(root, agent.id, first_day, days, rate).tolist()
-                      if root is not None else [False] * days)
             for d in range(days):
                 day = first_day + timedelta(days=d)
-                if day.weekday() in off or absent[d]:
+                if day.weekday() in off:
                     continue
-                actions.extend(_shift_actions(agent.id, shift, day, tz, start, horizon_s,
-                                              staffing, stagger))
-    actions.sort(key=lambda a: (a.t, _ORDER[a.action], a.agent))
-    return actions
+                found = _shift_actions(agent.id, shift, day, tz, start, horizon_s, staffing,
+                                       stagger)
+                actions.extend(found)
+                owner.extend([cell + d] * len(found))
+    order = sorted(range(len(actions)), key=lambda i: (actions[i].t, _ORDER[actions[i].action],
+                                                       actions[i].agent))
+    return ShiftPlan(tuple(actions[i] for i in order),
+                     np.array([owner[i] for i in order], dtype=np.intp), tuple(agent_ids),
+                     tuple(first_days), days, staffing.absence_rate)
 
 
 def _stagger(k: int, minutes: float) -> float:

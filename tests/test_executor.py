@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import subprocess
 import sys
@@ -148,15 +149,18 @@ def test_timings_say_when_and_where_each_task_ran(dask: DaskExecutor) -> None:
 
 
 def test_a_local_cluster_imports_the_simulator_before_its_first_task() -> None:
-    """``--dask local`` workers have imported the simulator when the executor is ready, so
-    their first task does not pay for it, and run without the statistical profiler."""
+    """``--dask local`` workers have imported the simulator, and frozen what they hold out of
+    the garbage collector, when the executor is ready, so their first task does not pay for
+    either, and run without the statistical profiler."""
     executor = DaskExecutor("local", 1)
     try:
         loaded = executor.client.run(lambda: "sim.run" in sys.modules)
+        frozen = executor.client.run(gc.get_freeze_count)
         timers = executor.client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks))
     finally:
         executor.close()
     assert list(loaded.values()) == [True]
+    assert all(n > 1000 for n in frozen.values())
     (names,) = timers.values()
     assert "heartbeat" in names and "profile" not in names
 
@@ -244,3 +248,22 @@ def test_cli_exits_2_for_a_dask_address_it_cannot_use(capsys: pytest.CaptureFixt
     assert code == 2
     assert "--dask" in err and "foo://bar" in err
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_worker_processes_freeze_what_they_hold_before_their_first_task(
+        dask: DaskExecutor) -> None:
+    """Pool processes and Dask workers have moved their start-up objects out of the collector
+    by the end of a map (so each replication's full collection skips them), and a map run in
+    this process leaves its collector as it was."""
+    frozen_here = gc.get_freeze_count()
+    with LocalExecutor(2) as executor:
+        run_replications(SMALL, 2, 7, executor=executor)
+        counts = [executor._pool.apply(eval, ("__import__('gc').get_freeze_count()",))
+                  for _ in range(4)]
+    assert all(n > 1000 for n in counts)
+    run_replications(SMALL, 2, 7, executor=dask)
+    ran = {t.worker.rsplit(":", 1)[1] for t in dask.timings}
+    on_workers = dask.client.run(lambda: (os.getpid(), gc.get_freeze_count()))
+    assert all(n > 1000 for pid, n in on_workers.values() if str(pid) in ran) and ran
+    run_replications(SMALL, 2, 7, executor=LocalExecutor(1))
+    assert gc.get_freeze_count() == frozen_here
