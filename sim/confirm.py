@@ -20,7 +20,6 @@ result is simulated once more as a whole; a group still short there is raised on
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 import warnings
@@ -33,12 +32,11 @@ import numpy as np
 
 from acd.config import yamlsafe
 from acd.config.load import LoadedCenter, center_from_data
-from sim.engine import Simulation
 from sim.executor import Executor, LocalExecutor
 from sim.kpi import t95
 from sim.records import ANSWERED, RunResult
-from sim.run import arrivals_for, replication_seeds, replication_streams
-from sim.scenario import Scenario, deep_merge, load_scenario
+from sim.run import RunSpec, replication_seeds, shared_scenario, simulation_for
+from sim.scenario import Scenario, deep_merge
 from sim.staffing import StaffAction
 
 #: First extension of the pool agents (far above any roster's).
@@ -203,24 +201,15 @@ def tally(result: RunResult, groups: Groups, queues: Sequence[str]) -> Tally:
                  count(offered, qcode, nq), count(within, qcode, nq))
 
 
-@functools.lru_cache(maxsize=4)
-def _scenario(path: str, days: float | None) -> Scenario:
-    """The scenario, loaded once per process for all the candidates it runs."""
-    return load_scenario(path, days=days)
-
-
 def _replicate(task: ConfirmTask, progress: Callable[[float], None]) -> Tally:
     """One replication of a candidate as an executor task (module level, so it pickles)."""
     cpu0 = time.process_time()
-    scenario = _scenario(task.scenario_path, task.days)
-    spec = scenario.spec
+    # Loaded once per process for all the candidates it runs, again if a file changed.
+    scenario = shared_scenario(RunSpec(task.scenario_path, {"days": task.days}))
     center = candidate_center(scenario, task.groups, task.counts)
-    traffic_ss, _staffing_ss, engine_ss = replication_streams(task.seed_seq)  # run's callers
-    arrivals, start, horizon = arrivals_for(scenario, None, np.random.default_rng(traffic_ss))
-    timeline = candidate_timeline(center, task.groups, task.counts)
-    result = Simulation(center, arrivals, timeline, spec.behaviour, start, horizon,
-                        spec.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0])
-                        ).run(progress)
+    result = simulation_for(scenario, task.seed_seq, center=center,
+                            timeline=candidate_timeline(center, task.groups, task.counts)
+                            ).run(progress)
     counted = tally(result, task.groups, tuple(sorted(scenario.center.config.queues)))
     return replace(counted, cpu_s=time.process_time() - cpu0)
 

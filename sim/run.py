@@ -387,25 +387,30 @@ def simulation_for(scenario: Scenario, seed_seq: np.random.SeedSequence, *,
                    behaviour: Behaviour | None = None, replay_path: str | None = None,
                    window: tuple[float | None, float, datetime | None] = (None, 1.0, None),
                    keep_calls: bool = True, calls_csv: str | None = None,
-                   call_batch: int = CALL_BATCH) -> Simulation:
+                   call_batch: int = CALL_BATCH, center: LoadedCenter | None = None,
+                   timeline: list[StaffAction] | None = None) -> Simulation:
     """The simulation :func:`run_one` runs for replication ``seed_seq`` of ``scenario``
     (its forecast traffic, or the call log at ``replay_path`` within ``window``: days, scale,
-    start), ready to run; the benchmarks time it apart from this set-up."""
+    start), ready to run; the benchmarks time it apart from this set-up.
+
+    ``center`` and ``timeline`` replace the scenario's center and its staffing (shifts and
+    outages) with a candidate's, on the scenario's traffic (``staff --confirm``)."""
     traffic_ss, staffing_ss, engine_ss = replication_streams(seed_seq)
     s = scenario.spec
     arrivals, start, horizon = arrivals_for(scenario, replay_path,
                                             np.random.default_rng(traffic_ss), *window)
-    # A replay's horizon is its drawn calls' own: only forecast traffic has one plan to keep.
-    shared = _shared_for(scenario) if replay_path is None else None
-    span = (start, horizon + DRAIN_S)
-    plan = None if shared is None else shared.plans.get(span)
-    if plan is None:
-        plan = shift_plan(scenario.center.config, scenario.center.agents, s.staffing, *span)
-        if shared is not None:
-            shared.plans[span] = plan
-    timeline = plan.timeline(staffing_ss)
-    timeline = with_outages(scenario, timeline, start)
-    return Simulation(scenario.center, arrivals, timeline,
+    if timeline is None:
+        # A replay's horizon is its drawn calls' own: only forecast traffic has one plan to
+        # keep.
+        shared = _shared_for(scenario) if replay_path is None else None
+        span = (start, horizon + DRAIN_S)
+        plan = None if shared is None else shared.plans.get(span)
+        if plan is None:
+            plan = shift_plan(scenario.center.config, scenario.center.agents, s.staffing, *span)
+            if shared is not None:
+                shared.plans[span] = plan
+        timeline = with_outages(scenario, plan.timeline(staffing_ss), start)
+    return Simulation(scenario.center if center is None else center, arrivals, timeline,
                       s.behaviour if behaviour is None else behaviour, start, horizon,
                       s.interval_minutes * 60.0, int(engine_ss.generate_state(1)[0]),
                       keep_calls, calls_csv, call_batch)
