@@ -190,19 +190,22 @@ class _Call(CallMachine):
     """A simulated caller in the queue: the call's machine, plus what the caller brings (when
     they reached the IVR, talk, patience and wrap-up) and a token that a pending answer must
     still match (a released ring invalidates it; ``answer_token`` is the ring an answer at once
-    is for).
+    is for), and the recorder's codes for it (``groups``: its queue, language and country;
+    ``agent_code``: the agent last offered it, ``agent_ref``), so the recorder never looks a
+    name up for it.
 
     A subclass rather than a holder of the machine, with the arrival's fields copied in: one
     native object per call instead of three, which the collector, the allocator and attribute
     reads notice at 1.8 million calls a year (see bench_sim).
     """
 
-    __slots__ = ("answer_at", "answer_token", "arrival_t", "handle_factor", "patience_at",
-                 "patience_eid", "patience_s", "repeat", "ring_token", "talk_s", "wrap_s")
+    __slots__ = ("agent_code", "agent_ref", "answer_at", "answer_token", "arrival_t", "groups",
+                 "handle_factor", "patience_at", "patience_eid", "patience_s", "repeat",
+                 "ring_token", "talk_s", "wrap_s")
 
     def __init__(self, index: int, arrival_t: float, queue: str, language: str, country: str,
                  caller_number: str | None, priority: int, talk_s: float, patience_s: float,
-                 wrap_s: float | None, customer_id: str | None) -> None:
+                 wrap_s: float | None, customer_id: str | None, groups: int) -> None:
         super().__init__(str(index), queue, language, country, priority, caller_number,
                          customer_id, math.inf, _POLICY)
         self.arrival_t = arrival_t
@@ -221,6 +224,12 @@ class _Call(CallMachine):
         self.handle_factor = 1.0
         #: A redial: the same caller called the same queue before (first-call resolution).
         self.repeat = False
+        #: ``Recorder.group_code`` of the call's queue, language and country.
+        self.groups = groups
+        #: The agent of the last offer (the router's own string) and its
+        #: ``Recorder.agent_index`` (-1: not offered yet).
+        self.agent_ref: str | None = None
+        self.agent_code = -1
 
 
 class _Timer:
@@ -509,6 +518,8 @@ class Simulation:
         self._block_wrap: list[float] = []
         self._block_customer: list[str | None] = []
         self._streams: list[tuple[str, str, str]] = []
+        #: The recorder's group code of each stream (``Recorder.group_code``).
+        self._stream_groups: list[int] = []
         self._rona_p = float(behaviour.rona_probability)
         # Replies given once the router's current outputs are dealt with.
         self._follow_answer: list[_Call] = []
@@ -550,6 +561,11 @@ class Simulation:
         self._ready: dict[str, None] = {}
         self._agent_reason: dict[str, str | None] = {}
         self._work_try = False
+        #: Each agent's index in the recorder (``Recorder.agent_index``), asked once.
+        self._agent_codes = {a.id: self.recorder.agent_index(a.id) for a in center.agents}
+        # The agent whose index was looked up last, and that index (_agent_code).
+        self._hint_agent: str | None = None
+        self._hint_code = -1
         self._profiles = {a.id: a for a in center.agents}
         self._skill = {n: q.skill for n, q in self.config.queues.items()}
         #: Callback work created (callbacks accepted, voicemails left) and done.
@@ -681,6 +697,7 @@ class Simulation:
             times = source.t[position]
             self._batch = source
             self._streams = [(s.queue, s.language, s.country) for s in source.streams]
+            self._stream_groups = [self.recorder.group_code(*s) for s in self._streams]
         n = len(times)
         ivr = draw(self.behaviour.ivr_time, self._rng_ivr, n)
         if self._batch is None:  # a list of arrivals: a replay may carry its IVR times
@@ -731,6 +748,7 @@ class Simulation:
         # A list of arrivals (a replay): one "stream" per caller.
         block = self._arrivals_at(positions)
         self._streams = [(a.queue, a.language, a.country) for a in block]
+        self._stream_groups = [self.recorder.group_code(*s) for s in self._streams]
         self._block_arrival_t = [a.t for a in block]
         self._block_stream = list(range(len(block)))
         self._block_number = [a.caller_number for a in block]
@@ -742,12 +760,13 @@ class Simulation:
 
     def _block_call(self, j: int) -> _Call:
         """The caller ``j``-th in the current block."""
-        queue, language, country = self._streams[self._block_stream[j]]
+        stream = self._block_stream[j]
+        queue, language, country = self._streams[stream]
         wrap = self._block_wrap[j]
         return _Call(self._block_index[j], self._block_arrival_t[j], queue, language, country,
                      self._block_number[j], self._block_priority[j], self._block_talk[j],
                      self._block_patience[j], None if math.isnan(wrap) else wrap,
-                     self._block_customer[j])
+                     self._block_customer[j], self._stream_groups[stream])
 
     def _enter_due(self) -> None:
         """Queue every caller whose entry time has come; wake up again for the next one."""
@@ -783,7 +802,8 @@ class Simulation:
             r = ivr.walk(a)
             if r.status in QUEUED:
                 call = _Call(i, a.t, r.queue, r.language, a.country, a.caller_number,
-                             r.priority, a.talk_s, a.patience_s, a.wrap_s, r.customer_id)
+                             r.priority, a.talk_s, a.patience_s, a.wrap_s, r.customer_id,
+                             self.recorder.group_code(r.queue, r.language, a.country))
                 self._timer(r.elapsed_s, _AFTER_IVR, call)
             else:
                 outcome = _IVR_END.get(r.status, IVR_HANGUP)
@@ -852,31 +872,44 @@ class Simulation:
         else:
             self._sync(now)
 
-    def _handle(self, out: list[Output], now: float) -> None:
+    def _handle(self, out: list[Output], now: float, subject: _Call | None = None) -> None:
         """Act on the router's outputs at ``now``, then re-arm the router's wake-up."""
-        self._act(out, now)
+        self._act(out, now, subject)
         self._sync(now)
 
-    def _act(self, out: list[Output], now: float) -> None:
+    def _act(self, out: list[Output], now: float, subject: _Call | None = None) -> None:
         """Act on the router's outputs at ``now`` (the current simulated time): commands go to
-        their call's machine, events to the recorder."""
+        their call's machine, events to the recorder. ``subject``: the call the router was
+        told about, whose outputs are mostly about it and its agent (known without a lookup:
+        the router hands back the very strings it was given)."""
         calls = self._calls
         # An isinstance chain, most frequent first: compiled, it is a pointer comparison each.
         for o in out:
             if isinstance(o, AgentStateChanged):
-                self.recorder.agent_state(o)
+                agent_id = o.agent_id
+                if subject is not None and agent_id is subject.agent_ref:
+                    agent = subject.agent_code
+                else:
+                    agent = self._agent_code(agent_id)
+                self.recorder.agent_state(o, agent)
                 if self._work_delay is not None:
                     self._agent_changed(o)
             elif isinstance(o, Offer):
-                call = calls.get(o.call_id)
+                call_id = o.call_id
+                if subject is not None and call_id is subject.call_id:
+                    call: _Call | None = subject
+                else:
+                    call = calls.get(call_id)
                 if call is not None:
+                    call.agent_ref = o.agent_id
+                    call.agent_code = self._agent_code(o.agent_id)
                     self._feed(call, o, now)
             elif isinstance(o, CallEnded):
                 # get and del: compiled, ``pop`` with a default is a generic method call.
                 ended = calls.get(o.call_id)
                 if ended is not None:
                     del calls[o.call_id]
-                    self.recorder.call_ended(ended.arrival_t, o, ended.repeat)
+                    self._call_ended(ended, o)
                     if self._work_delay is not None and o.outcome is Outcome.CALLBACK:
                         self._new_work(o.queue, o.language, o.country, now)
                     if self._redial_p > 0 and o.outcome is Outcome.ABANDONED:
@@ -890,16 +923,39 @@ class Simulation:
         if self._follow_answer:
             answers, self._follow_answer = self._follow_answer, []
             for call in answers:
-                agent_id = call.agent_id
-                if call.answer_token == call.ring_token and agent_id is not None:
+                answering = call.agent_id
+                if call.answer_token == call.ring_token and answering is not None:
                     call.answer_token = -1  # once, even if the call is listed twice
-                    self._feed(call, Answered(agent_id), now)
+                    self._feed(call, Answered(answering), now)
                     if call.phase is not Phase.TALKING:
                         self._release_patience(call)
         if self._follow_up:
             replies, self._follow_up = self._follow_up, []
             for call, accepted in replies:
                 self._feed(call, _ACCEPTED if accepted else _DECLINED, now)
+
+    def _agent_code(self, agent_id: str) -> int:
+        """The recorder's index of ``agent_id``; the last one asked for is remembered (an
+        offer follows its agent's ringing)."""
+        if agent_id is self._hint_agent:
+            return self._hint_code
+        code = self._agent_codes[agent_id]
+        self._hint_agent = agent_id
+        self._hint_code = code
+        return code
+
+    def _call_ended(self, call: _Call, o: CallEnded) -> None:
+        """Record the end of ``call``, with the codes it carries where the router ended it in
+        the queue, language and country it arrived with, as it nearly always does."""
+        if o.queue == call.queue and o.language == call.language and o.country == call.country:
+            groups = call.groups
+        else:  # moved to another queue, or a name the router replaced by its default
+            groups = self.recorder.group_code(o.queue, o.language, o.country)
+        agent_id = o.agent_id
+        agent = -1
+        if agent_id is not None:
+            agent = call.agent_code if agent_id is call.agent_ref else self._agent_code(agent_id)
+        self.recorder.call_ended(call.arrival_t, o, groups, agent, call.repeat)
 
     # ------------------------------------------------------------------ the call machine
 
@@ -915,7 +971,7 @@ class Simulation:
         if isinstance(a, Dial):
             self._dial(call, a)
         elif isinstance(a, ReportAnswered):
-            self._act(self.router.offer_answered(now, call.call_id, a.agent_id), now)
+            self._act(self.router.offer_answered(now, call.call_id, a.agent_id), now, call)
         elif isinstance(a, Connect):
             if a.agent_id in self._newcomers:
                 call.handle_factor = self._newcomer_factor
@@ -925,7 +981,7 @@ class Simulation:
             if call.handle_factor != 1.0:
                 base = self._wrap_up_s.get(call.queue, 0.0) if wrap is None else wrap
                 wrap = base * call.handle_factor
-            self._act(self.router.hangup(now, call.call_id, wrap), now)
+            self._act(self.router.hangup(now, call.call_id, wrap), now, call)
         elif isinstance(a, Finished):
             self.calls_finished += 1
         elif isinstance(a, ReleaseAgent):
@@ -935,14 +991,14 @@ class Simulation:
             self._release_patience(call)
             self._feed(call, DialFailed(a.agent_id, "no_answer"), now)
         elif isinstance(a, ReportFailed):
-            self._act(self.router.offer_failed(now, call.call_id, a.reason, a.agent_id), now)
+            self._act(self.router.offer_failed(now, call.call_id, a.reason, a.agent_id), now, call)
         elif isinstance(a, AskCallback):
             accepted = self._caller_draws.next() < self.behaviour.callback_accept_probability
             self._follow_up.append((call, bool(accepted)))
         elif isinstance(a, ReportCallback):
-            self._act(self.router.callback_accepted(now, call.call_id), now)
+            self._act(self.router.callback_accepted(now, call.call_id), now, call)
         elif isinstance(a, ReportWithdrawn):
-            self._act(self.router.withdraw(now, call.call_id, a.reason), now)
+            self._act(self.router.withdraw(now, call.call_id, a.reason), now, call)
 
     def _talk_over(self, call: _Call) -> None:
         """Talk over: the agent's side ends."""
@@ -959,7 +1015,7 @@ class Simulation:
         # The machine's copy of the call's fields: compiled, a native read each.
         self._handle(self.router.call_arrived(now, call_id, call.queue, call.language,
                                               call.country, call.priority, call.customer_id),
-                     now)
+                     now, call)
         patience = call.patience_s
         if patience < math.inf and call_id in self._calls:
             # The patience timer takes its place in SimPy's order now, but goes into the queue
@@ -1077,7 +1133,7 @@ class Simulation:
         self.redials += 1
         call = _Call(-self.redials, now + delay, gone.queue, gone.language, gone.country,
                      gone.number, gone.priority, gone.talk_s, gone.patience_s,
-                     gone.wrap_s, gone.customer_id)
+                     gone.wrap_s, gone.customer_id, gone.groups)
         call.repeat = True
         self._timer(delay, _REDIAL, call)
 
