@@ -52,7 +52,7 @@ import gc
 import heapq
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Final
 
@@ -154,6 +154,16 @@ _heappop: Final = heapq.heappop
 _heapreplace: Final = heapq.heapreplace
 
 
+def _draw_id(ids: Iterator[object]) -> object:
+    """The next id from SimPy's event counter (``env._eid``), as the counter made it: it goes
+    into the queue's key as is (compiled, an ``int`` would be unboxed, freed and boxed again
+    for the key). A ``for`` calls the iterator's own slot, where ``next(ids)`` is a generic
+    call of the builtin."""
+    for eid in ids:
+        return eid
+    raise RuntimeError("SimPy's event counter is exhausted.")
+
+
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
     """A function drawing one duration from ``spec`` with ``rng``."""
     if spec.dist == "constant":
@@ -217,9 +227,9 @@ class _Call(CallMachine):
         #: When the pending answer of the current ring comes (inf: none will).
         self.answer_at = math.inf
         #: The patience timer held back while an answer is due before it: its time and its
-        #: place in SimPy's order (-1: none held back; see Simulation._enter_queue).
+        #: place in SimPy's order (None: none held back; see Simulation._enter_queue).
         self.patience_at = math.inf
-        self.patience_eid = -1
+        self.patience_eid: object = None
         #: The answering agent's factor on talk and wrap-up (newcomers are slower).
         self.handle_factor = 1.0
         #: A redial: the same caller called the same queue before (first-call resolution).
@@ -272,12 +282,16 @@ class TimerLoop:
     whatever the heap's layout.
     """
 
-    __slots__ = ("env", "free", "on_timer", "queue", "spent")
+    __slots__ = ("clock", "env", "free", "on_timer", "queue", "spent")
 
     def __init__(self, env: simpy.Environment, on_timer: Callable[[_Timer, float], None]) -> None:
         self.env = env
         self.on_timer = on_timer
         self.queue: list[Any] = env._queue
+        #: The environment's attributes, where its clock ``_now`` is set: a store into this
+        #: dictionary is what ``env._now = t`` does (a plain attribute, no descriptor), without
+        #: the generic attribute machinery, once per event.
+        self.clock: dict[str, Any] = env.__dict__
         #: The timer being run while it still sits at the head of the queue (else None).
         self.spent: _Timer | None = None
         #: Timers run and out of the queue, for :meth:`timer` to fill again: nothing holds
@@ -299,39 +313,52 @@ class TimerLoop:
             return timer
         return _Timer(what, call, token, agent_id, callbacks)
 
-    def push(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
+    def push(self, at: float, priority: int, eid: object, timer: _Timer) -> None:
         """Put ``timer`` in the queue keyed as ``Environment.schedule`` keys an event (``eid``
         drawn from the environment's counter)."""
         queue = self.queue
         spent = self.spent
-        if spent is not None and queue[0][3] is spent:
-            self.spent = None
-            _heapreplace(queue, (at, priority, eid, timer))
-        else:
-            _heappush(queue, (at, priority, eid, timer))
+        if spent is not None:
+            # A tuple of any length, not of four types: compiled, its item is read as is,
+            # neither looked up generically nor unboxed.
+            head: tuple[Any, ...] = queue[0]
+            if head[3] is spent:
+                self.spent = None
+                _heapreplace(queue, (at, priority, eid, timer))
+                return
+        _heappush(queue, (at, priority, eid, timer))
+
+    def fire(self, timer: _Timer, t: float) -> None:
+        """Hand a timer due at ``t`` to ``on_timer`` (the engine's own loop overrides this with
+        a direct call)."""
+        self.on_timer(timer, t)
 
     def run_until(self, until: float) -> None:
         """Process every event SimPy's ``run(until=until)`` would; then the clock reads
         ``until``."""
         env = self.env
+        clock = self.clock
         queue = self.queue
         now: float = env._now
         stop_t = now + (until - now)  # where SimPy's until event is keyed, rounding included
         stop_eid: int = next(env._eid)
         while queue:
-            item: tuple[float, int, int, Any] = queue[0]
-            t, priority, eid, event = item
+            item: tuple[Any, ...] = queue[0]
+            t: float = item[0]
             # Stop at the first event keyed after (stop_t, URGENT, stop_eid).
-            if t >= stop_t and (t > stop_t or priority > _URGENT
-                                or (priority == _URGENT and eid > stop_eid)):
-                break
-            env._now = item[0]  # the key's own object: an int time stays an int, as in SimPy
+            if t >= stop_t:
+                priority: int = item[1]
+                eid: int = item[2]
+                if t > stop_t or priority > _URGENT or (priority == _URGENT and eid > stop_eid):
+                    break
+            clock["_now"] = item[0]  # the key's own object: an int time stays an int, as in SimPy
+            event = item[3]
             if isinstance(event, _Timer):
                 # The engine's own record: one callback, never failed; its time comes unboxed.
                 event.callbacks = None
                 self.spent = event
                 try:
-                    self.on_timer(event, t)
+                    self.fire(event, t)
                 finally:
                     self._drop_spent()
                 # Out of the queue now: kept for reuse, without the call it was for (a call
@@ -364,7 +391,8 @@ class TimerLoop:
             return
         self.spent = None
         queue = self.queue
-        if queue[0][3] is spent:
+        head: tuple[Any, ...] = queue[0]
+        if head[3] is spent:
             _heappop(queue)
             return
         # SimPy code run by the timer put an earlier event ahead of it: find it by identity.
@@ -374,6 +402,20 @@ class TimerLoop:
                 queue.pop()
                 heapq.heapify(queue)
                 return
+
+
+class _SimLoop(TimerLoop):
+    """The simulation's :class:`TimerLoop`: a timer goes straight to ``Simulation._due``, a
+    compiled call, not a call of a Python callable (its arguments parsed, its time boxed)."""
+
+    __slots__ = ("sim",)
+
+    def __init__(self, env: simpy.Environment, sim: Simulation) -> None:
+        super().__init__(env, sim._due)
+        self.sim = sim
+
+    def fire(self, timer: _Timer, t: float) -> None:
+        self.sim._due(timer, t)
 
 
 class _Work:
@@ -475,9 +517,9 @@ class Simulation:
         self.env = simpy.Environment()
         # What runs the environment and fills its queue as ``Environment.schedule`` does (see
         # _Timer), the environment's event counter, and the one callback of every timer.
-        self._loop = TimerLoop(self.env, self._due)
-        # The counter's own method: compiled, ``next(counter)`` looks ``next`` up each time.
-        self._next_eid: Callable[[], int] = self.env._eid.__next__
+        self._loop: TimerLoop = _SimLoop(self.env, self)
+        #: The environment's event counter (see _draw_id).
+        self._eids: Iterator[object] = self.env._eid
         self._callbacks: tuple[Callable[[_Timer], None], ...] = (self._on_timer,)
         self._staff_next = 0
         self._ivr_arrivals: list[Arrival] = []
@@ -622,13 +664,13 @@ class Simulation:
         """Do ``what`` (for ``call``) ``delay`` seconds from now: a :class:`_Timer` in SimPy's
         event queue, at the place a timeout would take (an URGENT event for the starts at time
         0, as a process's start is)."""
-        self._schedule(self.now + delay, priority, self._next_eid(),
+        self._schedule(self.now + delay, priority, _draw_id(self._eids),
                        self._loop.timer(what, call, token, agent_id, self._callbacks))
 
-    def _schedule(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
+    def _schedule(self, at: float, priority: int, eid: object, timer: _Timer) -> None:
         """Put ``timer`` in the environment's queue as ``Environment.schedule`` does: keyed by
-        time, priority and the environment's own event counter (``eid``, drawn from
-        ``self._next_eid``), so SimPy runs it in the order it would run a timeout set then."""
+        time, priority and the environment's own event counter (``eid``, drawn with
+        :func:`_draw_id`), so SimPy runs it in the order it would run a timeout set then."""
         self._loop.push(at, priority, eid, timer)
 
     def _run_until(self, until: float) -> None:
@@ -1024,7 +1066,7 @@ class Simulation:
             # (``_release_patience``). The heap stays small and no stale timer is run.
             at = now + patience
             call.patience_at = at
-            call.patience_eid = self._next_eid()
+            call.patience_eid = _draw_id(self._eids)
             phase = call.phase
             if not (phase is Phase.TALKING or (phase is Phase.RINGING and call.answer_at < at)):
                 self._release_patience(call)
@@ -1033,8 +1075,8 @@ class Simulation:
         """A held-back patience timer goes into SimPy's queue, at the place it took when the
         caller entered the queue (the answer it waited behind will not come)."""
         eid = call.patience_eid
-        if eid >= 0:
-            call.patience_eid = -1
+        if eid is not None:
+            call.patience_eid = None
             self._schedule(call.patience_at, _NORMAL, eid,
                            self._loop.timer(_PATIENCE, call, 0, "", self._callbacks))
 
