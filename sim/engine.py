@@ -148,10 +148,84 @@ _WORK_OVER: Final = 11
 # SimPy's priorities: a process's start (URGENT) before timers (NORMAL) due at the same time.
 _URGENT: Final = 0  # simpy.core.URGENT
 _NORMAL: Final = 1  # simpy.core.NORMAL
-# Compiled, a Final module name is a C static; an imported name is a dict lookup per call.
-_heappush: Final = heapq.heappush
-_heappop: Final = heapq.heappop
-_heapreplace: Final = heapq.heapreplace
+
+
+# SimPy's queue is a heapq heap of (time, priority, id, event) keys. heapq compares two keys
+# through Python's generic tuple comparison (two float comparisons and three levels of rich
+# comparison, about 300 machine instructions, six to ten times per timer); the functions below
+# are heapq's own algorithms, step for step (the heap takes the same shape), with the keys
+# compared in compiled code: the times as floats, then priority and id as ints, the order
+# Python gives the tuples (ids are unique, so the events are never compared).
+
+def _before(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Key ``a`` sorts before key ``b`` (``a < b`` of the tuples)."""
+    ta: float = a[0]
+    tb: float = b[0]
+    if ta != tb:
+        return ta < tb
+    pa: int = a[1]
+    pb: int = b[1]
+    if pa != pb:
+        return pa < pb
+    ea: int = a[2]
+    eb: int = b[2]
+    return ea < eb
+
+
+def _sift_down(heap: list[Any], start: int, pos: int) -> None:
+    """heapq's ``_siftdown``: the item at ``pos`` moves up towards ``start`` to its place."""
+    item: tuple[Any, ...] = heap[pos]
+    while pos > start:
+        parent_pos = (pos - 1) >> 1
+        parent: tuple[Any, ...] = heap[parent_pos]
+        if not _before(item, parent):
+            break
+        heap[pos] = parent
+        pos = parent_pos
+    heap[pos] = item
+
+
+def _sift_up(heap: list[Any], pos: int) -> None:
+    """heapq's ``_siftup``: the smaller child moves up until ``pos`` reaches a leaf, where the
+    item from ``pos`` goes and moves back up to its place."""
+    end = len(heap)
+    start = pos
+    item = heap[pos]
+    child = 2 * pos + 1
+    while child < end:
+        right = child + 1
+        if right < end and not _before(heap[child], heap[right]):
+            child = right
+        heap[pos] = heap[child]
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = item
+    _sift_down(heap, start, pos)
+
+
+def _heappush(heap: list[Any], item: tuple[Any, ...]) -> None:
+    """``heapq.heappush``."""
+    heap.append(item)
+    _sift_down(heap, 0, len(heap) - 1)
+
+
+def _heappop(heap: list[Any]) -> Any:
+    """``heapq.heappop`` (the heap must not be empty)."""
+    last = heap.pop()
+    if heap:
+        first = heap[0]
+        heap[0] = last
+        _sift_up(heap, 0)
+        return first
+    return last
+
+
+def _heapreplace(heap: list[Any], item: tuple[Any, ...]) -> Any:
+    """``heapq.heapreplace``: pop the first item and push ``item``, in one pass."""
+    first = heap[0]
+    heap[0] = item
+    _sift_up(heap, 0)
+    return first
 
 
 def _draw_id(ids: Iterator[object]) -> object:
