@@ -175,10 +175,16 @@ def _before(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 def _sift_down(heap: list[Any], start: int, pos: int) -> None:
     """heapq's ``_siftdown``: the item at ``pos`` moves up towards ``start`` to its place."""
     item: tuple[Any, ...] = heap[pos]
+    # The item's key read once: each level then reads only its parent's (``_before`` inline).
+    t: float = item[0]
     while pos > start:
         parent_pos = (pos - 1) >> 1
         parent: tuple[Any, ...] = heap[parent_pos]
-        if not _before(item, parent):
+        parent_t: float = parent[0]
+        if t != parent_t:
+            if not t < parent_t:
+                break
+        elif not _before(item, parent):
             break
         heap[pos] = parent
         pos = parent_pos
@@ -194,8 +200,17 @@ def _sift_up(heap: list[Any], pos: int) -> None:
     child = 2 * pos + 1
     while child < end:
         right = child + 1
-        if right < end and not _before(heap[child], heap[right]):
-            child = right
+        if right < end:
+            left_item: tuple[Any, ...] = heap[child]
+            right_item: tuple[Any, ...] = heap[right]
+            left_t: float = left_item[0]
+            right_t: float = right_item[0]
+            # ``_before`` inline for the times, which nearly always differ.
+            if left_t != right_t:
+                if not left_t < right_t:
+                    child = right
+            elif not _before(left_item, right_item):
+                child = right
         heap[pos] = heap[child]
         pos = child
         child = 2 * pos + 1
