@@ -371,7 +371,7 @@ class TimerLoop:
     whatever the heap's layout.
     """
 
-    __slots__ = ("clock", "env", "free", "on_timer", "queue", "spent")
+    __slots__ = ("clock", "env", "free", "on_timer", "queue", "spent", "timer_clock")
 
     def __init__(self, env: simpy.Environment, on_timer: Callable[[_Timer, float], None]) -> None:
         self.env = env
@@ -381,6 +381,9 @@ class TimerLoop:
         #: dictionary is what ``env._now = t`` does (a plain attribute, no descriptor), without
         #: the generic attribute machinery, once per event.
         self.clock: dict[str, Any] = env.__dict__
+        #: Set the environment's clock before each engine timer too (``on_timer`` may read
+        #: ``env.now``); before any other event and at the stop it is always set.
+        self.timer_clock = True
         #: The timer being run while it still sits at the head of the queue (else None).
         self.spent: _Timer | None = None
         #: Timers run and out of the queue, for :meth:`timer` to fill again: nothing holds
@@ -440,10 +443,11 @@ class TimerLoop:
                 eid: int = item[2]
                 if t > stop_t or priority > _URGENT or (priority == _URGENT and eid > stop_eid):
                     break
-            clock["_now"] = item[0]  # the key's own object: an int time stays an int, as in SimPy
             event = item[3]
             if isinstance(event, _Timer):
                 # The engine's own record: one callback, never failed; its time comes unboxed.
+                if self.timer_clock:
+                    clock["_now"] = item[0]  # the key's own object, as SimPy sets it
                 event.callbacks = None
                 self.spent = event
                 try:
@@ -455,6 +459,7 @@ class TimerLoop:
                 event.call = None
                 self.free.append(event)
                 continue
+            clock["_now"] = item[0]  # the key's own object: an int time stays an int, as in SimPy
             _heappop(queue)
             callbacks = event.callbacks
             event.callbacks = None
@@ -495,13 +500,20 @@ class TimerLoop:
 
 class _SimLoop(TimerLoop):
     """The simulation's :class:`TimerLoop`: a timer goes straight to ``Simulation._due``, a
-    compiled call, not a call of a Python callable (its arguments parsed, its time boxed)."""
+    compiled call, not a call of a Python callable (its arguments parsed, its time boxed).
+
+    The environment's clock is not set for the engine's own timers: the engine takes each
+    timer's time as it is handed over (``Simulation.now``) and never reads ``env.now`` in one,
+    nor schedules SimPy events from one. SimPy events and processes sharing the environment
+    still run with the clock set, and it reads the stop time when the loop returns.
+    """
 
     __slots__ = ("sim",)
 
     def __init__(self, env: simpy.Environment, sim: Simulation) -> None:
         super().__init__(env, sim._due)
         self.sim = sim
+        self.timer_clock = False
 
     def fire(self, timer: _Timer, t: float) -> None:
         self.sim._due(timer, t)
