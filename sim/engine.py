@@ -52,7 +52,7 @@ import gc
 import heapq
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Final
 
@@ -148,10 +148,109 @@ _WORK_OVER: Final = 11
 # SimPy's priorities: a process's start (URGENT) before timers (NORMAL) due at the same time.
 _URGENT: Final = 0  # simpy.core.URGENT
 _NORMAL: Final = 1  # simpy.core.NORMAL
-# Compiled, a Final module name is a C static; an imported name is a dict lookup per call.
-_heappush: Final = heapq.heappush
-_heappop: Final = heapq.heappop
-_heapreplace: Final = heapq.heapreplace
+
+
+# SimPy's queue is a heapq heap of (time, priority, id, event) keys. heapq compares two keys
+# through Python's generic tuple comparison (two float comparisons and three levels of rich
+# comparison, about 300 machine instructions, six to ten times per timer); the functions below
+# are heapq's own algorithms, step for step (the heap takes the same shape), with the keys
+# compared in compiled code: the times as floats, then priority and id as ints, the order
+# Python gives the tuples (ids are unique, so the events are never compared).
+
+def _before(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Key ``a`` sorts before key ``b`` (``a < b`` of the tuples)."""
+    ta: float = a[0]
+    tb: float = b[0]
+    if ta != tb:
+        return ta < tb
+    pa: int = a[1]
+    pb: int = b[1]
+    if pa != pb:
+        return pa < pb
+    ea: int = a[2]
+    eb: int = b[2]
+    return ea < eb
+
+
+def _sift_down(heap: list[Any], start: int, pos: int) -> None:
+    """heapq's ``_siftdown``: the item at ``pos`` moves up towards ``start`` to its place."""
+    item: tuple[Any, ...] = heap[pos]
+    # The item's key read once: each level then reads only its parent's (``_before`` inline).
+    t: float = item[0]
+    while pos > start:
+        parent_pos = (pos - 1) >> 1
+        parent: tuple[Any, ...] = heap[parent_pos]
+        parent_t: float = parent[0]
+        if t != parent_t:
+            if not t < parent_t:
+                break
+        elif not _before(item, parent):
+            break
+        heap[pos] = parent
+        pos = parent_pos
+    heap[pos] = item
+
+
+def _sift_up(heap: list[Any], pos: int) -> None:
+    """heapq's ``_siftup``: the smaller child moves up until ``pos`` reaches a leaf, where the
+    item from ``pos`` goes and moves back up to its place."""
+    end = len(heap)
+    start = pos
+    item = heap[pos]
+    child = 2 * pos + 1
+    while child < end:
+        right = child + 1
+        if right < end:
+            left_item: tuple[Any, ...] = heap[child]
+            right_item: tuple[Any, ...] = heap[right]
+            left_t: float = left_item[0]
+            right_t: float = right_item[0]
+            # ``_before`` inline for the times, which nearly always differ.
+            if left_t != right_t:
+                if not left_t < right_t:
+                    child = right
+            elif not _before(left_item, right_item):
+                child = right
+        heap[pos] = heap[child]
+        pos = child
+        child = 2 * pos + 1
+    heap[pos] = item
+    _sift_down(heap, start, pos)
+
+
+def _heappush(heap: list[Any], item: tuple[Any, ...]) -> None:
+    """``heapq.heappush``."""
+    heap.append(item)
+    _sift_down(heap, 0, len(heap) - 1)
+
+
+def _heappop(heap: list[Any]) -> Any:
+    """``heapq.heappop`` (the heap must not be empty)."""
+    last = heap.pop()
+    if heap:
+        first = heap[0]
+        heap[0] = last
+        _sift_up(heap, 0)
+        return first
+    return last
+
+
+def _heapreplace(heap: list[Any], item: tuple[Any, ...]) -> Any:
+    """``heapq.heapreplace``: pop the first item and push ``item``, in one pass."""
+    first = heap[0]
+    heap[0] = item
+    _sift_up(heap, 0)
+    return first
+
+
+def _draw_id(ids: Iterator[object]) -> object:
+    """The next id from SimPy's event counter (``env._eid``), as the counter made it: it goes
+    into the queue's key as is (compiled, an ``int`` would be unboxed, freed and boxed again
+    for the key). A ``for`` calls the iterator's own slot, where ``next(ids)`` is a generic
+    call of the builtin."""
+    for eid in ids:
+        return eid
+    raise RuntimeError("SimPy's event counter is exhausted.")
 
 
 def sampler(spec: DistSpec, rng: np.random.Generator) -> Callable[[], float]:
@@ -190,19 +289,22 @@ class _Call(CallMachine):
     """A simulated caller in the queue: the call's machine, plus what the caller brings (when
     they reached the IVR, talk, patience and wrap-up) and a token that a pending answer must
     still match (a released ring invalidates it; ``answer_token`` is the ring an answer at once
-    is for).
+    is for), and the recorder's codes for it (``groups``: its queue, language and country;
+    ``agent_code``: the agent last offered it, ``agent_ref``), so the recorder never looks a
+    name up for it.
 
     A subclass rather than a holder of the machine, with the arrival's fields copied in: one
     native object per call instead of three, which the collector, the allocator and attribute
     reads notice at 1.8 million calls a year (see bench_sim).
     """
 
-    __slots__ = ("answer_at", "answer_token", "arrival_t", "handle_factor", "patience_at",
-                 "patience_eid", "patience_s", "repeat", "ring_token", "talk_s", "wrap_s")
+    __slots__ = ("agent_code", "agent_ref", "answer_at", "answer_token", "arrival_t", "groups",
+                 "handle_factor", "patience_at", "patience_eid", "patience_s", "repeat",
+                 "ring_token", "talk_s", "wrap_s")
 
     def __init__(self, index: int, arrival_t: float, queue: str, language: str, country: str,
                  caller_number: str | None, priority: int, talk_s: float, patience_s: float,
-                 wrap_s: float | None, customer_id: str | None) -> None:
+                 wrap_s: float | None, customer_id: str | None, groups: int) -> None:
         super().__init__(str(index), queue, language, country, priority, caller_number,
                          customer_id, math.inf, _POLICY)
         self.arrival_t = arrival_t
@@ -214,13 +316,19 @@ class _Call(CallMachine):
         #: When the pending answer of the current ring comes (inf: none will).
         self.answer_at = math.inf
         #: The patience timer held back while an answer is due before it: its time and its
-        #: place in SimPy's order (-1: none held back; see Simulation._enter_queue).
+        #: place in SimPy's order (None: none held back; see Simulation._enter_queue).
         self.patience_at = math.inf
-        self.patience_eid = -1
+        self.patience_eid: object = None
         #: The answering agent's factor on talk and wrap-up (newcomers are slower).
         self.handle_factor = 1.0
         #: A redial: the same caller called the same queue before (first-call resolution).
         self.repeat = False
+        #: ``Recorder.group_code`` of the call's queue, language and country.
+        self.groups = groups
+        #: The agent of the last offer (the router's own string) and its
+        #: ``Recorder.agent_index`` (-1: not offered yet).
+        self.agent_ref: str | None = None
+        self.agent_code = -1
 
 
 class _Timer:
@@ -263,12 +371,19 @@ class TimerLoop:
     whatever the heap's layout.
     """
 
-    __slots__ = ("env", "free", "on_timer", "queue", "spent")
+    __slots__ = ("clock", "env", "free", "on_timer", "queue", "spent", "timer_clock")
 
     def __init__(self, env: simpy.Environment, on_timer: Callable[[_Timer, float], None]) -> None:
         self.env = env
         self.on_timer = on_timer
         self.queue: list[Any] = env._queue
+        #: The environment's attributes, where its clock ``_now`` is set: a store into this
+        #: dictionary is what ``env._now = t`` does (a plain attribute, no descriptor), without
+        #: the generic attribute machinery, once per event.
+        self.clock: dict[str, Any] = env.__dict__
+        #: Set the environment's clock before each engine timer too (``on_timer`` may read
+        #: ``env.now``); before any other event and at the stop it is always set.
+        self.timer_clock = True
         #: The timer being run while it still sits at the head of the queue (else None).
         self.spent: _Timer | None = None
         #: Timers run and out of the queue, for :meth:`timer` to fill again: nothing holds
@@ -290,39 +405,53 @@ class TimerLoop:
             return timer
         return _Timer(what, call, token, agent_id, callbacks)
 
-    def push(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
+    def push(self, at: float, priority: int, eid: object, timer: _Timer) -> None:
         """Put ``timer`` in the queue keyed as ``Environment.schedule`` keys an event (``eid``
         drawn from the environment's counter)."""
         queue = self.queue
         spent = self.spent
-        if spent is not None and queue[0][3] is spent:
-            self.spent = None
-            _heapreplace(queue, (at, priority, eid, timer))
-        else:
-            _heappush(queue, (at, priority, eid, timer))
+        if spent is not None:
+            # A tuple of any length, not of four types: compiled, its item is read as is,
+            # neither looked up generically nor unboxed.
+            head: tuple[Any, ...] = queue[0]
+            if head[3] is spent:
+                self.spent = None
+                _heapreplace(queue, (at, priority, eid, timer))
+                return
+        _heappush(queue, (at, priority, eid, timer))
+
+    def fire(self, timer: _Timer, t: float) -> None:
+        """Hand a timer due at ``t`` to ``on_timer`` (the engine's own loop overrides this with
+        a direct call)."""
+        self.on_timer(timer, t)
 
     def run_until(self, until: float) -> None:
         """Process every event SimPy's ``run(until=until)`` would; then the clock reads
         ``until``."""
         env = self.env
+        clock = self.clock
         queue = self.queue
         now: float = env._now
         stop_t = now + (until - now)  # where SimPy's until event is keyed, rounding included
         stop_eid: int = next(env._eid)
         while queue:
-            item: tuple[float, int, int, Any] = queue[0]
-            t, priority, eid, event = item
+            item: tuple[Any, ...] = queue[0]
+            t: float = item[0]
             # Stop at the first event keyed after (stop_t, URGENT, stop_eid).
-            if t >= stop_t and (t > stop_t or priority > _URGENT
-                                or (priority == _URGENT and eid > stop_eid)):
-                break
-            env._now = item[0]  # the key's own object: an int time stays an int, as in SimPy
+            if t >= stop_t:
+                priority: int = item[1]
+                eid: int = item[2]
+                if t > stop_t or priority > _URGENT or (priority == _URGENT and eid > stop_eid):
+                    break
+            event = item[3]
             if isinstance(event, _Timer):
                 # The engine's own record: one callback, never failed; its time comes unboxed.
+                if self.timer_clock:
+                    clock["_now"] = item[0]  # the key's own object, as SimPy sets it
                 event.callbacks = None
                 self.spent = event
                 try:
-                    self.on_timer(event, t)
+                    self.fire(event, t)
                 finally:
                     self._drop_spent()
                 # Out of the queue now: kept for reuse, without the call it was for (a call
@@ -330,6 +459,7 @@ class TimerLoop:
                 event.call = None
                 self.free.append(event)
                 continue
+            clock["_now"] = item[0]  # the key's own object: an int time stays an int, as in SimPy
             _heappop(queue)
             callbacks = event.callbacks
             event.callbacks = None
@@ -355,7 +485,8 @@ class TimerLoop:
             return
         self.spent = None
         queue = self.queue
-        if queue[0][3] is spent:
+        head: tuple[Any, ...] = queue[0]
+        if head[3] is spent:
             _heappop(queue)
             return
         # SimPy code run by the timer put an earlier event ahead of it: find it by identity.
@@ -365,6 +496,27 @@ class TimerLoop:
                 queue.pop()
                 heapq.heapify(queue)
                 return
+
+
+class _SimLoop(TimerLoop):
+    """The simulation's :class:`TimerLoop`: a timer goes straight to ``Simulation._due``, a
+    compiled call, not a call of a Python callable (its arguments parsed, its time boxed).
+
+    The environment's clock is not set for the engine's own timers: the engine takes each
+    timer's time as it is handed over (``Simulation.now``) and never reads ``env.now`` in one,
+    nor schedules SimPy events from one. SimPy events and processes sharing the environment
+    still run with the clock set, and it reads the stop time when the loop returns.
+    """
+
+    __slots__ = ("sim",)
+
+    def __init__(self, env: simpy.Environment, sim: Simulation) -> None:
+        super().__init__(env, sim._due)
+        self.sim = sim
+        self.timer_clock = False
+
+    def fire(self, timer: _Timer, t: float) -> None:
+        self.sim._due(timer, t)
 
 
 class _Work:
@@ -466,9 +618,9 @@ class Simulation:
         self.env = simpy.Environment()
         # What runs the environment and fills its queue as ``Environment.schedule`` does (see
         # _Timer), the environment's event counter, and the one callback of every timer.
-        self._loop = TimerLoop(self.env, self._due)
-        # The counter's own method: compiled, ``next(counter)`` looks ``next`` up each time.
-        self._next_eid: Callable[[], int] = self.env._eid.__next__
+        self._loop: TimerLoop = _SimLoop(self.env, self)
+        #: The environment's event counter (see _draw_id).
+        self._eids: Iterator[object] = self.env._eid
         self._callbacks: tuple[Callable[[_Timer], None], ...] = (self._on_timer,)
         self._staff_next = 0
         self._ivr_arrivals: list[Arrival] = []
@@ -509,6 +661,8 @@ class Simulation:
         self._block_wrap: list[float] = []
         self._block_customer: list[str | None] = []
         self._streams: list[tuple[str, str, str]] = []
+        #: The recorder's group code of each stream (``Recorder.group_code``).
+        self._stream_groups: list[int] = []
         self._rona_p = float(behaviour.rona_probability)
         # Replies given once the router's current outputs are dealt with.
         self._follow_answer: list[_Call] = []
@@ -550,6 +704,11 @@ class Simulation:
         self._ready: dict[str, None] = {}
         self._agent_reason: dict[str, str | None] = {}
         self._work_try = False
+        #: Each agent's index in the recorder (``Recorder.agent_index``), asked once.
+        self._agent_codes = {a.id: self.recorder.agent_index(a.id) for a in center.agents}
+        # The agent whose index was looked up last, and that index (_agent_code).
+        self._hint_agent: str | None = None
+        self._hint_code = -1
         self._profiles = {a.id: a for a in center.agents}
         self._skill = {n: q.skill for n, q in self.config.queues.items()}
         #: Callback work created (callbacks accepted, voicemails left) and done.
@@ -606,13 +765,13 @@ class Simulation:
         """Do ``what`` (for ``call``) ``delay`` seconds from now: a :class:`_Timer` in SimPy's
         event queue, at the place a timeout would take (an URGENT event for the starts at time
         0, as a process's start is)."""
-        self._schedule(self.now + delay, priority, self._next_eid(),
+        self._schedule(self.now + delay, priority, _draw_id(self._eids),
                        self._loop.timer(what, call, token, agent_id, self._callbacks))
 
-    def _schedule(self, at: float, priority: int, eid: int, timer: _Timer) -> None:
+    def _schedule(self, at: float, priority: int, eid: object, timer: _Timer) -> None:
         """Put ``timer`` in the environment's queue as ``Environment.schedule`` does: keyed by
-        time, priority and the environment's own event counter (``eid``, drawn from
-        ``self._next_eid``), so SimPy runs it in the order it would run a timeout set then."""
+        time, priority and the environment's own event counter (``eid``, drawn with
+        :func:`_draw_id`), so SimPy runs it in the order it would run a timeout set then."""
         self._loop.push(at, priority, eid, timer)
 
     def _run_until(self, until: float) -> None:
@@ -681,6 +840,7 @@ class Simulation:
             times = source.t[position]
             self._batch = source
             self._streams = [(s.queue, s.language, s.country) for s in source.streams]
+            self._stream_groups = [self.recorder.group_code(*s) for s in self._streams]
         n = len(times)
         ivr = draw(self.behaviour.ivr_time, self._rng_ivr, n)
         if self._batch is None:  # a list of arrivals: a replay may carry its IVR times
@@ -731,6 +891,7 @@ class Simulation:
         # A list of arrivals (a replay): one "stream" per caller.
         block = self._arrivals_at(positions)
         self._streams = [(a.queue, a.language, a.country) for a in block]
+        self._stream_groups = [self.recorder.group_code(*s) for s in self._streams]
         self._block_arrival_t = [a.t for a in block]
         self._block_stream = list(range(len(block)))
         self._block_number = [a.caller_number for a in block]
@@ -742,12 +903,13 @@ class Simulation:
 
     def _block_call(self, j: int) -> _Call:
         """The caller ``j``-th in the current block."""
-        queue, language, country = self._streams[self._block_stream[j]]
+        stream = self._block_stream[j]
+        queue, language, country = self._streams[stream]
         wrap = self._block_wrap[j]
         return _Call(self._block_index[j], self._block_arrival_t[j], queue, language, country,
                      self._block_number[j], self._block_priority[j], self._block_talk[j],
                      self._block_patience[j], None if math.isnan(wrap) else wrap,
-                     self._block_customer[j])
+                     self._block_customer[j], self._stream_groups[stream])
 
     def _enter_due(self) -> None:
         """Queue every caller whose entry time has come; wake up again for the next one."""
@@ -783,7 +945,8 @@ class Simulation:
             r = ivr.walk(a)
             if r.status in QUEUED:
                 call = _Call(i, a.t, r.queue, r.language, a.country, a.caller_number,
-                             r.priority, a.talk_s, a.patience_s, a.wrap_s, r.customer_id)
+                             r.priority, a.talk_s, a.patience_s, a.wrap_s, r.customer_id,
+                             self.recorder.group_code(r.queue, r.language, a.country))
                 self._timer(r.elapsed_s, _AFTER_IVR, call)
             else:
                 outcome = _IVR_END.get(r.status, IVR_HANGUP)
@@ -852,31 +1015,44 @@ class Simulation:
         else:
             self._sync(now)
 
-    def _handle(self, out: list[Output], now: float) -> None:
+    def _handle(self, out: list[Output], now: float, subject: _Call | None = None) -> None:
         """Act on the router's outputs at ``now``, then re-arm the router's wake-up."""
-        self._act(out, now)
+        self._act(out, now, subject)
         self._sync(now)
 
-    def _act(self, out: list[Output], now: float) -> None:
+    def _act(self, out: list[Output], now: float, subject: _Call | None = None) -> None:
         """Act on the router's outputs at ``now`` (the current simulated time): commands go to
-        their call's machine, events to the recorder."""
+        their call's machine, events to the recorder. ``subject``: the call the router was
+        told about, whose outputs are mostly about it and its agent (known without a lookup:
+        the router hands back the very strings it was given)."""
         calls = self._calls
         # An isinstance chain, most frequent first: compiled, it is a pointer comparison each.
         for o in out:
             if isinstance(o, AgentStateChanged):
-                self.recorder.agent_state(o)
+                agent_id = o.agent_id
+                if subject is not None and agent_id is subject.agent_ref:
+                    agent = subject.agent_code
+                else:
+                    agent = self._agent_code(agent_id)
+                self.recorder.agent_state(o, agent)
                 if self._work_delay is not None:
                     self._agent_changed(o)
             elif isinstance(o, Offer):
-                call = calls.get(o.call_id)
+                call_id = o.call_id
+                if subject is not None and call_id is subject.call_id:
+                    call: _Call | None = subject
+                else:
+                    call = calls.get(call_id)
                 if call is not None:
+                    call.agent_ref = o.agent_id
+                    call.agent_code = self._agent_code(o.agent_id)
                     self._feed(call, o, now)
             elif isinstance(o, CallEnded):
                 # get and del: compiled, ``pop`` with a default is a generic method call.
                 ended = calls.get(o.call_id)
                 if ended is not None:
                     del calls[o.call_id]
-                    self.recorder.call_ended(ended.arrival_t, o, ended.repeat)
+                    self._call_ended(ended, o)
                     if self._work_delay is not None and o.outcome is Outcome.CALLBACK:
                         self._new_work(o.queue, o.language, o.country, now)
                     if self._redial_p > 0 and o.outcome is Outcome.ABANDONED:
@@ -890,16 +1066,39 @@ class Simulation:
         if self._follow_answer:
             answers, self._follow_answer = self._follow_answer, []
             for call in answers:
-                agent_id = call.agent_id
-                if call.answer_token == call.ring_token and agent_id is not None:
+                answering = call.agent_id
+                if call.answer_token == call.ring_token and answering is not None:
                     call.answer_token = -1  # once, even if the call is listed twice
-                    self._feed(call, Answered(agent_id), now)
+                    self._feed(call, Answered(answering), now)
                     if call.phase is not Phase.TALKING:
                         self._release_patience(call)
         if self._follow_up:
             replies, self._follow_up = self._follow_up, []
             for call, accepted in replies:
                 self._feed(call, _ACCEPTED if accepted else _DECLINED, now)
+
+    def _agent_code(self, agent_id: str) -> int:
+        """The recorder's index of ``agent_id``; the last one asked for is remembered (an
+        offer follows its agent's ringing)."""
+        if agent_id is self._hint_agent:
+            return self._hint_code
+        code = self._agent_codes[agent_id]
+        self._hint_agent = agent_id
+        self._hint_code = code
+        return code
+
+    def _call_ended(self, call: _Call, o: CallEnded) -> None:
+        """Record the end of ``call``, with the codes it carries where the router ended it in
+        the queue, language and country it arrived with, as it nearly always does."""
+        if o.queue == call.queue and o.language == call.language and o.country == call.country:
+            groups = call.groups
+        else:  # moved to another queue, or a name the router replaced by its default
+            groups = self.recorder.group_code(o.queue, o.language, o.country)
+        agent_id = o.agent_id
+        agent = -1
+        if agent_id is not None:
+            agent = call.agent_code if agent_id is call.agent_ref else self._agent_code(agent_id)
+        self.recorder.call_ended(call.arrival_t, o, groups, agent, call.repeat)
 
     # ------------------------------------------------------------------ the call machine
 
@@ -915,7 +1114,7 @@ class Simulation:
         if isinstance(a, Dial):
             self._dial(call, a)
         elif isinstance(a, ReportAnswered):
-            self._act(self.router.offer_answered(now, call.call_id, a.agent_id), now)
+            self._act(self.router.offer_answered(now, call.call_id, a.agent_id), now, call)
         elif isinstance(a, Connect):
             if a.agent_id in self._newcomers:
                 call.handle_factor = self._newcomer_factor
@@ -925,7 +1124,7 @@ class Simulation:
             if call.handle_factor != 1.0:
                 base = self._wrap_up_s.get(call.queue, 0.0) if wrap is None else wrap
                 wrap = base * call.handle_factor
-            self._act(self.router.hangup(now, call.call_id, wrap), now)
+            self._act(self.router.hangup(now, call.call_id, wrap), now, call)
         elif isinstance(a, Finished):
             self.calls_finished += 1
         elif isinstance(a, ReleaseAgent):
@@ -935,14 +1134,14 @@ class Simulation:
             self._release_patience(call)
             self._feed(call, DialFailed(a.agent_id, "no_answer"), now)
         elif isinstance(a, ReportFailed):
-            self._act(self.router.offer_failed(now, call.call_id, a.reason, a.agent_id), now)
+            self._act(self.router.offer_failed(now, call.call_id, a.reason, a.agent_id), now, call)
         elif isinstance(a, AskCallback):
             accepted = self._caller_draws.next() < self.behaviour.callback_accept_probability
             self._follow_up.append((call, bool(accepted)))
         elif isinstance(a, ReportCallback):
-            self._act(self.router.callback_accepted(now, call.call_id), now)
+            self._act(self.router.callback_accepted(now, call.call_id), now, call)
         elif isinstance(a, ReportWithdrawn):
-            self._act(self.router.withdraw(now, call.call_id, a.reason), now)
+            self._act(self.router.withdraw(now, call.call_id, a.reason), now, call)
 
     def _talk_over(self, call: _Call) -> None:
         """Talk over: the agent's side ends."""
@@ -959,7 +1158,7 @@ class Simulation:
         # The machine's copy of the call's fields: compiled, a native read each.
         self._handle(self.router.call_arrived(now, call_id, call.queue, call.language,
                                               call.country, call.priority, call.customer_id),
-                     now)
+                     now, call)
         patience = call.patience_s
         if patience < math.inf and call_id in self._calls:
             # The patience timer takes its place in SimPy's order now, but goes into the queue
@@ -968,7 +1167,7 @@ class Simulation:
             # (``_release_patience``). The heap stays small and no stale timer is run.
             at = now + patience
             call.patience_at = at
-            call.patience_eid = self._next_eid()
+            call.patience_eid = _draw_id(self._eids)
             phase = call.phase
             if not (phase is Phase.TALKING or (phase is Phase.RINGING and call.answer_at < at)):
                 self._release_patience(call)
@@ -977,8 +1176,8 @@ class Simulation:
         """A held-back patience timer goes into SimPy's queue, at the place it took when the
         caller entered the queue (the answer it waited behind will not come)."""
         eid = call.patience_eid
-        if eid >= 0:
-            call.patience_eid = -1
+        if eid is not None:
+            call.patience_eid = None
             self._schedule(call.patience_at, _NORMAL, eid,
                            self._loop.timer(_PATIENCE, call, 0, "", self._callbacks))
 
@@ -1077,7 +1276,7 @@ class Simulation:
         self.redials += 1
         call = _Call(-self.redials, now + delay, gone.queue, gone.language, gone.country,
                      gone.number, gone.priority, gone.talk_s, gone.patience_s,
-                     gone.wrap_s, gone.customer_id)
+                     gone.wrap_s, gone.customer_id, gone.groups)
         call.repeat = True
         self._timer(delay, _REDIAL, call)
 

@@ -71,14 +71,48 @@ _COLUMN_TYPES: dict[str, type] = {
     "arrival_s": np.float64, "queued_s": np.float64, "wait_s": np.float64,
     "talk_s": np.float64, "queue": np.int16, "language": np.int16, "country": np.int16,
     "site": np.int16, "outcome": np.int8, "repeat": np.int8}
-# A call row as packed bytes, the columns in that order (native byte order and sizes, no
-# padding): a batch's rows are written into one buffer and read back as columns by numpy at
-# once, where a tuple per row cost the tuple and a conversion of each of its values.
-_ROW = struct.Struct("@4d4h2b")
-_ROW_DTYPE = np.dtype(list(_COLUMN_TYPES.items()))
+# A call row as packed bytes: the four times, then the six small codes in one integer (see
+# _pack), native byte order and sizes, no padding. A batch's rows are written into one buffer
+# and read back as columns by numpy at once; one integer instead of six fields spares
+# ``pack_into`` five conversions and the caller five boxed arguments per row.
+_ROW = struct.Struct("@4dq")
+_ROW_DTYPE = np.dtype([("arrival_s", np.float64), ("queued_s", np.float64),
+                       ("wait_s", np.float64), ("talk_s", np.float64), ("codes", np.int64)])
 assert _ROW.size == _ROW_DTYPE.itemsize
 _ROW_SIZE: Final[int] = _ROW.size
 _PACK_ROW: Final = _ROW.pack_into
+#: Bits of a queue, language, country or site code in a row's codes (each stored plus one, so
+#: -1, unknown or no site, is 0); the outcome (8 bits) and the repeat flag follow them. The
+#: whole stays under 2**62, an unboxed integer in compiled code.
+_CODE_BITS: Final = 12
+_CODE_MASK: Final = (1 << _CODE_BITS) - 1
+_OUTCOME_SHIFT: Final = 4 * _CODE_BITS
+_REPEAT_SHIFT: Final = _OUTCOME_SHIFT + 8
+#: The most names a code can stand for (queues, languages, countries or sites).
+MAX_CODES: Final = _CODE_MASK - 1
+
+
+def _groups(queue: int, language: int, country: int) -> int:
+    """A call's queue, language and country codes as the low bits of its row's codes."""
+    return ((queue + 1) | (language + 1) << _CODE_BITS
+            | (country + 1) << 2 * _CODE_BITS)
+
+
+def _pack(groups: int, site: int, outcome: int, repeat: int) -> int:
+    """A row's codes: ``groups`` (:func:`_groups`), the site, the outcome and the repeat flag."""
+    return (groups | (site + 1) << 3 * _CODE_BITS | outcome << _OUTCOME_SHIFT
+            | repeat << _REPEAT_SHIFT)
+
+
+def _unpack(codes: np.ndarray) -> dict[str, np.ndarray]:
+    """The code columns of a batch of rows, as the call log types them."""
+    def field(shift: int) -> np.ndarray:
+        return ((codes >> shift & _CODE_MASK) - 1).astype(np.int16)
+
+    return {"queue": field(0), "language": field(_CODE_BITS), "country": field(2 * _CODE_BITS),
+            "site": field(3 * _CODE_BITS),
+            "outcome": (codes >> _OUTCOME_SHIFT & 0xFF).astype(np.int8),
+            "repeat": (codes >> _REPEAT_SHIFT & 1).astype(np.int8)}
 
 
 class _Clock:
@@ -114,12 +148,18 @@ class Recorder:
         self._code_s = {n: i for i, n in enumerate(self.sites)}
         #: The code of a country not in the config ("other", the last).
         self._other_c = len(self.countries) - 1
+        for kind, names in (("queues", self.queues), ("languages", self.languages),
+                            ("countries", self.countries), ("sites", self.sites)):
+            if len(names) > MAX_CODES:
+                raise ValueError(f"The simulator records at most {MAX_CODES} {kind}; the "
+                                 f"config has {len(names)}.")
         n_cat = len(AGENT_TIME)
         # Agent time is accrued as states change: seconds per (interval, site x category) in a
-        # flat list, and each agent's open span (in the order of ``agents``, the order the
-        # spans still open at the end are closed in).
-        self._clock_list = [_Clock(self._code_s[a.site] * n_cat) for a in agents]
-        self._clocks = {a.id: c for a, c in zip(agents, self._clock_list, strict=True)}
+        # flat list, and each agent's open span, by the agent's index in ``agents`` (the order
+        # the spans still open at the end are closed in).
+        self._agent_site = [self._code_s[a.site] for a in agents]
+        self._clock_list = [_Clock(site * n_cat) for site in self._agent_site]
+        self._agent_index = {a.id: i for i, a in enumerate(agents)}
         self._n_int = math.ceil(horizon_s / interval_s)
         self._n_keys = len(self.sites) * n_cat
         self._acc = [0.0] * (self._n_int * self._n_keys)
@@ -154,41 +194,59 @@ class Recorder:
 
     # ------------------------------------------------------------------------- calls
 
+    def group_code(self, queue: str, language: str, country: str) -> int:
+        """The codes of a call's queue, language and country, in one integer, as
+        :meth:`call_ended` takes them (a name not in the config: unknown; a country: other)."""
+        return _groups(self._q(queue), self._l(language), self._c(country))
+
+    def agent_index(self, agent_id: str) -> int:
+        """The index of ``agent_id`` in the roster the recorder was built with, as
+        :meth:`agent_state` and :meth:`call_ended` take it."""
+        return self._agent_index[agent_id]
+
     def ivr_ended(self, arrival_s: float, queue: str, language: str, country: str,
                   outcome: int) -> None:
         """A caller who never reached the router (hung up or left in the IVR)."""
-        self._row(arrival_s, math.nan, 0.0, 0.0, self._q(queue), self._l(language),
-                  self._c(country), _NO_SITE, outcome, 0)
+        self._row(arrival_s, math.nan, 0.0, 0.0,
+                  _pack(self.group_code(queue, language, country), _NO_SITE, outcome, 0))
 
     def callback_work(self, began_s: float, waited_s: float, talk_s: float, queue: str,
                       language: str, country: str, site: str) -> None:
         """An agent of ``site`` did the outbound call of an accepted callback or a voicemail,
         from ``began_s``, ``waited_s`` after it was due (a row, never an offered call)."""
-        self._row(began_s, math.nan, waited_s, talk_s, self._q(queue), self._l(language),
-                  self._c(country), self._code_s[site], _CALLBACK_WORK, 0)
+        self._row(began_s, math.nan, waited_s, talk_s,
+                  _pack(self.group_code(queue, language, country), self._code_s[site],
+                        _CALLBACK_WORK, 0))
 
-    def call_ended(self, arrival_s: float, o: CallEnded, repeat: bool = False) -> None:
-        """The router ended a call that reached the IVR at ``arrival_s`` (``repeat``: a
-        redial of a caller who called the queue before)."""
+    def call_ended(self, arrival_s: float, o: CallEnded, groups: int, agent: int = -1,
+                   repeat: bool = False) -> None:
+        """The router ended a call that reached the IVR at ``arrival_s``.
+
+        The caller gives what it already knows of the call as codes, sparing a lookup by name
+        per call: ``groups``, the call's :meth:`group_code` (of ``o.queue``, ``o.language``
+        and ``o.country``), and ``agent``, the :meth:`agent_index` of ``o.agent_id`` (-1: look
+        its site up by name). ``repeat``: a redial of a caller who called the queue before.
+        """
         site = _NO_SITE
         if o.outcome is Outcome.ANSWERED:
             code = _ANSWERED
             if o.site:
-                site = self._code_s[o.site]
+                site = self._agent_site[agent] if agent >= 0 else self._code_s[o.site]
         elif o.outcome is Outcome.ABANDONED:
             code = _ABANDONED
         elif o.outcome is Outcome.CALLBACK:
             code = _CALLBACK
         else:
             code = _OVERFLOWED
-        self._row(arrival_s, o.arrived, o.wait_s, o.talk_s, self._q(o.queue),
-                  self._l(o.language), self._c(o.country), site, code, 1 if repeat else 0)
+        self._row(arrival_s, o.arrived, o.wait_s, o.talk_s,
+                  _pack(groups, site, code, 1 if repeat else 0))
 
-    def _row(self, arrival_s: float, queued_s: float, wait_s: float, talk_s: float, queue: int,
-             language: int, country: int, site: int, outcome: int, repeat: int) -> None:
-        """Write one call row into the batch; count the batch once it is full."""
+    def _row(self, arrival_s: float, queued_s: float, wait_s: float, talk_s: float,
+             codes: int) -> None:
+        """Write one call row (``codes``: :func:`_pack`) into the batch; count the batch once
+        it is full."""
         _PACK_ROW(self._rows, self._n_rows * _ROW_SIZE, arrival_s, queued_s, wait_s, talk_s,
-                  queue, language, country, site, outcome, repeat)
+                  codes)
         self._n_rows += 1
         if self._n_rows >= self._call_batch:
             self._flush()
@@ -202,8 +260,10 @@ class Recorder:
         self._n_calls += n
         rows = np.frombuffer(self._rows, dtype=_ROW_DTYPE, count=n)
         # Copies: the buffer is written over by the next batch.
-        calls = CallLog(**{f: rows[f].copy() for f in _COLUMN_TYPES}, queues=self.queues,
-                        languages=self.languages, countries=self.countries, sites=self.sites)
+        columns = {f: rows[f].copy() for f in ("arrival_s", "queued_s", "wait_s", "talk_s")}
+        columns.update(_unpack(rows["codes"]))
+        calls = CallLog(**columns, queues=self.queues, languages=self.languages,
+                        countries=self.countries, sites=self.sites)
         self._tally.add(calls)
         offered = ~np.isnan(calls.queued_s) & (calls.queued_s >= 0)
         self._waits.append(WaitLog(calls.queued_s[offered], calls.wait_s[offered],
@@ -216,8 +276,9 @@ class Recorder:
 
     # ------------------------------------------------------------------------ agents
 
-    def agent_state(self, o: AgentStateChanged) -> None:
-        """An agent changed state: close the span of the previous one."""
+    def agent_state(self, o: AgentStateChanged, agent: int) -> None:
+        """An agent changed state: close the span of the previous one (``agent``: the
+        :meth:`agent_index` of ``o.agent_id``)."""
         # Identity tests on the state, not a dict: an Enum member hashes in Python code.
         state = o.state
         if state is AgentState.READY:
@@ -229,7 +290,7 @@ class Recorder:
             category = -1
         else:  # ringing, on a call, wrapping up
             category = _BUSY
-        clock = self._clocks[o.agent_id]
+        clock = self._clock_list[agent]
         at = o.at
         if clock.key >= 0:
             self._accrue(clock.key, clock.interval, clock.since, at)
