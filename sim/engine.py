@@ -595,7 +595,8 @@ class Simulation:
             # Agents doing callback work are paused with a reason of the simulator's own.
             policy = dataclasses.replace(
                 policy, pause_reasons=(*policy.pause_reasons, CALLBACK_WORK_REASON))
-        self.router = Router(policy, center.agents)
+        # The engine reads no call progress events (see _act): none are made.
+        self.router = Router(policy, center.agents, progress=False)
         self.arrivals = arrivals
         self.staffing = staffing
         self.behaviour = behaviour

@@ -365,10 +365,13 @@ class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
     __slots__ = ("affinity_tiers", "agents", "all_tiers", "buckets", "calls", "home_tiers",
-                 "out", "pools", "queues", "queues_by_skill", "ready", "ready_index", "seq",
-                 "site_at", "sites", "skilled", "staffed", "timers")
+                 "out", "pools", "progress", "queues", "queues_by_skill", "ready", "ready_index",
+                 "seq", "site_at", "sites", "skilled", "staffed", "timers")
 
-    def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
+    def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile],
+                 progress: bool = True) -> None:
+        #: Report each call's progress (CallQueued, StepApplied, CallOffered, CallAnswered).
+        self.progress = progress
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
         self.queues_by_skill: dict[str, list[QueueRt]] = {}
         for q in self.queues.values():
