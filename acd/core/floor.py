@@ -9,7 +9,7 @@ Records are mutable and never leave the core.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from acd.core.model import AgentProfile, AgentState, CallState, Output
 from acd.core.policy import (
@@ -20,6 +20,11 @@ from acd.core.policy import (
     NewcomerPolicy,
     QueuePolicy,
 )
+
+if TYPE_CHECKING:
+    # Compiled, a native 64-bit integer (heap positions); annotations only, never imported at
+    # run time.
+    from mypy_extensions import i64
 
 # Timer kinds.
 # A queued call has one live CALL_TIMER: its next expansion step or its maximum wait.
@@ -179,7 +184,7 @@ class TimerHeap:
         """Add ``timer``."""
         items = self._items
         items.append(timer)
-        i = len(items) - 1
+        i: i64 = len(items) - 1
         while i > 0:
             parent = (i - 1) >> 1
             above = items[parent]
@@ -196,9 +201,9 @@ class TimerHeap:
         if not items:
             return last
         first = items[0]
-        n = len(items)
-        i = 0
-        child = 1
+        n: i64 = len(items)
+        i: i64 = 0
+        child: i64 = 1
         while child < n:
             below = items[child]
             right = child + 1
