@@ -54,7 +54,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import simpy
@@ -110,6 +110,10 @@ from sim.records import (
 from sim.scenario import Behaviour, DistSpec
 from sim.staffing import StaffAction
 from sim.traffic import Arrival, ArrivalBatch
+
+if TYPE_CHECKING:
+    # Compiled, a native 64-bit integer; at run time never looked up (annotations only).
+    from mypy_extensions import i64
 
 __all__ = ["DEPTH_SAMPLE_S", "DRAIN_S", "ENTRY_BLOCK", "Simulation", "TimerLoop", "draw",
            "sampler"]
@@ -172,7 +176,7 @@ def _before(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return ea < eb
 
 
-def _sift_down(heap: list[Any], start: int, pos: int) -> None:
+def _sift_down(heap: list[Any], start: i64, pos: i64) -> None:
     """heapq's ``_siftdown``: the item at ``pos`` moves up towards ``start`` to its place."""
     item: tuple[Any, ...] = heap[pos]
     # The item's key read once: each level then reads only its parent's (``_before`` inline).
@@ -191,10 +195,10 @@ def _sift_down(heap: list[Any], start: int, pos: int) -> None:
     heap[pos] = item
 
 
-def _sift_up(heap: list[Any], pos: int) -> None:
+def _sift_up(heap: list[Any], pos: i64) -> None:
     """heapq's ``_siftup``: the smaller child moves up until ``pos`` reaches a leaf, where the
     item from ``pos`` goes and moves back up to its place."""
-    end = len(heap)
+    end: i64 = len(heap)
     start = pos
     item = heap[pos]
     child = 2 * pos + 1
@@ -595,7 +599,8 @@ class Simulation:
             # Agents doing callback work are paused with a reason of the simulator's own.
             policy = dataclasses.replace(
                 policy, pause_reasons=(*policy.pause_reasons, CALLBACK_WORK_REASON))
-        self.router = Router(policy, center.agents)
+        # The engine reads no call progress events (see _act): none are made.
+        self.router = Router(policy, center.agents, progress=False)
         self.arrivals = arrivals
         self.staffing = staffing
         self.behaviour = behaviour

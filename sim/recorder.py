@@ -21,7 +21,7 @@ import math
 import struct
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
@@ -47,6 +47,11 @@ from sim.records import (
     RunResult,
     WaitLog,
 )
+
+if TYPE_CHECKING:
+    # Compiled, a native 64-bit integer (list positions); annotations only, never imported at
+    # run time.
+    from mypy_extensions import i64
 
 # sim.records is not compiled: its codes, read once into typed finals here, are C integers in
 # the compiled recorder instead of a module dictionary lookup (and a boxed int) per use.
@@ -310,15 +315,15 @@ class Recorder:
             self._now_hi = (k + 1) * self.interval_s
         return k
 
-    def _accrue(self, key: int, k: int, t0: float, t1: float) -> None:
+    def _accrue(self, key: i64, k: i64, t0: float, t1: float) -> None:
         """Add one agent's span [t0, t1) in ``key`` to the intervals it covers, from the
         interval ``k`` that ``t0`` lies in."""
         interval = self.interval_s
         acc = self._acc
-        n_keys = self._n_keys
-        n_int = self._n_int
+        n_keys: i64 = self._n_keys
+        n_int: i64 = self._n_int
         while t0 < t1 and k < n_int:
-            end = (k + 1) * interval
+            end = float(k + 1) * interval
             if t1 < end:
                 end = t1
             i = k * n_keys + key

@@ -26,6 +26,7 @@ from acd.core.model import (
     AgentStateChanged,
     CallAnswered,
     CallEnded,
+    CallOffered,
     CallQueued,
     CallRequeued,
     Offer,
@@ -283,3 +284,52 @@ def test_wait_estimate_pools_match_the_rule_step_by_step(queue: str) -> None:
                 got = [(a.profile.id, steps) for a, steps in pool_for(router._f, probe)]
                 call = ModelCall("", 0, 0.0, language, country, queue, applied)
                 assert got == _pool_by_definition(model, call, applied), (country, language)
+
+
+_PROGRESS = (CallQueued, StepApplied, CallOffered, CallAnswered)
+
+
+def test_router_without_progress_events_gives_every_other_output_unchanged() -> None:
+    """A router built with ``progress=False`` gives, request by request, exactly the outputs of
+    the default router less CallQueued, StepApplied, CallOffered and CallAnswered."""
+    center = _center()
+    policy = center_policy(center.config)
+    full = Router(policy, center.agents)
+    quiet = Router(policy, center.agents, progress=False)
+    model = Model(policy, center)
+    rng = random.Random(7)
+    seen: set[type] = set()
+
+    def both(request: str, *args: object) -> list[Output]:
+        out: list[Output] = getattr(full, request)(*args)
+        seen.update(type(o) for o in out)
+        assert getattr(quiet, request)(*args) == [o for o in out if not isinstance(o, _PROGRESS)]
+        return out
+
+    now = 0.0
+    ids = [a.id for a in center.agents]
+    for agent_id in ids[: len(ids) * 3 // 4]:
+        now += 0.01
+        model.absorb(both("login", now, agent_id))
+    talking: list[str] = []
+    for n in range(600):
+        now += rng.expovariate(2.0)
+        deadline = full.next_deadline()
+        assert quiet.next_deadline() == deadline
+        while deadline is not None and deadline <= now:
+            model.absorb(both("advance", deadline))
+            deadline = full.next_deadline()
+        ringing = [c.id for c in model.calls.values() if c.ringing]
+        if rng.random() < 0.5:
+            country = rng.choice(COUNTRIES)
+            queue = rng.choice(list(policy.queues))
+            lang = policy.countries[country].language
+            model.absorb(both("call_arrived", now, f"c{n}", queue, lang, country))
+        elif ringing:
+            cid = rng.choice(ringing)
+            model.absorb(both("offer_answered", now, cid))
+            talking.append(cid)
+        elif talking:
+            cid = talking.pop(rng.randrange(len(talking)))
+            model.absorb(both("hangup", now, cid))
+    assert set(_PROGRESS) <= seen

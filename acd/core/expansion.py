@@ -49,7 +49,8 @@ def enter_queue(f: Floor, now: float, call: CallRt, q: QueueRt,
     call.entered = now if entered is None else entered
     call.reset_rules()
     q.calls[call.id] = call
-    f.out.append(CallQueued(call.id, q.name, call.language, call.country, now))
+    if f.progress:
+        f.out.append(CallQueued(call.id, q.name, call.language, call.country, now))
     wait(f, now, call)
 
 
@@ -121,7 +122,8 @@ def apply_step_rules(f: Floor, now: float, call: CallRt) -> bool:
         call.accept_fallback = True
     if step.include_newcomers:
         call.newcomers_ok = True
-    f.out.append(StepApplied(call.id, q.name, index, now))
+    if f.progress:
+        f.out.append(StepApplied(call.id, q.name, index, now))
     if step.overflow:
         overflow(f, now, call, step.overflow, f"step_{index}")
         return False
@@ -174,7 +176,8 @@ def offer(f: Floor, now: float, call: CallRt, agent: AgentRt) -> None:
     q = call.q
     q.rr_last = agent.index
     set_state(f, now, agent, OFFER, AgentState.RINGING, None)
-    f.out.append(CallOffered(call.id, agent.profile.id, now))
+    if f.progress:
+        f.out.append(CallOffered(call.id, agent.profile.id, now))
     f.out.append(Offer(call.id, agent.profile.id, agent.endpoint, q.ring_timeout_s))
     f.timer(now + q.ring_timeout_s, RING_TIMER, call)
 

@@ -9,7 +9,7 @@ Records are mutable and never leave the core.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from acd.core.model import AgentProfile, AgentState, CallState, Output
 from acd.core.policy import (
@@ -20,6 +20,11 @@ from acd.core.policy import (
     NewcomerPolicy,
     QueuePolicy,
 )
+
+if TYPE_CHECKING:
+    # Compiled, a native 64-bit integer (heap positions); annotations only, never imported at
+    # run time.
+    from mypy_extensions import i64
 
 # Timer kinds.
 # A queued call has one live CALL_TIMER: its next expansion step or its maximum wait.
@@ -179,7 +184,7 @@ class TimerHeap:
         """Add ``timer``."""
         items = self._items
         items.append(timer)
-        i = len(items) - 1
+        i: i64 = len(items) - 1
         while i > 0:
             parent = (i - 1) >> 1
             above = items[parent]
@@ -196,9 +201,9 @@ class TimerHeap:
         if not items:
             return last
         first = items[0]
-        n = len(items)
-        i = 0
-        child = 1
+        n: i64 = len(items)
+        i: i64 = 0
+        child: i64 = 1
         while child < n:
             below = items[child]
             right = child + 1
@@ -365,10 +370,13 @@ class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
     __slots__ = ("affinity_tiers", "agents", "all_tiers", "buckets", "calls", "home_tiers",
-                 "out", "pools", "queues", "queues_by_skill", "ready", "ready_index", "seq",
-                 "site_at", "sites", "skilled", "staffed", "timers")
+                 "out", "pools", "progress", "queues", "queues_by_skill", "ready", "ready_index",
+                 "seq", "site_at", "sites", "skilled", "staffed", "timers")
 
-    def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
+    def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile],
+                 progress: bool = True) -> None:
+        #: Report each call's progress (CallQueued, StepApplied, CallOffered, CallAnswered).
+        self.progress = progress
         self.queues = {name: QueueRt(name, q) for name, q in policy.queues.items()}
         self.queues_by_skill: dict[str, list[QueueRt]] = {}
         for q in self.queues.values():

@@ -108,9 +108,14 @@ class CountryRt:
 class Router:
     """Routes calls to agents by skill, language, country and site; pure and deterministic."""
 
-    def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile]) -> None:
+    def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile],
+                 progress: bool = True) -> None:
+        """``progress``: report each call's progress (``CallQueued``, ``StepApplied``,
+        ``CallOffered``, ``CallAnswered``), events for logs and dashboards that change nothing
+        the router does. A driver that reads none of them (the simulator) may leave them out;
+        every other output is the same either way."""
         self.policy = policy
-        self._f = f = Floor(policy, agents)
+        self._f = f = Floor(policy, agents, progress)
         # The floor's own dicts, named here for the entry points (and for tests to adjust).
         self._queues = f.queues
         self._agents = f.agents
@@ -283,7 +288,8 @@ class Router:
         # plain ``del``, without the membership test of ``forget``.
         del q.calls[call.id]
         set_state(self._f, now, agent, ANSWER, AgentState.ON_CALL, None)
-        out.append(CallAnswered(call.id, agent.profile.id, q.name, now - call.arrived, now))
+        if self._f.progress:
+            out.append(CallAnswered(call.id, agent.profile.id, q.name, now - call.arrived, now))
         return out
 
     def offer_failed(self, now: float, call_id: str, reason: str = "no_answer",
