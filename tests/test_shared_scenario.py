@@ -16,6 +16,7 @@ import pytest
 from test_executor import same
 from test_replay_faithful import _exported, _scenario
 
+from sim import run as run_module
 from sim.executor import LocalExecutor, frozen_while
 from sim.run import (
     RunSpec,
@@ -25,6 +26,7 @@ from sim.run import (
     replication_seeds,
     replication_streams,
     run_one,
+    run_replications,
     shared_scenario,
 )
 from sim.staffing import (
@@ -192,3 +194,19 @@ def test_tasks_in_this_process_leave_its_collector_as_they_found_it() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_spec_run_once_keeps_nothing_and_one_run_again_keeps_its_set_up() -> None:
+    """A single replication in the calling process leaves no scenario kept (its shift plan
+    would only hold memory), two replications of the same spec keep it, and both give the
+    numbers a fresh process gives."""
+    [once] = run_replications(SMALL, 1, 5, jobs=1)
+    assert not run_module._shared
+    twice = run_replications(SMALL, 2, 5, jobs=1)
+    assert len(run_module._shared) == 1
+    clear_shared()
+    fresh = [run_one(replace(SMALL, keep_set_up=False), ss) for ss in replication_seeds(5, 2)]
+    assert not run_module._shared
+    same(once, fresh[0])
+    for a, b in zip(twice, fresh, strict=True):
+        same(a, b)
