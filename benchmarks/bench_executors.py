@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from sim.executor import QUIET_CLUSTER, DaskExecutor, LocalExecutor, TaskTiming  # noqa: E402
 from sim.kpi import kpis  # noqa: E402
 from sim.records import RunResult  # noqa: E402
-from sim.run import RunSpec, default_scenario, run_replications  # noqa: E402
+from sim.run import RunSpec, clear_shared, default_scenario, run_replications  # noqa: E402
 
 #: Iterations of the CPU burn: about a second of pure Python on a current core.
 BURN_STEPS = 20_000_000
@@ -90,6 +90,10 @@ def load() -> str:
 
 def _timed(name: str, executor: LocalExecutor | DaskExecutor, started: float, spec: RunSpec,
            n: int) -> Run:
+    # Nothing kept from an earlier round in this process, where the one-process executor runs
+    # its tasks: every executor starts cold, as a command does (pool processes and Dask workers
+    # are new each round).
+    clear_shared()
     try:
         cpu0, t0 = tree_cpu(), time.time()
         results = run_replications(spec, n, 1, executor=executor)
