@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from test_executor import same
 from test_replay_faithful import _exported, _scenario
@@ -52,18 +53,24 @@ def nothing_kept() -> Iterator[None]:
     clear_shared()
 
 
+def same_kept_or_fresh(spec: RunSpec, seeds: list[np.random.SeedSequence]) -> None:
+    """Assert the replications of ``spec`` run one after another in this process (what the
+    first loaded kept) equal each run with nothing kept."""
+    kept = [run_one(spec, ss) for ss in seeds]
+    fresh = []
+    for ss in seeds:
+        clear_shared()
+        fresh.append(run_one(spec, ss))
+    same(kept, fresh)
+
+
 def test_replications_of_a_kept_scenario_equal_those_of_a_fresh_process() -> None:
     """Replications run one after another in one process (scenario, forecast and shift plan
     kept from the first) equal each run alone with nothing kept, warm-up and scaled agents
     included."""
     seeds = replication_seeds(11, 3)
     for spec in (SMALL, replace(SMALL, warmup_s=3600.0), replace(SMALL, agent_scale=1.1)):
-        kept = [run_one(spec, ss) for ss in seeds]
-        fresh = []
-        for ss in seeds:
-            clear_shared()
-            fresh.append(run_one(spec, ss))
-        same(kept, fresh)
+        same_kept_or_fresh(spec, seeds)
 
 
 def test_replays_of_a_kept_scenario_equal_those_of_a_fresh_process(tmp_path: Path) -> None:
@@ -72,13 +79,7 @@ def test_replays_of_a_kept_scenario_equal_those_of_a_fresh_process(tmp_path: Pat
     scenario = _scenario(tmp_path, days=0.1)
     _, log = _exported(tmp_path, scenario)
     spec = RunSpec(str(scenario), {}, replay_path=str(log), keep_calls=False)
-    seeds = replication_seeds(4, 3)
-    kept = [run_one(spec, ss) for ss in seeds]
-    fresh = []
-    for ss in seeds:
-        clear_shared()
-        fresh.append(run_one(spec, ss))
-    same(kept, fresh)
+    same_kept_or_fresh(spec, replication_seeds(4, 3))
 
 
 def test_a_scenario_is_kept_while_its_files_are_unchanged(tmp_path: Path) -> None:
