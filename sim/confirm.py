@@ -35,7 +35,7 @@ from acd.config.load import LoadedCenter, center_from_data
 from sim.executor import Executor, LocalExecutor
 from sim.kpi import t95
 from sim.records import ANSWERED, RunResult
-from sim.run import RunSpec, replication_seeds, shared_scenario, simulation_for
+from sim.run import RunSpec, kept_set_up, replication_seeds, simulation_for
 from sim.scenario import Scenario, deep_merge
 from sim.staffing import StaffAction
 
@@ -205,9 +205,10 @@ def _replicate(task: ConfirmTask, progress: Callable[[float], None]) -> Tally:
     """One replication of a candidate as an executor task (module level, so it pickles)."""
     cpu0 = time.process_time()
     # Loaded once per process for all the candidates it runs, again if a file changed.
-    scenario = shared_scenario(RunSpec(task.scenario_path, {"days": task.days}))
+    kept = kept_set_up(RunSpec(task.scenario_path, {"days": task.days}))
+    scenario = kept.scenario
     center = candidate_center(scenario, task.groups, task.counts)
-    result = simulation_for(scenario, task.seed_seq, center=center,
+    result = simulation_for(scenario, task.seed_seq, kept=kept, center=center,
                             timeline=candidate_timeline(center, task.groups, task.counts)
                             ).run(progress)
     counted = tally(result, task.groups, tuple(sorted(scenario.center.config.queues)))

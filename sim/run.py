@@ -68,7 +68,7 @@ class RunSpec:
     #: Write each replication's call rows to this CSV file (see :func:`calls_csv_path`).
     calls_csv: str | None = None
     #: Keep the loaded scenario, its forecast and shift plan in the process for its later
-    #: replications of this spec (:func:`shared_scenario`). :func:`run_specs` turns it off
+    #: replications of this spec (:func:`kept_set_up`). :func:`run_specs` turns it off
     #: for a spec run once: its plan would only hold memory through the run (about 70 MB for
     #: 400 days of the reference center).
     keep_set_up: bool = True
@@ -177,7 +177,7 @@ def grown_roster(before: Sequence[AgentProfile], scaled: LoadedCenter) -> list[A
     return out
 
 
-#: Scenarios a process keeps for the replications it runs (:func:`shared_scenario`). A sweep's
+#: Scenarios a process keeps for the replications it runs (:func:`kept_set_up`). A sweep's
 #: tasks come point by point, so a few suffice; each holds its shift plan, 5 MB for 30 days of
 #: the reference center (about 60 MB for a year).
 SCENARIO_CACHE_SIZE = 4
@@ -186,9 +186,10 @@ FileStamp = tuple[str, bytes]
 
 
 @dataclass
-class _Shared:
+class KeptSetUp:
     """A scenario loaded for replications, the stamps of the files it was read from, and what
-    every replication of it draws from: traffic forecasts and shift plans, per window."""
+    every replication of it draws from: traffic forecasts and shift plans, per window (filled
+    by :func:`arrivals_for` and :func:`simulation_for` when handed the entry)."""
 
     files: tuple[FileStamp, ...]
     scenario: Scenario
@@ -196,7 +197,7 @@ class _Shared:
     plans: dict[tuple[datetime, float], ShiftPlan] = field(default_factory=dict)
 
 
-_shared: OrderedDict[tuple[str, bytes, float], _Shared] = OrderedDict()
+_shared: OrderedDict[tuple[str, bytes, float], KeptSetUp] = OrderedDict()
 #: A Dask worker may run tasks in several threads.
 _shared_lock = threading.Lock()
 
@@ -211,15 +212,16 @@ def _stamp(path: str) -> FileStamp:
         return (path, b"")
 
 
-def shared_scenario(spec: RunSpec) -> Scenario:
-    """:func:`load_run_scenario`, kept by this process for its later replications of the same
-    spec while the files it was read from (scenario, center, traffic, call flow) keep their
-    contents (a digest of each, read again for every replication: a fraction of a millisecond
-    for the reference files); a changed file is loaded again.
+def kept_set_up(spec: RunSpec) -> KeptSetUp:
+    """The scenario of :func:`load_run_scenario`, kept by this process for its later
+    replications of the same spec while the files it was read from (scenario, center, traffic,
+    call flow) keep their contents (a digest of each, read again for every replication: a
+    fraction of a millisecond for the reference files); a changed file is loaded again. Hand
+    the entry to :func:`simulation_for` to keep the forecast and the shift plan too.
 
     Every replication of a scenario loads, validates and expands the same files and builds the
     same shift plan and traffic forecast: about a seventh of a 30-day replication's CPU. The
-    scenario returned is shared: treat it as read-only (the simulation does)."""
+    scenario is shared: treat it as read-only (the simulation does)."""
     key = (os.path.abspath(spec.scenario_path), pickle.dumps(spec.overrides), spec.agent_scale)
     with _shared_lock:
         entry = _shared.get(key)
@@ -227,37 +229,25 @@ def shared_scenario(spec: RunSpec) -> Scenario:
         with _shared_lock:
             if key in _shared:
                 _shared.move_to_end(key)
-        return entry.scenario
+        return entry
     scenario = load_run_scenario(spec)
     paths = [os.path.abspath(scenario.path), os.path.abspath(scenario.center.path),
              str(scenario.traffic_path)]
     if scenario.spec.behaviour.ivr_flow:
         paths.append(os.path.abspath(scenario.spec.behaviour.ivr_flow))
+    entry = KeptSetUp(tuple(_stamp(p) for p in paths), scenario)
     with _shared_lock:
-        _shared[key] = _Shared(tuple(_stamp(p) for p in paths), scenario)
+        _shared[key] = entry
         _shared.move_to_end(key)
         while len(_shared) > SCENARIO_CACHE_SIZE:
             _shared.popitem(last=False)
-    return scenario
+    return entry
 
 
 def clear_shared() -> None:
-    """Forget every scenario :func:`shared_scenario` kept in this process."""
+    """Forget every scenario :func:`kept_set_up` kept in this process."""
     with _shared_lock:
         _shared.clear()
-
-
-def _shared_for(scenario: Scenario) -> _Shared | None:
-    """The kept entry whose center and staffing ``scenario`` uses (a warm-up's copy of a
-    kept scenario shares them), if any."""
-    with _shared_lock:
-        entries = list(_shared.values())
-    for entry in entries:
-        if entry.scenario.center is scenario.center and \
-                entry.scenario.spec.staffing is scenario.spec.staffing and \
-                entry.scenario.traffic_path == scenario.traffic_path:
-            return entry
-    return None
 
 
 def replication_seeds(base_seed: int, n: int) -> list[np.random.SeedSequence]:
@@ -285,7 +275,8 @@ def replication_streams(seed_seq: np.random.SeedSequence
 
 
 def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Generator | None,
-                 days: float | None = None, scale: float = 1.0, start: datetime | None = None
+                 days: float | None = None, scale: float = 1.0, start: datetime | None = None,
+                 kept: KeptSetUp | None = None
                  ) -> tuple[list[Arrival] | ArrivalBatch, datetime, float]:
     """The replication's arrivals, start and horizon: forecast traffic (as columns, which the
     simulation turns into callers a block at a time), or a replayed call log.
@@ -294,7 +285,8 @@ def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Gen
     (or ``days``, when asked, whichever comes first), or at ``start`` when given (a log in
     seconds starts at ``start`` anyway); ``scale`` thins or resamples it and what the log did
     not observe is drawn with ``rng`` (:func:`replayed`). Without ``rng`` the log is only read
-    and checked.
+    and checked. ``kept``: the set-up ``scenario`` was loaded with (or a copy of it over another
+    window, as a warm-up's), which keeps the traffic forecast for the next replication.
     """
     spec = scenario.spec
     cfg = scenario.center.config
@@ -308,13 +300,12 @@ def arrivals_for(scenario: Scenario, replay_path: str | None, rng: np.random.Gen
         horizon = max((c.t for c in calls), default=0.0) + 1.0
         return calls, begin, horizon
     assert rng is not None
-    shared = _shared_for(scenario)
     span = (spec.start, spec.days)
-    forecast = None if shared is None else shared.forecasts.get(span)
+    forecast = None if kept is None else kept.forecasts.get(span)
     if forecast is None:
         forecast = load_traffic(scenario.traffic_path, *known).forecast(*span)
-        if shared is not None:
-            shared.forecasts[span] = forecast
+        if kept is not None:
+            kept.forecasts[span] = forecast
     # The draws of traffic.arrivals(), kept as columns: a year is 1.8 million callers.
     batch = forecast.generate(rng, spec.volume_scale)
     return batch, spec.start, spec.days * 86400.0
@@ -354,8 +345,9 @@ def replay_window(spec: RunSpec) -> tuple[float | None, float, datetime | None]:
 def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
             progress: Callable[[float], None] | None = None) -> RunResult:
     """Run one replication (of a scenario this process may have loaded before for another:
-    :func:`shared_scenario`)."""
-    scenario = shared_scenario(spec) if spec.keep_set_up else load_run_scenario(spec)
+    :func:`kept_set_up`)."""
+    kept = kept_set_up(spec) if spec.keep_set_up else None
+    scenario = load_run_scenario(spec) if kept is None else kept.scenario
     s = scenario.spec
     index = seed_seq.spawn_key[-1] if seed_seq.spawn_key else 0
     csv_path = None if spec.calls_csv is None else calls_csv_path(spec.calls_csv, index)
@@ -383,7 +375,7 @@ def run_one(spec: RunSpec, seed_seq: np.random.SeedSequence,
             "days": s.days + spec.warmup_s / 86400.0}))
     sim = simulation_for(scenario, seed_seq, behaviour=behaviour, replay_path=spec.replay_path,
                          window=replay_window(spec), keep_calls=spec.keep_calls,
-                         calls_csv=csv_path)
+                         calls_csv=csv_path, kept=kept)
     result = sim.run(progress)
     return without_warmup(result, spec.warmup_s) if spec.warmup_s else result
 
@@ -393,27 +385,31 @@ def simulation_for(scenario: Scenario, seed_seq: np.random.SeedSequence, *,
                    window: tuple[float | None, float, datetime | None] = (None, 1.0, None),
                    keep_calls: bool = True, calls_csv: str | None = None,
                    call_batch: int = CALL_BATCH, center: LoadedCenter | None = None,
-                   timeline: list[StaffAction] | None = None) -> Simulation:
+                   timeline: list[StaffAction] | None = None, kept: KeptSetUp | None = None
+                   ) -> Simulation:
     """The simulation :func:`run_one` runs for replication ``seed_seq`` of ``scenario``
     (its forecast traffic, or the call log at ``replay_path`` within ``window``: days, scale,
     start), ready to run; the benchmarks time it apart from this set-up.
 
     ``center`` and ``timeline`` replace the scenario's center and its staffing (shifts and
-    outages) with a candidate's, on the scenario's traffic (``staff --confirm``)."""
+    outages) with a candidate's, on the scenario's traffic (``staff --confirm``). ``kept``:
+    the set-up ``scenario`` came from (:func:`kept_set_up`), which keeps the forecast and the
+    shift plan for the next replication."""
     traffic_ss, staffing_ss, engine_ss = replication_streams(seed_seq)
     s = scenario.spec
     arrivals, start, horizon = arrivals_for(scenario, replay_path,
-                                            np.random.default_rng(traffic_ss), *window)
+                                            np.random.default_rng(traffic_ss), *window,
+                                            kept=kept)
     if timeline is None:
         # A replay's horizon is its drawn calls' own: only forecast traffic has one plan to
         # keep.
-        shared = _shared_for(scenario) if replay_path is None else None
+        keep = kept if replay_path is None else None
         span = (start, horizon + DRAIN_S)
-        plan = None if shared is None else shared.plans.get(span)
+        plan = None if keep is None else keep.plans.get(span)
         if plan is None:
             plan = shift_plan(scenario.center.config, scenario.center.agents, s.staffing, *span)
-            if shared is not None:
-                shared.plans[span] = plan
+            if keep is not None:
+                keep.plans[span] = plan
         timeline = with_outages(scenario, plan.timeline(staffing_ss), start)
     return Simulation(scenario.center if center is None else center, arrivals, timeline,
                       s.behaviour if behaviour is None else behaviour, start, horizon,

@@ -23,12 +23,12 @@ from sim.run import (
     RunSpec,
     clear_shared,
     default_scenario,
+    kept_set_up,
     load_run_scenario,
     replication_seeds,
     replication_streams,
     run_one,
     run_replications,
-    shared_scenario,
 )
 from sim.staffing import (
     StaffAction,
@@ -90,34 +90,34 @@ def test_a_scenario_is_kept_while_its_files_are_unchanged(tmp_path: Path) -> Non
     shutil.copytree(config, tmp_path / "config")
     scenario_file = tmp_path / "config" / REFERENCE.relative_to(config)
     spec = RunSpec(str(scenario_file), {"days": 1})
-    first = shared_scenario(spec)
-    assert shared_scenario(spec) is first
+    first = kept_set_up(spec)
+    assert kept_set_up(spec) is first
     scenario_file.write_text(scenario_file.read_text())
-    assert shared_scenario(spec) is first
-    assert shared_scenario(replace(spec, overrides={"days": 2})) is not first
+    assert kept_set_up(spec) is first
+    assert kept_set_up(replace(spec, overrides={"days": 2})) is not first
 
     text = scenario_file.read_text()
     scenario_file.write_text(text.replace("name: reference center, current staffing",
                                           "name: reference center, edited"))
-    second = shared_scenario(spec)
-    assert second is not first and second.spec.name == "reference center, edited"
-    assert shared_scenario(spec) is second
+    second = kept_set_up(spec)
+    assert second is not first and second.scenario.spec.name == "reference center, edited"
+    assert kept_set_up(spec) is second
     text = scenario_file.read_text()  # the same size, at once: within the clock's tick
     scenario_file.write_text(text.replace("center, edited", "center, EDITED"))
-    again = shared_scenario(spec)
-    assert again.spec.name == "reference center, EDITED"
+    again = kept_set_up(spec)
+    assert again.scenario.spec.name == "reference center, EDITED"
     scenario_file.write_text(text)
-    second = shared_scenario(spec)
+    second = kept_set_up(spec)
 
-    center = Path(second.center.path)
+    center = Path(second.scenario.center.path)
     center.write_text(center.read_text() + "\n")  # the same settings, one byte more
-    third = shared_scenario(spec)
+    third = kept_set_up(spec)
     assert third is not second
-    assert len(third.center.agents) == len(second.center.agents)
+    assert len(third.scenario.center.agents) == len(second.scenario.center.agents)
 
-    traffic = third.traffic_path
+    traffic = third.scenario.traffic_path
     traffic.write_text(traffic.read_text() + "\n# edited\n")
-    assert shared_scenario(spec) is not third
+    assert kept_set_up(spec) is not third
 
 
 def test_a_changed_traffic_file_changes_the_arrivals(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_a_changed_traffic_file_changes_the_arrivals(tmp_path: Path) -> None:
     spec = replace(SMALL, scenario_path=str(scenario_file))
     (ss,) = replication_seeds(3, 1)
     before = run_one(spec, ss)
-    traffic = shared_scenario(spec).traffic_path
+    traffic = kept_set_up(spec).scenario.traffic_path
     lines = traffic.read_text().splitlines()
     volume = next(i for i, line in enumerate(lines) if line.strip().startswith("calls_per_month"))
     key, value = lines[volume].split(":", 1)
