@@ -709,8 +709,6 @@ class Simulation:
         self._ready: dict[str, None] = {}
         self._agent_reason: dict[str, str | None] = {}
         self._work_try = False
-        #: Each agent's index in the recorder (``Recorder.agent_index``), asked once.
-        self._agent_codes = {a.id: self.recorder.agent_index(a.id) for a in center.agents}
         # The agent whose index was looked up last, and that index (_agent_code).
         self._hint_agent: str | None = None
         self._hint_code = -1
@@ -1087,7 +1085,7 @@ class Simulation:
         offer follows its agent's ringing)."""
         if agent_id is self._hint_agent:
             return self._hint_code
-        code = self._agent_codes[agent_id]
+        code = self.recorder.agent_index(agent_id)
         self._hint_agent = agent_id
         self._hint_code = code
         return code
