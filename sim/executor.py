@@ -184,7 +184,6 @@ def _call(args: tuple[Task[Any, Any], Any, int, int | None]) -> tuple[bool, Any]
     that a late report of an earlier map is not taken for one of this map's."""
     fn, item, index, batch = args
     queue = _progress_queue
-    freeze_process()
 
     def progress(fraction: float) -> None:
         if queue is not None and batch is not None:
