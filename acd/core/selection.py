@@ -13,7 +13,7 @@ from typing import Final
 
 from acd.core.agent_states import occupancy
 from acd.core.floor import AgentRt, CallRt, Floor, QueueRt
-from acd.core.model import AgentState, CallState
+from acd.core.model import AgentProfile, AgentState, CallState
 from acd.core.policy import AgentSelection
 
 _INF: Final = float("inf")
@@ -33,9 +33,14 @@ def eligible(agent: AgentRt, call: CallRt) -> bool:
         return False
     if not call.all_sites and p.site != call.home_site:
         return False
-    if p.countries is not None and call.country not in p.countries:
+    if not serves(p, call.country):
         return False
     return not (p.newcomer and not call.newcomers_ok)
+
+
+def serves(p: AgentProfile, country: str) -> bool:
+    """``p`` takes calls from ``country`` (an agent without a country list takes any)."""
+    return p.countries is None or country in p.countries
 
 
 def agent_for(f: Floor, now: float, call: CallRt) -> AgentRt | None:
@@ -84,8 +89,7 @@ def agent_for(f: Floor, now: float, call: CallRt) -> AgentRt | None:
                             while slot is not None:
                                 if slot.level >= min_level:
                                     agent = slot.agent
-                                    served = agent.profile.countries
-                                    if served is None or country in served:
+                                    if serves(agent.profile, country):
                                         if best is None or agent.idle_since < best.idle_since \
                                                 or (agent.idle_since == best.idle_since
                                                     and agent.index < best.index):
