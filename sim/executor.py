@@ -21,7 +21,7 @@ import multiprocessing as mp
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -37,6 +37,9 @@ OnProgress = Callable[[int, float], None]
 DASK_RETRIES = 2
 #: Seconds to wait for a Dask scheduler before the address is reported unreachable.
 CONNECT_TIMEOUT_S = 10.0
+#: Seconds to wait for each worker of a cluster when checking that results can come straight
+#: from the workers (:func:`reachable`).
+WORKER_PROBE_S = 2.0
 #: Modules a worker process imports as it starts, so that its first task does not pay for them.
 WARM_MODULES = ("sim.run",)
 #: Dask settings of a ``LocalCluster``: no statistical profile (it samples the running task every
@@ -312,11 +315,33 @@ def _dask_call(fn: Task[T, R], item: T) -> tuple[R, TaskTiming]:
     return _timed(fn, item, _no_progress)
 
 
+def reachable(addresses: Iterable[str], timeout_s: float = WORKER_PROBE_S) -> bool:
+    """True when a TCP connection to every ``tcp://host:port`` address opens within
+    ``timeout_s`` (a cluster's workers, seen from this process); False at the first that does
+    not, or for an address of another scheme."""
+    for address in addresses:
+        scheme, _, rest = address.partition("://")
+        host, _, port = rest.rpartition(":")
+        if scheme != "tcp" or not port.isdigit():
+            return False
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        except OSError:
+            return False
+    return True
+
+
 class DaskExecutor:
     """Tasks on a Dask cluster: an existing scheduler's address, or a ``LocalCluster``.
 
     Every task is submitted at once with ``retries``, so a task whose worker died is rerun
     elsewhere; results come back to this process as tasks finish, returned in the order given.
+    They come straight from the worker that holds them when this process can reach every
+    worker (always on a ``LocalCluster``), else through the scheduler. Straight is much
+    cheaper: the scheduler talks pickle protocol 4 to everyone, so a result that goes through
+    it is copied into the pickle by the worker's event loop, sent twice and copied again, where
+    protocol 5 sends its arrays as they are (a 9.8 MB result of a 30-day replication: 15-23 ms
+    of the worker's event loop against 0.14 ms).
     The workers import ``warm`` before the first task: a ``LocalCluster``'s workers as they
     start (``preload``, also a replacement for a dead worker), a cluster's workers present
     when the client connects (start workers with ``--preload sim.run`` for the others). A
@@ -335,18 +360,22 @@ class DaskExecutor:
         #: When and where each task of the last :meth:`map` ran, in the order of its items.
         self.timings: list[TaskTiming] = []
         self._cluster: Any = None
+        #: Results come straight from the workers (True), or through the scheduler.
+        self.direct = True
         if address == "local":
             n = max(1, workers or os.cpu_count() or 1)
             with dask.config.set(dict(local_config)), environment_kept():
                 self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                              dashboard_address=None, preload=list(warm))
-            self.client: Any = Client(self._cluster)
+            self.client: Any = Client(self._cluster, direct_to_workers=True)
         else:
             try:
                 self.client = Client(address, timeout=f"{connect_timeout_s}s")
             except (OSError, ValueError, TypeError) as exc:
                 raise UsageError([usage("--dask", address, f"cannot reach a Dask scheduler "
                                         f"there: {exc}")]) from None
+            self.direct = reachable(self.client.scheduler_info()["workers"])
+            self.client.direct_to_workers = self.direct
             self.client.run(warm_up, list(warm))
         self.workers = max(1, sum(self.client.nthreads().values()))
 

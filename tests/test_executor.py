@@ -227,6 +227,38 @@ def test_labels_name_the_spec_of_a_failed_task(tmp_path: Path) -> None:
         run_specs([SMALL, missing], 1, 1, executor=LocalExecutor(1), labels=["A", "B"])
 
 
+def test_results_come_straight_from_the_workers(dask: DaskExecutor) -> None:
+    """A client that reaches every worker takes results from them, not through the scheduler
+    (which would re-pickle their arrays into the message with protocol 4), on a cluster given
+    by address as on a LocalCluster this executor starts."""
+    assert dask.direct and dask.client.direct_to_workers is True
+    local = DaskExecutor("local", 1)
+    try:
+        assert local.direct and local.client.direct_to_workers is True
+    finally:
+        local.close()
+
+
+def test_reachable_needs_every_worker_to_answer() -> None:
+    """``reachable`` is true only when a connection to every worker address opens: a closed
+    port or an address of another scheme makes results go through the scheduler."""
+    import socket
+
+    from sim.executor import reachable
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert reachable([f"tcp://127.0.0.1:{port}"])
+        assert reachable([])
+        with socket.socket() as probe:  # a port bound but not listening refuses connections
+            probe.bind(("127.0.0.1", 0))
+            closed = probe.getsockname()[1]
+            assert not reachable([f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{closed}"],
+                                 timeout_s=1.0)
+        assert not reachable([f"ucx://127.0.0.1:{port}"])
+        assert not reachable(["tcp://127.0.0.1"])
+
+
 def test_an_unreachable_scheduler_is_a_usage_error_naming_it() -> None:
     """A --dask address where no scheduler answers exits 2 with one line naming the address."""
     from acd.errors import UsageError
