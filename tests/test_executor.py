@@ -239,24 +239,24 @@ def test_results_come_straight_from_the_workers(dask: DaskExecutor) -> None:
         local.close()
 
 
-def test_reachable_needs_every_worker_to_answer() -> None:
-    """``reachable`` is true only when a connection to every worker address opens: a closed
-    port or an address of another scheme makes results go through the scheduler."""
+def test_unreachable_names_the_first_worker_that_does_not_answer() -> None:
+    """``unreachable`` names a worker address to which no connection opens (a closed port, or
+    an address of another scheme), which makes results go through the scheduler, and nothing
+    when every worker answers."""
     import socket
 
-    from sim.executor import reachable
+    from sim.executor import unreachable
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        assert reachable([f"tcp://127.0.0.1:{port}"])
-        assert reachable([])
+        assert unreachable([f"tcp://127.0.0.1:{port}"]) is None
+        assert unreachable([]) is None
         with socket.socket() as probe:  # a port bound but not listening refuses connections
             probe.bind(("127.0.0.1", 0))
-            closed = probe.getsockname()[1]
-            assert not reachable([f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{closed}"],
-                                 timeout_s=1.0)
-        assert not reachable([f"ucx://127.0.0.1:{port}"])
-        assert not reachable(["tcp://127.0.0.1"])
+            closed = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+            assert unreachable([f"tcp://127.0.0.1:{port}", closed], timeout_s=1.0) == closed
+        assert unreachable([f"ucx://127.0.0.1:{port}"]) == f"ucx://127.0.0.1:{port}"
+        assert unreachable(["tcp://127.0.0.1"]) == "tcp://127.0.0.1"
 
 
 def test_an_unreachable_scheduler_is_a_usage_error_naming_it() -> None:
