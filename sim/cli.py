@@ -155,7 +155,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
     from sim.executor import executor_for
     from sim.scenario import load_scenario
-    from sim.staff import POOLING_NOTE, REFINE_ROUNDS, plan, write_csv
+    from sim.staff import OUTAGES_NOTE, POOLING_NOTE, REFINE_ROUNDS, plan, write_csv
 
     scenario = load_scenario(args.scenario, days=args.days)
     mode: Literal["none", "busiest", "all"] = args.confirm or "none"
@@ -181,6 +181,8 @@ def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
     write_csv(out / "staff.csv", staff)
     write_csv(out / "staff_language.csv", staff, by_language=True)
     console.print(f"[yellow]note[/yellow]: {POOLING_NOTE}")
+    if scenario.spec.outages:
+        console.print(f"[yellow]note[/yellow]: {OUTAGES_NOTE}")
     console.print(f"per interval and queue: {out / 'staff.csv'}; per interval, queue and "
                   f"language: {out / 'staff_language.csv'} (gap = required - scheduled)")
     return 0

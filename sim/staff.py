@@ -55,6 +55,9 @@ REFINE_ROUNDS = 3
 POOLING_NOTE = ("Each queue and queue/language group is sized as its own pool; shared agents "
                 "count in every group they serve. Pooling is only visible in `acd sim run` "
                 "and `--confirm`.")
+#: Said when the scenario takes a site down: sizing and confirmation leave its outages out.
+OUTAGES_NOTE = ("The scenario's site outages are left out: agents are sized and confirmed as "
+                "logged in. `acd sim run` shows what an outage costs.")
 #: Simulated time before SL is measured in a confirmation run (the pool starts empty).
 WARM_UP_S = 3600.0
 

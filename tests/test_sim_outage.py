@@ -123,3 +123,17 @@ def test_sim_run_reports_each_site_and_language_during_the_outage(
     moscow, kyiv = rows[("site", "moscow")], rows[("site", "kyiv")]
     assert moscow[3] == "sl_answered" and float(moscow[5]) < float(moscow[7])
     assert float(kyiv[4]) < 0.1 * float(moscow[4])  # Kyiv answers (almost) nothing in it
+
+
+def test_staffing_says_it_leaves_a_scenarios_outages_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``acd sim staff`` on a scenario with an outage sizes agents as logged in and says that
+    the outage is left out; on the same scenario without one it says nothing of outages."""
+    outage = '\noutages:\n  - {site: kyiv, from: "10:00", until: "12:00"}\n'
+    for text, expected in (("", False), (outage, True)):
+        out = tmp_path / ("down" if text else "plain")
+        code = main(["sim", "staff", str(_scenario(tmp_path, text)), "--out", str(out)])
+        assert code == 0
+        said = " ".join(capsys.readouterr().out.split())
+        assert ("site outages are left out" in said) is expected
+        assert "sized as its own pool" in said
