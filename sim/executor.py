@@ -21,7 +21,9 @@ import multiprocessing as mp
 import os
 import socket
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -38,6 +40,9 @@ OnProgress = Callable[[int, float], None]
 DASK_RETRIES = 2
 #: Seconds to wait for a Dask scheduler before the address is reported unreachable.
 CONNECT_TIMEOUT_S = 10.0
+#: Seconds between two progress reports of a task running on Dask (a simulated day of a long
+#: replication takes about 0.04 s of CPU: a report a day would cost more than it tells).
+DASK_PROGRESS_S = 1.0
 #: Seconds to wait for each worker of a cluster when checking that results can come straight
 #: from the workers (:func:`reachable`).
 WORKER_PROBE_S = 2.0
@@ -308,12 +313,36 @@ def environment_kept() -> Iterator[None]:
 
 
 def _no_progress(fraction: float) -> None:
-    """Progress inside a Dask task is not sent back; the client counts finished tasks."""
+    """No one asked for progress."""
 
 
-def _dask_call(fn: Task[T, R], item: T) -> tuple[R, TaskTiming]:
+def _dask_progress(report: tuple[str, int, int] | None, every_s: float
+                   ) -> Callable[[float], None]:
+    """A task's progress as events on its Dask worker, at most one every ``every_s`` seconds:
+    ``report`` is (topic, map, index), an event ``(map, index, fraction)`` of that topic,
+    which reaches the client through the scheduler."""
+    if report is None:
+        return _no_progress
+    topic, batch, index = report
+    from distributed import get_worker
+
+    worker = get_worker()
+    last = time.monotonic()
+
+    def progress(fraction: float) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every_s:
+            last = now
+            worker.log_event(topic, (batch, index, fraction))
+
+    return progress
+
+
+def _dask_call(fn: Task[T, R], item: T, report: tuple[str, int, int] | None = None,
+               every_s: float = 0.0) -> tuple[R, TaskTiming]:
     freeze_process()
-    return _timed(fn, item, _no_progress)
+    return _timed(fn, item, _dask_progress(report, every_s))
 
 
 def unreachable(addresses: Iterable[str], timeout_s: float = WORKER_PROBE_S) -> str | None:
@@ -337,6 +366,9 @@ class DaskExecutor:
 
     Every task is submitted at once with ``retries``, so a task whose worker died is rerun
     elsewhere; results come back to this process as tasks finish, returned in the order given.
+    A running task reports how far it has got at most every ``progress_every_s`` seconds, as
+    a Dask event through the scheduler (``on_progress`` is then called from the client's event
+    loop, never at the same time as from the thread calling :meth:`map`).
     They come straight from the worker that holds them when this process can reach every
     worker present as it connects (always on a ``LocalCluster``), else through the scheduler,
     which is said on standard error. Straight is much
@@ -353,12 +385,18 @@ class DaskExecutor:
     def __init__(self, address: str, workers: int | None = None,
                  retries: int = DASK_RETRIES, connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  warm: Sequence[str] = WARM_MODULES,
-                 local_config: Mapping[str, Any] = LOCAL_CLUSTER) -> None:
+                 local_config: Mapping[str, Any] = LOCAL_CLUSTER,
+                 progress_every_s: float = DASK_PROGRESS_S) -> None:
         import dask
         from distributed import Client, LocalCluster
 
         self.address = address
         self.retries = retries
+        #: Seconds between two progress reports of a running task (``on_progress``): each
+        #: travels from the worker through the scheduler.
+        self.progress_every_s = progress_every_s
+        self._topic = f"acd-progress-{uuid.uuid4().hex}"
+        self._batches = itertools.count()
         #: When and where each task of the last :meth:`map` ran, in the order of its items.
         self.timings: list[TaskTiming] = []
         self._cluster: Any = None
@@ -391,8 +429,23 @@ class DaskExecutor:
         retries is reported by name."""
         from distributed import as_completed
 
-        futures = [self.client.submit(_dask_call, fn, item, pure=False, retries=self.retries)
-                   for item in items]
+        topic = None
+        lock = threading.Lock()  # the client's event loop and this thread both report
+        if on_progress is not None:
+            batch = next(self._batches)
+            topic = self._topic
+
+            def reported(event: tuple[float, tuple[int, int, float]]) -> None:
+                got, i, fraction = event[1]
+                if got == batch:  # not a late report of an earlier map's task
+                    with lock:
+                        on_progress(i, fraction)
+
+            self.client.subscribe_topic(topic, reported)
+        futures = [self.client.submit(_dask_call, fn, item,
+                                      None if topic is None else (topic, batch, i),
+                                      self.progress_every_s, pure=False, retries=self.retries)
+                   for i, item in enumerate(items)]
         index = {f.key: i for i, f in enumerate(futures)}
         outcomes: list[Any] = [None] * len(items)
         try:
@@ -404,8 +457,11 @@ class DaskExecutor:
                 outcomes[i] = future.result()
                 future.release()  # the worker may drop it now
                 if on_progress is not None:
-                    on_progress(i, 1.0)
+                    with lock:
+                        on_progress(i, 1.0)
         finally:
+            if topic is not None:
+                self.client.unsubscribe_topic(topic)
             for f in futures:
                 f.release()
         self.timings = [timing for _, timing in outcomes]

@@ -239,6 +239,23 @@ def test_results_come_straight_from_the_workers(dask: DaskExecutor) -> None:
         local.close()
 
 
+def test_a_running_replication_reports_progress_from_a_dask_worker(dask: DaskExecutor) -> None:
+    """On Dask, as locally, ``on_progress`` hears how far each replication has got while it
+    runs (events from the worker through the scheduler), then 1.0 once its result is back;
+    a later map hears only its own tasks."""
+    spec = RunSpec(SCENARIO, {"days": 0.5, "start": "2026-03-02T09:00:00+03:00"})
+    dask.progress_every_s = 0.0  # every simulated hour
+    for n in (3, 2):
+        heard: dict[int, list[float]] = {}
+        run_replications(spec, n, 5, executor=dask,
+                         on_progress=lambda i, f: heard.setdefault(i, []).append(f))
+        assert sorted(heard) == list(range(n))
+        for fractions in heard.values():
+            assert fractions[-1] == 1.0
+            assert len([f for f in fractions if 0.0 < f < 1.0]) >= 6
+            assert fractions[:-1] == sorted(fractions[:-1])
+
+
 def test_unreachable_names_the_first_worker_that_does_not_answer() -> None:
     """``unreachable`` names a worker address to which no connection opens (a closed port, or
     an address of another scheme), which makes results go through the scheduler, and nothing
