@@ -405,8 +405,13 @@ class DaskExecutor:
         if address == "local":
             n = max(1, workers or os.cpu_count() or 1)
             with dask.config.set(dict(local_config)), environment_kept():
+                # No dashboard; the scheduler's own HTTP routes (health, metrics) on a free
+                # loopback port, not 8787, which another cluster here may hold (Dask would
+                # warn, then take another port anyway).
                 self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                             dashboard_address=None, preload=list(warm))
+                                             dashboard_address=None, preload=list(warm),
+                                             scheduler_kwargs={"dashboard_address":
+                                                               "127.0.0.1:0"})
             self.client: Any = Client(self._cluster, direct_to_workers=True)
         else:
             try:

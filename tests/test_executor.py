@@ -239,6 +239,21 @@ def test_results_come_straight_from_the_workers(dask: DaskExecutor) -> None:
         local.close()
 
 
+def test_two_local_clusters_at_once_start_without_a_warning() -> None:
+    """``--dask local`` starts its cluster quietly while another cluster runs on this machine:
+    its scheduler's HTTP routes take a free port instead of Dask's 8787 (and its warning)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        first = DaskExecutor("local", 1)
+        try:
+            second = DaskExecutor("local", 1)
+            second.close()
+        finally:
+            first.close()
+
+
 def test_a_running_replication_reports_progress_from_a_dask_worker(dask: DaskExecutor) -> None:
     """On Dask, as locally, ``on_progress`` hears how far each replication has got while it
     runs (events from the worker through the scheduler), then 1.0 once its result is back;
@@ -247,8 +262,11 @@ def test_a_running_replication_reports_progress_from_a_dask_worker(dask: DaskExe
     dask.progress_every_s = 0.0  # every simulated hour
     for n in (3, 2):
         heard: dict[int, list[float]] = {}
-        run_replications(spec, n, 5, executor=dask,
-                         on_progress=lambda i, f: heard.setdefault(i, []).append(f))
+
+        def hear(i: int, fraction: float, heard: dict[int, list[float]] = heard) -> None:
+            heard.setdefault(i, []).append(fraction)
+
+        run_replications(spec, n, 5, executor=dask, on_progress=hear)
         assert sorted(heard) == list(range(n))
         for fractions in heard.values():
             assert fractions[-1] == 1.0
