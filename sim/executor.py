@@ -419,7 +419,7 @@ class DaskExecutor:
             except (OSError, ValueError, TypeError) as exc:
                 raise UsageError([usage("--dask", address, f"cannot reach a Dask scheduler "
                                         f"there: {exc}")]) from None
-            missed = unreachable(self.client.scheduler_info()["workers"])
+            missed = unreachable(self.client.nthreads())
             if missed is not None:
                 self.direct = False
                 print(f"results come through the Dask scheduler, more slowly: this machine "
