@@ -197,6 +197,6 @@ def test_longest_idle_tie_goes_to_the_agent_selection_key_ranks_first() -> None:
     router.login(0.0, "a")
     f = router._f
     first = min(f.agents.values(), key=lambda a: selection_key(f, 0.0, f.queues["tech"], a))
-    assert first.profile.id == "a"
     offer = one(router.call_arrived(0.0, "c1", "tech", "ru", "RU"), Offer)
-    assert offer.agent_id == first.profile.id
+    # Today: "b" is offered (first in the shared line), where selection_key ranks "a" first.
+    assert offer.agent_id == first.profile.id, (offer.agent_id, first.profile.id)
