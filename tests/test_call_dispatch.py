@@ -190,44 +190,65 @@ def _step(by_handle: CallMachine, by_table: CallMachine, event: CallEvent) -> ob
     return got
 
 
-@settings(max_examples=150, deadline=None)
-@given(policy=POLICIES, number=st.sampled_from([None, "+4412345"]), data=st.data())
-def test_every_event_in_every_phase_does_what_the_table_says(
-        policy: CallPolicy, number: str | None, data: st.DataObject) -> None:
-    """Along random event sequences (illegal events included), handle() returns what the
-    table's handler returns on a twin machine and leaves the same state, for every pair, and
-    refuses every pair the table does not list without changing the machine."""
-    a, b = _twins(policy, number)
-    for _ in range(data.draw(st.integers(1, 25))):
-        valid = sorted({t for p, t in TRANSITIONS if p is a.phase}, key=lambda t: t.__name__)
-        pool = valid if valid and data.draw(st.integers(0, 4)) else list(EVENT_TYPES)
-        _step(a, b, _event_of(data.draw(st.sampled_from(pool)), data, a))
+def _walk(a: CallMachine, b: CallMachine, data: st.DataObject, steps: int) -> None:
+    """Drive both twins (checked at each step) through up to ``steps`` legal events that keep
+    the call alive and able to wait again (no end, drain or overflow; no yes to the callback
+    question, no hold past its deadline, no end of talk)."""
+    for _ in range(steps):
+        valid = sorted({t for p, t in TRANSITIONS if p is a.phase and t not in FINAL_KINDS
+                        and not (p is Phase.TALKING and t in (AgentGone, DialFailed))},
+                       key=lambda t: t.__name__)
+        if not valid:
+            return
+        event = _event_of(data.draw(st.sampled_from(valid)), data, a)
+        if isinstance(event, CallbackAnswer):
+            event = CallbackAnswer(False)
+        elif isinstance(event, Idle):
+            event = Idle(0.0)
+        _step(a, b, event)
 
 
 def _steer(a: CallMachine, b: CallMachine, target: Phase) -> bool:
-    """Move both twins (checked at each step) to ``target`` by the shortest usual moves;
-    False when the call can no longer get there."""
+    """Move both twins (checked at each step) to ``target`` by the usual moves; False when
+    the call can no longer get there (an ended or talking call does not wait again)."""
     for _ in range(8):
         phase = a.phase
         if phase is target:
             return True
         offered = a.offer.agent_id if a.offer is not None else "a1"
         event: CallEvent
-        if phase is Phase.NEW:
+        if target is Phase.ENDED:
+            event = CallerGone()
+        elif phase is Phase.NEW:
             event = Queued()
-        elif phase is Phase.QUEUED and target in (Phase.RINGING, Phase.TALKING):
+        elif phase is Phase.QUEUED and target is Phase.ASKING:
+            event = OfferCallback(a.call_id, 42.0)
+        elif phase is Phase.QUEUED:
             event = Offer(a.call_id, "a1", "SIP/a1", 10.0)
         elif phase is Phase.ASKING:
             event = CallbackAnswer(False)
-        elif phase is Phase.RING_CANCELLED:
+        elif phase is Phase.RINGING and target is Phase.TALKING:
+            event = Answered(offered)
+        elif phase is Phase.RINGING and target is Phase.RING_CANCELLED:
+            event = CancelOffer(a.call_id, offered, "ring_timeout")
+        elif phase in (Phase.RINGING, Phase.RING_CANCELLED):
             event = DialFailed(offered, "no_answer")
-        elif phase is Phase.RINGING:
-            event = Answered(offered) if target is Phase.TALKING \
-                else DialFailed(offered, "no_answer")
         else:
             return False
         _step(a, b, event)
     return a.phase is target
+
+
+def _reach(phase: Phase, policy: CallPolicy, number: str | None, data: st.DataObject
+           ) -> tuple[CallMachine, CallMachine]:
+    """Twin machines in ``phase``, after a random legal event sequence (a machine is NEW only
+    before its first event)."""
+    a, b = _twins(policy, number)
+    if phase is not Phase.NEW:
+        _walk(a, b, data, data.draw(st.integers(0, 12)))
+        assume(_steer(a, b, phase))
+    assert a.phase is phase
+    return a, b
 
 
 @pytest.mark.parametrize(("pair", "name"), list(DIRECT.items()))
@@ -239,20 +260,34 @@ def test_direct_moves_do_what_the_table_says(pair: tuple[Phase, type], name: str
     """For each move handle() takes without the table, from states reached by random legal
     event sequences, handle() and the table's handler give the same actions and state."""
     phase, kind = pair
-    a, b = _twins(policy, number)
-    if phase is not Phase.NEW:
-        for _ in range(data.draw(st.integers(0, 12))):
-            if a.phase is Phase.ENDED:
-                break
-            valid = sorted({t for p, t in TRANSITIONS if p is a.phase
-                            and t not in FINAL_KINDS
-                            and not (p is Phase.TALKING and t in (AgentGone, DialFailed))},
-                           key=lambda t: t.__name__)
-            event = _event_of(data.draw(st.sampled_from(valid)), data, a)
-            if isinstance(event, CallbackAnswer | Idle) and a.phase is not Phase.NEW:
-                # A yes to the callback question and a hold past its deadline end the call.
-                event = CallbackAnswer(False) if isinstance(event, CallbackAnswer) else Idle(0.0)
-            _step(a, b, event)
-        assume(_steer(a, b, phase))
-    assert a.phase is phase
+    a, b = _reach(phase, policy, number, data)
     _step(a, b, _event_of(kind, data, a))
+
+
+@pytest.mark.parametrize("kind", EVENT_TYPES, ids=lambda k: k.__name__)
+@pytest.mark.parametrize("phase", list(Phase), ids=lambda p: p.value)
+@settings(max_examples=12, deadline=None)
+@given(policy=POLICIES, number=st.sampled_from([None, "+4412345"]), data=st.data())
+def test_every_other_pair_does_what_the_table_says(phase: Phase, kind: type,
+                                                   policy: CallPolicy, number: str | None,
+                                                   data: st.DataObject) -> None:
+    """Every (phase, event type) pair, from states reached by random legal event sequences,
+    goes through the table in handle(): the same actions and state as the table's handler,
+    or, for a pair the table does not list, a refusal that changes nothing."""
+    a, b = _reach(phase, policy, number, data)
+    _step(a, b, _event_of(kind, data, a))
+
+
+@settings(max_examples=100, deadline=None)
+@given(policy=POLICIES, number=st.sampled_from([None, "+4412345"]), data=st.data())
+def test_random_lifecycles_do_what_the_table_says(
+        policy: CallPolicy, number: str | None, data: st.DataObject) -> None:
+    """Along random event sequences (illegal events included, and calls after their end),
+    handle() and the table's handler on twin machines give the same actions and state."""
+    a, b = _twins(policy, number)
+    for _ in range(data.draw(st.integers(5, 40))):
+        valid = sorted({t for p, t in TRANSITIONS if p is a.phase}, key=lambda t: t.__name__)
+        pool = valid if data.draw(st.integers(0, 4)) else list(EVENT_TYPES)
+        _step(a, b, _event_of(data.draw(st.sampled_from(pool)), data, a))
+        if a.phase is Phase.ENDED and data.draw(st.booleans()):
+            a, b = _twins(policy, number)
