@@ -7,8 +7,10 @@ every agent on the roster: ready, ``eligible()`` for the call, speaking one of t
 the call accepts now (its own, and its fallbacks once a step allowed them); ranked by tier
 (the home site before other sites under site affinity, tenured before newcomers under
 ``last_resort``), then by the queue's agent selection (longest idle; highest level, then
-longest idle; least occupied, then longest idle; round robin), remaining ties to the agent
-earlier on the roster, as :func:`~acd.core.selection.selection_key` ranks them.
+longest idle; least occupied, then longest idle; round robin), agents idle since the same
+moment by the order in which they became ready, as :func:`~acd.core.selection.selection_key`
+ranks them. The reference takes that order from the order of the router's
+``AgentStateChanged`` events to ready (the switchboard's model), not from the router's count.
 
 A Hypothesis state machine drives a real router over small random centers (the rules of
 tests/test_router_state_machine.py: logins, pauses, readies, logouts, arrivals, answers, ring
@@ -17,22 +19,20 @@ waiting in the router and about probe calls for every queue, language, caller co
 unknown one, without a home site) and every expansion step the call can wait at; each answer
 must be the reference's.
 
-One disagreement is known, and pinned by an expected failure below: among longest-idle agents
-ready since the same moment, the reference ranks by roster index, while the walk takes the one
-that became ready first when both stand in the same line (by roster index across lines). The
-state machine therefore accepts any agent tied on tier and idle time for ``longest_idle``, and
-demands the very agent everywhere else.
+Among longest-idle agents ready since the same moment the walk once took the one that became
+ready first when both stood in one ready line, and the one earlier on the roster across lines;
+both now take the one that became ready first (tests at the end).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
-from routerkit import OTHER, agent, build, center_data, one, random_center_data
+from routerkit import OTHER, agent, build, center_data, one, queue, random_center_data
 from test_router_state_machine import RandomCenterMachine
 
 from acd.config.policy import center_policy
@@ -45,44 +45,39 @@ from acd.core.selection import agent_for, eligible, selection_key
 from acd.testing.switchboard import Switchboard
 
 
-def order_key(f: Floor, now: float, call: CallRt, a: AgentRt, selection: AgentSelection
-              ) -> tuple[float, ...]:
+def order_key(f: Floor, now: float, call: CallRt, a: AgentRt, selection: AgentSelection,
+              ready_order: int) -> tuple[float, ...]:
     """The queue's agent selection as a key, smallest first (design section 4): longest idle;
     highest level in the skill, then longest idle; least occupied, then longest idle; round
     robin, the next agent on the roster after the last one offered a call of the queue.
-    Remaining ties go to the agent earlier on the roster."""
+    Agents idle since the same moment go in the order they became ready (``ready_order``)."""
     if selection is AgentSelection.highest_proficiency:
-        return (-a.profile.skills[call.q.skill], a.idle_since, a.index)
+        return (-a.profile.skills[call.q.skill], a.idle_since, ready_order)
     if selection is AgentSelection.least_occupied:
-        return (occupancy(now, a), a.idle_since, a.index)
+        return (occupancy(now, a), a.idle_since, ready_order)
     if selection is AgentSelection.round_robin:
         return ((a.index - call.q.rr_last - 1) % len(f.agents),)
-    return (a.idle_since, a.index)
+    return (a.idle_since, ready_order)
 
 
-def reference_best(f: Floor, policy: CenterPolicy, now: float, call: CallRt
-                   ) -> tuple[list[AgentRt], bool]:
-    """The agents the reference ranks first for ``call``, from every agent on the roster, and
-    whether the rank may tie (longest idle: tier and idle time; else the whole key, unique)."""
+def reference_best(f: Floor, policy: CenterPolicy, now: float, call: CallRt,
+                   ready_order: Mapping[str, int]) -> AgentRt | None:
+    """The agent the reference ranks first for ``call``, from every agent on the roster
+    (``ready_order``: by agent id, the order in which agents last became ready)."""
     qp = policy.queues[call.q.name]
     langs = {call.language, *call.fallbacks} if call.accept_fallback else {call.language}
     affinity = call.all_sites and call.home_site is not None and qp.site_affinity
     last_resort = qp.newcomers is NewcomerPolicy.last_resort
-    ties = qp.agent_selection is AgentSelection.longest_idle
 
     def rank(a: AgentRt) -> tuple[object, ...]:
         p = a.profile
         tier = (affinity and p.site != call.home_site, last_resort and p.newcomer)
-        key = order_key(f, now, call, a, qp.agent_selection)
-        return (*tier, *(key[:-1] if ties else key))
+        return (*tier, *order_key(f, now, call, a, qp.agent_selection, ready_order[p.id]))
 
     candidates = [a for a in f.agents.values()
                   if a.state is AgentState.READY and eligible(a, call)
                   and not langs.isdisjoint(a.profile.languages)]
-    if not candidates:
-        return [], ties
-    best = min(rank(a) for a in candidates)
-    return [a for a in candidates if rank(a) == best], ties
+    return min(candidates, key=rank, default=None)
 
 
 def probe_calls(f: Floor, policy: CenterPolicy, now: float) -> list[CallRt]:
@@ -155,28 +150,22 @@ class SelectionMachine(RandomCenterMachine):
 
     @invariant()
     def agent_for_is_the_reference_choice(self) -> None:
-        """For every waiting call and every probe call, ``agent_for`` returns an agent the
-        reference ranks first (the very one unless longest-idle agents tie), or None exactly
-        when no ready agent may take the call."""
+        """For every waiting call and every probe call, ``agent_for`` returns the very agent
+        the reference ranks first, or None exactly when no ready agent may take the call."""
         if self._sb is None:
             return
         router = self.sb.router
         f, now = router._f, self.sb.now
+        ready_order = {agent_id: v.ready_order for agent_id, v in self.sb.agents.items()}
         waiting = [c for c in f.calls.values() if c.state is CallState.QUEUED]
         for call in waiting + probe_calls(f, router.policy, now):
             got = agent_for(f, now, call)
-            best, ties = reference_best(f, router.policy, now, call)
+            best = reference_best(f, router.policy, now, call, ready_order)
             where = (call.id, call.language, call.country, call.step,
                      router.policy.queues[call.q.name].agent_selection.value)
-            if not best:
-                assert got is None, (where, got.profile.id if got else None)
-                continue
-            assert got is not None, (where, [a.profile.id for a in best])
-            assert got.state is AgentState.READY and eligible(got, call), where
-            if ties:
-                assert got in best, (where, got.profile.id, [a.profile.id for a in best])
-            else:
-                assert got is best[0], (where, got.profile.id, best[0].profile.id)
+            assert got is best, (where, got.profile.id if got else None,
+                                 best.profile.id if best else None)
+            assert got is None or (got.state is AgentState.READY and eligible(got, call)), where
 
 
 TestSelectionAgainstReference = SelectionMachine.TestCase
@@ -185,18 +174,19 @@ TestSelectionAgainstReference.settings = settings(
     suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "agent_for's longest-idle walk breaks ties in idle time by ready order within a line "
-    "(by roster index across lines); selection_key ranks (idle_since, index)"))
-def test_longest_idle_tie_goes_to_the_agent_selection_key_ranks_first() -> None:
-    """Two agents ready since the same moment, in one ready line: the call goes to the one
-    ``selection_key`` ranks first (the lower roster index), whichever logged in first."""
-    config, agents = build(center_data([agent("a"), agent("b")]))
-    router = Router(center_policy(config), agents)
-    router.login(0.0, "b")
-    router.login(0.0, "a")
-    f = router._f
-    first = min(f.agents.values(), key=lambda a: selection_key(f, 0.0, f.queues["tech"], a))
-    offer = one(router.call_arrived(0.0, "c1", "tech", "ru", "RU"), Offer)
-    # Today: "b" is offered (first in the shared line), where selection_key ranks "a" first.
-    assert offer.agent_id == first.profile.id, (offer.agent_id, first.profile.id)
+def test_of_two_agents_idle_since_one_moment_the_first_ready_takes_the_call() -> None:
+    """Two agents ready since the same moment, in one ready line or in two: the call goes to
+    the one that became ready first (here the later on the roster), whichever line each
+    stands in, as ``selection_key`` ranks them."""
+    for kyiv in (False, True):  # "a" in b's line, or in a line of its own at the other site
+        a = agent("a", site="kyiv") if kyiv else agent("a")
+        tech = queue("tech", routing={"sites": "all", "site_affinity": False})
+        config, agents = build(center_data([a, agent("b")], {"tech": tech}))
+        router = Router(center_policy(config), agents)
+        router.login(0.0, "b")
+        router.login(0.0, "a")
+        f = router._f
+        first = min(f.agents.values(), key=lambda x: selection_key(f, 0.0, f.queues["tech"], x))
+        assert first.profile.id == "b"
+        offer = one(router.call_arrived(0.0, "c1", "tech", "ru", "RU"), Offer)
+        assert offer.agent_id == "b", (kyiv, offer.agent_id)

@@ -145,6 +145,8 @@ def enter_ready(f: Floor, now: float, agent: AgentRt, event: str) -> None:
     looks for a call for it)."""
     set_state(f, now, agent, event, AgentState.READY, None)
     agent.idle_since = now
+    f.readied += 1
+    agent.ready_seq = f.readied
     agent.pending = None
     for slot in agent.ready_slots:
         slot.link()

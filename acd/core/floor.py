@@ -336,8 +336,8 @@ class AgentRt(Timed):
     """An agent's runtime state."""
 
     __slots__ = ("buckets", "busy_s", "busy_since", "call", "endpoint", "free_at", "idle_since",
-                 "index", "login_at", "pending", "pending_reason", "profile", "ready_slots",
-                 "reason", "since", "skills", "state")
+                 "index", "login_at", "pending", "pending_reason", "profile", "ready_seq",
+                 "ready_slots", "reason", "since", "skills", "state")
 
     def __init__(self, profile: AgentProfile, index: int) -> None:
         self.profile = profile
@@ -354,6 +354,10 @@ class AgentRt(Timed):
         self.reason: str | None = None
         self.since = 0.0
         self.idle_since = 0.0
+        #: The floor's count of agents become ready when this one last did
+        #: (:attr:`Floor.readied`): of two agents ready since the same moment, the one that
+        #: became ready first has been idle longest.
+        self.ready_seq = 0
         self.call: CallRt | None = None
         self.endpoint = profile.endpoint
         self.pending: AgentState | None = None
@@ -370,8 +374,8 @@ class Floor:
     """The router's shared runtime state: queues, agents, calls, ready lists, buckets, timers."""
 
     __slots__ = ("affinity_tiers", "agents", "all_tiers", "buckets", "calls", "home_tiers",
-                 "out", "pools", "progress", "queues", "queues_by_skill", "ready", "ready_index",
-                 "seq", "site_at", "sites", "skilled", "staffed", "timers")
+                 "out", "pools", "progress", "queues", "queues_by_skill", "readied", "ready",
+                 "ready_index", "seq", "site_at", "sites", "skilled", "staffed", "timers")
 
     def __init__(self, policy: CenterPolicy, agents: Sequence[AgentProfile],
                  progress: bool = True) -> None:
@@ -382,6 +386,8 @@ class Floor:
         for q in self.queues.values():
             self.queues_by_skill.setdefault(q.skill, []).append(q)
         self.agents: dict[str, AgentRt] = {}
+        #: How many times an agent has become ready (:attr:`AgentRt.ready_seq`).
+        self.readied = 0
         # Ready agents by (skill, language, site, newcomer), each line in the order they became
         # ready: a call looks only where eligible agents can be, longest idle first.
         # Every key any agent has gets its line up front (empty until someone is ready), and

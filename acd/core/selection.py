@@ -92,7 +92,7 @@ def agent_for(f: Floor, now: float, call: CallRt) -> AgentRt | None:
                                     if serves(agent.profile, country):
                                         if best is None or agent.idle_since < best.idle_since \
                                                 or (agent.idle_since == best.idle_since
-                                                    and agent.index < best.index):
+                                                    and agent.ready_seq < best.ready_seq):
                                             best = agent
                                         break
                                 slot = slot.next
@@ -111,15 +111,18 @@ def agent_for(f: Floor, now: float, call: CallRt) -> AgentRt | None:
 
 
 def selection_key(f: Floor, now: float, q: QueueRt, agent: AgentRt) -> tuple[float, ...]:
-    """The agent's rank under the queue's agent selection (smallest first)."""
+    """The agent's rank under the queue's agent selection (smallest first). Of agents idle
+    since the same moment (a shift start, a reload logging everyone back in longest idle
+    first), the one that became ready first ranks first, as it stands ahead in its ready
+    lines."""
     policy = q.selection
     if policy is AgentSelection.highest_proficiency:
-        return (-agent.skills[q.skill], agent.idle_since, agent.index)
+        return (-agent.skills[q.skill], agent.idle_since, agent.ready_seq)
     if policy is AgentSelection.least_occupied:
-        return (occupancy(now, agent), agent.idle_since, agent.index)
+        return (occupancy(now, agent), agent.idle_since, agent.ready_seq)
     if policy is AgentSelection.round_robin:
         return ((agent.index - q.rr_last - 1) % len(f.agents),)
-    return (agent.idle_since, agent.index)
+    return (agent.idle_since, agent.ready_seq)
 
 
 def sites_of(f: Floor, call: CallRt) -> tuple[tuple[int, ...], ...]:

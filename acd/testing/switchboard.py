@@ -81,6 +81,9 @@ class AgentView:
     reason: str | None = None
     call: str | None = None
     idle_since: float = 0.0
+    #: How many agents had become ready when this one last did (from the events' order): of
+    #: agents idle since the same moment, the one that became ready first has waited longest.
+    ready_order: int = 0
     #: Logged out during a call: the logout applies when the call (and wrap-up) ends.
     logout_pending: bool = False
 
@@ -158,6 +161,8 @@ class Switchboard:
         self.calls: dict[str, CallView] = {}
         self.ended: dict[str, Outcome] = {}
         self.ready: set[str] = set()
+        #: Agents become ready so far, by the events (:attr:`AgentView.ready_order`).
+        self.readied = 0
         #: Offers the telephony side is ringing: Offer commands minus CancelOffer commands and
         #: minus the answers and failures this side reported.
         self.offers: dict[str, str] = {}
@@ -477,6 +482,8 @@ class Switchboard:
             self._fail(f"{o}: the agent's pending logout was lost")
         if o.state is AgentState.READY:
             v.idle_since = o.at
+            self.readied += 1
+            v.ready_order = self.readied
             self.ready.add(o.agent_id)
         else:
             self.ready.discard(o.agent_id)
