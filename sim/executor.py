@@ -44,7 +44,7 @@ CONNECT_TIMEOUT_S = 10.0
 #: replication takes about 0.04 s of CPU: a report a day would cost more than it tells).
 DASK_PROGRESS_S = 1.0
 #: Seconds to wait for each worker of a cluster when checking that results can come straight
-#: from the workers (:func:`reachable`).
+#: from the workers (:func:`unreachable`).
 WORKER_PROBE_S = 2.0
 #: Modules a worker process imports as it starts, so that its first task does not pay for them.
 WARM_MODULES = ("sim.run",)
@@ -366,16 +366,15 @@ class DaskExecutor:
 
     Every task is submitted at once with ``retries``, so a task whose worker died is rerun
     elsewhere; results come back to this process as tasks finish, returned in the order given.
-    A running task reports how far it has got at most every ``progress_every_s`` seconds, as
-    a Dask event through the scheduler (``on_progress`` is then called from the client's event
-    loop, never at the same time as from the thread calling :meth:`map`).
     They come straight from the worker that holds them when this process can reach every
     worker present as it connects (always on a ``LocalCluster``), else through the scheduler,
-    which is said on standard error. Straight is much
-    cheaper: the scheduler talks pickle protocol 4 to everyone, so a result that goes through
-    it is copied into the pickle by the worker's event loop, sent twice and copied again, where
-    protocol 5 sends its arrays as they are (a 9.8 MB result of a 30-day replication: 15-23 ms
-    of the worker's event loop against 0.14 ms).
+    which is said on standard error. Straight is much cheaper: the scheduler talks pickle
+    protocol 4 to everyone, so a result that goes through it is copied into the pickle by the
+    worker's event loop, sent twice and copied again, where protocol 5 sends its arrays as they
+    are (a 9.8 MB result of a 30-day replication: 15-23 ms of the worker's event loop against
+    0.14 ms). A running task reports how far it has got at most every ``progress_every_s``
+    seconds, as a Dask event through the scheduler (``on_progress`` is then called from the
+    client's event loop, never at the same time as from the thread calling :meth:`map`).
     The workers import ``warm`` before the first task: a ``LocalCluster``'s workers as they
     start (``preload``, also a replacement for a dead worker), a cluster's workers present
     when the client connects (start workers with ``--preload sim.run`` for the others). A
