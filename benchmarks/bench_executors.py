@@ -5,9 +5,10 @@ Run: ``python benchmarks/bench_executors.py [--days 3] [-r 8] [--keep-calls] [--
 
 The same replications of the reference scenario (same seeds) run on a local executor of one
 process, one of two processes, and a two-worker ``distributed.LocalCluster`` (one thread per
-worker). Each executor is started first (processes spawned, the simulator imported in each):
-that start-up is printed apart, as a user pays it once per command, and the run is timed from
-the first task submitted to the last result back (goal: two workers >= 1.8x one process).
+worker), in that order, and the other way round in every second round. Each executor is
+started first (processes spawned, the simulator imported in each): that start-up is printed
+apart, as a user pays it once per command, and the run is timed from the first task submitted
+to the last result back (goal: two workers >= 1.8x one process).
 
 Where a run loses time is printed from each task's own timing: how much slower a task ran
 than alone (two busy processes share caches, memory and the CPU's clock; other users' load),
@@ -193,10 +194,11 @@ def started(make: Callable[[], LocalExecutor | DaskExecutor]
     return executor, time.perf_counter() - t
 
 
-def one_round(spec: RunSpec, n: int, malloc_trim: bool = False) -> list[Run]:
+def one_round(spec: RunSpec, n: int, malloc_trim: bool = False, reverse: bool = False
+              ) -> list[Run]:
     """One process, two processes and two Dask workers on the same replications (and two Dask
-    workers with Dask's malloc trim, when asked)."""
-    runs = []
+    workers with Dask's malloc trim, when asked), in that order or (``reverse``) the other
+    way round; the runs are returned in the first order either way."""
     makers: list[tuple[str, Callable[[], LocalExecutor | DaskExecutor]]] = [
         ("local, 1 process", lambda: LocalExecutor(1)),
         ("local, 2 processes", lambda: LocalExecutor(2)),
@@ -204,9 +206,11 @@ def one_round(spec: RunSpec, n: int, malloc_trim: bool = False) -> list[Run]:
     if malloc_trim:
         makers.append(("Dask, 2 workers, malloc trim",
                        lambda: DaskExecutor("local", 2, local_config=QUIET_CLUSTER)))
-    for name, make in makers:
+    done: dict[str, Run] = {}
+    for name, make in makers[::-1] if reverse else makers:
         executor, start_s = started(make)
-        runs.append(_timed(name, executor, start_s, spec, n))
+        done[name] = _timed(name, executor, start_s, spec, n)
+    runs = [done[name] for name, _ in makers]
     assert len({r.sl for r in runs}) == 1, "executors disagree on the same seeds"
     one = runs[0]
     for run in runs[1:]:
@@ -243,7 +247,10 @@ def main() -> None:
         if args.burn_steps:
             print(f"CPU burn: two processes {burn_ceiling(args.burn_steps):.2f}x one "
                   f"(the machine's ceiling now); load {load()}", flush=True)
-        rounds.append(one_round(spec, args.replications, args.dask_malloc_trim))
+        # Every other round runs the executors the other way round: on a shared machine whose
+        # speed drifts within minutes, a fixed order would favour whichever runs first.
+        rounds.append(one_round(spec, args.replications, args.dask_malloc_trim,
+                                reverse=k % 2 == 1))
         one, two, dask = rounds[-1][:3]
         trimmed = "".join(f", {r.name} {r.rate / one.rate:.2f}x" for r in rounds[-1][3:])
         print(f"round {k + 1}: speed-up over 1 process: 2 processes {two.rate / one.rate:.2f}x, "
