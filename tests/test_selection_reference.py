@@ -192,23 +192,16 @@ def test_of_two_agents_idle_since_one_moment_the_first_ready_takes_the_call() ->
         assert offer.agent_id == "b", (kyiv, offer.agent_id)
 
 
-class _Owner:
-    """A call's owner that keeps the commands the service sends it."""
-
-    def __init__(self) -> None:
-        self.commands: list[object] = []
-
-    def handle_command(self, command: object) -> None:
-        self.commands.append(command)
-
-
 def test_after_a_reload_the_longest_idle_agent_takes_the_call_across_lines() -> None:
     """A config reload logs every ready agent back in at one instant, longest idle first: the
     next call still goes to the agent that had been idle longest, also when the two agents
     stand in different ready lines (two sites) and the other is earlier on the roster."""
+    from recordkit import AnsweringOwner
+
     from acd.config.load import LoadedCenter
     from acd.runtime.router_service import RouterService
     from acd.service.reload import ObserverGate, rebuild
+    from acd.testing.capture import capture_outputs
     from acd.testing.clock import ManualClock
 
     tech = queue("tech", routing={"sites": "all", "site_affinity": False})
@@ -221,7 +214,6 @@ def test_after_a_reload_the_longest_idle_agent_takes_the_call_across_lines() -> 
     service.login("a")  # idle since 60, but first on the roster
     clock.advance(60.0)
     rebuild(service, center, {}, ObserverGate(), lambda _agent: None)
-    owner = _Owner()
-    service.call_arrived(owner, "c1", "tech", "ru", "RU")
-    offers = [c for c in owner.commands if isinstance(c, Offer)]
-    assert [o.agent_id for o in offers] == ["b"]
+    with capture_outputs(service) as outputs:
+        service.call_arrived(AnsweringOwner(service), "c1", "tech", "ru", "RU")
+    assert [o.agent_id for o in outputs if isinstance(o, Offer)] == ["b"]
