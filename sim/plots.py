@@ -30,10 +30,10 @@ from sim.rollup import (
     CalendarRollups,
     Rollup,
     calendar,
-    calendar_rollups,
     day_grid,
     is_multi_day,
     period_sums,
+    run_periods,
     run_seconds,
     worst_period,
     zone_label,
@@ -714,11 +714,11 @@ def daily_plots(summary: Summary, results: Sequence[RunResult], timezone: str,
                 periods: CalendarRollups | None = None) -> list[Plot]:
     """The line plots of a run longer than :data:`DAILY_AFTER_DAYS`: a point per local date
     from the daily roll-ups, then the worst week interval by interval (``periods``: the run's
-    :func:`~sim.rollup.calendar_rollups`, computed here from ``results`` when not given)."""
+    :func:`~sim.rollup.run_periods`)."""
     tz = zone_of(summary, timezone)
     cal = calendar(summary)
     zone_name = zone_label(summary, timezone)
-    found = calendar_rollups(summary, results) if periods is None else periods
+    found = run_periods(summary, results, periods)
     days = found["daily"]
     plots = [
         _rate_per_day(days, "sl_offered", summary.target, "daily_sl",

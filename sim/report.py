@@ -53,9 +53,9 @@ from sim.rollup import (
     TOO_FEW,
     CalendarRollups,
     Rollup,
-    calendar_rollups,
     is_multi_day,
     rollup_dict,
+    run_periods,
     worst_period,
     zone_label,
 )
@@ -277,14 +277,6 @@ def missed_intervals(summary: Summary) -> list[MissedInterval]:
                            float(sl[i]), float(offered[i])) for i in order]
 
 
-def run_periods(summary: Summary, results: Sequence[RunResult],
-                periods: CalendarRollups | None) -> CalendarRollups:
-    """The run's weekly and daily roll-ups: ``periods`` when the caller computed them (once
-    for the terminal, summary.json, the CSVs and the report of a run), else
-    :func:`~sim.rollup.calendar_rollups` of ``summary`` and ``results``."""
-    return calendar_rollups(summary, results) if periods is None else periods
-
-
 # --- Terminal -----------------------------------------------------------------------------
 
 def _group_table(summary: Summary, dim: str) -> Table:
@@ -313,7 +305,7 @@ def print_summary(summary: Summary, console: Console | None = None, worst: int =
     """Print the verdict, the overall KPIs, the tables by group, the missed intervals, the
     verdicts by group and, for a run of more than a day, the weeks that are not MET (judged
     with a CI across the replications' ``results`` when given; ``periods``: the run's
-    roll-ups, see :func:`run_periods`)."""
+    roll-ups, see :func:`~sim.rollup.run_periods`)."""
     console = console or Console()
     colour = {MET: "bold green", NOT_MET: "bold red", INCONCLUSIVE: "bold yellow"}
     for line, verdict in zip(verdict_lines(summary), summary.verdicts, strict=True):
@@ -443,7 +435,7 @@ def summary_to_dict(summary: Summary, provenance: Provenance | None = None,
     """The summary as plain JSON types (NaN becomes null), with its provenance if given; a run
     of more than one day also has its ``weekly`` and ``daily`` roll-ups (judged with a CI
     across the replications' ``results`` when given; ``periods``: those roll-ups, see
-    :func:`run_periods`)."""
+    :func:`~sim.rollup.run_periods`)."""
     return {**_head_dict(summary, provenance, run_periods(summary, results, periods)),
             "intervals": {dim: _interval_dict(t) for dim, t in summary.intervals.items()}}
 
@@ -488,7 +480,7 @@ def write_json(path: str | Path, summary: Summary, provenance: Provenance | None
                results: Sequence[RunResult] = (),
                periods: CalendarRollups | None = None) -> None:
     """Write the whole summary as one JSON document (NaN as null; ``periods``: the run's
-    roll-ups, see :func:`run_periods`).
+    roll-ups, see :func:`~sim.rollup.run_periods`).
 
     The per-interval tables are written a row at a time, so a year of intervals never sits in
     memory as Python lists; the bytes are those of ``json.dumps(summary_to_dict(...))``.
@@ -556,7 +548,7 @@ def write_csv(directory: str | Path, summary: Summary, provenance: Provenance | 
     """Write ``overall.csv``, ``by_<dim>.csv`` and ``intervals[_by_<dim>].csv`` (empty cell =
     undefined; interval starts in the summary's zone), and for a run of more than a day
     ``weekly.csv`` and ``daily.csv`` (CIs across ``results`` when given; ``periods``: those
-    roll-ups, see :func:`run_periods`); with a provenance
+    roll-ups, see :func:`~sim.rollup.run_periods`); with a provenance
     every row ends with its columns (run id, scenario, overrides, seed, version, build).
     Return the paths."""
     out = Path(directory)
@@ -713,7 +705,8 @@ def write_html(path: str | Path, results: Sequence[RunResult], summary: Summary,
     """Write one self-contained HTML report from the package's jinja2 template: provenance,
     verdicts, plots (inline SVG in clock time; ``extra_plots`` after them; a run of more than
     one day first gets heatmaps by date and time of day and weekly roll-ups), tables, wait
-    percentiles, missed intervals (``periods``: the run's roll-ups, see :func:`run_periods`)."""
+    percentiles, missed intervals (``periods``: the run's roll-ups, see
+    :func:`~sim.rollup.run_periods`)."""
     periods = run_periods(summary, results, periods)
     plots = [Plot(p.key, p.title, scoped_ids(p.svg, p.key))
              for p in [*all_plots(summary, results, summary.timezone, periods), *extra_plots]]

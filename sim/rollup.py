@@ -347,3 +347,11 @@ def calendar_rollups(summary: Summary, results: Sequence[RunResult] = ()) -> Cal
     tables = replication_tables(results, rolled_dims(summary)) if results else None
     return {"weekly": rollups(summary, weekly=True, cal=cal, results=results, tables=tables),
             "daily": rollups(summary, weekly=False, cal=cal, results=results, tables=tables)}
+
+
+def run_periods(summary: Summary, results: Sequence[RunResult],
+                periods: CalendarRollups | None) -> CalendarRollups:
+    """The run's weekly and daily roll-ups: ``periods`` when the caller computed them (once
+    for the terminal, summary.json, the CSVs and the report of a run), else
+    :func:`calendar_rollups` of ``summary`` and ``results``."""
+    return calendar_rollups(summary, results) if periods is None else periods

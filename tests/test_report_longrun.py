@@ -46,7 +46,7 @@ def test_weekly_sl_is_summed_calls_over_summed_offered_from_the_interval_tables(
     """Each week's SL, answer rate, abandon rate, ASA and counts, for the center and every
     queue and language, equal sums over that ISO week's intervals of the per-interval tables;
     the center's SL is not the mean of its interval SLs."""
-    weeks = report.calendar_rollups(summary)["weekly"]
+    weeks = rollup.calendar_rollups(summary)["weekly"]
     iso = [t.isocalendar() for t in local_starts(summary)]
     labels = np.array([f"{y}-W{w:02d}" for y, w, _d in iso])
     checked = 0
@@ -76,12 +76,12 @@ def test_weekly_sl_is_summed_calls_over_summed_offered_from_the_interval_tables(
 def test_partial_weeks_and_days_are_labelled(summary: kpi.Summary) -> None:
     """Twelve days from Thursday 5 March cover W10 from Thursday (partial), all of W11 and
     Monday 16 March of W12 (partial); each of the twelve whole days is a full day."""
-    weeks = [r for r in report.calendar_rollups(summary)["weekly"] if r.dim == "center"]
+    weeks = [r for r in rollup.calendar_rollups(summary)["weekly"] if r.dim == "center"]
     assert [(w.period.label, w.period.first, w.period.last, w.period.partial) for w in weeks] \
         == [("2026-W10", date(2026, 3, 5), date(2026, 3, 8), True),
             ("2026-W11", date(2026, 3, 9), date(2026, 3, 15), False),
             ("2026-W12", date(2026, 3, 16), date(2026, 3, 16), True)]
-    days = [r for r in report.calendar_rollups(summary)["daily"] if r.dim == "center"]
+    days = [r for r in rollup.calendar_rollups(summary)["daily"] if r.dim == "center"]
     assert len(days) == 12 and not any(d.period.partial for d in days)
     assert days[0].period.label == "2026-03-05" and days[-1].period.label == "2026-03-16"
 
@@ -89,7 +89,7 @@ def test_partial_weeks_and_days_are_labelled(summary: kpi.Summary) -> None:
 def test_a_run_starting_mid_day_has_partial_first_and_last_days() -> None:
     """Two days from 06:00 local time touch three dates: the first and last are partial."""
     run = long_run(2.0, start_iso="2026-03-05T06:00:00+03:00")
-    days = [r for r in report.calendar_rollups(kpi.summarise([run], timezone=ZONE))["daily"]
+    days = [r for r in rollup.calendar_rollups(kpi.summarise([run], timezone=ZONE))["daily"]
             if r.dim == "center"]
     assert [(d.period.label, d.period.partial) for d in days] == [
         ("2026-03-05", True), ("2026-03-06", False), ("2026-03-07", True)]
@@ -99,7 +99,7 @@ def test_weekly_verdicts_follow_the_targets_and_the_volume_floor() -> None:
     """A week is MET when its SL and answer rate reach their targets, NOT MET otherwise, and
     gets no verdict under the summary's least offered calls; both MET and NOT MET occur."""
     summary = kpi.summarise([long_run(14.0, seed=5, calls_per_day=400.0)], timezone=ZONE)
-    weeks = report.calendar_rollups(summary)["weekly"]
+    weeks = rollup.calendar_rollups(summary)["weekly"]
     seen = set()
     for r in weeks:
         v = r.values
@@ -122,7 +122,7 @@ def test_weekly_and_daily_reach_the_csv_and_summary_json(
                              replications=2, version="0.1.0", build="pure")
     report.write_csv(tmp_path, summary, prov)
     report.write_json(tmp_path / "summary.json", summary, prov)
-    weeks = report.calendar_rollups(summary)["weekly"]
+    weeks = rollup.calendar_rollups(summary)["weekly"]
     with (tmp_path / "weekly.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(weeks)
@@ -133,7 +133,7 @@ def test_weekly_and_daily_reach_the_csv_and_summary_json(
         assert row["partial"] == ("partial" if r.period.partial else "")
         assert (row["run_id"], row["replications"]) == ("run-9", "2")
     with (tmp_path / "daily.csv").open(newline="", encoding="utf-8") as fh:
-        assert sum(1 for _ in csv.DictReader(fh)) == len(report.calendar_rollups(summary)["daily"])
+        assert sum(1 for _ in csv.DictReader(fh)) == len(rollup.calendar_rollups(summary)["daily"])
     doc = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     assert doc == report.summary_to_dict(summary, prov)
     assert doc["weekly"][0] == {**doc["weekly"][0], "period": "2026-W10", "partial": True,
@@ -266,7 +266,7 @@ def test_the_html_tables_show_each_week_and_each_groups_misses(
     marked; the table by group counts each queue's and language's judged and missed weeks."""
     report.write_html(tmp_path / "report.html", runs, summary)
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
-    weeks = report.calendar_rollups(summary, runs)["weekly"]
+    weeks = rollup.calendar_rollups(summary, runs)["weekly"]
     center = re.search(r'<table id="weekly-center">(.*?)</table>', text, re.DOTALL)
     assert center is not None
     rows = re.findall(r"<tr[^>]*><td>([^<]+)</td><td>[^<]+</td><td>[^<]+</td><td>[^<]+</td>"

@@ -58,7 +58,7 @@ def test_weekly_ci_is_a_student_t_interval_over_each_replications_own_week(
     """For the center and every language, each week's SL and answer rate estimate is the mean
     of the replications' own week ratios with a t(0.975, n-1) half-width, the CI is clipped to
     [0, 100%], and the verdict follows the CI as the run's verdict does."""
-    weeks = report.calendar_rollups(summary, runs)["weekly"]
+    weeks = rollup.calendar_rollups(summary, runs)["weekly"]
     labels = week_labels(summary)
     seen = set()
     for r in weeks:
@@ -107,7 +107,7 @@ def test_the_weekly_csv_and_json_carry_the_clipped_ci(
     [0, 1]; their verdicts are those of the CI."""
     report.write_csv(tmp_path, summary, results=runs)
     doc = report.summary_to_dict(summary, results=runs)
-    weeks = report.calendar_rollups(summary, runs)["weekly"]
+    weeks = rollup.calendar_rollups(summary, runs)["weekly"]
     with (tmp_path / "weekly.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(weeks) == len(doc["weekly"])
@@ -159,7 +159,7 @@ def test_one_replication_has_no_weekly_ci_and_its_value_decides() -> None:
     and its verdict is MET or NOT MET by the value alone, never INCONCLUSIVE."""
     one = [long_run(12.0, seed=5, calls_per_day=400.0)]
     summary = kpi.summarise(one, timezone=ZONE)
-    weeks = report.calendar_rollups(summary, one)["weekly"]
+    weeks = rollup.calendar_rollups(summary, one)["weekly"]
     for r in weeks:
         assert all(math.isnan(v) for v in r.ci("sl_offered"))
         if r.status != rollup.TOO_FEW:
@@ -180,7 +180,7 @@ def test_the_terminal_lists_the_groups_with_weeks_not_met_and_points_to_weekly_c
     text = out.getvalue()
     assert text.index("Weeks not MET") > text.index("Verdicts (groups")
     lines = text[text.index("Weeks not MET"):].splitlines()
-    weeks = report.calendar_rollups(summary, runs)["weekly"]
+    weeks = rollup.calendar_rollups(summary, runs)["weekly"]
     center = [w for w in weeks if w.dim == "center"]
     not_met = sum(w.status == kpi.NOT_MET for w in center)
     missed = [w for w in center if w.status in (kpi.NOT_MET, kpi.INCONCLUSIVE)]
@@ -233,7 +233,7 @@ def test_a_run_longer_than_a_week_is_drawn_per_day_and_its_worst_week_per_interv
                     "daily_sl_language", "daily_car", "daily_asa", "daily_wait",
                     "daily_volume", "daily_occupancy", "worst_week_sl"]
     assert "local date (Europe/Moscow)" in text and "<h2>Per day (local dates" in text
-    weeks = [w for w in report.calendar_rollups(summary, runs)["weekly"] if w.dim == "center"]
+    weeks = [w for w in rollup.calendar_rollups(summary, runs)["weekly"] if w.dim == "center"]
     worst = min((w for w in weeks if not w.period.partial), key=lambda w: w.values["sl_offered"])
     assert f"worst week, {worst.period.label}" in text
     week = [long_run(7.0, seed=s) for s in (1, 2)]
@@ -246,7 +246,7 @@ def test_the_daily_lines_are_the_daily_rollups(runs: list[RunResult],
                                                summary: kpi.Summary) -> None:
     """The center's daily series has a point per local date at its noon, and its values are
     the daily roll-up's sums of calls over the day's intervals, computed here."""
-    days = report.calendar_rollups(summary, runs)["daily"]
+    days = rollup.calendar_rollups(summary, runs)["daily"]
     x, rows = plots._day_series(days, "center", kpi.ALL)
     cal = rollup.calendar(summary)
     assert len(rows) == len(cal.dates) == 12
@@ -274,7 +274,7 @@ def test_the_terminal_and_the_report_name_the_same_worst_week(
         runs: list[RunResult], summary: kpi.Summary) -> None:
     """The week the terminal calls the center's worst is the week the report draws interval by
     interval: both go by the replications' mean SL and prefer whole weeks."""
-    weeks = report.calendar_rollups(summary, runs)["weekly"]
+    weeks = rollup.calendar_rollups(summary, runs)["weekly"]
     line = next(ln for ln in report.weekly_miss_lines(weeks) if ln.startswith("  center: "))
     named = re.search(r"worst (\d{4}-W\d{2})", line)
     assert named is not None
