@@ -143,11 +143,12 @@ def summarise(name: str, workers: int, started: float, t0: float, t1: float,
     wall = t1 - t0
     task_cpu = sum(t.cpu_s for t in timings)
     cpu_s = sum(cpu_by_pid.values())
-    ran = {int(w.rsplit(":", 1)[1]) for w in by_worker}
-    here = cpu_by_pid.get(os.getpid(), 0.0) - sum(
-        t.cpu_s for t in timings if int(t.worker.rsplit(":", 1)[1]) == os.getpid())
-    in_workers = sum(cpu_by_pid.get(pid, 0.0) for pid in ran if pid != os.getpid()) - sum(
-        t.cpu_s for t in timings if int(t.worker.rsplit(":", 1)[1]) != os.getpid())
+    me = os.getpid()
+    task_pids = [int(t.worker.rsplit(":", 1)[1]) for t in timings]  # "host:pid"
+    here_tasks = sum(t.cpu_s for t, pid in zip(timings, task_pids, strict=True) if pid == me)
+    here = cpu_by_pid.get(me, 0.0) - here_tasks
+    in_workers = sum(cpu_by_pid.get(pid, 0.0) for pid in set(task_pids) if pid != me) - (
+        task_cpu - here_tasks)
     others = cpu_s - task_cpu - here - in_workers
     return Run(
         name, workers, started, wall, len(results),
