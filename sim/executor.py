@@ -349,14 +349,15 @@ def unreachable(addresses: Iterable[str], timeout_s: float = WORKER_PROBE_S) -> 
     """The first of ``addresses`` (a cluster's workers, ``tcp://host:port``) to which no TCP
     connection opens from this process within ``timeout_s``, or an address of another
     scheme; None when every one answers."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
     for address in addresses:
-        scheme, _, rest = address.partition("://")
-        host, _, port = rest.rpartition(":")
-        if scheme != "tcp" or not port.isdigit():
-            return address
         try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-        except OSError:
+            if parse_address(address)[0] != "tcp":
+                return address  # tls, ucx, ...: not probed, taken as unreachable
+            host, port = get_address_host_port(address)
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except (ValueError, OSError):
             return address
     return None
 
