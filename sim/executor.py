@@ -400,8 +400,6 @@ class DaskExecutor:
         #: When and where each task of the last :meth:`map` ran, in the order of its items.
         self.timings: list[TaskTiming] = []
         self._cluster: Any = None
-        #: Results come straight from the workers (True), or through the scheduler.
-        self.direct = True
         if address == "local":
             n = max(1, workers or os.cpu_count() or 1)
             with dask.config.set(dict(local_config)), environment_kept():
@@ -421,12 +419,16 @@ class DaskExecutor:
                                         f"there: {exc}")]) from None
             missed = unreachable(self.client.nthreads())
             if missed is not None:
-                self.direct = False
                 print(f"results come through the Dask scheduler, more slowly: this machine "
                       f"cannot reach its worker {missed}", file=sys.stderr, flush=True)
-            self.client.direct_to_workers = self.direct
+            self.client.direct_to_workers = missed is None
             self.client.run(warm_up, list(warm))
         self.workers = max(1, sum(self.client.nthreads().values()))
+
+    @property
+    def direct(self) -> bool:
+        """Results come straight from the workers (True), or through the scheduler."""
+        return bool(self.client.direct_to_workers)
 
     def map(self, fn: Task[T, R], items: Sequence[T], names: Sequence[str],
             on_progress: OnProgress | None = None) -> list[R]:
