@@ -239,6 +239,26 @@ def test_results_come_straight_from_the_workers(dask: DaskExecutor) -> None:
         local.close()
 
 
+def test_results_come_through_the_scheduler_when_a_worker_cannot_be_reached(
+        cluster: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker this machine cannot reach (behind a firewall, say) sends results through the
+    scheduler instead, said once on standard error, and the numbers are the same."""
+    import sim.executor
+
+    worker = sorted(cluster.scheduler_info["workers"])[0]
+    monkeypatch.setattr(sim.executor, "unreachable", lambda addresses: worker)
+    executor = DaskExecutor(cluster.scheduler_address)
+    try:
+        assert not executor.direct
+        err = capsys.readouterr().err
+        assert f"cannot reach its worker {worker}" in err and err.count("\n") == 1
+        remote = run_replications(SMALL, 2, 7, executor=executor)
+    finally:
+        executor.close()
+    same(run_replications(SMALL, 2, 7, executor=LocalExecutor(1)), remote)
+
+
 def test_two_local_clusters_at_once_start_without_a_warning() -> None:
     """``--dask local`` starts its cluster quietly while another cluster runs on this machine:
     its scheduler's HTTP routes take a free port instead of Dask's 8787 (and its warning)."""
