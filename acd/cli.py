@@ -26,7 +26,13 @@ from acd.errors import (
     UsageError,
     usage,
 )
-from sim.cli import MAX_JOBS, MAX_REPLICATIONS, add_dask_option, scenario_overrides
+from sim.cli import (
+    MAX_JOBS,
+    MAX_REPLICATIONS,
+    add_dask_option,
+    replication_progress,
+    scenario_overrides,
+)
 
 if TYPE_CHECKING:
     from sim.qlreplay import QueueLogOptions
@@ -85,13 +91,11 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from sim.executor import executor_for
     from sim.kpi import summarise
     from sim.report import Provenance, print_summary, write_csv, write_html, write_json
     from sim.rollup import calendar_rollups
-    from sim.run import DayProgress, PlainProgress, RunSpec, run_replications, warmup_problem
+    from sim.run import RunSpec, run_replications, warmup_problem
     from sim.scenario import load_scenario, rona_warning
 
     overrides = {"days": args.days, "start": args.start, "volume_scale": args.scale}
@@ -134,27 +138,10 @@ def _cmd_sim_run(args: argparse.Namespace, console: Console) -> int:
         what += f", after a {warmup:g} s warm-up left out"
     console.print(f"[bold]{s.name}[/bold]: {what}, {args.replications} replication(s), "
                   f"seed {args.seed}")
-    # On a terminal a live bar; in cron or CI logs a plain line every 10% (or minute).
-    plain = not args.quiet and not console.is_terminal
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console,
-                  transient=True, disable=args.quiet or plain) as progress:
-        task = progress.add_task("simulating", total=args.replications)
-        done: dict[int, float] = {}
-        log = PlainProgress("simulating", args.replications, sys.stderr) if plain else None
-        # Runs of more than a day also say which simulated day each replication has reached.
-        days = DayProgress(s.days, sys.stderr) if s.days > 1 and not args.quiet else None
-
-        def on_progress(i: int, fraction: float) -> None:
-            done[i] = fraction
-            progress.update(task, completed=sum(done.values()),
-                            description="simulating" if days is None else
-                            f"simulating, day {days.day(min(done.values()))} of {s.days:g}")
-            if log is not None:
-                log(sum(done.values()))
-            if days is not None and plain:
-                days(i, fraction)
-
+    # On a terminal a live bar; in cron or CI logs a plain line every 10% (or minute), and
+    # runs of more than a day say which simulated day each replication has reached.
+    with replication_progress(console, "simulating", args.replications, args.quiet,
+                              s.days) as on_progress:
         executor = executor_for(args.dask, args.jobs)
         try:
             results = run_replications(spec, args.replications, args.seed, args.jobs,

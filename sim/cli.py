@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +39,40 @@ MAX_REFINE_ROUNDS = 50
 _UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hour": 3600.0, "day": 86400.0}
 _RATE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([a-z]+))?\s*$")
 DEFAULT_SCENARIO = shipped.reference_scenario()
+
+
+@contextlib.contextmanager
+def replication_progress(console: Console, what: str, total: int, quiet: bool = False,
+                         days: float = 0.0) -> Iterator[Callable[[int, float], None]]:
+    """How far ``total`` replications have got, as an executor reports it (task index, fraction
+    done): a live bar on a terminal; in a log (cron, CI) a plain line on standard error at each
+    10% (or after a quiet minute); nothing when ``quiet``. With ``days`` over one, the bar also
+    says the simulated day the slowest replication has reached, and a log gets a line per
+    replication and simulated day."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sim.run import DayProgress, PlainProgress
+
+    plain = not quiet and not console.is_terminal
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=console,
+                  transient=True, disable=quiet or plain) as progress:
+        task = progress.add_task(what, total=total)
+        done: dict[int, float] = {}
+        log = PlainProgress(what, total, sys.stderr) if plain else None
+        by_day = DayProgress(days, sys.stderr) if days > 1 and not quiet else None
+
+        def on_progress(i: int, fraction: float) -> None:
+            done[i] = fraction
+            progress.update(task, completed=sum(done.values()),
+                            description=what if by_day is None else
+                            f"{what}, day {by_day.day(min(done.values()))} of {days:g}")
+            if log is not None:
+                log(sum(done.values()))
+            if by_day is not None and plain:
+                by_day(i, fraction)
+
+        yield on_progress
 
 
 def parse_rate(text: str) -> float:
@@ -366,12 +402,14 @@ def _cmd_compare(args: argparse.Namespace, console: Console) -> int:
     b_name = f"{scenario_b.spec.name} ({b_path}" + (
         f" with agents x{args.scale_agents:g}" if args.scale_agents != 1.0 else "") + \
         f", {agents_b} agents)"
-    with console.status(f"simulating A and B, {args.replications} replication(s) each, "
-                        f"seed {args.seed}"):
+    console.print(f"simulating A and B, {args.replications} replication(s) each, "
+                  f"seed {args.seed}")
+    with replication_progress(console, "simulating A and B",
+                              2 * args.replications) as on_progress:
         executor = executor_for(args.dask, args.jobs)
         try:
             a, b = run_specs([spec_a, spec_b], args.replications, args.seed, args.jobs,
-                             executor=executor, labels=["A", "B"])
+                             on_progress, executor=executor, labels=["A", "B"])
         finally:
             executor.close()
     center = scenario_a.center.config.center
@@ -445,15 +483,17 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                                    ("volume_scale", args.scale)) if v is not None}
     base = RunSpec(str(args.scenario), overrides)
     points = math.prod(len(v.values) for v in varies)
+    console.print(f"sweeping {points} point(s), {args.replications} replication(s) each, "
+                  f"seed {args.seed}")
     executor = None
-    try:
-        with console.status(f"sweeping {points} point(s), {args.replications} replication(s) "
-                            f"each, seed {args.seed}"):
+    with replication_progress(console, "sweeping", points * args.replications) as on_progress:
+        try:
             executor = executor_for(args.dask, args.jobs)
-            sweep = run_sweep(base, varies, args.replications, args.seed, executor)
-    finally:
-        if executor is not None:
-            executor.close()
+            sweep = run_sweep(base, varies, args.replications, args.seed, executor,
+                              on_progress=on_progress)
+        finally:
+            if executor is not None:
+                executor.close()
     _print_sweep(sweep, console)
     out = Path(args.out)
     write_outputs(sweep, out)

@@ -21,7 +21,7 @@ from typing import Any
 from acd.config import yamlsafe
 from acd.config.messages import unknown
 from acd.errors import ConfigError, Problem, UsageError, usage
-from sim.executor import Executor
+from sim.executor import Executor, OnProgress
 from sim.kpi import summarise
 from sim.run import RunSpec, load_run_scenario, run_specs
 from sim.scenario import Scenario, deep_merge
@@ -226,8 +226,10 @@ def grid(varies: Sequence[Vary]) -> list[dict[str, float]]:
 
 
 def run_sweep(base: RunSpec, varies: Sequence[Vary], replications: int, seed: int,
-              executor: Executor | None = None, jobs: int | None = None) -> Sweep:
-    """Run every point's replications (all submitted at once, the same seeds at every point)."""
+              executor: Executor | None = None, jobs: int | None = None,
+              on_progress: OnProgress | None = None) -> Sweep:
+    """Run every point's replications (all submitted at once, the same seeds at every point);
+    ``on_progress`` hears how far each has got (its index point-major, the fraction done)."""
     scenario = load_run_scenario(base)
     check_varies(scenario, varies)
     points = grid(varies)
@@ -242,7 +244,7 @@ def run_sweep(base: RunSpec, varies: Sequence[Vary], replications: int, seed: in
                                     f"{p.message}") for p in exc.problems]) from None
     # The rows need only each run's tallies: no call log is kept or sent back.
     results = run_specs([replace(s, keep_calls=False) for s in specs], replications, seed, jobs,
-                        executor=executor, labels=labels)
+                        on_progress, executor=executor, labels=labels)
     rows = []
     for point, sc, res in zip(points, loaded, results, strict=True):
         cfg = sc.center.config

@@ -92,9 +92,13 @@ def test_five_percent_more_agents_raise_sl_with_a_ci_that_excludes_zero(
     SL difference lies above zero, from the same seeds on both sides."""
     code = main(["sim", "compare", str(REFERENCE), "--scale-agents", "1.05", "-r", "10",
                  "-j", "2", "--out", str(tmp_path)])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0
     assert "Verdict for the center: B is better" in out
+    # Not a terminal: how far the 20 replications have got, as plain lines on stderr.
+    progress = [s for s in captured.err.splitlines() if s.startswith("simulating A and B: ")]
+    assert progress and progress[-1].startswith("simulating A and B: 100% (20.0 of 20)")
     doc = json.loads((tmp_path / "compare.json").read_text())
     center = doc["groups"][0]
     assert center["dim"] == "center"

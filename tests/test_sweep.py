@@ -105,9 +105,13 @@ def test_cli_sweep_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     code = main(["sim", "sweep", SCENARIO, "--days", "0.02", "--start",
                  "2026-03-02T10:00+03:00", "--vary", "scale=0.8,1", "-r", "2", "-j", "1",
                  "--out", str(tmp_path)])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0
     assert "scale" in out and "agent-h" in out
+    # Not a terminal: how far the 4 replications have got, as plain lines on stderr.
+    progress = [s for s in captured.err.splitlines() if s.startswith("sweeping: ")]
+    assert len(progress) >= 2 and progress[-1].startswith("sweeping: 100% (4.0 of 4)")
     assert {p.name for p in tmp_path.iterdir()} == {"sweep.csv", "sweep.json", "sweep.png"}
 
 
