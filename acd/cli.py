@@ -435,6 +435,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last resort: a bug, reported as one
+        from sim.executor import TaskFailed
+
+        # Bad input found where a replication ran: on a Dask worker that reads other files
+        # than this machine (the scenario checked here is missing or different there).
+        if isinstance(exc, TaskFailed) and isinstance(exc.__cause__, InputError):
+            _print_problems([f"{exc.what} failed: {problem}"
+                             for problem in exc.__cause__.problems])
+            return EXIT_BAD_INPUT
         return report_bug(exc)
     return code
 

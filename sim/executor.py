@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import importlib.metadata
 import itertools
 import multiprocessing as mp
 import os
@@ -362,6 +363,49 @@ def unreachable(addresses: Iterable[str], timeout_s: float = WORKER_PROBE_S) -> 
     return None
 
 
+#: The distribution that every machine of a cluster must have installed, at the same version:
+#: workers unpickle a task's function by module name, so another version runs other code.
+DIST = "acd-engine"
+#: Workers named in one problem about a cluster before the rest are counted.
+NAMED_WORKERS = 3
+
+
+def installed_version() -> str | None:
+    """The version of :data:`DIST` installed here, None when it is not (a bare source tree)."""
+    try:
+        return importlib.metadata.version(DIST)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def worker_problems(versions: Mapping[str, object], here: str | None,
+                    warmed: Mapping[str, object]) -> list[str]:
+    """What keeps a cluster's workers from running these tasks, one line per kind of problem:
+    ``versions`` is what each worker answered when asked for :data:`DIST`'s version (a string,
+    or the exception it raised), ``here`` this machine's version (None: not compared),
+    ``warmed`` what each answered to :func:`warm_up` (None, or the exception)."""
+    found: dict[str, list[str]] = {}
+    for worker, got in sorted(versions.items()):
+        if isinstance(got, BaseException):
+            found.setdefault(f"{DIST} is not installed there; install the same version as "
+                             f"here ({here or 'this source tree'}) on every worker", []
+                             ).append(worker)
+        elif here is not None and got != here:
+            found.setdefault(f"{DIST} {got} is installed there, {here} here; install the "
+                             f"same version on every worker", []).append(worker)
+    for worker, got in sorted(warmed.items()):
+        if isinstance(got, BaseException) and not any(worker in w for w in found.values()):
+            found.setdefault(f"the simulator cannot be imported there: {got}", []
+                             ).append(worker)
+    lines = []
+    for message, workers in found.items():
+        named = ", ".join(workers[:NAMED_WORKERS])
+        more = f" and {len(workers) - NAMED_WORKERS} more" if len(workers) > NAMED_WORKERS \
+            else ""
+        lines.append(f"worker{'s' if len(workers) > 1 else ''} {named}{more}: {message}")
+    return lines
+
+
 class DaskExecutor:
     """Tasks on a Dask cluster: an existing scheduler's address, or a ``LocalCluster``.
 
@@ -422,7 +466,15 @@ class DaskExecutor:
                 print(f"results come through the Dask scheduler, more slowly: this machine "
                       f"cannot reach its worker {missed}", file=sys.stderr, flush=True)
             self.client.direct_to_workers = missed is None
-            self.client.run(warm_up, list(warm))
+            # A worker without the package (or with another version) would fail every task
+            # it is given, or run other code: refuse the cluster now, naming the workers.
+            problems = worker_problems(
+                self.client.run(importlib.metadata.version, DIST, on_error="return"),
+                installed_version(),
+                self.client.run(warm_up, list(warm), on_error="return"))
+            if problems:
+                self.client.close()
+                raise UsageError([usage("--dask", address, line) for line in problems])
         self.workers = max(1, sum(self.client.nthreads().values()))
 
     @property

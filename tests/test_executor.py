@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sim.executor import DaskExecutor, LocalExecutor, TaskFailed
+from acd.errors import ConfigError, UsageError
+from sim.executor import DaskExecutor, LocalExecutor, TaskFailed, worker_problems
 from sim.run import RunSpec, run_replications, run_specs
 from sim.sweep import parse_vary, run_sweep
 
@@ -218,6 +219,8 @@ def test_a_failed_replication_is_named_with_its_seed(dask: DaskExecutor, tmp_pat
         with pytest.raises(TaskFailed, match=r"replication [01] \(0-based\) of seed 11") as info:
             run_replications(missing, 2, 11, executor=executor)
         assert "gone.yaml" in str(info.value)
+        # Bad input stays bad input from a worker too: the command line exits 2 on it.
+        assert isinstance(info.value.__cause__, ConfigError)
 
 
 def test_labels_name_the_spec_of_a_failed_task(tmp_path: Path) -> None:
@@ -257,6 +260,53 @@ def test_results_come_through_the_scheduler_when_a_worker_cannot_be_reached(
     finally:
         executor.close()
     same(run_replications(SMALL, 2, 7, executor=LocalExecutor(1)), remote)
+
+
+def test_a_cluster_with_another_version_of_the_package_is_refused(
+        cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers that would run other code (another version installed there) are named in a
+    usage error before any task is sent, and the client is closed."""
+    import sim.executor
+
+    monkeypatch.setattr(sim.executor, "installed_version", lambda: "0.0.1")
+    with pytest.raises(UsageError) as info:
+        DaskExecutor(cluster.scheduler_address)
+    (problem,) = info.value.problems
+    assert problem.path == "--dask" and problem.value == cluster.scheduler_address
+    assert problem.message.startswith("workers tcp://") and "0.0.1 here" in problem.message
+
+
+def test_workers_that_cannot_import_the_simulator_are_refused(cluster: Any) -> None:
+    """A worker whose warm-up import fails (a missing dependency there) is named with the
+    error instead of failing every task it would be given."""
+    with pytest.raises(UsageError) as info:
+        DaskExecutor(cluster.scheduler_address, warm=["sim.run", "no_such_module_here"])
+    (problem,) = info.value.problems
+    assert "cannot be imported there" in problem.message
+    assert "no_such_module_here" in problem.message
+
+
+def test_worker_problems_group_workers_by_what_is_wrong() -> None:
+    """One line per kind of problem, the first workers named and the rest counted; a worker
+    without the package is not blamed again for its failed import."""
+    missing = ModuleNotFoundError("No module named 'sim'")
+    versions: dict[str, object] = {f"tcp://w{i}:1": "0.1.0" for i in range(6)}
+    versions.update({"tcp://old:1": "0.0.9", "tcp://bare:1": LookupError("acd-engine")})
+    warmed: dict[str, object] = {w: None for w in versions}
+    warmed["tcp://bare:1"] = missing
+    assert worker_problems(versions, "0.1.0", warmed) == [
+        "worker tcp://bare:1: acd-engine is not installed there; install the same version as "
+        "here (0.1.0) on every worker",
+        "worker tcp://old:1: acd-engine 0.0.9 is installed there, 0.1.0 here; install the "
+        "same version on every worker"]
+    warmed.update({f"tcp://w{i}:1": ImportError("no scipy") for i in range(5)})
+    assert worker_problems({}, None, warmed) == [
+        "worker tcp://bare:1: the simulator cannot be imported there: No module named 'sim'",
+        "workers tcp://w0:1, tcp://w1:1, tcp://w2:1 and 2 more: the simulator cannot be "
+        "imported there: no scipy"]
+    assert worker_problems(versions, None, {w: None for w in versions}) == [
+        "worker tcp://bare:1: acd-engine is not installed there; install the same version as "
+        "here (this source tree) on every worker"]
 
 
 def test_two_local_clusters_at_once_start_without_a_warning() -> None:

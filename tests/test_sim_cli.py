@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,32 @@ def test_out_with_an_earlier_run_is_refused_unless_force(
     assert (tmp_path / "summary.json").read_text() == before
     assert main([*args, "--seed", "2", "--force"]) == 0
     assert json.loads((tmp_path / "summary.json").read_text())["provenance"]["seed"] == 2
+
+
+def test_bad_input_found_where_a_replication_ran_exits_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A replication that finds bad input (a Dask worker without the scenario's files, at the
+    same path as here) is a usage problem, exit 2, named with its replication and seed; any
+    other failure of a task is still reported as a bug."""
+    import sim.run
+    from acd.errors import ConfigError, Problem
+    from sim.executor import TaskFailed
+
+    def fails(cause: Exception) -> Callable[..., None]:
+        def run(*args: object, **kwargs: object) -> None:
+            raise TaskFailed("replication 1 (0-based) of seed 1", cause) from cause
+        return run
+
+    args = ["sim", "run", "--days", "0.02", "--start", "2026-03-02T09:00:00+03:00", "-r", "2",
+            "-j", "1", "-q", "--out", str(tmp_path / "out")]
+    gone = ConfigError([Problem("/srv/scenarios/reference.yaml", "<root>", None,
+                                "cannot read file: No such file or directory")])
+    monkeypatch.setattr(sim.run, "run_replications", fails(gone))
+    assert main(args) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "replication 1 (0-based) of seed 1 failed: /srv/scenarios/reference.yaml: <root>: "
+        "cannot read file: No such file or directory")
+    monkeypatch.setattr(sim.run, "run_replications", fails(ZeroDivisionError("x")))
+    assert main(args) == 70
+    assert "this is a bug" in capsys.readouterr().err
