@@ -503,7 +503,8 @@ def _cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 
 def _print_sweep(sweep: object, console: Console) -> None:
-    from sim.sweep import Sweep
+    from sim.kpi import INCONCLUSIVE
+    from sim.sweep import Sweep, closest, missed_text
 
     assert isinstance(sweep, Sweep)
     table = Table(*sweep.keys, "agents", "agent-h", "SL offered", "answer rate", "targets",
@@ -514,10 +515,18 @@ def _print_sweep(sweep: object, console: Console) -> None:
                       f"{r.agent_hours:.0f}", f"{_pct(r.sl_offered)} ± {_pct(r.sl_half_width)}",
                       f"{_pct(r.answer_rate)} ± {_pct(r.answer_rate_half_width)}",
                       ("MET, cheapest" if r.cheapest else "MET") if r.meets_target
-                      else "missed")
+                      else f"missed ({len(r.missed)})")
     console.print(table)
-    if not any(r.cheapest for r in sweep.rows):
-        console.print("[yellow]note[/yellow]: no point meets every target")
+    near = closest(sweep)
+    if near is not None:
+        at = ", ".join(f"{k}={near.point[k]:g}" for k in sweep.keys)
+        console.print("[yellow]note[/yellow]: no point meets every target; what each point "
+                      "missed (the center, queues, languages, countries, sites) is in the "
+                      "misses column of sweep.csv")
+        console.print(f"closest, {at}: {missed_text(near.missed)}")
+        if any(m[2] == INCONCLUSIVE for m in near.missed):
+            console.print(f"(INCONCLUSIVE: the 95% CI straddles the target; more than "
+                          f"{sweep.replications} replications, -r, narrow it)")
 
 
 def _check_sweep_args(args: argparse.Namespace) -> list[Problem]:

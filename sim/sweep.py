@@ -22,7 +22,7 @@ from acd.config import yamlsafe
 from acd.config.messages import unknown
 from acd.errors import ConfigError, Problem, UsageError, usage
 from sim.executor import Executor, OnProgress
-from sim.kpi import summarise
+from sim.kpi import INCONCLUSIVE, NOT_MET, summarise
 from sim.run import RunSpec, load_run_scenario, run_specs
 from sim.scenario import Scenario, deep_merge
 from sim.staffing import build_timeline
@@ -204,6 +204,9 @@ class SweepRow:
     meets_target: bool
     misses: str
     cheapest: bool = False
+    #: (dimension, group, status) of the center and each group NOT MET or INCONCLUSIVE, the
+    #: center first: ``misses`` as data (the files keep the text only).
+    missed: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,8 @@ def run_sweep(base: RunSpec, varies: Sequence[Vary], replications: int, seed: in
         rows.append(SweepRow(point, len(sc.center.agents), agent_hours(sc), sl.mean,
                              sl.half_width, car.mean, car.half_width, summary.meets_target,
                              "; ".join(f"{g.dim} {g.group} {g.status}"
-                                       for g in summary.misses)))
+                                       for g in summary.misses),
+                             missed=tuple((g.dim, g.group, g.status) for g in summary.misses)))
     met = [r for r in rows if r.meets_target]
     if met:
         best = min(met, key=lambda r: r.agent_hours)
@@ -267,7 +271,33 @@ def run_sweep(base: RunSpec, varies: Sequence[Vary], replications: int, seed: in
 
 def _flat(row: SweepRow) -> dict[str, Any]:
     d = asdict(row)
+    del d["missed"]  # the same as misses
     return {**d.pop("point"), **d}
+
+
+def closest(sweep: Sweep) -> SweepRow | None:
+    """When no point meets every target, the one nearest to it: the fewest groups NOT MET,
+    then the fewest INCONCLUSIVE, then the fewest agent-hours; None when one meets them."""
+    if not sweep.rows or any(r.meets_target for r in sweep.rows):
+        return None
+    return min(sweep.rows, key=lambda r: (sum(m[2] == NOT_MET for m in r.missed),
+                                          len(r.missed), r.agent_hours))
+
+
+def missed_text(missed: Sequence[tuple[str, str, str]]) -> str:
+    """What a point missed by verdict and dimension, e.g. ``NOT MET: language kk, uz; country
+    KZ. INCONCLUSIVE: queue repair``."""
+    parts = []
+    for status in (NOT_MET, INCONCLUSIVE):
+        by_dim: dict[str, list[str]] = {}
+        for dim, group, got in missed:
+            if got == status:
+                by_dim.setdefault(dim, []).append(group)
+        if by_dim:
+            parts.append(f"{status}: " + "; ".join(
+                "the center" if dim == "center" else f"{dim} {', '.join(groups)}"
+                for dim, groups in by_dim.items()))
+    return ". ".join(parts)
 
 
 def write_outputs(sweep: Sweep, out: Path) -> None:

@@ -12,7 +12,16 @@ from acd.cli import main
 from acd.errors import UsageError
 from sim.executor import LocalExecutor
 from sim.run import RunSpec, load_run_scenario, run_specs
-from sim.sweep import check_varies, parse_vary, point_spec, run_sweep
+from sim.sweep import (
+    Sweep,
+    SweepRow,
+    check_varies,
+    closest,
+    missed_text,
+    parse_vary,
+    point_spec,
+    run_sweep,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = str(ROOT / "config" / "scenarios" / "reference.yaml")
@@ -112,6 +121,11 @@ def test_cli_sweep_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     # Not a terminal: how far the 4 replications have got, as plain lines on stderr.
     progress = [s for s in captured.err.splitlines() if s.startswith("sweeping: ")]
     assert len(progress) >= 2 and progress[-1].startswith("sweeping: 100% (4.0 of 4)")
+    # No point meets every target here: the nearest is named with what it missed, as the CSV.
+    rows = list(csv.DictReader((tmp_path / "sweep.csv").open(encoding="utf-8")))
+    assert not any(r["meets_target"] == "True" for r in rows)
+    assert "missed (" in out and "\nclosest, scale=" in out
+    assert "missed" not in rows[0]  # the misses as data stay out of the files
     assert {p.name for p in tmp_path.iterdir()} == {"sweep.csv", "sweep.json", "sweep.png"}
 
 
@@ -124,3 +138,27 @@ def test_a_value_the_center_refuses_is_blamed_on_vary(tmp_path: Path,
     assert code == 2
     assert len(err) == 2
     assert "--vary" in err[1] and f"{EXPANSION}=20" in err[1] and "increasing" in err[1]
+
+
+def _row(x: float, hours: float, missed: tuple[tuple[str, str, str], ...]) -> SweepRow:
+    return SweepRow({"scale_agents": x}, 10, hours, 0.9, 0.01, 0.97, 0.01, not missed,
+                    "; ".join(" ".join(m) for m in missed), missed=missed)
+
+
+def test_the_closest_point_has_the_fewest_groups_not_met_then_inconclusive() -> None:
+    """Fewest NOT MET first (a CI wholly below the target), then fewest INCONCLUSIVE, then
+    the cheapest; none when a point meets every target. Its misses read by verdict and
+    dimension."""
+    not_met = ("language", "kk", "NOT MET")
+    unsure = [("language", "uz", "INCONCLUSIVE"), ("country", "UZ", "INCONCLUSIVE")]
+    rows = (_row(0.9, 90, (("center", "all", "NOT MET"), not_met)),
+            _row(1.0, 100, (not_met, *unsure)),
+            _row(1.1, 110, (not_met, unsure[0])),
+            _row(1.2, 120, (not_met, unsure[0])))
+    sweep = Sweep("s.yaml", ("scale_agents",), 5, 1, 0.85, 0.96, rows)
+    assert closest(sweep) is rows[2]
+    assert missed_text(rows[1].missed) == (
+        "NOT MET: language kk. INCONCLUSIVE: language uz; country UZ")
+    assert missed_text(rows[0].missed) == "NOT MET: the center; language kk"
+    met = Sweep("s.yaml", ("scale_agents",), 5, 1, 0.85, 0.96, (*rows, _row(1.3, 130, ())))
+    assert closest(met) is None
