@@ -11,9 +11,11 @@ import contextlib
 import math
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -73,6 +75,35 @@ def replication_progress(console: Console, what: str, total: int, quiet: bool = 
                 by_day(i, fraction)
 
         yield on_progress
+
+
+@dataclass
+class SearchProgress:
+    """How far a search of unknown length (``acd sim staff --confirm``) has got: told the
+    replications of each batch as it ends, it shows their total and the time so far through
+    ``show`` (a spinner's text), and in a log (``stream``) as a line at most every
+    ``every_s`` seconds."""
+
+    what: str
+    show: Callable[[str], None]
+    stream: TextIO | None = None
+    every_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    replications: int = 0
+    _start: float = field(init=False)
+    _logged: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._start = self._logged = self.clock()
+
+    def __call__(self, replications: int) -> None:
+        self.replications += replications
+        now = self.clock()
+        text = f"{self.what}: {self.replications} replication(s) run, {now - self._start:.0f} s"
+        self.show(text)
+        if self.stream is not None and now - self._logged >= self.every_s:
+            self._logged = now
+            print(text, file=self.stream, flush=True)
 
 
 def parse_rate(text: str) -> float:
@@ -200,14 +231,15 @@ def _cmd_staff(args: argparse.Namespace, console: Console) -> int:
         print(f"sizing staffing and confirming {mode} intervals with the center simulation "
               f"({args.replications} to {max(args.replications, args.max_replications)} "
               "replication(s) per candidate)", file=sys.stderr, flush=True)
-    with console.status("sizing staffing" + (" and confirming by simulation"
-                                             if mode != "none" else "")):
+    what = "sizing staffing" + (" and confirming by simulation" if mode != "none" else "")
+    with console.status(what) as status:
         executor = executor_for(args.dask, args.jobs) if mode != "none" else None
+        ran = SearchProgress(what, status.update, None if console.is_terminal else sys.stderr)
         try:
             staff = plan(scenario, args.days, args.model, mode, args.busiest,
                          args.replications, args.seed, executor, args.max_replications,
                          args.ci, REFINE_ROUNDS if args.refine_rounds is None
-                         else args.refine_rounds, args.min_agents)
+                         else args.refine_rounds, args.min_agents, on_batch=ran)
         finally:
             if executor is not None:
                 executor.close()

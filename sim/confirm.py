@@ -24,7 +24,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +254,8 @@ class Searcher:
     cpu_s: float = 0.0
     #: Replication seeds skipped: a searcher on other callers than another's.
     seed_offset: int = 0
+    #: Told the number of replications each batch ran, as it ends (progress for a long search).
+    on_batch: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._seeds = replication_seeds(self.seed, self.seed_offset
@@ -293,6 +295,8 @@ class Searcher:
                 parts += fresh
                 self.replications_run += len(seeds)
                 self.cpu_s += sum(p.cpu_s for p in fresh)
+                if self.on_batch is not None:
+                    self.on_batch(len(seeds))
             offered = np.stack([p.offered for p in parts])
             within = np.stack([p.within for p in parts])
             cells = estimate(offered, within)

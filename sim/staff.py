@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -395,7 +395,8 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
          confirm_mode: Literal["none", "busiest", "all"] = "none", busiest: int = 3,
          replications: int = 3, seed: int = 1, executor: Executor | None = None,
          max_replications: int = 30, half_width: float = 0.02,
-         refine_rounds: int = REFINE_ROUNDS, min_agents: int = 1) -> StaffPlan:
+         refine_rounds: int = REFINE_ROUNDS, min_agents: int = 1,
+         on_batch: Callable[[int], None] | None = None) -> StaffPlan:
     """The staffing table: Erlang per interval, queue and language, scheduled staffing, and
     (``confirm_mode``) the agents the center simulation confirms (:mod:`sim.confirm`), refined
     interval by interval for up to ``refine_rounds`` rounds (:mod:`sim.refine`).
@@ -404,7 +405,8 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
     (``confirm_mode="busiest"``) or on every interval with calls (``"all"``); it runs
     ``replications`` to ``max_replications`` per candidate on ``executor`` (default: this
     process). The refinement judges every interval where a group expects enough calls. A group
-    gets at least ``min_agents`` wherever it expects a call (:class:`Minimum`).
+    gets at least ``min_agents`` wherever it expects a call (:class:`Minimum`). ``on_batch``
+    is told the replications of each batch the confirmation runs, as it ends.
     """
     d = demand(scenario, days)
     have, have_cells = _scheduled_both(scenario, d)  # the roster's timeline is built once
@@ -456,7 +458,8 @@ def plan(scenario: Scenario, days: float | None = None, model: Model = "A",
                         np.array([cfg.sl_for(q).target for q, _ in d.cells]),
                         np.array([cfg.sl_for(q).target for q in queues]), judged, pooled,
                         local(executor), seed,
-                        max(2, replications), max(replications, max_replications), half_width)
+                        max(2, replications), max(replications, max_replications), half_width,
+                        on_batch=on_batch)
     found = search(searcher, floored, min_agents)
     counts, final, refinement = found.counts, found.final, None
     searched: np.ndarray = np.asarray(judged.any(axis=0), dtype=bool)

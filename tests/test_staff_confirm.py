@@ -172,9 +172,13 @@ def test_a_small_language_is_judged_on_its_calls_together(tmp_path: Path) -> Non
     """A language with under five calls in every interval gets its own agents and is confirmed
     on its SL over all its calls, with a CI, instead of being left unchecked."""
     sc = load_scenario(_mmc_scenario(tmp_path, hours=1.5, french=0.02))
+    batches: list[int] = []
     p = plan(sc, model="C", confirm_mode="busiest", busiest=1, replications=3, seed=2,
-             executor=LocalExecutor(1), max_replications=6)
+             executor=LocalExecutor(1), max_replications=6, on_batch=batches.append)
     fr = [r for r in p.language_rows if r.language == "fr"]
+    # Progress: every batch the search and the refinement ran, as it ended.
+    assert p.confirmation is not None and batches and all(n > 0 for n in batches)
+    assert sum(batches) == p.confirmation.replications_run
     assert all(0 < r.calls < 5 for r in fr) and all(r.erlang_agents >= 1 for r in fr)
     assert p.confirmation is not None
     mean, low, high = p.confirmation.group_sl[("q", "fr")]
@@ -205,3 +209,23 @@ def test_confirmation_on_dask_equals_local_processes(tmp_path: Path) -> None:
         finally:
             executor.close()
     assert any(agents is not None for agents, _, _ in local_plan)
+
+
+def test_search_progress_shows_every_batch_and_logs_once_a_minute() -> None:
+    """``acd sim staff --confirm``'s progress: each batch's total on the spinner; a log line
+    only after a minute without one."""
+    import io
+
+    from sim.cli import SearchProgress
+
+    now = [0.0]
+    shown: list[str] = []
+    log = io.StringIO()
+    progress = SearchProgress("confirming", shown.append, log, clock=lambda: now[0])
+    for n, at in [(3, 5), (3, 30), (6, 61), (6, 90), (12, 125)]:
+        now[0] = at
+        progress(n)
+    assert shown[-1] == "confirming: 30 replication(s) run, 125 s"
+    assert len(shown) == 5
+    assert log.getvalue().splitlines() == ["confirming: 12 replication(s) run, 61 s",
+                                           "confirming: 30 replication(s) run, 125 s"]
