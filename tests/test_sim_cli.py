@@ -175,3 +175,16 @@ def test_bad_input_found_where_a_replication_ran_exits_2(
     monkeypatch.setattr(sim.run, "run_replications", fails(ZeroDivisionError("x")))
     assert main(args) == 70
     assert "this is a bug" in capsys.readouterr().err
+
+
+def test_a_simulation_does_not_import_scipy_stats(tmp_path: Path) -> None:
+    """``scipy.stats`` takes 0.3-0.6 s to import, paid by every ``acd sim`` command and every
+    worker process: a run from the forecast, its summary and report do without it (its t
+    quantiles come from ``scipy.special``; only a queue-log replay's patience fit needs it)."""
+    code = ("import sys; from acd.cli import main; "
+            f"code = main(['sim', 'run', '--days', '0.02', '-r', '2', '-j', '1', '-q', "
+            f"'--out', {str(tmp_path / 'out')!r}]); "
+            "print(code, 'scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT, timeout=300)
+    assert out.stdout.split()[-2:] == ["0", "False"], out.stdout + out.stderr
