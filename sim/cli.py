@@ -547,7 +547,7 @@ def _print_sweep(sweep: object, console: Console) -> None:
                       f"{r.agent_hours:.0f}", f"{_pct(r.sl_offered)} ± {_pct(r.sl_half_width)}",
                       f"{_pct(r.answer_rate)} ± {_pct(r.answer_rate_half_width)}",
                       ("MET, cheapest" if r.cheapest else "MET") if r.meets_target
-                      else f"missed ({len(r.missed)})")
+                      else f"missed ({len(r.misses)})")
     console.print(table)
     near = closest(sweep)
     if near is not None:
@@ -555,8 +555,8 @@ def _print_sweep(sweep: object, console: Console) -> None:
         console.print("[yellow]note[/yellow]: no point meets every target; what each point "
                       "missed (the center, queues, languages, countries, sites) is in the "
                       "misses column of sweep.csv")
-        console.print(f"closest, {at}: {missed_text(near.missed)}")
-        if any(m[2] == INCONCLUSIVE for m in near.missed):
+        console.print(f"closest, {at}: {missed_text(near.misses)}")
+        if any(m[2] == INCONCLUSIVE for m in near.misses):
             console.print(f"(INCONCLUSIVE: the 95% CI straddles the target; more than "
                           f"{sweep.replications} replications, -r, narrow it)")
 

@@ -202,11 +202,10 @@ class SweepRow:
     answer_rate: float
     answer_rate_half_width: float
     meets_target: bool
-    misses: str
-    cheapest: bool = False
     #: (dimension, group, status) of the center and each group NOT MET or INCONCLUSIVE, the
-    #: center first: ``misses`` as data (the files keep the text only).
-    missed: tuple[tuple[str, str, str], ...] = ()
+    #: center first (in the files as text: "language kk NOT MET; ...").
+    misses: tuple[tuple[str, str, str], ...]
+    cheapest: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,9 +256,7 @@ def run_sweep(base: RunSpec, varies: Sequence[Vary], replications: int, seed: in
         sl, car = summary.overall["sl_offered"], summary.overall["answer_rate"]
         rows.append(SweepRow(point, len(sc.center.agents), agent_hours(sc), sl.mean,
                              sl.half_width, car.mean, car.half_width, summary.meets_target,
-                             "; ".join(f"{g.dim} {g.group} {g.status}"
-                                       for g in summary.misses),
-                             missed=tuple((g.dim, g.group, g.status) for g in summary.misses)))
+                             tuple((g.dim, g.group, g.status) for g in summary.misses)))
     met = [r for r in rows if r.meets_target]
     if met:
         best = min(met, key=lambda r: r.agent_hours)
@@ -271,7 +268,7 @@ def run_sweep(base: RunSpec, varies: Sequence[Vary], replications: int, seed: in
 
 def _flat(row: SweepRow) -> dict[str, Any]:
     d = asdict(row)
-    del d["missed"]  # the same as misses
+    d["misses"] = "; ".join(" ".join(m) for m in row.misses)
     return {**d.pop("point"), **d}
 
 
@@ -280,17 +277,17 @@ def closest(sweep: Sweep) -> SweepRow | None:
     then the fewest INCONCLUSIVE, then the fewest agent-hours; None when one meets them."""
     if not sweep.rows or any(r.meets_target for r in sweep.rows):
         return None
-    return min(sweep.rows, key=lambda r: (sum(m[2] == NOT_MET for m in r.missed),
-                                          len(r.missed), r.agent_hours))
+    return min(sweep.rows, key=lambda r: (sum(m[2] == NOT_MET for m in r.misses),
+                                          len(r.misses), r.agent_hours))
 
 
-def missed_text(missed: Sequence[tuple[str, str, str]]) -> str:
+def missed_text(misses: Sequence[tuple[str, str, str]]) -> str:
     """What a point missed by verdict and dimension, e.g. ``NOT MET: language kk, uz; country
     KZ. INCONCLUSIVE: queue repair``."""
     parts = []
     for status in (NOT_MET, INCONCLUSIVE):
         by_dim: dict[str, list[str]] = {}
-        for dim, group, got in missed:
+        for dim, group, got in misses:
             if got == status:
                 by_dim.setdefault(dim, []).append(group)
         if by_dim:
